@@ -1,0 +1,109 @@
+//! `nimbus.toml`: parsed, validated and resolved into an [`App`].
+//!
+//! The manifest as written (`raw`) is never used past this crate: callers get
+//! an [`App`] whose values are checked and defaulted. Every problem is a
+//! [`Diagnostic`] naming the line and column and saying how to fix it.
+
+mod diagnostic;
+pub mod limits;
+mod raw;
+mod resolve;
+pub mod route;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use diagnostic::{Diagnostic, Location, ManifestError};
+pub use route::{RouteMatch, RoutePattern, Segment};
+
+/// A validated application: what `nimbus up` runs.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub name: String,
+    /// The manifest file this app came from.
+    pub manifest_path: PathBuf,
+    /// Directory of the manifest; relative paths and build commands start here.
+    pub base_dir: PathBuf,
+    pub functions: BTreeMap<String, Function>,
+    pub http_triggers: Vec<HttpTrigger>,
+}
+
+/// A function: one WebAssembly component and the limits it runs under.
+#[derive(Debug, Clone)]
+pub struct Function {
+    pub name: String,
+    /// Absolute path of the component file.
+    pub component: PathBuf,
+    /// Where `component = ...` is written, for "file not found" errors.
+    pub component_location: Location,
+    /// Shell command that produces the component, run in `App::base_dir`.
+    pub build: Option<String>,
+    pub memory_mb: u32,
+    pub timeout_ms: u64,
+    pub max_concurrency: u32,
+    pub max_log_bytes: u64,
+    pub env: BTreeMap<String, String>,
+}
+
+/// An HTTP route on the public gateway.
+#[derive(Debug, Clone)]
+pub struct HttpTrigger {
+    pub route: RoutePattern,
+    /// Allowed methods, upper case; `None` allows any method.
+    pub methods: Option<Vec<String>>,
+    pub function: String,
+    pub max_body_bytes: u64,
+}
+
+impl App {
+    /// Reads, parses and validates a manifest. Component files are not
+    /// checked here (they may not be built yet): see [`App::check_components`].
+    pub fn load(path: &Path) -> Result<App, ManifestError> {
+        let source = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &source)
+    }
+
+    /// Parses and validates manifest text as if read from `path`.
+    pub fn parse(path: &Path, source: &str) -> Result<App, ManifestError> {
+        resolve::resolve(path, source)
+    }
+
+    /// Checks that every function's component file exists.
+    pub fn check_components(&self) -> Result<(), ManifestError> {
+        let source = std::fs::read_to_string(&self.manifest_path).unwrap_or_default();
+        let mut diagnostics = Vec::new();
+        for function in self.functions.values() {
+            if function.component.is_file() {
+                continue;
+            }
+            let help = if function.build.is_some() {
+                "run `nimbus build` (or `nimbus up --build`) to build it, or fix the path".to_owned()
+            } else {
+                "build the component or fix the path; paths are relative to the manifest's directory"
+                    .to_owned()
+            };
+            let loc = function.component_location;
+            diagnostics.push(Diagnostic {
+                location: loc,
+                message: format!(
+                    "component file {} of function `{}` does not exist",
+                    function.component.display(),
+                    function.name
+                ),
+                help,
+                source_line: source.lines().nth(loc.line - 1).unwrap_or_default().to_owned(),
+            });
+        }
+        if diagnostics.is_empty() {
+            Ok(())
+        } else {
+            Err(ManifestError::Invalid {
+                path: self.manifest_path.clone(),
+                diagnostics,
+            })
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The manifest exactly as written: serde types mirroring `nimbus.toml`.
+//! Unknown keys are errors here; meaning is given in `resolve`.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawManifest {
+    pub app: Option<Spanned<RawApp>>,
+    #[serde(default)]
+    pub function: BTreeMap<Spanned<String>, Spanned<RawFunction>>,
+    #[serde(default)]
+    pub trigger: RawTriggers,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApp {
+    pub name: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFunction {
+    pub component: Option<Spanned<String>>,
+    pub build: Option<Spanned<String>>,
+    pub memory_mb: Option<Spanned<i64>>,
+    pub timeout_ms: Option<Spanned<i64>>,
+    pub max_concurrency: Option<Spanned<i64>>,
+    pub max_log_bytes: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub env: BTreeMap<Spanned<String>, Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTriggers {
+    #[serde(default)]
+    pub http: Vec<Spanned<RawHttpTrigger>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttpTrigger {
+    pub route: Option<Spanned<String>>,
+    pub methods: Option<Spanned<Vec<Spanned<String>>>>,
+    pub function: Option<Spanned<String>>,
+    pub max_body_bytes: Option<Spanned<i64>>,
+}

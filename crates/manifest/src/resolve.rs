@@ -1,0 +1,261 @@
+//! Turns the raw manifest into an [`App`]: checks every value, applies
+//! defaults, resolves paths and references, and detects conflicting routes.
+
+use crate::diagnostic::Diagnostics;
+use crate::limits::{self, Limit};
+use crate::raw::{RawFunction, RawHttpTrigger, RawManifest};
+use crate::route::RoutePattern;
+use crate::{App, Function, HttpTrigger, ManifestError};
+use std::collections::BTreeMap;
+use std::path::Path;
+use toml::Spanned;
+
+const DOCS: &str = "docs/manifest.md";
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
+pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
+    let mut d = Diagnostics::new(source);
+    let raw: RawManifest = match toml::from_str(source) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let (message, help) = explain_parse_error(e.message());
+            d.error(e.span().unwrap_or(0..0), message, help);
+            return Err(d.finish(path).unwrap_err());
+        }
+    };
+
+    let name = match &raw.app {
+        None => {
+            d.error(0..0, "the manifest has no [app] table", "add `[app]` with `name = \"my-app\"` at the top");
+            String::new()
+        }
+        Some(app) => {
+            let name = &app.get_ref().name;
+            if !valid_name(name.get_ref(), 63, false) {
+                d.error(
+                    name.span(),
+                    format!("app name `{}` is not valid", name.get_ref()),
+                    "use 1 to 63 lowercase letters, digits and `-`, starting with a letter or digit",
+                );
+            }
+            name.get_ref().clone()
+        }
+    };
+
+    let manifest_path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let base_dir = manifest_path.parent().map(Path::to_owned).unwrap_or_default();
+
+    let mut functions = BTreeMap::new();
+    for (fname, raw_fn) in &raw.function {
+        if let Some(f) = resolve_function(&mut d, &base_dir, fname, raw_fn) {
+            functions.insert(f.name.clone(), f);
+        }
+    }
+
+    let mut http_triggers: Vec<(HttpTrigger, Spanned<()>)> = Vec::new();
+    for raw_trigger in &raw.trigger.http {
+        if let Some(t) = resolve_http_trigger(&mut d, &functions, raw_trigger) {
+            http_triggers.push(t);
+        }
+    }
+    check_route_conflicts(&mut d, &http_triggers);
+
+    d.finish(path)?;
+    Ok(App {
+        name,
+        manifest_path,
+        base_dir,
+        functions,
+        http_triggers: http_triggers.into_iter().map(|(t, _)| t).collect(),
+    })
+}
+
+/// Rewords serde's messages where a user needs more than what it says.
+fn explain_parse_error(message: &str) -> (String, String) {
+    let message = message.trim().replace('\n', "; ");
+    let help = if message.starts_with("unknown field") {
+        format!("remove the key or correct its spelling; every key is described in {DOCS}")
+    } else if message.starts_with("invalid type") {
+        format!("give the value the type the key expects (see {DOCS})")
+    } else {
+        "fix the TOML syntax at this point".to_owned()
+    };
+    (message, help)
+}
+
+fn resolve_function(
+    d: &mut Diagnostics,
+    base_dir: &Path,
+    name: &Spanned<String>,
+    raw: &Spanned<RawFunction>,
+) -> Option<Function> {
+    let f = raw.get_ref();
+    if !valid_name(name.get_ref(), 64, true) {
+        d.error(
+            name.span(),
+            format!("function name `{}` is not valid", name.get_ref()),
+            "use 1 to 64 lowercase letters, digits, `-` and `_`, starting with a letter",
+        );
+    }
+    let Some(component) = &f.component else {
+        d.error(
+            raw.span(),
+            format!("function `{}` has no `component`", name.get_ref()),
+            format!("add `component = \"path/to/{}.wasm\"` (relative to the manifest)", name.get_ref()),
+        );
+        return None;
+    };
+    if component.get_ref().trim().is_empty() {
+        d.error(component.span(), "`component` is empty", "give the path of the function's .wasm component");
+    }
+    if let Some(build) = &f.build
+        && build.get_ref().trim().is_empty()
+    {
+        d.error(build.span(), "`build` is empty", "give a shell command that builds the component, or remove the key");
+    }
+    let mut env = BTreeMap::new();
+    for (key, value) in &f.env {
+        if !valid_env_name(key.get_ref()) {
+            d.error(
+                key.span(),
+                format!("environment variable name `{}` is not valid", key.get_ref()),
+                "use letters, digits and `_`, not starting with a digit",
+            );
+        }
+        env.insert(key.get_ref().clone(), value.get_ref().clone());
+    }
+    Some(Function {
+        name: name.get_ref().clone(),
+        component: base_dir.join(component.get_ref()),
+        component_location: d.location(component.span().start),
+        build: f.build.as_ref().map(|b| b.get_ref().clone()),
+        memory_mb: limit(d, &f.memory_mb, limits::MEMORY_MB) as u32,
+        timeout_ms: limit(d, &f.timeout_ms, limits::TIMEOUT_MS),
+        max_concurrency: limit(d, &f.max_concurrency, limits::MAX_CONCURRENCY) as u32,
+        max_log_bytes: limit(d, &f.max_log_bytes, limits::MAX_LOG_BYTES),
+        env,
+    })
+}
+
+fn resolve_http_trigger(
+    d: &mut Diagnostics,
+    functions: &BTreeMap<String, Function>,
+    raw: &Spanned<RawHttpTrigger>,
+) -> Option<(HttpTrigger, Spanned<()>)> {
+    let t = raw.get_ref();
+    let route = match &t.route {
+        None => {
+            d.error(raw.span(), "[[trigger.http]] has no `route`", "add `route = \"/path\"`");
+            None
+        }
+        Some(route) => match RoutePattern::parse(route.get_ref()) {
+            Ok(pattern) => Some((pattern, route.span())),
+            Err(e) => {
+                d.error(route.span(), e, "routes look like `/users/{id}` or `/static/...`");
+                None
+            }
+        },
+    };
+    let function = match &t.function {
+        None => {
+            d.error(raw.span(), "[[trigger.http]] has no `function`", "add `function = \"NAME\"` naming a [function.NAME] table");
+            None
+        }
+        Some(f) if !functions.contains_key(f.get_ref()) => {
+            let known: Vec<&str> = functions.keys().map(String::as_str).collect();
+            let help = if known.is_empty() {
+                format!("declare it with a [function.{}] table", f.get_ref())
+            } else {
+                format!("declare [function.{}] or use one of: {}", f.get_ref(), known.join(", "))
+            };
+            d.error(f.span(), format!("function `{}` is not declared", f.get_ref()), help);
+            None
+        }
+        Some(f) => Some(f.get_ref().clone()),
+    };
+    let methods = t.methods.as_ref().map(|list| {
+        if list.get_ref().is_empty() {
+            d.error(list.span(), "`methods` is empty, so the route could never match", "list at least one method, or remove `methods` to allow any");
+        }
+        let mut methods: Vec<String> = Vec::new();
+        for m in list.get_ref() {
+            let upper = m.get_ref().to_ascii_uppercase();
+            if !METHODS.contains(&upper.as_str()) {
+                d.error(m.span(), format!("unknown HTTP method `{}`", m.get_ref()), format!("use one of {}", METHODS.join(", ")));
+            } else if !methods.contains(&upper) {
+                methods.push(upper);
+            }
+        }
+        methods
+    });
+    let max_body_bytes = limit(d, &t.max_body_bytes, limits::MAX_BODY_BYTES);
+    let ((route, route_span), function) = (route?, function?);
+    let trigger = HttpTrigger {
+        route,
+        methods,
+        function,
+        max_body_bytes,
+    };
+    Some((trigger, Spanned::new(route_span, ())))
+}
+
+/// Two routes conflict when they match the same paths and share a method:
+/// neither would ever win, so the manifest is ambiguous.
+fn check_route_conflicts(d: &mut Diagnostics, triggers: &[(HttpTrigger, Spanned<()>)]) {
+    for (j, (later, later_span)) in triggers.iter().enumerate() {
+        for (earlier, earlier_span) in &triggers[..j] {
+            if !earlier.route.same_shape(&later.route) {
+                continue;
+            }
+            let overlap = match (&earlier.methods, &later.methods) {
+                (None, _) | (_, None) => true,
+                (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
+            };
+            if overlap {
+                let line = d.location(earlier_span.span().start).line;
+                d.error(
+                    later_span.span(),
+                    format!("route `{}` conflicts with route `{}` on line {line}", later.route, earlier.route),
+                    "change one of the routes, or give them `methods` lists that do not overlap",
+                );
+            }
+        }
+    }
+}
+
+fn limit(d: &mut Diagnostics, value: &Option<Spanned<i64>>, limit: Limit) -> u64 {
+    let Some(value) = value else {
+        return limit.default;
+    };
+    let v = *value.get_ref();
+    match u64::try_from(v) {
+        Ok(v) if limit.range().contains(&v) => v,
+        _ => {
+            d.error(
+                value.span(),
+                format!("`{}` = {v} is out of range", limit.key),
+                format!("use a value from {} to {} (default {})", limit.range.0, limit.range.1, limit.default),
+            );
+            limit.default
+        }
+    }
+}
+
+fn valid_name(name: &str, max: usize, letter_first: bool) -> bool {
+    let mut chars = name.chars();
+    let first_ok = match chars.next() {
+        Some(c) if letter_first => c.is_ascii_lowercase(),
+        Some(c) => c.is_ascii_lowercase() || c.is_ascii_digit(),
+        None => false,
+    };
+    let extra = if letter_first { "-_" } else { "-" };
+    first_ok
+        && name.len() <= max
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || extra.contains(c))
+}
+
+fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
