@@ -1,1 +1,72 @@
-fn main(){}
+//! The `nimbus` binary: parses the command line and hands off to the crates
+//! that do the work.
+
+mod build;
+mod up;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Nimbus runs WebAssembly functions when events arrive.
+#[derive(Parser)]
+#[command(name = "nimbus", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an app: compile its components and serve its routes.
+    Up(up::UpArgs),
+    /// Run every function's `build` command.
+    Build {
+        /// The app's manifest.
+        #[arg(default_value = "nimbus.toml")]
+        manifest: PathBuf,
+    },
+    /// Check a manifest and its component files without running anything.
+    Validate {
+        /// The app's manifest.
+        #[arg(default_value = "nimbus.toml")]
+        manifest: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let result = match cli.command {
+        Command::Up(args) => up::run(args),
+        Command::Build { manifest } => build::run(&manifest),
+        Command::Validate { manifest } => validate(&manifest),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn validate(manifest: &std::path::Path) -> anyhow::Result<()> {
+    let app = nimbus_manifest::App::load(manifest)?;
+    app.check_components()?;
+    println!(
+        "{}: app `{}` is valid ({} functions, {} HTTP routes)",
+        manifest.display(),
+        app.name,
+        app.functions.len(),
+        app.http_triggers.len()
+    );
+    Ok(())
+}

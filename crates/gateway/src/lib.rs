@@ -1,1 +1,59 @@
-//! placeholder
+//! Nimbus's listeners: the public gateway (routes -> functions) and the admin
+//! listener, both served by one bounded, gracefully-stopping server loop.
+
+mod admin;
+mod public;
+mod response;
+mod router;
+mod server;
+
+pub use admin::AdminApi;
+pub use public::PublicGateway;
+pub use response::INVOCATION_ID_HEADER;
+pub use router::{Routed, Router};
+pub use server::{Drain, Handler, ServerLimits, serve};
+
+use nimbus_engine::HttpFunction;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::net::TcpListener;
+
+/// Runs both listeners until `shutdown` resolves; then readiness turns to
+/// 503, both stop accepting, and in-flight requests get `limits.shutdown_grace`
+/// to finish. Returns how the public listener drained.
+pub async fn run(
+    public: TcpListener,
+    admin: TcpListener,
+    app: &nimbus_manifest::App,
+    functions: HashMap<String, Arc<HttpFunction>>,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) -> Drain {
+    let ready = Arc::new(AtomicBool::new(true));
+    let gateway = Arc::new(PublicGateway::new(Router::new(&app.http_triggers), functions));
+    let admin_api = Arc::new(AdminApi::new(ready.clone()));
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let (public_done_tx, public_done_rx) = tokio::sync::oneshot::channel::<()>();
+    let public_task = async move {
+        let stopped = async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        };
+        let drain = serve(public, gateway, limits, stopped).await;
+        let _ = public_done_tx.send(());
+        drain
+    };
+    // The admin listener outlives the public one, so `/readyz` can say 503
+    // while in-flight requests drain.
+    let admin_task = serve(admin, admin_api, limits, async move {
+        let _ = public_done_rx.await;
+    });
+    let signal = async move {
+        shutdown.await;
+        ready.store(false, Ordering::SeqCst);
+        tracing::info!("shutting down: no new connections; waiting for in-flight requests");
+        let _ = stop_tx.send(true);
+    };
+    let (drain, _, ()) = tokio::join!(public_task, admin_task, signal);
+    drain
+}

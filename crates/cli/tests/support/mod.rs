@@ -1,0 +1,212 @@
+//! Test harness: writes an app's `nimbus.toml`, starts the real `nimbus up`
+//! on 127.0.0.1:0, and watches what it prints.
+
+#![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::Notify;
+
+/// How long a test waits for something the server should do promptly. A
+/// bound on waiting, not a synchronisation sleep: waits end as soon as the
+/// awaited line or response arrives.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub fn nimbus_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_nimbus")
+}
+
+/// An app directory with a manifest, built up function by function.
+pub struct TestApp {
+    pub dir: tempfile::TempDir,
+    manifest: String,
+}
+
+impl TestApp {
+    pub fn new(name: &str) -> Self {
+        TestApp {
+            dir: tempfile::tempdir().unwrap(),
+            manifest: format!("[app]\nname = \"{name}\"\n"),
+        }
+    }
+
+    /// Adds `[function.NAME]` for `component` with extra TOML lines.
+    pub fn function(mut self, name: &str, component: &str, extra: &str) -> Self {
+        self.manifest
+            .push_str(&format!("\n[function.{name}]\ncomponent = {component:?}\n{extra}\n"));
+        self
+    }
+
+    /// Adds a `[[trigger.http]]` table with extra TOML lines.
+    pub fn route(mut self, route: &str, function: &str, extra: &str) -> Self {
+        self.manifest.push_str(&format!(
+            "\n[[trigger.http]]\nroute = {route:?}\nfunction = {function:?}\n{extra}\n"
+        ));
+        self
+    }
+
+    pub fn manifest_path(&self) -> PathBuf {
+        self.dir.path().join("nimbus.toml")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn write(&self) -> PathBuf {
+        let path = self.manifest_path();
+        std::fs::write(&path, &self.manifest).unwrap();
+        path
+    }
+
+    /// Writes the manifest and starts `nimbus up` on ephemeral ports.
+    pub async fn start(&self) -> Nimbus {
+        self.start_with(&[]).await
+    }
+
+    pub async fn start_with(&self, extra_args: &[&str]) -> Nimbus {
+        let manifest = self.write();
+        Nimbus::start(&manifest, &self.data_dir(), extra_args).await
+    }
+}
+
+/// Lines a process printed, with a way to wait for one.
+#[derive(Default)]
+pub struct Lines {
+    lines: Mutex<Vec<String>>,
+    changed: Notify,
+}
+
+impl Lines {
+    pub fn snapshot(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    pub fn text(&self) -> String {
+        self.snapshot().join("\n")
+    }
+
+    fn push(&self, line: String) {
+        self.lines.lock().unwrap().push(line);
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until a line satisfies `pred` and returns it.
+    pub async fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let wait = async {
+            loop {
+                let notified = self.changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if let Some(line) = self.lines.lock().unwrap().iter().find(|l| pred(l)) {
+                    return line.clone();
+                }
+                notified.await;
+            }
+        };
+        match tokio::time::timeout(PATIENCE, wait).await {
+            Ok(line) => line,
+            Err(_) => panic!("no line {what} within {PATIENCE:?}; got:\n{}", self.text()),
+        }
+    }
+}
+
+/// A running `nimbus up`.
+pub struct Nimbus {
+    pub child: Child,
+    pub gateway: String,
+    pub admin: String,
+    pub stdout: Arc<Lines>,
+    pub stderr: Arc<Lines>,
+}
+
+impl Nimbus {
+    pub async fn start(manifest: &Path, data_dir: &Path, extra_args: &[&str]) -> Nimbus {
+        let mut child = Command::new(nimbus_bin())
+            .arg("up")
+            .arg(manifest)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra_args)
+            .env("NIMBUS_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("failed to start nimbus");
+        let stdout = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
+        let started = async {
+            let admin = stdout.wait_for("announcing the admin listener", |l| l.starts_with("admin listening on ")).await;
+            let gateway = stdout.wait_for("announcing the gateway", |l| l.starts_with("gateway listening on ")).await;
+            (gateway, admin)
+        };
+        let (gateway, admin) = tokio::select! {
+            addrs = started => addrs,
+            status = child.wait() => panic!("nimbus up exited early ({status:?}):\n{}", stderr.text()),
+        };
+        Nimbus {
+            child,
+            gateway: gateway.trim_start_matches("gateway listening on ").to_owned(),
+            admin: admin.trim_start_matches("admin listening on ").to_owned(),
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.gateway)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("{}{path}", self.admin)
+    }
+
+    /// Sends SIGTERM, as a supervisor would.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("nimbus is running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub async fn exit_code(&mut self) -> Option<i32> {
+        match tokio::time::timeout(PATIENCE, self.child.wait()).await {
+            Ok(status) => status.unwrap().code(),
+            Err(_) => panic!("nimbus did not exit within {PATIENCE:?}:\n{}", self.stderr.text()),
+        }
+    }
+}
+
+fn collect(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Lines> {
+    let lines = Arc::new(Lines::default());
+    let sink = lines.clone();
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            sink.push(line);
+        }
+    });
+    lines
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(PATIENCE).build().unwrap()
+}
+
+/// Runs the nimbus binary to completion with `args`.
+pub fn nimbus(args: &[&str], cwd: &Path) -> std::process::Output {
+    std::process::Command::new(nimbus_bin())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("failed to run nimbus")
+}

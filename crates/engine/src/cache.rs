@@ -1,0 +1,112 @@
+//! Compiled-artifact cache in the data directory.
+//!
+//! An artifact's file name is a SHA-256 over the component's bytes and the
+//! engine's compatibility hash (target, compiler flags, tunables, features and
+//! wasmtime version), so a changed component, engine setting or wasmtime
+//! version compiles anew, and an unchanged one is only loaded.
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Bumped when the cache's own layout changes.
+const FORMAT: &str = "nimbus-artifact-v1";
+
+/// Whether loading a component reused a cached artifact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Loaded from a cached artifact; nothing was compiled.
+    Hit,
+    /// Compiled and written to the cache.
+    Compiled,
+}
+
+/// Directory of precompiled components, one `<key>.cwasm` file each.
+#[derive(Debug, Clone)]
+pub struct ArtifactCache {
+    dir: PathBuf,
+}
+
+impl ArtifactCache {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        ArtifactCache { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The cache key for `component` compiled by `engine`.
+    pub fn key(engine: &Engine, component: &[u8]) -> String {
+        let mut hasher = Sha256Hasher(Sha256::new());
+        hasher.0.update(FORMAT);
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        hasher.0.update(component);
+        hex(&hasher.0.finalize())
+    }
+
+    /// Loads `component` from the cache, compiling and storing it on a miss.
+    /// An artifact that fails to load (truncated, corrupted) is replaced.
+    pub fn load(&self, engine: &Engine, component: &[u8]) -> anyhow::Result<(Component, CacheOutcome)> {
+        let path = self.dir.join(format!("{}.cwasm", Self::key(engine, component)));
+        if path.is_file() {
+            match deserialize(engine, &path) {
+                Ok(loaded) => return Ok((loaded, CacheOutcome::Hit)),
+                Err(e) => tracing::warn!(artifact = %path.display(), "discarding unusable cached artifact: {e:#}"),
+            }
+        }
+        let compiled = engine
+            .precompile_component(component)
+            .map_err(anyhow::Error::from)
+            .context("failed to compile component")?;
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("failed to create artifact cache {}", self.dir.display()))?;
+        // Write to a unique temporary name, then rename: a reader never sees
+        // a half-written artifact, and concurrent writers do not collide.
+        let tmp = tempfile_path(&path);
+        std::fs::write(&tmp, &compiled).with_context(|| format!("failed to write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("failed to store {}", path.display()))?;
+        let loaded = deserialize(engine, &path)?;
+        Ok((loaded, CacheOutcome::Compiled))
+    }
+}
+
+fn deserialize(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
+    // SAFETY: `deserialize_file` trusts the file to be an artifact produced
+    // by `precompile_component` of a compatible engine. Only this cache writes
+    // into its directory, under a name derived from the engine's
+    // compatibility hash, and wasmtime still checks the header before use.
+    #[allow(unsafe_code)]
+    let component = unsafe { Component::deserialize_file(engine, path) };
+    component.map_err(anyhow::Error::from)
+}
+
+fn tempfile_path(path: &Path) -> PathBuf {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    path.with_extension(format!("tmp-{}-{nonce}", std::process::id()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Feeds `Hash` implementations into SHA-256, so the engine's compatibility
+/// hash contributes all of its state, not a 64-bit summary.
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        // Only `write` is used; the digest is read from the inner state.
+        0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}

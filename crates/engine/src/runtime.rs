@@ -1,0 +1,133 @@
+//! Process-wide wasmtime objects: the engine (pooling allocator, epoch
+//! interruption), the linker with WASI and wasi:http, and the epoch ticker.
+
+use crate::cache::{ArtifactCache, CacheOutcome};
+use crate::http::HttpFunction;
+use crate::state::InvocationState;
+use anyhow::Context as _;
+use nimbus_manifest::{App, Function};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the engine's epoch advances. Deadlines are checked, and running
+/// guests yield to other tasks, at this granularity.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Upper bound on pooled instance slots, whatever the app asks for.
+pub const MAX_POOLED_INSTANCES: u32 = 1000;
+
+/// Engine settings derived from the app; they shape the instance pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// Largest linear memory any instance may grow to, in MiB.
+    pub max_memory_mb: u32,
+    /// Instance slots in the pool.
+    pub pooled_instances: u32,
+}
+
+impl EngineSettings {
+    /// Enough pool for every function at its `max_concurrency`, within
+    /// [`MAX_POOLED_INSTANCES`].
+    pub fn for_app(app: &App) -> Self {
+        let max_memory_mb = app.functions.values().map(|f| f.memory_mb).max().unwrap_or(1);
+        let wanted: u64 = app.functions.values().map(|f| u64::from(f.max_concurrency)).sum();
+        EngineSettings {
+            max_memory_mb,
+            pooled_instances: wanted.clamp(1, u64::from(MAX_POOLED_INSTANCES)) as u32,
+        }
+    }
+}
+
+/// The process's wasmtime engine and linker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<InvocationState>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    pub fn new(settings: EngineSettings) -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        let n = settings.pooled_instances;
+        pool.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(8))
+            .total_memories(n.saturating_mul(2))
+            .total_tables(n.saturating_mul(8))
+            .total_stacks(n)
+            .max_memory_size((settings.max_memory_mb as usize) << 20);
+
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("failed to create the wasmtime engine")?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
+        Ok(Runtime {
+            engine,
+            linker,
+            ticker_stop,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles (or loads from `cache`) a function's component and prepares it
+    /// for per-request instantiation as a `wasi:http/incoming-handler`.
+    pub fn load_http_function(
+        &self,
+        function: &Function,
+        cache: &ArtifactCache,
+    ) -> anyhow::Result<(HttpFunction, CacheOutcome)> {
+        let bytes = std::fs::read(&function.component)
+            .with_context(|| format!("failed to read component {}", function.component.display()))?;
+        let (component, outcome) = cache
+            .load(&self.engine, &bytes)
+            .with_context(|| format!("function `{}`", function.name))?;
+        let http = self.prepare(function, &component)?;
+        Ok((http, outcome))
+    }
+
+    fn prepare(&self, function: &Function, component: &Component) -> anyhow::Result<HttpFunction> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("function `{}` imports something Nimbus does not provide", function.name))?;
+        HttpFunction::new(function, pre)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Advances the epoch every [`EPOCH_TICK`] on a thread of its own, so a guest
+/// spinning on a runtime worker cannot stop deadlines from being noticed.
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("nimbus-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .context("failed to start the epoch ticker")?;
+    Ok(())
+}

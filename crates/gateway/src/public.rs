@@ -1,0 +1,150 @@
+//! The public listener: routes each request to its function and turns every
+//! outcome into a status a client can rely on.
+//!
+//! A function sees the request as sent, plus these headers (any a client
+//! sent with the same names are removed first):
+//! `x-nimbus-invocation-id`, `x-nimbus-route` (the matched pattern),
+//! `x-nimbus-param-NAME` for each `{NAME}` segment (as written in the URL,
+//! percent-encoding kept) and `x-nimbus-path-rest` for what `...` matched.
+
+use crate::response::{self, INVOCATION_ID_HEADER};
+use crate::router::{Routed, Router};
+use crate::server::Handler;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use nimbus_engine::{HttpFunction, InvokeError, ResponseBody};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Seconds a client is told to wait after a 429.
+const RETRY_AFTER_S: &str = "1";
+const NIMBUS_HEADER_PREFIX: &str = "x-nimbus-";
+
+/// Routes and the functions they invoke.
+pub struct PublicGateway {
+    router: Router,
+    functions: HashMap<String, Arc<HttpFunction>>,
+}
+
+impl PublicGateway {
+    pub fn new(router: Router, functions: HashMap<String, Arc<HttpFunction>>) -> Self {
+        PublicGateway { router, functions }
+    }
+}
+
+impl Handler for PublicGateway {
+    async fn handle(self: Arc<Self>, request: hyper::Request<Incoming>, local: SocketAddr) -> hyper::Response<ResponseBody> {
+        let path = request.uri().path().to_owned();
+        let (trigger, matched) = match self.router.route(request.method(), &path) {
+            Routed::Found { trigger, matched } => (trigger, matched),
+            Routed::MethodNotAllowed { allow } => {
+                let mut response = response::error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &format!("method {} is not allowed on {path}", request.method()),
+                    None,
+                );
+                if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+                    response.headers_mut().insert(header::ALLOW, value);
+                }
+                return response;
+            }
+            Routed::NotFound => {
+                return response::error(StatusCode::NOT_FOUND, &format!("no route matches {path}"), None);
+            }
+        };
+        let Some(function) = self.functions.get(&trigger.function) else {
+            tracing::error!(function = %trigger.function, "route points at a function that was not loaded");
+            return response::error(StatusCode::INTERNAL_SERVER_ERROR, "function is not loaded", None);
+        };
+
+        let (mut parts, body) = request.into_parts();
+        let limit = trigger.max_body_bytes;
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return too_large(limit);
+        }
+        // Bodies are read in full (within the limit) before the function
+        // starts, so an oversize upload never reaches, or half-reaches, it.
+        let body = match Limited::new(body, limit as usize).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(limit),
+            Err(e) => {
+                return response::error(StatusCode::BAD_REQUEST, &format!("failed to read the request body: {e}"), None);
+            }
+        };
+
+        let invocation_id = uuid::Uuid::now_v7().to_string();
+        let headers = &mut parts.headers;
+        let spoofed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| name.as_str().starts_with(NIMBUS_HEADER_PREFIX))
+            .cloned()
+            .collect();
+        for name in spoofed {
+            headers.remove(name);
+        }
+        insert(headers, INVOCATION_ID_HEADER, &invocation_id);
+        insert(headers, "x-nimbus-route", trigger.route.as_str());
+        for (name, value) in &matched.params {
+            insert(headers, &format!("x-nimbus-param-{name}"), value);
+        }
+        if let Some(rest) = matched.rest {
+            insert(headers, "x-nimbus-path-rest", rest);
+        }
+        if !headers.contains_key(header::HOST) && parts.uri.authority().is_none() {
+            insert(headers, header::HOST.as_str(), &local.to_string());
+        }
+        let request = hyper::Request::from_parts(parts, Full::new(Bytes::from(body)));
+
+        match function.handle(request, &invocation_id).await {
+            Ok(mut response) => {
+                insert(response.headers_mut(), INVOCATION_ID_HEADER, &invocation_id);
+                response
+            }
+            Err(InvokeError::Busy) => {
+                let mut response = response::error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &format!("function `{}` is at its max_concurrency; retry later", function.name()),
+                    None,
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+                response
+            }
+            Err(InvokeError::DeadlineExceeded { timeout_ms }) => response::error(
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!("function did not respond within its {timeout_ms} ms deadline"),
+                Some(&invocation_id),
+            ),
+            // The cause is in the log under the invocation id; the client
+            // learns only that the function failed.
+            Err(InvokeError::Failed(_)) => response::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "function failed; the server log has details under this invocation id",
+                Some(&invocation_id),
+            ),
+        }
+    }
+}
+
+fn too_large(limit: u64) -> hyper::Response<ResponseBody> {
+    response::error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("request body is larger than this route's limit of {limit} bytes"),
+        None,
+    )
+}
+
+fn insert(headers: &mut http::HeaderMap, name: &str, value: &str) {
+    if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_str(value)) {
+        headers.insert(name, value);
+    }
+}

@@ -1,0 +1,117 @@
+//! One HTTP server loop shared by both listeners: bounded connections,
+//! header-read timeout, graceful shutdown with a bounded drain.
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use nimbus_engine::ResponseBody;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// Bounds on one listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// Open connections at once; further clients wait in the accept backlog.
+    pub max_connections: usize,
+    /// Time a client has to send a complete request head.
+    pub header_read_timeout: Duration,
+    /// How long shutdown waits for in-flight requests before closing them.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Something that answers requests; every error is already a response.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        self: Arc<Self>,
+        request: hyper::Request<Incoming>,
+        local: SocketAddr,
+    ) -> impl Future<Output = hyper::Response<ResponseBody>> + Send;
+}
+
+/// How a server loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// Every connection finished within the grace period.
+    Complete,
+    /// The grace period ran out with connections still open; they were closed.
+    TimedOut,
+}
+
+/// Serves `listener` until `shutdown` resolves, then stops accepting and lets
+/// open connections finish for up to `limits.shutdown_grace`.
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) -> Drain {
+    let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    tokio::pin!(shutdown);
+
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = connections.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+        };
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(%local, "failed to accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let handler = handler.clone();
+        let service = service_fn(move |request| {
+            let handler = handler.clone();
+            async move { Ok::<_, Infallible>(handler.handle(request, local).await) }
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection ended with an error: {e}");
+            }
+            drop(permit);
+        });
+    }
+
+    // Closing the listener makes new connections fail fast instead of
+    // queueing behind a server that is going away.
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => Drain::Complete,
+        () = tokio::time::sleep(limits.shutdown_grace) => {
+            tracing::warn!(%local, "shutdown grace period elapsed; closing the remaining connections");
+            Drain::TimedOut
+        }
+    }
+}
