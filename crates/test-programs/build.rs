@@ -13,16 +13,35 @@ const EXAMPLES: &[&str] = &[
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
-    let programs = manifest_dir.join("../../tests/programs").canonicalize().unwrap();
-    for watched in ["Cargo.toml", "Cargo.lock", "src", "examples", "wstd-hello/Cargo.toml", "wstd-hello/src"] {
-        println!("cargo:rerun-if-changed={}", programs.join(watched).display());
+    let programs = manifest_dir
+        .join("../../tests/programs")
+        .canonicalize()
+        .unwrap();
+    for watched in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src",
+        "examples",
+        "wstd-hello/Cargo.toml",
+        "wstd-hello/src",
+    ] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            programs.join(watched).display()
+        );
     }
 
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .current_dir(&programs)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--locked"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--locked",
+        ])
         .args(["--workspace", "--lib", "--bins", "--examples"]);
     // The outer build's flags and wrappers (clippy sets one) are for the host
     // crates, not for the guests.
@@ -36,7 +55,9 @@ fn main() {
     ] {
         command.env_remove(var);
     }
-    let status = command.status().expect("failed to run cargo for the guest programs");
+    let status = command
+        .status()
+        .expect("failed to run cargo for the guest programs");
     assert!(
         status.success(),
         "building tests/programs for wasm32-wasip2 failed; if the target is missing, run \
@@ -46,7 +67,11 @@ fn main() {
     let release = programs.join("target/wasm32-wasip2/release");
     let mut out = String::new();
     for name in EXAMPLES {
-        push_const(&mut out, name, &release.join("examples").join(format!("{name}.wasm")));
+        push_const(
+            &mut out,
+            name,
+            &release.join("examples").join(format!("{name}.wasm")),
+        );
     }
     push_const(&mut out, "wstd-hello", &release.join("wstd-hello.wasm"));
     let dest = PathBuf::from(env::var_os("OUT_DIR").unwrap()).join("programs.rs");
@@ -54,8 +79,17 @@ fn main() {
 }
 
 fn push_const(out: &mut String, name: &str, path: &Path) {
-    assert!(path.exists(), "guest program {name} was not built at {}", path.display());
+    assert!(
+        path.exists(),
+        "guest program {name} was not built at {}",
+        path.display()
+    );
     let ident = name.replace('-', "_").to_uppercase();
     writeln!(out, "/// Path of the `{name}` guest component.").unwrap();
-    writeln!(out, "pub const {ident}: &str = {:?};", path.display().to_string()).unwrap();
+    writeln!(
+        out,
+        "pub const {ident}: &str = {:?};",
+        path.display().to_string()
+    )
+    .unwrap();
 }

@@ -34,9 +34,17 @@ pub fn build_app(app: &App) -> anyhow::Result<()> {
             .stdin(Stdio::null())
             .stdout(Stdio::from(stderr))
             .status()
-            .with_context(|| format!("failed to start the build command of function `{}`", function.name))?;
+            .with_context(|| {
+                format!(
+                    "failed to start the build command of function `{}`",
+                    function.name
+                )
+            })?;
         if !status.success() {
-            bail!("the build command of function `{}` failed ({status}): {command}", function.name);
+            bail!(
+                "the build command of function `{}` failed ({status}): {command}",
+                function.name
+            );
         }
         done.push(command);
     }

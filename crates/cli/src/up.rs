@@ -49,7 +49,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         crate::build::build_app(&app)?;
     }
     app.check_components()?;
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| app.base_dir.join(".nimbus"));
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| app.base_dir.join(".nimbus"));
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("failed to create the data directory {}", data_dir.display()))?;
 
@@ -67,8 +70,15 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         functions.insert(function.name.clone(), Arc::new(loaded));
     }
     for trigger in &app.http_triggers {
-        let methods = trigger.methods.as_ref().map_or("*".to_owned(), |m| m.join(","));
-        writeln!(out, "route {methods} {} -> {}", trigger.route, trigger.function)?;
+        let methods = trigger
+            .methods
+            .as_ref()
+            .map_or("*".to_owned(), |m| m.join(","));
+        writeln!(
+            out,
+            "route {methods} {} -> {}",
+            trigger.route, trigger.function
+        )?;
     }
     drop(out);
 
@@ -87,7 +97,9 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             .with_context(|| format!("failed to bind the gateway to {}", args.listen))?;
         let admin = TcpListener::bind(args.admin_listen)
             .await
-            .with_context(|| format!("failed to bind the admin listener to {}", args.admin_listen))?;
+            .with_context(|| {
+                format!("failed to bind the admin listener to {}", args.admin_listen)
+            })?;
         {
             let mut out = std::io::stdout().lock();
             writeln!(out, "gateway listening on http://{}", public.local_addr()?)?;
@@ -95,10 +107,13 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             out.flush()?;
         }
         tracing::info!(app = %app.name, "serving");
-        let drain = nimbus_gateway::run(public, admin, &app, functions, limits, shutdown_signal()).await;
+        let drain =
+            nimbus_gateway::run(public, admin, &app, functions, limits, shutdown_signal()).await;
         match drain {
             Drain::Complete => tracing::info!("stopped"),
-            Drain::TimedOut => tracing::warn!("stopped with requests still in flight after the grace period"),
+            Drain::TimedOut => {
+                tracing::warn!("stopped with requests still in flight after the grace period")
+            }
         }
         anyhow::Ok(())
     })?;
@@ -109,14 +124,15 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
 
 /// Resolves on the first SIGINT or SIGTERM.
 async fn shutdown_signal() {
-    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(signal) => signal,
-        Err(e) => {
-            tracing::error!("cannot listen for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
         _ = terminate.recv() => tracing::info!("received SIGTERM"),

@@ -12,18 +12,35 @@ async fn hello_answers_with_its_configured_environment() {
         .function("hello", programs::HELLO, "env = { GREETING = \"bonjour\" }")
         .route("/hello/{name}", "hello", "methods = [\"GET\"]");
     let nimbus = app.start().await;
-    let response = client().get(nimbus.url("/hello/world")).send().await.unwrap();
+    let response = client()
+        .get(nimbus.url("/hello/world"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
-    let id = response.headers()["x-nimbus-invocation-id"].to_str().unwrap().to_owned();
+    let id = response.headers()["x-nimbus-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(response.text().await.unwrap(), "bonjour, world\n");
     // The function's stdout reaches the log, tagged with name and invocation id.
-    let line = nimbus.stderr.wait_for("with the function's stdout", |l| l.contains("hello handled /hello/world")).await;
-    assert!(line.contains("function=hello") && line.contains(&id), "{line}");
+    let line = nimbus
+        .stderr
+        .wait_for("with the function's stdout", |l| {
+            l.contains("hello handled /hello/world")
+        })
+        .await;
+    assert!(
+        line.contains("function=hello") && line.contains(&id),
+        "{line}"
+    );
 }
 
 #[tokio::test]
 async fn echo_sees_method_path_query_headers_and_body() {
-    let app = TestApp::new("echo").function("echo", programs::ECHO, "").route("/echo/...", "echo", "");
+    let app = TestApp::new("echo")
+        .function("echo", programs::ECHO, "")
+        .route("/echo/...", "echo", "");
     let nimbus = app.start().await;
     let response = client()
         .put(nimbus.url("/echo/a/b?x=1&y=two"))
@@ -59,19 +76,36 @@ async fn path_parameters_and_the_rest_reach_the_function_as_headers() {
     let nimbus = app.start().await;
     let text = |path: &'static str| {
         let url = nimbus.url(path);
-        async move { client().get(url).send().await.unwrap().text().await.unwrap() }
+        async move {
+            client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
     };
     assert_eq!(
         text("/users/ada/posts/42").await,
         "post=42\nroute=/users/{user}/posts/{post}\nuser=ada\n"
     );
-    assert_eq!(text("/files/photos/2024/cat%20pic.png").await, "...=2024/cat%20pic.png\nbucket=photos\nroute=/files/{bucket}/...\n");
-    assert_eq!(text("/files/photos").await, "...=\nbucket=photos\nroute=/files/{bucket}/...\n");
+    assert_eq!(
+        text("/files/photos/2024/cat%20pic.png").await,
+        "...=2024/cat%20pic.png\nbucket=photos\nroute=/files/{bucket}/...\n"
+    );
+    assert_eq!(
+        text("/files/photos").await,
+        "...=\nbucket=photos\nroute=/files/{bucket}/...\n"
+    );
 }
 
 #[tokio::test]
 async fn clients_cannot_forge_nimbus_headers() {
-    let app = TestApp::new("forge").function("params", programs::PARAMS, "").route("/u/{id}", "params", "");
+    let app = TestApp::new("forge")
+        .function("params", programs::PARAMS, "")
+        .route("/u/{id}", "params", "");
     let nimbus = app.start().await;
     let text = client()
         .get(nimbus.url("/u/7"))
@@ -98,11 +132,24 @@ async fn specific_routes_win_over_parameters_and_wildcards() {
     let nimbus = app.start().await;
     let get = |path: &'static str| {
         let url = nimbus.url(path);
-        async move { client().get(url).send().await.unwrap().text().await.unwrap() }
+        async move {
+            client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
     };
     assert_eq!(get("/items/special").await, "literal, world\n");
     assert_eq!(get("/items/9").await, "id=9\nroute=/items/{id}\n");
-    assert!(get("/items/9/more").await.contains("\"path\":\"/items/9/more\""));
+    assert!(
+        get("/items/9/more")
+            .await
+            .contains("\"path\":\"/items/9/more\"")
+    );
 }
 
 #[tokio::test]
@@ -112,7 +159,11 @@ async fn unknown_paths_are_404_and_wrong_methods_are_405_with_allow() {
         .route("/hello", "hello", "methods = [\"GET\", \"POST\"]");
     let nimbus = app.start().await;
 
-    let missing = client().get(nimbus.url("/nothing/here")).send().await.unwrap();
+    let missing = client()
+        .get(nimbus.url("/nothing/here"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
     let body: serde_json::Value = missing.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("/nothing/here"));
@@ -132,7 +183,12 @@ async fn bodies_over_the_route_limit_are_413_whether_declared_or_streamed() {
         .route("/small", "echo", "max_body_bytes = 16");
     let nimbus = app.start().await;
 
-    let declared = client().post(nimbus.url("/small")).body("x".repeat(17)).send().await.unwrap();
+    let declared = client()
+        .post(nimbus.url("/small"))
+        .body("x".repeat(17))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(declared.status(), 413);
     assert!(declared.text().await.unwrap().contains("16 bytes"));
 
@@ -146,11 +202,18 @@ async fn bodies_over_the_route_limit_are_413_whether_declared_or_streamed() {
         .unwrap();
     assert_eq!(streamed.status(), 413);
 
-    let fits = client().post(nimbus.url("/small")).body("x".repeat(16)).send().await.unwrap();
+    let fits = client()
+        .post(nimbus.url("/small"))
+        .body("x".repeat(16))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(fits.status(), 200);
 }
 
-fn futures_stream(chunks: Vec<String>) -> impl futures_core::Stream<Item = Result<String, std::io::Error>> + Send + 'static {
+fn futures_stream(
+    chunks: Vec<String>,
+) -> impl futures_core::Stream<Item = Result<String, std::io::Error>> + Send + 'static {
     tokio_stream::iter(chunks.into_iter().map(Ok))
 }
 
@@ -160,16 +223,28 @@ async fn a_component_built_without_nimbus_code_runs_unmodified() {
         .function("plain", programs::WSTD_HELLO, "")
         .route("/plain/...", "plain", "");
     let nimbus = app.start().await;
-    let response = client().get(nimbus.url("/plain/anything")).send().await.unwrap();
+    let response = client()
+        .get(nimbus.url("/plain/anything"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.text().await.unwrap(), "wstd says hello to /plain/anything\n");
+    assert_eq!(
+        response.text().await.unwrap(),
+        "wstd says hello to /plain/anything\n"
+    );
 }
 
 #[tokio::test]
 async fn the_gateway_speaks_http2_without_tls() {
-    let app = TestApp::new("h2c").function("hello", programs::HELLO, "").route("/hello", "hello", "");
+    let app = TestApp::new("h2c")
+        .function("hello", programs::HELLO, "")
+        .route("/hello", "hello", "");
     let nimbus = app.start().await;
-    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
     let response = h2.get(nimbus.url("/hello")).send().await.unwrap();
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     assert_eq!(response.text().await.unwrap(), "hello, world\n");

@@ -50,12 +50,20 @@ impl ArtifactCache {
 
     /// Loads `component` from the cache, compiling and storing it on a miss.
     /// An artifact that fails to load (truncated, corrupted) is replaced.
-    pub fn load(&self, engine: &Engine, component: &[u8]) -> anyhow::Result<(Component, CacheOutcome)> {
-        let path = self.dir.join(format!("{}.cwasm", Self::key(engine, component)));
+    pub fn load(
+        &self,
+        engine: &Engine,
+        component: &[u8],
+    ) -> anyhow::Result<(Component, CacheOutcome)> {
+        let path = self
+            .dir
+            .join(format!("{}.cwasm", Self::key(engine, component)));
         if path.is_file() {
             match deserialize(engine, &path) {
                 Ok(loaded) => return Ok((loaded, CacheOutcome::Hit)),
-                Err(e) => tracing::warn!(artifact = %path.display(), "discarding unusable cached artifact: {e:#}"),
+                Err(e) => {
+                    tracing::warn!(artifact = %path.display(), "discarding unusable cached artifact: {e:#}")
+                }
             }
         }
         let compiled = engine
@@ -67,8 +75,10 @@ impl ArtifactCache {
         // Write to a unique temporary name, then rename: a reader never sees
         // a half-written artifact, and concurrent writers do not collide.
         let tmp = tempfile_path(&path);
-        std::fs::write(&tmp, &compiled).with_context(|| format!("failed to write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("failed to store {}", path.display()))?;
+        std::fs::write(&tmp, &compiled)
+            .with_context(|| format!("failed to write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("failed to store {}", path.display()))?;
         let loaded = deserialize(engine, &path)?;
         Ok((loaded, CacheOutcome::Compiled))
     }
@@ -108,5 +118,61 @@ impl Hasher for Sha256Hasher {
 
     fn write(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::Config;
+
+    fn engine(configure: impl FnOnce(&mut Config)) -> Engine {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        configure(&mut config);
+        Engine::new(&config).unwrap()
+    }
+
+    #[test]
+    fn the_key_changes_with_the_component_and_with_compile_settings() {
+        let hello = std::fs::read(nimbus_test_programs::HELLO).unwrap();
+        let echo = std::fs::read(nimbus_test_programs::ECHO).unwrap();
+        let plain = engine(|_| {});
+        let epochs = engine(|c| {
+            c.epoch_interruption(true);
+        });
+        assert_eq!(
+            ArtifactCache::key(&plain, &hello),
+            ArtifactCache::key(&engine(|_| {}), &hello)
+        );
+        assert_ne!(
+            ArtifactCache::key(&plain, &hello),
+            ArtifactCache::key(&plain, &echo)
+        );
+        assert_ne!(
+            ArtifactCache::key(&plain, &hello),
+            ArtifactCache::key(&epochs, &hello)
+        );
+    }
+
+    #[test]
+    fn an_engine_with_other_settings_compiles_instead_of_loading() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::new(dir.path());
+        let hello = std::fs::read(nimbus_test_programs::HELLO).unwrap();
+        let plain = engine(|_| {});
+        assert_eq!(
+            cache.load(&plain, &hello).unwrap().1,
+            CacheOutcome::Compiled
+        );
+        assert_eq!(cache.load(&plain, &hello).unwrap().1, CacheOutcome::Hit);
+        let epochs = engine(|c| {
+            c.epoch_interruption(true);
+        });
+        assert_eq!(
+            cache.load(&epochs, &hello).unwrap().1,
+            CacheOutcome::Compiled
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 }

@@ -60,7 +60,10 @@ pub struct HttpFunction {
 }
 
 impl HttpFunction {
-    pub(crate) fn new(function: &Function, pre: InstancePre<InvocationState>) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        function: &Function,
+        pre: InstancePre<InvocationState>,
+    ) -> anyhow::Result<Self> {
         let pre = ProxyPre::new(pre).map_err(|e| {
             anyhow::Error::from(e).context(format!(
                 "function `{}` does not export wasi:http/incoming-handler",
@@ -70,7 +73,11 @@ impl HttpFunction {
         Ok(HttpFunction {
             name: function.name.as_str().into(),
             pre,
-            env: function.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            env: function
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             memory_mb: function.memory_mb,
             timeout: Duration::from_millis(function.timeout_ms),
             max_log_bytes: function.max_log_bytes,
@@ -91,20 +98,32 @@ impl HttpFunction {
     /// Serves one request in a fresh instance. Returns once the guest has set
     /// the response head; the body then streams while the instance keeps
     /// running, until the guest finishes or the deadline passes.
-    pub async fn handle<B>(&self, request: http::Request<B>, invocation_id: &str) -> Result<http::Response<ResponseBody>, InvokeError>
+    pub async fn handle<B>(
+        &self,
+        request: http::Request<B>,
+        invocation_id: &str,
+    ) -> Result<http::Response<ResponseBody>, InvokeError>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let permit = self.concurrency.clone().try_acquire_owned().map_err(|_| InvokeError::Busy)?;
+        let permit = self
+            .concurrency
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| InvokeError::Busy)?;
         let started = Instant::now();
         let deadline = started + self.timeout;
         let timeout_ms = self.timeout.as_millis() as u64;
         let invocation_id: Arc<str> = invocation_id.into();
 
-        let output = OutputBudget::new(self.name.clone(), invocation_id.clone(), self.max_log_bytes);
+        let output =
+            OutputBudget::new(self.name.clone(), invocation_id.clone(), self.max_log_bytes);
         let limits = MemoryCap::new(self.memory_mb);
-        let mut store = Store::new(self.pre.engine(), InvocationState::new(&self.env, &output, limits));
+        let mut store = Store::new(
+            self.pre.engine(),
+            InvocationState::new(&self.env, &output, limits),
+        );
         drop(output);
         store.limiter(|state| &mut state.limits);
         // Every epoch tick the guest yields to other tasks; past the deadline
@@ -121,7 +140,10 @@ impl HttpFunction {
 
         let (sender, receiver) = oneshot::channel();
         let setup = (|| {
-            let req = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
+            let req = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, request)?;
             let out = store.data_mut().http().new_response_outparam(sender)?;
             wasmtime::Result::Ok((req, out))
         })();
@@ -131,14 +153,22 @@ impl HttpFunction {
         let name = self.name.clone();
         let id = invocation_id.clone();
         let task = tokio::spawn(async move {
+            tracing::debug!(function = %name, invocation_id = %id, "invocation started");
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
             };
             let result = match tokio::time::timeout_at(deadline.into(), run).await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) if e.is::<DeadlineExceeded>() => Err(InvokeError::DeadlineExceeded { timeout_ms }),
-                Ok(Err(e)) if e.is::<wasmtime::PoolConcurrencyLimitError>() => Err(InvokeError::Busy),
+                Ok(Err(e)) if e.is::<DeadlineExceeded>() => {
+                    Err(InvokeError::DeadlineExceeded { timeout_ms })
+                }
+                Ok(Err(e)) if e.is::<wasmtime::PoolConcurrencyLimitError>() => {
+                    Err(InvokeError::Busy)
+                }
                 Ok(Err(e)) => Err(InvokeError::Failed(e.into())),
                 Err(_elapsed) => Err(InvokeError::DeadlineExceeded { timeout_ms }),
             };
@@ -147,8 +177,16 @@ impl HttpFunction {
             drop(permit);
             let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
             match &result {
-                Ok(()) => tracing::info!(function = %name, invocation_id = %id, duration_ms, "invocation finished"),
-                Err(e) => tracing::error!(function = %name, invocation_id = %id, duration_ms, "invocation failed: {e}"),
+                Ok(()) => {
+                    tracing::info!(function = %name, invocation_id = %id, duration_ms, "invocation finished")
+                }
+                Err(InvokeError::Failed(e)) => {
+                    tracing::error!(function = %name, invocation_id = %id, duration_ms, "invocation failed: {}", describe(e));
+                    tracing::debug!(function = %name, invocation_id = %id, "failure in full: {e:?}");
+                }
+                Err(e) => {
+                    tracing::error!(function = %name, invocation_id = %id, duration_ms, "invocation failed: {e}")
+                }
             }
             result
         });
@@ -160,11 +198,25 @@ impl HttpFunction {
             ))),
             Err(_) => match task.await {
                 Ok(Err(e)) => Err(e),
-                Ok(Ok(())) => Err(InvokeError::Failed(anyhow::anyhow!("function returned without sending a response"))),
+                Ok(Ok(())) => Err(InvokeError::Failed(anyhow::anyhow!(
+                    "function returned without sending a response"
+                ))),
                 Err(join) => Err(InvokeError::Failed(join.into())),
             },
         }
     }
+}
+
+/// One line for the log: the error chain without the (multi-line) wasm
+/// backtrace, which is logged at debug level instead.
+fn describe(error: &anyhow::Error) -> String {
+    error
+        .chain()
+        .map(|cause| cause.to_string())
+        .filter(|text| !text.starts_with("error while executing at wasm backtrace"))
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ")
 }
 
 /// Turns a fixed body into a [`ResponseBody`], for responses the host makes.

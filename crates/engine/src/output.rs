@@ -84,7 +84,7 @@ impl OutputBudget {
             target: "nimbus::function",
             function = %self.function,
             invocation_id = %self.invocation_id,
-            stream = stream.as_str(),
+            stream = %stream.as_str(),
             "{text}"
         );
     }
@@ -173,7 +173,11 @@ impl OutputStream for OutputSink {
 }
 
 impl AsyncWrite for OutputSink {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.write_bytes(buf);
         Poll::Ready(Ok(buf.len()))
     }

@@ -32,8 +32,17 @@ impl EngineSettings {
     /// Enough pool for every function at its `max_concurrency`, within
     /// [`MAX_POOLED_INSTANCES`].
     pub fn for_app(app: &App) -> Self {
-        let max_memory_mb = app.functions.values().map(|f| f.memory_mb).max().unwrap_or(1);
-        let wanted: u64 = app.functions.values().map(|f| u64::from(f.max_concurrency)).sum();
+        let max_memory_mb = app
+            .functions
+            .values()
+            .map(|f| f.memory_mb)
+            .max()
+            .unwrap_or(1);
+        let wanted: u64 = app
+            .functions
+            .values()
+            .map(|f| u64::from(f.max_concurrency))
+            .sum();
         EngineSettings {
             max_memory_mb,
             pooled_instances: wanted.clamp(1, u64::from(MAX_POOLED_INSTANCES)) as u32,
@@ -70,7 +79,8 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
@@ -92,8 +102,9 @@ impl Runtime {
         function: &Function,
         cache: &ArtifactCache,
     ) -> anyhow::Result<(HttpFunction, CacheOutcome)> {
-        let bytes = std::fs::read(&function.component)
-            .with_context(|| format!("failed to read component {}", function.component.display()))?;
+        let bytes = std::fs::read(&function.component).with_context(|| {
+            format!("failed to read component {}", function.component.display())
+        })?;
         let (component, outcome) = cache
             .load(&self.engine, &bytes)
             .with_context(|| format!("function `{}`", function.name))?;
@@ -106,7 +117,12 @@ impl Runtime {
             .linker
             .instantiate_pre(component)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("function `{}` imports something Nimbus does not provide", function.name))?;
+            .with_context(|| {
+                format!(
+                    "function `{}` imports something Nimbus does not provide",
+                    function.name
+                )
+            })?;
         HttpFunction::new(function, pre)
     }
 }

@@ -1,9 +1,9 @@
 //! Per-invocation host state: the `T` in `Store<T>`, and the views through
 //! which wasmtime-wasi and wasmtime-wasi-http reach it.
 
+use crate::limits::MemoryCap;
 use crate::output::{OutputBudget, Stream};
 use std::sync::Arc;
-use crate::limits::MemoryCap;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
@@ -19,7 +19,11 @@ pub struct InvocationState {
 }
 
 impl InvocationState {
-    pub(crate) fn new(env: &[(String, String)], output: &Arc<OutputBudget>, limits: MemoryCap) -> Self {
+    pub(crate) fn new(
+        env: &[(String, String)],
+        output: &Arc<OutputBudget>,
+        limits: MemoryCap,
+    ) -> Self {
         let mut wasi = WasiCtx::builder();
         wasi.envs(env)
             .stdout(output.sink(Stream::Stdout))

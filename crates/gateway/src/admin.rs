@@ -23,12 +23,20 @@ impl AdminApi {
 }
 
 impl Handler for AdminApi {
-    async fn handle(self: Arc<Self>, request: hyper::Request<Incoming>, _local: SocketAddr) -> hyper::Response<ResponseBody> {
+    async fn handle(
+        self: Arc<Self>,
+        request: hyper::Request<Incoming>,
+        _local: SocketAddr,
+    ) -> hyper::Response<ResponseBody> {
         match request.uri().path() {
             "/healthz" => status(StatusCode::OK, "ok"),
             "/readyz" if self.ready.load(Ordering::SeqCst) => status(StatusCode::OK, "ready"),
             "/readyz" => status(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
-            path => response::error(StatusCode::NOT_FOUND, &format!("no admin endpoint at {path}"), None),
+            path => response::error(
+                StatusCode::NOT_FOUND,
+                &format!("no admin endpoint at {path}"),
+                None,
+            ),
         }
     }
 }
@@ -36,8 +44,9 @@ impl Handler for AdminApi {
 fn status(code: StatusCode, status: &str) -> hyper::Response<ResponseBody> {
     let mut response = hyper::Response::new(full_body(format!("{{\"status\":\"{status}\"}}\n")));
     *response.status_mut() = code;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }

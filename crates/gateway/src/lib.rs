@@ -31,7 +31,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Drain {
     let ready = Arc::new(AtomicBool::new(true));
-    let gateway = Arc::new(PublicGateway::new(Router::new(&app.http_triggers), functions));
+    let gateway = Arc::new(PublicGateway::new(
+        Router::new(&app.http_triggers),
+        functions,
+    ));
     let admin_api = Arc::new(AdminApi::new(ready.clone()));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let (public_done_tx, public_done_rx) = tokio::sync::oneshot::channel::<()>();

@@ -10,7 +10,6 @@
 use crate::response::{self, INVOCATION_ID_HEADER};
 use crate::router::{Routed, Router};
 use crate::server::Handler;
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
@@ -36,7 +35,11 @@ impl PublicGateway {
 }
 
 impl Handler for PublicGateway {
-    async fn handle(self: Arc<Self>, request: hyper::Request<Incoming>, local: SocketAddr) -> hyper::Response<ResponseBody> {
+    async fn handle(
+        self: Arc<Self>,
+        request: hyper::Request<Incoming>,
+        local: SocketAddr,
+    ) -> hyper::Response<ResponseBody> {
         let path = request.uri().path().to_owned();
         let (trigger, matched) = match self.router.route(request.method(), &path) {
             Routed::Found { trigger, matched } => (trigger, matched),
@@ -52,12 +55,20 @@ impl Handler for PublicGateway {
                 return response;
             }
             Routed::NotFound => {
-                return response::error(StatusCode::NOT_FOUND, &format!("no route matches {path}"), None);
+                return response::error(
+                    StatusCode::NOT_FOUND,
+                    &format!("no route matches {path}"),
+                    None,
+                );
             }
         };
         let Some(function) = self.functions.get(&trigger.function) else {
             tracing::error!(function = %trigger.function, "route points at a function that was not loaded");
-            return response::error(StatusCode::INTERNAL_SERVER_ERROR, "function is not loaded", None);
+            return response::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "function is not loaded",
+                None,
+            );
         };
 
         let (mut parts, body) = request.into_parts();
@@ -76,7 +87,11 @@ impl Handler for PublicGateway {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(limit),
             Err(e) => {
-                return response::error(StatusCode::BAD_REQUEST, &format!("failed to read the request body: {e}"), None);
+                return response::error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("failed to read the request body: {e}"),
+                    None,
+                );
             }
         };
 
@@ -101,7 +116,7 @@ impl Handler for PublicGateway {
         if !headers.contains_key(header::HOST) && parts.uri.authority().is_none() {
             insert(headers, header::HOST.as_str(), &local.to_string());
         }
-        let request = hyper::Request::from_parts(parts, Full::new(Bytes::from(body)));
+        let request = hyper::Request::from_parts(parts, Full::new(body));
 
         match function.handle(request, &invocation_id).await {
             Ok(mut response) => {
@@ -111,7 +126,10 @@ impl Handler for PublicGateway {
             Err(InvokeError::Busy) => {
                 let mut response = response::error(
                     StatusCode::TOO_MANY_REQUESTS,
-                    &format!("function `{}` is at its max_concurrency; retry later", function.name()),
+                    &format!(
+                        "function `{}` is at its max_concurrency; retry later",
+                        function.name()
+                    ),
                     None,
                 );
                 response

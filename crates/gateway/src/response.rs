@@ -9,16 +9,21 @@ pub const INVOCATION_ID_HEADER: &str = "x-nimbus-invocation-id";
 
 /// A JSON error response: `{"error": message}` plus the invocation id when
 /// an invocation took place.
-pub fn error(status: StatusCode, message: &str, invocation_id: Option<&str>) -> hyper::Response<ResponseBody> {
+pub fn error(
+    status: StatusCode,
+    message: &str,
+    invocation_id: Option<&str>,
+) -> hyper::Response<ResponseBody> {
     let mut body = serde_json::json!({ "error": message });
     if let Some(id) = invocation_id {
         body["invocation_id"] = id.into();
     }
     let mut response = hyper::Response::new(full_body(body.to_string() + "\n"));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Some(id) = invocation_id
         && let Ok(value) = HeaderValue::from_str(id)
     {

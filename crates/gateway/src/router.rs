@@ -19,7 +19,9 @@ pub enum Routed<'a> {
     },
     /// Some route matches the path, none allows the method; `allow` lists
     /// the methods that would have matched.
-    MethodNotAllowed { allow: Vec<String> },
+    MethodNotAllowed {
+        allow: Vec<String>,
+    },
     NotFound,
 }
 
@@ -99,7 +101,10 @@ mod tests {
             trigger("/users/{id}", Some(&["POST", "DELETE"]), "user"),
         ]);
         assert_eq!(target(&router, Method::POST, "/users/me"), "user");
-        assert_eq!(target(&router, Method::PUT, "/users/me"), "405 DELETE,GET,POST");
+        assert_eq!(
+            target(&router, Method::PUT, "/users/me"),
+            "405 DELETE,GET,POST"
+        );
         assert_eq!(target(&router, Method::GET, "/nothing"), "404");
     }
 }

@@ -62,7 +62,9 @@ pub async fn serve<H: Handler>(
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) -> Drain {
-    let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let local = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -104,7 +104,12 @@ impl<'a> Diagnostics<'a> {
         }
     }
 
-    pub(crate) fn error(&mut self, span: Range<usize>, message: impl fmt::Display, help: impl fmt::Display) {
+    pub(crate) fn error(
+        &mut self,
+        span: Range<usize>,
+        message: impl fmt::Display,
+        help: impl fmt::Display,
+    ) {
         let location = Location::of(self.source, span.start);
         let source_line = self
             .source

@@ -80,7 +80,8 @@ impl App {
                 continue;
             }
             let help = if function.build.is_some() {
-                "run `nimbus build` (or `nimbus up --build`) to build it, or fix the path".to_owned()
+                "run `nimbus build` (or `nimbus up --build`) to build it, or fix the path"
+                    .to_owned()
             } else {
                 "build the component or fix the path; paths are relative to the manifest's directory"
                     .to_owned()
@@ -94,7 +95,11 @@ impl App {
                     function.name
                 ),
                 help,
-                source_line: source.lines().nth(loc.line - 1).unwrap_or_default().to_owned(),
+                source_line: source
+                    .lines()
+                    .nth(loc.line - 1)
+                    .unwrap_or_default()
+                    .to_owned(),
             });
         }
         if diagnostics.is_empty() {

@@ -11,7 +11,9 @@ use std::path::Path;
 use toml::Spanned;
 
 const DOCS: &str = "docs/manifest.md";
-const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
 
 pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
     let mut d = Diagnostics::new(source);
@@ -26,7 +28,11 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
 
     let name = match &raw.app {
         None => {
-            d.error(0..0, "the manifest has no [app] table", "add `[app]` with `name = \"my-app\"` at the top");
+            d.error(
+                0..0,
+                "the manifest has no [app] table",
+                "add `[app]` with `name = \"my-app\"` at the top",
+            );
             String::new()
         }
         Some(app) => {
@@ -43,7 +49,10 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
     };
 
     let manifest_path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-    let base_dir = manifest_path.parent().map(Path::to_owned).unwrap_or_default();
+    let base_dir = manifest_path
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_default();
 
     let mut functions = BTreeMap::new();
     for (fname, raw_fn) in &raw.function {
@@ -101,17 +110,28 @@ fn resolve_function(
         d.error(
             raw.span(),
             format!("function `{}` has no `component`", name.get_ref()),
-            format!("add `component = \"path/to/{}.wasm\"` (relative to the manifest)", name.get_ref()),
+            format!(
+                "add `component = \"path/to/{}.wasm\"` (relative to the manifest)",
+                name.get_ref()
+            ),
         );
         return None;
     };
     if component.get_ref().trim().is_empty() {
-        d.error(component.span(), "`component` is empty", "give the path of the function's .wasm component");
+        d.error(
+            component.span(),
+            "`component` is empty",
+            "give the path of the function's .wasm component",
+        );
     }
     if let Some(build) = &f.build
         && build.get_ref().trim().is_empty()
     {
-        d.error(build.span(), "`build` is empty", "give a shell command that builds the component, or remove the key");
+        d.error(
+            build.span(),
+            "`build` is empty",
+            "give a shell command that builds the component, or remove the key",
+        );
     }
     let mut env = BTreeMap::new();
     for (key, value) in &f.env {
@@ -145,20 +165,32 @@ fn resolve_http_trigger(
     let t = raw.get_ref();
     let route = match &t.route {
         None => {
-            d.error(raw.span(), "[[trigger.http]] has no `route`", "add `route = \"/path\"`");
+            d.error(
+                raw.span(),
+                "[[trigger.http]] has no `route`",
+                "add `route = \"/path\"`",
+            );
             None
         }
         Some(route) => match RoutePattern::parse(route.get_ref()) {
             Ok(pattern) => Some((pattern, route.span())),
             Err(e) => {
-                d.error(route.span(), e, "routes look like `/users/{id}` or `/static/...`");
+                d.error(
+                    route.span(),
+                    e,
+                    "routes look like `/users/{id}` or `/static/...`",
+                );
                 None
             }
         },
     };
     let function = match &t.function {
         None => {
-            d.error(raw.span(), "[[trigger.http]] has no `function`", "add `function = \"NAME\"` naming a [function.NAME] table");
+            d.error(
+                raw.span(),
+                "[[trigger.http]] has no `function`",
+                "add `function = \"NAME\"` naming a [function.NAME] table",
+            );
             None
         }
         Some(f) if !functions.contains_key(f.get_ref()) => {
@@ -166,22 +198,38 @@ fn resolve_http_trigger(
             let help = if known.is_empty() {
                 format!("declare it with a [function.{}] table", f.get_ref())
             } else {
-                format!("declare [function.{}] or use one of: {}", f.get_ref(), known.join(", "))
+                format!(
+                    "declare [function.{}] or use one of: {}",
+                    f.get_ref(),
+                    known.join(", ")
+                )
             };
-            d.error(f.span(), format!("function `{}` is not declared", f.get_ref()), help);
+            d.error(
+                f.span(),
+                format!("function `{}` is not declared", f.get_ref()),
+                help,
+            );
             None
         }
         Some(f) => Some(f.get_ref().clone()),
     };
     let methods = t.methods.as_ref().map(|list| {
         if list.get_ref().is_empty() {
-            d.error(list.span(), "`methods` is empty, so the route could never match", "list at least one method, or remove `methods` to allow any");
+            d.error(
+                list.span(),
+                "`methods` is empty, so the route could never match",
+                "list at least one method, or remove `methods` to allow any",
+            );
         }
         let mut methods: Vec<String> = Vec::new();
         for m in list.get_ref() {
             let upper = m.get_ref().to_ascii_uppercase();
             if !METHODS.contains(&upper.as_str()) {
-                d.error(m.span(), format!("unknown HTTP method `{}`", m.get_ref()), format!("use one of {}", METHODS.join(", ")));
+                d.error(
+                    m.span(),
+                    format!("unknown HTTP method `{}`", m.get_ref()),
+                    format!("use one of {}", METHODS.join(", ")),
+                );
             } else if !methods.contains(&upper) {
                 methods.push(upper);
             }
@@ -215,7 +263,10 @@ fn check_route_conflicts(d: &mut Diagnostics, triggers: &[(HttpTrigger, Spanned<
                 let line = d.location(earlier_span.span().start).line;
                 d.error(
                     later_span.span(),
-                    format!("route `{}` conflicts with route `{}` on line {line}", later.route, earlier.route),
+                    format!(
+                        "route `{}` conflicts with route `{}` on line {line}",
+                        later.route, earlier.route
+                    ),
                     "change one of the routes, or give them `methods` lists that do not overlap",
                 );
             }
@@ -234,7 +285,10 @@ fn limit(d: &mut Diagnostics, value: &Option<Spanned<i64>>, limit: Limit) -> u64
             d.error(
                 value.span(),
                 format!("`{}` = {v} is out of range", limit.key),
-                format!("use a value from {} to {} (default {})", limit.range.0, limit.range.1, limit.default),
+                format!(
+                    "use a value from {} to {} (default {})",
+                    limit.range.0, limit.range.1, limit.default
+                ),
             );
             limit.default
         }

@@ -62,22 +62,32 @@ impl RoutePattern {
                 let last = i + 1 == parts.len();
                 if *part == "..." {
                     if !last {
-                        return err(format!("`...` in route `{raw}` may only be the last segment"));
+                        return err(format!(
+                            "`...` in route `{raw}` may only be the last segment"
+                        ));
                     }
                     segments.push(Segment::Rest);
-                } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}'))
+                {
                     if !valid_param_name(name) {
                         return err(format!(
                             "parameter `{{{name}}}` in route `{raw}` needs a name of lowercase letters, digits and `_`, starting with a letter"
                         ));
                     }
-                    if segments.iter().any(|s| matches!(s, Segment::Param(p) if p == name)) {
-                        return err(format!("parameter `{{{name}}}` appears twice in route `{raw}`"));
+                    if segments
+                        .iter()
+                        .any(|s| matches!(s, Segment::Param(p) if p == name))
+                    {
+                        return err(format!(
+                            "parameter `{{{name}}}` appears twice in route `{raw}`"
+                        ));
                     }
                     segments.push(Segment::Param(name.to_owned()));
                 } else if part.is_empty() {
                     if last {
-                        return err(format!("route `{raw}` must not end with `/`; use `/...` to match everything below it"));
+                        return err(format!(
+                            "route `{raw}` must not end with `/`; use `/...` to match everything below it"
+                        ));
                     }
                     return err(format!("route `{raw}` has an empty segment (`//`)"));
                 } else if let Some(bad) = part.chars().find(|c| !valid_literal_char(*c)) {
@@ -107,10 +117,14 @@ impl RoutePattern {
     /// aside), so that neither can win over the other.
     pub fn same_shape(&self, other: &RoutePattern) -> bool {
         self.segments.len() == other.segments.len()
-            && self.segments.iter().zip(&other.segments).all(|(a, b)| match (a, b) {
-                (Segment::Literal(x), Segment::Literal(y)) => x == y,
-                (a, b) => a.rank() == b.rank(),
-            })
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|(a, b)| match (a, b) {
+                    (Segment::Literal(x), Segment::Literal(y)) => x == y,
+                    (a, b) => a.rank() == b.rank(),
+                })
     }
 
     /// Precedence between two patterns that match the same path: `Less` means
@@ -204,7 +218,10 @@ mod tests {
         let r = p("/static/...");
         assert_eq!(r.matches("/static").unwrap().rest, Some(""));
         assert_eq!(r.matches("/static/").unwrap().rest, Some(""));
-        assert_eq!(r.matches("/static/css/site.css").unwrap().rest, Some("css/site.css"));
+        assert_eq!(
+            r.matches("/static/css/site.css").unwrap().rest,
+            Some("css/site.css")
+        );
         assert!(r.matches("/staticx").is_none());
         assert_eq!(p("/...").matches("/").unwrap().rest, Some(""));
     }

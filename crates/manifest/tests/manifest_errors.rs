@@ -7,49 +7,211 @@ use std::path::Path;
 const FUNCTION: &str = "[app]\nname = \"demo\"\n\n[function.hello]\ncomponent = \"hello.wasm\"\n";
 
 fn errors(source: &str) -> ManifestError {
-    App::parse(Path::new("/apps/demo/nimbus.toml"), source).expect_err("manifest should be rejected")
+    App::parse(Path::new("/apps/demo/nimbus.toml"), source)
+        .expect_err("manifest should be rejected")
 }
 
 #[test]
 fn bad_manifests_are_reported_with_line_column_and_fix() {
     // (case, manifest, line, column, fragments the message and help contain)
     let cases: &[(&str, String, usize, usize, &[&str])] = &[
-        ("unknown top-level key", format!("{FUNCTION}[database]\nurl = \"x\"\n"), 6, 2, &["unknown field `database`", "remove the key"]),
-        ("misspelt function key", format!("{FUNCTION}memroy_mb = 64\n"), 6, 1, &["unknown field `memroy_mb`", "memory_mb", "correct its spelling"]),
-        ("unknown trigger kind", format!("{FUNCTION}[[trigger.carrier_pigeon]]\nfunction = \"hello\"\n"), 6, 11, &["unknown field `carrier_pigeon`"]),
-        ("wrong value type", format!("{FUNCTION}memory_mb = \"64\"\n"), 6, 13, &["invalid type", "type the key expects"]),
-        ("toml syntax error", format!("{FUNCTION}[function.broken\n"), 6, 17, &["fix the TOML syntax"]),
-        ("missing app table", "[function.hello]\ncomponent = \"h.wasm\"\n".to_owned(), 1, 1, &["no [app] table", "add `[app]`"]),
-        ("invalid app name", "[app]\nname = \"Hello World\"\n".to_owned(), 2, 8, &["app name `Hello World` is not valid", "lowercase"]),
-        ("missing component", "[app]\nname = \"demo\"\n[function.hello]\nmemory_mb = 1\n".to_owned(), 3, 1, &["has no `component`", "add `component = "]),
-        ("memory out of range", format!("{FUNCTION}memory_mb = 0\n"), 6, 13, &["`memory_mb` = 0 is out of range", "from 1 to 4096 (default 128)"]),
-        ("timeout out of range", format!("{FUNCTION}timeout_ms = 900001\n"), 6, 14, &["`timeout_ms` = 900001 is out of range"]),
-        ("negative concurrency", format!("{FUNCTION}max_concurrency = -1\n"), 6, 19, &["`max_concurrency` = -1 is out of range"]),
-        ("log bound out of range", format!("{FUNCTION}max_log_bytes = 99999999999\n"), 6, 17, &["`max_log_bytes`", "out of range"]),
-        ("bad env name", format!("{FUNCTION}env = {{ \"1BAD\" = \"x\" }}\n"), 6, 9, &["environment variable name `1BAD`"]),
-        ("invalid function name", "[app]\nname = \"demo\"\n[function.Hello]\ncomponent = \"h.wasm\"\n".to_owned(), 3, 11, &["function name `Hello` is not valid"]),
-        ("trigger without route", format!("{FUNCTION}[[trigger.http]]\nfunction = \"hello\"\n"), 6, 1, &["has no `route`"]),
-        ("route without slash", format!("{FUNCTION}[[trigger.http]]\nroute = \"hello\"\nfunction = \"hello\"\n"), 7, 9, &["must start with `/`", "/users/{id}"]),
-        ("rest not last", format!("{FUNCTION}[[trigger.http]]\nroute = \"/.../x\"\nfunction = \"hello\"\n"), 7, 9, &["only be the last segment"]),
-        ("missing function reference", format!("{FUNCTION}[[trigger.http]]\nroute = \"/x\"\nfunction = \"nope\"\n"), 8, 12, &["function `nope` is not declared", "use one of: hello"]),
-        ("trigger without function", format!("{FUNCTION}[[trigger.http]]\nroute = \"/x\"\n"), 6, 1, &["has no `function`"]),
-        ("unknown method", format!("{FUNCTION}[[trigger.http]]\nroute = \"/x\"\nmethods = [\"GET\", \"FETCH\"]\nfunction = \"hello\"\n"), 8, 19, &["unknown HTTP method `FETCH`"]),
-        ("empty methods", format!("{FUNCTION}[[trigger.http]]\nroute = \"/x\"\nmethods = []\nfunction = \"hello\"\n"), 8, 11, &["`methods` is empty"]),
-        ("body limit out of range", format!("{FUNCTION}[[trigger.http]]\nroute = \"/x\"\nfunction = \"hello\"\nmax_body_bytes = 104857601\n"), 9, 18, &["`max_body_bytes`", "out of range"]),
+        (
+            "unknown top-level key",
+            format!("{FUNCTION}[database]\nurl = \"x\"\n"),
+            6,
+            2,
+            &["unknown field `database`", "remove the key"],
+        ),
+        (
+            "misspelt function key",
+            format!("{FUNCTION}memroy_mb = 64\n"),
+            6,
+            1,
+            &[
+                "unknown field `memroy_mb`",
+                "memory_mb",
+                "correct its spelling",
+            ],
+        ),
+        (
+            "unknown trigger kind",
+            format!("{FUNCTION}[[trigger.carrier_pigeon]]\nfunction = \"hello\"\n"),
+            6,
+            11,
+            &["unknown field `carrier_pigeon`"],
+        ),
+        (
+            "wrong value type",
+            format!("{FUNCTION}memory_mb = \"64\"\n"),
+            6,
+            13,
+            &["invalid type", "type the key expects"],
+        ),
+        (
+            "toml syntax error",
+            format!("{FUNCTION}[function.broken\n"),
+            6,
+            17,
+            &["fix the TOML syntax"],
+        ),
+        (
+            "missing app table",
+            "[function.hello]\ncomponent = \"h.wasm\"\n".to_owned(),
+            1,
+            1,
+            &["no [app] table", "add `[app]`"],
+        ),
+        (
+            "invalid app name",
+            "[app]\nname = \"Hello World\"\n".to_owned(),
+            2,
+            8,
+            &["app name `Hello World` is not valid", "lowercase"],
+        ),
+        (
+            "missing component",
+            "[app]\nname = \"demo\"\n[function.hello]\nmemory_mb = 1\n".to_owned(),
+            3,
+            1,
+            &["has no `component`", "add `component = "],
+        ),
+        (
+            "memory out of range",
+            format!("{FUNCTION}memory_mb = 0\n"),
+            6,
+            13,
+            &[
+                "`memory_mb` = 0 is out of range",
+                "from 1 to 4096 (default 128)",
+            ],
+        ),
+        (
+            "timeout out of range",
+            format!("{FUNCTION}timeout_ms = 900001\n"),
+            6,
+            14,
+            &["`timeout_ms` = 900001 is out of range"],
+        ),
+        (
+            "negative concurrency",
+            format!("{FUNCTION}max_concurrency = -1\n"),
+            6,
+            19,
+            &["`max_concurrency` = -1 is out of range"],
+        ),
+        (
+            "log bound out of range",
+            format!("{FUNCTION}max_log_bytes = 99999999999\n"),
+            6,
+            17,
+            &["`max_log_bytes`", "out of range"],
+        ),
+        (
+            "bad env name",
+            format!("{FUNCTION}env = {{ \"1BAD\" = \"x\" }}\n"),
+            6,
+            9,
+            &["environment variable name `1BAD`"],
+        ),
+        (
+            "invalid function name",
+            "[app]\nname = \"demo\"\n[function.Hello]\ncomponent = \"h.wasm\"\n".to_owned(),
+            3,
+            11,
+            &["function name `Hello` is not valid"],
+        ),
+        (
+            "trigger without route",
+            format!("{FUNCTION}[[trigger.http]]\nfunction = \"hello\"\n"),
+            6,
+            1,
+            &["has no `route`"],
+        ),
+        (
+            "route without slash",
+            format!("{FUNCTION}[[trigger.http]]\nroute = \"hello\"\nfunction = \"hello\"\n"),
+            7,
+            9,
+            &["must start with `/`", "/users/{id}"],
+        ),
+        (
+            "rest not last",
+            format!("{FUNCTION}[[trigger.http]]\nroute = \"/.../x\"\nfunction = \"hello\"\n"),
+            7,
+            9,
+            &["only be the last segment"],
+        ),
+        (
+            "missing function reference",
+            format!("{FUNCTION}[[trigger.http]]\nroute = \"/x\"\nfunction = \"nope\"\n"),
+            8,
+            12,
+            &["function `nope` is not declared", "use one of: hello"],
+        ),
+        (
+            "trigger without function",
+            format!("{FUNCTION}[[trigger.http]]\nroute = \"/x\"\n"),
+            6,
+            1,
+            &["has no `function`"],
+        ),
+        (
+            "unknown method",
+            format!(
+                "{FUNCTION}[[trigger.http]]\nroute = \"/x\"\nmethods = [\"GET\", \"FETCH\"]\nfunction = \"hello\"\n"
+            ),
+            8,
+            19,
+            &["unknown HTTP method `FETCH`"],
+        ),
+        (
+            "empty methods",
+            format!(
+                "{FUNCTION}[[trigger.http]]\nroute = \"/x\"\nmethods = []\nfunction = \"hello\"\n"
+            ),
+            8,
+            11,
+            &["`methods` is empty"],
+        ),
+        (
+            "body limit out of range",
+            format!(
+                "{FUNCTION}[[trigger.http]]\nroute = \"/x\"\nfunction = \"hello\"\nmax_body_bytes = 104857601\n"
+            ),
+            9,
+            18,
+            &["`max_body_bytes`", "out of range"],
+        ),
         (
             "conflicting routes",
-            format!("{FUNCTION}[[trigger.http]]\nroute = \"/u/{{id}}\"\nfunction = \"hello\"\n[[trigger.http]]\nroute = \"/u/{{name}}\"\nmethods = [\"GET\"]\nfunction = \"hello\"\n"),
-            10, 9,
-            &["route `/u/{name}` conflicts with route `/u/{id}` on line 7", "methods"],
+            format!(
+                "{FUNCTION}[[trigger.http]]\nroute = \"/u/{{id}}\"\nfunction = \"hello\"\n[[trigger.http]]\nroute = \"/u/{{name}}\"\nmethods = [\"GET\"]\nfunction = \"hello\"\n"
+            ),
+            10,
+            9,
+            &[
+                "route `/u/{name}` conflicts with route `/u/{id}` on line 7",
+                "methods",
+            ],
         ),
     ];
     for (case, source, line, column, fragments) in cases {
         let err = errors(source);
-        let d = err.diagnostics().first().unwrap_or_else(|| panic!("{case}: no diagnostic"));
+        let d = err
+            .diagnostics()
+            .first()
+            .unwrap_or_else(|| panic!("{case}: no diagnostic"));
         let text = format!("{}\n{}", d.message, d.help);
-        assert_eq!((d.location.line, d.location.column), (*line, *column), "{case}: {text}");
+        assert_eq!(
+            (d.location.line, d.location.column),
+            (*line, *column),
+            "{case}: {text}"
+        );
         for fragment in *fragments {
-            assert!(text.contains(fragment), "{case}: {text:?} lacks {fragment:?}");
+            assert!(
+                text.contains(fragment),
+                "{case}: {text:?} lacks {fragment:?}"
+            );
         }
         let rendered = err.to_string();
         assert!(
@@ -61,7 +223,9 @@ fn bad_manifests_are_reported_with_line_column_and_fix() {
 
 #[test]
 fn every_problem_in_a_manifest_is_reported_at_once() {
-    let source = format!("{FUNCTION}memory_mb = 0\ntimeout_ms = 0\n[[trigger.http]]\nroute = \"/x\"\nfunction = \"nope\"\n");
+    let source = format!(
+        "{FUNCTION}memory_mb = 0\ntimeout_ms = 0\n[[trigger.http]]\nroute = \"/x\"\nfunction = \"nope\"\n"
+    );
     let err = errors(&source);
     let lines: Vec<usize> = err.diagnostics().iter().map(|d| d.location.line).collect();
     assert_eq!(lines, [6, 7, 10]);
@@ -73,12 +237,17 @@ fn routes_with_disjoint_methods_do_not_conflict() {
         "{FUNCTION}[[trigger.http]]\nroute = \"/u/{{id}}\"\nmethods = [\"GET\"]\nfunction = \"hello\"\n[[trigger.http]]\nroute = \"/u/{{name}}\"\nmethods = [\"post\"]\nfunction = \"hello\"\n"
     );
     let app = App::parse(Path::new("nimbus.toml"), &source).unwrap();
-    assert_eq!(app.http_triggers[1].methods.as_deref(), Some(&["POST".to_owned()][..]));
+    assert_eq!(
+        app.http_triggers[1].methods.as_deref(),
+        Some(&["POST".to_owned()][..])
+    );
 }
 
 #[test]
 fn defaults_apply_and_paths_resolve_against_the_manifest() {
-    let source = format!("{FUNCTION}env = {{ GREETING = \"hi\" }}\n[[trigger.http]]\nroute = \"/hello/{{name}}\"\nfunction = \"hello\"\n");
+    let source = format!(
+        "{FUNCTION}env = {{ GREETING = \"hi\" }}\n[[trigger.http]]\nroute = \"/hello/{{name}}\"\nfunction = \"hello\"\n"
+    );
     let app = App::parse(Path::new("/apps/demo/nimbus.toml"), &source).unwrap();
     assert_eq!(app.name, "demo");
     let f = &app.functions["hello"];
@@ -89,7 +258,10 @@ fn defaults_apply_and_paths_resolve_against_the_manifest() {
     assert_eq!(f.max_log_bytes, limits::MAX_LOG_BYTES.default);
     assert_eq!(f.env["GREETING"], "hi");
     let t = &app.http_triggers[0];
-    assert_eq!((t.route.as_str(), t.methods.clone(), t.max_body_bytes), ("/hello/{name}", None, limits::MAX_BODY_BYTES.default));
+    assert_eq!(
+        (t.route.as_str(), t.methods.clone(), t.max_body_bytes),
+        ("/hello/{name}", None, limits::MAX_BODY_BYTES.default)
+    );
 }
 
 #[test]
@@ -101,7 +273,11 @@ fn a_missing_component_file_names_its_line_and_suggests_building() {
     let err = app.check_components().unwrap_err();
     let d = &err.diagnostics()[0];
     assert_eq!((d.location.line, d.location.column), (5, 13));
-    assert!(d.message.contains("hello.wasm") && d.message.contains("does not exist"), "{}", d.message);
+    assert!(
+        d.message.contains("hello.wasm") && d.message.contains("does not exist"),
+        "{}",
+        d.message
+    );
     assert!(d.help.contains("nimbus build"), "{}", d.help);
 
     std::fs::write(dir.path().join("hello.wasm"), b"\0asm").unwrap();
@@ -111,5 +287,8 @@ fn a_missing_component_file_names_its_line_and_suggests_building() {
 #[test]
 fn an_unreadable_manifest_says_which_file() {
     let err = App::load(Path::new("/definitely/not/here/nimbus.toml")).unwrap_err();
-    assert!(err.to_string().contains("/definitely/not/here/nimbus.toml"), "{err}");
+    assert!(
+        err.to_string().contains("/definitely/not/here/nimbus.toml"),
+        "{err}"
+    );
 }

@@ -18,9 +18,11 @@ impl Guest for Program {
         let response = OutgoingResponse::new(Fields::new());
         let body = response.body().expect("body once");
         ResponseOutparam::set(out, Ok(response));
-        guest::write_all(&body, b"start\n");
+        let stream = body.write().expect("body stream once");
+        guest::write_all(&stream, b"start\n");
         guest::sleep_ms(after_ms);
-        guest::write_all(&body, b"done\n");
+        guest::write_all(&stream, b"done\n");
+        drop(stream);
         OutgoingBody::finish(body, None).expect("finish body");
     }
 }

@@ -1,7 +1,7 @@
 //! Helpers shared by the guest test programs: reading a request, writing a
 //! response, and a tiny JSON encoder so the guests stay dependency-free.
 
-use std::io::Write as _;
+use wasip2::io::streams::OutputStream;
 use wasip2::http::types::{
     Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
@@ -18,15 +18,18 @@ pub fn respond(out: ResponseOutparam, status: u16, headers: &[(&str, &str)], bod
     response.set_status_code(status).expect("valid status");
     let outgoing = response.body().expect("body once");
     ResponseOutparam::set(out, Ok(response));
-    write_all(&outgoing, body);
+    let stream = outgoing.write().expect("body stream once");
+    write_all(&stream, body);
+    drop(stream);
     OutgoingBody::finish(outgoing, None).expect("finish body");
 }
 
-/// Writes `bytes` to an outgoing body in chunks the host accepts.
-pub fn write_all(body: &OutgoingBody, bytes: &[u8]) {
-    let mut stream = body.write().expect("body stream once");
-    stream.write_all(bytes).expect("write body");
-    stream.flush().expect("flush body");
+/// Writes and flushes `bytes` to an outgoing body's stream.
+pub fn write_all(stream: &OutputStream, bytes: &[u8]) {
+    // `blocking-write-and-flush` takes at most 4096 bytes per call.
+    for chunk in bytes.chunks(4096) {
+        stream.blocking_write_and_flush(chunk).expect("write body");
+    }
 }
 
 /// Reads the whole request body.

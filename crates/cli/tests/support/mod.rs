@@ -36,8 +36,9 @@ impl TestApp {
 
     /// Adds `[function.NAME]` for `component` with extra TOML lines.
     pub fn function(mut self, name: &str, component: &str, extra: &str) -> Self {
-        self.manifest
-            .push_str(&format!("\n[function.{name}]\ncomponent = {component:?}\n{extra}\n"));
+        self.manifest.push_str(&format!(
+            "\n[function.{name}]\ncomponent = {component:?}\n{extra}\n"
+        ));
         self
     }
 
@@ -97,19 +98,33 @@ impl Lines {
 
     /// Waits until a line satisfies `pred` and returns it.
     pub async fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        self.wait_until(what, |lines| lines.iter().find(|l| pred(l)).cloned())
+            .await
+    }
+
+    /// Waits until `count` lines satisfy `pred`.
+    pub async fn wait_for_count(&self, what: &str, count: usize, pred: impl Fn(&str) -> bool) {
+        self.wait_until(what, |lines| {
+            (lines.iter().filter(|l| pred(l)).count() >= count).then_some(())
+        })
+        .await
+    }
+
+    /// Waits until `check` finds what it looks for in the lines so far.
+    pub async fn wait_until<T>(&self, what: &str, check: impl Fn(&[String]) -> Option<T>) -> T {
         let wait = async {
             loop {
                 let notified = self.changed.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                if let Some(line) = self.lines.lock().unwrap().iter().find(|l| pred(l)) {
-                    return line.clone();
+                if let Some(found) = check(&self.lines.lock().unwrap()) {
+                    return found;
                 }
                 notified.await;
             }
         };
         match tokio::time::timeout(PATIENCE, wait).await {
-            Ok(line) => line,
+            Ok(found) => found,
             Err(_) => panic!("no line {what} within {PATIENCE:?}; got:\n{}", self.text()),
         }
     }
@@ -129,10 +144,16 @@ impl Nimbus {
         let mut child = Command::new(nimbus_bin())
             .arg("up")
             .arg(manifest)
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .args(extra_args)
-            .env("NIMBUS_LOG", "info")
+            .env("NIMBUS_LOG", "info,nimbus_engine=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -142,8 +163,16 @@ impl Nimbus {
         let stdout = collect(child.stdout.take().unwrap());
         let stderr = collect(child.stderr.take().unwrap());
         let started = async {
-            let admin = stdout.wait_for("announcing the admin listener", |l| l.starts_with("admin listening on ")).await;
-            let gateway = stdout.wait_for("announcing the gateway", |l| l.starts_with("gateway listening on ")).await;
+            let admin = stdout
+                .wait_for("announcing the admin listener", |l| {
+                    l.starts_with("admin listening on ")
+                })
+                .await;
+            let gateway = stdout
+                .wait_for("announcing the gateway", |l| {
+                    l.starts_with("gateway listening on ")
+                })
+                .await;
             (gateway, admin)
         };
         let (gateway, admin) = tokio::select! {
@@ -152,7 +181,9 @@ impl Nimbus {
         };
         Nimbus {
             child,
-            gateway: gateway.trim_start_matches("gateway listening on ").to_owned(),
+            gateway: gateway
+                .trim_start_matches("gateway listening on ")
+                .to_owned(),
             admin: admin.trim_start_matches("admin listening on ").to_owned(),
             stdout,
             stderr,
@@ -181,7 +212,10 @@ impl Nimbus {
     pub async fn exit_code(&mut self) -> Option<i32> {
         match tokio::time::timeout(PATIENCE, self.child.wait()).await {
             Ok(status) => status.unwrap().code(),
-            Err(_) => panic!("nimbus did not exit within {PATIENCE:?}:\n{}", self.stderr.text()),
+            Err(_) => panic!(
+                "nimbus did not exit within {PATIENCE:?}:\n{}",
+                self.stderr.text()
+            ),
         }
     }
 }
@@ -199,7 +233,10 @@ fn collect(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Li
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(PATIENCE).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(PATIENCE)
+        .build()
+        .unwrap()
 }
 
 /// Runs the nimbus binary to completion with `args`.

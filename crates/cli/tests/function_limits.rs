@@ -1,0 +1,222 @@
+//! What a user can rely on when a function misbehaves: 429 at max_concurrency,
+//! 504 past the deadline with the instance stopped, 500 on a trap or a blown
+//! memory cap with details only in the log, bounded output, and a server that
+//! keeps answering everyone else.
+
+mod support;
+
+use nimbus_test_programs as programs;
+use support::{TestApp, client};
+
+#[tokio::test]
+async fn a_function_at_max_concurrency_gets_429_with_retry_after() {
+    let app = TestApp::new("busy")
+        .function(
+            "slow",
+            programs::SLOW,
+            "max_concurrency = 1\ntimeout_ms = 60000",
+        )
+        .route("/slow", "slow", "");
+    let nimbus = app.start().await;
+
+    // The first request holds the only instance: its head arrives, its body
+    // is still being written.
+    let mut first = client()
+        .get(nimbus.url("/slow?after_ms=30000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.chunk().await.unwrap().unwrap(), "start\n");
+
+    let second = client().get(nimbus.url("/slow")).send().await.unwrap();
+    assert_eq!(second.status(), 429);
+    assert_eq!(second.headers()["retry-after"], "1");
+    drop(first);
+}
+
+#[tokio::test]
+async fn a_spinning_function_gets_504_and_its_instance_is_stopped() {
+    let app = TestApp::new("spin")
+        .function(
+            "spin",
+            programs::SPIN,
+            "timeout_ms = 200\nmax_concurrency = 1",
+        )
+        .route("/spin", "spin", "");
+    let nimbus = app.start().await;
+    for _ in 0..2 {
+        // Were the first instance left running, it would still hold the only
+        // slot and the second request would get 429 instead of 504.
+        let response = client().get(nimbus.url("/spin")).send().await.unwrap();
+        assert_eq!(response.status(), 504);
+        let id = response.headers()["x-nimbus-invocation-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["invocation_id"], id.as_str());
+        nimbus
+            .stderr
+            .wait_for("logging the deadline", |l| {
+                l.contains(&id) && l.contains("200 ms deadline")
+            })
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn a_function_blocked_in_a_host_call_gets_504_at_its_deadline() {
+    let app = TestApp::new("sleepy")
+        .function(
+            "slow",
+            programs::SLOW,
+            "timeout_ms = 300\nmax_concurrency = 1",
+        )
+        .route("/slow", "slow", "");
+    let nimbus = app.start().await;
+    for _ in 0..2 {
+        let response = client()
+            .get(nimbus.url("/slow?before_ms=60000"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 504);
+    }
+}
+
+#[tokio::test]
+async fn a_trap_is_500_with_the_invocation_id_and_the_details_only_in_the_log() {
+    let app = TestApp::new("trap")
+        .function("trap", programs::TRAP, "")
+        .route("/trap", "trap", "");
+    let nimbus = app.start().await;
+    let response = client().get(nimbus.url("/trap")).send().await.unwrap();
+    assert_eq!(response.status(), 500);
+    let id = response.headers()["x-nimbus-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = response.text().await.unwrap();
+    assert!(body.contains(&id), "{body}");
+    assert!(
+        !body.contains("hunter2") && !body.contains("unreachable"),
+        "{body}"
+    );
+    let panic_line = nimbus
+        .stderr
+        .wait_for("with the guest's panic message", |l| l.contains("hunter2"))
+        .await;
+    assert!(
+        panic_line.contains(&id) && panic_line.contains("stream=stderr"),
+        "{panic_line}"
+    );
+    nimbus
+        .stderr
+        .wait_for("logging the trap", |l| {
+            l.contains(&id) && l.contains("invocation failed")
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn a_memory_bomb_is_capped_and_the_server_keeps_serving() {
+    let app = TestApp::new("bomb")
+        .function("bomb", programs::MEMBOMB, "memory_mb = 16")
+        .function("hello", programs::HELLO, "")
+        .route("/bomb", "bomb", "")
+        .route("/hello", "hello", "");
+    let nimbus = app.start().await;
+    let bombs: Vec<_> = (0..4)
+        .map(|_| client().get(nimbus.url("/bomb")).send())
+        .collect();
+    for bomb in bombs {
+        let response = bomb.await.unwrap();
+        assert_eq!(response.status(), 500);
+        let id = response.headers()["x-nimbus-invocation-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        nimbus
+            .stderr
+            .wait_for("naming the memory limit", |l| {
+                l.contains(&id) && l.contains("memory_mb = 16")
+            })
+            .await;
+    }
+    let hello = client().get(nimbus.url("/hello")).send().await.unwrap();
+    assert_eq!(hello.status(), 200);
+}
+
+#[tokio::test]
+async fn misbehaving_functions_do_not_slow_down_a_healthy_one() {
+    let app = TestApp::new("neighbours")
+        .function("spin", programs::SPIN, "timeout_ms = 3000")
+        .function("hello", programs::HELLO, "")
+        .route("/spin", "spin", "")
+        .route("/hello", "hello", "");
+    let nimbus = app.start().await;
+    // Two spinning guests occupy both cores' worth of runtime workers...
+    let spinners: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(client().get(nimbus.url("/spin")).send()))
+        .collect();
+    nimbus
+        .stderr
+        .wait_for_count("with both spinners started", 2, |l| {
+            l.contains("invocation started") && l.contains("function=spin")
+        })
+        .await;
+    // ...yet a healthy request is answered before they hit their deadline,
+    // because guests yield at every epoch tick.
+    let hello = client().get(nimbus.url("/hello")).send().await.unwrap();
+    assert_eq!(hello.status(), 200);
+    for spinner in &spinners {
+        assert!(
+            !spinner.is_finished(),
+            "the spinners should still be running"
+        );
+    }
+    for spinner in spinners {
+        assert_eq!(spinner.await.unwrap().unwrap().status(), 504);
+    }
+}
+
+#[tokio::test]
+async fn function_output_is_bounded_per_invocation() {
+    let app = TestApp::new("noisy")
+        .function("stdio", programs::STDIO, "max_log_bytes = 200")
+        .route("/stdio", "stdio", "");
+    let nimbus = app.start().await;
+    let response = client()
+        .get(nimbus.url("/stdio?lines=100"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let id = response.headers()["x-nimbus-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    nimbus
+        .stderr
+        .wait_for("saying output was truncated", |l| {
+            l.contains(&id) && l.contains("output truncated")
+        })
+        .await;
+    nimbus
+        .stderr
+        .wait_for("finishing the invocation", |l| {
+            l.contains(&id) && l.contains("invocation finished")
+        })
+        .await;
+    let logged: Vec<String> = nimbus
+        .stderr
+        .snapshot()
+        .into_iter()
+        .filter(|l| l.contains(&id) && l.contains("stdout line"))
+        .collect();
+    // "stdout line N of 100" is 20-21 bytes plus a newline: 200 bytes hold 9.
+    assert_eq!(logged.len(), 9, "{logged:#?}");
+    assert!(logged[0].contains("stdout line 0 of 100"));
+    assert!(!nimbus.stderr.text().contains("stderr says hi"));
+}
