@@ -6,7 +6,7 @@
 mod support;
 
 use nimbus_test_programs as programs;
-use support::{TestApp, client};
+use support::{TestApp, client, invocation_id};
 
 #[tokio::test]
 async fn a_function_at_max_concurrency_gets_429_with_retry_after() {
@@ -50,10 +50,7 @@ async fn a_spinning_function_gets_504_and_its_instance_is_stopped() {
         // slot and the second request would get 429 instead of 504.
         let response = client().get(nimbus.url("/spin")).send().await.unwrap();
         assert_eq!(response.status(), 504);
-        let id = response.headers()["x-nimbus-invocation-id"]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let id = invocation_id(&response);
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["invocation_id"], id.as_str());
         nimbus
@@ -93,10 +90,7 @@ async fn a_trap_is_500_with_the_invocation_id_and_the_details_only_in_the_log() 
     let nimbus = app.start().await;
     let response = client().get(nimbus.url("/trap")).send().await.unwrap();
     assert_eq!(response.status(), 500);
-    let id = response.headers()["x-nimbus-invocation-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let id = invocation_id(&response);
     let body = response.text().await.unwrap();
     assert!(body.contains(&id), "{body}");
     assert!(
@@ -133,10 +127,7 @@ async fn a_memory_bomb_is_capped_and_the_server_keeps_serving() {
     for bomb in bombs {
         let response = bomb.await.unwrap();
         assert_eq!(response.status(), 500);
-        let id = response.headers()["x-nimbus-invocation-id"]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let id = invocation_id(&response);
         nimbus
             .stderr
             .wait_for("naming the memory limit", |l| {
@@ -193,10 +184,7 @@ async fn function_output_is_bounded_per_invocation() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let id = response.headers()["x-nimbus-invocation-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let id = invocation_id(&response);
     nimbus
         .stderr
         .wait_for("saying output was truncated", |l| {

@@ -4,7 +4,7 @@
 mod support;
 
 use nimbus_test_programs as programs;
-use support::{TestApp, client};
+use support::{TestApp, client, get_text, invocation_id};
 
 #[tokio::test]
 async fn hello_answers_with_its_configured_environment() {
@@ -18,10 +18,7 @@ async fn hello_answers_with_its_configured_environment() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let id = response.headers()["x-nimbus-invocation-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let id = invocation_id(&response);
     assert_eq!(response.text().await.unwrap(), "bonjour, world\n");
     // The function's stdout reaches the log, tagged with name and invocation id.
     let line = nimbus
@@ -74,19 +71,7 @@ async fn path_parameters_and_the_rest_reach_the_function_as_headers() {
         .route("/users/{user}/posts/{post}", "params", "")
         .route("/files/{bucket}/...", "params", "");
     let nimbus = app.start().await;
-    let text = |path: &'static str| {
-        let url = nimbus.url(path);
-        async move {
-            client()
-                .get(url)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
-    };
+    let text = |path: &str| get_text(nimbus.url(path));
     assert_eq!(
         text("/users/ada/posts/42").await,
         "post=42\nroute=/users/{user}/posts/{post}\nuser=ada\n"
@@ -130,19 +115,7 @@ async fn specific_routes_win_over_parameters_and_wildcards() {
         .route("/items/{id}", "params", "")
         .route("/items/special", "hello", "");
     let nimbus = app.start().await;
-    let get = |path: &'static str| {
-        let url = nimbus.url(path);
-        async move {
-            client()
-                .get(url)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
-    };
+    let get = |path: &str| get_text(nimbus.url(path));
     assert_eq!(get("/items/special").await, "literal, world\n");
     assert_eq!(get("/items/9").await, "id=9\nroute=/items/{id}\n");
     assert!(

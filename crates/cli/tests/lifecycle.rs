@@ -191,3 +191,24 @@ async fn a_corrupted_artifact_is_recompiled_not_trusted() {
         })
         .await;
 }
+
+#[tokio::test]
+async fn sigint_shuts_down_cleanly_too() {
+    let app = TestApp::new("sigint")
+        .function("hello", programs::HELLO, "")
+        .route("/hello", "hello", "");
+    let mut nimbus = app.start().await;
+    let pid = nimbus.child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(nimbus.exit_code().await, Some(0));
+    nimbus
+        .stderr
+        .wait_for("acknowledging SIGINT", |l| l.contains("received SIGINT"))
+        .await;
+}

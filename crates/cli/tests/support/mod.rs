@@ -239,6 +239,26 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// GETs `url` and returns the body text, whatever the status.
+pub async fn get_text(url: String) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The invocation id Nimbus put on a function's response.
+pub fn invocation_id(response: &reqwest::Response) -> String {
+    response.headers()["x-nimbus-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// Runs the nimbus binary to completion with `args`.
 pub fn nimbus(args: &[&str], cwd: &Path) -> std::process::Output {
     std::process::Command::new(nimbus_bin())

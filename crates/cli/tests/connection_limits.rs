@@ -1,0 +1,76 @@
+//! Listener bounds: the connection cap and the header-read timeout that
+//! protects against clients who open connections and never finish a request.
+
+mod support;
+
+use nimbus_test_programs as programs;
+use std::time::Duration;
+use support::{PATIENCE, TestApp, client};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn host(url: &str) -> &str {
+    url.trim_start_matches("http://")
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let app = TestApp::new("slowloris")
+        .function("hello", programs::HELLO, "")
+        .route("/hello", "hello", "");
+    let nimbus = app.start_with(&["--header-read-timeout-ms", "200"]).await;
+    let mut stream = TcpStream::connect(host(&nimbus.gateway)).await.unwrap();
+    stream
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    // The server closes the connection once the timeout passes; without it,
+    // this read would wait forever.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was left open");
+    // Complete requests on fresh connections are unaffected.
+    assert_eq!(
+        client()
+            .get(nimbus.url("/hello"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let app = TestApp::new("capped")
+        .function("hello", programs::HELLO, "")
+        .route("/hello", "hello", "");
+    let nimbus = app.start_with(&["--max-connections", "1"]).await;
+    let holder = TcpStream::connect(host(&nimbus.gateway)).await.unwrap();
+    // Make sure the holder's connection is the one being served.
+    let mut holder = holder;
+    holder
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    holder.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+
+    let waiting = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap()
+        .get(nimbus.url("/hello"))
+        .send()
+        .await;
+    assert!(
+        waiting.is_err_and(|e| e.is_timeout()),
+        "a second connection was served past the cap"
+    );
+
+    drop(holder);
+    let served = client().get(nimbus.url("/hello")).send().await.unwrap();
+    assert_eq!(served.status(), 200);
+}
