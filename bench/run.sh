@@ -43,8 +43,11 @@ TOML
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-wait_for_200() { # URL: polls until the server answers 200
-  until [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ]; do sleep 0.01; done
+wait_for_200() { # URL PID: polls until the server answers 200; fails if it exits
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ]; do
+    kill -0 "$2" 2>/dev/null || { echo "server exited before answering $1" >&2; exit 1; }
+    sleep 0.01
+  done
 }
 
 SERVER_PID=
@@ -52,7 +55,7 @@ start() { # NAME PORT CMD...: starts a server on core 0, waits until it answers
   local name=$1 port=$2; shift 2
   taskset -c 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   SERVER_PID=$!
-  wait_for_200 "http://127.0.0.1:$port/bench"
+  wait_for_200 "http://127.0.0.1:$port/bench" "$SERVER_PID" || { cat "$WORK/$name.err" >&2; exit 1; }
 }
 
 stop() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; }
@@ -71,7 +74,7 @@ measure() { # NAME PORT
 port=$(free_port); start hyper "$port" "$HYPER" "127.0.0.1:$port"; measure hyper "$port"; stop
 
 port=$(free_port)
-start wasmtime "$port" "$WASMTIME" serve -O pooling-allocator=y --addr "127.0.0.1:$port" "$HELLO"
+start wasmtime "$port" "$WASMTIME" serve -O pooling-allocator=y -Scli --addr "127.0.0.1:$port" "$HELLO"
 measure wasmtime "$port"; stop
 
 port=$(free_port)

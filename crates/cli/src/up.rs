@@ -14,6 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// How long cancelling leftover tasks may take after the grace period.
+const SHUTDOWN_CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Args)]
 pub struct UpArgs {
     /// The app's manifest.
@@ -29,18 +32,21 @@ pub struct UpArgs {
     #[arg(long, default_value = "127.0.0.1:3001", value_name = "ADDR")]
     admin_listen: SocketAddr,
     /// Where Nimbus keeps its state, such as compiled artifacts
-    /// [default: .nimbus next to the manifest].
+    /// [default: $XDG_DATA_HOME/nimbus/APP, else ~/.local/share/nimbus/APP].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// How long shutdown waits for in-flight requests, in milliseconds.
     #[arg(long, default_value_t = 30_000, value_name = "MS")]
     shutdown_grace_ms: u64,
     /// Open connections each listener accepts at once.
-    #[arg(long, default_value_t = 1024, value_name = "N")]
-    max_connections: usize,
+    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
     /// Time a client has to send a request's headers, in milliseconds.
-    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    #[arg(long, default_value_t = 10_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     header_read_timeout_ms: u64,
+    /// Time a client has to send a request's body, in milliseconds.
+    #[arg(long, default_value_t = 30_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    body_read_timeout_ms: u64,
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -49,10 +55,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         crate::build::build_app(&app)?;
     }
     app.check_components()?;
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| app.base_dir.join(".nimbus"));
+    let data_dir = match args.data_dir.clone() {
+        Some(dir) => dir,
+        None => default_data_dir(&app.name)?,
+    };
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("failed to create the data directory {}", data_dir.display()))?;
 
@@ -83,8 +89,9 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     drop(out);
 
     let limits = ServerLimits {
-        max_connections: args.max_connections,
+        max_connections: args.max_connections as usize,
         header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+        body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
     };
     let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -117,9 +124,27 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })?;
-    // Keep the engine (and its epoch ticker) alive until serving has ended.
+    // Cancel whatever the grace period left running (guests yield at every
+    // epoch tick, so this is prompt) while the epoch ticker still runs; only
+    // then stop the engine.
+    tokio.shutdown_timeout(SHUTDOWN_CANCEL_TIMEOUT);
     drop(runtime);
     Ok(())
+}
+
+/// Per user, never inside the app's directory: compiled artifacts are native
+/// code, and a cloned repository must not be able to plant them.
+fn default_data_dir(app: &str) -> anyhow::Result<PathBuf> {
+    let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let home = std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .context("neither XDG_DATA_HOME nor HOME is set; pass --data-dir")?;
+            PathBuf::from(home).join(".local/share")
+        }
+    };
+    Ok(base.join("nimbus").join(app))
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

@@ -151,3 +151,25 @@ fn help_describes_the_commands_and_their_options() {
         assert!(text.contains(option), "{option} missing from:\n{text}");
     }
 }
+
+#[test]
+fn out_of_range_listener_settings_are_refused() {
+    let app = TestApp::new("flags").function("hello", programs::HELLO, "");
+    let manifest = app.write();
+    for flag in [
+        "--max-connections",
+        "--header-read-timeout-ms",
+        "--body-read-timeout-ms",
+    ] {
+        let output = nimbus(
+            &["up", manifest.to_str().unwrap(), flag, "0"],
+            app.dir.path(),
+        );
+        assert_eq!(output.status.code(), Some(2), "{flag}");
+        assert!(
+            stderr(&output).contains("0 is not in 1.."),
+            "{flag}: {}",
+            stderr(&output)
+        );
+    }
+}

@@ -5,7 +5,7 @@ mod support;
 
 use nimbus_test_programs as programs;
 use std::time::Duration;
-use support::{PATIENCE, TestApp, client};
+use support::{TestApp, client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -24,10 +24,10 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
         .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .await
         .unwrap();
-    // The server closes the connection once the timeout passes; without it,
-    // this read would wait forever.
+    // The server closes the connection once the 200 ms timeout passes; the
+    // default timeout (10 s) would not close it within this bound.
     let mut buf = Vec::new();
-    let read = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut buf)).await;
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "the connection was left open");
     // Complete requests on fresh connections are unaffected.
     assert_eq!(
@@ -73,4 +73,23 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
     drop(holder);
     let served = client().get(nimbus.url("/hello")).send().await.unwrap();
     assert_eq!(served.status(), 200);
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_gets_408() {
+    let app = TestApp::new("slowbody")
+        .function("echo", programs::ECHO, "")
+        .route("/echo", "echo", "");
+    let nimbus = app.start_with(&["--body-read-timeout-ms", "200"]).await;
+    let mut stream = TcpStream::connect(host(&nimbus.gateway)).await.unwrap();
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let read =
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+    assert!(read.is_ok(), "the server kept waiting for the body");
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
 }

@@ -143,7 +143,7 @@ async fn unknown_paths_are_404_and_wrong_methods_are_405_with_allow() {
 
     let wrong = client().delete(nimbus.url("/hello")).send().await.unwrap();
     assert_eq!(wrong.status(), 405);
-    assert_eq!(wrong.headers()["allow"], "GET, POST");
+    assert_eq!(wrong.headers()["allow"], "GET, HEAD, POST");
 
     let right = client().post(nimbus.url("/hello")).send().await.unwrap();
     assert_eq!(right.status(), 200);
@@ -221,4 +221,76 @@ async fn the_gateway_speaks_http2_without_tls() {
     let response = h2.get(nimbus.url("/hello")).send().await.unwrap();
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     assert_eq!(response.text().await.unwrap(), "hello, world\n");
+}
+
+#[tokio::test]
+async fn head_is_answered_wherever_get_is_allowed() {
+    let app = TestApp::new("head")
+        .function("hello", programs::HELLO, "")
+        .route("/hello", "hello", "methods = [\"GET\"]");
+    let nimbus = app.start().await;
+    let response = client().head(nimbus.url("/hello")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "");
+}
+
+#[tokio::test]
+async fn dot_segments_and_empty_segments_are_refused_before_routing() {
+    let app = TestApp::new("dots")
+        .function("echo", programs::ECHO, "")
+        .route("/static/...", "echo", "");
+    let nimbus = app.start().await;
+    let host = nimbus.gateway.trim_start_matches("http://").to_owned();
+    for path in [
+        "/static/../admin",
+        "/static/./x",
+        "/static/%2e%2E/admin",
+        "/static//x",
+    ] {
+        // Sent raw: HTTP clients normalise dot segments away themselves.
+        let response = raw_request(
+            &host,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(response.starts_with("HTTP/1.1 400"), "{path}: {response}");
+    }
+    assert_eq!(
+        client()
+            .get(nimbus.url("/static/a.b/..c"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_host_header_that_is_not_text_is_a_400() {
+    let app = TestApp::new("host")
+        .function("hello", programs::HELLO, "")
+        .route("/hello", "hello", "");
+    let nimbus = app.start().await;
+    let host = nimbus.gateway.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: caf\xe9\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(response.contains("Host header"), "{response}");
+}
+
+async fn raw_request(host: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    String::from_utf8_lossy(&response).into_owned()
 }

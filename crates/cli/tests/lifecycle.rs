@@ -61,7 +61,10 @@ async fn sigterm_finishes_in_flight_requests_and_refuses_new_ones() {
     nimbus.terminate();
     nimbus
         .stderr
-        .wait_for("announcing the shutdown", |l| l.contains("shutting down"))
+        .wait_for("closing the gateway's listener", |l| {
+            l.contains("stopped accepting connections")
+                && l.contains(nimbus.gateway.trim_start_matches("http://"))
+        })
         .await;
     // While draining: not ready, and the gateway accepts no new connections.
     let ready = client()
@@ -70,7 +73,7 @@ async fn sigterm_finishes_in_flight_requests_and_refuses_new_ones() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 503);
-    let refused = reqwest::Client::new().get(nimbus.url("/slow")).send().await;
+    let refused = client().get(nimbus.url("/slow")).send().await;
     assert!(
         refused.is_err(),
         "a new connection was accepted during shutdown: {refused:?}"
@@ -211,4 +214,64 @@ async fn sigint_shuts_down_cleanly_too() {
         .stderr
         .wait_for("acknowledging SIGINT", |l| l.contains("received SIGINT"))
         .await;
+}
+
+#[tokio::test]
+async fn the_default_data_directory_is_per_user_not_inside_the_app() {
+    let app = TestApp::new("defaultdir")
+        .function("fn", programs::HELLO, "")
+        .route("/f", "fn", "");
+    let manifest = app.write();
+    let home = tempfile::tempdir().unwrap();
+    let xdg = tempfile::tempdir().unwrap();
+    for (xdg_data_home, expected) in [
+        (None, home.path().join(".local/share/nimbus/defaultdir")),
+        (Some(xdg.path()), xdg.path().join("nimbus/defaultdir")),
+    ] {
+        let mut command = tokio::process::Command::new(support::nimbus_bin());
+        command.arg("up").arg(&manifest).env("HOME", home.path());
+        match xdg_data_home {
+            Some(dir) => command.env("XDG_DATA_HOME", dir),
+            None => command.env_remove("XDG_DATA_HOME"),
+        };
+        let nimbus = Nimbus::spawn(command).await;
+        assert_eq!(
+            client()
+                .get(nimbus.url("/f"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        assert_eq!(
+            artifacts(&expected).len(),
+            1,
+            "no artifact under {}",
+            expected.display()
+        );
+        stop(nimbus).await;
+    }
+    // Nothing is written next to the manifest, where a cloned repository
+    // could have planted compiled code.
+    assert!(!app.dir.path().join(".nimbus").exists());
+}
+
+#[tokio::test]
+async fn shutdown_stops_a_guest_that_is_still_computing_after_the_grace_period() {
+    let app = TestApp::new("stuck")
+        .function("spin", programs::SPIN, "timeout_ms = 900000")
+        .route("/spin", "spin", "");
+    let mut nimbus = app.start_with(&["--shutdown-grace-ms", "200"]).await;
+    let request = tokio::spawn(client().get(nimbus.url("/spin")).send());
+    nimbus
+        .stderr
+        .wait_for("with the guest running", |l| {
+            l.contains("invocation started")
+        })
+        .await;
+    nimbus.terminate();
+    // The guest would spin for fifteen minutes; the server still exits.
+    assert_eq!(nimbus.exit_code().await, Some(0));
+    assert!(request.await.unwrap().is_err());
 }

@@ -72,13 +72,18 @@ impl ArtifactCache {
             .context("failed to compile component")?;
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("failed to create artifact cache {}", self.dir.display()))?;
-        // Write to a unique temporary name, then rename: a reader never sees
-        // a half-written artifact, and concurrent writers do not collide.
+        // Write to a unique temporary name, sync, then rename: a reader never
+        // sees a half-written artifact, a crash leaves at worst a stray
+        // temporary file, and concurrent writers do not collide.
         let tmp = tempfile_path(&path);
-        std::fs::write(&tmp, &compiled)
-            .with_context(|| format!("failed to write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path)
-            .with_context(|| format!("failed to store {}", path.display()))?;
+        let written = write_synced(&tmp, &compiled).and_then(|()| {
+            std::fs::rename(&tmp, &path)
+                .with_context(|| format!("failed to store {}", path.display()))
+        });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
         let loaded = deserialize(engine, &path)?;
         Ok((loaded, CacheOutcome::Compiled))
     }
@@ -92,6 +97,15 @@ fn deserialize(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
     #[allow(unsafe_code)]
     let component = unsafe { Component::deserialize_file(engine, path) };
     component.map_err(anyhow::Error::from)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create(path)
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("failed to write {}", path.display()))
 }
 
 fn tempfile_path(path: &Path) -> PathBuf {

@@ -6,10 +6,13 @@ use crate::output::OutputBudget;
 use crate::state::InvocationState;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
-use hyper::body::Body;
+use hyper::body::{Body, Frame};
 use nimbus_manifest::Function;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot::error::TryRecvError;
 use tokio::sync::{Semaphore, oneshot};
 use wasmtime::component::InstancePre;
 use wasmtime::{Store, UpdateDeadline};
@@ -55,7 +58,6 @@ pub struct HttpFunction {
     memory_mb: u32,
     timeout: Duration,
     max_log_bytes: u64,
-    max_concurrency: usize,
     concurrency: Arc<Semaphore>,
 }
 
@@ -81,18 +83,12 @@ impl HttpFunction {
             memory_mb: function.memory_mb,
             timeout: Duration::from_millis(function.timeout_ms),
             max_log_bytes: function.max_log_bytes,
-            max_concurrency: function.max_concurrency as usize,
             concurrency: Arc::new(Semaphore::new(function.max_concurrency as usize)),
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// Instances of this function running now.
-    pub fn in_flight(&self) -> usize {
-        self.max_concurrency - self.concurrency.available_permits()
     }
 
     /// Serves one request in a fresh instance. Returns once the guest has set
@@ -147,8 +143,12 @@ impl HttpFunction {
             let out = store.data_mut().http().new_response_outparam(sender)?;
             wasmtime::Result::Ok((req, out))
         })();
-        let (req, out) = setup.map_err(|e: wasmtime::Error| InvokeError::Failed(e.into()))?;
+        let (req, out) = setup.map_err(|e: wasmtime::Error| {
+            tracing::error!(function = %self.name, invocation_id = %invocation_id, "could not pass the request to the function: {e}");
+            InvokeError::Failed(e.into())
+        })?;
 
+        let (outcome_sender, outcome) = oneshot::channel();
         let pre = self.pre.clone();
         let name = self.name.clone();
         let id = invocation_id.clone();
@@ -172,6 +172,9 @@ impl HttpFunction {
                 Ok(Err(e)) => Err(InvokeError::Failed(e.into())),
                 Err(_elapsed) => Err(InvokeError::DeadlineExceeded { timeout_ms }),
             };
+            // The response body must know how the invocation ended before the
+            // store (and with it the body's sender) is dropped.
+            let _ = outcome_sender.send(result.is_ok());
             // Stop the instance (and flush its output) before reporting.
             drop(store);
             drop(permit);
@@ -191,18 +194,54 @@ impl HttpFunction {
             result
         });
 
+        let failed = |message: String| {
+            tracing::error!(function = %self.name, invocation_id = %invocation_id, "{message}");
+            InvokeError::Failed(anyhow::anyhow!(message))
+        };
         match receiver.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(InvokeError::Failed(anyhow::anyhow!(
+            Ok(Ok(response)) => {
+                Ok(response.map(|inner| GuardedBody { inner, outcome }.boxed_unsync()))
+            }
+            Ok(Err(code)) => Err(failed(format!(
                 "function set an error instead of a response: {code:?}"
             ))),
             Err(_) => match task.await {
                 Ok(Err(e)) => Err(e),
-                Ok(Ok(())) => Err(InvokeError::Failed(anyhow::anyhow!(
-                    "function returned without sending a response"
-                ))),
-                Err(join) => Err(InvokeError::Failed(join.into())),
+                Ok(Ok(())) => Err(failed(
+                    "function returned without sending a response".to_owned(),
+                )),
+                Err(join) => Err(failed(format!("invocation task failed: {join}"))),
             },
+        }
+    }
+}
+
+/// A function's response body that ends in an error, not a clean end, when
+/// the invocation failed after the response head was sent (a trap or the
+/// deadline mid-body), so a client never takes a cut-off body for a whole one.
+struct GuardedBody {
+    inner: ResponseBody,
+    /// Whether the invocation succeeded; sent before the instance is dropped.
+    outcome: oneshot::Receiver<bool>,
+}
+
+impl Body for GuardedBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(None) => match self.outcome.try_recv() {
+                // Still running: the guest finished the body itself.
+                Ok(true) | Err(TryRecvError::Empty) => Poll::Ready(None),
+                Ok(false) | Err(TryRecvError::Closed) => {
+                    Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpResponseIncomplete)))
+                }
+            },
+            other => other,
         }
     }
 }

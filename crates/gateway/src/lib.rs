@@ -17,7 +17,12 @@ use nimbus_engine::HttpFunction;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// Admin requests are short; the admin listener waits at most this long
+/// after the public one has drained.
+const ADMIN_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs both listeners until `shutdown` resolves; then readiness turns to
 /// 503, both stop accepting, and in-flight requests get `limits.shutdown_grace`
@@ -34,6 +39,7 @@ pub async fn run(
     let gateway = Arc::new(PublicGateway::new(
         Router::new(&app.http_triggers),
         functions,
+        limits.body_read_timeout,
     ));
     let admin_api = Arc::new(AdminApi::new(ready.clone()));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
@@ -48,7 +54,11 @@ pub async fn run(
     };
     // The admin listener outlives the public one, so `/readyz` can say 503
     // while in-flight requests drain.
-    let admin_task = serve(admin, admin_api, limits, async move {
+    let admin_limits = ServerLimits {
+        shutdown_grace: limits.shutdown_grace.min(ADMIN_SHUTDOWN_GRACE),
+        ..limits
+    };
+    let admin_task = serve(admin, admin_api, admin_limits, async move {
         let _ = public_done_rx.await;
     });
     let signal = async move {

@@ -6,6 +6,7 @@
 //! `x-nimbus-invocation-id`, `x-nimbus-route` (the matched pattern),
 //! `x-nimbus-param-NAME` for each `{NAME}` segment (as written in the URL,
 //! percent-encoding kept) and `x-nimbus-path-rest` for what `...` matched.
+//! Paths with `.`/`..` or empty segments are refused (400) before routing.
 
 use crate::response::{self, INVOCATION_ID_HEADER};
 use crate::router::{Routed, Router};
@@ -17,6 +18,7 @@ use nimbus_engine::{HttpFunction, InvokeError, ResponseBody};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Seconds a client is told to wait after a 429.
 const RETRY_AFTER_S: &str = "1";
@@ -26,11 +28,20 @@ const NIMBUS_HEADER_PREFIX: &str = "x-nimbus-";
 pub struct PublicGateway {
     router: Router,
     functions: HashMap<String, Arc<HttpFunction>>,
+    body_read_timeout: Duration,
 }
 
 impl PublicGateway {
-    pub fn new(router: Router, functions: HashMap<String, Arc<HttpFunction>>) -> Self {
-        PublicGateway { router, functions }
+    pub fn new(
+        router: Router,
+        functions: HashMap<String, Arc<HttpFunction>>,
+        body_read_timeout: Duration,
+    ) -> Self {
+        PublicGateway {
+            router,
+            functions,
+            body_read_timeout,
+        }
     }
 }
 
@@ -41,6 +52,20 @@ impl Handler for PublicGateway {
         local: SocketAddr,
     ) -> hyper::Response<ResponseBody> {
         let path = request.uri().path().to_owned();
+        if let Err(problem) = check_path(&path) {
+            return response::error(StatusCode::BAD_REQUEST, problem, None);
+        }
+        if request
+            .headers()
+            .get(header::HOST)
+            .is_some_and(|host| host.to_str().is_err())
+        {
+            return response::error(
+                StatusCode::BAD_REQUEST,
+                "the Host header is not valid",
+                None,
+            );
+        }
         let (trigger, matched) = match self.router.route(request.method(), &path) {
             Routed::Found { trigger, matched } => (trigger, matched),
             Routed::MethodNotAllowed { allow } => {
@@ -83,13 +108,24 @@ impl Handler for PublicGateway {
         }
         // Bodies are read in full (within the limit) before the function
         // starts, so an oversize upload never reaches, or half-reaches, it.
-        let body = match Limited::new(body, limit as usize).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(limit),
-            Err(e) => {
+        let read = Limited::new(body, limit as usize).collect();
+        let body = match tokio::time::timeout(self.body_read_timeout, read).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(limit),
+            Ok(Err(e)) => {
                 return response::error(
                     StatusCode::BAD_REQUEST,
                     &format!("failed to read the request body: {e}"),
+                    None,
+                );
+            }
+            Err(_elapsed) => {
+                return response::error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &format!(
+                        "the request body did not arrive within {} ms",
+                        self.body_read_timeout.as_millis()
+                    ),
                     None,
                 );
             }
@@ -151,6 +187,22 @@ impl Handler for PublicGateway {
             ),
         }
     }
+}
+
+/// Rejects paths a function could be fooled by: `.` and `..` segments (also
+/// percent-encoded) and empty segments (`//`).
+fn check_path(path: &str) -> Result<(), &'static str> {
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    for (i, segment) in segments.iter().enumerate() {
+        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+        if decoded == "." || decoded == ".." {
+            return Err("the path contains a `.` or `..` segment");
+        }
+        if segment.is_empty() && i + 1 < segments.len() {
+            return Err("the path contains an empty segment (`//`)");
+        }
+    }
+    Ok(())
 }
 
 fn too_large(limit: u64) -> hyper::Response<ResponseBody> {

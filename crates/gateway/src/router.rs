@@ -42,10 +42,15 @@ impl Router {
             };
             match &trigger.methods {
                 None => return Routed::Found { trigger, matched },
-                Some(methods) if methods.iter().any(|m| m == method.as_str()) => {
+                Some(methods) if allows(methods, method) => {
                     return Routed::Found { trigger, matched };
                 }
-                Some(methods) => allow.extend(methods.iter().cloned()),
+                Some(methods) => {
+                    allow.extend(methods.iter().cloned());
+                    if methods.iter().any(|m| m == "GET") {
+                        allow.push("HEAD".to_owned());
+                    }
+                }
             }
         }
         if allow.is_empty() {
@@ -56,6 +61,13 @@ impl Router {
             Routed::MethodNotAllowed { allow }
         }
     }
+}
+
+/// A route that allows GET also answers HEAD (hyper drops the body).
+fn allows(methods: &[String], method: &Method) -> bool {
+    methods
+        .iter()
+        .any(|m| m == method.as_str() || (method == Method::HEAD && m == "GET"))
 }
 
 #[cfg(test)]
@@ -103,8 +115,9 @@ mod tests {
         assert_eq!(target(&router, Method::POST, "/users/me"), "user");
         assert_eq!(
             target(&router, Method::PUT, "/users/me"),
-            "405 DELETE,GET,POST"
+            "405 DELETE,GET,HEAD,POST"
         );
         assert_eq!(target(&router, Method::GET, "/nothing"), "404");
+        assert_eq!(target(&router, Method::HEAD, "/users/me"), "me");
     }
 }

@@ -15,6 +15,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+/// Interval (and timeout) of HTTP/2 keep-alive pings.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
+/// Concurrent streams per HTTP/2 connection.
+const H2_MAX_STREAMS: u32 = 256;
+
 /// Bounds on one listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerLimits {
@@ -22,6 +27,8 @@ pub struct ServerLimits {
     pub max_connections: usize,
     /// Time a client has to send a complete request head.
     pub header_read_timeout: Duration,
+    /// Time a client has to send a request's body once its head has arrived.
+    pub body_read_timeout: Duration,
     /// How long shutdown waits for in-flight requests before closing them.
     pub shutdown_grace: Duration,
 }
@@ -31,6 +38,7 @@ impl Default for ServerLimits {
         ServerLimits {
             max_connections: 1024,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -70,6 +78,15 @@ pub async fn serve<H: Handler>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
+    // h2c connections have no header timeout: pings find dead peers, and the
+    // stream cap bounds what one connection can ask for at once.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(H2_KEEP_ALIVE))
+        .keep_alive_timeout(H2_KEEP_ALIVE)
+        .max_concurrent_streams(H2_MAX_STREAMS);
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
@@ -96,10 +113,21 @@ pub async fn serve<H: Handler>(
             let handler = handler.clone();
             async move { Ok::<_, Infallible>(handler.handle(request, local).await) }
         });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let first_byte_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            // Protocol detection has no timeout of its own: a client must
+            // send something within the header timeout or lose its slot.
+            let mut probe = [0u8; 1];
+            match tokio::time::timeout(first_byte_timeout, stream.peek(&mut probe)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!("connection ended with an error: {e}");
             }
             drop(permit);
@@ -109,6 +137,7 @@ pub async fn serve<H: Handler>(
     // Closing the listener makes new connections fail fast instead of
     // queueing behind a server that is going away.
     drop(listener);
+    tracing::info!(%local, "stopped accepting connections");
     tokio::select! {
         () = graceful.shutdown() => Drain::Complete,
         () = tokio::time::sleep(limits.shutdown_grace) => {

@@ -141,18 +141,21 @@ pub struct Nimbus {
 
 impl Nimbus {
     pub async fn start(manifest: &Path, data_dir: &Path, extra_args: &[&str]) -> Nimbus {
-        let mut child = Command::new(nimbus_bin())
+        let mut command = Command::new(nimbus_bin());
+        command
             .arg("up")
             .arg(manifest)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
+            .arg("--data-dir")
             .arg(data_dir)
-            .args(extra_args)
+            .args(extra_args);
+        Nimbus::spawn(command).await
+    }
+
+    /// Runs `command` (a `nimbus up` without listen addresses) on ephemeral
+    /// ports and waits until it reports both listeners.
+    pub async fn spawn(mut command: Command) -> Nimbus {
+        let mut child = command
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .env("NIMBUS_LOG", "info,nimbus_engine=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
