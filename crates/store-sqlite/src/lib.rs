@@ -1,0 +1,73 @@
+//! The embedded store: SQLite (bundled) in WAL mode, `synchronous=FULL`
+//! unless a lossy mode is asked for by name. One writer thread owns the
+//! connection and commits every request waiting for it in one transaction
+//! (group commit), so durable throughput is not one fsync per request.
+
+mod queue;
+mod writer;
+
+use nimbus_store::{Clock, StoreResult};
+use std::path::PathBuf;
+use std::sync::Arc;
+use writer::Writer;
+
+/// How hard a commit tries to reach the disk before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=FULL`: an acknowledged write survives power loss.
+    #[default]
+    Fsync,
+    /// `synchronous=NORMAL`: faster; the last commits before a power loss or
+    /// OS crash can be lost (a process crash loses nothing). Logs a warning.
+    RelaxedMayLoseRecentWrites,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// The database file; created with its directory if missing.
+    pub path: PathBuf,
+    pub durability: Durability,
+}
+
+/// The SQLite implementation of the store traits.
+pub struct SqliteStore {
+    writer: Writer,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database at `options.path`.
+    pub fn open(options: &SqliteOptions, clock: Arc<dyn Clock>) -> StoreResult<Self> {
+        if options.durability == Durability::RelaxedMayLoseRecentWrites {
+            tracing::warn!(
+                path = %options.path.display(),
+                "store durability is relaxed: acknowledged writes may be lost on power loss or OS crash"
+            );
+        }
+        let writer = Writer::start(options, clock)?;
+        Ok(SqliteStore { writer })
+    }
+}
+
+/// Commits made so far and the requests they carried; their ratio is the
+/// group-commit batch size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitStats {
+    pub commits: u64,
+    pub requests: u64,
+}
+
+impl SqliteStore {
+    pub fn commit_stats(&self) -> CommitStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let counters = self.writer.counters();
+        CommitStats {
+            commits: counters.commits.load(Relaxed),
+            requests: counters.requests.load(Relaxed),
+        }
+    }
+}
+
+/// Error text from the backend, without its types.
+pub(crate) fn backend(e: impl std::fmt::Display) -> nimbus_store::StoreError {
+    nimbus_store::StoreError::Backend(e.to_string())
+}

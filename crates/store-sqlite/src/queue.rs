@@ -1,0 +1,529 @@
+//! `QueueStore` on SQLite: the schema and one function per operation, each
+//! run by the writer inside the batch's transaction.
+
+use crate::writer::Tx;
+use crate::{SqliteStore, backend};
+use nimbus_store::queue::{
+    NackOptions, QueueConfig, QueueStats, QueueStore, ReceivedMessage, SendMessage, SendReceipt,
+    StoredMessage,
+};
+use nimbus_store::{StoreError, StoreResult};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::BTreeMap;
+
+pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS queues (
+            name TEXT PRIMARY KEY,
+            visibility_timeout_ms INTEGER NOT NULL,
+            retention_ms INTEGER NOT NULL,
+            delay_ms INTEGER NOT NULL,
+            max_message_bytes INTEGER NOT NULL,
+            dedup_window_ms INTEGER NOT NULL,
+            max_receive_count INTEGER,
+            dead_letter_queue TEXT
+        );
+        CREATE TABLE IF NOT EXISTS messages (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            message_id TEXT NOT NULL UNIQUE,
+            queue TEXT NOT NULL,
+            body BLOB NOT NULL,
+            attributes TEXT NOT NULL,
+            sent_at INTEGER NOT NULL,
+            visible_at INTEGER NOT NULL,
+            receive_count INTEGER NOT NULL DEFAULT 0,
+            receipt TEXT,
+            last_error TEXT,
+            source_queue TEXT
+        );
+        CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_at, seq);
+        CREATE INDEX IF NOT EXISTS messages_receipt ON messages (receipt);
+        CREATE TABLE IF NOT EXISTS dedup (
+            queue TEXT NOT NULL,
+            dedup_id TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            expires_at INTEGER NOT NULL,
+            PRIMARY KEY (queue, dedup_id)
+        );",
+    )
+    .map_err(backend)
+}
+
+fn load_queue(tx: &Tx<'_>, name: &str) -> StoreResult<QueueConfig> {
+    tx.conn
+        .query_row(
+            "SELECT visibility_timeout_ms, retention_ms, delay_ms, max_message_bytes,
+                    dedup_window_ms, max_receive_count, dead_letter_queue
+             FROM queues WHERE name = ?1",
+            params![name],
+            |row| {
+                Ok(QueueConfig {
+                    name: name.to_owned(),
+                    visibility_timeout_ms: row.get::<_, i64>(0)? as u64,
+                    retention_ms: row.get::<_, i64>(1)? as u64,
+                    delay_ms: row.get::<_, i64>(2)? as u64,
+                    max_message_bytes: row.get::<_, i64>(3)? as usize,
+                    dedup_window_ms: row.get::<_, i64>(4)? as u64,
+                    max_receive_count: row.get::<_, Option<i64>>(5)?.map(|n| n as u32),
+                    dead_letter_queue: row.get(6)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::QueueNotFound(name.to_owned()))
+}
+
+fn encode_attributes(attributes: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(attributes).unwrap_or_else(|_| "{}".to_owned())
+}
+
+fn decode_attributes(text: &str) -> BTreeMap<String, String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The end of a message's life by its queue's retention.
+const LIVE: &str = "m.sent_at + q.retention_ms > ?2";
+
+fn declare(tx: &Tx<'_>, queues: &[QueueConfig]) -> StoreResult<()> {
+    for q in queues {
+        tx.conn
+            .execute(
+                "INSERT INTO queues (name, visibility_timeout_ms, retention_ms, delay_ms, max_message_bytes,
+                                     dedup_window_ms, max_receive_count, dead_letter_queue)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (name) DO UPDATE SET
+                    visibility_timeout_ms = excluded.visibility_timeout_ms,
+                    retention_ms = excluded.retention_ms,
+                    delay_ms = excluded.delay_ms,
+                    max_message_bytes = excluded.max_message_bytes,
+                    dedup_window_ms = excluded.dedup_window_ms,
+                    max_receive_count = excluded.max_receive_count,
+                    dead_letter_queue = excluded.dead_letter_queue",
+                params![
+                    q.name,
+                    q.visibility_timeout_ms as i64,
+                    q.retention_ms as i64,
+                    q.delay_ms as i64,
+                    q.max_message_bytes as i64,
+                    q.dedup_window_ms as i64,
+                    q.max_receive_count.map(i64::from),
+                    q.dead_letter_queue,
+                ],
+            )
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn send(tx: &Tx<'_>, queue: &str, messages: Vec<SendMessage>) -> StoreResult<Vec<SendReceipt>> {
+    let config = load_queue(tx, queue)?;
+    if let Some(big) = messages
+        .iter()
+        .find(|m| m.body.len() > config.max_message_bytes)
+    {
+        return Err(StoreError::MessageTooLarge {
+            size: big.body.len(),
+            limit: config.max_message_bytes,
+        });
+    }
+    let mut receipts = Vec::with_capacity(messages.len());
+    for message in messages {
+        if let Some(dedup_id) = &message.dedup_id {
+            let earlier: Option<String> = tx
+                .conn
+                .query_row(
+                    "SELECT message_id FROM dedup WHERE queue = ?1 AND dedup_id = ?2 AND expires_at > ?3",
+                    params![queue, dedup_id, tx.now as i64],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if let Some(message_id) = earlier {
+                receipts.push(SendReceipt {
+                    message_id,
+                    deduplicated: true,
+                });
+                continue;
+            }
+        }
+        let message_id = new_id();
+        let delay = message.delay_ms.unwrap_or(config.delay_ms);
+        tx.conn
+            .execute(
+                "INSERT INTO messages (message_id, queue, body, attributes, sent_at, visible_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    message_id,
+                    queue,
+                    message.body,
+                    encode_attributes(&message.attributes),
+                    tx.now as i64,
+                    (tx.now + delay) as i64
+                ],
+            )
+            .map_err(backend)?;
+        if let Some(dedup_id) = &message.dedup_id {
+            tx.conn
+                .execute(
+                    "INSERT OR REPLACE INTO dedup (queue, dedup_id, message_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![queue, dedup_id, message_id, (tx.now + config.dedup_window_ms) as i64],
+                )
+                .map_err(backend)?;
+        }
+        receipts.push(SendReceipt {
+            message_id,
+            deduplicated: false,
+        });
+    }
+    Ok(receipts)
+}
+
+fn receive(
+    tx: &Tx<'_>,
+    queue: &str,
+    max: u32,
+    visibility_ms: Option<u64>,
+) -> StoreResult<Vec<ReceivedMessage>> {
+    let config = load_queue(tx, queue)?;
+    let lease_ms = visibility_ms.unwrap_or(config.visibility_timeout_ms);
+    let dead_letter = match (&config.max_receive_count, &config.dead_letter_queue) {
+        (Some(count), Some(dlq)) => Some((*count, dlq.as_str())),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    let mut after_seq = 0i64;
+    while (out.len() as u32) < max {
+        let want = (max - out.len() as u32) as i64;
+        let mut select = tx
+            .conn
+            .prepare_cached(&format!(
+                "SELECT m.seq, m.message_id, m.body, m.attributes, m.sent_at, m.receive_count
+                 FROM messages m JOIN queues q ON q.name = m.queue
+                 WHERE m.queue = ?1 AND m.visible_at <= ?2 AND {LIVE} AND m.seq > ?3
+                 ORDER BY m.seq LIMIT ?4"
+            ))
+            .map_err(backend)?;
+        let candidates = select
+            .query_map(params![queue, tx.now as i64, after_seq, want], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Vec<u8>>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, i64>(5)? as u32,
+                ))
+            })
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        if candidates.is_empty() {
+            break;
+        }
+        for (seq, message_id, body, attributes, sent_at, receive_count) in candidates {
+            after_seq = seq;
+            if let Some((max_receives, dlq)) = dead_letter
+                && receive_count >= max_receives
+            {
+                // Moved, not delivered, in the same transaction as this receive.
+                tx.conn
+                    .execute(
+                        "UPDATE messages SET queue = ?1, source_queue = ?2, visible_at = ?3, receipt = NULL
+                         WHERE seq = ?4",
+                        params![dlq, queue, tx.now as i64, seq],
+                    )
+                    .map_err(backend)?;
+                continue;
+            }
+            let receipt_handle = new_id();
+            tx.conn
+                .execute(
+                    "UPDATE messages SET receipt = ?1, receive_count = receive_count + 1, visible_at = ?2
+                     WHERE seq = ?3",
+                    params![receipt_handle, (tx.now + lease_ms) as i64, seq],
+                )
+                .map_err(backend)?;
+            out.push(ReceivedMessage {
+                message_id,
+                body,
+                attributes: decode_attributes(&attributes),
+                receipt_handle,
+                receive_count: receive_count + 1,
+                sent_at: sent_at as u64,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `sql` (parameters: queue, receipt, then `extra`) against the message
+/// holding `receipt`; no such message means the handle is stale.
+fn with_receipt(
+    tx: &Tx<'_>,
+    queue: &str,
+    sql: &str,
+    receipt: &str,
+    extra: &[&dyn rusqlite::ToSql],
+) -> StoreResult<()> {
+    load_queue(tx, queue)?;
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&queue, &receipt];
+    values.extend_from_slice(extra);
+    let changed = tx.conn.execute(sql, values.as_slice()).map_err(backend)?;
+    if changed == 0 {
+        return Err(StoreError::StaleReceipt);
+    }
+    Ok(())
+}
+
+fn stats(tx: &Tx<'_>, queue: &str) -> StoreResult<QueueStats> {
+    load_queue(tx, queue)?;
+    tx.conn
+        .query_row(
+            &format!(
+                "SELECT
+                    COALESCE(SUM(m.visible_at <= ?2), 0),
+                    COALESCE(SUM(m.visible_at > ?2 AND m.receipt IS NOT NULL), 0),
+                    COALESCE(SUM(m.visible_at > ?2 AND m.receipt IS NULL), 0),
+                    MIN(m.sent_at)
+                 FROM messages m JOIN queues q ON q.name = m.queue
+                 WHERE m.queue = ?1 AND {LIVE}"
+            ),
+            params![queue, tx.now as i64],
+            |row| {
+                Ok(QueueStats {
+                    visible: row.get::<_, i64>(0)? as u64,
+                    in_flight: row.get::<_, i64>(1)? as u64,
+                    delayed: row.get::<_, i64>(2)? as u64,
+                    oldest_age_ms: row
+                        .get::<_, Option<i64>>(3)?
+                        .map(|sent| tx.now.saturating_sub(sent as u64)),
+                })
+            },
+        )
+        .map_err(backend)
+}
+
+fn peek(
+    tx: &Tx<'_>,
+    queue: &str,
+    limit: u32,
+    after_id: Option<&str>,
+) -> StoreResult<Vec<StoredMessage>> {
+    load_queue(tx, queue)?;
+    let after_seq = match after_id {
+        None => 0,
+        Some(id) => tx
+            .conn
+            .query_row(
+                "SELECT seq FROM messages WHERE message_id = ?1",
+                params![id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::MessageNotFound(id.to_owned()))?,
+    };
+    let mut select = tx
+        .conn
+        .prepare_cached(
+            "SELECT message_id, body, attributes, sent_at, receive_count, last_error, source_queue
+             FROM messages WHERE queue = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )
+        .map_err(backend)?;
+    let rows = select
+        .query_map(params![queue, after_seq, i64::from(limit)], |row| {
+            Ok(StoredMessage {
+                message_id: row.get(0)?,
+                body: row.get(1)?,
+                attributes: decode_attributes(&row.get::<_, String>(2)?),
+                sent_at: row.get::<_, i64>(3)? as u64,
+                receive_count: row.get::<_, i64>(4)? as u32,
+                last_error: row.get(5)?,
+                source_queue: row.get(6)?,
+            })
+        })
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>();
+    rows.map_err(backend)
+}
+
+fn redrive(tx: &Tx<'_>, from: &str, to: &str, limit: u32) -> StoreResult<u64> {
+    load_queue(tx, from)?;
+    load_queue(tx, to)?;
+    let moved = tx
+        .conn
+        .execute(
+            "UPDATE messages SET queue = ?2, visible_at = ?3, receive_count = 0, receipt = NULL, source_queue = NULL
+             WHERE seq IN (SELECT seq FROM messages WHERE queue = ?1 ORDER BY seq LIMIT ?4)",
+            params![from, to, tx.now as i64, i64::from(limit)],
+        )
+        .map_err(backend)?;
+    Ok(moved as u64)
+}
+
+fn expire(tx: &Tx<'_>) -> StoreResult<u64> {
+    let now = tx.now as i64;
+    let removed = tx
+        .conn
+        .execute(
+            "DELETE FROM messages WHERE seq IN (
+                SELECT m.seq FROM messages m JOIN queues q ON q.name = m.queue
+                WHERE m.sent_at + q.retention_ms <= ?1)",
+            params![now],
+        )
+        .map_err(backend)?;
+    tx.conn
+        .execute("DELETE FROM dedup WHERE expires_at <= ?1", params![now])
+        .map_err(backend)?;
+    Ok(removed as u64)
+}
+
+#[async_trait::async_trait]
+impl QueueStore for SqliteStore {
+    async fn declare_queues(&self, queues: &[QueueConfig]) -> StoreResult<()> {
+        let queues = queues.to_vec();
+        self.writer.run(move |tx| declare(tx, &queues)).await
+    }
+
+    async fn send(&self, queue: &str, messages: Vec<SendMessage>) -> StoreResult<Vec<SendReceipt>> {
+        let queue = queue.to_owned();
+        self.writer.run(move |tx| send(tx, &queue, messages)).await
+    }
+
+    async fn receive(
+        &self,
+        queue: &str,
+        max: u32,
+        visibility_timeout_ms: Option<u64>,
+    ) -> StoreResult<Vec<ReceivedMessage>> {
+        let queue = queue.to_owned();
+        self.writer
+            .run(move |tx| receive(tx, &queue, max, visibility_timeout_ms))
+            .await
+    }
+
+    async fn delete(&self, queue: &str, receipt_handle: &str) -> StoreResult<()> {
+        let (queue, receipt) = (queue.to_owned(), receipt_handle.to_owned());
+        self.writer
+            .run(move |tx| {
+                with_receipt(
+                    tx,
+                    &queue,
+                    "DELETE FROM messages WHERE queue = ?1 AND receipt = ?2",
+                    &receipt,
+                    &[],
+                )
+            })
+            .await
+    }
+
+    async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt_handle: &str,
+        timeout_ms: u64,
+    ) -> StoreResult<()> {
+        let (queue, receipt) = (queue.to_owned(), receipt_handle.to_owned());
+        self.writer
+            .run(move |tx| {
+                let visible_at = (tx.now + timeout_ms) as i64;
+                with_receipt(
+                    tx,
+                    &queue,
+                    "UPDATE messages SET visible_at = ?3 WHERE queue = ?1 AND receipt = ?2",
+                    &receipt,
+                    &[&visible_at],
+                )
+            })
+            .await
+    }
+
+    async fn nack(
+        &self,
+        queue: &str,
+        receipt_handle: &str,
+        options: NackOptions,
+    ) -> StoreResult<()> {
+        let (queue, receipt) = (queue.to_owned(), receipt_handle.to_owned());
+        self.writer
+            .run(move |tx| {
+                let visible_at = (tx.now + options.visible_after_ms) as i64;
+                with_receipt(
+                    tx,
+                    &queue,
+                    "UPDATE messages SET visible_at = ?3, last_error = COALESCE(?4, last_error), receipt = NULL
+                     WHERE queue = ?1 AND receipt = ?2",
+                    &receipt,
+                    &[&visible_at, &options.error],
+                )
+            })
+            .await
+    }
+
+    async fn purge(&self, queue: &str) -> StoreResult<u64> {
+        let queue = queue.to_owned();
+        self.writer
+            .run(move |tx| {
+                load_queue(tx, &queue)?;
+                let n = tx
+                    .conn
+                    .execute("DELETE FROM messages WHERE queue = ?1", params![queue])
+                    .map_err(backend)?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    async fn stats(&self, queue: &str) -> StoreResult<QueueStats> {
+        let queue = queue.to_owned();
+        self.writer.run(move |tx| stats(tx, &queue)).await
+    }
+
+    async fn peek(
+        &self,
+        queue: &str,
+        limit: u32,
+        after_id: Option<&str>,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let (queue, after) = (queue.to_owned(), after_id.map(str::to_owned));
+        self.writer
+            .run(move |tx| peek(tx, &queue, limit, after.as_deref()))
+            .await
+    }
+
+    async fn delete_by_id(&self, queue: &str, message_id: &str) -> StoreResult<()> {
+        let (queue, id) = (queue.to_owned(), message_id.to_owned());
+        self.writer
+            .run(move |tx| {
+                load_queue(tx, &queue)?;
+                let n = tx
+                    .conn
+                    .execute(
+                        "DELETE FROM messages WHERE queue = ?1 AND message_id = ?2",
+                        params![queue, id],
+                    )
+                    .map_err(backend)?;
+                if n == 0 {
+                    return Err(StoreError::MessageNotFound(id));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn redrive(&self, from: &str, to: &str, limit: u32) -> StoreResult<u64> {
+        let (from, to) = (from.to_owned(), to.to_owned());
+        self.writer
+            .run(move |tx| redrive(tx, &from, &to, limit))
+            .await
+    }
+
+    async fn expire(&self) -> StoreResult<u64> {
+        self.writer.run(expire).await
+    }
+}

@@ -1,0 +1,176 @@
+//! The writer thread and group commit. Requests queue on a bounded channel;
+//! the thread takes everything waiting (up to `MAX_BATCH`), runs each request
+//! in its own savepoint inside one transaction, commits once, and only then
+//! answers every request with the commit's outcome.
+
+use crate::{Durability, SqliteOptions, backend};
+use nimbus_store::{Clock, StoreError, StoreResult, Timestamp};
+use rusqlite::Connection;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{mpsc, oneshot};
+
+/// Requests one commit may carry.
+const MAX_BATCH: usize = 512;
+/// Requests waiting for the writer before senders wait too.
+const MAX_PENDING: usize = 4096;
+
+/// What a request sees: the connection inside the open transaction, and the
+/// store's clock reading for the whole batch.
+pub(crate) struct Tx<'a> {
+    pub conn: &'a Connection,
+    pub now: Timestamp,
+}
+
+type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
+/// `None` when the batch's transaction could not begin.
+type Job = Box<dyn FnOnce(Option<&Tx<'_>>) -> Reply + Send>;
+
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+    stats: Arc<CommitCounters>,
+}
+
+/// How many commits the writer made and how many requests they carried.
+#[derive(Debug, Default)]
+pub(crate) struct CommitCounters {
+    pub commits: AtomicU64,
+    pub requests: AtomicU64,
+}
+
+impl Writer {
+    pub(crate) fn start(options: &SqliteOptions, clock: Arc<dyn Clock>) -> StoreResult<Self> {
+        if let Some(dir) = options.path.parent() {
+            std::fs::create_dir_all(dir).map_err(backend)?;
+        }
+        let conn = Connection::open(&options.path).map_err(backend)?;
+        let synchronous = match options.durability {
+            Durability::Fsync => "FULL",
+            Durability::RelaxedMayLoseRecentWrites => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000;"
+        ))
+        .map_err(backend)?;
+        crate::queue::migrate(&conn)?;
+
+        let (jobs, receiver) = mpsc::channel(MAX_PENDING);
+        let stats = Arc::new(CommitCounters::default());
+        let counters = stats.clone();
+        std::thread::Builder::new()
+            .name("nimbus-store-writer".into())
+            .spawn(move || run(conn, receiver, clock, &counters))
+            .map_err(backend)?;
+        Ok(Writer { jobs, stats })
+    }
+
+    pub(crate) fn counters(&self) -> &CommitCounters {
+        &self.stats
+    }
+
+    /// Runs `work` in the next commit and returns its result once that commit
+    /// is durable. If the commit fails, so does the request.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Tx<'_>) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (sender, receiver) = oneshot::channel();
+        let job: Job = Box::new(move |tx| {
+            let result = match tx {
+                Some(tx) => in_savepoint(tx, work),
+                None => Err(StoreError::Backend(
+                    "the transaction could not begin".into(),
+                )),
+            };
+            Box::new(move |commit: StoreResult<()>| {
+                let _ = sender.send(commit.and(result));
+            })
+        });
+        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
+        receiver.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn in_savepoint<T>(tx: &Tx<'_>, work: impl FnOnce(&Tx<'_>) -> StoreResult<T>) -> StoreResult<T> {
+    tx.conn
+        .execute_batch("SAVEPOINT request")
+        .map_err(backend)?;
+    let result = work(tx);
+    let end = if result.is_ok() {
+        "RELEASE request"
+    } else {
+        "ROLLBACK TO request; RELEASE request"
+    };
+    tx.conn.execute_batch(end).map_err(backend)?;
+    result
+}
+
+fn run(
+    conn: Connection,
+    mut receiver: mpsc::Receiver<Job>,
+    clock: Arc<dyn Clock>,
+    counters: &CommitCounters,
+) {
+    while let Some(first) = receiver.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(backend);
+        let tx = Tx {
+            conn: &conn,
+            now: clock.now_ms(),
+        };
+        let replies: Vec<Reply> = batch
+            .into_iter()
+            .map(|job| job(began.is_ok().then_some(&tx)))
+            .collect();
+        let committed = began.and_then(|()| conn.execute_batch("COMMIT").map_err(backend));
+        counters.commits.fetch_add(1, Ordering::Relaxed);
+        counters
+            .requests
+            .fetch_add(replies.len() as u64, Ordering::Relaxed);
+        if let Err(e) = &committed {
+            tracing::error!("store commit failed: {e}");
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies {
+            reply(committed.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nimbus_store::SystemClock;
+
+    async fn synchronous_mode(durability: Durability) -> i64 {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteOptions {
+            path: dir.path().join("db"),
+            durability,
+        };
+        let writer = Writer::start(&options, Arc::new(SystemClock)).unwrap();
+        writer
+            .run(|tx| {
+                tx.conn
+                    .query_row("PRAGMA synchronous", [], |row| row.get(0))
+                    .map_err(backend)
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn durability_fsync_is_synchronous_full_and_relaxed_is_normal() {
+        assert_eq!(synchronous_mode(Durability::Fsync).await, 2);
+        assert_eq!(
+            synchronous_mode(Durability::RelaxedMayLoseRecentWrites).await,
+            1
+        );
+    }
+}

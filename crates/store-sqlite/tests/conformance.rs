@@ -1,0 +1,26 @@
+//! The store conformance suite against SQLite, on a manual clock.
+
+use nimbus_store::ManualClock;
+use nimbus_store::conformance::Backend;
+use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
+use std::sync::Arc;
+
+struct Sqlite {
+    dir: tempfile::TempDir,
+}
+
+impl Backend for Sqlite {
+    type Store = SqliteStore;
+
+    async fn open(&self, clock: ManualClock) -> SqliteStore {
+        let options = SqliteOptions {
+            path: self.dir.path().join("nimbus.db"),
+            durability: Durability::Fsync,
+        };
+        SqliteStore::open(&options, Arc::new(clock)).unwrap()
+    }
+}
+
+nimbus_store::queue_conformance_tests!(Sqlite {
+    dir: tempfile::tempdir().unwrap()
+});

@@ -1,0 +1,48 @@
+//! The conformance suite every backend runs: `queue_conformance_tests!`
+//! expands to one named test per case, each on a fresh store and a manual
+//! clock, so a backend cannot pass by accident of real time.
+
+pub mod queue;
+
+/// Expands to the queue conformance tests. `$backend` is an expression
+/// giving a fresh [`Backend`] for each test.
+#[macro_export]
+macro_rules! queue_conformance_tests {
+    ($backend:expr) => {
+        $crate::queue_conformance_tests!(@cases $backend;
+            sent_messages_are_received_oldest_first_each_with_a_receipt_handle,
+            a_received_message_stays_invisible_until_its_lease_expires_by_the_store_clock,
+            stale_receipt_handle_cannot_delete_or_change_visibility,
+            delete_with_the_current_handle_removes_the_message,
+            change_visibility_moves_the_lease_end,
+            delayed_messages_become_visible_when_due,
+            messages_past_retention_are_expired,
+            a_repeated_dedup_id_within_the_window_is_accepted_but_stored_once,
+            a_message_moves_to_the_dead_letter_queue_after_max_receive_count,
+            nack_records_the_error_and_the_retry_time,
+            redrive_moves_messages_back_keeping_their_send_time,
+            purge_and_stats_count_messages_by_state,
+            oversize_messages_are_rejected,
+            unknown_queues_are_an_error,
+            peek_does_not_lease_and_delete_by_id_removes,
+            receive_returns_at_most_max_and_honours_a_visibility_override,
+            messages_survive_reopening_the_store
+        );
+    };
+    (@cases $backend:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let backend = $backend;
+                $crate::conformance::queue::$case(|clock| $crate::conformance::Backend::open(&backend, clock)).await;
+            }
+        )*
+    };
+}
+
+/// A backend under test: every `open` reaches the same (initially empty)
+/// storage, judging time by the given clock.
+pub trait Backend {
+    type Store: crate::QueueStore;
+    fn open(&self, clock: crate::ManualClock) -> impl Future<Output = Self::Store>;
+}

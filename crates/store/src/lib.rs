@@ -1,0 +1,36 @@
+//! The storage interface: traits and the types they exchange, with no
+//! dependency on any backend. Backends (`nimbus-store-sqlite`, later
+//! PostgreSQL) implement the traits and run the same conformance suite.
+
+pub mod clock;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod queue;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use queue::{
+    NackOptions, QueueConfig, QueueStats, QueueStore, ReceivedMessage, SendMessage, SendReceipt,
+    StoredMessage,
+};
+
+/// What can go wrong in a store call. Backend errors arrive as text: no
+/// driver type crosses this interface.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("queue `{0}` does not exist")]
+    QueueNotFound(String),
+    #[error("message is {size} bytes, over the queue's limit of {limit} bytes")]
+    MessageTooLarge { size: usize, limit: usize },
+    #[error("receipt handle is not current: the message was deleted or received again since")]
+    StaleReceipt,
+    #[error("message `{0}` does not exist")]
+    MessageNotFound(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("storage backend failed: {0}")]
+    Backend(String),
+    #[error("the store is shut down")]
+    Closed,
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
