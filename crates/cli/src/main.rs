@@ -2,6 +2,8 @@
 //! that do the work.
 
 mod build;
+mod client;
+mod queue;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +28,20 @@ enum Command {
         #[arg(default_value = "nimbus.toml")]
         manifest: PathBuf,
     },
+    /// Send, receive and inspect messages of a running app's queues.
+    Queue {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        #[command(subcommand)]
+        command: queue::QueueCommand,
+    },
+    /// Inspect and redrive dead-letter queues of a running app.
+    Dlq {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        #[command(subcommand)]
+        command: queue::DlqCommand,
+    },
     /// Check a manifest and its component files without running anything.
     Validate {
         /// The app's manifest.
@@ -48,6 +64,8 @@ fn main() -> ExitCode {
         Command::Up(args) => up::run(args),
         Command::Build { manifest } => build::run(&manifest),
         Command::Validate { manifest } => validate(&manifest),
+        Command::Queue { admin, command } => queue::run_queue(&admin, command),
+        Command::Dlq { admin, command } => queue::run_dlq(&admin, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

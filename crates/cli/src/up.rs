@@ -6,6 +6,9 @@ use clap::Args;
 use nimbus_engine::{ArtifactCache, CacheOutcome, EngineSettings, Runtime};
 use nimbus_gateway::{Drain, ServerLimits};
 use nimbus_manifest::App;
+use nimbus_store::SystemClock;
+use nimbus_store::queue::{QueueConfig, QueueStore};
+use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -44,10 +47,24 @@ pub struct UpArgs {
     /// Time a client has to send a request's headers, in milliseconds.
     #[arg(long, default_value_t = 10_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     header_read_timeout_ms: u64,
+    /// `fsync`: acknowledge writes only once they survive power loss.
+    /// `relaxed`: faster, but the last writes before a power loss or OS crash
+    /// can be lost (logged as a warning at startup).
+    #[arg(long, value_enum, default_value_t = StoreDurability::Fsync)]
+    store_durability: StoreDurability,
     /// Time a client has to send a request's body, in milliseconds.
     #[arg(long, default_value_t = 30_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     body_read_timeout_ms: u64,
 }
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StoreDurability {
+    Fsync,
+    Relaxed,
+}
+
+/// How often messages past their retention (and stale dedup ids) are swept.
+const EXPIRE_INTERVAL: Duration = Duration::from_secs(60);
 
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let app = App::load(&args.manifest)?;
@@ -99,6 +116,12 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .build()
         .context("failed to start the async runtime")?;
     tokio.block_on(async {
+        let store = open_store(&app, &data_dir, args.store_durability).await?;
+        let sweeper = tokio::spawn(expire_periodically(store.clone()));
+        let api = nimbus_gateway::api::ApiState {
+            queues: store,
+            waiters: Default::default(),
+        };
         let public = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("failed to bind the gateway to {}", args.listen))?;
@@ -114,8 +137,17 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             out.flush()?;
         }
         tracing::info!(app = %app.name, "serving");
-        let drain =
-            nimbus_gateway::run(public, admin, &app, functions, limits, shutdown_signal()).await;
+        let drain = nimbus_gateway::run(
+            public,
+            admin,
+            &app,
+            functions,
+            api,
+            limits,
+            shutdown_signal(),
+        )
+        .await;
+        sweeper.abort();
         match drain {
             Drain::Complete => tracing::info!("stopped"),
             Drain::TimedOut => {
@@ -130,6 +162,55 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     tokio.shutdown_timeout(SHUTDOWN_CANCEL_TIMEOUT);
     drop(runtime);
     Ok(())
+}
+
+/// Opens the embedded store in the data directory and declares the app's
+/// queues in it.
+async fn open_store(
+    app: &App,
+    data_dir: &std::path::Path,
+    durability: StoreDurability,
+) -> anyhow::Result<Arc<dyn QueueStore>> {
+    let options = SqliteOptions {
+        path: data_dir.join("nimbus.db"),
+        durability: match durability {
+            StoreDurability::Fsync => Durability::Fsync,
+            StoreDurability::Relaxed => Durability::RelaxedMayLoseRecentWrites,
+        },
+    };
+    let store = SqliteStore::open(&options, Arc::new(SystemClock))
+        .with_context(|| format!("failed to open the store {}", options.path.display()))?;
+    let queues: Vec<QueueConfig> = app
+        .queues
+        .values()
+        .map(|q| QueueConfig {
+            name: q.name.clone(),
+            visibility_timeout_ms: q.visibility_timeout_ms,
+            retention_ms: q.retention_ms,
+            delay_ms: q.delay_ms,
+            max_message_bytes: q.max_message_bytes as usize,
+            dedup_window_ms: q.dedup_window_ms,
+            max_receive_count: q.max_receive_count,
+            dead_letter_queue: q.dead_letter_queue.clone(),
+        })
+        .collect();
+    store
+        .declare_queues(&queues)
+        .await
+        .context("failed to declare the app's queues")?;
+    Ok(Arc::new(store))
+}
+
+async fn expire_periodically(store: Arc<dyn QueueStore>) {
+    let mut tick = tokio::time::interval(EXPIRE_INTERVAL);
+    loop {
+        tick.tick().await;
+        match store.expire().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("expired {n} messages past their queue's retention"),
+            Err(e) => tracing::warn!("failed to expire old messages: {e}"),
+        }
+    }
 }
 
 /// Per user, never inside the app's directory: compiled artifacts are native

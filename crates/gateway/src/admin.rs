@@ -1,52 +1,68 @@
-//! The admin listener: liveness and readiness for supervisors and load
-//! balancers. The versioned `/v1` API will live here too.
+//! The admin listener: liveness, readiness, and the versioned `/v1` API for
+//! programs outside Nimbus (described by `/v1/openapi.json`).
 
-use crate::response;
+use crate::api;
 use crate::server::Handler;
-use http::{HeaderValue, StatusCode, header};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
-use nimbus_engine::{ResponseBody, full_body};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use tower::ServiceExt as _;
 
-/// Answers `/healthz` (the process is up) and `/readyz` (the app is loaded
-/// and accepting requests; 503 once shutdown has begun).
+/// Serves `/healthz` (the process is up), `/readyz` (the app is loaded and
+/// accepting requests; 503 once shutdown has begun) and `/v1`.
 pub struct AdminApi {
-    ready: Arc<AtomicBool>,
+    router: Router,
 }
 
 impl AdminApi {
-    pub fn new(ready: Arc<AtomicBool>) -> Self {
-        AdminApi { ready }
+    pub fn new(ready: Arc<AtomicBool>, api: api::ApiState) -> Self {
+        let router = Router::new()
+            .route(
+                "/healthz",
+                axum::routing::get(|| async { status(StatusCode::OK, "ok") }),
+            )
+            .route("/readyz", axum::routing::get(readyz).with_state(ready))
+            .merge(api::router(api))
+            .fallback(|uri: Uri| async move {
+                api::ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("no admin endpoint at {}", uri.path()),
+                )
+            });
+        AdminApi { router }
     }
 }
 
+async fn readyz(State(ready): State<Arc<AtomicBool>>) -> Response {
+    if ready.load(Ordering::SeqCst) {
+        status(StatusCode::OK, "ready")
+    } else {
+        status(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    }
+}
+
+fn status(code: StatusCode, status: &str) -> Response {
+    (code, axum::Json(serde_json::json!({ "status": status }))).into_response()
+}
+
 impl Handler for AdminApi {
+    type Body = Body;
+
     async fn handle(
         self: Arc<Self>,
         request: hyper::Request<Incoming>,
         _local: SocketAddr,
-    ) -> hyper::Response<ResponseBody> {
-        match request.uri().path() {
-            "/healthz" => status(StatusCode::OK, "ok"),
-            "/readyz" if self.ready.load(Ordering::SeqCst) => status(StatusCode::OK, "ready"),
-            "/readyz" => status(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
-            path => response::error(
-                StatusCode::NOT_FOUND,
-                &format!("no admin endpoint at {path}"),
-                None,
-            ),
+    ) -> Response {
+        let request = request.map(Body::new);
+        match self.router.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
         }
     }
-}
-
-fn status(code: StatusCode, status: &str) -> hyper::Response<ResponseBody> {
-    let mut response = hyper::Response::new(full_body(format!("{{\"status\":\"{status}\"}}\n")));
-    *response.status_mut() = code;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }

@@ -2,6 +2,7 @@
 //! listener, both served by one bounded, gracefully-stopping server loop.
 
 mod admin;
+pub mod api;
 mod public;
 mod response;
 mod router;
@@ -32,6 +33,7 @@ pub async fn run(
     admin: TcpListener,
     app: &nimbus_manifest::App,
     functions: HashMap<String, Arc<HttpFunction>>,
+    api: api::ApiState,
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) -> Drain {
@@ -41,7 +43,7 @@ pub async fn run(
         functions,
         limits.body_read_timeout,
     ));
-    let admin_api = Arc::new(AdminApi::new(ready.clone()));
+    let admin_api = Arc::new(AdminApi::new(ready.clone(), api));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let (public_done_tx, public_done_rx) = tokio::sync::oneshot::channel::<()>();
     let public_task = async move {

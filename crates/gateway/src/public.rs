@@ -46,6 +46,8 @@ impl PublicGateway {
 }
 
 impl Handler for PublicGateway {
+    type Body = ResponseBody;
+
     async fn handle(
         self: Arc<Self>,
         request: hyper::Request<Incoming>,

@@ -1,12 +1,12 @@
 //! One HTTP server loop shared by both listeners: bounded connections,
 //! header-read timeout, graceful shutdown with a bounded drain.
 
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use nimbus_engine::ResponseBody;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -46,11 +46,15 @@ impl Default for ServerLimits {
 
 /// Something that answers requests; every error is already a response.
 pub trait Handler: Send + Sync + 'static {
+    type Body: hyper::body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static;
+
     fn handle(
         self: Arc<Self>,
         request: hyper::Request<Incoming>,
         local: SocketAddr,
-    ) -> impl Future<Output = hyper::Response<ResponseBody>> + Send;
+    ) -> impl Future<Output = hyper::Response<Self::Body>> + Send;
 }
 
 /// How a server loop ended.

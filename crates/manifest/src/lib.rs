@@ -25,7 +25,22 @@ pub struct App {
     /// Directory of the manifest; relative paths and build commands start here.
     pub base_dir: PathBuf,
     pub functions: BTreeMap<String, Function>,
+    pub queues: BTreeMap<String, Queue>,
     pub http_triggers: Vec<HttpTrigger>,
+}
+
+/// A durable queue (`[queue.NAME]`), with SQS semantics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    pub name: String,
+    pub visibility_timeout_ms: u64,
+    pub retention_ms: u64,
+    pub delay_ms: u64,
+    pub max_message_bytes: u64,
+    pub dedup_window_ms: u64,
+    /// With `dead_letter_queue`: receives before a message is dead-lettered.
+    pub max_receive_count: Option<u32>,
+    pub dead_letter_queue: Option<String>,
 }
 
 /// A function: one WebAssembly component and the limits it runs under.

@@ -48,8 +48,51 @@ pub const MAX_BODY_BYTES: Limit = Limit {
     range: (0, 100 * 1024 * 1024),
 };
 
+/// How long a received message stays hidden from other receivers (up to 12 h).
+pub const VISIBILITY_TIMEOUT_MS: Limit = Limit {
+    key: "visibility_timeout_ms",
+    default: 30_000,
+    range: (0, 43_200_000),
+};
+/// How long a message is kept after it was first sent (1 minute to 14 days; 4 days by default).
+pub const RETENTION_MS: Limit = Limit {
+    key: "retention_ms",
+    default: 345_600_000,
+    range: (60_000, 1_209_600_000),
+};
+/// Delay before a sent message becomes visible (up to 15 minutes).
+pub const DELAY_MS: Limit = Limit {
+    key: "delay_ms",
+    default: 0,
+    range: (0, 900_000),
+};
+/// Largest message body a queue accepts (up to 1 MiB; 256 KiB by default).
+pub const MAX_MESSAGE_BYTES: Limit = Limit {
+    key: "max_message_bytes",
+    default: 262_144,
+    range: (1, 1_048_576),
+};
+/// How long a deduplication id is remembered (up to 1 hour; 5 minutes by default).
+pub const DEDUP_WINDOW_MS: Limit = Limit {
+    key: "dedup_window_ms",
+    default: 300_000,
+    range: (0, 3_600_000),
+};
+/// Receives after which a message goes to the dead-letter queue.
+pub const MAX_RECEIVE_COUNT: Limit = Limit {
+    key: "max_receive_count",
+    default: 0,
+    range: (1, 1000),
+};
+
 /// Every limit, for documentation and tests.
 pub const ALL: &[Limit] = &[
+    VISIBILITY_TIMEOUT_MS,
+    RETENTION_MS,
+    DELAY_MS,
+    MAX_MESSAGE_BYTES,
+    DEDUP_WINDOW_MS,
+    MAX_RECEIVE_COUNT,
     MEMORY_MB,
     TIMEOUT_MS,
     MAX_CONCURRENCY,

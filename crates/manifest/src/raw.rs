@@ -12,7 +12,21 @@ pub(crate) struct RawManifest {
     #[serde(default)]
     pub function: BTreeMap<Spanned<String>, Spanned<RawFunction>>,
     #[serde(default)]
+    pub queue: BTreeMap<Spanned<String>, Spanned<RawQueue>>,
+    #[serde(default)]
     pub trigger: RawTriggers,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQueue {
+    pub visibility_timeout_ms: Option<Spanned<i64>>,
+    pub retention_ms: Option<Spanned<i64>>,
+    pub delay_ms: Option<Spanned<i64>>,
+    pub max_message_bytes: Option<Spanned<i64>>,
+    pub dedup_window_ms: Option<Spanned<i64>>,
+    pub max_receive_count: Option<Spanned<i64>>,
+    pub dead_letter_queue: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

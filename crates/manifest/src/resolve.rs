@@ -3,9 +3,9 @@
 
 use crate::diagnostic::Diagnostics;
 use crate::limits::{self, Limit};
-use crate::raw::{RawFunction, RawHttpTrigger, RawManifest};
+use crate::raw::{RawFunction, RawHttpTrigger, RawManifest, RawQueue};
 use crate::route::RoutePattern;
-use crate::{App, Function, HttpTrigger, ManifestError};
+use crate::{App, Function, HttpTrigger, ManifestError, Queue};
 use std::collections::BTreeMap;
 use std::path::Path;
 use toml::Spanned;
@@ -61,6 +61,8 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
         }
     }
 
+    let queues = resolve_queues(&mut d, &raw.queue);
+
     let mut http_triggers: Vec<(HttpTrigger, Spanned<()>)> = Vec::new();
     for raw_trigger in &raw.trigger.http {
         if let Some(t) = resolve_http_trigger(&mut d, &functions, raw_trigger) {
@@ -75,6 +77,7 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
         manifest_path,
         base_dir,
         functions,
+        queues,
         http_triggers: http_triggers.into_iter().map(|(t, _)| t).collect(),
     })
 }
@@ -245,6 +248,68 @@ fn resolve_http_trigger(
         max_body_bytes,
     };
     Some((trigger, Spanned::new(route_span, ())))
+}
+
+fn resolve_queues(
+    d: &mut Diagnostics,
+    raw: &BTreeMap<Spanned<String>, Spanned<RawQueue>>,
+) -> BTreeMap<String, Queue> {
+    let mut queues = BTreeMap::new();
+    for (name, spanned) in raw {
+        let q = spanned.get_ref();
+        if !valid_name(name.get_ref(), 64, true) {
+            d.error(
+                name.span(),
+                format!("queue name `{}` is not valid", name.get_ref()),
+                "use 1 to 64 lowercase letters, digits, `-` and `_`, starting with a letter",
+            );
+        }
+        let max_receive_count = q
+            .max_receive_count
+            .as_ref()
+            .map(|_| limit(d, &q.max_receive_count, limits::MAX_RECEIVE_COUNT) as u32);
+        match (&q.dead_letter_queue, &q.max_receive_count) {
+            (Some(dlq), _) if dlq.get_ref() == name.get_ref() => d.error(
+                dlq.span(),
+                format!("queue `{}` cannot be its own dead-letter queue", name.get_ref()),
+                "declare a separate queue, e.g. [queue.NAME-dlq], and name it here",
+            ),
+            (Some(dlq), _) if !raw.keys().any(|k| k.get_ref() == dlq.get_ref()) => d.error(
+                dlq.span(),
+                format!("dead-letter queue `{}` is not declared", dlq.get_ref()),
+                format!("declare it with a [queue.{}] table", dlq.get_ref()),
+            ),
+            (Some(dlq), None) => d.error(
+                dlq.span(),
+                "`dead_letter_queue` without `max_receive_count` would never be used",
+                "add `max_receive_count = N`: after N receives a message moves to the dead-letter queue",
+            ),
+            (None, Some(count)) => d.error(
+                count.span(),
+                "`max_receive_count` needs a `dead_letter_queue` to move messages to",
+                "add `dead_letter_queue = \"NAME\"` naming a declared queue",
+            ),
+            _ => {}
+        }
+        queues.insert(
+            name.get_ref().clone(),
+            Queue {
+                name: name.get_ref().clone(),
+                visibility_timeout_ms: limit(
+                    d,
+                    &q.visibility_timeout_ms,
+                    limits::VISIBILITY_TIMEOUT_MS,
+                ),
+                retention_ms: limit(d, &q.retention_ms, limits::RETENTION_MS),
+                delay_ms: limit(d, &q.delay_ms, limits::DELAY_MS),
+                max_message_bytes: limit(d, &q.max_message_bytes, limits::MAX_MESSAGE_BYTES),
+                dedup_window_ms: limit(d, &q.dedup_window_ms, limits::DEDUP_WINDOW_MS),
+                max_receive_count,
+                dead_letter_queue: q.dead_letter_queue.as_ref().map(|s| s.get_ref().clone()),
+            },
+        );
+    }
+    queues
 }
 
 /// Two routes conflict when they match the same paths and share a method:

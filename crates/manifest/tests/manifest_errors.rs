@@ -183,6 +183,62 @@ fn bad_manifests_are_reported_with_line_column_and_fix() {
             &["`max_body_bytes`", "out of range"],
         ),
         (
+            "unknown queue key",
+            format!("{FUNCTION}[queue.jobs]\nvisibility = 5\n"),
+            7,
+            1,
+            &["unknown field `visibility`", "visibility_timeout_ms"],
+        ),
+        (
+            "queue setting out of range",
+            format!("{FUNCTION}[queue.jobs]\nvisibility_timeout_ms = 43200001\n"),
+            7,
+            25,
+            &[
+                "`visibility_timeout_ms` = 43200001 is out of range",
+                "0 to 43200000",
+            ],
+        ),
+        (
+            "undeclared dead-letter queue",
+            format!(
+                "{FUNCTION}[queue.jobs]\nmax_receive_count = 3\ndead_letter_queue = \"dead\"\n"
+            ),
+            8,
+            21,
+            &["dead-letter queue `dead` is not declared", "[queue.dead]"],
+        ),
+        (
+            "queue is its own dead-letter queue",
+            format!(
+                "{FUNCTION}[queue.jobs]\nmax_receive_count = 3\ndead_letter_queue = \"jobs\"\n"
+            ),
+            8,
+            21,
+            &["its own dead-letter queue"],
+        ),
+        (
+            "dead-letter queue without a count",
+            format!("{FUNCTION}[queue.dead]\n[queue.jobs]\ndead_letter_queue = \"dead\"\n"),
+            8,
+            21,
+            &["without `max_receive_count`", "add `max_receive_count"],
+        ),
+        (
+            "count without a dead-letter queue",
+            format!("{FUNCTION}[queue.jobs]\nmax_receive_count = 3\n"),
+            7,
+            21,
+            &["needs a `dead_letter_queue`"],
+        ),
+        (
+            "invalid queue name",
+            format!("{FUNCTION}[queue.Jobs]\n"),
+            6,
+            8,
+            &["queue name `Jobs` is not valid"],
+        ),
+        (
             "conflicting routes",
             format!(
                 "{FUNCTION}[[trigger.http]]\nroute = \"/u/{{id}}\"\nfunction = \"hello\"\n[[trigger.http]]\nroute = \"/u/{{name}}\"\nmethods = [\"GET\"]\nfunction = \"hello\"\n"
@@ -290,5 +346,26 @@ fn an_unreadable_manifest_says_which_file() {
     assert!(
         err.to_string().contains("/definitely/not/here/nimbus.toml"),
         "{err}"
+    );
+}
+
+#[test]
+fn queues_resolve_with_defaults_and_their_dead_letter_queue() {
+    let source = format!(
+        "{FUNCTION}[queue.orders]\nvisibility_timeout_ms = 60000\nmax_receive_count = 3\ndead_letter_queue = \"orders-dlq\"\n[queue.orders-dlq]\n"
+    );
+    let app = App::parse(Path::new("nimbus.toml"), &source).unwrap();
+    let orders = &app.queues["orders"];
+    assert_eq!(orders.visibility_timeout_ms, 60_000);
+    assert_eq!(orders.max_receive_count, Some(3));
+    assert_eq!(orders.dead_letter_queue.as_deref(), Some("orders-dlq"));
+    let dlq = &app.queues["orders-dlq"];
+    assert_eq!(dlq.retention_ms, limits::RETENTION_MS.default);
+    assert_eq!(dlq.delay_ms, limits::DELAY_MS.default);
+    assert_eq!(dlq.max_message_bytes, limits::MAX_MESSAGE_BYTES.default);
+    assert_eq!(dlq.dedup_window_ms, limits::DEDUP_WINDOW_MS.default);
+    assert_eq!(
+        (dlq.max_receive_count, dlq.dead_letter_queue.clone()),
+        (None, None)
     );
 }

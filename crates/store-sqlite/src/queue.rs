@@ -352,18 +352,38 @@ fn peek(
     rows.map_err(backend)
 }
 
-fn redrive(tx: &Tx<'_>, from: &str, to: &str, limit: u32) -> StoreResult<u64> {
+fn redrive(tx: &Tx<'_>, from: &str, to: Option<&str>, limit: u32) -> StoreResult<u64> {
     load_queue(tx, from)?;
-    load_queue(tx, to)?;
+    if let Some(to) = to {
+        load_queue(tx, to)?;
+    }
+    // With no target, each message goes back to its source queue, if that
+    // queue still exists.
     let moved = tx
         .conn
         .execute(
-            "UPDATE messages SET queue = ?2, visible_at = ?3, receive_count = 0, receipt = NULL, source_queue = NULL
-             WHERE seq IN (SELECT seq FROM messages WHERE queue = ?1 ORDER BY seq LIMIT ?4)",
+            "UPDATE messages SET queue = COALESCE(?2, source_queue), visible_at = ?3, receive_count = 0,
+                                 receipt = NULL, source_queue = NULL
+             WHERE seq IN (
+                SELECT seq FROM messages
+                WHERE queue = ?1 AND (?2 IS NOT NULL OR source_queue IN (SELECT name FROM queues))
+                ORDER BY seq LIMIT ?4)",
             params![from, to, tx.now as i64, i64::from(limit)],
         )
         .map_err(backend)?;
     Ok(moved as u64)
+}
+
+fn queues(tx: &Tx<'_>) -> StoreResult<Vec<QueueConfig>> {
+    let names: Vec<String> = tx
+        .conn
+        .prepare_cached("SELECT name FROM queues ORDER BY name")
+        .map_err(backend)?
+        .query_map([], |row| row.get(0))
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
+    names.iter().map(|name| load_queue(tx, name)).collect()
 }
 
 fn expire(tx: &Tx<'_>) -> StoreResult<u64> {
@@ -516,11 +536,15 @@ impl QueueStore for SqliteStore {
             .await
     }
 
-    async fn redrive(&self, from: &str, to: &str, limit: u32) -> StoreResult<u64> {
-        let (from, to) = (from.to_owned(), to.to_owned());
+    async fn redrive(&self, from: &str, to: Option<&str>, limit: u32) -> StoreResult<u64> {
+        let (from, to) = (from.to_owned(), to.map(str::to_owned));
         self.writer
-            .run(move |tx| redrive(tx, &from, &to, limit))
+            .run(move |tx| redrive(tx, &from, to.as_deref(), limit))
             .await
+    }
+
+    async fn queues(&self) -> StoreResult<Vec<QueueConfig>> {
+        self.writer.run(queues).await
     }
 
     async fn expire(&self) -> StoreResult<u64> {

@@ -21,6 +21,7 @@ macro_rules! queue_conformance_tests {
             a_message_moves_to_the_dead_letter_queue_after_max_receive_count,
             nack_records_the_error_and_the_retry_time,
             redrive_moves_messages_back_keeping_their_send_time,
+            declared_queues_are_listed_and_updated,
             purge_and_stats_count_messages_by_state,
             oversize_messages_are_rejected,
             unknown_queues_are_an_error,

@@ -145,9 +145,14 @@ pub trait QueueStore: Send + Sync {
     /// Deletes a message by id, leased or not (for operators, e.g. on a DLQ).
     async fn delete_by_id(&self, queue: &str, message_id: &str) -> StoreResult<()>;
 
-    /// Moves up to `limit` messages from `from` to `to` (visible now, receive
-    /// count reset, original send time kept); returns how many moved.
-    async fn redrive(&self, from: &str, to: &str, limit: u32) -> StoreResult<u64>;
+    /// Moves up to `limit` messages from `from` to `to`, or with `to` absent
+    /// each back to the queue it was dead-lettered from (messages without one
+    /// stay). Moved messages are visible now, their receive count reset, their
+    /// original send time kept. Returns how many moved.
+    async fn redrive(&self, from: &str, to: Option<&str>, limit: u32) -> StoreResult<u64>;
+
+    /// The declared queues, by name.
+    async fn queues(&self) -> StoreResult<Vec<QueueConfig>>;
 
     /// Drops messages past their queue's retention and expired dedup ids.
     async fn expire(&self) -> StoreResult<u64>;

@@ -320,8 +320,9 @@ pub async fn redrive_moves_messages_back_keeping_their_send_time<
     assert_eq!(store.stats("dlq").await.unwrap().visible, 3);
     clock.advance_ms(10_000);
 
-    assert_eq!(store.redrive("dlq", "q", 2).await.unwrap(), 2);
-    assert_eq!(store.redrive("dlq", "other", 10).await.unwrap(), 1);
+    // Back to where they came from, by default.
+    assert_eq!(store.redrive("dlq", None, 2).await.unwrap(), 2);
+    assert_eq!(store.redrive("dlq", Some("other"), 10).await.unwrap(), 1);
     let back = store.receive("q", 10, None).await.unwrap();
     assert_eq!(back.len(), 2);
     assert!(
@@ -330,9 +331,27 @@ pub async fn redrive_moves_messages_back_keeping_their_send_time<
     );
     assert_eq!(bodies(&store, "other", 10).await, ["c"]);
     assert_eq!(
-        store.redrive("dlq", "missing", 1).await,
+        store.redrive("dlq", Some("missing"), 1).await,
         Err(StoreError::QueueNotFound("missing".into()))
     );
+    // A message that was never dead-lettered has nowhere to go back to.
+    store.send("other", vec![msg("native")]).await.unwrap();
+    assert_eq!(store.redrive("other", None, 10).await.unwrap(), 0);
+}
+
+pub async fn declared_queues_are_listed_and_updated<S: QueueStore, F: Future<Output = S>>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let (store, _) = setup(open, &[config("b"), config("a")]).await;
+    let changed = QueueConfig {
+        delay_ms: 7,
+        ..config("a")
+    };
+    store
+        .declare_queues(std::slice::from_ref(&changed))
+        .await
+        .unwrap();
+    assert_eq!(store.queues().await.unwrap(), vec![changed, config("b")]);
 }
 
 pub async fn purge_and_stats_count_messages_by_state<S: QueueStore, F: Future<Output = S>>(

@@ -1,0 +1,91 @@
+//! A small client for the admin `/v1` API, used by the service verbs
+//! (`nimbus queue ...`, `nimbus dlq ...`).
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+
+pub struct AdminClient {
+    base: String,
+    http: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl AdminClient {
+    pub fn new(base: &str) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("failed to start the async runtime")?;
+        Ok(AdminClient {
+            base: base.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            runtime,
+        })
+    }
+
+    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::GET, path, None)
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::POST, path, Some(body))
+    }
+
+    pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::DELETE, path, None)
+    }
+
+    /// Sends a request; a non-2xx answer becomes an error carrying the API's
+    /// message and status.
+    fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        self.runtime.block_on(async {
+            let mut request = self.http.request(method, &url);
+            if let Some(body) = body {
+                request = request
+                    .header("content-type", "application/json")
+                    .body(body.to_string());
+            }
+            let response = request.send().await.with_context(|| {
+                format!(
+                    "failed to reach the admin API at {url}; is `nimbus up` running? (see --admin)"
+                )
+            })?;
+            let status = response.status();
+            let text = response
+                .text()
+                .await
+                .context("failed to read the admin API's answer")?;
+            let json: Value = if text.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap_or(Value::String(text))
+            };
+            if !status.is_success() {
+                let message = json["error"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| json.to_string());
+                bail!("{message} ({status})");
+            }
+            Ok(json)
+        })
+    }
+}
+
+/// Percent-encodes one path segment.
+pub fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,178 @@
+//! `nimbus queue ...` and `nimbus dlq ...`: the queue API from a terminal.
+//! Answers print as JSON, so scripts can read them.
+
+use crate::client::{AdminClient, segment};
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+/// Where the admin API of a running `nimbus up` listens.
+#[derive(Args)]
+pub struct AdminArgs {
+    /// Base URL of the admin listener.
+    #[arg(
+        long,
+        env = "NIMBUS_ADMIN",
+        default_value = "http://127.0.0.1:3001",
+        global = true
+    )]
+    admin: String,
+}
+
+#[derive(Subcommand)]
+pub enum QueueCommand {
+    /// Send a message (printed: its id).
+    Send {
+        queue: String,
+        /// The message body as text.
+        #[arg(long, conflicts_with = "file")]
+        data: Option<String>,
+        /// Read the body from a file (`-` for stdin).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[arg(long, value_name = "MS")]
+        delay_ms: Option<u64>,
+        /// A repeated id within the queue's dedup window is stored once.
+        #[arg(long)]
+        dedup_id: Option<String>,
+    },
+    /// Lease messages and print them (one JSON object per line).
+    Receive {
+        queue: String,
+        #[arg(long, default_value_t = 1)]
+        max: u32,
+        /// Wait up to this long for messages to arrive.
+        #[arg(long, value_name = "MS", default_value_t = 0)]
+        wait_ms: u64,
+        #[arg(long, value_name = "MS")]
+        visibility_timeout_ms: Option<u64>,
+        /// Delete each message after printing it.
+        #[arg(long)]
+        delete: bool,
+    },
+    /// Show a queue's statistics, or every queue's.
+    Stats { queue: Option<String> },
+    /// Delete every message in a queue.
+    Purge { queue: String },
+}
+
+#[derive(Subcommand)]
+pub enum DlqCommand {
+    /// List dead-letter queues, their source queues and depth.
+    List,
+    /// Print the messages in a dead-letter queue without leasing them.
+    Show {
+        queue: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Move messages back to the queue each came from, or to `--to`.
+    Redrive {
+        queue: String,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+}
+
+fn print(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+pub fn run_queue(admin: &AdminArgs, command: QueueCommand) -> anyhow::Result<()> {
+    let client = AdminClient::new(&admin.admin)?;
+    match command {
+        QueueCommand::Send {
+            queue,
+            data,
+            file,
+            delay_ms,
+            dedup_id,
+        } => {
+            let body = match (data, file) {
+                (Some(text), _) => text.into_bytes(),
+                (None, Some(path)) if path.as_os_str() == "-" => {
+                    let mut bytes = Vec::new();
+                    std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)?;
+                    bytes
+                }
+                (None, Some(path)) => std::fs::read(&path)
+                    .with_context(|| format!("failed to read {}", path.display()))?,
+                (None, None) => anyhow::bail!("give the body with --data TEXT or --file PATH"),
+            };
+            let mut message = match String::from_utf8(body) {
+                Ok(text) => json!({ "body": text }),
+                Err(e) => {
+                    use base64::Engine as _;
+                    json!({ "body_base64": base64::engine::general_purpose::STANDARD.encode(e.into_bytes()) })
+                }
+            };
+            if let Some(delay) = delay_ms {
+                message["delay_ms"] = delay.into();
+            }
+            if let Some(id) = dedup_id {
+                message["dedup_id"] = id.into();
+            }
+            let result =
+                client.post(&format!("/v1/queues/{}/messages", segment(&queue)), message)?;
+            print(&result);
+        }
+        QueueCommand::Receive {
+            queue,
+            max,
+            wait_ms,
+            visibility_timeout_ms,
+            delete,
+        } => {
+            let mut request = json!({ "max_messages": max, "wait_ms": wait_ms });
+            if let Some(timeout) = visibility_timeout_ms {
+                request["visibility_timeout_ms"] = timeout.into();
+            }
+            let result =
+                client.post(&format!("/v1/queues/{}/receive", segment(&queue)), request)?;
+            for message in result["messages"].as_array().into_iter().flatten() {
+                println!("{message}");
+                if delete {
+                    let receipt = message["receipt_handle"].as_str().unwrap_or_default();
+                    client.delete(&format!(
+                        "/v1/queues/{}/receipts/{}",
+                        segment(&queue),
+                        segment(receipt)
+                    ))?;
+                }
+            }
+        }
+        QueueCommand::Stats { queue: Some(queue) } => {
+            print(&client.get(&format!("/v1/queues/{}", segment(&queue)))?)
+        }
+        QueueCommand::Stats { queue: None } => print(&client.get("/v1/queues")?),
+        QueueCommand::Purge { queue } => {
+            print(&client.post(&format!("/v1/queues/{}/purge", segment(&queue)), json!({}))?)
+        }
+    }
+    Ok(())
+}
+
+pub fn run_dlq(admin: &AdminArgs, command: DlqCommand) -> anyhow::Result<()> {
+    let client = AdminClient::new(&admin.admin)?;
+    match command {
+        DlqCommand::List => print(&client.get("/v1/dead-letter-queues")?),
+        DlqCommand::Show { queue, limit } => print(&client.get(&format!(
+            "/v1/queues/{}/messages?limit={limit}",
+            segment(&queue)
+        ))?),
+        DlqCommand::Redrive { queue, to, limit } => {
+            let mut request = json!({ "limit": limit });
+            if let Some(to) = to {
+                request["to"] = to.into();
+            }
+            print(&client.post(&format!("/v1/queues/{}/redrive", segment(&queue)), request)?)
+        }
+    }
+    Ok(())
+}

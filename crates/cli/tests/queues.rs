@@ -1,0 +1,444 @@
+//! Queues through the real server: the `/v1` API, the `nimbus queue` and
+//! `nimbus dlq` verbs, durability across restarts, and the OpenAPI document.
+
+mod support;
+
+use nimbus_test_programs as programs;
+use serde_json::{Value, json};
+use support::{Nimbus, TestApp, client, nimbus};
+
+const QUEUES: &str = r#"
+[queue.jobs]
+visibility_timeout_ms = 60000
+max_receive_count = 2
+dead_letter_queue = "jobs-dlq"
+
+[queue.jobs-dlq]
+
+[queue.tiny]
+max_message_bytes = 8
+"#;
+
+fn app(name: &str) -> TestApp {
+    TestApp::new(name).function("hello", programs::HELLO, QUEUES)
+}
+
+async fn call(nimbus: &Nimbus, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let url = nimbus.admin_url(path);
+    let mut request = client().request(method.parse().unwrap(), url);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn send(nimbus: &Nimbus, queue: &str, body: &str) -> String {
+    let (status, sent) = call(
+        nimbus,
+        "POST",
+        &format!("/v1/queues/{queue}/messages"),
+        Some(json!({ "body": body })),
+    )
+    .await;
+    assert_eq!(status, 200, "{sent}");
+    sent["message_id"].as_str().unwrap().to_owned()
+}
+
+async fn receive(nimbus: &Nimbus, queue: &str, request: Value) -> Vec<Value> {
+    let (status, got) = call(
+        nimbus,
+        "POST",
+        &format!("/v1/queues/{queue}/receive"),
+        Some(request),
+    )
+    .await;
+    assert_eq!(status, 200, "{got}");
+    got["messages"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn declared_queues_are_listed_with_their_settings() {
+    let nimbus = app("listing").start().await;
+    let (status, list) = call(&nimbus, "GET", "/v1/queues", None).await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = list["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["jobs", "jobs-dlq", "tiny"]);
+    let (_, jobs) = call(&nimbus, "GET", "/v1/queues/jobs", None).await;
+    assert_eq!(jobs["visibility_timeout_ms"], 60000);
+    assert_eq!(jobs["dead_letter_queue"], "jobs-dlq");
+    assert_eq!(jobs["visible"], 0);
+}
+
+#[tokio::test]
+async fn a_message_is_sent_leased_and_deleted_with_its_current_receipt() {
+    let nimbus = app("lifecycle").start().await;
+    let id = send(&nimbus, "jobs", "hello queue").await;
+    let got = receive(&nimbus, "jobs", json!({ "max_messages": 10 })).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["message_id"], id.as_str());
+    assert_eq!(got[0]["body"], "hello queue");
+    assert_eq!(got[0]["receive_count"], 1);
+    // Leased: nobody else sees it.
+    assert!(receive(&nimbus, "jobs", json!({})).await.is_empty());
+    let (_, stats) = call(&nimbus, "GET", "/v1/queues/jobs", None).await;
+    assert_eq!(
+        (stats["visible"].as_u64(), stats["in_flight"].as_u64()),
+        (Some(0), Some(1))
+    );
+
+    let receipt = got[0]["receipt_handle"].as_str().unwrap();
+    let path = format!("/v1/queues/jobs/receipts/{receipt}");
+    assert_eq!(call(&nimbus, "DELETE", &path, None).await.0, 204);
+    let (status, stale) = call(&nimbus, "DELETE", &path, None).await;
+    assert_eq!(status, 409);
+    assert!(
+        stale["error"].as_str().unwrap().contains("receipt handle"),
+        "{stale}"
+    );
+}
+
+#[tokio::test]
+async fn change_visibility_returns_a_message_early() {
+    let nimbus = app("visibility").start().await;
+    send(&nimbus, "jobs", "again").await;
+    let got = receive(&nimbus, "jobs", json!({})).await;
+    let receipt = got[0]["receipt_handle"].as_str().unwrap();
+    let (status, _) = call(
+        &nimbus,
+        "POST",
+        &format!("/v1/queues/jobs/receipts/{receipt}/visibility"),
+        Some(json!({ "timeout_ms": 0 })),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let again = receive(&nimbus, "jobs", json!({})).await;
+    assert_eq!(again[0]["receive_count"], 2);
+}
+
+#[tokio::test]
+async fn a_batch_stores_a_repeated_dedup_id_once() {
+    let nimbus = app("dedup").start().await;
+    let batch = json!({ "messages": [
+        { "body": "a", "dedup_id": "order-7" },
+        { "body": "b", "dedup_id": "order-7" },
+        { "body_base64": "//79", "attributes": { "traceparent": "00-abc-def-01" } },
+    ]});
+    let (status, sent) = call(
+        &nimbus,
+        "POST",
+        "/v1/queues/jobs/messages/batch",
+        Some(batch),
+    )
+    .await;
+    assert_eq!(status, 200, "{sent}");
+    let results = sent["results"].as_array().unwrap();
+    assert_eq!(results[1]["deduplicated"], true);
+    assert_eq!(results[1]["message_id"], results[0]["message_id"]);
+    let got = receive(&nimbus, "jobs", json!({ "max_messages": 10 })).await;
+    assert_eq!(got.len(), 2);
+    // Bytes that are not UTF-8 come back as base64, attributes intact.
+    assert_eq!(got[1]["body_base64"], "//79");
+    assert_eq!(got[1]["attributes"]["traceparent"], "00-abc-def-01");
+}
+
+#[tokio::test]
+async fn receive_waits_for_a_message_when_asked_to() {
+    let nimbus = app("longpoll").start().await;
+    assert!(
+        receive(&nimbus, "jobs", json!({ "wait_ms": 200 }))
+            .await
+            .is_empty()
+    );
+    let waiting = {
+        let url = nimbus.admin_url("/v1/queues/jobs/receive");
+        tokio::spawn(async move {
+            client()
+                .post(url)
+                .body(json!({ "wait_ms": 20000 }).to_string())
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    send(&nimbus, "jobs", "worth the wait").await;
+    let got = waiting.await.unwrap();
+    assert_eq!(got["messages"][0]["body"], "worth the wait");
+}
+
+#[tokio::test]
+async fn a_poison_message_reaches_the_dlq_after_max_receive_count_and_redrives_back() {
+    let nimbus = app("poison").start().await;
+    let id = send(&nimbus, "jobs", "poison").await;
+    for attempt in 1..=2 {
+        let got = receive(&nimbus, "jobs", json!({ "visibility_timeout_ms": 0 })).await;
+        assert_eq!(got[0]["receive_count"], attempt);
+    }
+    assert!(receive(&nimbus, "jobs", json!({})).await.is_empty());
+
+    let (_, dlqs) = call(&nimbus, "GET", "/v1/dead-letter-queues", None).await;
+    assert_eq!(dlqs["dead_letter_queues"][0]["name"], "jobs-dlq");
+    assert_eq!(
+        dlqs["dead_letter_queues"][0]["source_queues"],
+        json!(["jobs"])
+    );
+    assert_eq!(dlqs["dead_letter_queues"][0]["depth"], 1);
+    let (_, dead) = call(&nimbus, "GET", "/v1/queues/jobs-dlq/messages", None).await;
+    assert_eq!(dead["messages"][0]["message_id"], id.as_str());
+    assert_eq!(dead["messages"][0]["source_queue"], "jobs");
+    assert_eq!(dead["messages"][0]["receive_count"], 2);
+
+    let (status, moved) = call(
+        &nimbus,
+        "POST",
+        "/v1/queues/jobs-dlq/redrive",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!((status, moved["moved"].as_u64()), (200, Some(1)));
+    let back = receive(&nimbus, "jobs", json!({})).await;
+    assert_eq!(back[0]["message_id"], id.as_str());
+    assert_eq!(back[0]["receive_count"], 1);
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_4xx_that_says_what_is_wrong_and_lose_nothing() {
+    let nimbus = app("hostile").start().await;
+    send(&nimbus, "jobs", "precious").await;
+    let cases: Vec<(&str, &str, Value, u16, &str)> = vec![
+        (
+            "POST",
+            "/v1/queues/jobs/messages",
+            json!("not an object"),
+            400,
+            "invalid JSON body",
+        ),
+        (
+            "POST",
+            "/v1/queues/jobs/messages",
+            json!({ "bdy": "x" }),
+            400,
+            "unknown field `bdy`",
+        ),
+        (
+            "POST",
+            "/v1/queues/jobs/messages",
+            json!({ "body": "x", "body_base64": "eA==" }),
+            400,
+            "exactly one of",
+        ),
+        (
+            "POST",
+            "/v1/queues/jobs/messages",
+            json!({ "body_base64": "not base64!" }),
+            400,
+            "not valid base64",
+        ),
+        (
+            "POST",
+            "/v1/queues/jobs/messages",
+            json!({ "body": 5 }),
+            400,
+            "invalid type",
+        ),
+        (
+            "POST",
+            "/v1/queues/jobs/messages",
+            json!({ "body": "x", "delay_ms": 900001 }),
+            400,
+            "delay_ms",
+        ),
+        (
+            "POST",
+            "/v1/queues/tiny/messages",
+            json!({ "body": "nine char" }),
+            413,
+            "limit of 8 bytes",
+        ),
+        (
+            "POST",
+            "/v1/queues/nope/messages",
+            json!({ "body": "x" }),
+            404,
+            "queue `nope` does not exist",
+        ),
+        (
+            "POST",
+            "/v1/queues/jobs/messages/batch",
+            json!({ "messages": [] }),
+            400,
+            "1 to 10 messages",
+        ),
+        (
+            "POST",
+            "/v1/queues/jobs/receive",
+            json!({ "max_messages": 11 }),
+            400,
+            "`max_messages` must be 1 to 10",
+        ),
+        (
+            "POST",
+            "/v1/queues/jobs/receive",
+            json!({ "wait_ms": 20001 }),
+            400,
+            "`wait_ms`",
+        ),
+        (
+            "GET",
+            "/v1/queues/jobs/messages?limit=0",
+            Value::Null,
+            400,
+            "`limit`",
+        ),
+        ("GET", "/v1/nothing", Value::Null, 404, "no admin endpoint"),
+    ];
+    for (method, path, body, status, fragment) in cases {
+        let body = (!body.is_null()).then_some(body);
+        let (got, answer) = call(&nimbus, method, path, body).await;
+        assert_eq!(got, status, "{method} {path}: {answer}");
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(fragment),
+            "{method} {path}: {error:?} lacks {fragment:?}"
+        );
+    }
+    // Malformed bytes that are not JSON at all.
+    let raw = client()
+        .post(nimbus.admin_url("/v1/queues/jobs/messages"))
+        .body(vec![0xff, 0xfe, b'{'])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    // The server is up and the message accepted before is still there.
+    assert_eq!(
+        receive(&nimbus, "jobs", json!({})).await[0]["body"],
+        "precious"
+    );
+}
+
+#[tokio::test]
+async fn every_route_in_the_openapi_document_is_served() {
+    let nimbus = app("openapi").start().await;
+    let (status, doc) = call(&nimbus, "GET", "/v1/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 13);
+    for (path, methods) in paths {
+        let concrete = path
+            .replace("{queue}", "jobs")
+            .replace("{receipt}", "no-such-receipt")
+            .replace("{message_id}", "no-such-message");
+        for method in methods.as_object().unwrap().keys() {
+            let body =
+                (method == "post").then(|| json!({ "body": "x", "timeout_ms": 0 }).to_string());
+            let mut request = client().request(
+                method.to_uppercase().parse().unwrap(),
+                nimbus.admin_url(&concrete),
+            );
+            if let Some(body) = body {
+                request = request.body(body);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            assert_ne!(status, 405, "{method} {path} is documented but not routed");
+            assert!(
+                !text.contains("no admin endpoint"),
+                "{method} {path} is documented but not routed"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_messages_survive_a_sigkill() {
+    let app = app("crash");
+    let mut nimbus = app.start().await;
+    let id = send(&nimbus, "jobs", "must not be lost").await;
+    nimbus.child.start_kill().unwrap();
+    nimbus.child.wait().await.unwrap();
+
+    let nimbus = app.start().await;
+    let got = receive(&nimbus, "jobs", json!({})).await;
+    assert_eq!(got[0]["message_id"], id.as_str());
+}
+
+#[tokio::test]
+async fn relaxed_durability_must_be_asked_for_and_is_logged() {
+    let app = app("relaxed");
+    let nimbus = app.start_with(&["--store-durability", "relaxed"]).await;
+    nimbus
+        .stderr
+        .wait_for("warning about relaxed durability", |l| {
+            l.contains("durability is relaxed")
+        })
+        .await;
+    let strict = app.start().await;
+    assert!(!strict.stderr.text().contains("durability is relaxed"));
+}
+
+#[tokio::test]
+async fn the_queue_and_dlq_verbs_drive_the_api() {
+    let server = app("verbs").start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--admin", server.admin.as_str()];
+        all.splice(0..0, args.iter().copied());
+        let output = nimbus(&all, dir.path());
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let sent: Value =
+        serde_json::from_str(&cli(&["queue", "send", "jobs", "--data", "from the cli"])).unwrap();
+    assert_eq!(sent["deduplicated"], false);
+    let stats: Value = serde_json::from_str(&cli(&["queue", "stats", "jobs"])).unwrap();
+    assert_eq!(stats["visible"], 1);
+
+    let line = cli(&["queue", "receive", "jobs", "--visibility-timeout-ms", "0"]);
+    let received: Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(received["body"], "from the cli");
+    cli(&["queue", "receive", "jobs", "--visibility-timeout-ms", "0"]);
+    // Two receives used up max_receive_count: the next one dead-letters it.
+    assert_eq!(cli(&["queue", "receive", "jobs"]), "");
+
+    let dlqs: Value = serde_json::from_str(&cli(&["dlq", "list"])).unwrap();
+    assert_eq!(dlqs["dead_letter_queues"][0]["depth"], 1);
+    let shown: Value = serde_json::from_str(&cli(&["dlq", "show", "jobs-dlq"])).unwrap();
+    assert_eq!(shown["messages"][0]["body"], "from the cli");
+    let moved: Value = serde_json::from_str(&cli(&["dlq", "redrive", "jobs-dlq"])).unwrap();
+    assert_eq!(moved["moved"], 1);
+
+    let line = cli(&["queue", "receive", "jobs", "--delete"]);
+    assert!(line.contains("from the cli"));
+    let purged: Value = serde_json::from_str(&cli(&["queue", "purge", "jobs"])).unwrap();
+    assert_eq!(purged["purged"], 0);
+
+    // Errors from the API reach the user with their status.
+    let output = nimbus(
+        &["queue", "stats", "nope", "--admin", server.admin.as_str()],
+        dir.path(),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("queue `nope` does not exist (404 Not Found)")
+    );
+}

@@ -1,0 +1,99 @@
+//! The `/v1` admin API: JSON in, JSON out, every error a status with
+//! `{"error": "..."}`. The OpenAPI document is served at `/v1/openapi.json`.
+
+mod queues;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use nimbus_store::{QueueStore, StoreError};
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+pub use queues::QueueWaiters;
+
+/// The OpenAPI 3.1 description of `/v1`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Largest request body the API reads (a batch of ten 1 MiB messages in base64).
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+
+/// What `/v1` handlers reach.
+#[derive(Clone)]
+pub struct ApiState {
+    pub queues: Arc<dyn QueueStore>,
+    pub waiters: QueueWaiters,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(|| async { ([("content-type", "application/json")], OPENAPI) }),
+        )
+        .merge(queues::router())
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(state)
+}
+
+/// An API failure: a status and a message for the caller.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            axum::Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let status = match &e {
+            StoreError::QueueNotFound(_) | StoreError::MessageNotFound(_) => StatusCode::NOT_FOUND,
+            StoreError::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            StoreError::StaleReceipt => StatusCode::CONFLICT,
+            StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
+            StoreError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Backend(detail) => {
+                tracing::error!("store failure behind /v1: {detail}");
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the store failed; see the server log",
+                );
+            }
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+/// Parses a JSON body, saying where and what is wrong when it is not what
+/// the endpoint expects. An empty body reads as `{}`.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
