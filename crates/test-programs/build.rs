@@ -8,7 +8,7 @@ use std::process::Command;
 
 /// Example components of the `nimbus-guest-programs` package.
 const EXAMPLES: &[&str] = &[
-    "hello", "echo", "params", "spin", "membomb", "trap", "slow", "stdio",
+    "hello", "echo", "params", "spin", "membomb", "trap", "slow", "stdio", "events",
 ];
 
 fn main() {
@@ -17,6 +17,14 @@ fn main() {
         .join("../../tests/programs")
         .canonicalize()
         .unwrap();
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("../sdk/src").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("../wit/wit").display()
+    );
     for watched in [
         "Cargo.toml",
         "Cargo.lock",

@@ -3,11 +3,13 @@
 
 use anyhow::Context as _;
 use clap::Args;
-use nimbus_engine::{ArtifactCache, CacheOutcome, EngineSettings, Runtime};
+use nimbus_engine::{
+    ArtifactCache, CacheOutcome, EngineSettings, LoadedFunction, Runtime, Services,
+};
 use nimbus_gateway::{Drain, ServerLimits};
 use nimbus_manifest::App;
-use nimbus_store::SystemClock;
 use nimbus_store::queue::{QueueConfig, QueueStore};
+use nimbus_store::{QueueSignals, SystemClock};
 use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -79,20 +81,49 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("failed to create the data directory {}", data_dir.display()))?;
 
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    let store = tokio.block_on(open_store(&app, &data_dir, args.store_durability))?;
+    let signals = QueueSignals::default();
+    let services = Arc::new(Services {
+        queues: Some(store.clone()),
+        queue_signals: signals.clone(),
+    });
+
     let runtime = Runtime::new(EngineSettings::for_app(&app))?;
     let cache = ArtifactCache::new(data_dir.join("artifacts"));
-    let mut functions = HashMap::new();
+    let mut http_functions = HashMap::new();
+    let mut event_functions = HashMap::new();
     let mut out = std::io::stdout().lock();
     for function in app.functions.values() {
-        let (loaded, outcome) = runtime.load_http_function(function, &cache)?;
+        let (loaded, outcome) = runtime.load_function(function, &cache, &services)?;
         let how = match outcome {
             CacheOutcome::Hit => "loaded cached artifact",
             CacheOutcome::Compiled => "compiled",
         };
-        writeln!(out, "function {}: {how}", function.name)?;
-        functions.insert(function.name.clone(), Arc::new(loaded));
+        let kind = match loaded {
+            LoadedFunction::Http(f) => {
+                http_functions.insert(function.name.clone(), Arc::new(f));
+                "HTTP"
+            }
+            LoadedFunction::Event(f) => {
+                event_functions.insert(function.name.clone(), Arc::new(f));
+                "event"
+            }
+        };
+        writeln!(out, "function {} ({kind}): {how}", function.name)?;
     }
     for trigger in &app.http_triggers {
+        if !http_functions.contains_key(&trigger.function) {
+            anyhow::bail!(
+                "route {} invokes function `{}`, which is an event function (it exports \
+                 nimbus:function/handler, not wasi:http/incoming-handler)",
+                trigger.route,
+                trigger.function
+            );
+        }
         let methods = trigger
             .methods
             .as_ref()
@@ -103,6 +134,17 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             trigger.route, trigger.function
         )?;
     }
+    for trigger in &app.queue_triggers {
+        if !event_functions.contains_key(&trigger.function) {
+            anyhow::bail!(
+                "the queue trigger on `{}` invokes function `{}`, which is an HTTP function \
+                 (it exports wasi:http/incoming-handler, not nimbus:function/handler)",
+                trigger.queue,
+                trigger.function
+            );
+        }
+        writeln!(out, "queue {} -> {}", trigger.queue, trigger.function)?;
+    }
     drop(out);
 
     let limits = ServerLimits {
@@ -111,16 +153,22 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
     };
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the async runtime")?;
     tokio.block_on(async {
-        let store = open_store(&app, &data_dir, args.store_durability).await?;
         let sweeper = tokio::spawn(expire_periodically(store.clone()));
+        let (stop_triggers, triggers_stopped) = tokio::sync::watch::channel(false);
+        let mut triggers = tokio::task::JoinSet::new();
+        for trigger in &app.queue_triggers {
+            triggers.spawn(nimbus_dispatch::run_queue_trigger(
+                trigger.clone(),
+                event_functions[&trigger.function].clone(),
+                store.clone(),
+                signals.clone(),
+                triggers_stopped.clone(),
+            ));
+        }
         let api = nimbus_gateway::api::ApiState {
             queues: store,
-            waiters: Default::default(),
+            waiters: signals,
         };
         let public = TcpListener::bind(args.listen)
             .await
@@ -137,15 +185,17 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             out.flush()?;
         }
         tracing::info!(app = %app.name, "serving");
-        let drain = nimbus_gateway::run(
-            public,
-            admin,
-            &app,
-            functions,
-            api,
-            limits,
-            shutdown_signal(),
-        )
+        let shutdown = async {
+            shutdown_signal().await;
+            // Queue workers stop taking new batches at once; the ones in
+            // flight finish (or are cut off with the rest after the grace).
+            let _ = stop_triggers.send(true);
+        };
+        let drain =
+            nimbus_gateway::run(public, admin, &app, http_functions, api, limits, shutdown).await;
+        let _ = tokio::time::timeout(limits.shutdown_grace, async {
+            while triggers.join_next().await.is_some() {}
+        })
         .await;
         sweeper.abort();
         match drain {

@@ -133,7 +133,7 @@ async fn start_and_report(app: &TestApp) -> (Nimbus, String) {
     let nimbus = app.start().await;
     let line = nimbus
         .stdout
-        .wait_for("about the function", |l| l.starts_with("function fn:"))
+        .wait_for("about the function", |l| l.starts_with("function fn "))
         .await;
     let response = client().get(nimbus.url("/f")).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -154,21 +154,21 @@ async fn compiled_artifacts_are_reused_until_the_component_changes() {
     std::fs::copy(programs::HELLO, &component).unwrap();
 
     let (nimbus, line) = start_and_report(&app).await;
-    assert_eq!(line, "function fn: compiled");
+    assert_eq!(line, "function fn (HTTP): compiled");
     stop(nimbus).await;
     let first = artifacts(&app.data_dir());
     assert_eq!(first.len(), 1);
 
     // Unchanged component: loaded, never recompiled or rewritten.
     let (nimbus, line) = start_and_report(&app).await;
-    assert_eq!(line, "function fn: loaded cached artifact");
+    assert_eq!(line, "function fn (HTTP): loaded cached artifact");
     stop(nimbus).await;
     assert_eq!(artifacts(&app.data_dir()), first);
 
     // A changed component compiles anew, beside the old artifact.
     std::fs::copy(programs::ECHO, &component).unwrap();
     let (nimbus, line) = start_and_report(&app).await;
-    assert_eq!(line, "function fn: compiled");
+    assert_eq!(line, "function fn (HTTP): compiled");
     stop(nimbus).await;
     assert_eq!(artifacts(&app.data_dir()).len(), 2);
 }
@@ -187,7 +187,7 @@ async fn a_corrupted_artifact_is_recompiled_not_trusted() {
     std::fs::write(&path, bytes).unwrap();
 
     let (nimbus, line) = start_and_report(&app).await;
-    assert_eq!(line, "function fn: compiled");
+    assert_eq!(line, "function fn (HTTP): compiled");
     nimbus
         .stderr
         .wait_for("warning about the bad artifact", |l| {

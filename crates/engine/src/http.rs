@@ -1,21 +1,17 @@
 //! HTTP functions: components exporting `wasi:http/incoming-handler`, each
 //! request served by a fresh instance under the function's limits.
 
-use crate::limits::MemoryCap;
-use crate::output::OutputBudget;
+use crate::invocation::{FunctionCore, InvokeError};
 use crate::state::InvocationState;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use hyper::body::{Body, Frame};
-use nimbus_manifest::Function;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+use tokio::sync::oneshot;
 use tokio::sync::oneshot::error::TryRecvError;
-use tokio::sync::{Semaphore, oneshot};
-use wasmtime::component::InstancePre;
-use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -24,71 +20,19 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 /// The body of a function's response, streamed as the guest writes it.
 pub type ResponseBody = HyperOutgoingBody;
 
-/// Why an invocation produced no response.
-#[derive(Debug, thiserror::Error)]
-pub enum InvokeError {
-    /// All `max_concurrency` instances (or the pool's slots) are in use.
-    #[error("function is at its concurrency limit")]
-    Busy,
-    /// The wall-clock deadline passed; the instance was stopped.
-    #[error("function did not finish within its {timeout_ms} ms deadline")]
-    DeadlineExceeded { timeout_ms: u64 },
-    /// The guest trapped, failed to instantiate, or never responded.
-    #[error("function failed: {0:#}")]
-    Failed(anyhow::Error),
-}
-
-/// Raised by the epoch callback when an invocation runs past its deadline.
-#[derive(Debug)]
-struct DeadlineExceeded;
-
-impl std::fmt::Display for DeadlineExceeded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("deadline exceeded")
-    }
-}
-
-impl std::error::Error for DeadlineExceeded {}
-
 /// A function ready to serve HTTP requests.
 pub struct HttpFunction {
-    name: Arc<str>,
+    core: Arc<FunctionCore>,
     pre: ProxyPre<InvocationState>,
-    env: Vec<(String, String)>,
-    memory_mb: u32,
-    timeout: Duration,
-    max_log_bytes: u64,
-    concurrency: Arc<Semaphore>,
 }
 
 impl HttpFunction {
-    pub(crate) fn new(
-        function: &Function,
-        pre: InstancePre<InvocationState>,
-    ) -> anyhow::Result<Self> {
-        let pre = ProxyPre::new(pre).map_err(|e| {
-            anyhow::Error::from(e).context(format!(
-                "function `{}` does not export wasi:http/incoming-handler",
-                function.name
-            ))
-        })?;
-        Ok(HttpFunction {
-            name: function.name.as_str().into(),
-            pre,
-            env: function
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            memory_mb: function.memory_mb,
-            timeout: Duration::from_millis(function.timeout_ms),
-            max_log_bytes: function.max_log_bytes,
-            concurrency: Arc::new(Semaphore::new(function.max_concurrency as usize)),
-        })
+    pub(crate) fn new(core: Arc<FunctionCore>, pre: ProxyPre<InvocationState>) -> Self {
+        HttpFunction { core, pre }
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        &self.core.name
     }
 
     /// Serves one request in a fresh instance. Returns once the guest has set
@@ -103,36 +47,12 @@ impl HttpFunction {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let permit = self
-            .concurrency
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| InvokeError::Busy)?;
+        let permit = self.core.try_permit()?;
         let started = Instant::now();
-        let deadline = started + self.timeout;
-        let timeout_ms = self.timeout.as_millis() as u64;
+        let deadline = started + self.core.timeout;
         let invocation_id: Arc<str> = invocation_id.into();
-
-        let output =
-            OutputBudget::new(self.name.clone(), invocation_id.clone(), self.max_log_bytes);
-        let limits = MemoryCap::new(self.memory_mb);
-        let mut store = Store::new(
-            self.pre.engine(),
-            InvocationState::new(&self.env, &output, limits),
-        );
-        drop(output);
-        store.limiter(|state| &mut state.limits);
-        // Every epoch tick the guest yields to other tasks; past the deadline
-        // it traps. A guest blocked in a host call is stopped by the timeout
-        // around the whole invocation instead.
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Err(wasmtime::Error::new(DeadlineExceeded))
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
+        let mut store = self.core.store(self.pre.engine(), &invocation_id, deadline);
+        let name = self.core.name.clone();
 
         let (sender, receiver) = oneshot::channel();
         let setup = (|| {
@@ -144,16 +64,16 @@ impl HttpFunction {
             wasmtime::Result::Ok((req, out))
         })();
         let (req, out) = setup.map_err(|e: wasmtime::Error| {
-            tracing::error!(function = %self.name, invocation_id = %invocation_id, "could not pass the request to the function: {e}");
+            tracing::error!(function = %name, invocation_id = %invocation_id, "could not pass the request to the function: {e}");
             InvokeError::Failed(e.into())
         })?;
 
         let (outcome_sender, outcome) = oneshot::channel();
         let pre = self.pre.clone();
-        let name = self.name.clone();
+        let core = self.core.clone();
         let id = invocation_id.clone();
         let task = tokio::spawn(async move {
-            tracing::debug!(function = %name, invocation_id = %id, "invocation started");
+            tracing::debug!(function = %core.name, invocation_id = %id, "invocation started");
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
                 proxy
@@ -161,41 +81,19 @@ impl HttpFunction {
                     .call_handle(&mut store, req, out)
                     .await
             };
-            let result = match tokio::time::timeout_at(deadline.into(), run).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) if e.is::<DeadlineExceeded>() => {
-                    Err(InvokeError::DeadlineExceeded { timeout_ms })
-                }
-                Ok(Err(e)) if e.is::<wasmtime::PoolConcurrencyLimitError>() => {
-                    Err(InvokeError::Busy)
-                }
-                Ok(Err(e)) => Err(InvokeError::Failed(e.into())),
-                Err(_elapsed) => Err(InvokeError::DeadlineExceeded { timeout_ms }),
-            };
+            let result = core.run(deadline, run).await;
             // The response body must know how the invocation ended before the
             // store (and with it the body's sender) is dropped.
             let _ = outcome_sender.send(result.is_ok());
             // Stop the instance (and flush its output) before reporting.
             drop(store);
             drop(permit);
-            let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-            match &result {
-                Ok(()) => {
-                    tracing::info!(function = %name, invocation_id = %id, duration_ms, "invocation finished")
-                }
-                Err(InvokeError::Failed(e)) => {
-                    tracing::error!(function = %name, invocation_id = %id, duration_ms, "invocation failed: {}", describe(e));
-                    tracing::debug!(function = %name, invocation_id = %id, "failure in full: {e:?}");
-                }
-                Err(e) => {
-                    tracing::error!(function = %name, invocation_id = %id, duration_ms, "invocation failed: {e}")
-                }
-            }
+            core.log_outcome(&id, started, &result);
             result
         });
 
         let failed = |message: String| {
-            tracing::error!(function = %self.name, invocation_id = %invocation_id, "{message}");
+            tracing::error!(function = %name, invocation_id = %invocation_id, "{message}");
             InvokeError::Failed(anyhow::anyhow!(message))
         };
         match receiver.await {
@@ -244,18 +142,6 @@ impl Body for GuardedBody {
             other => other,
         }
     }
-}
-
-/// One line for the log: the error chain without the (multi-line) wasm
-/// backtrace, which is logged at debug level instead.
-fn describe(error: &anyhow::Error) -> String {
-    error
-        .chain()
-        .map(|cause| cause.to_string())
-        .filter(|text| !text.starts_with("error while executing at wasm backtrace"))
-        .collect::<Vec<_>>()
-        .join(": ")
-        .replace('\n', " ")
 }
 
 /// Turns a fixed body into a [`ResponseBody`], for responses the host makes.

@@ -3,13 +3,19 @@
 //! with a memory cap and a wall-clock deadline.
 
 mod cache;
+mod capabilities;
+mod event;
 mod http;
+mod invocation;
 mod limits;
 mod output;
 mod runtime;
 mod state;
 
 pub use cache::{ArtifactCache, CacheOutcome};
-pub use http::{HttpFunction, InvokeError, ResponseBody, full_body};
+pub use capabilities::Services;
+pub use event::{Event, EventFunction};
+pub use http::{HttpFunction, ResponseBody, full_body};
+pub use invocation::InvokeError;
 pub use limits::MemoryLimitExceeded;
-pub use runtime::{EngineSettings, Runtime};
+pub use runtime::{EngineSettings, LoadedFunction, Runtime};

@@ -61,12 +61,13 @@ impl OutputBudget {
         }
     }
 
-    fn emit(&self, stream: Stream, line: &[u8]) {
+    /// Takes `cost` bytes from the budget; false (and one warning, the first
+    /// time) once it is spent.
+    pub fn charge(&self, cost: u64) -> bool {
         let mut state = self.state.lock().unwrap();
         if state.truncated {
-            return;
+            return false;
         }
-        let cost = line.len() as u64 + 1;
         if cost > state.remaining {
             state.truncated = true;
             tracing::warn!(
@@ -75,10 +76,16 @@ impl OutputBudget {
                 invocation_id = %self.invocation_id,
                 "function output truncated: the per-invocation limit (max_log_bytes) was reached"
             );
-            return;
+            return false;
         }
         state.remaining -= cost;
-        drop(state);
+        true
+    }
+
+    fn emit(&self, stream: Stream, line: &[u8]) {
+        if !self.charge(line.len() as u64 + 1) {
+            return;
+        }
         let text = String::from_utf8_lossy(line);
         tracing::info!(
             target: "nimbus::function",

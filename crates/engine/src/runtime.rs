@@ -2,15 +2,20 @@
 //! interruption), the linker with WASI and wasi:http, and the epoch ticker.
 
 use crate::cache::{ArtifactCache, CacheOutcome};
+use crate::capabilities::Services;
+use crate::event::EventFunction;
 use crate::http::HttpFunction;
+use crate::invocation::FunctionCore;
 use crate::state::InvocationState;
 use anyhow::Context as _;
 use nimbus_manifest::{App, Function};
+use nimbus_wit::EventFunctionPre;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// How often the engine's epoch advances. Deadlines are checked, and running
 /// guests yield to other tasks, at this granularity.
@@ -81,6 +86,12 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)?;
+        // The Nimbus imports, for event and HTTP functions alike.
+        nimbus_wit::EventFunction::add_to_linker::<InvocationState, HasSelf<InvocationState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(anyhow::Error::from)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
@@ -96,26 +107,24 @@ impl Runtime {
     }
 
     /// Compiles (or loads from `cache`) a function's component and prepares it
-    /// for per-request instantiation as a `wasi:http/incoming-handler`.
-    pub fn load_http_function(
+    /// for per-invocation instantiation: as an HTTP function if it exports
+    /// `wasi:http/incoming-handler`, as an event function if it exports
+    /// `nimbus:function/handler`.
+    pub fn load_function(
         &self,
         function: &Function,
         cache: &ArtifactCache,
-    ) -> anyhow::Result<(HttpFunction, CacheOutcome)> {
+        services: &Arc<Services>,
+    ) -> anyhow::Result<(LoadedFunction, CacheOutcome)> {
         let bytes = std::fs::read(&function.component).with_context(|| {
             format!("failed to read component {}", function.component.display())
         })?;
         let (component, outcome) = cache
             .load(&self.engine, &bytes)
             .with_context(|| format!("function `{}`", function.name))?;
-        let http = self.prepare(function, &component)?;
-        Ok((http, outcome))
-    }
-
-    fn prepare(&self, function: &Function, component: &Component) -> anyhow::Result<HttpFunction> {
         let pre = self
             .linker
-            .instantiate_pre(component)
+            .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .with_context(|| {
                 format!(
@@ -123,8 +132,26 @@ impl Runtime {
                     function.name
                 )
             })?;
-        HttpFunction::new(function, pre)
+        let core = Arc::new(FunctionCore::new(function, services.clone()));
+        let loaded = if let Ok(proxy) = ProxyPre::new(pre.clone()) {
+            LoadedFunction::Http(HttpFunction::new(core, proxy))
+        } else if let Ok(handler) = EventFunctionPre::new(pre) {
+            LoadedFunction::Event(EventFunction::new(core, handler))
+        } else {
+            anyhow::bail!(
+                "function `{}` exports neither wasi:http/incoming-handler (an HTTP function) nor \
+                 nimbus:function/handler (an event function)",
+                function.name
+            );
+        };
+        Ok((loaded, outcome))
     }
+}
+
+/// A function ready to run, by the interface its component exports.
+pub enum LoadedFunction {
+    Http(HttpFunction),
+    Event(EventFunction),
 }
 
 impl Drop for Runtime {

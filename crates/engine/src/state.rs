@@ -1,6 +1,7 @@
 //! Per-invocation host state: the `T` in `Store<T>`, and the views through
 //! which wasmtime-wasi and wasmtime-wasi-http reach it.
 
+use crate::capabilities::CapabilityCtx;
 use crate::limits::MemoryCap;
 use crate::output::{OutputBudget, Stream};
 use std::sync::Arc;
@@ -16,6 +17,8 @@ pub struct InvocationState {
     table: ResourceTable,
     pub(crate) limits: MemoryCap,
     hooks: DenyOutboundHttp,
+    pub(crate) capabilities: CapabilityCtx,
+    pub(crate) output: Arc<OutputBudget>,
 }
 
 impl InvocationState {
@@ -23,6 +26,7 @@ impl InvocationState {
         env: &[(String, String)],
         output: &Arc<OutputBudget>,
         limits: MemoryCap,
+        capabilities: CapabilityCtx,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
         wasi.envs(env)
@@ -39,6 +43,8 @@ impl InvocationState {
             table: ResourceTable::new(),
             limits,
             hooks: DenyOutboundHttp,
+            capabilities,
+            output: output.clone(),
         }
     }
 }

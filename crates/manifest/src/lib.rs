@@ -4,6 +4,7 @@
 //! an [`App`] whose values are checked and defaulted. Every problem is a
 //! [`Diagnostic`] naming the line and column and saying how to fix it.
 
+pub mod delivery;
 mod diagnostic;
 pub mod limits;
 mod raw;
@@ -13,6 +14,7 @@ pub mod route;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use delivery::{Backoff, Delivery};
 pub use diagnostic::{Diagnostic, Location, ManifestError};
 pub use route::{RouteMatch, RoutePattern, Segment};
 
@@ -27,6 +29,7 @@ pub struct App {
     pub functions: BTreeMap<String, Function>,
     pub queues: BTreeMap<String, Queue>,
     pub http_triggers: Vec<HttpTrigger>,
+    pub queue_triggers: Vec<QueueTrigger>,
 }
 
 /// A durable queue (`[queue.NAME]`), with SQS semantics.
@@ -58,6 +61,23 @@ pub struct Function {
     pub max_concurrency: u32,
     pub max_log_bytes: u64,
     pub env: BTreeMap<String, String>,
+    /// What the function may use; nothing else is reachable.
+    pub grants: Vec<Grant>,
+}
+
+/// One permission from a function's `allow` list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Grant {
+    /// `queue:NAME:send`
+    QueueSend(String),
+}
+
+/// `[[trigger.queue]]`: `function` consumes `queue` in batches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueTrigger {
+    pub queue: String,
+    pub function: String,
+    pub delivery: Delivery,
 }
 
 /// An HTTP route on the public gateway.

@@ -46,6 +46,8 @@ pub(crate) struct RawFunction {
     pub max_log_bytes: Option<Spanned<i64>>,
     #[serde(default)]
     pub env: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -53,7 +55,17 @@ pub(crate) struct RawFunction {
 pub(crate) struct RawTriggers {
     #[serde(default)]
     pub http: Vec<Spanned<RawHttpTrigger>>,
+    #[serde(default)]
+    pub queue: Vec<Spanned<RawQueueTrigger>>,
 }
+
+crate::delivery::raw_trigger!(
+    /// `[[trigger.queue]]`: a function consuming a queue in batches.
+    RawQueueTrigger {
+        queue: Option<Spanned<String>>,
+        function: Option<Spanned<String>>,
+    }
+);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

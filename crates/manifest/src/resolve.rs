@@ -3,9 +3,9 @@
 
 use crate::diagnostic::Diagnostics;
 use crate::limits::{self, Limit};
-use crate::raw::{RawFunction, RawHttpTrigger, RawManifest, RawQueue};
+use crate::raw::{RawFunction, RawHttpTrigger, RawManifest, RawQueue, RawQueueTrigger};
 use crate::route::RoutePattern;
-use crate::{App, Function, HttpTrigger, ManifestError, Queue};
+use crate::{App, Function, Grant, HttpTrigger, ManifestError, Queue, QueueTrigger};
 use std::collections::BTreeMap;
 use std::path::Path;
 use toml::Spanned;
@@ -62,6 +62,18 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
     }
 
     let queues = resolve_queues(&mut d, &raw.queue);
+    for (fname, raw_fn) in &raw.function {
+        let grants = resolve_grants(&mut d, &queues, &raw_fn.get_ref().allow);
+        if let Some(f) = functions.get_mut(fname.get_ref()) {
+            f.grants = grants;
+        }
+    }
+    let queue_triggers: Vec<QueueTrigger> = raw
+        .trigger
+        .queue
+        .iter()
+        .filter_map(|t| resolve_queue_trigger(&mut d, &functions, &queues, t))
+        .collect();
 
     let mut http_triggers: Vec<(HttpTrigger, Spanned<()>)> = Vec::new();
     for raw_trigger in &raw.trigger.http {
@@ -79,6 +91,7 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
         functions,
         queues,
         http_triggers: http_triggers.into_iter().map(|(t, _)| t).collect(),
+        queue_triggers,
     })
 }
 
@@ -157,6 +170,7 @@ fn resolve_function(
         max_concurrency: limit(d, &f.max_concurrency, limits::MAX_CONCURRENCY) as u32,
         max_log_bytes: limit(d, &f.max_log_bytes, limits::MAX_LOG_BYTES),
         env,
+        grants: Vec::new(),
     })
 }
 
@@ -312,6 +326,107 @@ fn resolve_queues(
     queues
 }
 
+fn resolve_grants(
+    d: &mut Diagnostics,
+    queues: &BTreeMap<String, Queue>,
+    allow: &[Spanned<String>],
+) -> Vec<Grant> {
+    let mut grants = Vec::new();
+    for entry in allow {
+        let text = entry.get_ref();
+        let parts: Vec<&str> = text.split(':').collect();
+        match parts.as_slice() {
+            ["queue", name, "send"] if queues.contains_key(*name) => {
+                grants.push(Grant::QueueSend((*name).to_owned()))
+            }
+            ["queue", name, "send"] => d.error(
+                entry.span(),
+                format!("grant `{text}` names queue `{name}`, which is not declared"),
+                format!("declare it with a [queue.{name}] table, or fix the name"),
+            ),
+            ["queue", _, action] => d.error(
+                entry.span(),
+                format!("queues have no `{action}` permission"),
+                "functions may be allowed `queue:NAME:send`",
+            ),
+            _ => d.error(
+                entry.span(),
+                format!("`{text}` is not a grant Nimbus knows"),
+                "grants look like `queue:NAME:send`",
+            ),
+        }
+    }
+    grants.sort();
+    grants.dedup();
+    grants
+}
+
+fn resolve_queue_trigger(
+    d: &mut Diagnostics,
+    functions: &BTreeMap<String, Function>,
+    queues: &BTreeMap<String, Queue>,
+    raw: &Spanned<RawQueueTrigger>,
+) -> Option<QueueTrigger> {
+    let t = raw.get_ref();
+    let delivery = crate::delivery::resolve(d, t.delivery());
+    let queue = match &t.queue {
+        None => {
+            d.error(
+                raw.span(),
+                "[[trigger.queue]] has no `queue`",
+                "add `queue = \"NAME\"` naming a [queue.NAME] table",
+            );
+            None
+        }
+        Some(q) if !queues.contains_key(q.get_ref()) => {
+            d.error(
+                q.span(),
+                format!("queue `{}` is not declared", q.get_ref()),
+                format!("declare it with a [queue.{}] table", q.get_ref()),
+            );
+            None
+        }
+        Some(q) => Some(q),
+    };
+    let function = match &t.function {
+        None => {
+            d.error(
+                raw.span(),
+                "[[trigger.queue]] has no `function`",
+                "add `function = \"NAME\"` naming a [function.NAME] table",
+            );
+            None
+        }
+        Some(f) if !functions.contains_key(f.get_ref()) => {
+            d.error(
+                f.span(),
+                format!("function `{}` is not declared", f.get_ref()),
+                format!("declare it with a [function.{}] table", f.get_ref()),
+            );
+            None
+        }
+        Some(f) => Some(f.get_ref()),
+    };
+    let (queue, function) = (queue?, function?);
+    let q = &queues[queue.get_ref()];
+    let f = &functions[function];
+    if q.visibility_timeout_ms < f.timeout_ms {
+        d.error(
+            queue.span(),
+            format!(
+                "queue `{}` has visibility_timeout_ms = {}, shorter than function `{}`'s timeout_ms = {}: a message could be delivered again while it is still being handled",
+                q.name, q.visibility_timeout_ms, f.name, f.timeout_ms
+            ),
+            format!("raise the queue's visibility_timeout_ms to at least {}, or lower the function's timeout_ms", f.timeout_ms),
+        );
+    }
+    Some(QueueTrigger {
+        queue: q.name.clone(),
+        function: f.name.clone(),
+        delivery,
+    })
+}
+
 /// Two routes conflict when they match the same paths and share a method:
 /// neither would ever win, so the manifest is ambiguous.
 fn check_route_conflicts(d: &mut Diagnostics, triggers: &[(HttpTrigger, Spanned<()>)]) {
@@ -339,7 +454,7 @@ fn check_route_conflicts(d: &mut Diagnostics, triggers: &[(HttpTrigger, Spanned<
     }
 }
 
-fn limit(d: &mut Diagnostics, value: &Option<Spanned<i64>>, limit: Limit) -> u64 {
+pub(crate) fn limit(d: &mut Diagnostics, value: &Option<Spanned<i64>>, limit: Limit) -> u64 {
     let Some(value) = value else {
         return limit.default;
     };

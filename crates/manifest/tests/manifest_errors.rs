@@ -239,6 +239,78 @@ fn bad_manifests_are_reported_with_line_column_and_fix() {
             &["queue name `Jobs` is not valid"],
         ),
         (
+            "unknown grant",
+            format!("{FUNCTION}allow = [\"disk:write\"]\n"),
+            6,
+            10,
+            &["`disk:write` is not a grant", "queue:NAME:send"],
+        ),
+        (
+            "grant for an undeclared queue",
+            format!("{FUNCTION}allow = [\"queue:ghost:send\"]\n"),
+            6,
+            10,
+            &["queue `ghost`, which is not declared"],
+        ),
+        (
+            "queue trigger on an undeclared queue",
+            format!("{FUNCTION}[[trigger.queue]]\nqueue = \"ghost\"\nfunction = \"hello\"\n"),
+            7,
+            9,
+            &["queue `ghost` is not declared"],
+        ),
+        (
+            "queue trigger with an unknown key",
+            format!(
+                "{FUNCTION}[queue.jobs]\n[[trigger.queue]]\nqueue = \"jobs\"\nfunction = \"hello\"\nbatch = 5\n"
+            ),
+            10,
+            1,
+            &["unknown field `batch`", "batch_size"],
+        ),
+        (
+            "visibility shorter than the function timeout",
+            format!(
+                "{FUNCTION}timeout_ms = 5000\n[queue.jobs]\nvisibility_timeout_ms = 1000\n[[trigger.queue]]\nqueue = \"jobs\"\nfunction = \"hello\"\n"
+            ),
+            10,
+            9,
+            &[
+                "shorter than function `hello`'s timeout_ms = 5000",
+                "at least 5000",
+            ],
+        ),
+        (
+            "batch size out of range",
+            format!(
+                "{FUNCTION}[queue.jobs]\n[[trigger.queue]]\nqueue = \"jobs\"\nfunction = \"hello\"\nbatch_size = 0\n"
+            ),
+            10,
+            14,
+            &[
+                "`batch_size` = 0 is out of range",
+                "1 to 10000 (default 10)",
+            ],
+        ),
+        (
+            "backoff cap below its start",
+            format!(
+                "{FUNCTION}[queue.jobs]\n[[trigger.queue]]\nqueue = \"jobs\"\nfunction = \"hello\"\nretry_backoff = {{ initial_ms = 5000, max_ms = 100 }}\n"
+            ),
+            10,
+            17,
+            &["`max_ms` = 100 is below `initial_ms` = 5000"],
+        ),
+        (
+            "backoff multiplier out of range",
+            format!(
+                "{FUNCTION}[queue.jobs]\n[[trigger.queue]]\nqueue = \"jobs\"\nfunction = \"hello\"\nretry_backoff = {{ multiplier = 0.5 }}\n"
+            ),
+            10,
+            32,
+            &["`multiplier` = 0.5 is out of range"],
+        ),
+        (
             "conflicting routes",
             format!(
                 "{FUNCTION}[[trigger.http]]\nroute = \"/u/{{id}}\"\nfunction = \"hello\"\n[[trigger.http]]\nroute = \"/u/{{name}}\"\nmethods = [\"GET\"]\nfunction = \"hello\"\n"
@@ -367,5 +439,44 @@ fn queues_resolve_with_defaults_and_their_dead_letter_queue() {
     assert_eq!(
         (dlq.max_receive_count, dlq.dead_letter_queue.clone()),
         (None, None)
+    );
+}
+
+#[test]
+fn queue_triggers_resolve_with_the_shared_delivery_defaults() {
+    use nimbus_manifest::delivery;
+    let source = format!(
+        "{FUNCTION}allow = [\"queue:jobs:send\", \"queue:jobs:send\"]\n[queue.jobs]\n[[trigger.queue]]\nqueue = \"jobs\"\nfunction = \"hello\"\n[[trigger.queue]]\nqueue = \"jobs\"\nfunction = \"hello\"\nbatch_size = 3\nbatch_window_ms = 50\nmax_concurrency = 4\nreport_batch_item_failures = true\nretry_backoff = {{ initial_ms = 10, multiplier = 3.0, max_ms = 100 }}\n"
+    );
+    let app = App::parse(Path::new("nimbus.toml"), &source).unwrap();
+    assert_eq!(
+        app.functions["hello"].grants,
+        [nimbus_manifest::Grant::QueueSend("jobs".into())]
+    );
+    let defaults = &app.queue_triggers[0].delivery;
+    assert_eq!(defaults.batch_size as u64, delivery::BATCH_SIZE.default);
+    assert_eq!(defaults.batch_window_ms, delivery::BATCH_WINDOW_MS.default);
+    assert_eq!(
+        defaults.max_concurrency as u64,
+        delivery::TRIGGER_MAX_CONCURRENCY.default
+    );
+    assert!(!defaults.report_batch_item_failures);
+    assert_eq!(
+        defaults.retry_backoff.initial_ms,
+        delivery::BACKOFF_INITIAL_MS.default
+    );
+    let set = &app.queue_triggers[1].delivery;
+    assert_eq!(
+        (set.batch_size, set.batch_window_ms, set.max_concurrency),
+        (3, 50, 4)
+    );
+    assert!(set.report_batch_item_failures);
+    assert_eq!(
+        set.retry_backoff,
+        nimbus_manifest::Backoff {
+            initial_ms: 10,
+            multiplier: 3.0,
+            max_ms: 100
+        }
     );
 }

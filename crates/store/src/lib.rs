@@ -9,8 +9,8 @@ pub mod queue;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use queue::{
-    NackOptions, QueueConfig, QueueStats, QueueStore, ReceivedMessage, SendMessage, SendReceipt,
-    StoredMessage,
+    NackOptions, QueueConfig, QueueSignals, QueueStats, QueueStore, ReceivedMessage, SendMessage,
+    SendReceipt, StoredMessage,
 };
 
 /// What can go wrong in a store call. Backend errors arrive as text: no

@@ -157,3 +157,36 @@ pub trait QueueStore: Send + Sync {
     /// Drops messages past their queue's retention and expired dedup ids.
     async fn expire(&self) -> StoreResult<u64>;
 }
+
+/// Wakes whoever waits for messages on a queue (long-polling receivers, queue
+/// triggers) when something is sent to it in this process. A wake-up is a
+/// hint to look again, never a delivery.
+#[derive(Clone, Default)]
+pub struct QueueSignals(
+    std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Notify>>>,
+    >,
+);
+
+impl QueueSignals {
+    /// The signal for `queue`.
+    pub fn get(&self, queue: &str) -> std::sync::Arc<tokio::sync::Notify> {
+        self.0
+            .lock()
+            .unwrap()
+            .entry(queue.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Tells everyone waiting on `queue` to look again.
+    pub fn notify(&self, queue: &str) {
+        self.get(queue).notify_waiters();
+    }
+}
+
+impl std::fmt::Debug for QueueSignals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QueueSignals")
+    }
+}

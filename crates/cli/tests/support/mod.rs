@@ -50,6 +50,13 @@ impl TestApp {
         self
     }
 
+    /// Adds a `[[trigger.KIND]]` table with the given TOML lines.
+    pub fn route_kind(mut self, kind: &str, body: &str) -> Self {
+        self.manifest
+            .push_str(&format!("\n[[trigger.{kind}]]\n{body}\n"));
+        self
+    }
+
     pub fn manifest_path(&self) -> PathBuf {
         self.dir.path().join("nimbus.toml")
     }
@@ -240,6 +247,23 @@ pub fn client() -> reqwest::Client {
         .timeout(PATIENCE)
         .build()
         .unwrap()
+}
+
+/// Polls `check` until it finds what it looks for, within [`PATIENCE`]; for
+/// state only visible through an API (a queue's counts, say). Each look is a
+/// real request; the short pause between looks only spaces them out.
+pub async fn until<T, F: Future<Output = Option<T>>>(what: &str, check: impl Fn() -> F) -> T {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// GETs `url` and returns the body text, whatever the status.

@@ -6,11 +6,9 @@ mod queues;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use nimbus_store::{QueueStore, StoreError};
+use nimbus_store::{QueueSignals, QueueStore, StoreError};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
-
-pub use queues::QueueWaiters;
 
 /// The OpenAPI 3.1 description of `/v1`.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -22,7 +20,7 @@ pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Clone)]
 pub struct ApiState {
     pub queues: Arc<dyn QueueStore>,
-    pub waiters: QueueWaiters,
+    pub waiters: QueueSignals,
 }
 
 pub fn router(state: ApiState) -> Router {

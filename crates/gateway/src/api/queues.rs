@@ -13,10 +13,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use nimbus_store::queue::{QueueConfig, QueueStats, SendMessage, StoredMessage};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 use std::time::Duration;
-use tokio::sync::Notify;
 
 /// Messages in one send or receive, as in SQS.
 pub const MAX_BATCH: usize = 10;
@@ -53,26 +51,6 @@ pub(super) fn router() -> Router<ApiState> {
         .route("/v1/queues/{queue}/purge", post(purge))
         .route("/v1/queues/{queue}/redrive", post(redrive))
         .route("/v1/dead-letter-queues", get(list_dead_letter_queues))
-}
-
-/// Wakes long-polling receivers of a queue when something is sent to it.
-#[derive(Clone, Default)]
-pub struct QueueWaiters(Arc<Mutex<HashMap<String, Arc<Notify>>>>);
-
-impl QueueWaiters {
-    fn get(&self, queue: &str) -> Arc<Notify> {
-        self.0
-            .lock()
-            .unwrap()
-            .entry(queue.to_owned())
-            .or_default()
-            .clone()
-    }
-
-    /// Tells receivers waiting on `queue` to look again.
-    pub fn notify(&self, queue: &str) {
-        self.get(queue).notify_waiters();
-    }
 }
 
 #[derive(Deserialize)]

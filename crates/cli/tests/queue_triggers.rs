@@ -1,0 +1,231 @@
+//! Event functions consuming queues through the real server: batching,
+//! partial batch failure, whole-batch failure on a trap, retry backoff,
+//! dead-lettering after exactly `max_receive_count`, and grants.
+
+mod support;
+
+use nimbus_test_programs as programs;
+use serde_json::{Value, json};
+use support::{Nimbus, TestApp, client, until};
+
+async fn send_batch(nimbus: &Nimbus, queue: &str, bodies: &[&str]) {
+    let messages: Vec<Value> = bodies.iter().map(|b| json!({ "body": b })).collect();
+    let response = client()
+        .post(nimbus.admin_url(&format!("/v1/queues/{queue}/messages/batch")))
+        .body(json!({ "messages": messages }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+async fn stats(nimbus: &Nimbus, queue: &str) -> Value {
+    client()
+        .get(nimbus.admin_url(&format!("/v1/queues/{queue}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Lines the event function printed for events whose data is `data`.
+fn deliveries(nimbus: &Nimbus, data: &str) -> Vec<String> {
+    let needle = format!("handled data={data} ");
+    nimbus
+        .stderr
+        .snapshot()
+        .into_iter()
+        .filter(|l| l.contains(&needle))
+        .collect()
+}
+
+fn worker_app(name: &str, queue: &str, trigger: &str) -> TestApp {
+    TestApp::new(name)
+        .function(
+            "worker",
+            programs::EVENTS,
+            &format!("timeout_ms = 5000\nallow = [\"queue:out:send\"]\n{queue}"),
+        )
+        .route_kind(
+            "queue",
+            &format!("queue = \"jobs\"\nfunction = \"worker\"\n{trigger}"),
+        )
+}
+
+const QUEUES: &str = "[queue.jobs]\nmax_receive_count = 3\ndead_letter_queue = \"jobs-dlq\"\n[queue.jobs-dlq]\n[queue.out]\n[queue.secret]\n";
+
+#[tokio::test]
+async fn messages_are_delivered_in_batches_as_cloudevents_and_deleted() {
+    let app = worker_app(
+        "batches",
+        QUEUES,
+        "batch_size = 3\nbatch_window_ms = 2000\nmax_concurrency = 1",
+    );
+    let nimbus = app.start().await;
+    send_batch(&nimbus, "jobs", &["a", "b", "c"]).await;
+    nimbus
+        .stderr
+        .wait_for_count("with the whole batch handled", 3, |l| {
+            l.contains("handled data=")
+        })
+        .await;
+    for data in ["a", "b", "c"] {
+        let lines = deliveries(&nimbus, data);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0]
+                .contains("attempt=1 batch=3 source=nimbus:queue/jobs type=nimbus.queue.message"),
+            "{}",
+            lines[0]
+        );
+    }
+    // All three deleted once handled: nothing visible, nothing leased.
+    until("for the batch to be deleted", || async {
+        let s = stats(&nimbus, "jobs").await;
+        (s["visible"] == 0 && s["in_flight"] == 0 && s["delayed"] == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_reported_failures_are_retried_and_a_poison_message_lands_in_the_dlq() {
+    let trigger = "batch_size = 2\nbatch_window_ms = 2000\nmax_concurrency = 1\nreport_batch_item_failures = true\nretry_backoff = { initial_ms = 0, max_ms = 0 }";
+    let nimbus = worker_app("partial", QUEUES, trigger).start().await;
+    send_batch(&nimbus, "jobs", &["ok", "fail"]).await;
+    // Three receives (max_receive_count = 3) then the fourth moves it.
+    nimbus
+        .stderr
+        .wait_for("with the third attempt", |l| {
+            l.contains("handled data=fail attempt=3")
+        })
+        .await;
+    until("for the poison message in the DLQ", || async {
+        (stats(&nimbus, "jobs-dlq").await["visible"] == 1).then_some(())
+    })
+    .await;
+    assert_eq!(deliveries(&nimbus, "ok").len(), 1);
+    assert_eq!(deliveries(&nimbus, "fail").len(), 3);
+    let dead: Value = client()
+        .get(nimbus.admin_url("/v1/queues/jobs-dlq/messages"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dead["messages"][0]["body"], "fail");
+    assert_eq!(
+        dead["messages"][0]["last_error"],
+        "reported as failed by the handler"
+    );
+}
+
+#[tokio::test]
+async fn a_trap_fails_the_whole_batch_and_the_backoff_delays_the_retry() {
+    let trigger = "batch_size = 2\nbatch_window_ms = 2000\nmax_concurrency = 1\nreport_batch_item_failures = true\nretry_backoff = { initial_ms = 600000, max_ms = 600000 }";
+    let nimbus = worker_app("trapped", QUEUES, trigger).start().await;
+    send_batch(&nimbus, "jobs", &["fine", "trap"]).await;
+    nimbus
+        .stderr
+        .wait_for("with the trap logged", |l| {
+            l.contains("invocation failed") && l.contains("function=worker")
+        })
+        .await;
+    // Both went back, and the backoff keeps them invisible (not deleted).
+    let after = until("for the batch to be given back", || async {
+        let s = stats(&nimbus, "jobs").await;
+        (s["delayed"] == 2).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        (after["visible"].as_u64(), after["delayed"].as_u64()),
+        (Some(0), Some(2))
+    );
+    let dead: Value = client()
+        .get(nimbus.admin_url("/v1/queues/jobs/messages"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let error = dead["messages"][0]["last_error"].as_str().unwrap();
+    assert!(error.contains("function failed"), "{error}");
+}
+
+#[tokio::test]
+async fn reported_failures_without_the_setting_retry_the_whole_batch() {
+    let trigger = "batch_size = 2\nbatch_window_ms = 2000\nmax_concurrency = 1\nretry_backoff = { initial_ms = 600000, max_ms = 600000 }";
+    let nimbus = worker_app("wholebatch", QUEUES, trigger).start().await;
+    send_batch(&nimbus, "jobs", &["good", "fail"]).await;
+    nimbus
+        .stderr
+        .wait_for("explaining the whole batch is retried", |l| {
+            l.contains("report_batch_item_failures is off")
+        })
+        .await;
+    let after = until("for the batch to be given back", || async {
+        let s = stats(&nimbus, "jobs").await;
+        (s["delayed"] == 2).then_some(s)
+    })
+    .await;
+    assert_eq!(after["delayed"], 2);
+}
+
+#[tokio::test]
+async fn a_function_sends_only_to_queues_it_is_granted() {
+    let trigger = "batch_size = 1\nmax_concurrency = 1";
+    let nimbus = worker_app("grants", QUEUES, trigger).start().await;
+    send_batch(&nimbus, "jobs", &["send:out:allowed", "send:secret:denied"]).await;
+    nimbus
+        .stderr
+        .wait_for("with the allowed send", |l| {
+            l.contains("sent ") && l.contains(" to out")
+        })
+        .await;
+    let denied = nimbus
+        .stderr
+        .wait_for("with the denied send", |l| {
+            l.contains("send to secret failed")
+        })
+        .await;
+    assert!(
+        denied.contains("AccessDenied(\"queue:secret:send\")"),
+        "{denied}"
+    );
+    let audit = nimbus
+        .stderr
+        .wait_for("with the audit line", |l| l.contains("nimbus::audit"))
+        .await;
+    assert!(
+        audit.contains("function=worker") && audit.contains("grant=queue:secret:send"),
+        "{audit}"
+    );
+    assert_eq!(stats(&nimbus, "out").await["visible"], 1);
+    assert_eq!(stats(&nimbus, "secret").await["visible"], 0);
+}
+
+#[tokio::test]
+async fn an_http_function_cannot_be_a_queue_trigger_target() {
+    let app = TestApp::new("mismatch")
+        .function("hello", programs::HELLO, "[queue.jobs]")
+        .route_kind("queue", "queue = \"jobs\"\nfunction = \"hello\"");
+    let manifest = app.write();
+    let output = std::process::Command::new(support::nimbus_bin())
+        .args([
+            "up",
+            manifest.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(app.data_dir())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("which is an HTTP function"));
+}

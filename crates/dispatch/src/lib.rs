@@ -1,0 +1,8 @@
+//! The delivery contract: how events from asynchronous sources reach event
+//! functions. Batching, concurrency and retry backoff come from the shared
+//! `Delivery` settings; each trigger kind has a module.
+
+mod queue;
+mod time;
+
+pub use queue::run_queue_trigger;

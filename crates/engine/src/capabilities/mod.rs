@@ -1,0 +1,63 @@
+//! Host capabilities: one module per Nimbus interface a guest can import.
+//! Each resolves the function's grants when the app loads and checks them
+//! before any backend call; a denial is an error the guest sees (never a
+//! trap) plus an audit line in the log.
+
+mod log;
+mod queue;
+
+use nimbus_manifest::Grant;
+use nimbus_store::{QueueSignals, QueueStore};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// The services capabilities call, shared by every function.
+#[derive(Clone, Default)]
+pub struct Services {
+    pub queues: Option<Arc<dyn QueueStore>>,
+    pub queue_signals: QueueSignals,
+}
+
+/// A function's grants, resolved into allow-sets.
+#[derive(Debug, Default)]
+pub(crate) struct Grants {
+    queue_send: HashSet<String>,
+}
+
+impl Grants {
+    pub fn resolve(grants: &[Grant]) -> Self {
+        let mut resolved = Grants::default();
+        for grant in grants {
+            match grant {
+                Grant::QueueSend(queue) => {
+                    resolved.queue_send.insert(queue.clone());
+                }
+            }
+        }
+        resolved
+    }
+}
+
+/// What a capability knows about the invocation calling it.
+pub(crate) struct CapabilityCtx {
+    pub services: Arc<Services>,
+    pub grants: Arc<Grants>,
+    pub function: Arc<str>,
+    pub invocation_id: Arc<str>,
+}
+
+impl CapabilityCtx {
+    /// Records a denial for the audit log and returns the guest-visible error.
+    fn deny(&self, grant: String) -> nimbus_wit::types::Error {
+        tracing::warn!(
+            target: "nimbus::audit",
+            function = %self.function,
+            invocation_id = %self.invocation_id,
+            grant = %grant,
+            "access denied: the function is not granted `{grant}`"
+        );
+        nimbus_wit::types::Error::AccessDenied(grant)
+    }
+}
+
+impl nimbus_wit::types::Host for crate::state::InvocationState {}

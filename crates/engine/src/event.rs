@@ -1,0 +1,64 @@
+//! Event functions: components exporting `nimbus:function/handler`, invoked
+//! with a batch of events in a fresh instance; they answer which events
+//! failed.
+
+use crate::invocation::{FunctionCore, InvokeError};
+use crate::state::InvocationState;
+use nimbus_wit::EventFunctionPre;
+pub use nimbus_wit::types::Event;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A function ready to handle batches of events.
+pub struct EventFunction {
+    core: Arc<FunctionCore>,
+    pre: EventFunctionPre<InvocationState>,
+}
+
+impl EventFunction {
+    pub(crate) fn new(core: Arc<FunctionCore>, pre: EventFunctionPre<InvocationState>) -> Self {
+        EventFunction { core, pre }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    pub fn timeout_ms(&self) -> u64 {
+        self.core.timeout_ms()
+    }
+
+    /// Handles `events` in a fresh instance, waiting for a free instance slot
+    /// first. `Ok` holds the ids the handler reported as failed; a trap, the
+    /// deadline or an `err` from the handler is an `InvokeError`.
+    pub async fn invoke(
+        &self,
+        events: Vec<Event>,
+        invocation_id: &str,
+    ) -> Result<Vec<String>, InvokeError> {
+        let permit = self.core.permit().await;
+        let started = Instant::now();
+        let deadline = started + self.core.timeout;
+        let invocation_id: Arc<str> = invocation_id.into();
+        let mut store = self.core.store(self.pre.engine(), &invocation_id, deadline);
+        tracing::debug!(function = %self.core.name, invocation_id = %invocation_id, events = events.len(), "invocation started");
+        let run = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            instance
+                .nimbus_function_handler()
+                .call_handle(&mut store, &events)
+                .await
+        };
+        let result = match self.core.run(deadline, run).await {
+            Ok(Ok(failed)) => Ok(failed),
+            Ok(Err(message)) => Err(InvokeError::Failed(anyhow::anyhow!(
+                "the handler returned an error: {message}"
+            ))),
+            Err(e) => Err(e),
+        };
+        drop(store);
+        drop(permit);
+        self.core.log_outcome(&invocation_id, started, &result);
+        result
+    }
+}

@@ -1,0 +1,182 @@
+//! What every invocation shares, whatever its trigger: a fresh store under
+//! the function's limits (memory cap, deadline, output budget), its
+//! concurrency permit, and how outcomes are classified and logged.
+
+use crate::capabilities::{CapabilityCtx, Grants, Services};
+use crate::limits::MemoryCap;
+use crate::output::OutputBudget;
+use crate::state::InvocationState;
+use nimbus_manifest::Function;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::{Engine, Store, UpdateDeadline};
+
+/// Why an invocation did not produce a result.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// All `max_concurrency` instances (or the pool's slots) are in use.
+    #[error("function is at its concurrency limit")]
+    Busy,
+    /// The wall-clock deadline passed; the instance was stopped.
+    #[error("function did not finish within its {timeout_ms} ms deadline")]
+    DeadlineExceeded { timeout_ms: u64 },
+    /// The guest trapped, failed to instantiate, or returned an error.
+    #[error("function failed: {0:#}")]
+    Failed(anyhow::Error),
+}
+
+/// Raised by the epoch callback when an invocation runs past its deadline.
+#[derive(Debug)]
+struct DeadlineExceeded;
+
+impl std::fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("deadline exceeded")
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+/// A function's settings and shared state, for every kind of function.
+pub(crate) struct FunctionCore {
+    pub name: Arc<str>,
+    env: Vec<(String, String)>,
+    memory_mb: u32,
+    pub timeout: Duration,
+    max_log_bytes: u64,
+    concurrency: Arc<Semaphore>,
+    services: Arc<Services>,
+    grants: Arc<Grants>,
+}
+
+impl FunctionCore {
+    pub fn new(function: &Function, services: Arc<Services>) -> Self {
+        FunctionCore {
+            name: function.name.as_str().into(),
+            env: function
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            memory_mb: function.memory_mb,
+            timeout: Duration::from_millis(function.timeout_ms),
+            max_log_bytes: function.max_log_bytes,
+            concurrency: Arc::new(Semaphore::new(function.max_concurrency as usize)),
+            services,
+            grants: Arc::new(Grants::resolve(&function.grants)),
+        }
+    }
+
+    pub fn timeout_ms(&self) -> u64 {
+        self.timeout.as_millis() as u64
+    }
+
+    /// A permit now, or `Busy`.
+    pub fn try_permit(&self) -> Result<OwnedSemaphorePermit, InvokeError> {
+        self.concurrency
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| InvokeError::Busy)
+    }
+
+    /// A permit, waiting for one to free up.
+    pub async fn permit(&self) -> OwnedSemaphorePermit {
+        self.concurrency
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore is never closed")
+    }
+
+    /// A fresh store for one invocation, limited by this function's settings.
+    /// Every epoch tick the guest yields to other tasks; past `deadline` it
+    /// traps. (A guest blocked in a host call is stopped by the caller's
+    /// timeout around the whole invocation instead.)
+    pub fn store(
+        &self,
+        engine: &Engine,
+        invocation_id: &Arc<str>,
+        deadline: Instant,
+    ) -> Store<InvocationState> {
+        let output =
+            OutputBudget::new(self.name.clone(), invocation_id.clone(), self.max_log_bytes);
+        let capabilities = CapabilityCtx {
+            services: self.services.clone(),
+            grants: self.grants.clone(),
+            function: self.name.clone(),
+            invocation_id: invocation_id.clone(),
+        };
+        let state = InvocationState::new(
+            &self.env,
+            &output,
+            MemoryCap::new(self.memory_mb),
+            capabilities,
+        );
+        let mut store = Store::new(engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(wasmtime::Error::new(DeadlineExceeded))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+
+    /// Runs `call` until it finishes or `deadline` passes, and classifies
+    /// the outcome.
+    pub async fn run<T>(
+        &self,
+        deadline: Instant,
+        call: impl Future<Output = wasmtime::Result<T>>,
+    ) -> Result<T, InvokeError> {
+        let timeout_ms = self.timeout_ms();
+        match tokio::time::timeout_at(deadline.into(), call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) if e.is::<DeadlineExceeded>() => {
+                Err(InvokeError::DeadlineExceeded { timeout_ms })
+            }
+            Ok(Err(e)) if e.is::<wasmtime::PoolConcurrencyLimitError>() => Err(InvokeError::Busy),
+            Ok(Err(e)) => Err(InvokeError::Failed(e.into())),
+            Err(_elapsed) => Err(InvokeError::DeadlineExceeded { timeout_ms }),
+        }
+    }
+
+    /// Logs how an invocation ended, one line, with its id.
+    pub fn log_outcome<T>(
+        &self,
+        invocation_id: &str,
+        started: Instant,
+        result: &Result<T, InvokeError>,
+    ) {
+        let name = &self.name;
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match result {
+            Ok(_) => {
+                tracing::info!(function = %name, invocation_id, duration_ms, "invocation finished")
+            }
+            Err(InvokeError::Failed(e)) => {
+                tracing::error!(function = %name, invocation_id, duration_ms, "invocation failed: {}", describe(e));
+                tracing::debug!(function = %name, invocation_id, "failure in full: {e:?}");
+            }
+            Err(e) => {
+                tracing::error!(function = %name, invocation_id, duration_ms, "invocation failed: {e}")
+            }
+        }
+    }
+}
+
+/// One line for the log: the error chain without the (multi-line) wasm
+/// backtrace, which is logged at debug level instead.
+pub(crate) fn describe(error: &anyhow::Error) -> String {
+    error
+        .chain()
+        .map(|cause| cause.to_string())
+        .filter(|text| !text.starts_with("error while executing at wasm backtrace"))
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ")
+}

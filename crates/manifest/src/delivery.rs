@@ -1,0 +1,194 @@
+//! The delivery contract's settings, in one place: every asynchronous
+//! trigger kind takes the same keys with the same defaults and meaning
+//! (`raw_trigger!` adds them to each trigger table).
+
+use crate::diagnostic::Diagnostics;
+use crate::limits::Limit;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// How events reach a function: batching, concurrency, and retries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// Most events one invocation gets.
+    pub batch_size: u32,
+    /// How long to wait to fill a batch before invoking with fewer.
+    pub batch_window_ms: u64,
+    /// Invocations in flight for this trigger.
+    pub max_concurrency: u32,
+    /// The handler names failed events; only those are retried. Off: any
+    /// reported failure fails the whole batch.
+    pub report_batch_item_failures: bool,
+    pub retry_backoff: Backoff,
+}
+
+/// Delay before retry `n` (from 1): `initial_ms * multiplier^(n-1)`, capped
+/// at `max_ms`, with up to 20% jitter subtracted so retries spread out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub initial_ms: u64,
+    pub multiplier: f64,
+    pub max_ms: u64,
+}
+
+impl Backoff {
+    /// The delay before retry `retry` (1 for the first retry), before jitter.
+    pub fn delay_ms(&self, retry: u32) -> u64 {
+        let exponent = retry.saturating_sub(1).min(64) as i32;
+        let delay = self.initial_ms as f64 * self.multiplier.powi(exponent);
+        delay.min(self.max_ms as f64) as u64
+    }
+
+    /// [`Backoff::delay_ms`] less a jitter of up to 20%, `unit` in [0, 1).
+    pub fn jittered_ms(&self, retry: u32, unit: f64) -> u64 {
+        let delay = self.delay_ms(retry);
+        delay - (delay as f64 * 0.2 * unit.clamp(0.0, 1.0)) as u64
+    }
+}
+
+pub const BATCH_SIZE: Limit = Limit {
+    key: "batch_size",
+    default: 10,
+    range: (1, 10_000),
+};
+pub const BATCH_WINDOW_MS: Limit = Limit {
+    key: "batch_window_ms",
+    default: 0,
+    range: (0, 300_000),
+};
+pub const TRIGGER_MAX_CONCURRENCY: Limit = Limit {
+    key: "max_concurrency",
+    default: 2,
+    range: (1, 1000),
+};
+pub const BACKOFF_INITIAL_MS: Limit = Limit {
+    key: "initial_ms",
+    default: 1000,
+    range: (0, 900_000),
+};
+pub const BACKOFF_MAX_MS: Limit = Limit {
+    key: "max_ms",
+    default: 60_000,
+    range: (0, 43_200_000),
+};
+pub const BACKOFF_MULTIPLIER_DEFAULT: f64 = 2.0;
+pub const BACKOFF_MULTIPLIER_RANGE: (f64, f64) = (1.0, 10.0);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBackoff {
+    pub initial_ms: Option<Spanned<i64>>,
+    pub multiplier: Option<Spanned<f64>>,
+    pub max_ms: Option<Spanned<i64>>,
+}
+
+/// The delivery keys as written in a trigger table.
+pub(crate) struct RawDelivery<'a> {
+    pub batch_size: &'a Option<Spanned<i64>>,
+    pub batch_window_ms: &'a Option<Spanned<i64>>,
+    pub max_concurrency: &'a Option<Spanned<i64>>,
+    pub report_batch_item_failures: &'a Option<Spanned<bool>>,
+    pub retry_backoff: &'a Option<Spanned<RawBackoff>>,
+}
+
+/// Declares a raw trigger table: its own keys plus the delivery keys.
+macro_rules! raw_trigger {
+    ($(#[$meta:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct $name {
+            $(pub $field: $ty,)*
+            pub batch_size: Option<toml::Spanned<i64>>,
+            pub batch_window_ms: Option<toml::Spanned<i64>>,
+            pub max_concurrency: Option<toml::Spanned<i64>>,
+            pub report_batch_item_failures: Option<toml::Spanned<bool>>,
+            pub retry_backoff: Option<toml::Spanned<$crate::delivery::RawBackoff>>,
+        }
+
+        impl $name {
+            pub(crate) fn delivery(&self) -> $crate::delivery::RawDelivery<'_> {
+                $crate::delivery::RawDelivery {
+                    batch_size: &self.batch_size,
+                    batch_window_ms: &self.batch_window_ms,
+                    max_concurrency: &self.max_concurrency,
+                    report_batch_item_failures: &self.report_batch_item_failures,
+                    retry_backoff: &self.retry_backoff,
+                }
+            }
+        }
+    };
+}
+pub(crate) use raw_trigger;
+
+pub(crate) fn resolve(d: &mut Diagnostics, raw: RawDelivery<'_>) -> Delivery {
+    let limit =
+        |d: &mut Diagnostics, v: &Option<Spanned<i64>>, l: Limit| crate::resolve::limit(d, v, l);
+    let retry_backoff = match raw.retry_backoff {
+        None => Backoff {
+            initial_ms: BACKOFF_INITIAL_MS.default,
+            multiplier: BACKOFF_MULTIPLIER_DEFAULT,
+            max_ms: BACKOFF_MAX_MS.default,
+        },
+        Some(b) => {
+            let raw_b = b.get_ref();
+            let initial_ms = limit(d, &raw_b.initial_ms, BACKOFF_INITIAL_MS);
+            let max_ms = limit(d, &raw_b.max_ms, BACKOFF_MAX_MS);
+            let multiplier = match &raw_b.multiplier {
+                None => BACKOFF_MULTIPLIER_DEFAULT,
+                Some(m) => {
+                    let (lo, hi) = BACKOFF_MULTIPLIER_RANGE;
+                    let v = *m.get_ref();
+                    if !(lo..=hi).contains(&v) {
+                        d.error(
+                            m.span(),
+                            format!("`multiplier` = {v} is out of range"),
+                            format!("use a value from {lo} to {hi} (default {BACKOFF_MULTIPLIER_DEFAULT})"),
+                        );
+                    }
+                    v
+                }
+            };
+            if max_ms < initial_ms {
+                d.error(
+                    b.span(),
+                    format!("`max_ms` = {max_ms} is below `initial_ms` = {initial_ms}"),
+                    "make `max_ms` at least `initial_ms`",
+                );
+            }
+            Backoff {
+                initial_ms,
+                multiplier,
+                max_ms,
+            }
+        }
+    };
+    Delivery {
+        batch_size: limit(d, raw.batch_size, BATCH_SIZE) as u32,
+        batch_window_ms: limit(d, raw.batch_window_ms, BATCH_WINDOW_MS),
+        max_concurrency: limit(d, raw.max_concurrency, TRIGGER_MAX_CONCURRENCY) as u32,
+        report_batch_item_failures: raw
+            .report_batch_item_failures
+            .as_ref()
+            .is_some_and(|v| *v.get_ref()),
+        retry_backoff,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_by_the_multiplier_up_to_the_cap() {
+        let b = Backoff {
+            initial_ms: 1000,
+            multiplier: 2.0,
+            max_ms: 5000,
+        };
+        let delays: Vec<u64> = (1..=5).map(|n| b.delay_ms(n)).collect();
+        assert_eq!(delays, [1000, 2000, 4000, 5000, 5000]);
+        assert_eq!(b.jittered_ms(2, 0.0), 2000);
+        assert_eq!(b.jittered_ms(2, 0.5), 1800);
+    }
+}

@@ -1,0 +1,75 @@
+//! The guest side of Nimbus for Rust: write an event handler, use queues and
+//! the log, as far as the function's grants allow.
+//!
+//! ```text
+//! struct Worker;
+//!
+//! impl nimbus_sdk::Handler for Worker {
+//!     fn handle(events: Vec<nimbus_sdk::Event>) -> Result<Vec<String>, String> {
+//!         for event in &events {
+//!             nimbus_sdk::log::info(&format!("got {}", event.id));
+//!             nimbus_sdk::queue::send("results", &event.data).map_err(|e| format!("{e:?}"))?;
+//!         }
+//!         Ok(vec![]) // ids of events that failed
+//!     }
+//! }
+//!
+//! nimbus_sdk::export_handler!(Worker);
+//! ```
+
+#![allow(unsafe_code, missing_docs, unused_qualifications)]
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit/wit",
+        world: "nimbus:function/event-function",
+        pub_export_macro: true,
+        export_macro_name: "export_bindings",
+        default_bindings_module: "nimbus_sdk::bindings",
+        generate_all,
+    });
+}
+
+pub use bindings::exports::nimbus::function::handler::Guest as Handler;
+pub use bindings::nimbus::function::types::{Error, Event};
+
+/// Exports `$handler` (a type implementing [`Handler`]) as the component's
+/// `nimbus:function/handler`.
+#[macro_export]
+macro_rules! export_handler {
+    ($handler:ident) => {
+        $crate::bindings::export_bindings!($handler with_types_in $crate::bindings);
+    };
+}
+
+/// Durable queues (`allow = ["queue:NAME:send"]`).
+pub mod queue {
+    use super::Error;
+
+    /// Sends `body` to `queue`; the id comes back once the message is durable.
+    pub fn send(queue: &str, body: &[u8]) -> Result<String, Error> {
+        crate::bindings::nimbus::function::queue::send(queue, body)
+    }
+}
+
+/// Log lines tagged by the host with the function and invocation id.
+pub mod log {
+    use crate::bindings::nimbus::function::log::{Level, log};
+
+    pub fn debug(message: &str) {
+        log(Level::Debug, message);
+    }
+
+    pub fn info(message: &str) {
+        log(Level::Info, message);
+    }
+
+    pub fn warn(message: &str) {
+        log(Level::Warn, message);
+    }
+
+    pub fn error(message: &str) {
+        log(Level::Error, message);
+    }
+}

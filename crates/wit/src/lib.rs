@@ -1,0 +1,15 @@
+//! The `nimbus:function` WIT package (`wit/nimbus.wit`) and the host
+//! bindings wasmtime generates for it. Guests use the same WIT through
+//! `nimbus-sdk`.
+
+#![allow(missing_docs, unused_qualifications)]
+
+wasmtime::component::bindgen!({
+    path: "wit",
+    world: "event-function",
+    imports: { default: async | trappable },
+    exports: { default: async },
+});
+
+pub use exports::nimbus::function::handler;
+pub use nimbus::function::{log, queue, types};

@@ -1,0 +1,39 @@
+//! An event function (exports `nimbus:function/handler`) driven by each
+//! event's data: `fail` reports the event as failed, `trap` panics, `error`
+//! fails the batch, `send:QUEUE:BODY` sends to a queue; every event is
+//! printed so tests can see what was delivered, how often and in which batch.
+
+use nimbus_sdk::{Event, Handler, log, queue};
+
+struct Program;
+
+impl Handler for Program {
+    fn handle(events: Vec<Event>) -> Result<Vec<String>, String> {
+        let mut failed = Vec::new();
+        for event in &events {
+            let data = String::from_utf8_lossy(&event.data).into_owned();
+            println!(
+                "handled data={data} attempt={} batch={} source={} type={} id={}",
+                event.attempt,
+                events.len(),
+                event.source,
+                event.type_,
+                event.id
+            );
+            let parts: Vec<&str> = data.splitn(3, ':').collect();
+            match parts.as_slice() {
+                ["fail"] => failed.push(event.id.clone()),
+                ["trap"] => panic!("asked to trap"),
+                ["error"] => return Err("asked to fail the whole batch".to_owned()),
+                ["send", target, body] => match queue::send(target, body.as_bytes()) {
+                    Ok(id) => log::info(&format!("sent {id} to {target}")),
+                    Err(e) => log::error(&format!("send to {target} failed: {e:?}")),
+                },
+                _ => {}
+            }
+        }
+        Ok(failed)
+    }
+}
+
+nimbus_sdk::export_handler!(Program);
