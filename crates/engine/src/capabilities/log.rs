@@ -13,16 +13,16 @@ impl Host for InvocationState {
         let (function, invocation_id) = (&caps.function, &caps.invocation_id);
         match level {
             Level::Debug => {
-                tracing::debug!(target: "nimbus::function", %function, %invocation_id, stream = "log", "{message}")
+                tracing::debug!(target: "nimbus::function", %function, %invocation_id, stream = %"log", "{message}")
             }
             Level::Info => {
-                tracing::info!(target: "nimbus::function", %function, %invocation_id, stream = "log", "{message}")
+                tracing::info!(target: "nimbus::function", %function, %invocation_id, stream = %"log", "{message}")
             }
             Level::Warn => {
-                tracing::warn!(target: "nimbus::function", %function, %invocation_id, stream = "log", "{message}")
+                tracing::warn!(target: "nimbus::function", %function, %invocation_id, stream = %"log", "{message}")
             }
             Level::Error => {
-                tracing::error!(target: "nimbus::function", %function, %invocation_id, stream = "log", "{message}")
+                tracing::error!(target: "nimbus::function", %function, %invocation_id, stream = %"log", "{message}")
             }
         }
         Ok(())
