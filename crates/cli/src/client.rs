@@ -28,11 +28,16 @@ impl AdminClient {
     }
 
     pub fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::POST, path, Some(body))
+        self.call(reqwest::Method::POST, path, Some(Body::Json(body)))
     }
 
     pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
         self.call(reqwest::Method::DELETE, path, None)
+    }
+
+    /// POSTs raw bytes (not JSON).
+    pub fn post_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::POST, path, Some(Body::Raw(body)))
     }
 
     /// Sends a request; a non-2xx answer becomes an error carrying the API's
@@ -41,15 +46,19 @@ impl AdminClient {
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<Value>,
+        body: Option<Body>,
     ) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         self.runtime.block_on(async {
             let mut request = self.http.request(method, &url);
-            if let Some(body) = body {
-                request = request
-                    .header("content-type", "application/json")
-                    .body(body.to_string());
+            match body {
+                Some(Body::Json(json)) => {
+                    request = request
+                        .header("content-type", "application/json")
+                        .body(json.to_string());
+                }
+                Some(Body::Raw(bytes)) => request = request.body(bytes),
+                None => {}
             }
             let response = request.send().await.with_context(|| {
                 format!(
@@ -76,6 +85,11 @@ impl AdminClient {
             Ok(json)
         })
     }
+}
+
+enum Body {
+    Json(Value),
+    Raw(Vec<u8>),
 }
 
 /// Percent-encodes one path segment.

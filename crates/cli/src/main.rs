@@ -42,6 +42,20 @@ enum Command {
         #[command(subcommand)]
         command: queue::DlqCommand,
     },
+    /// Invoke an event function of a running app with one event and wait for
+    /// the outcome (printed as JSON; exit status 1 if the function failed).
+    Invoke {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        /// The function's name.
+        function: String,
+        /// The event's data as text.
+        #[arg(long, conflicts_with = "file")]
+        data: Option<String>,
+        /// Read the event's data from a file (`-` for stdin).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
     /// Check a manifest and its component files without running anything.
     Validate {
         /// The app's manifest.
@@ -65,6 +79,12 @@ fn main() -> ExitCode {
         Command::Build { manifest } => build::run(&manifest),
         Command::Validate { manifest } => validate(&manifest),
         Command::Queue { admin, command } => queue::run_queue(&admin, command),
+        Command::Invoke {
+            admin,
+            function,
+            data,
+            file,
+        } => queue::run_invoke(&admin, &function, data, file),
         Command::Dlq { admin, command } => queue::run_dlq(&admin, command),
     };
     match result {

@@ -84,6 +84,39 @@ fn print(value: &Value) {
     );
 }
 
+/// The bytes given with `--data TEXT` or `--file PATH` (`-`: stdin).
+fn body_from(data: Option<String>, file: Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
+    Ok(match (data, file) {
+        (Some(text), _) => text.into_bytes(),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)?;
+            bytes
+        }
+        (None, Some(path)) => {
+            std::fs::read(&path).with_context(|| format!("failed to read {}", path.display()))?
+        }
+        (None, None) => anyhow::bail!("give the body with --data TEXT or --file PATH"),
+    })
+}
+
+pub fn run_invoke(
+    admin: &AdminArgs,
+    function: &str,
+    data: Option<String>,
+    file: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let client = AdminClient::new(&admin.admin)?;
+    let body = body_from(data, file)?;
+    let outcome =
+        client.post_bytes(&format!("/v1/functions/{}/invoke", segment(function)), body)?;
+    print(&outcome);
+    if outcome["failed"] == true {
+        anyhow::bail!("the function reported the event as failed");
+    }
+    Ok(())
+}
+
 pub fn run_queue(admin: &AdminArgs, command: QueueCommand) -> anyhow::Result<()> {
     let client = AdminClient::new(&admin.admin)?;
     match command {

@@ -169,6 +169,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         let api = nimbus_gateway::api::ApiState {
             queues: store,
             waiters: signals,
+            functions: Arc::new(nimbus_gateway::api::Functions {
+                event: event_functions.clone(),
+                http: http_functions.keys().cloned().collect(),
+            }),
         };
         let public = TcpListener::bind(args.listen)
             .await

@@ -229,3 +229,97 @@ async fn an_http_function_cannot_be_a_queue_trigger_target() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("which is an HTTP function"));
 }
+
+#[tokio::test]
+async fn direct_invocation_runs_an_event_function_and_reports_the_outcome() {
+    let app = TestApp::new("invoke")
+        .function("worker", programs::EVENTS, "")
+        .function("hello", programs::HELLO, "");
+    let nimbus = app.start().await;
+    let invoke = |function: &str, data: &str| {
+        let request = client()
+            .post(nimbus.admin_url(&format!("/v1/functions/{function}/invoke")))
+            .header("content-type", "text/plain")
+            .body(data.to_owned());
+        async move {
+            let response = request.send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let (status, ok) = invoke("worker", "direct").await;
+    assert_eq!((status, &ok["failed"]), (200, &json!(false)), "{ok}");
+    let line = nimbus
+        .stderr
+        .wait_for("with the event handled", |l| {
+            l.contains("handled data=direct ")
+        })
+        .await;
+    assert!(
+        line.contains("attempt=1 batch=1 source=nimbus:invoke type=nimbus.invoke"),
+        "{line}"
+    );
+    assert!(
+        line.contains(ok["invocation_id"].as_str().unwrap()),
+        "{line}"
+    );
+
+    let (status, failed) = invoke("worker", "fail").await;
+    assert_eq!((status, &failed["failed"]), (200, &json!(true)));
+    let (status, trapped) = invoke("worker", "trap").await;
+    assert_eq!(status, 502);
+    assert!(
+        !trapped["error"].as_str().unwrap().contains("asked to trap"),
+        "{trapped}"
+    );
+    let (status, http) = invoke("hello", "x").await;
+    assert_eq!(status, 400);
+    assert!(http["error"].as_str().unwrap().contains("HTTP function"));
+    assert_eq!(invoke("ghost", "x").await.0, 404);
+
+    let listed: Value = client()
+        .get(nimbus.admin_url("/v1/functions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["functions"],
+        json!([{ "name": "hello", "kind": "http" }, { "name": "worker", "kind": "event" }])
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let ok = support::nimbus(
+        &[
+            "invoke",
+            "worker",
+            "--data",
+            "from-cli",
+            "--admin",
+            nimbus.admin.as_str(),
+        ],
+        dir.path(),
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("\"failed\": false"));
+    let bad = support::nimbus(
+        &[
+            "invoke",
+            "worker",
+            "--data",
+            "fail",
+            "--admin",
+            nimbus.admin.as_str(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(bad.status.code(), Some(1));
+}

@@ -341,7 +341,8 @@ async fn every_route_in_the_openapi_document_is_served() {
         let concrete = path
             .replace("{queue}", "jobs")
             .replace("{receipt}", "no-such-receipt")
-            .replace("{message_id}", "no-such-message");
+            .replace("{message_id}", "no-such-message")
+            .replace("{name}", "hello");
         for method in methods.as_object().unwrap().keys() {
             let body =
                 (method == "post").then(|| json!({ "body": "x", "timeout_ms": 0 }).to_string());

@@ -3,6 +3,5 @@
 //! `Delivery` settings; each trigger kind has a module.
 
 mod queue;
-mod time;
 
 pub use queue::run_queue_trigger;

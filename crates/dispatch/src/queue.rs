@@ -4,8 +4,7 @@
 //! backoff. Retries end in the queue's dead-letter queue after its
 //! `max_receive_count`, as the store moves it there.
 
-use crate::time::rfc3339;
-use nimbus_engine::{Event, EventFunction, InvokeError};
+use nimbus_engine::{Event, EventFunction, InvokeError, rfc3339};
 use nimbus_manifest::QueueTrigger;
 use nimbus_store::{NackOptions, QueueSignals, QueueStore, ReceivedMessage, StoreError};
 use std::collections::HashSet;

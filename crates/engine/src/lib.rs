@@ -11,6 +11,7 @@ mod limits;
 mod output;
 mod runtime;
 mod state;
+mod time;
 
 pub use cache::{ArtifactCache, CacheOutcome};
 pub use capabilities::Services;
@@ -19,3 +20,4 @@ pub use http::{HttpFunction, ResponseBody, full_body};
 pub use invocation::InvokeError;
 pub use limits::MemoryLimitExceeded;
 pub use runtime::{EngineSettings, LoadedFunction, Runtime};
+pub use time::rfc3339;

@@ -1,6 +1,7 @@
 //! The `/v1` admin API: JSON in, JSON out, every error a status with
 //! `{"error": "..."}`. The OpenAPI document is served at `/v1/openapi.json`.
 
+mod functions;
 mod queues;
 
 use axum::Router;
@@ -21,6 +22,14 @@ pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 pub struct ApiState {
     pub queues: Arc<dyn QueueStore>,
     pub waiters: QueueSignals,
+    pub functions: Arc<Functions>,
+}
+
+/// The app's functions, by kind.
+#[derive(Default)]
+pub struct Functions {
+    pub event: std::collections::HashMap<String, Arc<nimbus_engine::EventFunction>>,
+    pub http: std::collections::BTreeSet<String>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -30,6 +39,7 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::get(|| async { ([("content-type", "application/json")], OPENAPI) }),
         )
         .merge(queues::router())
+        .merge(functions::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
 }

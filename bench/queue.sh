@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Durable queue throughput, in one run on one disk: the raw fsync rate, Nimbus's
+# SQLite store (synchronous=FULL, group commit) and a plain PostgreSQL queue
+# (FOR UPDATE SKIP LOCKED, synchronous_commit=on). Each message is three
+# durable steps in both: send, receive (lease), delete; 1 KiB bodies.
+#
+#   bench/queue.sh                       # 10 s per measurement, 16 clients
+#   DURATION=30 CLIENTS=64 bench/queue.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+CLIENTS=${CLIENTS:-16}
+# On the project's disk: a tmpfs would make fsync free and the figures meaningless.
+DIR=${BENCH_DIR:-$PWD/target/bench-queue}
+rm -rf "$DIR"
+mkdir -p "$DIR"
+
+cargo build --release --locked -p nimbus-bench --bin queue-bench
+echo "== nimbus store ($CLIENTS clients, ${DURATION}s)"
+./target/release/queue-bench "$DIR/nimbus" "$DURATION" "$CLIENTS" | tee "$DIR/nimbus.txt"
+
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+if [ ! -x "$PGBIN/initdb" ]; then
+  apt-get install -y -qq postgresql >/dev/null
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+fi
+PGDATA=$DIR/pgdata
+SOCK=$DIR/pgsock
+mkdir -p "$PGDATA" "$SOCK"
+chown -R postgres:postgres "$DIR"
+as_pg() { runuser -u postgres -- "$@"; }
+as_pg "$PGBIN/initdb" -D "$PGDATA" -A trust >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$DIR/pg.log" -w start \
+  -o "-c listen_addresses='' -c unix_socket_directories='$SOCK' -c fsync=on -c synchronous_commit=on -c max_connections=200"
+trap 'as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast stop >/dev/null' EXIT
+as_pg psql -q -h "$SOCK" -d postgres -c \
+  "CREATE TABLE q (id bigserial PRIMARY KEY, body text NOT NULL, visible_at timestamptz NOT NULL DEFAULT now(), receipt uuid)"
+cat > "$DIR/cycle.sql" <<'SQL'
+INSERT INTO q (body) VALUES (repeat('x', 1024));
+UPDATE q SET visible_at = now() + interval '30 seconds', receipt = gen_random_uuid() WHERE id = (SELECT id FROM q WHERE visible_at <= now() ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING id AS mid \gset
+DELETE FROM q WHERE id = :mid;
+SQL
+chown postgres "$DIR/cycle.sql"
+echo "== postgresql $("$PGBIN/postgres" --version | awk '{print $3}') ($CLIENTS clients, ${DURATION}s)"
+PG_TPS=$(as_pg "$PGBIN/pgbench" -n -h "$SOCK" -c "$CLIENTS" -j 2 -T "$DURATION" -f "$DIR/cycle.sql" postgres \
+  | awk '/^tps = / {print $3; exit}')
+echo "messages_per_s=$PG_TPS"
+
+NIMBUS=$(awk -F= '/^messages_per_s=/ {print $2}' "$DIR/nimbus.txt")
+FSYNC=$(awk -F= '/^fsync_per_s=/ {print $2}' "$DIR/nimbus.txt")
+python3 - "$NIMBUS" "$PG_TPS" "$FSYNC" "$CLIENTS" "$DURATION" <<'PY'
+import sys
+nimbus, pg, fsync, clients, duration = map(float, sys.argv[1:])
+print()
+print(f"| queue ({int(clients)} clients, {int(duration)} s, 1 KiB, send+receive+delete) | messages/s | x fsync rate | x PostgreSQL |")
+print("| --- | ---: | ---: | ---: |")
+print(f"| raw fdatasync rate of the disk | {fsync:.0f} fsyncs/s | 1.00 | |")
+print(f"| Nimbus SQLite store (synchronous=FULL, group commit) | {nimbus:.0f} | {nimbus/fsync:.2f} | {nimbus/pg:.2f} |")
+print(f"| PostgreSQL SKIP LOCKED (synchronous_commit=on) | {pg:.0f} | {pg/fsync:.2f} | 1.00 |")
+PY

@@ -1,0 +1,107 @@
+//! Durable queue throughput, for `bench/queue.sh`: the raw fsync rate of the
+//! directory's disk, then clients each doing send + receive + delete of 1 KiB
+//! messages against the SQLite store with `synchronous=FULL`, in one run.
+//!
+//! `queue-bench DIR [SECONDS] [CLIENTS]`; prints `key=value` lines.
+
+use nimbus_store::{QueueConfig, QueueStore, SendMessage, SystemClock};
+use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const MESSAGE_BYTES: usize = 1024;
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let dir = PathBuf::from(
+        args.next()
+            .expect("usage: queue-bench DIR [SECONDS] [CLIENTS]"),
+    );
+    let seconds: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let clients: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(16);
+    std::fs::create_dir_all(&dir).unwrap();
+    let duration = Duration::from_secs(seconds);
+
+    let fsyncs = fsync_rate(&dir, duration);
+    println!("fsync_per_s={fsyncs:.0}");
+
+    let options = SqliteOptions {
+        path: dir.join("queue-bench.db"),
+        durability: Durability::Fsync,
+    };
+    let _ = std::fs::remove_file(&options.path);
+    let store = Arc::new(SqliteStore::open(&options, Arc::new(SystemClock)).unwrap());
+    store
+        .declare_queues(&[QueueConfig {
+            name: "bench".into(),
+            visibility_timeout_ms: 30_000,
+            retention_ms: 3_600_000,
+            delay_ms: 0,
+            max_message_bytes: 256 * 1024,
+            dedup_window_ms: 0,
+            max_receive_count: None,
+            dead_letter_queue: None,
+        }])
+        .await
+        .unwrap();
+    let before = store.commit_stats();
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            let (store, done, stop) = (store.clone(), done.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let message = SendMessage {
+                        body: vec![b'x'; MESSAGE_BYTES],
+                        ..SendMessage::default()
+                    };
+                    store.send("bench", vec![message]).await.unwrap();
+                    let got = store.receive("bench", 1, None).await.unwrap();
+                    for m in got {
+                        store.delete("bench", &m.receipt_handle).await.unwrap();
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let after = store.commit_stats();
+    let messages = done.load(Ordering::Relaxed) as f64 / elapsed;
+    let commits = (after.commits - before.commits) as f64;
+    let requests = (after.requests - before.requests) as f64;
+    println!("clients={clients}");
+    println!("messages_per_s={messages:.0}");
+    println!("store_requests_per_s={:.0}", requests / elapsed);
+    println!("commits_per_s={:.0}", commits / elapsed);
+    println!("requests_per_commit={:.1}", requests / commits.max(1.0));
+    println!("messages_per_fsync_ratio={:.2}", messages / fsyncs);
+}
+
+/// Appends 1 KiB and `fdatasync`s, as fast as the disk allows.
+fn fsync_rate(dir: &std::path::Path, duration: Duration) -> f64 {
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let block = [0u8; MESSAGE_BYTES];
+    let started = Instant::now();
+    let mut syncs = 0u64;
+    while started.elapsed() < duration {
+        file.write_all(&block).unwrap();
+        file.sync_data().unwrap();
+        syncs += 1;
+    }
+    let rate = syncs as f64 / started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&path);
+    rate
+}
