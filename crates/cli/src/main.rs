@@ -55,6 +55,10 @@ enum Command {
         /// Read the event's data from a file (`-` for stdin).
         #[arg(long)]
         file: Option<PathBuf>,
+        /// Queue the event and return once it is durable; the function runs
+        /// later with its retries and destinations.
+        #[arg(long = "async")]
+        asynchronous: bool,
     },
     /// Check a manifest and its component files without running anything.
     Validate {
@@ -84,7 +88,8 @@ fn main() -> ExitCode {
             function,
             data,
             file,
-        } => queue::run_invoke(&admin, &function, data, file),
+            asynchronous,
+        } => queue::run_invoke(&admin, &function, data, file, asynchronous),
         Command::Dlq { admin, command } => queue::run_dlq(&admin, command),
     };
     match result {

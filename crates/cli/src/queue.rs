@@ -105,11 +105,19 @@ pub fn run_invoke(
     function: &str,
     data: Option<String>,
     file: Option<PathBuf>,
+    asynchronous: bool,
 ) -> anyhow::Result<()> {
     let client = AdminClient::new(&admin.admin)?;
     let body = body_from(data, file)?;
-    let outcome =
-        client.post_bytes(&format!("/v1/functions/{}/invoke", segment(function)), body)?;
+    let endpoint = if asynchronous {
+        "invoke-async"
+    } else {
+        "invoke"
+    };
+    let outcome = client.post_bytes(
+        &format!("/v1/functions/{}/{endpoint}", segment(function)),
+        body,
+    )?;
     print(&outcome);
     if outcome["failed"] == true {
         anyhow::bail!("the function reported the event as failed");

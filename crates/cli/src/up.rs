@@ -134,6 +134,34 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             trigger.route, trigger.function
         )?;
     }
+    for function in app.functions.values() {
+        for destination in [
+            &function.async_invoke.on_success,
+            &function.async_invoke.on_failure,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let nimbus_manifest::Destination::Function(target) = destination
+                && !event_functions.contains_key(target)
+            {
+                anyhow::bail!(
+                    "function `{}` sends async results to function `{target}`, which is an HTTP function; \
+                     destinations must be event functions or queues",
+                    function.name
+                );
+            }
+        }
+    }
+    let async_queues: Vec<_> = app
+        .functions
+        .values()
+        .filter(|f| event_functions.contains_key(&f.name))
+        .map(nimbus_dispatch::invoke::async_queue_config)
+        .collect();
+    tokio
+        .block_on(store.declare_queues(&async_queues))
+        .context("failed to declare the async invocation queues")?;
     for trigger in &app.queue_triggers {
         if !event_functions.contains_key(&trigger.function) {
             anyhow::bail!(
@@ -165,6 +193,18 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 signals.clone(),
                 triggers_stopped.clone(),
             ));
+        }
+        for function in app.functions.values() {
+            if let Some(handler) = event_functions.get(&function.name) {
+                triggers.spawn(nimbus_dispatch::invoke::run_async_invocations(
+                    handler.clone(),
+                    function.async_invoke.clone(),
+                    function.max_concurrency,
+                    store.clone(),
+                    signals.clone(),
+                    triggers_stopped.clone(),
+                ));
+            }
         }
         let api = nimbus_gateway::api::ApiState {
             queues: store,

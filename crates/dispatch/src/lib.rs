@@ -2,6 +2,7 @@
 //! functions. Batching, concurrency and retry backoff come from the shared
 //! `Delivery` settings; each trigger kind has a module.
 
+pub mod invoke;
 mod queue;
 
 pub use queue::run_queue_trigger;

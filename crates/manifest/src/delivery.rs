@@ -46,6 +46,39 @@ impl Backoff {
     }
 }
 
+/// Retries after the first attempt, then the failure destination (as Lambda: 0 to 2).
+pub const MAX_RETRY_ATTEMPTS: Limit = Limit {
+    key: "max_retry_attempts",
+    default: 2,
+    range: (0, 2),
+};
+/// Events older than this are not invoked; they go to the failure destination.
+pub const MAX_EVENT_AGE_S: Limit = Limit {
+    key: "max_event_age_s",
+    default: 21_600,
+    range: (60, 21_600),
+};
+
+/// Where a result goes: `queue:NAME` or `function:NAME` (an event function,
+/// invoked asynchronously with the record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Queue(String),
+    Function(String),
+}
+
+/// What happens to an event handled one at a time, with retries: the
+/// delivery settings of asynchronous invocation (and of later triggers that
+/// retry by themselves rather than through a queue).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    pub max_retry_attempts: u32,
+    pub max_event_age_s: u64,
+    pub retry_backoff: Backoff,
+    pub on_success: Option<Destination>,
+    pub on_failure: Option<Destination>,
+}
+
 pub const BATCH_SIZE: Limit = Limit {
     key: "batch_size",
     default: 10,
@@ -121,48 +154,83 @@ macro_rules! raw_trigger {
 }
 pub(crate) use raw_trigger;
 
+/// `[function.NAME.async]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetryPolicy {
+    pub max_retry_attempts: Option<Spanned<i64>>,
+    pub max_event_age_s: Option<Spanned<i64>>,
+    pub retry_backoff: Option<Spanned<RawBackoff>>,
+    pub on_success: Option<Spanned<String>>,
+    pub on_failure: Option<Spanned<String>>,
+}
+
+impl RetryPolicy {
+    /// The policy of a function that declares none.
+    pub fn defaults() -> Self {
+        RetryPolicy {
+            max_retry_attempts: MAX_RETRY_ATTEMPTS.default as u32,
+            max_event_age_s: MAX_EVENT_AGE_S.default,
+            retry_backoff: default_backoff(),
+            on_success: None,
+            on_failure: None,
+        }
+    }
+}
+
+/// Resolves a retry policy; `check` says what is wrong with a destination
+/// that names nothing declared (or the wrong kind of thing).
+pub(crate) fn resolve_retry_policy(
+    d: &mut Diagnostics,
+    raw: &RawRetryPolicy,
+    check: &dyn Fn(&Destination) -> Result<(), String>,
+) -> RetryPolicy {
+    let destination = |d: &mut Diagnostics, value: &Option<Spanned<String>>| {
+        let value = value.as_ref()?;
+        let text = value.get_ref();
+        let parsed = match text.split_once(':') {
+            Some(("queue", name)) if !name.is_empty() => Destination::Queue(name.to_owned()),
+            Some(("function", name)) if !name.is_empty() => Destination::Function(name.to_owned()),
+            _ => {
+                d.error(
+                    value.span(),
+                    format!("`{text}` is not a destination"),
+                    "write `queue:NAME` or `function:NAME`",
+                );
+                return None;
+            }
+        };
+        if let Err(problem) = check(&parsed) {
+            d.error(
+                value.span(),
+                problem,
+                "declare it, or name a declared queue or event function",
+            );
+            return None;
+        }
+        Some(parsed)
+    };
+    RetryPolicy {
+        max_retry_attempts: crate::resolve::limit(d, &raw.max_retry_attempts, MAX_RETRY_ATTEMPTS)
+            as u32,
+        max_event_age_s: crate::resolve::limit(d, &raw.max_event_age_s, MAX_EVENT_AGE_S),
+        retry_backoff: resolve_backoff(d, &raw.retry_backoff),
+        on_success: destination(d, &raw.on_success),
+        on_failure: destination(d, &raw.on_failure),
+    }
+}
+
+fn default_backoff() -> Backoff {
+    Backoff {
+        initial_ms: BACKOFF_INITIAL_MS.default,
+        multiplier: BACKOFF_MULTIPLIER_DEFAULT,
+        max_ms: BACKOFF_MAX_MS.default,
+    }
+}
+
 pub(crate) fn resolve(d: &mut Diagnostics, raw: RawDelivery<'_>) -> Delivery {
     let limit =
         |d: &mut Diagnostics, v: &Option<Spanned<i64>>, l: Limit| crate::resolve::limit(d, v, l);
-    let retry_backoff = match raw.retry_backoff {
-        None => Backoff {
-            initial_ms: BACKOFF_INITIAL_MS.default,
-            multiplier: BACKOFF_MULTIPLIER_DEFAULT,
-            max_ms: BACKOFF_MAX_MS.default,
-        },
-        Some(b) => {
-            let raw_b = b.get_ref();
-            let initial_ms = limit(d, &raw_b.initial_ms, BACKOFF_INITIAL_MS);
-            let max_ms = limit(d, &raw_b.max_ms, BACKOFF_MAX_MS);
-            let multiplier = match &raw_b.multiplier {
-                None => BACKOFF_MULTIPLIER_DEFAULT,
-                Some(m) => {
-                    let (lo, hi) = BACKOFF_MULTIPLIER_RANGE;
-                    let v = *m.get_ref();
-                    if !(lo..=hi).contains(&v) {
-                        d.error(
-                            m.span(),
-                            format!("`multiplier` = {v} is out of range"),
-                            format!("use a value from {lo} to {hi} (default {BACKOFF_MULTIPLIER_DEFAULT})"),
-                        );
-                    }
-                    v
-                }
-            };
-            if max_ms < initial_ms {
-                d.error(
-                    b.span(),
-                    format!("`max_ms` = {max_ms} is below `initial_ms` = {initial_ms}"),
-                    "make `max_ms` at least `initial_ms`",
-                );
-            }
-            Backoff {
-                initial_ms,
-                multiplier,
-                max_ms,
-            }
-        }
-    };
     Delivery {
         batch_size: limit(d, raw.batch_size, BATCH_SIZE) as u32,
         batch_window_ms: limit(d, raw.batch_window_ms, BATCH_WINDOW_MS),
@@ -171,7 +239,43 @@ pub(crate) fn resolve(d: &mut Diagnostics, raw: RawDelivery<'_>) -> Delivery {
             .report_batch_item_failures
             .as_ref()
             .is_some_and(|v| *v.get_ref()),
-        retry_backoff,
+        retry_backoff: resolve_backoff(d, raw.retry_backoff),
+    }
+}
+
+fn resolve_backoff(d: &mut Diagnostics, raw: &Option<Spanned<RawBackoff>>) -> Backoff {
+    let Some(b) = raw else {
+        return default_backoff();
+    };
+    let raw_b = b.get_ref();
+    let initial_ms = crate::resolve::limit(d, &raw_b.initial_ms, BACKOFF_INITIAL_MS);
+    let max_ms = crate::resolve::limit(d, &raw_b.max_ms, BACKOFF_MAX_MS);
+    let multiplier = match &raw_b.multiplier {
+        None => BACKOFF_MULTIPLIER_DEFAULT,
+        Some(m) => {
+            let (lo, hi) = BACKOFF_MULTIPLIER_RANGE;
+            let v = *m.get_ref();
+            if !(lo..=hi).contains(&v) {
+                d.error(
+                    m.span(),
+                    format!("`multiplier` = {v} is out of range"),
+                    format!("use a value from {lo} to {hi} (default {BACKOFF_MULTIPLIER_DEFAULT})"),
+                );
+            }
+            v
+        }
+    };
+    if max_ms < initial_ms {
+        d.error(
+            b.span(),
+            format!("`max_ms` = {max_ms} is below `initial_ms` = {initial_ms}"),
+            "make `max_ms` at least `initial_ms`",
+        );
+    }
+    Backoff {
+        initial_ms,
+        multiplier,
+        max_ms,
     }
 }
 

@@ -14,7 +14,7 @@ pub mod route;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use delivery::{Backoff, Delivery};
+pub use delivery::{Backoff, Delivery, Destination, RetryPolicy};
 pub use diagnostic::{Diagnostic, Location, ManifestError};
 pub use route::{RouteMatch, RoutePattern, Segment};
 
@@ -63,6 +63,8 @@ pub struct Function {
     pub env: BTreeMap<String, String>,
     /// What the function may use; nothing else is reachable.
     pub grants: Vec<Grant>,
+    /// Retries and destinations of asynchronous invocations.
+    pub async_invoke: RetryPolicy,
 }
 
 /// One permission from a function's `allow` list.

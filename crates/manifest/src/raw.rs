@@ -48,6 +48,9 @@ pub(crate) struct RawFunction {
     pub env: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
     pub allow: Vec<Spanned<String>>,
+    /// `[function.NAME.async]`: retries and destinations of async invocations.
+    #[serde(rename = "async")]
+    pub async_invoke: Option<Spanned<crate::delivery::RawRetryPolicy>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -62,10 +62,26 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
     }
 
     let queues = resolve_queues(&mut d, &raw.queue);
+    let function_names: Vec<String> = functions.keys().cloned().collect();
     for (fname, raw_fn) in &raw.function {
         let grants = resolve_grants(&mut d, &queues, &raw_fn.get_ref().allow);
+        let async_invoke = raw_fn.get_ref().async_invoke.as_ref().map(|policy| {
+            let check = |destination: &crate::Destination| match destination {
+                crate::Destination::Queue(q) if !queues.contains_key(q) => {
+                    Err(format!("queue `{q}` is not declared"))
+                }
+                crate::Destination::Function(f) if !function_names.contains(f) => {
+                    Err(format!("function `{f}` is not declared"))
+                }
+                _ => Ok(()),
+            };
+            crate::delivery::resolve_retry_policy(&mut d, policy.get_ref(), &check)
+        });
         if let Some(f) = functions.get_mut(fname.get_ref()) {
             f.grants = grants;
+            if let Some(policy) = async_invoke {
+                f.async_invoke = policy;
+            }
         }
     }
     let queue_triggers: Vec<QueueTrigger> = raw
@@ -171,6 +187,7 @@ fn resolve_function(
         max_log_bytes: limit(d, &f.max_log_bytes, limits::MAX_LOG_BYTES),
         env,
         grants: Vec::new(),
+        async_invoke: crate::RetryPolicy::defaults(),
     })
 }
 

@@ -311,6 +311,37 @@ fn bad_manifests_are_reported_with_line_column_and_fix() {
             &["`multiplier` = 0.5 is out of range"],
         ),
         (
+            "async retries out of range",
+            format!("{FUNCTION}[function.hello.async]\nmax_retry_attempts = 3\n"),
+            7,
+            22,
+            &[
+                "`max_retry_attempts` = 3 is out of range",
+                "0 to 2 (default 2)",
+            ],
+        ),
+        (
+            "malformed destination",
+            format!("{FUNCTION}[function.hello.async]\non_failure = \"sqs://x\"\n"),
+            7,
+            14,
+            &["`sqs://x` is not a destination", "queue:NAME"],
+        ),
+        (
+            "destination queue not declared",
+            format!("{FUNCTION}[function.hello.async]\non_success = \"queue:ghost\"\n"),
+            7,
+            14,
+            &["queue `ghost` is not declared"],
+        ),
+        (
+            "destination function not declared",
+            format!("{FUNCTION}[function.hello.async]\non_failure = \"function:ghost\"\n"),
+            7,
+            14,
+            &["function `ghost` is not declared"],
+        ),
+        (
             "conflicting routes",
             format!(
                 "{FUNCTION}[[trigger.http]]\nroute = \"/u/{{id}}\"\nfunction = \"hello\"\n[[trigger.http]]\nroute = \"/u/{{name}}\"\nmethods = [\"GET\"]\nfunction = \"hello\"\n"

@@ -15,6 +15,7 @@ pub(super) fn router() -> Router<ApiState> {
     Router::new()
         .route("/v1/functions", get(list_functions))
         .route("/v1/functions/{name}/invoke", post(invoke))
+        .route("/v1/functions/{name}/invoke-async", post(invoke_async))
 }
 
 async fn list_functions(State(state): State<ApiState>) -> Response {
@@ -92,6 +93,49 @@ async fn invoke(
         ),
     };
     Ok((status, axum::Json(outcome)).into_response())
+}
+
+/// Queues one event for the function and answers 202 once it is durable;
+/// the function runs later, with retries and destinations as configured.
+async fn invoke_async(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if !state.functions.event.contains_key(&name) {
+        if state.functions.http.contains(&name) {
+            return Err(ApiError::bad_request(format!(
+                "function `{name}` is an HTTP function: call it through its routes on the gateway"
+            )));
+        }
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("function `{name}` does not exist"),
+        ));
+    }
+    let mut attributes = std::collections::BTreeMap::new();
+    for (header, attribute) in [
+        (header::CONTENT_TYPE.as_str(), "content-type"),
+        ("traceparent", "traceparent"),
+    ] {
+        if let Some(value) = headers.get(header).and_then(|v| v.to_str().ok()) {
+            attributes.insert(attribute.to_owned(), value.to_owned());
+        }
+    }
+    let event_id = nimbus_dispatch::invoke::enqueue(
+        state.queues.as_ref(),
+        &state.waiters,
+        &name,
+        body.to_vec(),
+        attributes,
+    )
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "event_id": event_id })),
+    )
+        .into_response())
 }
 
 fn rfc3339_now() -> String {
