@@ -38,14 +38,18 @@ as_pg psql -q -h "$SOCK" -d postgres -c \
   "CREATE TABLE q (id bigserial PRIMARY KEY, body text NOT NULL, visible_at timestamptz NOT NULL DEFAULT now(), receipt uuid)"
 cat > "$DIR/cycle.sql" <<'SQL'
 INSERT INTO q (body) VALUES (repeat('x', 1024));
-UPDATE q SET visible_at = now() + interval '30 seconds', receipt = gen_random_uuid() WHERE id = (SELECT id FROM q WHERE visible_at <= now() ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING id AS mid \gset
+WITH picked AS (UPDATE q SET visible_at = now() + interval '30 seconds', receipt = gen_random_uuid() WHERE id = (SELECT id FROM q WHERE visible_at <= now() ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING id) SELECT COALESCE((SELECT id FROM picked), 0) AS mid \gset
 DELETE FROM q WHERE id = :mid;
 SQL
 chown postgres "$DIR/cycle.sql"
 echo "== postgresql $("$PGBIN/postgres" --version | awk '{print $3}') ($CLIENTS clients, ${DURATION}s)"
-PG_TPS=$(as_pg "$PGBIN/pgbench" -n -h "$SOCK" -c "$CLIENTS" -j 2 -T "$DURATION" -f "$DIR/cycle.sql" postgres \
-  | awk '/^tps = / {print $3; exit}')
-echo "messages_per_s=$PG_TPS"
+# A cycle whose receive found every row locked by others deletes nothing, so
+# count messages as rows inserted minus rows left over.
+PG_OUT=$(as_pg "$PGBIN/pgbench" -n -h "$SOCK" -c "$CLIENTS" -j 2 -T "$DURATION" -f "$DIR/cycle.sql" postgres)
+CYCLES=$(awk '/number of transactions actually processed/ {print $NF; exit}' <<<"$PG_OUT")
+LEFT=$(as_pg psql -tA -h "$SOCK" -d postgres -c "SELECT count(*) FROM q")
+PG_TPS=$(python3 -c "print(round(($CYCLES - $LEFT) / $DURATION))")
+echo "cycles=$CYCLES left_in_queue=$LEFT messages_per_s=$PG_TPS"
 
 NIMBUS=$(awk -F= '/^messages_per_s=/ {print $2}' "$DIR/nimbus.txt")
 FSYNC=$(awk -F= '/^fsync_per_s=/ {print $2}' "$DIR/nimbus.txt")
