@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Latency from an acknowledged queue send to the consuming function running:
+# `queue-send` sends COUNT messages at RATE/s through the admin API and notes
+# when each send was acknowledged; the `events` test component, triggered by
+# the queue, prints each message as it starts handling it, and the server's
+# log line carries the time. p50/p99 of the difference are printed.
+#
+#   bench/latency.sh                   # 2000 messages at 200/s
+#   COUNT=5000 RATE=500 bench/latency.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+COUNT=${COUNT:-2000}
+RATE=${RATE:-200}
+
+cargo build --release --locked -p nimbus-cli -p nimbus-bench
+(cd tests/programs && cargo build --release --locked --target wasm32-wasip2 --example events)
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+cat > "$WORK/nimbus.toml" <<TOML
+[app]
+name = "latency"
+
+[function.worker]
+component = "$PWD/tests/programs/target/wasm32-wasip2/release/examples/events.wasm"
+timeout_ms = 5000
+
+[queue.jobs]
+
+[[trigger.queue]]
+queue = "jobs"
+function = "worker"
+batch_size = 1
+max_concurrency = 4
+TOML
+# Server on core 0, sender on core 1, as in bench/run.sh.
+NIMBUS_LOG=info taskset -c 0 ./target/release/nimbus up "$WORK/nimbus.toml" --listen 127.0.0.1:0 \
+  --admin-listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/out" 2>"$WORK/log" &
+until grep -q "admin listening" "$WORK/out"; do sleep 0.05; done
+ADMIN=$(awk '/admin listening on/ {print $4}' "$WORK/out")
+taskset -c 1 ./target/release/queue-send "$ADMIN" jobs "$COUNT" "$RATE" >"$WORK/acks"
+until [ "$(grep -c 'handled data=lat-' "$WORK/log")" -ge "$(wc -l <"$WORK/acks")" ]; do sleep 0.1; done
+python3 - "$WORK/acks" "$WORK/log" "$RATE" <<'PY'
+import sys, re, datetime
+acks = dict(line.split() for line in open(sys.argv[1]))
+started = {}
+for line in open(sys.argv[2]):
+    m = re.match(r"(\S+Z) .*handled data=(lat-\d+) ", line)
+    if m and m.group(2) not in started:
+        t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+        started[m.group(2)] = t.timestamp() * 1e6
+lat = sorted((started[k] - int(v)) / 1000 for k, v in acks.items() if k in started)
+pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
+print(f"messages={len(lat)} rate={sys.argv[3]}/s p50_ms={pick(0.50):.2f} p99_ms={pick(0.99):.2f} max_ms={lat[-1]:.2f}")
+PY

@@ -1,0 +1,37 @@
+//! Open-loop sender for `bench/latency.sh`: sends COUNT messages `lat-N` to a
+//! queue through the admin API at RATE per second and prints, for each
+//! acknowledged one, `lat-N ACK_MICROS` (wall clock, Unix epoch).
+//!
+//! `queue-send ADMIN_URL QUEUE COUNT RATE`
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [admin, queue, count, rate] = args.as_slice() else {
+        panic!("usage: queue-send ADMIN_URL QUEUE COUNT RATE");
+    };
+    let count: usize = count.parse().unwrap();
+    let rate: u64 = rate.parse().unwrap();
+    let url = format!("{admin}/v1/queues/{queue}/messages");
+    let client = reqwest::Client::new();
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sends = Vec::with_capacity(count);
+    for i in 0..count {
+        tick.tick().await;
+        let (client, url) = (client.clone(), url.clone());
+        sends.push(tokio::spawn(async move {
+            let body = format!("{{\"body\":\"lat-{i}\"}}");
+            let response = client.post(&url).body(body).send().await.ok()?;
+            let acked = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_micros();
+            response.status().is_success().then_some((i, acked))
+        }));
+    }
+    for send in sends {
+        if let Ok(Some((i, acked))) = send.await {
+            println!("lat-{i} {acked}");
+        }
+    }
+}
