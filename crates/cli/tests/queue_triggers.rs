@@ -323,3 +323,36 @@ async fn direct_invocation_runs_an_event_function_and_reports_the_outcome() {
     );
     assert_eq!(bad.status.code(), Some(1));
 }
+
+#[tokio::test]
+async fn a_trigger_runs_at_most_max_concurrency_invocations_at_once() {
+    let trigger = "batch_size = 1\nmax_concurrency = 2";
+    let nimbus = worker_app("concurrency", QUEUES, trigger).start().await;
+    send_batch(
+        &nimbus,
+        "jobs",
+        &[
+            "sleep:300",
+            "sleep:300",
+            "sleep:300",
+            "sleep:300",
+            "sleep:300",
+        ],
+    )
+    .await;
+    nimbus
+        .stderr
+        .wait_for_count("with every message handled", 5, |l| l.contains("woke id="))
+        .await;
+    // Replay the log: each `sleeping` opens an invocation, each `woke` closes one.
+    let (mut running, mut most) = (0i32, 0i32);
+    for line in nimbus.stderr.snapshot() {
+        if line.contains("sleeping id=") {
+            running += 1;
+            most = most.max(running);
+        } else if line.contains("woke id=") {
+            running -= 1;
+        }
+    }
+    assert_eq!(most, 2, "the trigger ran {most} invocations at once");
+}

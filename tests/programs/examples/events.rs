@@ -1,6 +1,7 @@
 //! An event function (exports `nimbus:function/handler`) driven by each
 //! event's data: `fail` reports the event as failed, `trap` panics, `error`
-//! fails the batch, `send:QUEUE:BODY` sends to a queue; every event is
+//! fails the batch, `send:QUEUE:BODY` sends to a queue, `sleep:MS` takes that
+//! long (printing `sleeping` first and `woke` after); every event is
 //! printed so tests can see what was delivered, how often and in which batch.
 
 use nimbus_sdk::{Event, Handler, log, queue};
@@ -25,6 +26,12 @@ impl Handler for Program {
                 ["fail"] => failed.push(event.id.clone()),
                 ["trap"] => panic!("asked to trap"),
                 ["error"] => return Err("asked to fail the whole batch".to_owned()),
+                ["sleep", ms] => {
+                    println!("sleeping id={}", event.id);
+                    let ms: u64 = ms.parse().unwrap_or(0);
+                    wasip2::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
+                    println!("woke id={}", event.id);
+                }
                 ["send", target, body] => match queue::send(target, body.as_bytes()) {
                     Ok(id) => log::info(&format!("sent {id} to {target}")),
                     Err(e) => log::error(&format!("send to {target} failed: {e:?}")),

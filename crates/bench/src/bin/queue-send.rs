@@ -25,7 +25,10 @@ async fn main() {
         sends.push(tokio::spawn(async move {
             let body = format!("{{\"body\":\"lat-{i}\"}}");
             let response = client.post(&url).body(body).send().await.ok()?;
-            let acked = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_micros();
+            let acked = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .ok()?
+                .as_micros();
             response.status().is_success().then_some((i, acked))
         }));
     }
