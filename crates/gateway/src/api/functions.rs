@@ -44,17 +44,7 @@ async fn invoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let Some(function) = state.functions.event.get(&name) else {
-        if state.functions.http.contains(&name) {
-            return Err(ApiError::bad_request(format!(
-                "function `{name}` is an HTTP function: call it through its routes on the gateway"
-            )));
-        }
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("function `{name}` does not exist"),
-        ));
-    };
+    let function = event_function(&state, &name)?;
     let invocation_id = uuid::Uuid::now_v7().to_string();
     let event = Event {
         id: invocation_id.clone(),
@@ -103,17 +93,7 @@ async fn invoke_async(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    if !state.functions.event.contains_key(&name) {
-        if state.functions.http.contains(&name) {
-            return Err(ApiError::bad_request(format!(
-                "function `{name}` is an HTTP function: call it through its routes on the gateway"
-            )));
-        }
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("function `{name}` does not exist"),
-        ));
-    }
+    event_function(&state, &name)?;
     let mut attributes = std::collections::BTreeMap::new();
     for (header, attribute) in [
         (header::CONTENT_TYPE.as_str(), "content-type"),
@@ -136,6 +116,25 @@ async fn invoke_async(
         axum::Json(json!({ "event_id": event_id })),
     )
         .into_response())
+}
+
+/// The event function `name`, or why it cannot be invoked.
+fn event_function(
+    state: &ApiState,
+    name: &str,
+) -> Result<std::sync::Arc<nimbus_engine::EventFunction>, ApiError> {
+    if let Some(function) = state.functions.event.get(name) {
+        return Ok(function.clone());
+    }
+    if state.functions.http.contains(name) {
+        return Err(ApiError::bad_request(format!(
+            "function `{name}` is an HTTP function: call it through its routes on the gateway"
+        )));
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("function `{name}` does not exist"),
+    ))
 }
 
 fn rfc3339_now() -> String {
