@@ -17,6 +17,9 @@ dead_letter_queue = "jobs-dlq"
 
 [queue.tiny]
 max_message_bytes = 8
+
+[queue.later]
+delay_ms = 600000
 "#;
 
 fn app(name: &str) -> TestApp {
@@ -72,7 +75,7 @@ async fn declared_queues_are_listed_with_their_settings() {
         .iter()
         .map(|q| q["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["jobs", "jobs-dlq", "tiny"]);
+    assert_eq!(names, ["jobs", "jobs-dlq", "later", "tiny"]);
     let (_, jobs) = call(&nimbus, "GET", "/v1/queues/jobs", None).await;
     assert_eq!(jobs["visibility_timeout_ms"], 60000);
     assert_eq!(jobs["dead_letter_queue"], "jobs-dlq");
@@ -441,5 +444,40 @@ async fn the_queue_and_dlq_verbs_drive_the_api() {
     assert!(
         String::from_utf8_lossy(&output.stderr)
             .contains("queue `nope` does not exist (404 Not Found)")
+    );
+}
+
+#[tokio::test]
+async fn delayed_messages_wait_by_the_queue_setting_or_the_send() {
+    let nimbus = app("delays").start().await;
+    send(&nimbus, "later", "queue delay").await;
+    let (status, _) = call(
+        &nimbus,
+        "POST",
+        "/v1/queues/jobs/messages",
+        Some(json!({ "body": "send delay", "delay_ms": 600000 })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &nimbus,
+        "POST",
+        "/v1/queues/later/messages",
+        Some(json!({ "body": "no delay", "delay_ms": 0 })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for queue in ["later", "jobs"] {
+        let (_, stats) = call(&nimbus, "GET", &format!("/v1/queues/{queue}"), None).await;
+        assert_eq!(stats["delayed"], 1, "{queue}: {stats}");
+    }
+    // Only the message sent with delay_ms = 0 can be received now.
+    let got = receive(&nimbus, "later", json!({ "max_messages": 10 })).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["body"], "no delay");
+    assert!(
+        receive(&nimbus, "jobs", json!({ "max_messages": 10 }))
+            .await
+            .is_empty()
     );
 }

@@ -16,6 +16,10 @@
 //!
 //! nimbus_sdk::export_handler!(Worker);
 //! ```
+//!
+//! HTTP functions are ordinary `wasi:http` components (for example with
+//! `#[wstd::http_server]`); they call `nimbus_sdk::queue` and
+//! `nimbus_sdk::log` the same way (see `examples/orders/api`).
 
 #![allow(unsafe_code, missing_docs, unused_qualifications)]
 
