@@ -32,6 +32,7 @@ function = "worker"
 batch_size = 1
 max_concurrency = 4
 TOML
+export NIMBUS_ADMIN_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
 # Server on core 0, sender on core 1, as in bench/run.sh.
 NIMBUS_LOG=info taskset -c 0 ./target/release/nimbus up "$WORK/nimbus.toml" --listen 127.0.0.1:0 \
   --admin-listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/out" 2>"$WORK/log" &

@@ -6,18 +6,20 @@ use serde_json::Value;
 
 pub struct AdminClient {
     base: String,
+    token: Option<String>,
     http: reqwest::Client,
     runtime: tokio::runtime::Runtime,
 }
 
 impl AdminClient {
-    pub fn new(base: &str) -> anyhow::Result<Self> {
+    pub fn new(base: &str, token: Option<&str>) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("failed to start the async runtime")?;
         Ok(AdminClient {
             base: base.trim_end_matches('/').to_owned(),
+            token: token.map(str::to_owned),
             http: reqwest::Client::new(),
             runtime,
         })
@@ -51,6 +53,9 @@ impl AdminClient {
         let url = format!("{}{path}", self.base);
         self.runtime.block_on(async {
             let mut request = self.http.request(method, &url);
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
             match body {
                 Some(Body::Json(json)) => {
                     request = request

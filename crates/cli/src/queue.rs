@@ -18,6 +18,15 @@ pub struct AdminArgs {
         global = true
     )]
     admin: String,
+    /// The admin token (`nimbus up` stores a generated one in DATA_DIR/admin-token).
+    #[arg(
+        long,
+        env = "NIMBUS_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true,
+        value_name = "TOKEN"
+    )]
+    admin_token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -107,7 +116,7 @@ pub fn run_invoke(
     file: Option<PathBuf>,
     asynchronous: bool,
 ) -> anyhow::Result<()> {
-    let client = AdminClient::new(&admin.admin)?;
+    let client = AdminClient::new(&admin.admin, admin.admin_token.as_deref())?;
     let body = body_from(data, file)?;
     let endpoint = if asynchronous {
         "invoke-async"
@@ -126,7 +135,7 @@ pub fn run_invoke(
 }
 
 pub fn run_queue(admin: &AdminArgs, command: QueueCommand) -> anyhow::Result<()> {
-    let client = AdminClient::new(&admin.admin)?;
+    let client = AdminClient::new(&admin.admin, admin.admin_token.as_deref())?;
     match command {
         QueueCommand::Send {
             queue,
@@ -200,7 +209,7 @@ pub fn run_queue(admin: &AdminArgs, command: QueueCommand) -> anyhow::Result<()>
 }
 
 pub fn run_dlq(admin: &AdminArgs, command: DlqCommand) -> anyhow::Result<()> {
-    let client = AdminClient::new(&admin.admin)?;
+    let client = AdminClient::new(&admin.admin, admin.admin_token.as_deref())?;
     match command {
         DlqCommand::List => print(&client.get("/v1/dead-letter-queues")?),
         DlqCommand::Show { queue, limit } => print(&client.get(&format!(

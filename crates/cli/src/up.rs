@@ -49,6 +49,15 @@ pub struct UpArgs {
     /// Time a client has to send a request's headers, in milliseconds.
     #[arg(long, default_value_t = 10_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     header_read_timeout_ms: u64,
+    /// The token `/v1` requests must carry [default: generated on first start
+    /// into DATA_DIR/admin-token, readable only by this user].
+    #[arg(
+        long,
+        env = "NIMBUS_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    admin_token: Option<String>,
     /// `fsync`: acknowledge writes only once they survive power loss.
     /// `relaxed`: faster, but the last writes before a power loss or OS crash
     /// can be lost (logged as a warning at startup).
@@ -81,6 +90,11 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("failed to create the data directory {}", data_dir.display()))?;
 
+    let admin_token = match &args.admin_token {
+        Some(token) if token.len() >= MIN_ADMIN_TOKEN_LEN => token.clone(),
+        Some(_) => anyhow::bail!("--admin-token must be at least {MIN_ADMIN_TOKEN_LEN} characters"),
+        None => stored_admin_token(&data_dir)?,
+    };
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -213,6 +227,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 event: event_functions.clone(),
                 http: http_functions.keys().cloned().collect(),
             }),
+            admin_token: nimbus_gateway::AdminToken::new(&admin_token),
         };
         let public = TcpListener::bind(args.listen)
             .await
@@ -305,6 +320,35 @@ async fn expire_periodically(store: Arc<dyn QueueStore>) {
             Err(e) => tracing::warn!("failed to expire old messages: {e}"),
         }
     }
+}
+
+/// Shortest admin token accepted from the command line.
+const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+/// The admin token kept in the data directory, created (mode 0600) with 244
+/// random bits on first start.
+fn stored_admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = data_dir.join("admin-token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        return Ok(token.trim().to_owned());
+    }
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    file.write_all(token.as_bytes())?;
+    file.sync_all()?;
+    tracing::info!(path = %path.display(), "generated the admin token");
+    Ok(token)
 }
 
 /// Per user, never inside the app's directory: compiled artifacts are native

@@ -6,7 +6,7 @@ use crate::server::Handler;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
@@ -15,20 +15,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tower::ServiceExt as _;
 
 /// Serves `/healthz` (the process is up), `/readyz` (the app is loaded and
-/// accepting requests; 503 once shutdown has begun) and `/v1`.
+/// accepting requests; 503 once shutdown has begun) and `/v1`, which needs
+/// the admin token.
 pub struct AdminApi {
     router: Router,
 }
 
 impl AdminApi {
     pub fn new(ready: Arc<AtomicBool>, api: api::ApiState) -> Self {
+        let admin_token = api.admin_token.clone();
+        let v1 = api::router(api).layer(axum::middleware::from_fn_with_state(
+            admin_token,
+            require_token,
+        ));
         let router = Router::new()
             .route(
                 "/healthz",
                 axum::routing::get(|| async { status(StatusCode::OK, "ok") }),
             )
             .route("/readyz", axum::routing::get(readyz).with_state(ready))
-            .merge(api::router(api))
+            .merge(v1)
             .fallback(|uri: Uri| async move {
                 api::ApiError::new(
                     StatusCode::NOT_FOUND,
@@ -37,6 +43,52 @@ impl AdminApi {
             });
         AdminApi { router }
     }
+}
+
+/// The secret every `/v1` request must carry as `Authorization: Bearer TOKEN`.
+#[derive(Clone)]
+pub struct AdminToken(Arc<str>);
+
+impl AdminToken {
+    pub fn new(token: &str) -> Self {
+        AdminToken(token.into())
+    }
+}
+
+async fn require_token(
+    State(token): State<AdminToken>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let problem = match presented {
+        None => {
+            "missing admin token: send `Authorization: Bearer TOKEN` (the CLI: --admin-token or NIMBUS_ADMIN_TOKEN; `nimbus up` stores a generated token in DATA_DIR/admin-token)"
+        }
+        Some(given) if constant_time_eq(given.as_bytes(), token.0.as_bytes()) => {
+            return next.run(request).await;
+        }
+        Some(_) => "wrong admin token",
+    };
+    let mut response = api::ApiError::new(StatusCode::UNAUTHORIZED, problem).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"nimbus-admin\""),
+    );
+    response
+}
+
+/// Compares without stopping at the first difference, so the time taken
+/// does not tell how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn readyz(State(ready): State<Arc<AtomicBool>>) -> Response {

@@ -8,7 +8,7 @@ mod response;
 mod router;
 mod server;
 
-pub use admin::AdminApi;
+pub use admin::{AdminApi, AdminToken};
 pub use public::PublicGateway;
 pub use response::INVOCATION_ID_HEADER;
 pub use router::{Routed, Router};

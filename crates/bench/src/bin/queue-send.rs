@@ -2,7 +2,8 @@
 //! queue through the admin API at RATE per second and prints, for each
 //! acknowledged one, `lat-N ACK_MICROS` (wall clock, Unix epoch).
 //!
-//! `queue-send ADMIN_URL QUEUE COUNT RATE`
+//! `queue-send ADMIN_URL QUEUE COUNT RATE`, with the admin token in
+//! `NIMBUS_ADMIN_TOKEN`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,7 +16,16 @@ async fn main() {
     let count: usize = count.parse().unwrap();
     let rate: u64 = rate.parse().unwrap();
     let url = format!("{admin}/v1/queues/{queue}/messages");
-    let client = reqwest::Client::new();
+    let token = std::env::var("NIMBUS_ADMIN_TOKEN").expect("set NIMBUS_ADMIN_TOKEN");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut sends = Vec::with_capacity(count);

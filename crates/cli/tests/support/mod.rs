@@ -16,6 +16,10 @@ use tokio::sync::Notify;
 /// awaited line or response arrives.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
+/// The admin token test servers run with; `client()` and the CLI runner
+/// present it.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 pub fn nimbus_bin() -> &'static str {
     env!("CARGO_BIN_EXE_nimbus")
 }
@@ -154,6 +158,7 @@ impl Nimbus {
             .arg(manifest)
             .arg("--data-dir")
             .arg(data_dir)
+            .args(["--admin-token", ADMIN_TOKEN])
             .args(extra_args);
         Nimbus::spawn(command).await
     }
@@ -242,9 +247,17 @@ fn collect(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Li
     lines
 }
 
+/// An HTTP client that presents [`ADMIN_TOKEN`] (functions behind the
+/// gateway just see one more header).
 pub fn client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+    );
     reqwest::Client::builder()
         .timeout(PATIENCE)
+        .default_headers(headers)
         .build()
         .unwrap()
 }
@@ -290,6 +303,7 @@ pub fn invocation_id(response: &reqwest::Response) -> String {
 pub fn nimbus(args: &[&str], cwd: &Path) -> std::process::Output {
     std::process::Command::new(nimbus_bin())
         .args(args)
+        .env("NIMBUS_ADMIN_TOKEN", ADMIN_TOKEN)
         .current_dir(cwd)
         .output()
         .expect("failed to run nimbus")

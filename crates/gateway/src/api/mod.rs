@@ -23,6 +23,8 @@ pub struct ApiState {
     pub queues: Arc<dyn QueueStore>,
     pub waiters: QueueSignals,
     pub functions: Arc<Functions>,
+    /// What every `/v1` request must present.
+    pub admin_token: crate::AdminToken,
 }
 
 /// The app's functions, by kind.
