@@ -102,7 +102,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let store = tokio.block_on(open_store(&app, &data_dir, args.store_durability))?;
     let signals = QueueSignals::default();
     let services = Arc::new(Services {
-        queues: Some(store.clone()),
+        queues: store.clone(),
         queue_signals: signals.clone(),
     });
 

@@ -7,7 +7,7 @@ mod support;
 use nimbus_test_programs as programs;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt as _;
-use support::{Nimbus, TestApp, client};
+use support::{Nimbus, TestApp, get_json};
 
 fn bare_client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -20,14 +20,7 @@ fn bare_client() -> reqwest::Client {
 async fn every_v1_route_refuses_a_missing_or_wrong_token() {
     let app = TestApp::new("auth").function("worker", programs::EVENTS, "[queue.jobs]");
     let nimbus = app.start().await;
-    let doc: Value = client()
-        .get(nimbus.admin_url("/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = get_json(nimbus.admin_url("/v1/openapi.json")).await;
     let mut checked = 0;
     for (path, methods) in doc["paths"].as_object().unwrap() {
         if !path.starts_with("/v1") {
@@ -59,14 +52,7 @@ async fn every_v1_route_refuses_a_missing_or_wrong_token() {
     }
     assert!(checked >= 16, "only {checked} routes checked");
     // Nothing was done by the refused calls.
-    let stats: Value = client()
-        .get(nimbus.admin_url("/v1/queues/jobs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = get_json(nimbus.admin_url("/v1/queues/jobs")).await;
     assert_eq!(stats["visible"], 0);
     // Health and readiness stay open for supervisors.
     assert_eq!(

@@ -6,7 +6,7 @@ mod support;
 
 use nimbus_test_programs as programs;
 use serde_json::Value;
-use support::{Nimbus, TestApp, client, until};
+use support::{Nimbus, TestApp, client, get_json, until};
 
 async fn invoke_async(nimbus: &Nimbus, function: &str, data: &str) -> String {
     let response = client()
@@ -22,14 +22,7 @@ async fn invoke_async(nimbus: &Nimbus, function: &str, data: &str) -> String {
 }
 
 async fn messages(nimbus: &Nimbus, queue: &str) -> Vec<Value> {
-    let page: Value = client()
-        .get(nimbus.admin_url(&format!("/v1/queues/{queue}/messages")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(nimbus.admin_url(&format!("/v1/queues/{queue}/messages"))).await;
     page["messages"].as_array().cloned().unwrap_or_default()
 }
 

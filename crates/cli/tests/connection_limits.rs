@@ -5,7 +5,7 @@ mod support;
 
 use nimbus_test_programs as programs;
 use std::time::Duration;
-use support::{TestApp, client};
+use support::{TestApp, client, raw_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -81,15 +81,15 @@ async fn a_body_that_stops_arriving_gets_408() {
         .function("echo", programs::ECHO, "")
         .route("/echo", "echo", "");
     let nimbus = app.start_with(&["--body-read-timeout-ms", "200"]).await;
-    let mut stream = TcpStream::connect(host(&nimbus.gateway)).await.unwrap();
-    stream
-        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
-        .await
-        .unwrap();
-    let mut response = Vec::new();
-    let read =
-        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
-    assert!(read.is_ok(), "the server kept waiting for the body");
-    let response = String::from_utf8_lossy(&response);
+    // Without the timeout the server would wait for the other 5 bytes forever.
+    let response = tokio::time::timeout(
+        Duration::from_secs(5),
+        raw_request(
+            host(&nimbus.gateway),
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello",
+        ),
+    )
+    .await
+    .expect("the server kept waiting for the body");
     assert!(response.starts_with("HTTP/1.1 408"), "{response}");
 }

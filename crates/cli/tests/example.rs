@@ -4,7 +4,7 @@
 mod support;
 
 use std::path::PathBuf;
-use support::{Nimbus, client, nimbus_bin};
+use support::{Nimbus, client, get_json, nimbus_bin};
 
 /// Runs `nimbus build` on `examples/NAME` and returns its manifest's path.
 fn build_example(name: &str) -> PathBuf {
@@ -85,14 +85,7 @@ async fn the_orders_example_chains_http_a_queue_a_worker_and_a_dlq() {
         .wait_for("with the third attempt", |l| l.contains("(attempt 3)"))
         .await;
     let depth = support::until("for the poison order in the DLQ", || async {
-        let dlqs: serde_json::Value = client()
-            .get(nimbus.admin_url("/v1/dead-letter-queues"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let dlqs: serde_json::Value = get_json(nimbus.admin_url("/v1/dead-letter-queues")).await;
         let depth = dlqs["dead_letter_queues"][0]["depth"].as_u64().unwrap_or(0);
         (depth == 1).then_some(depth)
     })

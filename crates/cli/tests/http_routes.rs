@@ -4,7 +4,7 @@
 mod support;
 
 use nimbus_test_programs as programs;
-use support::{TestApp, client, get_text, invocation_id};
+use support::{TestApp, client, get_text, invocation_id, raw_request};
 
 #[tokio::test]
 async fn hello_answers_with_its_configured_environment() {
@@ -250,7 +250,7 @@ async fn dot_segments_and_empty_segments_are_refused_before_routing() {
         // Sent raw: HTTP clients normalise dot segments away themselves.
         let response = raw_request(
             &host,
-            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
         )
         .await;
         assert!(response.starts_with("HTTP/1.1 400"), "{path}: {response}");
@@ -273,24 +273,11 @@ async fn a_host_header_that_is_not_text_is_a_400() {
         .route("/hello", "hello", "");
     let nimbus = app.start().await;
     let host = nimbus.gateway.trim_start_matches("http://").to_owned();
-    let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream
-        .write_all(b"GET /hello HTTP/1.1\r\nHost: caf\xe9\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let response = String::from_utf8_lossy(&response);
+    let response = raw_request(
+        &host,
+        b"GET /hello HTTP/1.1\r\nHost: caf\xe9\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
     assert!(response.contains("Host header"), "{response}");
-}
-
-async fn raw_request(host: &str, request: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    String::from_utf8_lossy(&response).into_owned()
 }

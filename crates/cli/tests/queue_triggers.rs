@@ -6,7 +6,7 @@ mod support;
 
 use nimbus_test_programs as programs;
 use serde_json::{Value, json};
-use support::{Nimbus, TestApp, client, until};
+use support::{Nimbus, TestApp, client, get_json, until};
 
 async fn send_batch(nimbus: &Nimbus, queue: &str, bodies: &[&str]) {
     let messages: Vec<Value> = bodies.iter().map(|b| json!({ "body": b })).collect();
@@ -20,14 +20,7 @@ async fn send_batch(nimbus: &Nimbus, queue: &str, bodies: &[&str]) {
 }
 
 async fn stats(nimbus: &Nimbus, queue: &str) -> Value {
-    client()
-        .get(nimbus.admin_url(&format!("/v1/queues/{queue}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(nimbus.admin_url(&format!("/v1/queues/{queue}"))).await
 }
 
 /// Lines the event function printed for events whose data is `data`.
@@ -64,7 +57,11 @@ async fn messages_are_delivered_in_batches_as_cloudevents_and_deleted() {
         "batch_size = 3\nbatch_window_ms = 2000\nmax_concurrency = 1",
     );
     let nimbus = app.start().await;
-    send_batch(&nimbus, "jobs", &["a", "b", "c"]).await;
+    // Three separate sends: the first wakes the worker, and only the batch
+    // window lets the other two join its batch.
+    for data in ["a", "b", "c"] {
+        send_batch(&nimbus, "jobs", &[data]).await;
+    }
     nimbus
         .stderr
         .wait_for_count("with the whole batch handled", 3, |l| {
@@ -107,14 +104,7 @@ async fn only_reported_failures_are_retried_and_a_poison_message_lands_in_the_dl
     .await;
     assert_eq!(deliveries(&nimbus, "ok").len(), 1);
     assert_eq!(deliveries(&nimbus, "fail").len(), 3);
-    let dead: Value = client()
-        .get(nimbus.admin_url("/v1/queues/jobs-dlq/messages"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead: Value = get_json(nimbus.admin_url("/v1/queues/jobs-dlq/messages")).await;
     assert_eq!(dead["messages"][0]["body"], "fail");
     assert_eq!(
         dead["messages"][0]["last_error"],
@@ -143,14 +133,7 @@ async fn a_trap_fails_the_whole_batch_and_the_backoff_delays_the_retry() {
         (after["visible"].as_u64(), after["delayed"].as_u64()),
         (Some(0), Some(2))
     );
-    let dead: Value = client()
-        .get(nimbus.admin_url("/v1/queues/jobs/messages"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead: Value = get_json(nimbus.admin_url("/v1/queues/jobs/messages")).await;
     let error = dead["messages"][0]["last_error"].as_str().unwrap();
     assert!(error.contains("function failed"), "{error}");
 }
@@ -279,14 +262,7 @@ async fn direct_invocation_runs_an_event_function_and_reports_the_outcome() {
     assert!(http["error"].as_str().unwrap().contains("HTTP function"));
     assert_eq!(invoke("ghost", "x").await.0, 404);
 
-    let listed: Value = client()
-        .get(nimbus.admin_url("/v1/functions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = get_json(nimbus.admin_url("/v1/functions")).await;
     assert_eq!(
         listed["functions"],
         json!([{ "name": "hello", "kind": "http" }, { "name": "worker", "kind": "event" }])

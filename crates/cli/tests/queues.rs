@@ -286,6 +286,13 @@ async fn bad_requests_get_a_4xx_that_says_what_is_wrong_and_lose_nothing() {
         ),
         (
             "POST",
+            "/v1/queues/nope/receive",
+            json!({ "wait_ms": 20000 }),
+            404,
+            "queue `nope` does not exist",
+        ),
+        (
+            "POST",
             "/v1/queues/jobs/receive",
             json!({ "max_messages": 11 }),
             400,
@@ -317,6 +324,14 @@ async fn bad_requests_get_a_4xx_that_says_what_is_wrong_and_lose_nothing() {
             "{method} {path}: {error:?} lacks {fragment:?}"
         );
     }
+    // A body over the API's limit is refused before it is read in full.
+    let oversize = client()
+        .post(nimbus.admin_url("/v1/queues/jobs/messages"))
+        .body(vec![b'x'; 17 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oversize.status(), 413);
     // Malformed bytes that are not JSON at all.
     let raw = client()
         .post(nimbus.admin_url("/v1/queues/jobs/messages"))

@@ -13,15 +13,12 @@ use nimbus_store::{
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// Most workers draining one function's async queue; the function's own
 /// `max_concurrency` bounds them further.
 const MAX_WORKERS: u32 = 16;
-const IDLE_POLL: Duration = Duration::from_millis(100);
-const STORE_RETRY: Duration = Duration::from_secs(1);
 /// Slack between the function's deadline and the lease on an async event.
 const LEASE_MARGIN_MS: u64 = 30_000;
 
@@ -121,41 +118,46 @@ async fn worker(
     policy: Arc<RetryPolicy>,
     store: Arc<dyn QueueStore>,
     signals: QueueSignals,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let queue = async_queue_name(function.name());
     let signal = signals.get(&queue);
-    while !*shutdown.borrow() {
-        let notified = signal.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        match store.receive(&queue, 1, None).await {
-            Ok(mut got) if !got.is_empty() => {
-                let message = got.remove(0);
-                handle(
-                    &function,
-                    &policy,
-                    store.as_ref(),
-                    &signals,
-                    &queue,
-                    message,
-                )
-                .await;
-            }
-            Ok(_) => tokio::select! {
-                () = notified => {}
-                () = tokio::time::sleep(IDLE_POLL) => {}
-                _ = shutdown.changed() => {}
-            },
-            Err(e) => {
-                tracing::error!(function = %function.name(), "async invocation queue cannot be read: {e}");
-                tokio::select! {
-                    () = tokio::time::sleep(STORE_RETRY) => {}
-                    _ = shutdown.changed() => {}
+    let what = format!(
+        "the async invocation worker of function `{}`",
+        function.name()
+    );
+    crate::worker::run(
+        &what,
+        &signal,
+        shutdown,
+        || {
+            let (store, queue) = (store.clone(), queue.clone());
+            async move { store.receive(&queue, 1, None).await }
+        },
+        |messages| {
+            let (function, policy, store, signals, queue) = (
+                function.clone(),
+                policy.clone(),
+                store.clone(),
+                signals.clone(),
+                queue.clone(),
+            );
+            async move {
+                for message in messages {
+                    handle(
+                        &function,
+                        &policy,
+                        store.as_ref(),
+                        &signals,
+                        &queue,
+                        message,
+                    )
+                    .await;
                 }
             }
-        }
-    }
+        },
+    )
+    .await;
 }
 
 fn now_ms() -> u64 {
@@ -236,7 +238,7 @@ async fn handle(
             tracing::error!(function = %name, event_id = %message.message_id, "could not deliver the {condition} record: {e}");
             let options = NackOptions {
                 error: Some(format!("destination failed: {e}")),
-                visible_after_ms: STORE_RETRY.as_millis() as u64,
+                visible_after_ms: crate::worker::STORE_RETRY.as_millis() as u64,
             };
             let _ = store.nack(queue, &message.receipt_handle, options).await;
             return;

@@ -4,5 +4,6 @@
 
 pub mod invoke;
 mod queue;
+mod worker;
 
 pub use queue::run_queue_trigger;

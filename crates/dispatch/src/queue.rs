@@ -4,6 +4,7 @@
 //! backoff. Retries end in the queue's dead-letter queue after its
 //! `max_receive_count`, as the store moves it there.
 
+use crate::worker::IDLE_POLL;
 use nimbus_engine::{Event, EventFunction, InvokeError, rfc3339};
 use nimbus_manifest::QueueTrigger;
 use nimbus_store::{NackOptions, QueueSignals, QueueStore, ReceivedMessage, StoreError};
@@ -12,12 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-
-/// How often an idle worker looks for messages that became visible without
-/// a send in this process (delays ending, leases expiring, other writers).
-const IDLE_POLL: Duration = Duration::from_millis(100);
-/// How long a worker waits after the store fails before trying again.
-const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// Runs one queue trigger until `shutdown` turns true; in-flight batches
 /// finish first.
@@ -47,34 +42,27 @@ async fn worker(
     function: Arc<EventFunction>,
     store: Arc<dyn QueueStore>,
     signals: QueueSignals,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let signal = signals.get(&trigger.queue);
-    while !*shutdown.borrow() {
-        let notified = signal.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let batch = match collect_batch(&trigger, store.as_ref()).await {
-            Ok(batch) => batch,
-            Err(e) => {
-                tracing::error!(queue = %trigger.queue, function = %trigger.function, "queue trigger cannot receive: {e}");
-                tokio::select! {
-                    () = tokio::time::sleep(STORE_RETRY) => {}
-                    _ = shutdown.changed() => {}
-                }
-                continue;
-            }
-        };
-        if batch.is_empty() {
-            tokio::select! {
-                () = notified => {}
-                () = tokio::time::sleep(IDLE_POLL) => {}
-                _ = shutdown.changed() => {}
-            }
-            continue;
-        }
-        deliver(&trigger, &function, store.as_ref(), batch).await;
-    }
+    let what = format!(
+        "the queue trigger of function `{}` on `{}`",
+        trigger.function, trigger.queue
+    );
+    crate::worker::run(
+        &what,
+        &signal,
+        shutdown,
+        || {
+            let (trigger, store) = (trigger.clone(), store.clone());
+            async move { collect_batch(&trigger, store.as_ref()).await }
+        },
+        |batch| {
+            let (trigger, function, store) = (trigger.clone(), function.clone(), store.clone());
+            async move { deliver(&trigger, &function, store.as_ref(), batch).await }
+        },
+    )
+    .await;
 }
 
 /// Leases up to `batch_size` messages; once the first arrives, keeps

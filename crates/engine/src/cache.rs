@@ -35,10 +35,6 @@ impl ArtifactCache {
         ArtifactCache { dir: dir.into() }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The cache key for `component` compiled by `engine`.
     pub fn key(engine: &Engine, component: &[u8]) -> String {
         let mut hasher = Sha256Hasher(Sha256::new());

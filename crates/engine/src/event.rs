@@ -24,10 +24,6 @@ impl EventFunction {
         &self.core.name
     }
 
-    pub fn timeout_ms(&self) -> u64 {
-        self.core.timeout_ms()
-    }
-
     /// Handles `events` in a fresh instance, waiting for a free instance slot
     /// first. `Ok` holds the ids the handler reported as failed; a trap, the
     /// deadline or an `err` from the handler is an `InvokeError`.

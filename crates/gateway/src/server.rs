@@ -15,6 +15,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+/// Pause after a failed accept (typically EMFILE) before trying again.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 /// Interval (and timeout) of HTTP/2 keep-alive pings.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 /// Concurrent streams per HTTP/2 connection.
@@ -105,9 +107,8 @@ pub async fn serve<H: Handler>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
                 Err(e) => {
-                    // Typically EMFILE: back off instead of spinning.
                     tracing::warn!(%local, "failed to accept a connection: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
                     continue;
                 }
             },

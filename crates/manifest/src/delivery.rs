@@ -178,12 +178,14 @@ impl RetryPolicy {
     }
 }
 
-/// Resolves a retry policy; `check` says what is wrong with a destination
-/// that names nothing declared (or the wrong kind of thing).
+/// Resolves a retry policy; destinations must name a declared queue or
+/// function (whether a function is an event function is known only once its
+/// component is loaded, so `nimbus up` checks that).
 pub(crate) fn resolve_retry_policy(
     d: &mut Diagnostics,
     raw: &RawRetryPolicy,
-    check: &dyn Fn(&Destination) -> Result<(), String>,
+    queues: &std::collections::BTreeMap<String, crate::Queue>,
+    functions: &[String],
 ) -> RetryPolicy {
     let destination = |d: &mut Diagnostics, value: &Option<Spanned<String>>| {
         let value = value.as_ref()?;
@@ -200,7 +202,16 @@ pub(crate) fn resolve_retry_policy(
                 return None;
             }
         };
-        if let Err(problem) = check(&parsed) {
+        let missing = match &parsed {
+            Destination::Queue(q) if !queues.contains_key(q) => {
+                Some(format!("queue `{q}` is not declared"))
+            }
+            Destination::Function(f) if !functions.contains(f) => {
+                Some(format!("function `{f}` is not declared"))
+            }
+            _ => None,
+        };
+        if let Some(problem) = missing {
             d.error(
                 value.span(),
                 problem,

@@ -84,18 +84,3 @@ pub const MAX_RECEIVE_COUNT: Limit = Limit {
     default: 0,
     range: (1, 1000),
 };
-
-/// Every limit, for documentation and tests.
-pub const ALL: &[Limit] = &[
-    VISIBILITY_TIMEOUT_MS,
-    RETENTION_MS,
-    DELAY_MS,
-    MAX_MESSAGE_BYTES,
-    DEDUP_WINDOW_MS,
-    MAX_RECEIVE_COUNT,
-    MEMORY_MB,
-    TIMEOUT_MS,
-    MAX_CONCURRENCY,
-    MAX_LOG_BYTES,
-    MAX_BODY_BYTES,
-];

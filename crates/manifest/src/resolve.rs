@@ -66,16 +66,12 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
     for (fname, raw_fn) in &raw.function {
         let grants = resolve_grants(&mut d, &queues, &raw_fn.get_ref().allow);
         let async_invoke = raw_fn.get_ref().async_invoke.as_ref().map(|policy| {
-            let check = |destination: &crate::Destination| match destination {
-                crate::Destination::Queue(q) if !queues.contains_key(q) => {
-                    Err(format!("queue `{q}` is not declared"))
-                }
-                crate::Destination::Function(f) if !function_names.contains(f) => {
-                    Err(format!("function `{f}` is not declared"))
-                }
-                _ => Ok(()),
-            };
-            crate::delivery::resolve_retry_policy(&mut d, policy.get_ref(), &check)
+            crate::delivery::resolve_retry_policy(
+                &mut d,
+                policy.get_ref(),
+                &queues,
+                &function_names,
+            )
         });
         if let Some(f) = functions.get_mut(fname.get_ref()) {
             f.grants = grants;

@@ -50,28 +50,27 @@ pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
 }
 
 fn load_queue(tx: &Tx<'_>, name: &str) -> StoreResult<QueueConfig> {
-    tx.conn
-        .query_row(
-            "SELECT visibility_timeout_ms, retention_ms, delay_ms, max_message_bytes,
+    tx.query_row(
+        "SELECT visibility_timeout_ms, retention_ms, delay_ms, max_message_bytes,
                     dedup_window_ms, max_receive_count, dead_letter_queue
              FROM queues WHERE name = ?1",
-            params![name],
-            |row| {
-                Ok(QueueConfig {
-                    name: name.to_owned(),
-                    visibility_timeout_ms: row.get::<_, i64>(0)? as u64,
-                    retention_ms: row.get::<_, i64>(1)? as u64,
-                    delay_ms: row.get::<_, i64>(2)? as u64,
-                    max_message_bytes: row.get::<_, i64>(3)? as usize,
-                    dedup_window_ms: row.get::<_, i64>(4)? as u64,
-                    max_receive_count: row.get::<_, Option<i64>>(5)?.map(|n| n as u32),
-                    dead_letter_queue: row.get(6)?,
-                })
-            },
-        )
-        .optional()
-        .map_err(backend)?
-        .ok_or_else(|| StoreError::QueueNotFound(name.to_owned()))
+        params![name],
+        |row| {
+            Ok(QueueConfig {
+                name: name.to_owned(),
+                visibility_timeout_ms: row.get::<_, i64>(0)? as u64,
+                retention_ms: row.get::<_, i64>(1)? as u64,
+                delay_ms: row.get::<_, i64>(2)? as u64,
+                max_message_bytes: row.get::<_, i64>(3)? as usize,
+                dedup_window_ms: row.get::<_, i64>(4)? as u64,
+                max_receive_count: row.get::<_, Option<i64>>(5)?.map(|n| n as u32),
+                dead_letter_queue: row.get(6)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(backend)?
+    .ok_or_else(|| StoreError::QueueNotFound(name.to_owned()))
 }
 
 fn encode_attributes(attributes: &BTreeMap<String, String>) -> String {
@@ -91,8 +90,7 @@ const LIVE: &str = "m.sent_at + q.retention_ms > ?2";
 
 fn declare(tx: &Tx<'_>, queues: &[QueueConfig]) -> StoreResult<()> {
     for q in queues {
-        tx.conn
-            .execute(
+        tx.execute(
                 "INSERT INTO queues (name, visibility_timeout_ms, retention_ms, delay_ms, max_message_bytes,
                                      dedup_window_ms, max_receive_count, dead_letter_queue)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -134,9 +132,7 @@ fn send(tx: &Tx<'_>, queue: &str, messages: Vec<SendMessage>) -> StoreResult<Vec
     let mut receipts = Vec::with_capacity(messages.len());
     for message in messages {
         if let Some(dedup_id) = &message.dedup_id {
-            let earlier: Option<String> = tx
-                .conn
-                .query_row(
+            let earlier: Option<String> = tx.query_row(
                     "SELECT message_id FROM dedup WHERE queue = ?1 AND dedup_id = ?2 AND expires_at > ?3",
                     params![queue, dedup_id, tx.now as i64],
                     |row| row.get(0),
@@ -153,23 +149,21 @@ fn send(tx: &Tx<'_>, queue: &str, messages: Vec<SendMessage>) -> StoreResult<Vec
         }
         let message_id = new_id();
         let delay = message.delay_ms.unwrap_or(config.delay_ms);
-        tx.conn
-            .execute(
-                "INSERT INTO messages (message_id, queue, body, attributes, sent_at, visible_at)
+        tx.execute(
+            "INSERT INTO messages (message_id, queue, body, attributes, sent_at, visible_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    message_id,
-                    queue,
-                    message.body,
-                    encode_attributes(&message.attributes),
-                    tx.now as i64,
-                    (tx.now + delay) as i64
-                ],
-            )
-            .map_err(backend)?;
+            params![
+                message_id,
+                queue,
+                message.body,
+                encode_attributes(&message.attributes),
+                tx.now as i64,
+                (tx.now + delay) as i64
+            ],
+        )
+        .map_err(backend)?;
         if let Some(dedup_id) = &message.dedup_id {
-            tx.conn
-                .execute(
+            tx.execute(
                     "INSERT OR REPLACE INTO dedup (queue, dedup_id, message_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
                     params![queue, dedup_id, message_id, (tx.now + config.dedup_window_ms) as i64],
                 )
@@ -231,8 +225,7 @@ fn receive(
                 && receive_count >= max_receives
             {
                 // Moved, not delivered, in the same transaction as this receive.
-                tx.conn
-                    .execute(
+                tx.execute(
                         "UPDATE messages SET queue = ?1, source_queue = ?2, visible_at = ?3, receipt = NULL
                          WHERE seq = ?4",
                         params![dlq, queue, tx.now as i64, seq],
@@ -241,8 +234,7 @@ fn receive(
                 continue;
             }
             let receipt_handle = new_id();
-            tx.conn
-                .execute(
+            tx.execute(
                     "UPDATE messages SET receipt = ?1, receive_count = receive_count + 1, visible_at = ?2
                      WHERE seq = ?3",
                     params![receipt_handle, (tx.now + lease_ms) as i64, seq],
@@ -273,7 +265,7 @@ fn with_receipt(
     load_queue(tx, queue)?;
     let mut values: Vec<&dyn rusqlite::ToSql> = vec![&queue, &receipt];
     values.extend_from_slice(extra);
-    let changed = tx.conn.execute(sql, values.as_slice()).map_err(backend)?;
+    let changed = tx.execute(sql, values.as_slice()).map_err(backend)?;
     if changed == 0 {
         return Err(StoreError::StaleReceipt);
     }
@@ -282,30 +274,29 @@ fn with_receipt(
 
 fn stats(tx: &Tx<'_>, queue: &str) -> StoreResult<QueueStats> {
     load_queue(tx, queue)?;
-    tx.conn
-        .query_row(
-            &format!(
-                "SELECT
+    tx.query_row(
+        &format!(
+            "SELECT
                     COALESCE(SUM(m.visible_at <= ?2), 0),
                     COALESCE(SUM(m.visible_at > ?2 AND m.receipt IS NOT NULL), 0),
                     COALESCE(SUM(m.visible_at > ?2 AND m.receipt IS NULL), 0),
                     MIN(m.sent_at)
                  FROM messages m JOIN queues q ON q.name = m.queue
                  WHERE m.queue = ?1 AND {LIVE}"
-            ),
-            params![queue, tx.now as i64],
-            |row| {
-                Ok(QueueStats {
-                    visible: row.get::<_, i64>(0)? as u64,
-                    in_flight: row.get::<_, i64>(1)? as u64,
-                    delayed: row.get::<_, i64>(2)? as u64,
-                    oldest_age_ms: row
-                        .get::<_, Option<i64>>(3)?
-                        .map(|sent| tx.now.saturating_sub(sent as u64)),
-                })
-            },
-        )
-        .map_err(backend)
+        ),
+        params![queue, tx.now as i64],
+        |row| {
+            Ok(QueueStats {
+                visible: row.get::<_, i64>(0)? as u64,
+                in_flight: row.get::<_, i64>(1)? as u64,
+                delayed: row.get::<_, i64>(2)? as u64,
+                oldest_age_ms: row
+                    .get::<_, Option<i64>>(3)?
+                    .map(|sent| tx.now.saturating_sub(sent as u64)),
+            })
+        },
+    )
+    .map_err(backend)
 }
 
 fn peek(
@@ -318,7 +309,6 @@ fn peek(
     let after_seq = match after_id {
         None => 0,
         Some(id) => tx
-            .conn
             .query_row(
                 "SELECT seq FROM messages WHERE message_id = ?1",
                 params![id],
@@ -359,9 +349,7 @@ fn redrive(tx: &Tx<'_>, from: &str, to: Option<&str>, limit: u32) -> StoreResult
     }
     // With no target, each message goes back to its source queue, if that
     // queue still exists.
-    let moved = tx
-        .conn
-        .execute(
+    let moved = tx.execute(
             "UPDATE messages SET queue = COALESCE(?2, source_queue), visible_at = ?3, receive_count = 0,
                                  receipt = NULL, source_queue = NULL
              WHERE seq IN (
@@ -389,7 +377,6 @@ fn queues(tx: &Tx<'_>) -> StoreResult<Vec<QueueConfig>> {
 fn expire(tx: &Tx<'_>) -> StoreResult<u64> {
     let now = tx.now as i64;
     let removed = tx
-        .conn
         .execute(
             "DELETE FROM messages WHERE seq IN (
                 SELECT m.seq FROM messages m JOIN queues q ON q.name = m.queue
@@ -397,8 +384,7 @@ fn expire(tx: &Tx<'_>) -> StoreResult<u64> {
             params![now],
         )
         .map_err(backend)?;
-    tx.conn
-        .execute("DELETE FROM dedup WHERE expires_at <= ?1", params![now])
+    tx.execute("DELETE FROM dedup WHERE expires_at <= ?1", params![now])
         .map_err(backend)?;
     Ok(removed as u64)
 }
@@ -491,7 +477,6 @@ impl QueueStore for SqliteStore {
             .run(move |tx| {
                 load_queue(tx, &queue)?;
                 let n = tx
-                    .conn
                     .execute("DELETE FROM messages WHERE queue = ?1", params![queue])
                     .map_err(backend)?;
                 Ok(n as u64)
@@ -522,7 +507,6 @@ impl QueueStore for SqliteStore {
             .run(move |tx| {
                 load_queue(tx, &queue)?;
                 let n = tx
-                    .conn
                     .execute(
                         "DELETE FROM messages WHERE queue = ?1 AND message_id = ?2",
                         params![queue, id],

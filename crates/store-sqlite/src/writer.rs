@@ -22,6 +22,31 @@ pub(crate) struct Tx<'a> {
     pub now: Timestamp,
 }
 
+impl Tx<'_> {
+    /// Runs a statement through the connection's statement cache: every
+    /// request repeats the same few statements, so they are parsed once.
+    pub(crate) fn execute(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> rusqlite::Result<usize> {
+        self.conn.prepare_cached(sql)?.execute(params)
+    }
+
+    /// [`Tx::execute`] for a statement that returns one row.
+    pub(crate) fn query_row<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.conn.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
+/// Distinct statements the store keeps prepared.
+const STATEMENT_CACHE: usize = 64;
+
 type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// `None` when the batch's transaction could not begin.
 type Job = Box<dyn FnOnce(Option<&Tx<'_>>) -> Reply + Send>;
@@ -52,6 +77,7 @@ impl Writer {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000;"
         ))
         .map_err(backend)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         crate::queue::migrate(&conn)?;
 
         let (jobs, receiver) = mpsc::channel(MAX_PENDING);

@@ -25,8 +25,6 @@ pub enum StoreError {
     StaleReceipt,
     #[error("message `{0}` does not exist")]
     MessageNotFound(String),
-    #[error("invalid request: {0}")]
-    Invalid(String),
     #[error("storage backend failed: {0}")]
     Backend(String),
     #[error("the store is shut down")]

@@ -279,6 +279,30 @@ pub async fn until<T, F: Future<Output = Option<T>>>(what: &str, check: impl Fn(
     }
 }
 
+/// GETs `url` (presenting the admin token) and parses the JSON answer.
+pub async fn get_json(url: impl reqwest::IntoUrl) -> serde_json::Value {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Sends `request` as raw bytes on a fresh connection to `host` and returns
+/// everything the server writes back before closing: for requests an HTTP
+/// client would refuse to send or would normalise.
+pub async fn raw_request(host: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
 /// GETs `url` and returns the body text, whatever the status.
 pub async fn get_text(url: String) -> String {
     client()

@@ -12,9 +12,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 /// The services capabilities call, shared by every function.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Services {
-    pub queues: Option<Arc<dyn QueueStore>>,
+    pub queues: Arc<dyn QueueStore>,
     pub queue_signals: QueueSignals,
 }
 

@@ -16,11 +16,7 @@ impl Host for InvocationState {
         if !caps.grants.queue_send.contains(&queue) {
             return Ok(Err(caps.deny(format!("queue:{queue}:send"))));
         }
-        let Some(store) = &caps.services.queues else {
-            return Ok(Err(Error::Unavailable(
-                "no queue store is configured".into(),
-            )));
-        };
+        let store = &caps.services.queues;
         let message = SendMessage {
             body,
             ..SendMessage::default()
@@ -31,9 +27,7 @@ impl Host for InvocationState {
                 Ok(receipts.remove(0).message_id)
             }
             Err(StoreError::QueueNotFound(q)) => Err(Error::NotFound(format!("queue `{q}`"))),
-            Err(e @ (StoreError::MessageTooLarge { .. } | StoreError::Invalid(_))) => {
-                Err(Error::Invalid(e.to_string()))
-            }
+            Err(e @ StoreError::MessageTooLarge { .. }) => Err(Error::Invalid(e.to_string())),
             Err(e) => {
                 tracing::error!(function = %caps.function, invocation_id = %caps.invocation_id, "queue send failed: {e}");
                 Err(Error::Unavailable(e.to_string()))

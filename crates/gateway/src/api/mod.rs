@@ -82,7 +82,6 @@ impl From<StoreError> for ApiError {
             StoreError::QueueNotFound(_) | StoreError::MessageNotFound(_) => StatusCode::NOT_FOUND,
             StoreError::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             StoreError::StaleReceipt => StatusCode::CONFLICT,
-            StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
             StoreError::Closed => StatusCode::SERVICE_UNAVAILABLE,
             StoreError::Backend(detail) => {
                 tracing::error!("store failure behind /v1: {detail}");

@@ -248,24 +248,32 @@ async fn receive(
         )));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(request.wait_ms);
-    let waiter = state.waiters.get(&queue);
-    let messages = loop {
-        let notified = waiter.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let got = state
+    let receive = || {
+        state
             .queues
             .receive(&queue, request.max_messages, request.visibility_timeout_ms)
-            .await?;
-        if !got.is_empty() || tokio::time::Instant::now() >= deadline {
-            break got;
-        }
-        tokio::select! {
-            () = notified => {}
-            () = tokio::time::sleep(POLL_INTERVAL) => {}
-            () = tokio::time::sleep_until(deadline) => {}
-        }
     };
+    let mut messages = receive().await?;
+    if messages.is_empty() && request.wait_ms > 0 {
+        // Only after the first receive has shown the queue exists: a signal is
+        // kept per queue name, and unknown names must not grow that map.
+        let waiter = state.waiters.get(&queue);
+        while messages.is_empty() && tokio::time::Instant::now() < deadline {
+            let notified = waiter.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // Look again once subscribed, so a send in between is not missed.
+            messages = receive().await?;
+            if !messages.is_empty() {
+                break;
+            }
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep(POLL_INTERVAL) => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
     let out: Vec<Value> = messages
         .into_iter()
         .map(|m| {
