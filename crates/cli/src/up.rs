@@ -44,6 +44,10 @@ pub struct UpArgs {
     /// How long shutdown waits for in-flight requests, in milliseconds.
     #[arg(long, default_value_t = 30_000, value_name = "MS")]
     shutdown_grace_ms: u64,
+    /// Wasm stack each invocation may use, in KiB (for every function: the
+    /// engine sets it once); deeper recursion traps and the request gets 500.
+    #[arg(long, default_value_t = nimbus_engine::DEFAULT_MAX_WASM_STACK_KB, value_name = "KIB", value_parser = clap::value_parser!(u32).range(64..=65_536))]
+    max_wasm_stack_kb: u32,
     /// Open connections each listener accepts at once.
     #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
@@ -107,7 +111,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         queue_signals: signals.clone(),
     });
 
-    let runtime = Runtime::new(EngineSettings::for_app(&app))?;
+    let runtime = Runtime::new(EngineSettings {
+        max_wasm_stack_kb: args.max_wasm_stack_kb,
+        ..EngineSettings::for_app(&app)
+    })?;
     let cache = ArtifactCache::new(data_dir.join("artifacts"));
     let mut http_functions = HashMap::new();
     let mut event_functions = HashMap::new();
