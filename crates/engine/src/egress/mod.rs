@@ -107,7 +107,7 @@ impl Audit {
             target: "nimbus::audit",
             function = %self.function,
             invocation_id = %self.invocation_id,
-            destination,
+            destination = %destination,
             "outbound HTTP request denied: {reason}"
         );
     }
