@@ -230,6 +230,13 @@ async fn requests_that_miss_the_allow_list_by_scheme_host_or_port_are_denied() {
         let fetched = fetch(&nimbus, "", &target).await;
         assert_error(&fetched, &target, "HttpRequestDenied");
     }
+    // Credentials in the authority are refused rather than sent on.
+    let target = format!("http://user:secret@127.0.0.1:{port}/");
+    assert_error(
+        &fetch(&nimbus, "", &target).await,
+        &target,
+        "HttpRequestUriInvalid",
+    );
     assert_eq!(canary.hits(), 0);
     // The entry itself still works: the denials were about the mismatch.
     let fetched = fetch(&nimbus, "", &format!("http://127.0.0.1:{port}/")).await;

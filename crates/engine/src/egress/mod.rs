@@ -126,9 +126,14 @@ async fn send(
         _ => return Err(Error::HttpProtocolError),
     };
     let authority = uri.authority().ok_or(Error::HttpRequestUriInvalid)?;
+    // Credentials in the authority would end up in the Host header and the
+    // audit log; they belong in an Authorization header.
+    if authority.as_str().contains('@') {
+        return Err(Error::HttpRequestUriInvalid);
+    }
     let host = authority.host().to_owned();
     let port = authority.port_u16().unwrap_or(default_port);
-    let destination = format!("{scheme}://{authority}");
+    let destination = format!("{scheme}://{host}:{port}");
 
     let Some(reach) = policy.outbound.reach(scheme, &host, port) else {
         audit.deny(
