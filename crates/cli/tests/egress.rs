@@ -245,12 +245,12 @@ async fn requests_that_miss_the_allow_list_by_scheme_host_or_port_are_denied() {
 }
 
 #[tokio::test]
-async fn wildcards_match_any_scheme_and_port_and_subdomains_only() {
+async fn wildcards_match_any_scheme_and_port_and_a_suffix_only_below_it() {
     let canary = Canary::start(Reply::Body("wildcard")).await;
     let port = canary.port();
     let nimbus = fetch_app(
         "egress-wildcards",
-        "allowed_private_hosts = [\"*://127.0.0.1:*\", \"http://*.nimbus-test.invalid:*\"]\noutbound_timeout_ms = 5000",
+        "allowed_private_hosts = [\"*://127.0.0.1:*\", \"http://*.nimbus-test.invalid:*\"]",
     )
     .await;
 
@@ -258,23 +258,21 @@ async fn wildcards_match_any_scheme_and_port_and_subdomains_only() {
     assert_eq!((fetched.status, fetched.body.as_str()), (200, "wildcard"));
     assert_eq!(canary.hits(), 1);
 
-    // A subdomain matches `*.nimbus-test.invalid`, so the request gets as far
-    // as name resolution (which `.invalid` never passes)...
-    let target = format!("http://api.nimbus-test.invalid:{port}/");
-    let fetched = fetch(&nimbus, "", &target).await;
-    assert_eq!(fetched.status, 502, "{}", fetched.body);
-    assert!(
-        fetched.body.contains("ErrorCode::Dns"),
-        "{target}: {}",
-        fetched.body
-    );
-    // ...while the bare domain is not matched at all.
-    let target = format!("http://nimbus-test.invalid:{port}/");
-    assert_error(
-        &fetch(&nimbus, "", &target).await,
-        &target,
-        "HttpRequestDenied",
-    );
+    // Names outside `*.nimbus-test.invalid` are refused before any lookup
+    // (so no DNS query leaves the machine); that subdomains do match is
+    // covered by the manifest crate's matcher tests.
+    for target in [
+        format!("http://nimbus-test.invalid:{port}/"),
+        format!("http://evilnimbus-test.invalid:{port}/"),
+        format!("http://nimbus-test.invalid.evil.net:{port}/"),
+        format!("http://localhost:{port}/"),
+    ] {
+        assert_error(
+            &fetch(&nimbus, "", &target).await,
+            &target,
+            "HttpRequestDenied",
+        );
+    }
     assert_eq!(canary.hits(), 1);
 }
 
