@@ -6,8 +6,9 @@ use clap::Args;
 use nimbus_engine::{
     ArtifactCache, CacheOutcome, EngineSettings, LoadedFunction, Runtime, Services,
 };
-use nimbus_gateway::{Drain, ServerLimits};
-use nimbus_manifest::App;
+use nimbus_gateway::auth::{ApiKeys, Authenticator, JwtVerifier};
+use nimbus_gateway::{Drain, PublicGateway, ServerLimits};
+use nimbus_manifest::{App, RouteAuth};
 use nimbus_store::queue::{QueueConfig, QueueStore};
 use nimbus_store::{QueueSignals, SystemClock};
 use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
@@ -142,9 +143,15 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             .methods
             .as_ref()
             .map_or("*".to_owned(), |m| m.join(","));
+        let auth = match &trigger.auth {
+            RouteAuth::Public => "public".to_owned(),
+            RouteAuth::ApiKey => "api_key".to_owned(),
+            RouteAuth::Jwt { scopes } if scopes.is_empty() => "jwt".to_owned(),
+            RouteAuth::Jwt { scopes } => format!("jwt, scopes {}", scopes.join(" ")),
+        };
         writeln!(
             out,
-            "route {methods} {} -> {}",
+            "route {methods} {} -> {} ({auth})",
             trigger.route, trigger.function
         )?;
     }
@@ -195,8 +202,28 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
     };
+    let keys = Arc::new(
+        tokio
+            .block_on(ApiKeys::load(store.clone()))
+            .context("failed to load the API keys")?,
+    );
+    let jwt = match &app.jwt {
+        Some(config) => Some(
+            tokio
+                .block_on(JwtVerifier::new(config.clone()))
+                .with_context(|| format!("[auth.jwt] of {}", app.manifest_path.display()))?,
+        ),
+        None => None,
+    };
+    let gateway = PublicGateway::new(
+        &app,
+        http_functions.clone(),
+        Authenticator::new(keys.clone(), jwt),
+        limits.body_read_timeout,
+    );
     tokio.block_on(async {
         let sweeper = tokio::spawn(expire_periodically(store.clone()));
+        let key_flusher = tokio::spawn(flush_key_usage_periodically(keys.clone()));
         let (stop_triggers, triggers_stopped) = tokio::sync::watch::channel(false);
         let mut triggers = tokio::task::JoinSet::new();
         for trigger in &app.queue_triggers {
@@ -228,6 +255,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 http: http_functions.keys().cloned().collect(),
             }),
             admin_token: nimbus_gateway::AdminToken::new(&admin_token),
+            keys: keys.clone(),
         };
         let public = TcpListener::bind(args.listen)
             .await
@@ -250,8 +278,11 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             // flight finish (or are cut off with the rest after the grace).
             let _ = stop_triggers.send(true);
         };
-        let drain =
-            nimbus_gateway::run(public, admin, &app, http_functions, api, limits, shutdown).await;
+        let drain = nimbus_gateway::run(public, admin, gateway, api, limits, shutdown).await;
+        key_flusher.abort();
+        if let Err(e) = keys.flush().await {
+            tracing::error!("failed to record API key quota use at shutdown: {e}");
+        }
         let _ = tokio::time::timeout(limits.shutdown_grace, async {
             while triggers.join_next().await.is_some() {}
         })
@@ -279,7 +310,7 @@ async fn open_store(
     app: &App,
     data_dir: &std::path::Path,
     durability: StoreDurability,
-) -> anyhow::Result<Arc<dyn QueueStore>> {
+) -> anyhow::Result<Arc<SqliteStore>> {
     let options = SqliteOptions {
         path: data_dir.join("nimbus.db"),
         durability: match durability {
@@ -308,6 +339,20 @@ async fn open_store(
         .await
         .context("failed to declare the app's queues")?;
     Ok(Arc::new(store))
+}
+
+/// How often quota use of API keys is written to the store; a crash
+/// forgets at most this much use.
+const KEY_USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+async fn flush_key_usage_periodically(keys: Arc<ApiKeys>) {
+    let mut tick = tokio::time::interval(KEY_USAGE_FLUSH_INTERVAL);
+    loop {
+        tick.tick().await;
+        if let Err(e) = keys.flush().await {
+            tracing::warn!("failed to record API key quota use: {e}");
+        }
+    }
 }
 
 async fn expire_periodically(store: Arc<dyn QueueStore>) {

@@ -4,6 +4,7 @@
 //! an [`App`] whose values are checked and defaulted. Every problem is a
 //! [`Diagnostic`] naming the line and column and saying how to fix it.
 
+mod auth;
 pub mod delivery;
 mod diagnostic;
 pub mod limits;
@@ -15,6 +16,7 @@ pub mod route;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use auth::{JwtAlgorithm, JwtConfig, JwtKeys, RouteAuth};
 pub use delivery::{Backoff, Delivery, Destination, RetryPolicy};
 pub use diagnostic::{Diagnostic, Location, ManifestError};
 pub use outbound::{HostPattern, Outbound, Reach};
@@ -32,6 +34,8 @@ pub struct App {
     pub queues: BTreeMap<String, Queue>,
     pub http_triggers: Vec<HttpTrigger>,
     pub queue_triggers: Vec<QueueTrigger>,
+    /// `[auth.jwt]`: how `auth = "jwt"` routes verify bearer tokens.
+    pub jwt: Option<JwtConfig>,
 }
 
 /// A durable queue (`[queue.NAME]`), with SQS semantics.
@@ -94,6 +98,8 @@ pub struct HttpTrigger {
     pub methods: Option<Vec<String>>,
     pub function: String,
     pub max_body_bytes: u64,
+    /// Who may call the route.
+    pub auth: RouteAuth,
 }
 
 impl App {

@@ -99,3 +99,15 @@ pub const MAX_RECEIVE_COUNT: Limit = Limit {
     default: 0,
     range: (1, 1000),
 };
+/// Clock skew, in seconds, tolerated on a JWT's `exp` and `nbf`.
+pub const JWT_LEEWAY_S: Limit = Limit {
+    key: "leeway_s",
+    default: 30,
+    range: (0, 300),
+};
+/// Seconds fetched JWKS keys are used before they are fetched again.
+pub const JWKS_REFRESH_S: Limit = Limit {
+    key: "jwks_refresh_s",
+    default: 300,
+    range: (10, 86_400),
+};

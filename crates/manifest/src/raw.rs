@@ -15,6 +15,7 @@ pub(crate) struct RawManifest {
     pub queue: BTreeMap<Spanned<String>, Spanned<RawQueue>>,
     #[serde(default)]
     pub trigger: RawTriggers,
+    pub auth: Option<Spanned<crate::auth::RawAuth>>,
 }
 
 #[derive(Deserialize)]
@@ -83,4 +84,6 @@ pub(crate) struct RawHttpTrigger {
     pub methods: Option<Spanned<Vec<Spanned<String>>>>,
     pub function: Option<Spanned<String>>,
     pub max_body_bytes: Option<Spanned<i64>>,
+    pub auth: Option<Spanned<String>>,
+    pub scopes: Option<Spanned<Vec<Spanned<String>>>>,
 }

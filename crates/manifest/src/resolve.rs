@@ -87,9 +87,15 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
         .filter_map(|t| resolve_queue_trigger(&mut d, &functions, &queues, t))
         .collect();
 
+    let jwt = raw
+        .auth
+        .as_ref()
+        .and_then(|a| a.get_ref().jwt.as_ref())
+        .and_then(|jwt| crate::auth::resolve_jwt(&mut d, &base_dir, jwt));
+    let has_jwt = raw.auth.as_ref().is_some_and(|a| a.get_ref().jwt.is_some());
     let mut http_triggers: Vec<(HttpTrigger, Spanned<()>)> = Vec::new();
     for raw_trigger in &raw.trigger.http {
-        if let Some(t) = resolve_http_trigger(&mut d, &functions, raw_trigger) {
+        if let Some(t) = resolve_http_trigger(&mut d, &functions, raw_trigger, has_jwt) {
             http_triggers.push(t);
         }
     }
@@ -104,6 +110,7 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
         queues,
         http_triggers: http_triggers.into_iter().map(|(t, _)| t).collect(),
         queue_triggers,
+        jwt,
     })
 }
 
@@ -200,6 +207,7 @@ fn resolve_http_trigger(
     d: &mut Diagnostics,
     functions: &BTreeMap<String, Function>,
     raw: &Spanned<RawHttpTrigger>,
+    has_jwt: bool,
 ) -> Option<(HttpTrigger, Spanned<()>)> {
     let t = raw.get_ref();
     let route = match &t.route {
@@ -276,12 +284,14 @@ fn resolve_http_trigger(
         methods
     });
     let max_body_bytes = limit(d, &t.max_body_bytes, limits::MAX_BODY_BYTES);
-    let ((route, route_span), function) = (route?, function?);
+    let auth = crate::auth::resolve_route_auth(d, raw.span(), &t.auth, &t.scopes, has_jwt);
+    let ((route, route_span), function, auth) = (route?, function?, auth?);
     let trigger = HttpTrigger {
         route,
         methods,
         function,
         max_body_bytes,
+        auth,
     };
     Some((trigger, Spanned::new(route_span, ())))
 }
@@ -510,7 +520,7 @@ fn valid_name(name: &str, max: usize, letter_first: bool) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || extra.contains(c))
 }
 
-fn valid_env_name(name: &str) -> bool {
+pub(crate) fn valid_env_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')

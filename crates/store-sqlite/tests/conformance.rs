@@ -24,3 +24,10 @@ impl Backend for Sqlite {
 nimbus_store::queue_conformance_tests!(Sqlite {
     dir: tempfile::tempdir().unwrap()
 });
+
+mod keys {
+    use super::*;
+    nimbus_store::key_conformance_tests!(Sqlite {
+        dir: tempfile::tempdir().unwrap()
+    });
+}

@@ -5,9 +5,11 @@
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod keys;
 pub mod queue;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use keys::{ApiKeyRecord, KeyStore, KeyUsage};
 pub use queue::{
     NackOptions, QueueConfig, QueueSignals, QueueStats, QueueStore, ReceivedMessage, SendMessage,
     SendReceipt, StoredMessage,
@@ -25,6 +27,8 @@ pub enum StoreError {
     StaleReceipt,
     #[error("message `{0}` does not exist")]
     MessageNotFound(String),
+    #[error("API key `{0}` does not exist")]
+    KeyNotFound(String),
     #[error("storage backend failed: {0}")]
     Backend(String),
     #[error("the store is shut down")]
