@@ -29,6 +29,13 @@ pub struct AdminArgs {
     admin_token: Option<String>,
 }
 
+impl AdminArgs {
+    /// A client for the admin API these arguments name.
+    pub(crate) fn client(&self) -> anyhow::Result<AdminClient> {
+        AdminClient::new(&self.admin, self.admin_token.as_deref())
+    }
+}
+
 #[derive(Subcommand)]
 pub enum QueueCommand {
     /// Send a message (printed: its id).
@@ -86,7 +93,7 @@ pub enum DlqCommand {
     },
 }
 
-fn print(value: &Value) {
+pub(crate) fn print(value: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
