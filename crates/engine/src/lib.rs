@@ -4,6 +4,7 @@
 
 mod cache;
 mod capabilities;
+mod egress;
 mod event;
 mod http;
 mod invocation;

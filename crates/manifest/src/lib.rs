@@ -8,6 +8,7 @@ mod auth;
 pub mod delivery;
 mod diagnostic;
 pub mod limits;
+pub mod outbound;
 mod raw;
 mod resolve;
 pub mod route;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 pub use auth::{JwtAlgorithm, JwtConfig, JwtKeys, RouteAuth};
 pub use delivery::{Backoff, Delivery, Destination, RetryPolicy};
 pub use diagnostic::{Diagnostic, Location, ManifestError};
+pub use outbound::{HostPattern, Outbound, Reach};
 pub use route::{RouteMatch, RoutePattern, Segment};
 
 /// A validated application: what `nimbus up` runs.
@@ -67,6 +69,8 @@ pub struct Function {
     pub env: BTreeMap<String, String>,
     /// What the function may use; nothing else is reachable.
     pub grants: Vec<Grant>,
+    /// Where the function may send HTTP requests; nowhere by default.
+    pub outbound: Outbound,
     /// Retries and destinations of asynchronous invocations.
     pub async_invoke: RetryPolicy,
 }

@@ -49,6 +49,12 @@ pub(crate) struct RawFunction {
     pub env: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
     pub allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub allowed_private_hosts: Vec<Spanned<String>>,
+    pub outbound_timeout_ms: Option<Spanned<i64>>,
+    pub max_outbound_response_bytes: Option<Spanned<i64>>,
     /// `[function.NAME.async]`: retries and destinations of async invocations.
     #[serde(rename = "async")]
     pub async_invoke: Option<Spanned<crate::delivery::RawRetryPolicy>>,

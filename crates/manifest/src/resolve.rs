@@ -190,6 +190,15 @@ fn resolve_function(
         max_log_bytes: limit(d, &f.max_log_bytes, limits::MAX_LOG_BYTES),
         env,
         grants: Vec::new(),
+        outbound: crate::outbound::resolve(
+            d,
+            crate::outbound::RawOutbound {
+                allowed_hosts: &f.allowed_outbound_hosts,
+                private_hosts: &f.allowed_private_hosts,
+                timeout_ms: &f.outbound_timeout_ms,
+                max_response_bytes: &f.max_outbound_response_bytes,
+            },
+        ),
         async_invoke: crate::RetryPolicy::defaults(),
     })
 }

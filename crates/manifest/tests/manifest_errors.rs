@@ -1,7 +1,9 @@
 //! A table of bad manifests, each with the line, column and message fragments
 //! its error must carry, plus checks on what a good manifest resolves to.
 
-use nimbus_manifest::{App, JwtAlgorithm, JwtConfig, JwtKeys, ManifestError, RouteAuth, limits};
+use nimbus_manifest::{
+    App, JwtAlgorithm, JwtConfig, JwtKeys, ManifestError, Outbound, Reach, RouteAuth, limits,
+};
 use std::path::Path;
 
 const FUNCTION: &str = "[app]\nname = \"demo\"\n\n[function.hello]\ncomponent = \"hello.wasm\"\n";
@@ -181,6 +183,93 @@ fn bad_manifests_are_reported_with_line_column_and_fix() {
             9,
             11,
             &["`methods` is empty"],
+        ),
+        (
+            "outbound host without a scheme",
+            format!("{FUNCTION}allowed_outbound_hosts = [\"api.example.com\"]\n"),
+            6,
+            27,
+            &["`api.example.com` has no scheme", "scheme://host[:port]"],
+        ),
+        (
+            "outbound host with a path",
+            format!("{FUNCTION}allowed_outbound_hosts = [\"https://example.com/v1\"]\n"),
+            6,
+            27,
+            &[
+                "path, query or fragment (`/v1`)",
+                "scheme, host and port only",
+            ],
+        ),
+        (
+            "outbound host with user information",
+            format!("{FUNCTION}allowed_outbound_hosts = [\"https://me@example.com\"]\n"),
+            6,
+            27,
+            &["user information", "credentials belong in request headers"],
+        ),
+        (
+            "outbound host with an unsupported scheme",
+            format!("{FUNCTION}allowed_outbound_hosts = [\"ftp://example.com\"]\n"),
+            6,
+            27,
+            &["scheme `ftp`", "`http`, `https` or `*`"],
+        ),
+        (
+            "outbound host with a misplaced wildcard",
+            format!("{FUNCTION}allowed_outbound_hosts = [\"https://api.*.com\"]\n"),
+            6,
+            27,
+            &["wildcard `api.*.com`", "`*.example.com`"],
+        ),
+        (
+            "outbound host with a bad port",
+            format!("{FUNCTION}allowed_outbound_hosts = [\"https://example.com:99999\"]\n"),
+            6,
+            27,
+            &["port `99999`", "1 to 65535, or `*`"],
+        ),
+        (
+            "outbound IPv6 host without brackets",
+            format!("{FUNCTION}allowed_outbound_hosts = [\"http://fe80::1\"]\n"),
+            6,
+            27,
+            &["more than one `:`", "IPv6 addresses in brackets"],
+        ),
+        (
+            "outbound host in a numeric form",
+            format!("{FUNCTION}allowed_outbound_hosts = [\"http://2130706433\"]\n"),
+            6,
+            27,
+            &["neither a DNS name nor an IP address", "dotted IPv4"],
+        ),
+        (
+            "private host wildcard for every host",
+            format!("{FUNCTION}allowed_private_hosts = [\"http://*:8080\"]\n"),
+            6,
+            26,
+            &["every private address", "name the private host"],
+        ),
+        (
+            "malformed private host",
+            format!("{FUNCTION}allowed_private_hosts = [\"localhost:8080\"]\n"),
+            6,
+            26,
+            &["`localhost:8080` has no scheme"],
+        ),
+        (
+            "outbound timeout out of range",
+            format!("{FUNCTION}outbound_timeout_ms = 0\n"),
+            6,
+            23,
+            &["`outbound_timeout_ms` = 0 is out of range", "1 to 900000"],
+        ),
+        (
+            "outbound response cap out of range",
+            format!("{FUNCTION}max_outbound_response_bytes = -1\n"),
+            6,
+            31,
+            &["`max_outbound_response_bytes` = -1 is out of range"],
         ),
         (
             "body limit out of range",
@@ -537,6 +626,13 @@ fn defaults_apply_and_paths_resolve_against_the_manifest() {
     assert_eq!(f.timeout_ms, limits::TIMEOUT_MS.default);
     assert_eq!(f.max_concurrency as u64, limits::MAX_CONCURRENCY.default);
     assert_eq!(f.max_log_bytes, limits::MAX_LOG_BYTES.default);
+    assert_eq!(f.outbound, Outbound::default());
+    assert!(f.outbound.allowed_hosts.is_empty() && f.outbound.private_hosts.is_empty());
+    assert_eq!(f.outbound.timeout_ms, limits::OUTBOUND_TIMEOUT_MS.default);
+    assert_eq!(
+        f.outbound.max_response_bytes,
+        limits::MAX_OUTBOUND_RESPONSE_BYTES.default
+    );
     assert_eq!(f.env["GREETING"], "hi");
     let t = &app.http_triggers[0];
     assert_eq!(
@@ -632,6 +728,32 @@ fn queue_triggers_resolve_with_the_shared_delivery_defaults() {
             max_ms: 100
         }
     );
+}
+
+#[test]
+fn outbound_settings_resolve_into_patterns_and_limits() {
+    let source = format!(
+        "{FUNCTION}allowed_outbound_hosts = [\"https://api.example.com\", \"http://*.example.com:8080\", \"HTTPS://API.example.com\"]\nallowed_private_hosts = [\"http://localhost:*\"]\noutbound_timeout_ms = 2500\nmax_outbound_response_bytes = 1024\n"
+    );
+    let app = App::parse(Path::new("nimbus.toml"), &source).unwrap();
+    let out = &app.functions["hello"].outbound;
+    let written: Vec<String> = out.allowed_hosts.iter().map(|p| p.to_string()).collect();
+    // The same destination written twice is kept once.
+    assert_eq!(
+        written,
+        ["https://api.example.com", "http://*.example.com:8080"]
+    );
+    assert_eq!((out.timeout_ms, out.max_response_bytes), (2500, 1024));
+    assert_eq!(
+        out.reach("https", "api.example.com", 443),
+        Some(Reach::Public)
+    );
+    assert_eq!(
+        out.reach("http", "x.example.com", 8080),
+        Some(Reach::Public)
+    );
+    assert_eq!(out.reach("http", "localhost", 3000), Some(Reach::Private));
+    assert_eq!(out.reach("https", "evil.net", 443), None);
 }
 
 #[test]
