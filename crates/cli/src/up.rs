@@ -4,7 +4,8 @@
 use anyhow::Context as _;
 use clap::Args;
 use nimbus_engine::{
-    ArtifactCache, CacheOutcome, EngineSettings, LoadedFunction, Runtime, Services,
+    ArtifactCache, CacheOutcome, EngineSettings, FunctionDirectory, LoadedFunction, Runtime,
+    Services,
 };
 use nimbus_gateway::auth::{ApiKeys, Authenticator, JwtVerifier};
 use nimbus_gateway::{Drain, PublicGateway, ServerLimits};
@@ -109,6 +110,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let services = Arc::new(Services {
         queues: store.clone(),
         queue_signals: signals.clone(),
+        functions: FunctionDirectory::default(),
     });
 
     let runtime = Runtime::new(EngineSettings {
@@ -181,6 +183,20 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             }
         }
     }
+    for function in app.functions.values() {
+        for grant in &function.grants {
+            if let nimbus_manifest::Grant::FunctionInvoke(target) = grant
+                && !event_functions.contains_key(target)
+            {
+                anyhow::bail!(
+                    "function `{}` is allowed to invoke `{target}`, which is an HTTP function; \
+                     only event functions can be invoked (HTTP functions are called through their routes)",
+                    function.name
+                );
+            }
+        }
+    }
+    services.functions.publish(&event_functions);
     let async_queues: Vec<_> = app
         .functions
         .values()

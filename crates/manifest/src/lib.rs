@@ -80,6 +80,8 @@ pub struct Function {
 pub enum Grant {
     /// `queue:NAME:send`
     QueueSend(String),
+    /// `function:NAME:invoke` (an event function, checked when the app starts)
+    FunctionInvoke(String),
 }
 
 /// `[[trigger.queue]]`: `function` consumes `queue` in batches.

@@ -3,8 +3,11 @@
 //! before any backend call; a denial is an error the guest sees (never a
 //! trap) plus an audit line in the log.
 
+mod function;
 mod log;
 mod queue;
+
+pub use function::{FunctionDirectory, MAX_CALL_DEPTH, async_queue_name};
 
 use nimbus_manifest::Grant;
 use nimbus_store::{QueueSignals, QueueStore};
@@ -16,12 +19,15 @@ use std::sync::Arc;
 pub struct Services {
     pub queues: Arc<dyn QueueStore>,
     pub queue_signals: QueueSignals,
+    /// The app's event functions, for `function:NAME:invoke`.
+    pub functions: FunctionDirectory,
 }
 
 /// A function's grants, resolved into allow-sets.
 #[derive(Debug, Default)]
 pub(crate) struct Grants {
     queue_send: HashSet<String>,
+    function_invoke: HashSet<String>,
 }
 
 impl Grants {
@@ -31,6 +37,9 @@ impl Grants {
             match grant {
                 Grant::QueueSend(queue) => {
                     resolved.queue_send.insert(queue.clone());
+                }
+                Grant::FunctionInvoke(function) => {
+                    resolved.function_invoke.insert(function.clone());
                 }
             }
         }
@@ -44,6 +53,9 @@ pub(crate) struct CapabilityCtx {
     pub grants: Arc<Grants>,
     pub function: Arc<str>,
     pub invocation_id: Arc<str>,
+    /// Synchronous calls between this invocation and its trigger (0 when a
+    /// trigger invoked it directly).
+    pub depth: u32,
 }
 
 impl CapabilityCtx {
