@@ -69,6 +69,10 @@ pub struct UpArgs {
     /// can be lost (logged as a warning at startup).
     #[arg(long, value_enum, default_value_t = StoreDurability::Fsync)]
     store_durability: StoreDurability,
+    /// Largest request head (request line and headers) in bytes; a larger
+    /// one gets 431.
+    #[arg(long, default_value_t = 65_536, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(8_192..=1_048_576))]
+    max_header_bytes: u32,
     /// Time a client has to send a request's body, in milliseconds.
     #[arg(long, default_value_t = 30_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     body_read_timeout_ms: u64,
@@ -224,6 +228,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
         body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+        max_header_bytes: args.max_header_bytes as usize,
     };
     let keys = Arc::new(
         tokio
