@@ -111,10 +111,13 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .context("failed to start the async runtime")?;
     let store = tokio.block_on(open_store(&app, &data_dir, args.store_durability))?;
     let signals = QueueSignals::default();
+    let metrics = Arc::new(nimbus_metrics::Metrics::default());
+    store.observe(metrics.clone());
     let services = Arc::new(Services {
         queues: store.clone(),
         queue_signals: signals.clone(),
         functions: FunctionDirectory::default(),
+        metrics: metrics.clone(),
     });
 
     let runtime = Runtime::new(EngineSettings {
@@ -127,10 +130,14 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     for function in app.functions.values() {
         let (loaded, outcome) = runtime.load_function(function, &cache, &services)?;
-        let how = match outcome {
-            CacheOutcome::Hit => "loaded cached artifact",
-            CacheOutcome::Compiled => "compiled",
+        let (how, artifact) = match outcome {
+            CacheOutcome::Hit => ("loaded cached artifact", "cached"),
+            CacheOutcome::Compiled => ("compiled", "compiled"),
         };
+        metrics
+            .function_loads
+            .with(&[&function.name, artifact])
+            .inc();
         let kind = match loaded {
             LoadedFunction::Http(f) => {
                 http_functions.insert(function.name.clone(), Arc::new(f));
@@ -248,6 +255,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         http_functions.clone(),
         Authenticator::new(keys.clone(), jwt),
         limits.body_read_timeout,
+        metrics.clone(),
     );
     tokio.block_on(async {
         let sweeper = tokio::spawn(expire_periodically(store.clone()));
@@ -284,6 +292,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             }),
             admin_token: nimbus_gateway::AdminToken::new(&admin_token),
             keys: keys.clone(),
+            metrics: metrics.clone(),
         };
         let public = TcpListener::bind(args.listen)
             .await

@@ -219,8 +219,15 @@ async fn handle(
                 error,
                 visible_after_ms: delay,
             };
-            if let Err(e) = store.nack(queue, &message.receipt_handle, options).await {
-                tracing::warn!(function = %name, event_id = %message.message_id, "could not schedule the retry: {e}");
+            match store.nack(queue, &message.receipt_handle, options).await {
+                Ok(()) => function
+                    .metrics()
+                    .event_retries
+                    .with(&[name, "async"])
+                    .inc(),
+                Err(e) => {
+                    tracing::warn!(function = %name, event_id = %message.message_id, "could not schedule the retry: {e}")
+                }
             }
             return;
         }

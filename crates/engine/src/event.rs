@@ -24,6 +24,12 @@ impl EventFunction {
         &self.core.name
     }
 
+    /// Where this function's invocations (and its triggers' retries) are
+    /// counted.
+    pub fn metrics(&self) -> &nimbus_metrics::Metrics {
+        self.core.metrics()
+    }
+
     /// Handles `events` in a fresh instance, waiting for a free instance slot
     /// first. `Ok` holds the ids the handler reported as failed; a trap, the
     /// deadline or an `err` from the handler is an `InvokeError`.
@@ -51,7 +57,7 @@ impl EventFunction {
 
     async fn run(
         &self,
-        permit: tokio::sync::OwnedSemaphorePermit,
+        permit: crate::invocation::Running,
         events: Vec<Event>,
         invocation_id: &str,
         depth: u32,
@@ -64,7 +70,9 @@ impl EventFunction {
             .store(self.pre.engine(), &invocation_id, deadline, depth);
         tracing::debug!(function = %self.core.name, invocation_id = %invocation_id, events = events.len(), "invocation started");
         let run = async {
+            let instantiating = Instant::now();
             let instance = self.pre.instantiate_async(&mut store).await?;
+            self.core.instance_started(instantiating.elapsed());
             instance
                 .nimbus_function_handler()
                 .call_handle(&mut store, &events)

@@ -77,7 +77,9 @@ impl HttpFunction {
         let task = tokio::spawn(async move {
             tracing::debug!(function = %core.name, invocation_id = %id, "invocation started");
             let run = async {
+                let instantiating = Instant::now();
                 let proxy = pre.instantiate_async(&mut store).await?;
+                core.instance_started(instantiating.elapsed());
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)

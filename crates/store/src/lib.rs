@@ -15,6 +15,16 @@ pub use queue::{
     SendReceipt, StoredMessage,
 };
 
+/// Told what the store did once it is durable (for metrics), without the
+/// store knowing who listens.
+pub trait StoreObserver: Send + Sync {
+    /// A transaction carrying `requests` requests committed, `took` after it
+    /// began.
+    fn committed(&self, requests: usize, took: std::time::Duration);
+    /// `messages` messages of `queue` were moved to its dead-letter queue.
+    fn dead_lettered(&self, queue: &str, messages: u64);
+}
+
 /// What can go wrong in a store call. Backend errors arrive as text: no
 /// driver type crosses this interface.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -21,6 +21,8 @@ pub struct Services {
     pub queue_signals: QueueSignals,
     /// The app's event functions, for `function:NAME:invoke`.
     pub functions: FunctionDirectory,
+    /// Where invocations are counted.
+    pub metrics: Arc<nimbus_metrics::Metrics>,
 }
 
 /// A function's grants, resolved into allow-sets.

@@ -26,6 +26,8 @@ pub struct ApiState {
     pub functions: Arc<Functions>,
     /// API keys for `auth = "api_key"` routes.
     pub keys: Arc<crate::auth::ApiKeys>,
+    /// What `/metrics` renders.
+    pub metrics: Arc<nimbus_metrics::Metrics>,
     /// What every `/v1` request must present.
     pub admin_token: crate::AdminToken,
 }
