@@ -10,6 +10,7 @@ pub mod limits;
 mod raw;
 mod resolve;
 pub mod route;
+pub mod secret;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -72,6 +73,9 @@ pub struct Function {
 pub enum Grant {
     /// `queue:NAME:send`
     QueueSend(String),
+    /// `secret:NAME:read`; the secret need not be set yet (secrets are set
+    /// at runtime), in which case reading it is `not-found`.
+    SecretRead(String),
 }
 
 /// `[[trigger.queue]]`: `function` consumes `queue` in batches.

@@ -362,10 +362,23 @@ fn resolve_grants(
                 format!("queues have no `{action}` permission"),
                 "functions may be allowed `queue:NAME:send`",
             ),
+            ["secret", name, "read"] => match crate::secret::check_secret_name(name) {
+                Ok(()) => grants.push(Grant::SecretRead((*name).to_owned())),
+                Err(e) => d.error(
+                    entry.span(),
+                    format!("grant `{text}` names an invalid secret: {e}"),
+                    "fix the name; it must be one `nimbus secret set` accepts",
+                ),
+            },
+            ["secret", _, action] => d.error(
+                entry.span(),
+                format!("secrets have no `{action}` permission"),
+                "functions may be allowed `secret:NAME:read`",
+            ),
             _ => d.error(
                 entry.span(),
                 format!("`{text}` is not a grant Nimbus knows"),
-                "grants look like `queue:NAME:send`",
+                "grants look like `queue:NAME:send` or `secret:NAME:read`",
             ),
         }
     }

@@ -4,6 +4,7 @@
 //! (group commit), so durable throughput is not one fsync per request.
 
 mod queue;
+mod secret;
 mod writer;
 
 use nimbus_store::{Clock, StoreResult};

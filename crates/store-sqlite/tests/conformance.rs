@@ -1,4 +1,5 @@
-//! The store conformance suite against SQLite, on a manual clock.
+//! The store conformance suites (queues, secrets) against SQLite, on a
+//! manual clock.
 
 use nimbus_store::ManualClock;
 use nimbus_store::conformance::Backend;
@@ -22,5 +23,9 @@ impl Backend for Sqlite {
 }
 
 nimbus_store::queue_conformance_tests!(Sqlite {
+    dir: tempfile::tempdir().unwrap()
+});
+
+nimbus_store::secret_conformance_tests!(Sqlite {
     dir: tempfile::tempdir().unwrap()
 });

@@ -6,12 +6,14 @@ pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod queue;
+pub mod secret;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use queue::{
     NackOptions, QueueConfig, QueueSignals, QueueStats, QueueStore, ReceivedMessage, SendMessage,
     SendReceipt, StoredMessage,
 };
+pub use secret::{PutOutcome, SealedSecret, SecretInfo, SecretStore};
 
 /// What can go wrong in a store call. Backend errors arrive as text: no
 /// driver type crosses this interface.
