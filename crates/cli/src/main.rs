@@ -4,6 +4,7 @@
 mod build;
 mod client;
 mod queue;
+mod secret;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,14 @@ enum Command {
         admin: queue::AdminArgs,
         #[command(subcommand)]
         command: queue::DlqCommand,
+    },
+    /// Set, list and delete a running app's secrets (values from stdin or a
+    /// file, sealed at rest, readable only by functions granted them).
+    Secret {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        #[command(subcommand)]
+        command: secret::SecretCommand,
     },
     /// Invoke an event function of a running app with one event and wait for
     /// the outcome (printed as JSON; exit status 1 if the function failed).
@@ -91,6 +100,7 @@ fn main() -> ExitCode {
             asynchronous,
         } => queue::run_invoke(&admin, &function, data, file, asynchronous),
         Command::Dlq { admin, command } => queue::run_dlq(&admin, command),
+        Command::Secret { admin, command } => secret::run(&admin, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -29,6 +29,16 @@ pub struct AdminArgs {
     admin_token: Option<String>,
 }
 
+impl AdminArgs {
+    pub fn url(&self) -> &str {
+        &self.admin
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+}
+
 #[derive(Subcommand)]
 pub enum QueueCommand {
     /// Send a message (printed: its id).

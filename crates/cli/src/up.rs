@@ -1,5 +1,6 @@
-//! `nimbus up`: load the app, compile or load its components, bind the
-//! listeners, report where they are, and serve until SIGINT or SIGTERM.
+//! `nimbus up`: load the app, open the store and the secret vault, compile or
+//! load its components, bind the listeners, report where they are, and serve
+//! until SIGINT or SIGTERM.
 
 use anyhow::Context as _;
 use clap::Args;
@@ -63,6 +64,11 @@ pub struct UpArgs {
     /// can be lost (logged as a warning at startup).
     #[arg(long, value_enum, default_value_t = StoreDurability::Fsync)]
     store_durability: StoreDurability,
+    /// The key that seals secrets, kept apart from the data directory;
+    /// created (0600) on first start if missing
+    /// [default: $XDG_CONFIG_HOME/nimbus/APP/secrets.key, else ~/.config/nimbus/APP/secrets.key].
+    #[arg(long, env = "NIMBUS_SECRET_KEY_FILE", value_name = "PATH")]
+    secret_key_file: Option<PathBuf>,
     /// Time a client has to send a request's body, in milliseconds.
     #[arg(long, default_value_t = 30_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     body_read_timeout_ms: u64,
@@ -100,10 +106,18 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .build()
         .context("failed to start the async runtime")?;
     let store = tokio.block_on(open_store(&app, &data_dir, args.store_durability))?;
+    let secrets = tokio.block_on(crate::secret::open_vault(
+        args.secret_key_file.as_deref(),
+        &app.name,
+        store.clone(),
+        &data_dir.join(DB_FILE),
+    ))?;
+    let store: Arc<dyn QueueStore> = store;
     let signals = QueueSignals::default();
     let services = Arc::new(Services {
         queues: store.clone(),
         queue_signals: signals.clone(),
+        secrets: secrets.clone(),
     });
 
     let runtime = Runtime::new(EngineSettings::for_app(&app))?;
@@ -228,6 +242,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 http: http_functions.keys().cloned().collect(),
             }),
             admin_token: nimbus_gateway::AdminToken::new(&admin_token),
+            secrets,
         };
         let public = TcpListener::bind(args.listen)
             .await
@@ -273,15 +288,18 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The store's file in the data directory.
+const DB_FILE: &str = "nimbus.db";
+
 /// Opens the embedded store in the data directory and declares the app's
 /// queues in it.
 async fn open_store(
     app: &App,
     data_dir: &std::path::Path,
     durability: StoreDurability,
-) -> anyhow::Result<Arc<dyn QueueStore>> {
+) -> anyhow::Result<Arc<SqliteStore>> {
     let options = SqliteOptions {
-        path: data_dir.join("nimbus.db"),
+        path: data_dir.join(DB_FILE),
         durability: match durability {
             StoreDurability::Fsync => Durability::Fsync,
             StoreDurability::Relaxed => Durability::RelaxedMayLoseRecentWrites,

@@ -112,6 +112,9 @@ impl SecretKey {
         Ok(SecretKey(key))
     }
 
+    /// Writes the key to a private temporary file and links it into place,
+    /// so `path` never exists half-written (a crash or a second process
+    /// starting at the same time sees the whole key or no file).
     fn create_file(&self, path: &Path) -> Result<(), KeyFileError> {
         let create = |source| KeyFileError::Create {
             path: path.to_owned(),
@@ -124,16 +127,24 @@ impl SecretKey {
                 .create(dir)
                 .map_err(create)?;
         }
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(create)?;
-        let hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
-        file.write_all(format!("{hex}\n").as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(create)
+        let mut suffix = [0u8; 8];
+        getrandom::fill(&mut suffix).map_err(KeyFileError::Random)?;
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(format!(".{:016x}.tmp", u64::from_le_bytes(suffix)));
+        let temporary = PathBuf::from(temporary);
+        let written = (|| {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temporary)?;
+            let hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
+            file.write_all(format!("{hex}\n").as_bytes())?;
+            file.sync_all()?;
+            std::fs::hard_link(&temporary, path)
+        })();
+        let _ = std::fs::remove_file(&temporary);
+        written.map_err(create)
     }
 }
 

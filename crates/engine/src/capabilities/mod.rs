@@ -5,6 +5,7 @@
 
 mod log;
 mod queue;
+mod secret;
 
 use nimbus_manifest::Grant;
 use nimbus_store::{QueueSignals, QueueStore};
@@ -16,12 +17,15 @@ use std::sync::Arc;
 pub struct Services {
     pub queues: Arc<dyn QueueStore>,
     pub queue_signals: QueueSignals,
+    /// Secrets, sealed at rest; opened only for granted reads.
+    pub secrets: Arc<nimbus_vault::Vault>,
 }
 
 /// A function's grants, resolved into allow-sets.
 #[derive(Debug, Default)]
 pub(crate) struct Grants {
     queue_send: HashSet<String>,
+    secret_read: HashSet<String>,
 }
 
 impl Grants {
@@ -31,6 +35,9 @@ impl Grants {
             match grant {
                 Grant::QueueSend(queue) => {
                     resolved.queue_send.insert(queue.clone());
+                }
+                Grant::SecretRead(name) => {
+                    resolved.secret_read.insert(name.clone());
                 }
             }
         }

@@ -3,6 +3,7 @@
 
 mod functions;
 mod queues;
+mod secrets;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -23,6 +24,7 @@ pub struct ApiState {
     pub queues: Arc<dyn QueueStore>,
     pub waiters: QueueSignals,
     pub functions: Arc<Functions>,
+    pub secrets: Arc<nimbus_vault::Vault>,
     /// What every `/v1` request must present.
     pub admin_token: crate::AdminToken,
 }
@@ -42,6 +44,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .merge(queues::router())
         .merge(functions::router())
+        .merge(secrets::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
 }
