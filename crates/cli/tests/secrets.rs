@@ -152,15 +152,24 @@ async fn a_canary_secret_reaches_a_granted_function_and_nowhere_else() {
 
     // The granted function reads both values exactly.
     let (line, answer) = read_secret(&nimbus, "reader", "canary").await;
-    assert!(line.contains(&read_line("canary", CANARY.as_bytes())), "{line}");
+    assert!(
+        line.contains(&read_line("canary", CANARY.as_bytes())),
+        "{line}"
+    );
     answers.push(answer);
     let (line, answer) = read_secret(&nimbus, "reader", "from-file").await;
-    assert!(line.contains(&read_line("from-file", &file_value)), "{line}");
+    assert!(
+        line.contains(&read_line("from-file", &file_value)),
+        "{line}"
+    );
     answers.push(answer);
 
     // A granted secret that is not set is not-found.
     let (line, answer) = read_secret(&nimbus, "reader", "absent").await;
-    assert!(line.contains(r#"error=Error::NotFound("secret `absent`")"#), "{line}");
+    assert!(
+        line.contains(r#"error=Error::NotFound("secret `absent`")"#),
+        "{line}"
+    );
     answers.push(answer);
 
     // A function without the grant is denied, and the denial is audited
@@ -216,9 +225,15 @@ async fn a_canary_secret_reaches_a_granted_function_and_nowhere_else() {
 
     let output = stop(nimbus).await;
     assert!(output.contains("access denied"), "the output was captured");
-    assert!(!output.contains(CANARY), "the canary is in the server output");
+    assert!(
+        !output.contains(CANARY),
+        "the canary is in the server output"
+    );
     for answer in &answers {
-        assert!(!answer.contains(CANARY), "the canary is in an answer: {answer}");
+        assert!(
+            !answer.contains(CANARY),
+            "the canary is in an answer: {answer}"
+        );
     }
     // Sealed at rest: not in the database, its WAL or anything else in the
     // data directory; and the key is not kept there.
@@ -263,7 +278,10 @@ async fn a_restart_with_the_same_key_reads_the_secret_and_another_key_fails_at_s
 
     let nimbus = start(&app, &key).await;
     let (line, _) = read_secret(&nimbus, "reader", "canary").await;
-    assert!(line.contains(&read_line("canary", CANARY.as_bytes())), "{line}");
+    assert!(
+        line.contains(&read_line("canary", CANARY.as_bytes())),
+        "{line}"
+    );
     stop(nimbus).await;
 
     let other = key_file(&app, "other.key");
@@ -354,7 +372,10 @@ async fn bad_names_and_values_are_refused_with_clear_client_errors() {
     let oversize = vec![b'x'; 64 * 1024 + 1];
     let (status, message) = error(put("big".into(), oversize).await.unwrap()).await;
     assert_eq!(status, 413);
-    assert!(message.contains("over the limit of 65536 bytes"), "{message}");
+    assert!(
+        message.contains("over the limit of 65536 bytes"),
+        "{message}"
+    );
 
     // The largest value fits; setting it again replaces it.
     let largest = vec![b'x'; 64 * 1024];

@@ -11,9 +11,7 @@ pub enum SecretNameError {
     Empty,
     #[error("a secret name is at most {MAX_SECRET_NAME_LEN} characters; this one has {0}")]
     TooLong(usize),
-    #[error(
-        "a secret name starts with a letter and holds only letters, digits, `_`, `-` and `.`"
-    )]
+    #[error("a secret name starts with a letter and holds only letters, digits, `_`, `-` and `.`")]
     Pattern,
 }
 
@@ -46,7 +44,11 @@ mod tests {
         }
         assert_eq!(check_secret_name(""), Err(SecretNameError::Empty));
         for bad in ["1abc", ".hidden", "a:b", "a b", "a/b", "é", "_x"] {
-            assert_eq!(check_secret_name(bad), Err(SecretNameError::Pattern), "{bad}");
+            assert_eq!(
+                check_secret_name(bad),
+                Err(SecretNameError::Pattern),
+                "{bad}"
+            );
         }
         let long = "a".repeat(MAX_SECRET_NAME_LEN + 1);
         assert_eq!(

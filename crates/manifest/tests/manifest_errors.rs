@@ -528,7 +528,8 @@ fn queue_triggers_resolve_with_the_shared_delivery_defaults() {
 
 #[test]
 fn a_secret_grant_needs_no_declaration_because_secrets_are_set_at_runtime() {
-    let source = format!("{FUNCTION}allow = [\"secret:db.password:read\", \"secret:api-key:read\"]\n");
+    let source =
+        format!("{FUNCTION}allow = [\"secret:db.password:read\", \"secret:api-key:read\"]\n");
     let app = App::parse(Path::new("nimbus.toml"), &source).unwrap();
     assert_eq!(
         app.functions["hello"].grants,

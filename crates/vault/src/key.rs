@@ -93,11 +93,12 @@ impl SecretKey {
             path: path.to_owned(),
         };
         let hex = text.trim().as_bytes();
-        if hex.len() != KEY_BYTES * 2 {
+        if hex.len() != KEY_BYTES * 2 || !hex.iter().all(u8::is_ascii_hexdigit) {
             return Err(malformed());
         }
         let mut key = [0u8; KEY_BYTES];
-        for (byte, pair) in key.iter_mut().zip(hex.chunks_exact(2)) {
+        let (pairs, _) = hex.as_chunks::<2>();
+        for (byte, pair) in key.iter_mut().zip(pairs) {
             let digits = std::str::from_utf8(pair).map_err(|_| malformed())?;
             *byte = u8::from_str_radix(digits, 16).map_err(|_| malformed())?;
         }

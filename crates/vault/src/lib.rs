@@ -251,6 +251,9 @@ mod tests {
             Err(VaultError::TooLarge { .. })
         ));
         vault.set("a", &big[1..]).await.unwrap();
-        assert_eq!(format!("{:?}", vault.get("a").await.unwrap().unwrap()), "SecretValue(65536 bytes)");
+        assert_eq!(
+            format!("{:?}", vault.get("a").await.unwrap().unwrap()),
+            "SecretValue(65536 bytes)"
+        );
     }
 }

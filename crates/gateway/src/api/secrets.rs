@@ -27,7 +27,9 @@ impl From<VaultError> for ApiError {
     fn from(e: VaultError) -> Self {
         match e {
             VaultError::Name(_) | VaultError::Empty => ApiError::bad_request(e.to_string()),
-            VaultError::TooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+            VaultError::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+            }
             VaultError::Store(e) => e.into(),
             VaultError::WrongKey | VaultError::Corrupt(_) | VaultError::Random(_) => {
                 tracing::error!("secret vault failure behind /v1: {e}");

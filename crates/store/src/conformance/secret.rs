@@ -108,6 +108,9 @@ pub async fn secrets_and_the_key_check_survive_reopening_the_store<
         store.key_check(b"check".to_vec()).await.unwrap();
     }
     let store = open(ManualClock::new(START_MS + 1)).await;
-    assert_eq!(store.get_secret("db").await.unwrap().unwrap().sealed, b"sealed");
+    assert_eq!(
+        store.get_secret("db").await.unwrap().unwrap().sealed,
+        b"sealed"
+    );
     assert_eq!(store.key_check(b"other".to_vec()).await.unwrap(), b"check");
 }
