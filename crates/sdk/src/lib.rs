@@ -18,8 +18,9 @@
 //! ```
 //!
 //! HTTP functions are ordinary `wasi:http` components (for example with
-//! `#[wstd::http_server]`); they call `nimbus_sdk::queue` and
-//! `nimbus_sdk::log` the same way (see `examples/orders/api`).
+//! `#[wstd::http_server]`); they call `nimbus_sdk::queue`,
+//! `nimbus_sdk::secrets` and `nimbus_sdk::log` the same way (see
+//! `examples/orders/api`).
 
 #![allow(unsafe_code, missing_docs, unused_qualifications)]
 
