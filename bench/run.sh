@@ -39,6 +39,7 @@ max_concurrency = 1000
 [[trigger.http]]
 route = "/..."
 function = "hello"
+auth = "public"
 TOML
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -8,7 +8,8 @@ use std::process::Command;
 
 /// Example components of the `nimbus-guest-programs` package.
 const EXAMPLES: &[&str] = &[
-    "hello", "echo", "params", "spin", "membomb", "trap", "slow", "stdio", "events",
+    "hello", "echo", "params", "spin", "membomb", "trap", "slow", "stdio", "events", "recurse",
+    "fetch",
 ];
 
 fn main() {

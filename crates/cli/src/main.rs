@@ -3,6 +3,7 @@
 
 mod build;
 mod client;
+mod key;
 mod queue;
 mod secret;
 mod up;
@@ -69,6 +70,13 @@ enum Command {
         #[arg(long = "async")]
         asynchronous: bool,
     },
+    /// Create, list and revoke the API keys of a running app.
+    Key {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        #[command(subcommand)]
+        command: key::KeyCommand,
+    },
     /// Check a manifest and its component files without running anything.
     Validate {
         /// The app's manifest.
@@ -101,6 +109,7 @@ fn main() -> ExitCode {
         } => queue::run_invoke(&admin, &function, data, file, asynchronous),
         Command::Dlq { admin, command } => queue::run_dlq(&admin, command),
         Command::Secret { admin, command } => secret::run(&admin, command),
+        Command::Key { admin, command } => key::run(&admin, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,12 +30,9 @@ pub struct AdminArgs {
 }
 
 impl AdminArgs {
-    pub fn url(&self) -> &str {
-        &self.admin
-    }
-
-    pub fn token(&self) -> Option<&str> {
-        self.admin_token.as_deref()
+    /// A client for the admin API these arguments name.
+    pub(crate) fn client(&self) -> anyhow::Result<AdminClient> {
+        AdminClient::new(&self.admin, self.admin_token.as_deref())
     }
 }
 
@@ -96,7 +93,7 @@ pub enum DlqCommand {
     },
 }
 
-fn print(value: &Value) {
+pub(crate) fn print(value: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()

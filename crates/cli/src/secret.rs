@@ -4,7 +4,7 @@
 //! here prints it. Also where `nimbus up` finds the secret key and opens
 //! the vault.
 
-use crate::client::{AdminClient, segment};
+use crate::client::segment;
 use crate::queue::AdminArgs;
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -29,7 +29,7 @@ pub enum SecretCommand {
 }
 
 pub fn run(admin: &AdminArgs, command: SecretCommand) -> anyhow::Result<()> {
-    let client = AdminClient::new(admin.url(), admin.token())?;
+    let client = admin.client()?;
     match command {
         SecretCommand::Set { name, file } => {
             let value = match file {

@@ -7,8 +7,9 @@ use clap::Args;
 use nimbus_engine::{
     ArtifactCache, CacheOutcome, EngineSettings, LoadedFunction, Runtime, Services,
 };
-use nimbus_gateway::{Drain, ServerLimits};
-use nimbus_manifest::App;
+use nimbus_gateway::auth::{ApiKeys, Authenticator, JwtVerifier};
+use nimbus_gateway::{Drain, PublicGateway, ServerLimits};
+use nimbus_manifest::{App, RouteAuth};
 use nimbus_store::queue::{QueueConfig, QueueStore};
 use nimbus_store::{QueueSignals, SystemClock};
 use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
@@ -44,6 +45,10 @@ pub struct UpArgs {
     /// How long shutdown waits for in-flight requests, in milliseconds.
     #[arg(long, default_value_t = 30_000, value_name = "MS")]
     shutdown_grace_ms: u64,
+    /// Wasm stack each invocation may use, in KiB (for every function: the
+    /// engine sets it once); deeper recursion traps and the request gets 500.
+    #[arg(long, default_value_t = nimbus_engine::DEFAULT_MAX_WASM_STACK_KB, value_name = "KIB", value_parser = clap::value_parser!(u32).range(64..=65_536))]
+    max_wasm_stack_kb: u32,
     /// Open connections each listener accepts at once.
     #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
@@ -112,7 +117,6 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         store.clone(),
         &data_dir.join(DB_FILE),
     ))?;
-    let store: Arc<dyn QueueStore> = store;
     let signals = QueueSignals::default();
     let services = Arc::new(Services {
         queues: store.clone(),
@@ -120,7 +124,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         secrets: secrets.clone(),
     });
 
-    let runtime = Runtime::new(EngineSettings::for_app(&app))?;
+    let runtime = Runtime::new(EngineSettings {
+        max_wasm_stack_kb: args.max_wasm_stack_kb,
+        ..EngineSettings::for_app(&app)
+    })?;
     let cache = ArtifactCache::new(data_dir.join("artifacts"));
     let mut http_functions = HashMap::new();
     let mut event_functions = HashMap::new();
@@ -156,9 +163,15 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             .methods
             .as_ref()
             .map_or("*".to_owned(), |m| m.join(","));
+        let auth = match &trigger.auth {
+            RouteAuth::Public => "public".to_owned(),
+            RouteAuth::ApiKey => "api_key".to_owned(),
+            RouteAuth::Jwt { scopes } if scopes.is_empty() => "jwt".to_owned(),
+            RouteAuth::Jwt { scopes } => format!("jwt, scopes {}", scopes.join(" ")),
+        };
         writeln!(
             out,
-            "route {methods} {} -> {}",
+            "route {methods} {} -> {} ({auth})",
             trigger.route, trigger.function
         )?;
     }
@@ -209,8 +222,28 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
     };
+    let keys = Arc::new(
+        tokio
+            .block_on(ApiKeys::load(store.clone()))
+            .context("failed to load the API keys")?,
+    );
+    let jwt = match &app.jwt {
+        Some(config) => Some(
+            tokio
+                .block_on(JwtVerifier::new(config.clone()))
+                .with_context(|| format!("[auth.jwt] of {}", app.manifest_path.display()))?,
+        ),
+        None => None,
+    };
+    let gateway = PublicGateway::new(
+        &app,
+        http_functions.clone(),
+        Authenticator::new(keys.clone(), jwt),
+        limits.body_read_timeout,
+    );
     tokio.block_on(async {
         let sweeper = tokio::spawn(expire_periodically(store.clone()));
+        let key_flusher = tokio::spawn(flush_key_usage_periodically(keys.clone()));
         let (stop_triggers, triggers_stopped) = tokio::sync::watch::channel(false);
         let mut triggers = tokio::task::JoinSet::new();
         for trigger in &app.queue_triggers {
@@ -242,6 +275,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 http: http_functions.keys().cloned().collect(),
             }),
             admin_token: nimbus_gateway::AdminToken::new(&admin_token),
+            keys: keys.clone(),
             secrets,
         };
         let public = TcpListener::bind(args.listen)
@@ -265,8 +299,11 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             // flight finish (or are cut off with the rest after the grace).
             let _ = stop_triggers.send(true);
         };
-        let drain =
-            nimbus_gateway::run(public, admin, &app, http_functions, api, limits, shutdown).await;
+        let drain = nimbus_gateway::run(public, admin, gateway, api, limits, shutdown).await;
+        key_flusher.abort();
+        if let Err(e) = keys.flush().await {
+            tracing::error!("failed to record API key quota use at shutdown: {e}");
+        }
         let _ = tokio::time::timeout(limits.shutdown_grace, async {
             while triggers.join_next().await.is_some() {}
         })
@@ -326,6 +363,20 @@ async fn open_store(
         .await
         .context("failed to declare the app's queues")?;
     Ok(Arc::new(store))
+}
+
+/// How often quota use of API keys is written to the store; a crash
+/// forgets at most this much use.
+const KEY_USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+async fn flush_key_usage_periodically(keys: Arc<ApiKeys>) {
+    let mut tick = tokio::time::interval(KEY_USAGE_FLUSH_INTERVAL);
+    loop {
+        tick.tick().await;
+        if let Err(e) = keys.flush().await {
+            tracing::warn!("failed to record API key quota use: {e}");
+        }
+    }
 }
 
 async fn expire_periodically(store: Arc<dyn QueueStore>) {

@@ -1,5 +1,6 @@
 //! Listener bounds: the connection cap and the header-read timeout that
-//! protects against clients who open connections and never finish a request.
+//! protects against clients who open connections and never finish a request
+//! (or, between requests, leave them idle).
 
 mod support;
 
@@ -39,6 +40,28 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
             .status(),
         200
     );
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let app = TestApp::new("idle")
+        .function("hello", programs::HELLO, "")
+        .route("/hello", "hello", "");
+    let nimbus = app.start_with(&["--header-read-timeout-ms", "200"]).await;
+    let mut stream = TcpStream::connect(host(&nimbus.gateway)).await.unwrap();
+    stream
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The response arrives and the connection stays open for another
+    // request; sending none, the client is disconnected once the timeout
+    // passes (the default 10 s would not close it within this bound).
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the idle connection was left open");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(!text.contains("connection: close"), "{text}");
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! What a user can rely on when a function misbehaves: 429 at max_concurrency,
 //! 504 past the deadline with the instance stopped, 500 on a trap or a blown
-//! memory cap with details only in the log, bounded output, and a server that
-//! keeps answering everyone else.
+//! memory cap or stack overflow with details only in the log, bounded output,
+//! and a server that keeps answering everyone else.
 
 mod support;
 
@@ -228,4 +228,51 @@ async fn function_output_is_bounded_per_invocation() {
     assert_eq!(logged.len(), 9, "{logged:#?}");
     assert!(logged[0].contains("stdout line 0 of 100"));
     assert!(!nimbus.stderr.text().contains("stderr says hi"));
+}
+
+#[tokio::test]
+async fn deep_recursion_traps_at_the_stack_limit_and_the_limit_is_configurable() {
+    let app = TestApp::new("recursion")
+        .function("recurse", programs::RECURSE, "")
+        .function("hello", programs::HELLO, "")
+        .route("/recurse", "recurse", "")
+        .route("/hello", "hello", "");
+    let nimbus = app.start().await;
+    // Frames of some tens of bytes: 200 fit the default 512 KiB stack...
+    let shallow = client()
+        .get(nimbus.url("/recurse?depth=200"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shallow.status(), 200);
+    // ...100,000 frames (and unbounded recursion) do not: a trap, not a crash.
+    for depth in ["100000", "100000000"] {
+        let deep = client()
+            .get(nimbus.url(&format!("/recurse?depth={depth}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deep.status(), 500, "depth {depth}");
+        let id = invocation_id(&deep);
+        nimbus
+            .stderr
+            .wait_for("the stack overflow in the log", |l| {
+                l.contains(&id) && l.contains("call stack exhausted")
+            })
+            .await;
+    }
+    let hello = client().get(nimbus.url("/hello")).send().await.unwrap();
+    assert_eq!(hello.status(), 200);
+    drop(nimbus);
+
+    // With a 32 MiB stack the same 100,000 frames fit.
+    let nimbus = app.start_with(&["--max-wasm-stack-kb", "32768"]).await;
+    let deep = client()
+        .get(nimbus.url("/recurse?depth=100000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deep.status(), 200, "{}", nimbus.stderr.text());
+    let text = deep.text().await.unwrap();
+    assert!(text.starts_with("recursed 100000 frames"), "{text}");
 }

@@ -340,6 +340,30 @@ async fn bad_requests_get_a_4xx_that_says_what_is_wrong_and_lose_nothing() {
         .await
         .unwrap();
     assert_eq!(raw.status(), 400);
+    // Invalid UTF-8 inside a JSON string, and nesting deep enough to exhaust
+    // a recursive parser (refused at the first value of the wrong shape, and
+    // past 128 levels in any case): both 400 with a reason.
+    let deep = format!(
+        "{{\"body\": {}{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    for (body, fragment) in [
+        (b"{\"body\": \"\xff\xfe\"}".to_vec(), "invalid unicode"),
+        (deep.into_bytes(), "invalid JSON body"),
+        ("[".repeat(100_000).into_bytes(), "invalid JSON body"),
+    ] {
+        let response = client()
+            .post(nimbus.admin_url("/v1/queues/jobs/messages"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        let answer: Value = response.json().await.unwrap();
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains(fragment), "{error:?} lacks {fragment:?}");
+    }
     // The server is up and the message accepted before is still there.
     assert_eq!(
         receive(&nimbus, "jobs", json!({})).await[0]["body"],

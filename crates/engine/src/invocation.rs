@@ -3,6 +3,7 @@
 //! concurrency permit, and how outcomes are classified and logged.
 
 use crate::capabilities::{CapabilityCtx, Grants, Services};
+use crate::egress::{EgressHooks, EgressPolicy};
 use crate::limits::MemoryCap;
 use crate::output::OutputBudget;
 use crate::state::InvocationState;
@@ -48,6 +49,7 @@ pub(crate) struct FunctionCore {
     concurrency: Arc<Semaphore>,
     services: Arc<Services>,
     grants: Arc<Grants>,
+    egress: Arc<EgressPolicy>,
 }
 
 impl FunctionCore {
@@ -65,6 +67,7 @@ impl FunctionCore {
             concurrency: Arc::new(Semaphore::new(function.max_concurrency as usize)),
             services,
             grants: Arc::new(Grants::resolve(&function.grants)),
+            egress: Arc::new(EgressPolicy::new(&function.outbound)),
         }
     }
 
@@ -112,6 +115,11 @@ impl FunctionCore {
             &output,
             MemoryCap::new(self.memory_mb),
             capabilities,
+            EgressHooks::new(
+                self.egress.clone(),
+                self.name.clone(),
+                invocation_id.clone(),
+            ),
         );
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);

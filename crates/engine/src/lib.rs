@@ -4,6 +4,7 @@
 
 mod cache;
 mod capabilities;
+mod egress;
 mod event;
 mod http;
 mod invocation;
@@ -19,5 +20,5 @@ pub use event::{Event, EventFunction};
 pub use http::{HttpFunction, ResponseBody, full_body};
 pub use invocation::InvokeError;
 pub use limits::MemoryLimitExceeded;
-pub use runtime::{EngineSettings, LoadedFunction, Runtime};
+pub use runtime::{DEFAULT_MAX_WASM_STACK_KB, EngineSettings, LoadedFunction, Runtime};
 pub use time::rfc3339;

@@ -31,7 +31,15 @@ pub struct EngineSettings {
     pub max_memory_mb: u32,
     /// Instance slots in the pool.
     pub pooled_instances: u32,
+    /// Wasm stack every invocation may use, in KiB; deeper recursion traps.
+    /// wasmtime sets this per engine, so it holds for every function.
+    pub max_wasm_stack_kb: u32,
 }
+
+/// Default of [`EngineSettings::max_wasm_stack_kb`] (wasmtime's own default).
+pub const DEFAULT_MAX_WASM_STACK_KB: u32 = 512;
+/// Fiber stack beyond the wasm stack, for host calls made from wasm.
+const HOST_STACK_HEADROOM: usize = 1536 << 10;
 
 impl EngineSettings {
     /// Enough pool for every function at its `max_concurrency`, within
@@ -51,6 +59,7 @@ impl EngineSettings {
         EngineSettings {
             max_memory_mb,
             pooled_instances: wanted.clamp(1, u64::from(MAX_POOLED_INSTANCES)) as u32,
+            max_wasm_stack_kb: DEFAULT_MAX_WASM_STACK_KB,
         }
     }
 }
@@ -73,8 +82,11 @@ impl Runtime {
             .total_stacks(n)
             .max_memory_size((settings.max_memory_mb as usize) << 20);
 
+        let max_wasm_stack = (settings.max_wasm_stack_kb as usize) << 10;
         let mut config = Config::new();
         config
+            .max_wasm_stack(max_wasm_stack)
+            .async_stack_size(max_wasm_stack + HOST_STACK_HEADROOM)
             .wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

@@ -2,12 +2,13 @@
 //! which wasmtime-wasi and wasmtime-wasi-http reach it.
 
 use crate::capabilities::CapabilityCtx;
+use crate::egress::EgressHooks;
 use crate::limits::MemoryCap;
 use crate::output::{OutputBudget, Stream};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Everything one instance may touch. Dropped, with the store, when the
 /// invocation ends.
@@ -16,7 +17,8 @@ pub struct InvocationState {
     http: WasiHttpCtx,
     table: ResourceTable,
     pub(crate) limits: MemoryCap,
-    hooks: DenyOutboundHttp,
+    /// Outbound HTTP: the function's allow-list and address checks.
+    hooks: EgressHooks,
     pub(crate) capabilities: CapabilityCtx,
     pub(crate) output: Arc<OutputBudget>,
 }
@@ -27,6 +29,7 @@ impl InvocationState {
         output: &Arc<OutputBudget>,
         limits: MemoryCap,
         capabilities: CapabilityCtx,
+        egress: EgressHooks,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
         wasi.envs(env)
@@ -42,7 +45,7 @@ impl InvocationState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             limits,
-            hooks: DenyOutboundHttp,
+            hooks: egress,
             capabilities,
             output: output.clone(),
         }
@@ -65,30 +68,5 @@ impl WasiHttpView for InvocationState {
             table: &mut self.table,
             hooks: &mut self.hooks,
         }
-    }
-}
-
-/// Outbound HTTP is denied until a function is granted hosts to reach; the
-/// guest sees `HTTP-request-denied`, never a trap.
-struct DenyOutboundHttp;
-
-type SendFuture = Box<
-    dyn Future<
-            Output = wasmtime_wasi_http::Result<(
-                http::Response<WasiBody>,
-                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-            )>,
-        > + Send,
->;
-
-impl WasiHttpHooks for DenyOutboundHttp {
-    fn send_request(
-        &mut self,
-        request: http::Request<WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-    ) -> SendFuture {
-        tracing::warn!(uri = %request.uri(), "outbound HTTP request denied: no outbound hosts are allowed");
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }

@@ -69,7 +69,7 @@ async fn require_token(
         None => {
             "missing admin token: send `Authorization: Bearer TOKEN` (the CLI: --admin-token or NIMBUS_ADMIN_TOKEN; `nimbus up` stores a generated token in DATA_DIR/admin-token)"
         }
-        Some(given) if constant_time_eq(given.as_bytes(), token.0.as_bytes()) => {
+        Some(given) if crate::auth::constant_time_eq(given.as_bytes(), token.0.as_bytes()) => {
             return next.run(request).await;
         }
         Some(_) => "wrong admin token",
@@ -80,15 +80,6 @@ async fn require_token(
         HeaderValue::from_static("Bearer realm=\"nimbus-admin\""),
     );
     response
-}
-
-/// Compares without stopping at the first difference, so the time taken
-/// does not tell how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn readyz(State(ready): State<Arc<AtomicBool>>) -> Response {

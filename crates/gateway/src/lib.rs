@@ -3,6 +3,7 @@
 
 mod admin;
 pub mod api;
+pub mod auth;
 mod public;
 mod response;
 mod router;
@@ -14,8 +15,6 @@ pub use response::INVOCATION_ID_HEADER;
 pub use router::{Routed, Router};
 pub use server::{Drain, Handler, ServerLimits, serve};
 
-use nimbus_engine::HttpFunction;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -31,18 +30,13 @@ const ADMIN_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 pub async fn run(
     public: TcpListener,
     admin: TcpListener,
-    app: &nimbus_manifest::App,
-    functions: HashMap<String, Arc<HttpFunction>>,
+    gateway: PublicGateway,
     api: api::ApiState,
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) -> Drain {
     let ready = Arc::new(AtomicBool::new(true));
-    let gateway = Arc::new(PublicGateway::new(
-        Router::new(&app.http_triggers),
-        functions,
-        limits.body_read_timeout,
-    ));
+    let gateway = Arc::new(gateway);
     let admin_api = Arc::new(AdminApi::new(ready.clone(), api));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let (public_done_tx, public_done_rx) = tokio::sync::oneshot::channel::<()>();

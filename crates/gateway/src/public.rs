@@ -8,6 +8,7 @@
 //! percent-encoding kept) and `x-nimbus-path-rest` for what `...` matched.
 //! Paths with `.`/`..` or empty segments are refused (400) before routing.
 
+use crate::auth::Authenticator;
 use crate::response::{self, INVOCATION_ID_HEADER};
 use crate::router::{Routed, Router};
 use crate::server::Handler;
@@ -24,22 +25,25 @@ use std::time::Duration;
 const RETRY_AFTER_S: &str = "1";
 const NIMBUS_HEADER_PREFIX: &str = "x-nimbus-";
 
-/// Routes and the functions they invoke.
+/// Routes, who may call them, and the functions they invoke.
 pub struct PublicGateway {
     router: Router,
     functions: HashMap<String, Arc<HttpFunction>>,
+    auth: Authenticator,
     body_read_timeout: Duration,
 }
 
 impl PublicGateway {
     pub fn new(
-        router: Router,
+        app: &nimbus_manifest::App,
         functions: HashMap<String, Arc<HttpFunction>>,
+        auth: Authenticator,
         body_read_timeout: Duration,
     ) -> Self {
         PublicGateway {
-            router,
+            router: Router::new(&app.http_triggers),
             functions,
+            auth,
             body_read_timeout,
         }
     }
@@ -99,6 +103,21 @@ impl Handler for PublicGateway {
         };
 
         let (mut parts, body) = request.into_parts();
+        // Client headers in Nimbus's namespace are dropped before anything
+        // (authentication included) sets its own.
+        let spoofed: Vec<HeaderName> = parts
+            .headers
+            .keys()
+            .filter(|name| name.as_str().starts_with(NIMBUS_HEADER_PREFIX))
+            .cloned()
+            .collect();
+        for name in spoofed {
+            parts.headers.remove(name);
+        }
+        // Before the body is read: an unauthenticated caller costs no upload.
+        if let Err(denied) = self.auth.admit(&trigger.auth, &mut parts.headers).await {
+            return denied.into_response();
+        }
         let limit = trigger.max_body_bytes;
         let declared = parts
             .headers
@@ -135,14 +154,6 @@ impl Handler for PublicGateway {
 
         let invocation_id = uuid::Uuid::now_v7().to_string();
         let headers = &mut parts.headers;
-        let spoofed: Vec<HeaderName> = headers
-            .keys()
-            .filter(|name| name.as_str().starts_with(NIMBUS_HEADER_PREFIX))
-            .cloned()
-            .collect();
-        for name in spoofed {
-            headers.remove(name);
-        }
         insert(headers, INVOCATION_ID_HEADER, &invocation_id);
         insert(headers, "x-nimbus-route", trigger.route.as_str());
         for (name, value) in &matched.params {

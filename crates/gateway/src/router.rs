@@ -81,6 +81,7 @@ mod tests {
             methods: methods.map(|m| m.iter().map(|s| s.to_string()).collect()),
             function: function.to_owned(),
             max_body_bytes: 1024,
+            auth: nimbus_manifest::RouteAuth::Public,
         }
     }
 

@@ -4,9 +4,11 @@
 //! an [`App`] whose values are checked and defaulted. Every problem is a
 //! [`Diagnostic`] naming the line and column and saying how to fix it.
 
+mod auth;
 pub mod delivery;
 mod diagnostic;
 pub mod limits;
+pub mod outbound;
 mod raw;
 mod resolve;
 pub mod route;
@@ -15,8 +17,10 @@ pub mod secret;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use auth::{JwtAlgorithm, JwtConfig, JwtKeys, RouteAuth};
 pub use delivery::{Backoff, Delivery, Destination, RetryPolicy};
 pub use diagnostic::{Diagnostic, Location, ManifestError};
+pub use outbound::{HostPattern, Outbound, Reach};
 pub use route::{RouteMatch, RoutePattern, Segment};
 
 /// A validated application: what `nimbus up` runs.
@@ -31,6 +35,8 @@ pub struct App {
     pub queues: BTreeMap<String, Queue>,
     pub http_triggers: Vec<HttpTrigger>,
     pub queue_triggers: Vec<QueueTrigger>,
+    /// `[auth.jwt]`: how `auth = "jwt"` routes verify bearer tokens.
+    pub jwt: Option<JwtConfig>,
 }
 
 /// A durable queue (`[queue.NAME]`), with SQS semantics.
@@ -64,6 +70,8 @@ pub struct Function {
     pub env: BTreeMap<String, String>,
     /// What the function may use; nothing else is reachable.
     pub grants: Vec<Grant>,
+    /// Where the function may send HTTP requests; nowhere by default.
+    pub outbound: Outbound,
     /// Retries and destinations of asynchronous invocations.
     pub async_invoke: RetryPolicy,
 }
@@ -94,6 +102,8 @@ pub struct HttpTrigger {
     pub methods: Option<Vec<String>>,
     pub function: String,
     pub max_body_bytes: u64,
+    /// Who may call the route.
+    pub auth: RouteAuth,
 }
 
 impl App {

@@ -47,6 +47,21 @@ pub const MAX_BODY_BYTES: Limit = Limit {
     default: 6 * 1024 * 1024,
     range: (0, 100 * 1024 * 1024),
 };
+/// Cap on each wait of an outbound HTTP request: connecting (DNS, TCP, TLS),
+/// the response head, and each gap between body chunks. A guest's own
+/// request options may shorten these waits, never lengthen them.
+pub const OUTBOUND_TIMEOUT_MS: Limit = Limit {
+    key: "outbound_timeout_ms",
+    default: 10_000,
+    range: (1, 900_000),
+};
+/// Largest response body an outbound HTTP request may return (16 MiB by
+/// default); a larger one is an error to the guest, never a truncated body.
+pub const MAX_OUTBOUND_RESPONSE_BYTES: Limit = Limit {
+    key: "max_outbound_response_bytes",
+    default: 16 * 1024 * 1024,
+    range: (0, 1024 * 1024 * 1024),
+};
 
 /// How long a received message stays hidden from other receivers (up to 12 h).
 pub const VISIBILITY_TIMEOUT_MS: Limit = Limit {
@@ -83,4 +98,16 @@ pub const MAX_RECEIVE_COUNT: Limit = Limit {
     key: "max_receive_count",
     default: 0,
     range: (1, 1000),
+};
+/// Clock skew, in seconds, tolerated on a JWT's `exp` and `nbf`.
+pub const JWT_LEEWAY_S: Limit = Limit {
+    key: "leeway_s",
+    default: 30,
+    range: (0, 300),
+};
+/// Seconds fetched JWKS keys are used before they are fetched again.
+pub const JWKS_REFRESH_S: Limit = Limit {
+    key: "jwks_refresh_s",
+    default: 300,
+    range: (10, 86_400),
 };

@@ -15,6 +15,7 @@ pub(crate) struct RawManifest {
     pub queue: BTreeMap<Spanned<String>, Spanned<RawQueue>>,
     #[serde(default)]
     pub trigger: RawTriggers,
+    pub auth: Option<Spanned<crate::auth::RawAuth>>,
 }
 
 #[derive(Deserialize)]
@@ -48,6 +49,12 @@ pub(crate) struct RawFunction {
     pub env: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
     pub allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub allowed_private_hosts: Vec<Spanned<String>>,
+    pub outbound_timeout_ms: Option<Spanned<i64>>,
+    pub max_outbound_response_bytes: Option<Spanned<i64>>,
     /// `[function.NAME.async]`: retries and destinations of async invocations.
     #[serde(rename = "async")]
     pub async_invoke: Option<Spanned<crate::delivery::RawRetryPolicy>>,
@@ -77,4 +84,6 @@ pub(crate) struct RawHttpTrigger {
     pub methods: Option<Spanned<Vec<Spanned<String>>>>,
     pub function: Option<Spanned<String>>,
     pub max_body_bytes: Option<Spanned<i64>>,
+    pub auth: Option<Spanned<String>>,
+    pub scopes: Option<Spanned<Vec<Spanned<String>>>>,
 }

@@ -87,9 +87,15 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
         .filter_map(|t| resolve_queue_trigger(&mut d, &functions, &queues, t))
         .collect();
 
+    let jwt = raw
+        .auth
+        .as_ref()
+        .and_then(|a| a.get_ref().jwt.as_ref())
+        .and_then(|jwt| crate::auth::resolve_jwt(&mut d, &base_dir, jwt));
+    let has_jwt = raw.auth.as_ref().is_some_and(|a| a.get_ref().jwt.is_some());
     let mut http_triggers: Vec<(HttpTrigger, Spanned<()>)> = Vec::new();
     for raw_trigger in &raw.trigger.http {
-        if let Some(t) = resolve_http_trigger(&mut d, &functions, raw_trigger) {
+        if let Some(t) = resolve_http_trigger(&mut d, &functions, raw_trigger, has_jwt) {
             http_triggers.push(t);
         }
     }
@@ -104,6 +110,7 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
         queues,
         http_triggers: http_triggers.into_iter().map(|(t, _)| t).collect(),
         queue_triggers,
+        jwt,
     })
 }
 
@@ -183,6 +190,15 @@ fn resolve_function(
         max_log_bytes: limit(d, &f.max_log_bytes, limits::MAX_LOG_BYTES),
         env,
         grants: Vec::new(),
+        outbound: crate::outbound::resolve(
+            d,
+            crate::outbound::RawOutbound {
+                allowed_hosts: &f.allowed_outbound_hosts,
+                private_hosts: &f.allowed_private_hosts,
+                timeout_ms: &f.outbound_timeout_ms,
+                max_response_bytes: &f.max_outbound_response_bytes,
+            },
+        ),
         async_invoke: crate::RetryPolicy::defaults(),
     })
 }
@@ -191,6 +207,7 @@ fn resolve_http_trigger(
     d: &mut Diagnostics,
     functions: &BTreeMap<String, Function>,
     raw: &Spanned<RawHttpTrigger>,
+    has_jwt: bool,
 ) -> Option<(HttpTrigger, Spanned<()>)> {
     let t = raw.get_ref();
     let route = match &t.route {
@@ -267,12 +284,14 @@ fn resolve_http_trigger(
         methods
     });
     let max_body_bytes = limit(d, &t.max_body_bytes, limits::MAX_BODY_BYTES);
-    let ((route, route_span), function) = (route?, function?);
+    let auth = crate::auth::resolve_route_auth(d, raw.span(), &t.auth, &t.scopes, has_jwt);
+    let ((route, route_span), function, auth) = (route?, function?, auth?);
     let trigger = HttpTrigger {
         route,
         methods,
         function,
         max_body_bytes,
+        auth,
     };
     Some((trigger, Spanned::new(route_span, ())))
 }
@@ -514,7 +533,7 @@ fn valid_name(name: &str, max: usize, letter_first: bool) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || extra.contains(c))
 }
 
-fn valid_env_name(name: &str) -> bool {
+pub(crate) fn valid_env_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')

@@ -1,10 +1,15 @@
 //! A table of bad manifests, each with the line, column and message fragments
 //! its error must carry, plus checks on what a good manifest resolves to.
 
-use nimbus_manifest::{App, ManifestError, limits};
+use nimbus_manifest::{
+    App, JwtAlgorithm, JwtConfig, JwtKeys, ManifestError, Outbound, Reach, RouteAuth, limits,
+};
 use std::path::Path;
 
 const FUNCTION: &str = "[app]\nname = \"demo\"\n\n[function.hello]\ncomponent = \"hello.wasm\"\n";
+
+/// `FUNCTION` plus a valid HS256 verifier, ending on line 10.
+const JWT: &str = "[app]\nname = \"demo\"\n\n[function.hello]\ncomponent = \"hello.wasm\"\n[auth.jwt]\nalgorithm = \"HS256\"\nissuer = \"i\"\naudience = \"a\"\nsecret_env = \"S\"\n";
 
 fn errors(source: &str) -> ManifestError {
     App::parse(Path::new("/apps/demo/nimbus.toml"), source)
@@ -122,35 +127,41 @@ fn bad_manifests_are_reported_with_line_column_and_fix() {
         ),
         (
             "trigger without route",
-            format!("{FUNCTION}[[trigger.http]]\nfunction = \"hello\"\n"),
+            format!("{FUNCTION}[[trigger.http]]\nauth = \"public\"\nfunction = \"hello\"\n"),
             6,
             1,
             &["has no `route`"],
         ),
         (
             "route without slash",
-            format!("{FUNCTION}[[trigger.http]]\nroute = \"hello\"\nfunction = \"hello\"\n"),
-            7,
+            format!(
+                "{FUNCTION}[[trigger.http]]\nauth = \"public\"\nroute = \"hello\"\nfunction = \"hello\"\n"
+            ),
+            8,
             9,
             &["must start with `/`", "/users/{id}"],
         ),
         (
             "rest not last",
-            format!("{FUNCTION}[[trigger.http]]\nroute = \"/.../x\"\nfunction = \"hello\"\n"),
-            7,
+            format!(
+                "{FUNCTION}[[trigger.http]]\nauth = \"public\"\nroute = \"/.../x\"\nfunction = \"hello\"\n"
+            ),
+            8,
             9,
             &["only be the last segment"],
         ),
         (
             "missing function reference",
-            format!("{FUNCTION}[[trigger.http]]\nroute = \"/x\"\nfunction = \"nope\"\n"),
-            8,
+            format!(
+                "{FUNCTION}[[trigger.http]]\nauth = \"public\"\nroute = \"/x\"\nfunction = \"nope\"\n"
+            ),
+            9,
             12,
             &["function `nope` is not declared", "use one of: hello"],
         ),
         (
             "trigger without function",
-            format!("{FUNCTION}[[trigger.http]]\nroute = \"/x\"\n"),
+            format!("{FUNCTION}[[trigger.http]]\nauth = \"public\"\nroute = \"/x\"\n"),
             6,
             1,
             &["has no `function`"],
@@ -158,27 +169,114 @@ fn bad_manifests_are_reported_with_line_column_and_fix() {
         (
             "unknown method",
             format!(
-                "{FUNCTION}[[trigger.http]]\nroute = \"/x\"\nmethods = [\"GET\", \"FETCH\"]\nfunction = \"hello\"\n"
+                "{FUNCTION}[[trigger.http]]\nauth = \"public\"\nroute = \"/x\"\nmethods = [\"GET\", \"FETCH\"]\nfunction = \"hello\"\n"
             ),
-            8,
+            9,
             19,
             &["unknown HTTP method `FETCH`"],
         ),
         (
             "empty methods",
             format!(
-                "{FUNCTION}[[trigger.http]]\nroute = \"/x\"\nmethods = []\nfunction = \"hello\"\n"
+                "{FUNCTION}[[trigger.http]]\nauth = \"public\"\nroute = \"/x\"\nmethods = []\nfunction = \"hello\"\n"
             ),
-            8,
+            9,
             11,
             &["`methods` is empty"],
         ),
         (
+            "outbound host without a scheme",
+            format!("{FUNCTION}allowed_outbound_hosts = [\"api.example.com\"]\n"),
+            6,
+            27,
+            &["`api.example.com` has no scheme", "scheme://host[:port]"],
+        ),
+        (
+            "outbound host with a path",
+            format!("{FUNCTION}allowed_outbound_hosts = [\"https://example.com/v1\"]\n"),
+            6,
+            27,
+            &[
+                "path, query or fragment (`/v1`)",
+                "scheme, host and port only",
+            ],
+        ),
+        (
+            "outbound host with user information",
+            format!("{FUNCTION}allowed_outbound_hosts = [\"https://me@example.com\"]\n"),
+            6,
+            27,
+            &["user information", "credentials belong in request headers"],
+        ),
+        (
+            "outbound host with an unsupported scheme",
+            format!("{FUNCTION}allowed_outbound_hosts = [\"ftp://example.com\"]\n"),
+            6,
+            27,
+            &["scheme `ftp`", "`http`, `https` or `*`"],
+        ),
+        (
+            "outbound host with a misplaced wildcard",
+            format!("{FUNCTION}allowed_outbound_hosts = [\"https://api.*.com\"]\n"),
+            6,
+            27,
+            &["wildcard `api.*.com`", "`*.example.com`"],
+        ),
+        (
+            "outbound host with a bad port",
+            format!("{FUNCTION}allowed_outbound_hosts = [\"https://example.com:99999\"]\n"),
+            6,
+            27,
+            &["port `99999`", "1 to 65535, or `*`"],
+        ),
+        (
+            "outbound IPv6 host without brackets",
+            format!("{FUNCTION}allowed_outbound_hosts = [\"http://fe80::1\"]\n"),
+            6,
+            27,
+            &["more than one `:`", "IPv6 addresses in brackets"],
+        ),
+        (
+            "outbound host in a numeric form",
+            format!("{FUNCTION}allowed_outbound_hosts = [\"http://2130706433\"]\n"),
+            6,
+            27,
+            &["neither a DNS name nor an IP address", "dotted IPv4"],
+        ),
+        (
+            "private host wildcard for every host",
+            format!("{FUNCTION}allowed_private_hosts = [\"http://*:8080\"]\n"),
+            6,
+            26,
+            &["every private address", "name the private host"],
+        ),
+        (
+            "malformed private host",
+            format!("{FUNCTION}allowed_private_hosts = [\"localhost:8080\"]\n"),
+            6,
+            26,
+            &["`localhost:8080` has no scheme"],
+        ),
+        (
+            "outbound timeout out of range",
+            format!("{FUNCTION}outbound_timeout_ms = 0\n"),
+            6,
+            23,
+            &["`outbound_timeout_ms` = 0 is out of range", "1 to 900000"],
+        ),
+        (
+            "outbound response cap out of range",
+            format!("{FUNCTION}max_outbound_response_bytes = -1\n"),
+            6,
+            31,
+            &["`max_outbound_response_bytes` = -1 is out of range"],
+        ),
+        (
             "body limit out of range",
             format!(
-                "{FUNCTION}[[trigger.http]]\nroute = \"/x\"\nfunction = \"hello\"\nmax_body_bytes = 104857601\n"
+                "{FUNCTION}[[trigger.http]]\nauth = \"public\"\nroute = \"/x\"\nfunction = \"hello\"\nmax_body_bytes = 104857601\n"
             ),
-            9,
+            10,
             18,
             &["`max_body_bytes`", "out of range"],
         ),
@@ -358,14 +456,127 @@ fn bad_manifests_are_reported_with_line_column_and_fix() {
         (
             "conflicting routes",
             format!(
-                "{FUNCTION}[[trigger.http]]\nroute = \"/u/{{id}}\"\nfunction = \"hello\"\n[[trigger.http]]\nroute = \"/u/{{name}}\"\nmethods = [\"GET\"]\nfunction = \"hello\"\n"
+                "{FUNCTION}[[trigger.http]]\nauth = \"public\"\nroute = \"/u/{{id}}\"\nfunction = \"hello\"\n[[trigger.http]]\nauth = \"public\"\nroute = \"/u/{{name}}\"\nmethods = [\"GET\"]\nfunction = \"hello\"\n"
             ),
-            10,
+            12,
             9,
             &[
-                "route `/u/{name}` conflicts with route `/u/{id}` on line 7",
+                "route `/u/{name}` conflicts with route `/u/{id}` on line 8",
                 "methods",
             ],
+        ),
+        (
+            "route without auth",
+            format!("{FUNCTION}[[trigger.http]]\nroute = \"/x\"\nfunction = \"hello\"\n"),
+            6,
+            1,
+            &["has no `auth`", "auth = \"public\""],
+        ),
+        (
+            "unknown auth mode",
+            format!(
+                "{FUNCTION}[[trigger.http]]\nroute = \"/x\"\nfunction = \"hello\"\nauth = \"basic\"\n"
+            ),
+            9,
+            8,
+            &["`basic` is not a route authentication mode", "\"api_key\""],
+        ),
+        (
+            "jwt route without verifier",
+            format!(
+                "{FUNCTION}[[trigger.http]]\nroute = \"/x\"\nfunction = \"hello\"\nauth = \"jwt\"\n"
+            ),
+            9,
+            8,
+            &["needs an [auth.jwt] table", "issuer"],
+        ),
+        (
+            "scopes on an api_key route",
+            format!(
+                "{FUNCTION}[[trigger.http]]\nroute = \"/x\"\nfunction = \"hello\"\nauth = \"api_key\"\nscopes = [\"a\"]\n"
+            ),
+            10,
+            10,
+            &["`scopes` apply only to `auth = \"jwt\"`"],
+        ),
+        (
+            "scope with a space",
+            format!(
+                "{JWT}[[trigger.http]]\nroute = \"/x\"\nfunction = \"hello\"\nauth = \"jwt\"\nscopes = [\"a b\"]\n"
+            ),
+            15,
+            11,
+            &["scope `a b` is not valid"],
+        ),
+        (
+            "jwt algorithm none",
+            format!(
+                "{FUNCTION}[auth.jwt]\nalgorithm = \"none\"\nissuer = \"i\"\naudience = \"a\"\nsecret_env = \"S\"\n"
+            ),
+            7,
+            13,
+            &["JWT algorithm `none` is not supported", "RS256"],
+        ),
+        (
+            "jwt without audience",
+            format!(
+                "{FUNCTION}[auth.jwt]\nalgorithm = \"HS256\"\nissuer = \"i\"\nsecret_env = \"S\"\n"
+            ),
+            6,
+            1,
+            &["has no `audience`", "other services"],
+        ),
+        (
+            "hs256 with a jwks",
+            format!(
+                "{FUNCTION}[auth.jwt]\nalgorithm = \"HS256\"\nissuer = \"i\"\naudience = \"a\"\njwks_file = \"k.json\"\n"
+            ),
+            10,
+            13,
+            &["HS256 verifies with a shared secret", "secret_env"],
+        ),
+        (
+            "rs256 with a secret",
+            format!(
+                "{FUNCTION}[auth.jwt]\nalgorithm = \"RS256\"\nissuer = \"i\"\naudience = \"a\"\nsecret_env = \"S\"\n"
+            ),
+            10,
+            14,
+            &["RS256 verifies with public keys", "jwks_file"],
+        ),
+        (
+            "two key sources",
+            format!(
+                "{FUNCTION}[auth.jwt]\nalgorithm = \"RS256\"\nissuer = \"i\"\naudience = \"a\"\njwks_file = \"k.json\"\njwks_url = \"https://x/k\"\n"
+            ),
+            11,
+            12,
+            &["conflicts with another key source", "exactly one"],
+        ),
+        (
+            "no key source",
+            format!(
+                "{FUNCTION}[auth.jwt]\nalgorithm = \"ES256\"\nissuer = \"i\"\naudience = \"a\"\n"
+            ),
+            6,
+            1,
+            &["does not say where its keys come from"],
+        ),
+        (
+            "jwks url not http",
+            format!(
+                "{FUNCTION}[auth.jwt]\nalgorithm = \"ES256\"\nissuer = \"i\"\naudience = \"a\"\njwks_url = \"file:///etc/k\"\n"
+            ),
+            10,
+            12,
+            &["is not an http(s) URL"],
+        ),
+        (
+            "leeway out of range",
+            format!("{JWT}leeway_s = 301\n"),
+            11,
+            12,
+            &["`leeway_s` = 301 is out of range"],
         ),
     ];
     for (case, source, line, column, fragments) in cases {
@@ -397,17 +608,17 @@ fn bad_manifests_are_reported_with_line_column_and_fix() {
 #[test]
 fn every_problem_in_a_manifest_is_reported_at_once() {
     let source = format!(
-        "{FUNCTION}memory_mb = 0\ntimeout_ms = 0\n[[trigger.http]]\nroute = \"/x\"\nfunction = \"nope\"\n"
+        "{FUNCTION}memory_mb = 0\ntimeout_ms = 0\n[[trigger.http]]\nauth = \"public\"\nroute = \"/x\"\nfunction = \"nope\"\n"
     );
     let err = errors(&source);
     let lines: Vec<usize> = err.diagnostics().iter().map(|d| d.location.line).collect();
-    assert_eq!(lines, [6, 7, 10]);
+    assert_eq!(lines, [6, 7, 11]);
 }
 
 #[test]
 fn routes_with_disjoint_methods_do_not_conflict() {
     let source = format!(
-        "{FUNCTION}[[trigger.http]]\nroute = \"/u/{{id}}\"\nmethods = [\"GET\"]\nfunction = \"hello\"\n[[trigger.http]]\nroute = \"/u/{{name}}\"\nmethods = [\"post\"]\nfunction = \"hello\"\n"
+        "{FUNCTION}[[trigger.http]]\nauth = \"public\"\nroute = \"/u/{{id}}\"\nmethods = [\"GET\"]\nfunction = \"hello\"\n[[trigger.http]]\nauth = \"public\"\nroute = \"/u/{{name}}\"\nmethods = [\"post\"]\nfunction = \"hello\"\n"
     );
     let app = App::parse(Path::new("nimbus.toml"), &source).unwrap();
     assert_eq!(
@@ -419,7 +630,7 @@ fn routes_with_disjoint_methods_do_not_conflict() {
 #[test]
 fn defaults_apply_and_paths_resolve_against_the_manifest() {
     let source = format!(
-        "{FUNCTION}env = {{ GREETING = \"hi\" }}\n[[trigger.http]]\nroute = \"/hello/{{name}}\"\nfunction = \"hello\"\n"
+        "{FUNCTION}env = {{ GREETING = \"hi\" }}\n[[trigger.http]]\nauth = \"public\"\nroute = \"/hello/{{name}}\"\nfunction = \"hello\"\n"
     );
     let app = App::parse(Path::new("/apps/demo/nimbus.toml"), &source).unwrap();
     assert_eq!(app.name, "demo");
@@ -429,6 +640,13 @@ fn defaults_apply_and_paths_resolve_against_the_manifest() {
     assert_eq!(f.timeout_ms, limits::TIMEOUT_MS.default);
     assert_eq!(f.max_concurrency as u64, limits::MAX_CONCURRENCY.default);
     assert_eq!(f.max_log_bytes, limits::MAX_LOG_BYTES.default);
+    assert_eq!(f.outbound, Outbound::default());
+    assert!(f.outbound.allowed_hosts.is_empty() && f.outbound.private_hosts.is_empty());
+    assert_eq!(f.outbound.timeout_ms, limits::OUTBOUND_TIMEOUT_MS.default);
+    assert_eq!(
+        f.outbound.max_response_bytes,
+        limits::MAX_OUTBOUND_RESPONSE_BYTES.default
+    );
     assert_eq!(f.env["GREETING"], "hi");
     let t = &app.http_triggers[0];
     assert_eq!(
@@ -537,5 +755,64 @@ fn a_secret_grant_needs_no_declaration_because_secrets_are_set_at_runtime() {
             nimbus_manifest::Grant::SecretRead("api-key".into()),
             nimbus_manifest::Grant::SecretRead("db.password".into()),
         ]
+    );
+}
+
+#[test]
+fn outbound_settings_resolve_into_patterns_and_limits() {
+    let source = format!(
+        "{FUNCTION}allowed_outbound_hosts = [\"https://api.example.com\", \"http://*.example.com:8080\", \"HTTPS://API.example.com\"]\nallowed_private_hosts = [\"http://localhost:*\"]\noutbound_timeout_ms = 2500\nmax_outbound_response_bytes = 1024\n"
+    );
+    let app = App::parse(Path::new("nimbus.toml"), &source).unwrap();
+    let out = &app.functions["hello"].outbound;
+    let written: Vec<String> = out.allowed_hosts.iter().map(|p| p.to_string()).collect();
+    // The same destination written twice is kept once.
+    assert_eq!(
+        written,
+        ["https://api.example.com", "http://*.example.com:8080"]
+    );
+    assert_eq!((out.timeout_ms, out.max_response_bytes), (2500, 1024));
+    assert_eq!(
+        out.reach("https", "api.example.com", 443),
+        Some(Reach::Public)
+    );
+    assert_eq!(
+        out.reach("http", "x.example.com", 8080),
+        Some(Reach::Public)
+    );
+    assert_eq!(out.reach("http", "localhost", 3000), Some(Reach::Private));
+    assert_eq!(out.reach("https", "evil.net", 443), None);
+}
+
+#[test]
+fn route_auth_and_the_jwt_verifier_resolve() {
+    let source = format!(
+        "{FUNCTION}[auth.jwt]\nalgorithm = \"ES256\"\nissuer = \"https://issuer\"\naudience = \"orders\"\njwks_file = \"keys/jwks.json\"\njwks_refresh_s = 60\n\
+         [[trigger.http]]\nroute = \"/a\"\nfunction = \"hello\"\nauth = \"public\"\n\
+         [[trigger.http]]\nroute = \"/b\"\nfunction = \"hello\"\nauth = \"api_key\"\n\
+         [[trigger.http]]\nroute = \"/c\"\nfunction = \"hello\"\nauth = \"jwt\"\nscopes = [\"orders:write\", \"orders:write\", \"admin\"]\n"
+    );
+    let app = App::parse(Path::new("/apps/demo/nimbus.toml"), &source).unwrap();
+    let auth: Vec<RouteAuth> = app.http_triggers.iter().map(|t| t.auth.clone()).collect();
+    assert_eq!(
+        auth,
+        [
+            RouteAuth::Public,
+            RouteAuth::ApiKey,
+            RouteAuth::Jwt {
+                scopes: vec!["orders:write".into(), "admin".into()]
+            }
+        ]
+    );
+    assert_eq!(
+        app.jwt,
+        Some(JwtConfig {
+            algorithm: JwtAlgorithm::Es256,
+            keys: JwtKeys::JwksFile("/apps/demo/keys/jwks.json".into()),
+            issuer: "https://issuer".into(),
+            audience: "orders".into(),
+            leeway_s: limits::JWT_LEEWAY_S.default,
+            jwks_refresh_s: 60,
+        })
     );
 }

@@ -80,6 +80,7 @@ impl Writer {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         crate::queue::migrate(&conn)?;
         crate::secret::migrate(&conn)?;
+        crate::keys::migrate(&conn)?;
 
         let (jobs, receiver) = mpsc::channel(MAX_PENDING);
         let stats = Arc::new(CommitCounters::default());

@@ -26,6 +26,16 @@ nimbus_store::queue_conformance_tests!(Sqlite {
     dir: tempfile::tempdir().unwrap()
 });
 
-nimbus_store::secret_conformance_tests!(Sqlite {
-    dir: tempfile::tempdir().unwrap()
-});
+mod keys {
+    use super::*;
+    nimbus_store::key_conformance_tests!(Sqlite {
+        dir: tempfile::tempdir().unwrap()
+    });
+}
+
+mod secrets {
+    use super::*;
+    nimbus_store::secret_conformance_tests!(Sqlite {
+        dir: tempfile::tempdir().unwrap()
+    });
+}

@@ -1,7 +1,9 @@
-//! The conformance suite every backend runs: `queue_conformance_tests!` and
-//! `secret_conformance_tests!` expand to one named test per case, each on a fresh store and a manual
-//! clock, so a backend cannot pass by accident of real time.
+//! The conformance suite every backend runs: `queue_conformance_tests!`,
+//! `key_conformance_tests!` and `secret_conformance_tests!` expand to one
+//! named test per case, each on a fresh store and a manual clock, so a
+//! backend cannot pass by accident of real time.
 
+pub mod keys;
 pub mod queue;
 pub mod secret;
 
@@ -42,6 +44,28 @@ macro_rules! queue_conformance_tests {
     };
 }
 
+/// Expands to the API key store conformance tests, like
+/// [`queue_conformance_tests!`].
+#[macro_export]
+macro_rules! key_conformance_tests {
+    ($backend:expr) => {
+        $crate::key_conformance_tests!(@cases $backend;
+            keys_round_trip_with_their_limits_oldest_first,
+            revoking_keeps_the_first_time_and_unknown_keys_are_an_error,
+            quota_use_survives_reopening_the_store
+        );
+    };
+    (@cases $backend:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let backend = $backend;
+                $crate::conformance::keys::$case(|clock| $crate::conformance::Backend::open(&backend, clock)).await;
+            }
+        )*
+    };
+}
+
 /// Expands to the secret store conformance tests, like
 /// [`queue_conformance_tests!`].
 #[macro_export]
@@ -71,6 +95,6 @@ macro_rules! secret_conformance_tests {
 /// A backend under test: every `open` reaches the same (initially empty)
 /// storage, judging time by the given clock.
 pub trait Backend {
-    type Store: crate::QueueStore;
+    type Store: crate::QueueStore + crate::KeyStore + crate::SecretStore;
     fn open(&self, clock: crate::ManualClock) -> impl Future<Output = Self::Store>;
 }

@@ -5,10 +5,12 @@
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod keys;
 pub mod queue;
 pub mod secret;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use keys::{ApiKeyRecord, KeyStore, KeyUsage};
 pub use queue::{
     NackOptions, QueueConfig, QueueSignals, QueueStats, QueueStore, ReceivedMessage, SendMessage,
     SendReceipt, StoredMessage,
@@ -27,6 +29,8 @@ pub enum StoreError {
     StaleReceipt,
     #[error("message `{0}` does not exist")]
     MessageNotFound(String),
+    #[error("API key `{0}` does not exist")]
+    KeyNotFound(String),
     #[error("storage backend failed: {0}")]
     Backend(String),
     #[error("the store is shut down")]

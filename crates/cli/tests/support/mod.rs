@@ -50,10 +50,16 @@ impl TestApp {
         self
     }
 
-    /// Adds a `[[trigger.http]]` table with extra TOML lines.
+    /// Adds a `[[trigger.http]]` table with extra TOML lines; the route is
+    /// `auth = "public"` unless `extra` sets `auth`.
     pub fn route(mut self, route: &str, function: &str, extra: &str) -> Self {
+        let auth = if extra.contains("auth =") {
+            ""
+        } else {
+            "auth = \"public\"\n"
+        };
         self.manifest.push_str(&format!(
-            "\n[[trigger.http]]\nroute = {route:?}\nfunction = {function:?}\n{extra}\n"
+            "\n[[trigger.http]]\nroute = {route:?}\nfunction = {function:?}\n{auth}{extra}\n"
         ));
         self
     }

@@ -2,6 +2,7 @@
 //! `{"error": "..."}`. The OpenAPI document is served at `/v1/openapi.json`.
 
 mod functions;
+mod keys;
 mod queues;
 mod secrets;
 
@@ -25,6 +26,8 @@ pub struct ApiState {
     pub waiters: QueueSignals,
     pub functions: Arc<Functions>,
     pub secrets: Arc<nimbus_vault::Vault>,
+    /// API keys for `auth = "api_key"` routes.
+    pub keys: Arc<crate::auth::ApiKeys>,
     /// What every `/v1` request must present.
     pub admin_token: crate::AdminToken,
 }
@@ -45,6 +48,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(queues::router())
         .merge(functions::router())
         .merge(secrets::router())
+        .merge(keys::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
 }
@@ -82,7 +86,9 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let status = match &e {
-            StoreError::QueueNotFound(_) | StoreError::MessageNotFound(_) => StatusCode::NOT_FOUND,
+            StoreError::QueueNotFound(_)
+            | StoreError::MessageNotFound(_)
+            | StoreError::KeyNotFound(_) => StatusCode::NOT_FOUND,
             StoreError::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             StoreError::StaleReceipt => StatusCode::CONFLICT,
             StoreError::Closed => StatusCode::SERVICE_UNAVAILABLE,

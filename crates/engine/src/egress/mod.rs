@@ -1,0 +1,259 @@
+//! Outbound HTTP from functions: the wasi-http `send_request` hook. A request
+//! is matched against the function's `allowed_outbound_hosts` /
+//! `allowed_private_hosts` by the scheme, host and port of its URI (never a
+//! header), its host is resolved here, internal addresses are refused unless
+//! the host may be private, and the request goes to exactly the addresses
+//! that were checked. Denials are guest-visible errors plus an audit line.
+
+mod address;
+mod connect;
+
+use connect::IoFuture;
+use nimbus_manifest::{Outbound, Reach};
+use rustls::pki_types::ServerName;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// Most addresses one name may resolve to that are checked and tried.
+const MAX_RESOLVED_ADDRESSES: usize = 32;
+
+/// A function's outbound policy, resolved once when it loads.
+#[derive(Debug)]
+pub(crate) struct EgressPolicy {
+    outbound: Outbound,
+    /// Cap on each wait (connect, first byte, between bytes).
+    max_wait: Duration,
+}
+
+impl EgressPolicy {
+    pub fn new(outbound: &Outbound) -> Self {
+        EgressPolicy {
+            outbound: outbound.clone(),
+            max_wait: Duration::from_millis(outbound.timeout_ms),
+        }
+    }
+}
+
+/// How long each phase of one request may wait: the guest's request options,
+/// capped by the function's `outbound_timeout_ms`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Waits {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub between_bytes: Duration,
+}
+
+impl Waits {
+    fn new(cap: Duration, options: Option<RequestOptions>) -> Self {
+        let options = options.unwrap_or_default();
+        let pick = |asked: Option<Duration>| asked.map_or(cap, |d| d.min(cap));
+        Waits {
+            connect: pick(options.connect_timeout),
+            first_byte: pick(options.first_byte_timeout),
+            between_bytes: pick(options.between_bytes_timeout),
+        }
+    }
+}
+
+/// The hook one invocation's wasi-http context calls for outgoing requests.
+pub(crate) struct EgressHooks {
+    policy: Arc<EgressPolicy>,
+    function: Arc<str>,
+    invocation_id: Arc<str>,
+}
+
+impl EgressHooks {
+    pub fn new(policy: Arc<EgressPolicy>, function: Arc<str>, invocation_id: Arc<str>) -> Self {
+        EgressHooks {
+            policy,
+            function,
+            invocation_id,
+        }
+    }
+}
+
+type SendFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send>;
+
+impl WasiHttpHooks for EgressHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> SendFuture {
+        let audit = Audit {
+            function: self.function.clone(),
+            invocation_id: self.invocation_id.clone(),
+        };
+        let policy = self.policy.clone();
+        Box::new(async move { send(&policy, &audit, request, options).await })
+    }
+}
+
+/// Who is asking, for the audit line.
+struct Audit {
+    function: Arc<str>,
+    invocation_id: Arc<str>,
+}
+
+impl Audit {
+    fn deny(&self, destination: &str, reason: fmt::Arguments<'_>) {
+        tracing::warn!(
+            target: "nimbus::audit",
+            function = %self.function,
+            invocation_id = %self.invocation_id,
+            destination = %destination,
+            "outbound HTTP request denied: {reason}"
+        );
+    }
+}
+
+async fn send(
+    policy: &EgressPolicy,
+    audit: &Audit,
+    request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> Result<(http::Response<WasiBody>, IoFuture), Error> {
+    let uri = request.uri();
+    let (scheme, default_port) = match uri.scheme_str() {
+        Some("http") => ("http", 80),
+        Some("https") => ("https", 443),
+        _ => return Err(Error::HttpProtocolError),
+    };
+    let authority = uri.authority().ok_or(Error::HttpRequestUriInvalid)?;
+    // Credentials in the authority would end up in the Host header and the
+    // audit log; they belong in an Authorization header.
+    if authority.as_str().contains('@') {
+        return Err(Error::HttpRequestUriInvalid);
+    }
+    let host = authority.host().to_owned();
+    let port = authority.port_u16().unwrap_or(default_port);
+    let destination = format!("{scheme}://{host}:{port}");
+
+    let Some(reach) = policy.outbound.reach(scheme, &host, port) else {
+        audit.deny(
+            &destination,
+            format_args!("it matches no entry of allowed_outbound_hosts"),
+        );
+        return Err(Error::HttpRequestDenied);
+    };
+
+    let waits = Waits::new(policy.max_wait, options);
+    let connect_deadline = Instant::now() + waits.connect;
+    let bare_host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(&host);
+    let addrs = resolve(bare_host, port, connect_deadline).await?;
+    if reach == Reach::Public {
+        for addr in &addrs {
+            if let Some(range) = address::blocked_range(addr.ip()) {
+                audit.deny(
+                    &destination,
+                    format_args!(
+                        "{host} resolves to {ip}, a {range} address; list the host in \
+                         allowed_private_hosts to reach it",
+                        ip = addr.ip()
+                    ),
+                );
+                return Err(Error::DestinationIpProhibited);
+            }
+        }
+    }
+
+    let tls = if scheme == "https" {
+        Some(server_name(bare_host)?)
+    } else {
+        None
+    };
+    connect::exchange(
+        request,
+        &addrs,
+        tls,
+        connect_deadline,
+        waits,
+        policy.outbound.max_response_bytes,
+    )
+    .await
+}
+
+/// The addresses of `host`: the literal itself, or every address the name
+/// resolves to (all of which are then checked; the connection never looks
+/// the name up again).
+async fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, Error> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let addrs = match tokio::time::timeout_at(deadline, tokio::net::lookup_host((host, port))).await
+    {
+        Err(_elapsed) => return Err(Error::DnsTimeout),
+        Ok(Err(e)) => {
+            return Err(Error::DnsError {
+                rcode: Some(e.to_string()),
+                info_code: None,
+            });
+        }
+        Ok(Ok(addrs)) => addrs.take(MAX_RESOLVED_ADDRESSES).collect::<Vec<_>>(),
+    };
+    if addrs.is_empty() {
+        return Err(Error::DestinationNotFound);
+    }
+    Ok(addrs)
+}
+
+fn server_name(host: &str) -> Result<ServerName<'static>, Error> {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => Ok(ServerName::IpAddress(ip.into())),
+        Err(_) => ServerName::try_from(host.to_owned()).map_err(|_| Error::HttpRequestUriInvalid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_request_options_shorten_waits_but_never_lengthen_them() {
+        let cap = Duration::from_secs(10);
+        let waits = Waits::new(
+            cap,
+            Some(RequestOptions {
+                connect_timeout: Some(Duration::from_secs(60)),
+                first_byte_timeout: Some(Duration::from_millis(200)),
+                between_bytes_timeout: None,
+            }),
+        );
+        assert_eq!(waits.connect, cap);
+        assert_eq!(waits.first_byte, Duration::from_millis(200));
+        assert_eq!(waits.between_bytes, cap);
+        let waits = Waits::new(cap, None);
+        assert_eq!(
+            (waits.connect, waits.first_byte, waits.between_bytes),
+            (cap, cap, cap)
+        );
+    }
+
+    #[tokio::test]
+    async fn literal_addresses_are_used_as_written_without_a_lookup() {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let addrs = resolve("::1", 8080, deadline).await.unwrap();
+        assert_eq!(addrs, ["[::1]:8080".parse::<SocketAddr>().unwrap()]);
+    }
+
+    #[tokio::test]
+    async fn a_name_for_loopback_resolves_to_loopback_only() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let addrs = resolve("localhost", 80, deadline).await.unwrap();
+        assert!(!addrs.is_empty());
+        assert!(
+            addrs
+                .iter()
+                .all(|a| address::blocked_range(a.ip()).is_some())
+        );
+    }
+}
