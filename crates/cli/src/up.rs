@@ -5,7 +5,8 @@
 use anyhow::Context as _;
 use clap::Args;
 use nimbus_engine::{
-    ArtifactCache, CacheOutcome, EngineSettings, LoadedFunction, Runtime, Services,
+    ArtifactCache, CacheOutcome, EngineSettings, FunctionDirectory, LoadedFunction, Runtime,
+    Services,
 };
 use nimbus_gateway::auth::{ApiKeys, Authenticator, JwtVerifier};
 use nimbus_gateway::{Drain, PublicGateway, ServerLimits};
@@ -74,6 +75,10 @@ pub struct UpArgs {
     /// [default: $XDG_CONFIG_HOME/nimbus/APP/secrets.key, else ~/.config/nimbus/APP/secrets.key].
     #[arg(long, env = "NIMBUS_SECRET_KEY_FILE", value_name = "PATH")]
     secret_key_file: Option<PathBuf>,
+    /// Largest request head (request line and headers) in bytes; a larger
+    /// one gets 431.
+    #[arg(long, default_value_t = 65_536, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(8_192..=1_048_576))]
+    max_header_bytes: u32,
     /// Time a client has to send a request's body, in milliseconds.
     #[arg(long, default_value_t = 30_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     body_read_timeout_ms: u64,
@@ -122,6 +127,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         queues: store.clone(),
         queue_signals: signals.clone(),
         secrets: secrets.clone(),
+        functions: FunctionDirectory::default(),
     });
 
     let runtime = Runtime::new(EngineSettings {
@@ -194,6 +200,20 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             }
         }
     }
+    for function in app.functions.values() {
+        for grant in &function.grants {
+            if let nimbus_manifest::Grant::FunctionInvoke(target) = grant
+                && !event_functions.contains_key(target)
+            {
+                anyhow::bail!(
+                    "function `{}` is allowed to invoke `{target}`, which is an HTTP function; \
+                     only event functions can be invoked (HTTP functions are called through their routes)",
+                    function.name
+                );
+            }
+        }
+    }
+    services.functions.publish(&event_functions);
     let async_queues: Vec<_> = app
         .functions
         .values()
@@ -221,6 +241,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
         body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+        max_header_bytes: args.max_header_bytes as usize,
     };
     let keys = Arc::new(
         tokio

@@ -33,10 +33,35 @@ impl EventFunction {
         invocation_id: &str,
     ) -> Result<Vec<String>, InvokeError> {
         let permit = self.core.permit().await;
+        self.run(permit, events, invocation_id, 0).await
+    }
+
+    /// [`EventFunction::invoke`] for a call from another function, `depth`
+    /// calls down a chain. It does not wait for a free instance (`Busy`
+    /// instead), so a cycle of calls cannot deadlock.
+    pub(crate) async fn invoke_nested(
+        &self,
+        events: Vec<Event>,
+        invocation_id: &str,
+        depth: u32,
+    ) -> Result<Vec<String>, InvokeError> {
+        let permit = self.core.try_permit()?;
+        self.run(permit, events, invocation_id, depth).await
+    }
+
+    async fn run(
+        &self,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        events: Vec<Event>,
+        invocation_id: &str,
+        depth: u32,
+    ) -> Result<Vec<String>, InvokeError> {
         let started = Instant::now();
         let deadline = started + self.core.timeout;
         let invocation_id: Arc<str> = invocation_id.into();
-        let mut store = self.core.store(self.pre.engine(), &invocation_id, deadline);
+        let mut store = self
+            .core
+            .store(self.pre.engine(), &invocation_id, deadline, depth);
         tracing::debug!(function = %self.core.name, invocation_id = %invocation_id, events = events.len(), "invocation started");
         let run = async {
             let instance = self.pre.instantiate_async(&mut store).await?;

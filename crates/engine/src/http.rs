@@ -51,7 +51,9 @@ impl HttpFunction {
         let started = Instant::now();
         let deadline = started + self.core.timeout;
         let invocation_id: Arc<str> = invocation_id.into();
-        let mut store = self.core.store(self.pre.engine(), &invocation_id, deadline);
+        let mut store = self
+            .core
+            .store(self.pre.engine(), &invocation_id, deadline, 0);
         let name = self.core.name.clone();
 
         let (sender, receiver) = oneshot::channel();

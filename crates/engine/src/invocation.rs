@@ -101,6 +101,7 @@ impl FunctionCore {
         engine: &Engine,
         invocation_id: &Arc<str>,
         deadline: Instant,
+        depth: u32,
     ) -> Store<InvocationState> {
         let output =
             OutputBudget::new(self.name.clone(), invocation_id.clone(), self.max_log_bytes);
@@ -109,6 +110,7 @@ impl FunctionCore {
             grants: self.grants.clone(),
             function: self.name.clone(),
             invocation_id: invocation_id.clone(),
+            depth,
         };
         let state = InvocationState::new(
             &self.env,

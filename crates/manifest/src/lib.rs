@@ -84,6 +84,8 @@ pub enum Grant {
     /// `secret:NAME:read`; the secret need not be set yet (secrets are set
     /// at runtime), in which case reading it is `not-found`.
     SecretRead(String),
+    /// `function:NAME:invoke` (an event function, checked when the app starts)
+    FunctionInvoke(String),
 }
 
 /// `[[trigger.queue]]`: `function` consumes `queue` in batches.

@@ -344,6 +344,26 @@ fn bad_manifests_are_reported_with_line_column_and_fix() {
             &["`disk:write` is not a grant", "queue:NAME:send"],
         ),
         (
+            "grant naming an undeclared function",
+            format!("{FUNCTION}allow = [\"function:ghost:invoke\"]\n"),
+            6,
+            10,
+            &[
+                "names function `ghost`, which is not declared",
+                "[function.ghost]",
+            ],
+        ),
+        (
+            "function grant with an unknown action",
+            format!("{FUNCTION}allow = [\"function:hello:delete\"]\n"),
+            6,
+            10,
+            &[
+                "functions have no `delete` permission",
+                "function:NAME:invoke",
+            ],
+        ),
+        (
             "grant for an undeclared queue",
             format!("{FUNCTION}allow = [\"queue:ghost:send\"]\n"),
             6,

@@ -78,6 +78,21 @@ pub mod secrets {
     }
 }
 
+/// The app's other event functions (`allow = ["function:NAME:invoke"]`).
+pub mod functions {
+    use super::Error;
+
+    /// Runs `function` with one event carrying `data` and waits for it.
+    pub fn invoke(function: &str, data: &[u8]) -> Result<(), Error> {
+        crate::bindings::nimbus::function::functions::invoke(function, data)
+    }
+
+    /// Queues one event for `function`; its id comes back once durable.
+    pub fn invoke_async(function: &str, data: &[u8]) -> Result<String, Error> {
+        crate::bindings::nimbus::function::functions::invoke_async(function, data)
+    }
+}
+
 /// Log lines tagged by the host with the function and invocation id.
 pub mod log {
     use crate::bindings::nimbus::function::log::{Level, log};

@@ -1,11 +1,13 @@
 //! An event function (exports `nimbus:function/handler`) driven by each
 //! event's data: `fail` reports the event as failed, `trap` panics, `error`
 //! fails the batch, `send:QUEUE:BODY` sends to a queue, `sleep:MS` takes that
-//! long (printing `sleeping` first and `woke` after), `secret:NAME` reads a
-//! secret and prints its length and FNV-1a hash (never the value); every event is
-//! printed so tests can see what was delivered, how often and in which batch.
+//! long (printing `sleeping` first and `woke` after), `invoke:FN:DATA` and
+//! `invoke-async:FN:DATA` invoke another function, `secret:NAME` reads a
+//! secret and prints its length and FNV-1a hash (never the value); every
+//! event is printed so tests can see what was delivered, how often and in
+//! which batch.
 
-use nimbus_sdk::{Event, Handler, log, queue, secrets};
+use nimbus_sdk::{Event, Handler, functions, log, queue, secrets};
 
 struct Program;
 
@@ -45,6 +47,16 @@ impl Handler for Program {
                     ),
                     Err(e) => println!("secret {name} error={e:?}"),
                 },
+                ["invoke", target, data] => match functions::invoke(target, data.as_bytes()) {
+                    Ok(()) => log::info(&format!("invoked {target}")),
+                    Err(e) => log::error(&format!("invoke of {target} failed: {e:?}")),
+                },
+                ["invoke-async", target, data] => {
+                    match functions::invoke_async(target, data.as_bytes()) {
+                        Ok(id) => log::info(&format!("queued {id} for {target}")),
+                        Err(e) => log::error(&format!("async invoke of {target} failed: {e:?}")),
+                    }
+                }
                 _ => {}
             }
         }
