@@ -299,6 +299,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             keys: keys.clone(),
             secrets,
         };
+        let signalled = shutdown_signal()?;
         let public = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("failed to bind the gateway to {}", args.listen))?;
@@ -315,7 +316,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         tracing::info!(app = %app.name, "serving");
         let shutdown = async {
-            shutdown_signal().await;
+            signalled.await;
             // Queue workers stop taking new batches at once; the ones in
             // flight finish (or are cut off with the rest after the grace).
             let _ = stop_triggers.send(true);
@@ -456,19 +457,19 @@ fn default_data_dir(app: &str) -> anyhow::Result<PathBuf> {
     Ok(base.join("nimbus").join(app))
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
-        _ = terminate.recv() => tracing::info!("received SIGTERM"),
-    }
+/// Starts listening for SIGINT and SIGTERM now and resolves on the first.
+/// Called before the listeners are announced: until a handler is registered
+/// a signal has its default, fatal effect, so a supervisor (or a test) that
+/// signals as soon as it sees the addresses would kill the process instead
+/// of draining it.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("failed to listen for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("received SIGINT"),
+            _ = terminate.recv() => tracing::info!("received SIGTERM"),
+        }
+    })
 }
