@@ -382,6 +382,19 @@ fn resolve_grants(
                 format!("queues have no `{action}` permission"),
                 "functions may be allowed `queue:NAME:send`",
             ),
+            ["secret", name, "read"] => match crate::secret::check_secret_name(name) {
+                Ok(()) => grants.push(Grant::SecretRead((*name).to_owned())),
+                Err(e) => d.error(
+                    entry.span(),
+                    format!("grant `{text}` names an invalid secret: {e}"),
+                    "fix the name; it must be one `nimbus secret set` accepts",
+                ),
+            },
+            ["secret", _, action] => d.error(
+                entry.span(),
+                format!("secrets have no `{action}` permission"),
+                "functions may be allowed `secret:NAME:read`",
+            ),
             ["function", name, "invoke"] if functions.iter().any(|f| f == name) => {
                 grants.push(Grant::FunctionInvoke((*name).to_owned()))
             }
@@ -398,7 +411,7 @@ fn resolve_grants(
             _ => d.error(
                 entry.span(),
                 format!("`{text}` is not a grant Nimbus knows"),
-                "grants look like `queue:NAME:send` or `function:NAME:invoke`",
+                "grants look like `queue:NAME:send`, `function:NAME:invoke` or `secret:NAME:read`",
             ),
         }
     }

@@ -371,6 +371,20 @@ fn bad_manifests_are_reported_with_line_column_and_fix() {
             &["queue `ghost`, which is not declared"],
         ),
         (
+            "grant for an invalid secret name",
+            format!("{FUNCTION}allow = [\"secret:9lives:read\"]\n"),
+            6,
+            10,
+            &["names an invalid secret", "starts with a letter"],
+        ),
+        (
+            "secret grant with an unknown action",
+            format!("{FUNCTION}allow = [\"secret:db:write\"]\n"),
+            6,
+            10,
+            &["secrets have no `write` permission", "secret:NAME:read"],
+        ),
+        (
             "queue trigger on an undeclared queue",
             format!("{FUNCTION}[[trigger.queue]]\nqueue = \"ghost\"\nfunction = \"hello\"\n"),
             7,
@@ -747,6 +761,20 @@ fn queue_triggers_resolve_with_the_shared_delivery_defaults() {
             multiplier: 3.0,
             max_ms: 100
         }
+    );
+}
+
+#[test]
+fn a_secret_grant_needs_no_declaration_because_secrets_are_set_at_runtime() {
+    let source =
+        format!("{FUNCTION}allow = [\"secret:db.password:read\", \"secret:api-key:read\"]\n");
+    let app = App::parse(Path::new("nimbus.toml"), &source).unwrap();
+    assert_eq!(
+        app.functions["hello"].grants,
+        [
+            nimbus_manifest::Grant::SecretRead("api-key".into()),
+            nimbus_manifest::Grant::SecretRead("db.password".into()),
+        ]
     );
 }
 

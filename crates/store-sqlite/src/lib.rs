@@ -5,6 +5,7 @@
 
 mod keys;
 mod queue;
+mod secret;
 mod writer;
 
 use nimbus_store::{Clock, StoreResult};

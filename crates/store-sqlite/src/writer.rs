@@ -86,6 +86,7 @@ impl Writer {
         .map_err(backend)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         crate::queue::migrate(&conn)?;
+        crate::secret::migrate(&conn)?;
         crate::keys::migrate(&conn)?;
 
         let (jobs, receiver) = mpsc::channel(MAX_PENDING);

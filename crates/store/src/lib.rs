@@ -7,6 +7,7 @@ pub mod clock;
 pub mod conformance;
 pub mod keys;
 pub mod queue;
+pub mod secret;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use keys::{ApiKeyRecord, KeyStore, KeyUsage};
@@ -14,6 +15,7 @@ pub use queue::{
     NackOptions, QueueConfig, QueueSignals, QueueStats, QueueStore, ReceivedMessage, SendMessage,
     SendReceipt, StoredMessage,
 };
+pub use secret::{PutOutcome, SealedSecret, SecretInfo, SecretStore};
 
 /// Told what the store did once it is durable (for metrics), without the
 /// store knowing who listens.

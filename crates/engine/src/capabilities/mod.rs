@@ -6,6 +6,7 @@
 mod function;
 mod log;
 mod queue;
+mod secret;
 
 pub use function::{FunctionDirectory, MAX_CALL_DEPTH, async_queue_name};
 
@@ -19,6 +20,8 @@ use std::sync::Arc;
 pub struct Services {
     pub queues: Arc<dyn QueueStore>,
     pub queue_signals: QueueSignals,
+    /// Secrets, sealed at rest; opened only for granted reads.
+    pub secrets: Arc<nimbus_vault::Vault>,
     /// The app's event functions, for `function:NAME:invoke`.
     pub functions: FunctionDirectory,
     /// Where invocations are counted.
@@ -29,6 +32,7 @@ pub struct Services {
 #[derive(Debug, Default)]
 pub(crate) struct Grants {
     queue_send: HashSet<String>,
+    secret_read: HashSet<String>,
     function_invoke: HashSet<String>,
 }
 
@@ -39,6 +43,9 @@ impl Grants {
             match grant {
                 Grant::QueueSend(queue) => {
                     resolved.queue_send.insert(queue.clone());
+                }
+                Grant::SecretRead(name) => {
+                    resolved.secret_read.insert(name.clone());
                 }
                 Grant::FunctionInvoke(function) => {
                     resolved.function_invoke.insert(function.clone());
