@@ -37,6 +37,14 @@ impl AdminClient {
         self.call(reqwest::Method::DELETE, path, None)
     }
 
+    /// GETs a text (not JSON) answer, such as `/metrics`.
+    pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        match self.get(path)? {
+            Value::String(text) => Ok(text),
+            other => Ok(other.to_string()),
+        }
+    }
+
     /// POSTs raw bytes (not JSON).
     pub fn post_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
         self.call(reqwest::Method::POST, path, Some(Body::Raw(body)))

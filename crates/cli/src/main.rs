@@ -6,6 +6,7 @@ mod client;
 mod key;
 mod queue;
 mod secret;
+mod top;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -87,6 +88,18 @@ enum Command {
         #[command(subcommand)]
         command: key::KeyCommand,
     },
+    /// Watch a running app: per-function rates, errors, latency and
+    /// concurrency, and per-queue backlog, refreshed in the terminal.
+    Top {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        /// Time between refreshes (and the window rates are measured over).
+        #[arg(long, default_value_t = 2000, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+        interval_ms: u64,
+        /// Print one frame (after one interval) and exit, for scripts.
+        #[arg(long)]
+        once: bool,
+    },
     /// Check a manifest and its component files without running anything.
     Validate {
         /// The app's manifest.
@@ -124,6 +137,11 @@ fn main() -> ExitCode {
         Command::Dlq { admin, command } => queue::run_dlq(&admin, command),
         Command::Secret { admin, command } => secret::run(&admin, command),
         Command::Key { admin, command } => key::run(&admin, command),
+        Command::Top {
+            admin,
+            interval_ms,
+            once,
+        } => top::run(&admin, std::time::Duration::from_millis(interval_ms), once),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -34,6 +34,11 @@ impl AdminArgs {
     pub(crate) fn client(&self) -> anyhow::Result<AdminClient> {
         AdminClient::new(&self.admin, self.admin_token.as_deref())
     }
+
+    /// The admin listener's base URL.
+    pub(crate) fn url(&self) -> &str {
+        &self.admin
+    }
 }
 
 #[derive(Subcommand)]

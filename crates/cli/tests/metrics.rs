@@ -1,6 +1,6 @@
 //! `GET /metrics`: the exposition passes `promtool check metrics`, needs the
 //! admin token, and its counters move as invocations succeed, fail, are
-//! throttled, retried and dead-lettered.
+//! throttled, retried and dead-lettered; `nimbus top` shows them.
 
 mod support;
 
@@ -190,5 +190,38 @@ async fn counters_move_with_invocations_throttles_retries_and_dead_letters() {
     );
     assert!(sample(&text, "nimbus_store_commits_total").unwrap() >= 1.0);
     assert!(sample(&text, "nimbus_store_commit_batch_size_count").unwrap() >= 1.0);
+
+    // `nimbus top` shows the same numbers, one row per function and queue.
+    let output = support::nimbus(
+        &[
+            "top",
+            "--once",
+            "--interval-ms",
+            "100",
+            "--admin",
+            &nimbus.admin,
+        ],
+        app.dir.path(),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let frame = String::from_utf8(output.stdout).unwrap();
+    let row = |name: &str| -> Vec<String> {
+        frame
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no row for {name} in:\n{frame}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    // FUNCTION INVOKED INV/S ERR/S THROTTLE/S AVG-MS RUNNING
+    assert_eq!(row("hello")[1], "2", "{frame}");
+    assert_eq!(row("slow")[6], "1", "{frame}");
+    // QUEUE VISIBLE IN-FLIGHT DELAYED OLDEST-S
+    assert_eq!(row("jobs-dlq")[1], "1", "{frame}");
     drop(first);
 }
