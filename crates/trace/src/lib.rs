@@ -1,0 +1,237 @@
+//! Distributed tracing: W3C trace context (`traceparent`) carried across
+//! every hop, spans for gateway requests, invocations and host calls, and
+//! their export over OTLP/HTTP (JSON encoding) when an endpoint is
+//! configured. Without an endpoint, spans cost an id and nothing is sent.
+
+mod export;
+
+pub use export::spawn_exporter;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// Finished spans waiting for the exporter; past this, spans are dropped
+/// (and counted in the log) rather than slowing invocations down.
+pub const MAX_PENDING_SPANS: usize = 8_192;
+
+/// Where a span sits in a trace: the trace and the span's own id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    /// Parses a W3C `traceparent` (version 00); `None` if malformed or all
+    /// zero, in which case a new trace starts.
+    pub fn parse(traceparent: &str) -> Option<Self> {
+        let parts: Vec<&str> = traceparent.trim().split('-').collect();
+        let [version, trace, span, flags] = parts.as_slice() else {
+            return None;
+        };
+        if *version != "00" || trace.len() != 32 || span.len() != 16 || flags.len() != 2 {
+            return None;
+        }
+        let trace_id: [u8; 16] = hex(trace)?.try_into().ok()?;
+        let span_id: [u8; 8] = hex(span)?.try_into().ok()?;
+        if trace_id == [0; 16] || span_id == [0; 8] {
+            return None;
+        }
+        let flags = u8::from_str_radix(flags, 16).ok()?;
+        Some(TraceContext {
+            trace_id,
+            span_id,
+            sampled: flags & 1 == 1,
+        })
+    }
+
+    pub fn to_traceparent(&self) -> String {
+        format!(
+            "00-{}-{}-{:02x}",
+            to_hex(&self.trace_id),
+            to_hex(&self.span_id),
+            u8::from(self.sampled)
+        )
+    }
+
+    pub fn trace_id_hex(&self) -> String {
+        to_hex(&self.trace_id)
+    }
+}
+
+/// What kind of work a span stands for (OTLP's `SpanKind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    Internal = 1,
+    Server = 2,
+    Client = 3,
+    Producer = 4,
+    Consumer = 5,
+}
+
+/// A span in progress; [`Span::end`] sends it to the exporter.
+#[derive(Debug)]
+pub struct Span {
+    pub context: TraceContext,
+    parent: Option<[u8; 8]>,
+    name: String,
+    kind: SpanKind,
+    start_ns: u64,
+    attributes: Vec<(&'static str, String)>,
+    error: Option<String>,
+    sink: Option<mpsc::Sender<FinishedSpan>>,
+}
+
+impl Span {
+    pub fn set(&mut self, key: &'static str, value: impl Into<String>) {
+        self.attributes.push((key, value.into()));
+    }
+
+    /// Marks the span failed, with a short description.
+    pub fn fail(&mut self, message: impl Into<String>) {
+        self.error = Some(message.into());
+    }
+
+    pub fn end(self) {
+        let Some(sink) = &self.sink else {
+            return;
+        };
+        let finished = FinishedSpan {
+            context: self.context,
+            parent: self.parent,
+            name: self.name,
+            kind: self.kind,
+            start_ns: self.start_ns,
+            end_ns: now_ns(),
+            attributes: self.attributes,
+            error: self.error,
+        };
+        if sink.try_send(finished).is_err() {
+            tracing::debug!("span dropped: the exporter is behind");
+        }
+    }
+}
+
+/// A span as exported.
+#[derive(Debug, Clone)]
+pub struct FinishedSpan {
+    pub context: TraceContext,
+    pub parent: Option<[u8; 8]>,
+    pub name: String,
+    pub kind: SpanKind,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub attributes: Vec<(&'static str, String)>,
+    pub error: Option<String>,
+}
+
+/// Starts spans; cheap to clone. Without an exporter, spans still get ids
+/// (so context propagates) but are never sent.
+#[derive(Clone, Debug, Default)]
+pub struct Tracer {
+    sink: Option<mpsc::Sender<FinishedSpan>>,
+}
+
+impl Tracer {
+    /// A tracer whose spans go nowhere.
+    pub fn disabled() -> Self {
+        Tracer::default()
+    }
+
+    /// Starts a span under `parent`, or a new trace without one.
+    pub fn start(
+        &self,
+        name: impl Into<String>,
+        kind: SpanKind,
+        parent: Option<&TraceContext>,
+    ) -> Span {
+        let (trace_id, parent_id, sampled) = match parent {
+            Some(p) => (p.trace_id, Some(p.span_id), p.sampled),
+            None => (random_id::<16>(), None, true),
+        };
+        Span {
+            context: TraceContext {
+                trace_id,
+                span_id: random_id::<8>(),
+                sampled,
+            },
+            parent: parent_id,
+            name: name.into(),
+            kind,
+            start_ns: now_ns(),
+            attributes: Vec::new(),
+            error: None,
+            sink: self.sink.clone().filter(|_| sampled),
+        }
+    }
+}
+
+fn random_id<const N: usize>() -> [u8; N] {
+    let mut id = [0u8; N];
+    loop {
+        let bytes = uuid::Uuid::new_v4().into_bytes();
+        id.copy_from_slice(&bytes[..N]);
+        if id != [0; N] {
+            return id;
+        }
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
+
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_round_trips_and_bad_ones_are_refused() {
+        let text = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let ctx = TraceContext::parse(text).unwrap();
+        assert!(ctx.sampled);
+        assert_eq!(ctx.to_traceparent(), text);
+        for bad in [
+            "",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        ] {
+            assert_eq!(TraceContext::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_child_span_shares_the_trace_and_points_at_its_parent() {
+        let tracer = Tracer::disabled();
+        let root = tracer.start("root", SpanKind::Server, None);
+        let child = tracer.start("child", SpanKind::Internal, Some(&root.context));
+        assert_eq!(child.context.trace_id, root.context.trace_id);
+        assert_eq!(child.parent, Some(root.context.span_id));
+        assert_ne!(child.context.span_id, root.context.span_id);
+    }
+}
