@@ -58,7 +58,11 @@ fn check_app(app: &App) {
         assert_eq!(name, &f.name);
         assert!(limits::MEMORY_MB.range().contains(&u64::from(f.memory_mb)));
         assert!(limits::TIMEOUT_MS.range().contains(&f.timeout_ms));
-        assert!(limits::MAX_CONCURRENCY.range().contains(&u64::from(f.max_concurrency)));
+        assert!(
+            limits::MAX_CONCURRENCY
+                .range()
+                .contains(&u64::from(f.max_concurrency))
+        );
         assert!(limits::MAX_LOG_BYTES.range().contains(&f.max_log_bytes));
         for grant in &f.grants {
             let Grant::QueueSend(queue) = grant;
@@ -76,10 +80,18 @@ fn check_app(app: &App) {
     }
     for (name, q) in &app.queues {
         assert_eq!(name, &q.name);
-        assert!(limits::VISIBILITY_TIMEOUT_MS.range().contains(&q.visibility_timeout_ms));
+        assert!(
+            limits::VISIBILITY_TIMEOUT_MS
+                .range()
+                .contains(&q.visibility_timeout_ms)
+        );
         assert!(limits::RETENTION_MS.range().contains(&q.retention_ms));
         assert!(limits::DELAY_MS.range().contains(&q.delay_ms));
-        assert!(limits::MAX_MESSAGE_BYTES.range().contains(&q.max_message_bytes));
+        assert!(
+            limits::MAX_MESSAGE_BYTES
+                .range()
+                .contains(&q.max_message_bytes)
+        );
         assert!(limits::DEDUP_WINDOW_MS.range().contains(&q.dedup_window_ms));
         assert_eq!(q.max_receive_count.is_some(), q.dead_letter_queue.is_some());
         if let Some(dlq) = &q.dead_letter_queue {

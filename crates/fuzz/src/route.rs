@@ -38,7 +38,10 @@ pub fn route(data: &[u8]) {
         return;
     };
     check_match(&other, path);
-    let (ab, ba) = (pattern.specificity_cmp(&other), other.specificity_cmp(&pattern));
+    let (ab, ba) = (
+        pattern.specificity_cmp(&other),
+        other.specificity_cmp(&pattern),
+    );
     assert_eq!(ab, ba.reverse(), "precedence of {raw} and {other_raw}");
     assert_eq!(pattern.same_shape(&other), other.same_shape(&pattern));
     if pattern.same_shape(&other) {
@@ -55,7 +58,10 @@ pub fn route(data: &[u8]) {
 fn parsed(raw: &str) -> Option<RoutePattern> {
     let pattern = RoutePattern::parse(raw).ok()?;
     assert_eq!(pattern.as_str(), raw);
-    assert_eq!(RoutePattern::parse(&pattern.to_string()).as_ref(), Ok(&pattern));
+    assert_eq!(
+        RoutePattern::parse(&pattern.to_string()).as_ref(),
+        Ok(&pattern)
+    );
     assert!(pattern.same_shape(&pattern));
     assert_eq!(pattern.specificity_cmp(&pattern), Ordering::Equal);
     let segments = pattern.segments();
@@ -92,7 +98,10 @@ fn check_match(pattern: &RoutePattern, path: &str) {
             Segment::Param(name) => {
                 let (captured_name, value) = params.next().expect("a capture per parameter");
                 assert_eq!(captured_name, name);
-                assert!(!value.is_empty() && !value.contains('/'), "{{{name}}} = {value:?}");
+                assert!(
+                    !value.is_empty() && !value.contains('/'),
+                    "{{{name}}} = {value:?}"
+                );
                 rebuilt.push('/');
                 rebuilt.push_str(value);
             }
@@ -113,7 +122,11 @@ fn check_match(pattern: &RoutePattern, path: &str) {
             );
         }
         None => {
-            let rebuilt = if rebuilt.is_empty() { "/".to_owned() } else { rebuilt };
+            let rebuilt = if rebuilt.is_empty() {
+                "/".to_owned()
+            } else {
+                rebuilt
+            };
             assert_eq!(rebuilt, path, "{pattern} matched {path:?}");
         }
     }

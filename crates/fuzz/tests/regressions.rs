@@ -26,3 +26,38 @@ fn the_largest_visibility_timeout_is_a_400_and_the_store_stays_up() {
     ));
     harness.run(&send);
 }
+
+fn request(method: &str, uri: &str, body: Vec<u8>) -> axum::http::Request<axum::body::Body> {
+    axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(axum::body::Body::from(body))
+        .unwrap()
+}
+
+#[test]
+fn a_body_over_the_limit_is_a_json_413() {
+    let harness = ApiHarness::new();
+    let oversize = vec![b' '; nimbus_gateway::api::MAX_REQUEST_BYTES + 1];
+    let (status, _) = harness.send(request("POST", "/v1/queues/fuzz/messages", oversize));
+    assert_eq!(status, 413);
+    harness.check_sentinels();
+}
+
+#[test]
+fn a_method_a_route_does_not_have_is_a_json_405() {
+    let harness = ApiHarness::new();
+    let (status, _) = harness.send(request("PUT", "/v1/queues/fuzz/receive", Vec::new()));
+    assert_eq!(status, 405);
+}
+
+#[test]
+fn a_query_of_the_wrong_type_is_a_json_400() {
+    let harness = ApiHarness::new();
+    let (status, _) = harness.send(request(
+        "GET",
+        "/v1/queues/fuzz/messages?limit=-1",
+        Vec::new(),
+    ));
+    assert_eq!(status, 400);
+}

@@ -35,10 +35,13 @@ fn smoke(name: &str, mutations: usize, target: impl Fn(&[u8])) {
     }));
     for (i, input) in inputs.enumerate() {
         if catch_unwind(AssertUnwindSafe(|| target(&input))).is_err() {
+            let saved = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-failure"));
+            std::fs::write(&saved, &input).unwrap();
             panic!(
-                "{name} failed on input {i} (seeds first, then mutations of seed {SEED:#x}); \
-                 the input, escaped: b\"{}\"",
-                input.escape_ascii()
+                "{name} failed on input {i} (seeds first, then mutations of seed {SEED:#x}), \
+                 saved as {}; it starts b\"{}\"",
+                saved.display(),
+                input[..input.len().min(200)].escape_ascii()
             );
         }
     }
@@ -46,17 +49,17 @@ fn smoke(name: &str, mutations: usize, target: impl Fn(&[u8])) {
 
 #[test]
 fn manifest_target_holds_on_seeds_and_mutations() {
-    smoke("manifest", 3000, nimbus_fuzz::manifest);
+    smoke("manifest", 10_000, nimbus_fuzz::manifest);
 }
 
 #[test]
 fn route_target_holds_on_seeds_and_mutations() {
-    smoke("route", 20_000, nimbus_fuzz::route);
+    smoke("route", 50_000, nimbus_fuzz::route);
 }
 
 #[test]
 fn api_request_target_holds_on_seeds_and_mutations() {
     let harness = nimbus_fuzz::ApiHarness::new();
-    smoke("api_request", 3000, |input| harness.run(input));
+    smoke("api_request", 12_000, |input| harness.run(input));
     harness.check_sentinels();
 }

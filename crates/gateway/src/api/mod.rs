@@ -6,7 +6,7 @@ mod keys;
 mod queues;
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nimbus_store::{QueueSignals, QueueStore, StoreError};
 use serde::de::DeserializeOwned;
@@ -63,7 +63,7 @@ async fn json_errors(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
-        .get(axum::http::header::CONTENT_TYPE)
+        .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if is_json || !(status.is_client_error() || status.is_server_error()) {
         return response;
@@ -74,13 +74,16 @@ async fn json_errors(response: Response) -> Response {
         .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
         .unwrap_or_default();
     let message = if text.is_empty() {
-        status.canonical_reason().unwrap_or("request rejected").to_owned()
+        status
+            .canonical_reason()
+            .unwrap_or("request rejected")
+            .to_owned()
     } else {
         text
     };
     let mut rewrapped = ApiError::new(status, message).into_response();
-    parts.headers.remove(axum::http::header::CONTENT_TYPE);
-    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
     rewrapped.headers_mut().extend(parts.headers);
     rewrapped
 }
