@@ -207,7 +207,7 @@ impl ApiHarness {
         self.send(request);
         let n = self.inputs.fetch_add(1, Ordering::Relaxed);
         self.check_sentinel_message();
-        if n % KEY_CHECK_EVERY == 0 {
+        if n.is_multiple_of(KEY_CHECK_EVERY) {
             self.check_sentinel_key();
         }
         if n % PURGE_EVERY == PURGE_EVERY - 1 {
