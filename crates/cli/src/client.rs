@@ -1,5 +1,5 @@
 //! A small client for the admin `/v1` API, used by the service verbs
-//! (`nimbus queue ...`, `nimbus dlq ...`).
+//! (`nimbus queue ...`, `nimbus dlq ...`, `nimbus secret ...`).
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
@@ -40,6 +40,11 @@ impl AdminClient {
     /// POSTs raw bytes (not JSON).
     pub fn post_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
         self.call(reqwest::Method::POST, path, Some(Body::Raw(body)))
+    }
+
+    /// PUTs raw bytes (not JSON).
+    pub fn put_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::PUT, path, Some(Body::Raw(body)))
     }
 
     /// Sends a request; a non-2xx answer becomes an error carrying the API's

@@ -5,6 +5,7 @@ mod build;
 mod client;
 mod key;
 mod queue;
+mod secret;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +43,14 @@ enum Command {
         admin: queue::AdminArgs,
         #[command(subcommand)]
         command: queue::DlqCommand,
+    },
+    /// Set, list and delete a running app's secrets (values from stdin or a
+    /// file, sealed at rest, readable only by functions granted them).
+    Secret {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        #[command(subcommand)]
+        command: secret::SecretCommand,
     },
     /// Invoke an event function of a running app with one event and wait for
     /// the outcome (printed as JSON; exit status 1 if the function failed).
@@ -99,6 +108,7 @@ fn main() -> ExitCode {
             asynchronous,
         } => queue::run_invoke(&admin, &function, data, file, asynchronous),
         Command::Dlq { admin, command } => queue::run_dlq(&admin, command),
+        Command::Secret { admin, command } => secret::run(&admin, command),
         Command::Key { admin, command } => key::run(&admin, command),
     };
     match result {

@@ -1,10 +1,12 @@
-//! `nimbus up`: load the app, compile or load its components, bind the
-//! listeners, report where they are, and serve until SIGINT or SIGTERM.
+//! `nimbus up`: load the app, open the store and the secret vault, compile or
+//! load its components, bind the listeners, report where they are, and serve
+//! until SIGINT or SIGTERM.
 
 use anyhow::Context as _;
 use clap::Args;
 use nimbus_engine::{
-    ArtifactCache, CacheOutcome, EngineSettings, LoadedFunction, Runtime, Services,
+    ArtifactCache, CacheOutcome, EngineSettings, FunctionDirectory, LoadedFunction, Runtime,
+    Services,
 };
 use nimbus_gateway::auth::{ApiKeys, Authenticator, JwtVerifier};
 use nimbus_gateway::{Drain, PublicGateway, ServerLimits};
@@ -68,6 +70,15 @@ pub struct UpArgs {
     /// can be lost (logged as a warning at startup).
     #[arg(long, value_enum, default_value_t = StoreDurability::Fsync)]
     store_durability: StoreDurability,
+    /// The key that seals secrets, kept apart from the data directory;
+    /// created (0600) on first start if missing
+    /// [default: $XDG_CONFIG_HOME/nimbus/APP/secrets.key, else ~/.config/nimbus/APP/secrets.key].
+    #[arg(long, env = "NIMBUS_SECRET_KEY_FILE", value_name = "PATH")]
+    secret_key_file: Option<PathBuf>,
+    /// Largest request head (request line and headers) in bytes; a larger
+    /// one gets 431.
+    #[arg(long, default_value_t = 65_536, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(8_192..=1_048_576))]
+    max_header_bytes: u32,
     /// Time a client has to send a request's body, in milliseconds.
     #[arg(long, default_value_t = 30_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     body_read_timeout_ms: u64,
@@ -105,10 +116,21 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .build()
         .context("failed to start the async runtime")?;
     let store = tokio.block_on(open_store(&app, &data_dir, args.store_durability))?;
+    let secrets = tokio.block_on(crate::secret::open_vault(
+        args.secret_key_file.as_deref(),
+        &app.name,
+        store.clone(),
+        &data_dir.join(DB_FILE),
+    ))?;
     let signals = QueueSignals::default();
+    let metrics = Arc::new(nimbus_metrics::Metrics::default());
+    store.observe(metrics.clone());
     let services = Arc::new(Services {
         queues: store.clone(),
         queue_signals: signals.clone(),
+        secrets: secrets.clone(),
+        functions: FunctionDirectory::default(),
+        metrics: metrics.clone(),
     });
 
     let runtime = Runtime::new(EngineSettings {
@@ -121,10 +143,14 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     for function in app.functions.values() {
         let (loaded, outcome) = runtime.load_function(function, &cache, &services)?;
-        let how = match outcome {
-            CacheOutcome::Hit => "loaded cached artifact",
-            CacheOutcome::Compiled => "compiled",
+        let (how, artifact) = match outcome {
+            CacheOutcome::Hit => ("loaded cached artifact", "cached"),
+            CacheOutcome::Compiled => ("compiled", "compiled"),
         };
+        metrics
+            .function_loads
+            .with(&[&function.name, artifact])
+            .inc();
         let kind = match loaded {
             LoadedFunction::Http(f) => {
                 http_functions.insert(function.name.clone(), Arc::new(f));
@@ -181,6 +207,20 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             }
         }
     }
+    for function in app.functions.values() {
+        for grant in &function.grants {
+            if let nimbus_manifest::Grant::FunctionInvoke(target) = grant
+                && !event_functions.contains_key(target)
+            {
+                anyhow::bail!(
+                    "function `{}` is allowed to invoke `{target}`, which is an HTTP function; \
+                     only event functions can be invoked (HTTP functions are called through their routes)",
+                    function.name
+                );
+            }
+        }
+    }
+    services.functions.publish(&event_functions);
     let async_queues: Vec<_> = app
         .functions
         .values()
@@ -208,6 +248,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
         body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+        max_header_bytes: args.max_header_bytes as usize,
     };
     let keys = Arc::new(
         tokio
@@ -227,6 +268,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         http_functions.clone(),
         Authenticator::new(keys.clone(), jwt),
         limits.body_read_timeout,
+        metrics.clone(),
     );
     tokio.block_on(async {
         let sweeper = tokio::spawn(expire_periodically(store.clone()));
@@ -263,7 +305,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             }),
             admin_token: nimbus_gateway::AdminToken::new(&admin_token),
             keys: keys.clone(),
+            metrics: metrics.clone(),
+            secrets,
         };
+        let signalled = shutdown_signal()?;
         let public = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("failed to bind the gateway to {}", args.listen))?;
@@ -280,7 +325,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         tracing::info!(app = %app.name, "serving");
         let shutdown = async {
-            shutdown_signal().await;
+            signalled.await;
             // Queue workers stop taking new batches at once; the ones in
             // flight finish (or are cut off with the rest after the grace).
             let _ = stop_triggers.send(true);
@@ -311,6 +356,9 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The store's file in the data directory.
+const DB_FILE: &str = "nimbus.db";
+
 /// Opens the embedded store in the data directory and declares the app's
 /// queues in it.
 async fn open_store(
@@ -319,7 +367,7 @@ async fn open_store(
     durability: StoreDurability,
 ) -> anyhow::Result<Arc<SqliteStore>> {
     let options = SqliteOptions {
-        path: data_dir.join("nimbus.db"),
+        path: data_dir.join(DB_FILE),
         durability: match durability {
             StoreDurability::Fsync => Durability::Fsync,
             StoreDurability::Relaxed => Durability::RelaxedMayLoseRecentWrites,
@@ -418,19 +466,19 @@ fn default_data_dir(app: &str) -> anyhow::Result<PathBuf> {
     Ok(base.join("nimbus").join(app))
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
-        _ = terminate.recv() => tracing::info!("received SIGTERM"),
-    }
+/// Starts listening for SIGINT and SIGTERM now and resolves on the first.
+/// Called before the listeners are announced: until a handler is registered
+/// a signal has its default, fatal effect, so a supervisor (or a test) that
+/// signals as soon as it sees the addresses would kill the process instead
+/// of draining it.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("failed to listen for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("received SIGINT"),
+            _ = terminate.recv() => tracing::info!("received SIGTERM"),
+        }
+    })
 }

@@ -125,3 +125,25 @@ fn a_short_admin_token_is_refused() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("at least 16 characters"));
 }
+
+#[test]
+fn both_listeners_default_to_loopback() {
+    let app = TestApp::new("defaults").function("hello", programs::HELLO, "");
+    let output = support::nimbus(&["up", "--help"], app.dir.path());
+    let help = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = help.lines().collect();
+    for flag in ["--listen", "--admin-listen"] {
+        let start = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with(flag))
+            .unwrap_or_else(|| panic!("{flag} is not in:\n{help}"));
+        let default = lines[start..]
+            .iter()
+            .find(|l| l.contains("[default"))
+            .unwrap();
+        assert!(
+            default.contains("[default: 127.0.0.1:"),
+            "{flag}: {default}"
+        );
+    }
+}

@@ -172,4 +172,19 @@ fn out_of_range_listener_settings_are_refused() {
             stderr(&output)
         );
     }
+    for (flag, range) in [
+        ("--max-header-bytes", "8192..=1048576"),
+        ("--max-wasm-stack-kb", "64..=65536"),
+    ] {
+        let output = nimbus(
+            &["up", manifest.to_str().unwrap(), flag, "1"],
+            app.dir.path(),
+        );
+        assert_eq!(output.status.code(), Some(2), "{flag}");
+        assert!(
+            stderr(&output).contains(&format!("1 is not in {range}")),
+            "{flag}: {}",
+            stderr(&output)
+        );
+    }
 }

@@ -65,6 +65,26 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
 }
 
 #[tokio::test]
+async fn a_request_head_over_the_limit_gets_431_and_the_server_stays_up() {
+    let app = TestApp::new("headers")
+        .function("hello", programs::HELLO, "")
+        .route("/hello", "hello", "");
+    let nimbus = app.start_with(&["--max-header-bytes", "16384"]).await;
+    let big = "a".repeat(20_000);
+    let request = format!("GET /hello HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
+    let answer = raw_request(host(&nimbus.gateway), request.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    // Under the limit is fine, and the server is still there.
+    let response = client()
+        .get(nimbus.url("/hello"))
+        .header("x-medium", "a".repeat(8_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
 async fn connections_beyond_the_cap_wait_until_one_closes() {
     let app = TestApp::new("capped")
         .function("hello", programs::HELLO, "")

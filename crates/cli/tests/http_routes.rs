@@ -281,3 +281,15 @@ async fn a_host_header_that_is_not_text_is_a_400() {
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
     assert!(response.contains("Host header"), "{response}");
 }
+
+#[tokio::test]
+async fn every_request_gets_a_fresh_instance() {
+    let app = TestApp::new("fresh")
+        .function("counter", programs::COUNTER, "")
+        .route("/count", "counter", "");
+    let nimbus = app.start().await;
+    for _ in 0..5 {
+        let response = client().get(nimbus.url("/count")).send().await.unwrap();
+        assert_eq!(response.text().await.unwrap(), "1\n");
+    }
+}

@@ -207,6 +207,7 @@ async fn an_http_function_cannot_be_a_queue_trigger_target() {
             "--data-dir",
         ])
         .arg(app.data_dir())
+        .env("XDG_CONFIG_HOME", support::CONFIG_HOME)
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));

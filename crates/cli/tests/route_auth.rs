@@ -478,6 +478,7 @@ async fn a_missing_or_short_hs256_secret_stops_the_app_at_start() {
             .arg(app.data_dir())
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .env_remove("ORDERS_JWT_SECRET")
+            .env("XDG_CONFIG_HOME", support::CONFIG_HOME)
             .envs(secret.map(|s| ("ORDERS_JWT_SECRET", s)))
             .output()
             .unwrap();

@@ -22,11 +22,7 @@ const MAX_WORKERS: u32 = 16;
 /// Slack between the function's deadline and the lease on an async event.
 const LEASE_MARGIN_MS: u64 = 30_000;
 
-/// The internal queue holding `function`'s pending async events. Manifest
-/// queue names start with a letter, so this never collides with one.
-pub fn async_queue_name(function: &str) -> String {
-    format!("_async.{function}")
-}
+pub use nimbus_engine::async_queue_name;
 
 /// The internal queue's settings for `function`.
 pub fn async_queue_config(function: &Function) -> QueueConfig {
@@ -223,8 +219,15 @@ async fn handle(
                 error,
                 visible_after_ms: delay,
             };
-            if let Err(e) = store.nack(queue, &message.receipt_handle, options).await {
-                tracing::warn!(function = %name, event_id = %message.message_id, "could not schedule the retry: {e}");
+            match store.nack(queue, &message.receipt_handle, options).await {
+                Ok(()) => function
+                    .metrics()
+                    .event_retries
+                    .with(&[name, "async"])
+                    .inc(),
+                Err(e) => {
+                    tracing::warn!(function = %name, event_id = %message.message_id, "could not schedule the retry: {e}")
+                }
             }
             return;
         }

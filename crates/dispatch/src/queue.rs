@@ -153,9 +153,17 @@ async fn deliver(
                     .retry_backoff
                     .jittered_ms(message.receive_count, unit),
             };
-            store
+            let nacked = store
                 .nack(&trigger.queue, &message.receipt_handle, options)
-                .await
+                .await;
+            if nacked.is_ok() {
+                function
+                    .metrics()
+                    .event_retries
+                    .with(&[function.name(), &format!("queue:{}", trigger.queue)])
+                    .inc();
+            }
+            nacked
         } else {
             store.delete(&trigger.queue, &message.receipt_handle).await
         };

@@ -24,6 +24,12 @@ impl EventFunction {
         &self.core.name
     }
 
+    /// Where this function's invocations (and its triggers' retries) are
+    /// counted.
+    pub fn metrics(&self) -> &nimbus_metrics::Metrics {
+        self.core.metrics()
+    }
+
     /// Handles `events` in a fresh instance, waiting for a free instance slot
     /// first. `Ok` holds the ids the handler reported as failed; a trap, the
     /// deadline or an `err` from the handler is an `InvokeError`.
@@ -33,13 +39,40 @@ impl EventFunction {
         invocation_id: &str,
     ) -> Result<Vec<String>, InvokeError> {
         let permit = self.core.permit().await;
+        self.run(permit, events, invocation_id, 0).await
+    }
+
+    /// [`EventFunction::invoke`] for a call from another function, `depth`
+    /// calls down a chain. It does not wait for a free instance (`Busy`
+    /// instead), so a cycle of calls cannot deadlock.
+    pub(crate) async fn invoke_nested(
+        &self,
+        events: Vec<Event>,
+        invocation_id: &str,
+        depth: u32,
+    ) -> Result<Vec<String>, InvokeError> {
+        let permit = self.core.try_permit()?;
+        self.run(permit, events, invocation_id, depth).await
+    }
+
+    async fn run(
+        &self,
+        permit: crate::invocation::Running,
+        events: Vec<Event>,
+        invocation_id: &str,
+        depth: u32,
+    ) -> Result<Vec<String>, InvokeError> {
         let started = Instant::now();
         let deadline = started + self.core.timeout;
         let invocation_id: Arc<str> = invocation_id.into();
-        let mut store = self.core.store(self.pre.engine(), &invocation_id, deadline);
+        let mut store = self
+            .core
+            .store(self.pre.engine(), &invocation_id, deadline, depth);
         tracing::debug!(function = %self.core.name, invocation_id = %invocation_id, events = events.len(), "invocation started");
         let run = async {
+            let instantiating = Instant::now();
             let instance = self.pre.instantiate_async(&mut store).await?;
+            self.core.instance_started(instantiating.elapsed());
             instance
                 .nimbus_function_handler()
                 .call_handle(&mut store, &events)

@@ -51,7 +51,9 @@ impl HttpFunction {
         let started = Instant::now();
         let deadline = started + self.core.timeout;
         let invocation_id: Arc<str> = invocation_id.into();
-        let mut store = self.core.store(self.pre.engine(), &invocation_id, deadline);
+        let mut store = self
+            .core
+            .store(self.pre.engine(), &invocation_id, deadline, 0);
         let name = self.core.name.clone();
 
         let (sender, receiver) = oneshot::channel();
@@ -75,7 +77,9 @@ impl HttpFunction {
         let task = tokio::spawn(async move {
             tracing::debug!(function = %core.name, invocation_id = %id, "invocation started");
             let run = async {
+                let instantiating = Instant::now();
                 let proxy = pre.instantiate_async(&mut store).await?;
+                core.instance_started(instantiating.elapsed());
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)

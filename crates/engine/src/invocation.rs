@@ -8,6 +8,7 @@ use crate::limits::MemoryCap;
 use crate::output::OutputBudget;
 use crate::state::InvocationState;
 use nimbus_manifest::Function;
+use nimbus_metrics::Outcome;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -38,6 +39,19 @@ impl std::fmt::Display for DeadlineExceeded {
 }
 
 impl std::error::Error for DeadlineExceeded {}
+
+/// An invocation holding one of its function's `max_concurrency` slots;
+/// counted in `nimbus_concurrent_executions` until dropped.
+pub(crate) struct Running {
+    _permit: OwnedSemaphorePermit,
+    gauge: Arc<nimbus_metrics::Gauge>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.gauge.add(-1);
+    }
+}
 
 /// A function's settings and shared state, for every kind of function.
 pub(crate) struct FunctionCore {
@@ -75,21 +89,50 @@ impl FunctionCore {
         self.timeout.as_millis() as u64
     }
 
-    /// A permit now, or `Busy`.
-    pub fn try_permit(&self) -> Result<OwnedSemaphorePermit, InvokeError> {
-        self.concurrency
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| InvokeError::Busy)
+    /// A permit now, or `Busy` (counted as a throttle).
+    pub fn try_permit(&self) -> Result<Running, InvokeError> {
+        match self.concurrency.clone().try_acquire_owned() {
+            Ok(permit) => Ok(self.running(permit)),
+            Err(_) => {
+                self.metrics()
+                    .invocation(&self.name, Outcome::Throttled, None);
+                Err(InvokeError::Busy)
+            }
+        }
     }
 
     /// A permit, waiting for one to free up.
-    pub async fn permit(&self) -> OwnedSemaphorePermit {
-        self.concurrency
+    pub async fn permit(&self) -> Running {
+        let permit = self
+            .concurrency
             .clone()
             .acquire_owned()
             .await
-            .expect("semaphore is never closed")
+            .expect("semaphore is never closed");
+        self.running(permit)
+    }
+
+    fn running(&self, permit: OwnedSemaphorePermit) -> Running {
+        let gauge = self.metrics().concurrent_executions.with(&[&self.name]);
+        gauge.add(1);
+        Running {
+            _permit: permit,
+            gauge,
+        }
+    }
+
+    pub fn metrics(&self) -> &nimbus_metrics::Metrics {
+        &self.services.metrics
+    }
+
+    /// Records how long creating an instance took.
+    pub fn instance_started(&self, took: Duration) {
+        let metrics = self.metrics();
+        metrics.instance_starts.with(&[&self.name]).inc();
+        metrics
+            .instance_start_duration
+            .with(&[&self.name])
+            .observe(took.as_secs_f64());
     }
 
     /// A fresh store for one invocation, limited by this function's settings.
@@ -101,6 +144,7 @@ impl FunctionCore {
         engine: &Engine,
         invocation_id: &Arc<str>,
         deadline: Instant,
+        depth: u32,
     ) -> Store<InvocationState> {
         let output =
             OutputBudget::new(self.name.clone(), invocation_id.clone(), self.max_log_bytes);
@@ -109,6 +153,7 @@ impl FunctionCore {
             grants: self.grants.clone(),
             function: self.name.clone(),
             invocation_id: invocation_id.clone(),
+            depth,
         };
         let state = InvocationState::new(
             &self.env,
@@ -161,6 +206,14 @@ impl FunctionCore {
         result: &Result<T, InvokeError>,
     ) {
         let name = &self.name;
+        let outcome = match result {
+            Ok(_) => Outcome::Success,
+            Err(InvokeError::Busy) => Outcome::Throttled,
+            Err(InvokeError::DeadlineExceeded { .. }) => Outcome::Timeout,
+            Err(InvokeError::Failed(_)) => Outcome::Error,
+        };
+        let ran = (outcome != Outcome::Throttled).then(|| started.elapsed());
+        self.metrics().invocation(name, outcome, ran);
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         match result {
             Ok(_) => {

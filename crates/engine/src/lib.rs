@@ -15,10 +15,10 @@ mod state;
 mod time;
 
 pub use cache::{ArtifactCache, CacheOutcome};
-pub use capabilities::Services;
+pub use capabilities::{FunctionDirectory, MAX_CALL_DEPTH, Services, async_queue_name};
 pub use event::{Event, EventFunction};
 pub use http::{HttpFunction, ResponseBody, full_body};
 pub use invocation::InvokeError;
 pub use limits::MemoryLimitExceeded;
 pub use runtime::{DEFAULT_MAX_WASM_STACK_KB, EngineSettings, LoadedFunction, Runtime};
-pub use time::rfc3339;
+pub use time::{rfc3339, rfc3339_now};

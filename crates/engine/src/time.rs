@@ -1,5 +1,14 @@
 //! RFC 3339 timestamps for event `time` attributes, without a date library.
 
+/// Now, by the system clock, as [`rfc3339`] formats it.
+pub fn rfc3339_now() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    rfc3339(ms)
+}
+
 /// Formats milliseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn rfc3339(ms: u64) -> String {
     let secs = ms / 1000;

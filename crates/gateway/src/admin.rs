@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tower::ServiceExt as _;
 
 /// Serves `/healthz` (the process is up), `/readyz` (the app is loaded and
-/// accepting requests; 503 once shutdown has begun) and `/v1`, which needs
-/// the admin token.
+/// accepting requests; 503 once shutdown has begun), and `/v1` and
+/// `/metrics`, which need the admin token.
 pub struct AdminApi {
     router: Router,
 }
@@ -24,10 +24,15 @@ pub struct AdminApi {
 impl AdminApi {
     pub fn new(ready: Arc<AtomicBool>, api: api::ApiState) -> Self {
         let admin_token = api.admin_token.clone();
-        let v1 = api::router(api).layer(axum::middleware::from_fn_with_state(
-            admin_token,
-            require_token,
-        ));
+        let metrics = Router::new()
+            .route("/metrics", axum::routing::get(crate::metrics::scrape))
+            .with_state(api.clone());
+        let v1 = api::router(api)
+            .merge(metrics)
+            .layer(axum::middleware::from_fn_with_state(
+                admin_token,
+                require_token,
+            ));
         let router = Router::new()
             .route(
                 "/healthz",

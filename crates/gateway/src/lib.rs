@@ -4,6 +4,7 @@
 mod admin;
 pub mod api;
 pub mod auth;
+mod metrics;
 mod public;
 mod response;
 mod router;

@@ -31,6 +31,7 @@ pub struct PublicGateway {
     functions: HashMap<String, Arc<HttpFunction>>,
     auth: Authenticator,
     body_read_timeout: Duration,
+    metrics: Arc<nimbus_metrics::Metrics>,
 }
 
 impl PublicGateway {
@@ -39,15 +40,23 @@ impl PublicGateway {
         functions: HashMap<String, Arc<HttpFunction>>,
         auth: Authenticator,
         body_read_timeout: Duration,
+        metrics: Arc<nimbus_metrics::Metrics>,
     ) -> Self {
         PublicGateway {
             router: Router::new(&app.http_triggers),
             functions,
             auth,
             body_read_timeout,
+            metrics,
         }
     }
 }
+
+/// Methods counted by name; any other is counted as `OTHER`, so a client
+/// cannot add label values.
+const COUNTED_METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
 
 impl Handler for PublicGateway {
     type Body = ResponseBody;
@@ -56,6 +65,37 @@ impl Handler for PublicGateway {
         self: Arc<Self>,
         request: hyper::Request<Incoming>,
         local: SocketAddr,
+    ) -> hyper::Response<ResponseBody> {
+        let started = std::time::Instant::now();
+        let method = request.method().as_str();
+        let method = COUNTED_METHODS
+            .iter()
+            .find(|m| **m == method)
+            .copied()
+            .unwrap_or("OTHER");
+        let mut route = None;
+        let response = self.respond(request, local, &mut route).await;
+        let route = route.unwrap_or_default();
+        let metrics = &self.metrics;
+        metrics
+            .http_requests
+            .with(&[&route, method, response.status().as_str()])
+            .inc();
+        metrics
+            .http_request_duration
+            .with(&[&route])
+            .observe(started.elapsed().as_secs_f64());
+        response
+    }
+}
+
+impl PublicGateway {
+    /// Answers one request, setting `matched` to the route pattern it matched.
+    async fn respond(
+        &self,
+        request: hyper::Request<Incoming>,
+        local: SocketAddr,
+        matched_route: &mut Option<String>,
     ) -> hyper::Response<ResponseBody> {
         let path = request.uri().path().to_owned();
         if let Err(problem) = check_path(&path) {
@@ -73,7 +113,10 @@ impl Handler for PublicGateway {
             );
         }
         let (trigger, matched) = match self.router.route(request.method(), &path) {
-            Routed::Found { trigger, matched } => (trigger, matched),
+            Routed::Found { trigger, matched } => {
+                *matched_route = Some(trigger.route.as_str().to_owned());
+                (trigger, matched)
+            }
             Routed::MethodNotAllowed { allow } => {
                 let mut response = response::error(
                     StatusCode::METHOD_NOT_ALLOWED,

@@ -33,6 +33,9 @@ pub struct ServerLimits {
     pub body_read_timeout: Duration,
     /// How long shutdown waits for in-flight requests before closing them.
     pub shutdown_grace: Duration,
+    /// Largest request head (request line and headers) read; a larger one
+    /// is refused with 431 (HTTP/1.1) or a reset stream (HTTP/2).
+    pub max_header_bytes: usize,
 }
 
 impl Default for ServerLimits {
@@ -42,6 +45,7 @@ impl Default for ServerLimits {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            max_header_bytes: 64 * 1024,
         }
     }
 }
@@ -83,7 +87,8 @@ pub async fn serve<H: Handler>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes);
     // h2c connections have no header timeout: pings find dead peers, and the
     // stream cap bounds what one connection can ask for at once.
     builder
@@ -91,7 +96,8 @@ pub async fn serve<H: Handler>(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(H2_KEEP_ALIVE))
         .keep_alive_timeout(H2_KEEP_ALIVE)
-        .max_concurrent_streams(H2_MAX_STREAMS);
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(limits.max_header_bytes as u32);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(limits.max_connections));

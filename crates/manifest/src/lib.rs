@@ -12,6 +12,7 @@ pub mod outbound;
 mod raw;
 mod resolve;
 pub mod route;
+pub mod secret;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -80,6 +81,11 @@ pub struct Function {
 pub enum Grant {
     /// `queue:NAME:send`
     QueueSend(String),
+    /// `secret:NAME:read`; the secret need not be set yet (secrets are set
+    /// at runtime), in which case reading it is `not-found`.
+    SecretRead(String),
+    /// `function:NAME:invoke` (an event function, checked when the app starts)
+    FunctionInvoke(String),
 }
 
 /// `[[trigger.queue]]`: `function` consumes `queue` in batches.

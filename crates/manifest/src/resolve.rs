@@ -64,7 +64,7 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
     let queues = resolve_queues(&mut d, &raw.queue);
     let function_names: Vec<String> = functions.keys().cloned().collect();
     for (fname, raw_fn) in &raw.function {
-        let grants = resolve_grants(&mut d, &queues, &raw_fn.get_ref().allow);
+        let grants = resolve_grants(&mut d, &queues, &function_names, &raw_fn.get_ref().allow);
         let async_invoke = raw_fn.get_ref().async_invoke.as_ref().map(|policy| {
             crate::delivery::resolve_retry_policy(
                 &mut d,
@@ -361,6 +361,7 @@ fn resolve_queues(
 fn resolve_grants(
     d: &mut Diagnostics,
     queues: &BTreeMap<String, Queue>,
+    functions: &[String],
     allow: &[Spanned<String>],
 ) -> Vec<Grant> {
     let mut grants = Vec::new();
@@ -381,10 +382,36 @@ fn resolve_grants(
                 format!("queues have no `{action}` permission"),
                 "functions may be allowed `queue:NAME:send`",
             ),
+            ["secret", name, "read"] => match crate::secret::check_secret_name(name) {
+                Ok(()) => grants.push(Grant::SecretRead((*name).to_owned())),
+                Err(e) => d.error(
+                    entry.span(),
+                    format!("grant `{text}` names an invalid secret: {e}"),
+                    "fix the name; it must be one `nimbus secret set` accepts",
+                ),
+            },
+            ["secret", _, action] => d.error(
+                entry.span(),
+                format!("secrets have no `{action}` permission"),
+                "functions may be allowed `secret:NAME:read`",
+            ),
+            ["function", name, "invoke"] if functions.iter().any(|f| f == name) => {
+                grants.push(Grant::FunctionInvoke((*name).to_owned()))
+            }
+            ["function", name, "invoke"] => d.error(
+                entry.span(),
+                format!("grant `{text}` names function `{name}`, which is not declared"),
+                format!("declare it with a [function.{name}] table, or fix the name"),
+            ),
+            ["function", _, action] => d.error(
+                entry.span(),
+                format!("functions have no `{action}` permission"),
+                "functions may be allowed `function:NAME:invoke`",
+            ),
             _ => d.error(
                 entry.span(),
                 format!("`{text}` is not a grant Nimbus knows"),
-                "grants look like `queue:NAME:send`",
+                "grants look like `queue:NAME:send`, `function:NAME:invoke` or `secret:NAME:read`",
             ),
         }
     }

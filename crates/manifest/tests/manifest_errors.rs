@@ -344,11 +344,45 @@ fn bad_manifests_are_reported_with_line_column_and_fix() {
             &["`disk:write` is not a grant", "queue:NAME:send"],
         ),
         (
+            "grant naming an undeclared function",
+            format!("{FUNCTION}allow = [\"function:ghost:invoke\"]\n"),
+            6,
+            10,
+            &[
+                "names function `ghost`, which is not declared",
+                "[function.ghost]",
+            ],
+        ),
+        (
+            "function grant with an unknown action",
+            format!("{FUNCTION}allow = [\"function:hello:delete\"]\n"),
+            6,
+            10,
+            &[
+                "functions have no `delete` permission",
+                "function:NAME:invoke",
+            ],
+        ),
+        (
             "grant for an undeclared queue",
             format!("{FUNCTION}allow = [\"queue:ghost:send\"]\n"),
             6,
             10,
             &["queue `ghost`, which is not declared"],
+        ),
+        (
+            "grant for an invalid secret name",
+            format!("{FUNCTION}allow = [\"secret:9lives:read\"]\n"),
+            6,
+            10,
+            &["names an invalid secret", "starts with a letter"],
+        ),
+        (
+            "secret grant with an unknown action",
+            format!("{FUNCTION}allow = [\"secret:db:write\"]\n"),
+            6,
+            10,
+            &["secrets have no `write` permission", "secret:NAME:read"],
         ),
         (
             "queue trigger on an undeclared queue",
@@ -727,6 +761,20 @@ fn queue_triggers_resolve_with_the_shared_delivery_defaults() {
             multiplier: 3.0,
             max_ms: 100
         }
+    );
+}
+
+#[test]
+fn a_secret_grant_needs_no_declaration_because_secrets_are_set_at_runtime() {
+    let source =
+        format!("{FUNCTION}allow = [\"secret:db.password:read\", \"secret:api-key:read\"]\n");
+    let app = App::parse(Path::new("nimbus.toml"), &source).unwrap();
+    assert_eq!(
+        app.functions["hello"].grants,
+        [
+            nimbus_manifest::Grant::SecretRead("api-key".into()),
+            nimbus_manifest::Grant::SecretRead("db.password".into()),
+        ]
     );
 }
 

@@ -1,5 +1,5 @@
-//! The guest side of Nimbus for Rust: write an event handler, use queues and
-//! the log, as far as the function's grants allow.
+//! The guest side of Nimbus for Rust: write an event handler, use queues,
+//! secrets and the log, as far as the function's grants allow.
 //!
 //! ```text
 //! struct Worker;
@@ -18,8 +18,9 @@
 //! ```
 //!
 //! HTTP functions are ordinary `wasi:http` components (for example with
-//! `#[wstd::http_server]`); they call `nimbus_sdk::queue` and
-//! `nimbus_sdk::log` the same way (see `examples/orders/api`).
+//! `#[wstd::http_server]`); they call `nimbus_sdk::queue`,
+//! `nimbus_sdk::secrets` and `nimbus_sdk::log` the same way (see
+//! `examples/orders/api`).
 
 #![allow(unsafe_code, missing_docs, unused_qualifications)]
 
@@ -54,6 +55,41 @@ pub mod queue {
     /// Sends `body` to `queue`; the id comes back once the message is durable.
     pub fn send(queue: &str, body: &[u8]) -> Result<String, Error> {
         crate::bindings::nimbus::function::queue::send(queue, body)
+    }
+}
+
+/// Secrets set with `nimbus secret set` (`allow = ["secret:NAME:read"]`).
+/// Values are read at each call, so a secret set while the app runs is seen
+/// by the next read.
+pub mod secrets {
+    use super::Error;
+
+    /// The secret's value as stored (bytes exactly as given to
+    /// `nimbus secret set`): `Error::NotFound` if it is not set,
+    /// `Error::AccessDenied` if the function is not granted it.
+    pub fn get(name: &str) -> Result<Vec<u8>, Error> {
+        crate::bindings::nimbus::function::secrets::get(name)
+    }
+
+    /// [`get`] for a text value: `Error::Invalid` if it is not UTF-8.
+    pub fn get_text(name: &str) -> Result<String, Error> {
+        String::from_utf8(get(name)?)
+            .map_err(|_| Error::Invalid(format!("secret `{name}` is not UTF-8 text")))
+    }
+}
+
+/// The app's other event functions (`allow = ["function:NAME:invoke"]`).
+pub mod functions {
+    use super::Error;
+
+    /// Runs `function` with one event carrying `data` and waits for it.
+    pub fn invoke(function: &str, data: &[u8]) -> Result<(), Error> {
+        crate::bindings::nimbus::function::functions::invoke(function, data)
+    }
+
+    /// Queues one event for `function`; its id comes back once durable.
+    pub fn invoke_async(function: &str, data: &[u8]) -> Result<String, Error> {
+        crate::bindings::nimbus::function::functions::invoke_async(function, data)
     }
 }
 

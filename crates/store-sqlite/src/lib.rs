@@ -5,6 +5,7 @@
 
 mod keys;
 mod queue;
+mod secret;
 mod writer;
 
 use nimbus_store::{Clock, StoreResult};
@@ -58,6 +59,12 @@ pub struct CommitStats {
 }
 
 impl SqliteStore {
+    /// Reports every commit (and dead-letter move) to `observer` from now
+    /// on; only the first observer set is kept.
+    pub fn observe(&self, observer: Arc<dyn nimbus_store::StoreObserver>) {
+        let _ = self.writer.counters().observer.set(observer);
+    }
+
     pub fn commit_stats(&self) -> CommitStats {
         use std::sync::atomic::Ordering::Relaxed;
         let counters = self.writer.counters();

@@ -238,6 +238,7 @@ fn receive(
                         params![dlq, queue, tx.now as i64, seq],
                     )
                     .map_err(backend)?;
+                tx.dead_lettered.borrow_mut().push(queue.to_owned());
                 continue;
             }
             let receipt_handle = new_id();

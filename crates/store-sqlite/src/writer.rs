@@ -4,10 +4,13 @@
 //! answers every request with the commit's outcome.
 
 use crate::{Durability, SqliteOptions, backend};
+use nimbus_store::StoreObserver;
 use nimbus_store::{Clock, StoreError, StoreResult, Timestamp};
 use rusqlite::Connection;
-use std::sync::Arc;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 /// Requests one commit may carry.
@@ -20,6 +23,8 @@ const MAX_PENDING: usize = 4096;
 pub(crate) struct Tx<'a> {
     pub conn: &'a Connection,
     pub now: Timestamp,
+    /// Dead-letter moves made in this transaction, reported once it commits.
+    pub dead_lettered: RefCell<Vec<String>>,
 }
 
 impl Tx<'_> {
@@ -57,10 +62,12 @@ pub(crate) struct Writer {
 }
 
 /// How many commits the writer made and how many requests they carried.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct CommitCounters {
     pub commits: AtomicU64,
     pub requests: AtomicU64,
+    /// Set once, by whoever wants to hear about commits.
+    pub observer: OnceLock<Arc<dyn StoreObserver>>,
 }
 
 impl Writer {
@@ -79,6 +86,7 @@ impl Writer {
         .map_err(backend)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         crate::queue::migrate(&conn)?;
+        crate::secret::migrate(&conn)?;
         crate::keys::migrate(&conn)?;
 
         let (jobs, receiver) = mpsc::channel(MAX_PENDING);
@@ -122,7 +130,11 @@ fn in_savepoint<T>(tx: &Tx<'_>, work: impl FnOnce(&Tx<'_>) -> StoreResult<T>) ->
     tx.conn
         .execute_batch("SAVEPOINT request")
         .map_err(backend)?;
+    let moves_before = tx.dead_lettered.borrow().len();
     let result = work(tx);
+    if result.is_err() {
+        tx.dead_lettered.borrow_mut().truncate(moves_before);
+    }
     let end = if result.is_ok() {
         "RELEASE request"
     } else {
@@ -146,10 +158,12 @@ fn run(
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
         let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(backend);
         let tx = Tx {
             conn: &conn,
             now: clock.now_ms(),
+            dead_lettered: RefCell::new(Vec::new()),
         };
         let replies: Vec<Reply> = batch
             .into_iter()
@@ -163,6 +177,11 @@ fn run(
         if let Err(e) = &committed {
             tracing::error!("store commit failed: {e}");
             let _ = conn.execute_batch("ROLLBACK");
+        } else if let Some(observer) = counters.observer.get() {
+            observer.committed(replies.len(), started.elapsed());
+            for queue in tx.dead_lettered.take() {
+                observer.dead_lettered(&queue, 1);
+            }
         }
         for reply in replies {
             reply(committed.clone());

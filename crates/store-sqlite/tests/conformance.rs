@@ -1,4 +1,5 @@
-//! The store conformance suite against SQLite, on a manual clock.
+//! The store conformance suites (queues, secrets) against SQLite, on a
+//! manual clock.
 
 use nimbus_store::ManualClock;
 use nimbus_store::conformance::Backend;
@@ -28,6 +29,13 @@ nimbus_store::queue_conformance_tests!(Sqlite {
 mod keys {
     use super::*;
     nimbus_store::key_conformance_tests!(Sqlite {
+        dir: tempfile::tempdir().unwrap()
+    });
+}
+
+mod secrets {
+    use super::*;
+    nimbus_store::secret_conformance_tests!(Sqlite {
         dir: tempfile::tempdir().unwrap()
     });
 }

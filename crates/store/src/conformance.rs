@@ -1,9 +1,11 @@
-//! The conformance suite every backend runs: `queue_conformance_tests!`
-//! expands to one named test per case, each on a fresh store and a manual
-//! clock, so a backend cannot pass by accident of real time.
+//! The conformance suite every backend runs: `queue_conformance_tests!`,
+//! `key_conformance_tests!` and `secret_conformance_tests!` expand to one
+//! named test per case, each on a fresh store and a manual clock, so a
+//! backend cannot pass by accident of real time.
 
 pub mod keys;
 pub mod queue;
+pub mod secret;
 
 /// Expands to the queue conformance tests. `$backend` is an expression
 /// giving a fresh [`Backend`] for each test.
@@ -65,9 +67,35 @@ macro_rules! key_conformance_tests {
     };
 }
 
+/// Expands to the secret store conformance tests, like
+/// [`queue_conformance_tests!`].
+#[macro_export]
+macro_rules! secret_conformance_tests {
+    ($backend:expr) => {
+        $crate::secret_conformance_tests!(@cases $backend;
+            a_put_secret_is_read_back_with_the_store_times,
+            a_second_put_replaces_the_value_and_keeps_the_creation_time,
+            an_absent_secret_is_none_and_deleting_it_says_so,
+            delete_removes_only_the_named_secret,
+            list_gives_names_and_times_by_name,
+            the_first_key_check_is_kept_and_later_candidates_are_ignored,
+            secrets_and_the_key_check_survive_reopening_the_store
+        );
+    };
+    (@cases $backend:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let backend = $backend;
+                $crate::conformance::secret::$case(|clock| $crate::conformance::Backend::open(&backend, clock)).await;
+            }
+        )*
+    };
+}
+
 /// A backend under test: every `open` reaches the same (initially empty)
 /// storage, judging time by the given clock.
 pub trait Backend {
-    type Store: crate::QueueStore + crate::KeyStore;
+    type Store: crate::QueueStore + crate::KeyStore + crate::SecretStore;
     fn open(&self, clock: crate::ManualClock) -> impl Future<Output = Self::Store>;
 }

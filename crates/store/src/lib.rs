@@ -7,6 +7,7 @@ pub mod clock;
 pub mod conformance;
 pub mod keys;
 pub mod queue;
+pub mod secret;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use keys::{ApiKeyRecord, KeyStore, KeyUsage};
@@ -14,6 +15,17 @@ pub use queue::{
     NackOptions, QueueConfig, QueueSignals, QueueStats, QueueStore, ReceivedMessage, SendMessage,
     SendReceipt, StoredMessage,
 };
+pub use secret::{PutOutcome, SealedSecret, SecretInfo, SecretStore};
+
+/// Told what the store did once it is durable (for metrics), without the
+/// store knowing who listens.
+pub trait StoreObserver: Send + Sync {
+    /// A transaction carrying `requests` requests committed, `took` after it
+    /// began.
+    fn committed(&self, requests: usize, took: std::time::Duration);
+    /// `messages` messages of `queue` were moved to its dead-letter queue.
+    fn dead_lettered(&self, queue: &str, messages: u64);
+}
 
 /// What can go wrong in a store call. Backend errors arrive as text: no
 /// driver type crosses this interface.

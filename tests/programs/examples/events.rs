@@ -1,10 +1,13 @@
 //! An event function (exports `nimbus:function/handler`) driven by each
 //! event's data: `fail` reports the event as failed, `trap` panics, `error`
 //! fails the batch, `send:QUEUE:BODY` sends to a queue, `sleep:MS` takes that
-//! long (printing `sleeping` first and `woke` after); every event is
-//! printed so tests can see what was delivered, how often and in which batch.
+//! long (printing `sleeping` first and `woke` after), `invoke:FN:DATA` and
+//! `invoke-async:FN:DATA` invoke another function, `secret:NAME` reads a
+//! secret and prints its length and FNV-1a hash (never the value); every
+//! event is printed so tests can see what was delivered, how often and in
+//! which batch.
 
-use nimbus_sdk::{Event, Handler, log, queue};
+use nimbus_sdk::{Event, Handler, functions, log, queue, secrets};
 
 struct Program;
 
@@ -36,11 +39,36 @@ impl Handler for Program {
                     Ok(id) => log::info(&format!("sent {id} to {target}")),
                     Err(e) => log::error(&format!("send to {target} failed: {e:?}")),
                 },
+                ["secret", name] => match secrets::get(name) {
+                    Ok(value) => println!(
+                        "secret {name} len={} fnv1a={:016x}",
+                        value.len(),
+                        fnv1a(&value)
+                    ),
+                    Err(e) => println!("secret {name} error={e:?}"),
+                },
+                ["invoke", target, data] => match functions::invoke(target, data.as_bytes()) {
+                    Ok(()) => log::info(&format!("invoked {target}")),
+                    Err(e) => log::error(&format!("invoke of {target} failed: {e:?}")),
+                },
+                ["invoke-async", target, data] => {
+                    match functions::invoke_async(target, data.as_bytes()) {
+                        Ok(id) => log::info(&format!("queued {id} for {target}")),
+                        Err(e) => log::error(&format!("async invoke of {target} failed: {e:?}")),
+                    }
+                }
                 _ => {}
             }
         }
         Ok(failed)
     }
+}
+
+/// 64-bit FNV-1a: proves which value was read without printing it.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 nimbus_sdk::export_handler!(Program);

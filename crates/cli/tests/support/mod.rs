@@ -20,6 +20,10 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 /// present it.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
+/// `XDG_CONFIG_HOME` for every `nimbus` the tests run, so default secret
+/// key files land in the target directory, never in the user's home.
+pub const CONFIG_HOME: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/config");
+
 pub fn nimbus_bin() -> &'static str {
     env!("CARGO_BIN_EXE_nimbus")
 }
@@ -172,6 +176,13 @@ impl Nimbus {
     /// Runs `command` (a `nimbus up` without listen addresses) on ephemeral
     /// ports and waits until it reports both listeners.
     pub async fn spawn(mut command: Command) -> Nimbus {
+        if !command
+            .as_std()
+            .get_envs()
+            .any(|(key, _)| key == "XDG_CONFIG_HOME")
+        {
+            command.env("XDG_CONFIG_HOME", CONFIG_HOME);
+        }
         let mut child = command
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .env("NIMBUS_LOG", "info,nimbus_engine=debug")
@@ -334,6 +345,7 @@ pub fn nimbus(args: &[&str], cwd: &Path) -> std::process::Output {
     std::process::Command::new(nimbus_bin())
         .args(args)
         .env("NIMBUS_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("XDG_CONFIG_HOME", CONFIG_HOME)
         .current_dir(cwd)
         .output()
         .expect("failed to run nimbus")

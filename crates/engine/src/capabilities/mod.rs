@@ -3,8 +3,12 @@
 //! before any backend call; a denial is an error the guest sees (never a
 //! trap) plus an audit line in the log.
 
+mod function;
 mod log;
 mod queue;
+mod secret;
+
+pub use function::{FunctionDirectory, MAX_CALL_DEPTH, async_queue_name};
 
 use nimbus_manifest::Grant;
 use nimbus_store::{QueueSignals, QueueStore};
@@ -16,12 +20,20 @@ use std::sync::Arc;
 pub struct Services {
     pub queues: Arc<dyn QueueStore>,
     pub queue_signals: QueueSignals,
+    /// Secrets, sealed at rest; opened only for granted reads.
+    pub secrets: Arc<nimbus_vault::Vault>,
+    /// The app's event functions, for `function:NAME:invoke`.
+    pub functions: FunctionDirectory,
+    /// Where invocations are counted.
+    pub metrics: Arc<nimbus_metrics::Metrics>,
 }
 
 /// A function's grants, resolved into allow-sets.
 #[derive(Debug, Default)]
 pub(crate) struct Grants {
     queue_send: HashSet<String>,
+    secret_read: HashSet<String>,
+    function_invoke: HashSet<String>,
 }
 
 impl Grants {
@@ -31,6 +43,12 @@ impl Grants {
             match grant {
                 Grant::QueueSend(queue) => {
                     resolved.queue_send.insert(queue.clone());
+                }
+                Grant::SecretRead(name) => {
+                    resolved.secret_read.insert(name.clone());
+                }
+                Grant::FunctionInvoke(function) => {
+                    resolved.function_invoke.insert(function.clone());
                 }
             }
         }
@@ -44,6 +62,9 @@ pub(crate) struct CapabilityCtx {
     pub grants: Arc<Grants>,
     pub function: Arc<str>,
     pub invocation_id: Arc<str>,
+    /// Synchronous calls between this invocation and its trigger (0 when a
+    /// trigger invoked it directly).
+    pub depth: u32,
 }
 
 impl CapabilityCtx {

@@ -51,7 +51,7 @@ async fn invoke(
         source: "nimbus:invoke".to_owned(),
         type_: "nimbus.invoke".to_owned(),
         subject: None,
-        time: rfc3339_now(),
+        time: nimbus_engine::rfc3339_now(),
         datacontenttype: headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -135,12 +135,4 @@ fn event_function(
         StatusCode::NOT_FOUND,
         format!("function `{name}` does not exist"),
     ))
-}
-
-fn rfc3339_now() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default();
-    nimbus_engine::rfc3339(ms)
 }

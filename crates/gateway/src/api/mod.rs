@@ -4,6 +4,7 @@
 mod functions;
 mod keys;
 mod queues;
+mod secrets;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -24,8 +25,11 @@ pub struct ApiState {
     pub queues: Arc<dyn QueueStore>,
     pub waiters: QueueSignals,
     pub functions: Arc<Functions>,
+    pub secrets: Arc<nimbus_vault::Vault>,
     /// API keys for `auth = "api_key"` routes.
     pub keys: Arc<crate::auth::ApiKeys>,
+    /// What `/metrics` renders.
+    pub metrics: Arc<nimbus_metrics::Metrics>,
     /// What every `/v1` request must present.
     pub admin_token: crate::AdminToken,
 }
@@ -45,6 +49,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .merge(queues::router())
         .merge(functions::router())
+        .merge(secrets::router())
         .merge(keys::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(axum::middleware::map_response(json_errors))

@@ -1,0 +1,259 @@
+//! Secrets sealed at rest: the one place that seals and opens them. A
+//! [`Vault`] wraps a [`SecretStore`] and the [`SecretKey`]; the admin API
+//! and the guest capability both go through it, so plaintext never reaches
+//! the store and the key never leaves this crate.
+//!
+//! Sealing is XChaCha20-Poly1305 with a random 192-bit nonce per write and
+//! the secret's name as associated data, so a sealed value moved to another
+//! name (or another row) fails to open instead of answering for it.
+
+mod key;
+
+pub use key::{KEY_BYTES, KeyFileError, KeyOrigin, SecretKey};
+pub use nimbus_manifest::secret::{MAX_SECRET_NAME_LEN, SecretNameError, check_secret_name};
+pub use nimbus_store::secret::{PutOutcome, SecretInfo};
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use nimbus_store::StoreError;
+use nimbus_store::secret::SecretStore;
+use std::sync::Arc;
+
+/// Largest secret value, in bytes: room for keys, certificates and tokens,
+/// not for files.
+pub const MAX_SECRET_VALUE_BYTES: usize = 64 * 1024;
+
+/// The first byte of every sealed value: the format, so a later change of
+/// algorithm or key can tell old values from new.
+const FORMAT_V1: u8 = 1;
+const NONCE_BYTES: usize = 24;
+
+/// Associated data of the key check. Not a valid secret name (it holds a
+/// `:`), so the check can never be mistaken for a secret or stand in for one.
+const KEY_CHECK_AAD: &[u8] = b"nimbus:secret-key-check";
+const KEY_CHECK_PLAINTEXT: &[u8] = b"nimbus secret key check v1";
+
+/// Why a vault call failed. Messages name secrets, never their values.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("invalid secret name: {0}")]
+    Name(#[from] SecretNameError),
+    #[error("a secret value cannot be empty")]
+    Empty,
+    #[error("the secret value is {size} bytes, over the limit of {MAX_SECRET_VALUE_BYTES} bytes")]
+    TooLarge { size: usize },
+    #[error(
+        "the secret key does not open the secrets already stored: they were sealed with another key"
+    )]
+    WrongKey,
+    #[error("secret `{0}` could not be opened: it was altered or sealed for another name")]
+    Corrupt(String),
+    #[error("the system's random number generator failed: {0}")]
+    Random(getrandom::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A secret's plaintext. `Debug` shows only its length, so a stray `{:?}`
+/// cannot put it in a log.
+pub struct SecretValue(Vec<u8>);
+
+impl SecretValue {
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretValue({} bytes)", self.0.len())
+    }
+}
+
+/// Seals on the way into a [`SecretStore`] and opens on the way out.
+pub struct Vault {
+    store: Arc<dyn SecretStore>,
+    cipher: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Vault")
+    }
+}
+
+impl Vault {
+    /// Opens the vault, proving `key` is the key of the secrets already in
+    /// `store` (through the store's key check, which the first open with any
+    /// key sets). A different key is [`VaultError::WrongKey`] here, at
+    /// start, rather than a failure inside some function later.
+    pub async fn open(store: Arc<dyn SecretStore>, key: &SecretKey) -> Result<Vault, VaultError> {
+        let cipher = XChaCha20Poly1305::new(&key.0.into());
+        let vault = Vault { store, cipher };
+        let candidate = vault.seal(KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT)?;
+        let stored = vault.store.key_check(candidate).await?;
+        match vault.unseal(KEY_CHECK_AAD, &stored) {
+            Some(plain) if plain == KEY_CHECK_PLAINTEXT => Ok(vault),
+            _ => Err(VaultError::WrongKey),
+        }
+    }
+
+    /// Seals `value` and stores it under `name`, replacing any earlier value.
+    pub async fn set(&self, name: &str, value: &[u8]) -> Result<PutOutcome, VaultError> {
+        check_secret_name(name)?;
+        if value.is_empty() {
+            return Err(VaultError::Empty);
+        }
+        if value.len() > MAX_SECRET_VALUE_BYTES {
+            return Err(VaultError::TooLarge { size: value.len() });
+        }
+        let sealed = self.seal(name.as_bytes(), value)?;
+        Ok(self.store.put_secret(name, sealed).await?)
+    }
+
+    /// The plaintext of `name`, if it is set.
+    pub async fn get(&self, name: &str) -> Result<Option<SecretValue>, VaultError> {
+        check_secret_name(name)?;
+        let Some(stored) = self.store.get_secret(name).await? else {
+            return Ok(None);
+        };
+        match self.unseal(name.as_bytes(), &stored.sealed) {
+            Some(plain) => Ok(Some(SecretValue(plain))),
+            None => Err(VaultError::Corrupt(name.to_owned())),
+        }
+    }
+
+    /// Names and times of every secret; never values.
+    pub async fn list(&self) -> Result<Vec<SecretInfo>, VaultError> {
+        Ok(self.store.list_secrets().await?)
+    }
+
+    /// Removes `name`; false if it was not set.
+    pub async fn delete(&self, name: &str) -> Result<bool, VaultError> {
+        check_secret_name(name)?;
+        Ok(self.store.delete_secret(name).await?)
+    }
+
+    /// `FORMAT_V1 || nonce || ciphertext+tag`, bound to `aad`.
+    fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, VaultError> {
+        let mut nonce = [0u8; NONCE_BYTES];
+        getrandom::fill(&mut nonce).map_err(VaultError::Random)?;
+        let ciphertext = self
+            .cipher
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            // Encryption fails only for inputs far beyond MAX_SECRET_VALUE_BYTES.
+            .map_err(|_| VaultError::TooLarge {
+                size: plaintext.len(),
+            })?;
+        let mut sealed = Vec::with_capacity(1 + NONCE_BYTES + ciphertext.len());
+        sealed.push(FORMAT_V1);
+        sealed.extend_from_slice(&nonce);
+        sealed.extend_from_slice(&ciphertext);
+        Ok(sealed)
+    }
+
+    /// The plaintext, or `None` if `sealed` is not a value this key sealed
+    /// for `aad`.
+    fn unseal(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        let (&format, rest) = sealed.split_first()?;
+        if format != FORMAT_V1 || rest.len() < NONCE_BYTES {
+            return None;
+        }
+        let (nonce, ciphertext) = rest.split_at(NONCE_BYTES);
+        let nonce = XNonce::try_from(nonce).ok()?;
+        self.cipher
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
+            .ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nimbus_store::SystemClock;
+    use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
+
+    fn store(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
+        let options = SqliteOptions {
+            path: dir.path().join("nimbus.db"),
+            durability: Durability::Fsync,
+        };
+        Arc::new(SqliteStore::open(&options, Arc::new(SystemClock)).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_value_is_stored_sealed_and_opens_only_under_its_own_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let key = SecretKey::generate().unwrap();
+        let vault = Vault::open(store.clone(), &key).await.unwrap();
+        vault.set("db", b"canary-plaintext").await.unwrap();
+        let sealed = store.get_secret("db").await.unwrap().unwrap().sealed;
+        assert!(!sealed.windows(6).any(|w| w == b"canary"));
+        assert_eq!(
+            vault.get("db").await.unwrap().unwrap().expose(),
+            b"canary-plaintext"
+        );
+        // The same value sealed twice differs (a fresh nonce each time).
+        vault.set("db", b"canary-plaintext").await.unwrap();
+        let again = store.get_secret("db").await.unwrap().unwrap().sealed;
+        assert_ne!(sealed, again);
+        // Moved to another name, it does not open.
+        store.put_secret("other", sealed).await.unwrap();
+        assert!(matches!(
+            vault.get("other").await,
+            Err(VaultError::Corrupt(name)) if name == "other"
+        ));
+        assert!(vault.get("absent").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn another_key_is_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        Vault::open(store.clone(), &SecretKey::generate().unwrap())
+            .await
+            .unwrap();
+        let other = Vault::open(store, &SecretKey::generate().unwrap()).await;
+        assert!(matches!(other, Err(VaultError::WrongKey)));
+    }
+
+    #[tokio::test]
+    async fn names_sizes_and_empty_values_are_checked_before_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::open(store(&dir), &SecretKey::generate().unwrap())
+            .await
+            .unwrap();
+        assert!(matches!(
+            vault.set("bad name", b"x").await,
+            Err(VaultError::Name(_))
+        ));
+        assert!(matches!(vault.set("a", b"").await, Err(VaultError::Empty)));
+        let big = vec![7u8; MAX_SECRET_VALUE_BYTES + 1];
+        assert!(matches!(
+            vault.set("a", &big).await,
+            Err(VaultError::TooLarge { .. })
+        ));
+        vault.set("a", &big[1..]).await.unwrap();
+        assert_eq!(
+            format!("{:?}", vault.get("a").await.unwrap().unwrap()),
+            "SecretValue(65536 bytes)"
+        );
+    }
+}
