@@ -88,6 +88,9 @@ const ENDPOINTS: &[(Method, &str, &[Param])] = &[
         &[Param::Queue, Param::Id],
     ),
     (Method::DELETE, "/v1/keys/{}", &[Param::Id]),
+    // The body is the secret's value, not JSON.
+    (Method::PUT, "/v1/secrets/{}", &[Param::Id]),
+    (Method::DELETE, "/v1/secrets/{}", &[Param::Id]),
 ];
 
 /// One `/v1` API over a scratch store, with a sentinel message and key.
@@ -137,7 +140,12 @@ impl ApiHarness {
             durability: Durability::RelaxedMayLoseRecentWrites,
         };
         let store = Arc::new(SqliteStore::open(&options, Arc::new(SystemClock)).expect("store"));
-        let (keys, sentinel_message_id, sentinel_key_id) = runtime.block_on(async {
+        let metrics = Arc::new(nimbus_metrics::Metrics::default());
+        store.observe(metrics.clone());
+        let (secret_key, _) =
+            nimbus_vault::SecretKey::load_or_create(&dir.path().join("secrets.key"))
+                .expect("secret key");
+        let (keys, secrets, sentinel_message_id, sentinel_key_id) = runtime.block_on(async {
             let queue = |name: &str| QueueConfig {
                 name: name.to_owned(),
                 visibility_timeout_ms: 30_000,
@@ -175,7 +183,10 @@ impl ApiHarness {
                 })
                 .await
                 .expect("create the sentinel key");
-            (keys, sent[0].message_id.clone(), key.id)
+            let secrets = nimbus_vault::Vault::open(store.clone(), &secret_key)
+                .await
+                .expect("open the secret vault");
+            (keys, Arc::new(secrets), sent[0].message_id.clone(), key.id)
         });
         let state = ApiState {
             queues: store.clone(),
@@ -185,6 +196,8 @@ impl ApiHarness {
                 http: [FUNCTIONS[0].to_owned()].into(),
             }),
             keys: keys.clone(),
+            secrets,
+            metrics,
             admin_token: nimbus_gateway::AdminToken::new("fuzz-admin-token-not-checked-here"),
         };
         ApiHarness {

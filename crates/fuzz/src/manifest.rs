@@ -65,8 +65,16 @@ fn check_app(app: &App) {
         );
         assert!(limits::MAX_LOG_BYTES.range().contains(&f.max_log_bytes));
         for grant in &f.grants {
-            let Grant::QueueSend(queue) = grant;
-            assert!(app.queues.contains_key(queue), "grant to unknown {queue}");
+            match grant {
+                Grant::QueueSend(queue) => {
+                    assert!(app.queues.contains_key(queue), "grant to unknown {queue}")
+                }
+                Grant::FunctionInvoke(g) => {
+                    assert!(app.functions.contains_key(g), "grant to unknown {g}")
+                }
+                // Secrets are set at runtime; any valid name may be granted.
+                Grant::SecretRead(name) => assert!(!name.is_empty()),
+            }
         }
         for destination in [&f.async_invoke.on_success, &f.async_invoke.on_failure]
             .into_iter()
