@@ -73,6 +73,13 @@ fn load_queue(tx: &Tx<'_>, name: &str) -> StoreResult<QueueConfig> {
     .ok_or_else(|| StoreError::QueueNotFound(name.to_owned()))
 }
 
+/// `after_ms` past `now` as a stored time. Durations come from callers, so
+/// one past the end of time is clamped there: an overflow here would panic
+/// the writer thread and close the store for everyone.
+fn later(now: u64, after_ms: u64) -> i64 {
+    i64::try_from(now.saturating_add(after_ms)).unwrap_or(i64::MAX)
+}
+
 fn encode_attributes(attributes: &BTreeMap<String, String>) -> String {
     serde_json::to_string(attributes).unwrap_or_else(|_| "{}".to_owned())
 }
@@ -158,14 +165,14 @@ fn send(tx: &Tx<'_>, queue: &str, messages: Vec<SendMessage>) -> StoreResult<Vec
                 message.body,
                 encode_attributes(&message.attributes),
                 tx.now as i64,
-                (tx.now + delay) as i64
+                later(tx.now, delay)
             ],
         )
         .map_err(backend)?;
         if let Some(dedup_id) = &message.dedup_id {
             tx.execute(
                     "INSERT OR REPLACE INTO dedup (queue, dedup_id, message_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![queue, dedup_id, message_id, (tx.now + config.dedup_window_ms) as i64],
+                    params![queue, dedup_id, message_id, later(tx.now, config.dedup_window_ms)],
                 )
                 .map_err(backend)?;
         }
@@ -238,7 +245,7 @@ fn receive(
             tx.execute(
                     "UPDATE messages SET receipt = ?1, receive_count = receive_count + 1, visible_at = ?2
                      WHERE seq = ?3",
-                    params![receipt_handle, (tx.now + lease_ms) as i64, seq],
+                    params![receipt_handle, later(tx.now, lease_ms), seq],
                 )
                 .map_err(backend)?;
             out.push(ReceivedMessage {
@@ -438,7 +445,7 @@ impl QueueStore for SqliteStore {
         let (queue, receipt) = (queue.to_owned(), receipt_handle.to_owned());
         self.writer
             .run(move |tx| {
-                let visible_at = (tx.now + timeout_ms) as i64;
+                let visible_at = later(tx.now, timeout_ms);
                 with_receipt(
                     tx,
                     &queue,
@@ -459,7 +466,7 @@ impl QueueStore for SqliteStore {
         let (queue, receipt) = (queue.to_owned(), receipt_handle.to_owned());
         self.writer
             .run(move |tx| {
-                let visible_at = (tx.now + options.visible_after_ms) as i64;
+                let visible_at = later(tx.now, options.visible_after_ms);
                 with_receipt(
                     tx,
                     &queue,

@@ -30,6 +30,7 @@ macro_rules! queue_conformance_tests {
             unknown_queues_are_an_error,
             peek_does_not_lease_and_delete_by_id_removes,
             receive_returns_at_most_max_and_honours_a_visibility_override,
+            durations_past_the_end_of_time_are_clamped_not_fatal,
             messages_survive_reopening_the_store
         );
     };

@@ -7,7 +7,7 @@ mod queues;
 mod secrets;
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nimbus_store::{QueueSignals, QueueStore, StoreError};
 use serde::de::DeserializeOwned;
@@ -52,7 +52,45 @@ pub fn router(state: ApiState) -> Router {
         .merge(secrets::router())
         .merge(keys::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// Longest plain-text rejection rewrapped by `json_errors`; axum's are a line.
+const MAX_REJECTION_BYTES: usize = 4096;
+
+/// axum answers its own rejections (a path segment that is not UTF-8, a
+/// query string of the wrong shape, a body over `MAX_REQUEST_BYTES`, a method
+/// a route does not have) in plain text or with no body; every `/v1` error is
+/// `{"error": ...}`, so those are rewrapped, keeping their status and headers
+/// such as `Allow`.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REJECTION_BYTES)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request rejected")
+            .to_owned()
+    } else {
+        text
+    };
+    let mut rewrapped = ApiError::new(status, message).into_response();
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    rewrapped.headers_mut().extend(parts.headers);
+    rewrapped
 }
 
 /// An API failure: a status and a message for the caller.

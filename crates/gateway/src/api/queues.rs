@@ -247,6 +247,14 @@ async fn receive(
             "`wait_ms` must be at most {MAX_WAIT_MS}"
         )));
     }
+    let max_visibility = nimbus_manifest::limits::VISIBILITY_TIMEOUT_MS.range.1;
+    if let Some(timeout) = request.visibility_timeout_ms
+        && timeout > max_visibility
+    {
+        return Err(ApiError::bad_request(format!(
+            "`visibility_timeout_ms` must be at most {max_visibility}"
+        )));
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(request.wait_ms);
     let receive = || {
         state

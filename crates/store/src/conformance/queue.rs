@@ -451,6 +451,32 @@ pub async fn receive_returns_at_most_max_and_honours_a_visibility_override<
     assert_eq!(bodies(&store, "q", 10).await, ["0", "1"]);
 }
 
+/// Callers pass durations; the largest ones must not wrap into the past or
+/// take the store down (found by fuzzing `/v1`).
+pub async fn durations_past_the_end_of_time_are_clamped_not_fatal<
+    S: QueueStore,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let (store, clock) = setup(open, &[config("q")]).await;
+    store.send("q", vec![msg("a"), msg("b")]).await.unwrap();
+    let leased = store.receive("q", 1, Some(u64::MAX)).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    store
+        .change_visibility("q", &leased[0].receipt_handle, u64::MAX)
+        .await
+        .unwrap();
+    let delayed = SendMessage {
+        delay_ms: Some(u64::MAX),
+        ..msg("c")
+    };
+    store.send("q", vec![delayed]).await.unwrap();
+    // Well past every ordinary lease and delay, still within retention.
+    clock.advance_ms(3 * 24 * 3600 * 1000);
+    assert_eq!(bodies(&store, "q", 10).await, ["b"]);
+}
+
 pub async fn messages_survive_reopening_the_store<S: QueueStore, F: Future<Output = S>>(
     open: impl Fn(ManualClock) -> F,
 ) {
