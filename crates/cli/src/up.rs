@@ -50,6 +50,11 @@ pub struct UpArgs {
     /// engine sets it once); deeper recursion traps and the request gets 500.
     #[arg(long, default_value_t = nimbus_engine::DEFAULT_MAX_WASM_STACK_KB, value_name = "KIB", value_parser = clap::value_parser!(u32).range(64..=65_536))]
     max_wasm_stack_kb: u32,
+    /// Export traces over OTLP/HTTP (JSON) to this endpoint, e.g.
+    /// `http://127.0.0.1:4318` (spans go to ENDPOINT/v1/traces). Without
+    /// it, nothing is exported.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
     /// Open connections each listener accepts at once.
     #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
@@ -125,12 +130,22 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let signals = QueueSignals::default();
     let metrics = Arc::new(nimbus_metrics::Metrics::default());
     store.observe(metrics.clone());
+    let (tracer, exporter) = match &args.otlp_endpoint {
+        Some(endpoint) => {
+            let _in_runtime = tokio.enter();
+            let (tracer, exporter) = nimbus_trace::spawn_exporter(endpoint, &app.name);
+            tracing::info!(%endpoint, "exporting traces over OTLP/HTTP");
+            (tracer, Some(exporter))
+        }
+        None => (nimbus_trace::Tracer::disabled(), None),
+    };
     let services = Arc::new(Services {
         queues: store.clone(),
         queue_signals: signals.clone(),
         secrets: secrets.clone(),
         functions: FunctionDirectory::default(),
         metrics: metrics.clone(),
+        tracer: tracer.clone(),
     });
 
     let runtime = Runtime::new(EngineSettings {
@@ -269,6 +284,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         Authenticator::new(keys.clone(), jwt),
         limits.body_read_timeout,
         metrics.clone(),
+        tracer,
     );
     tokio.block_on(async {
         let sweeper = tokio::spawn(expire_periodically(store.clone()));
@@ -340,6 +356,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         })
         .await;
         sweeper.abort();
+        if let Some(exporter) = &exporter {
+            // Spans of the last requests go out before the process ends.
+            let _ = tokio::time::timeout(TRACE_FLUSH_TIMEOUT, exporter.flush()).await;
+        }
         match drain {
             Drain::Complete => tracing::info!("stopped"),
             Drain::TimedOut => {
@@ -395,6 +415,9 @@ async fn open_store(
         .context("failed to declare the app's queues")?;
     Ok(Arc::new(store))
 }
+
+/// Longest wait at shutdown for the last spans to be exported.
+const TRACE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often quota use of API keys is written to the store; a crash
 /// forgets at most this much use.

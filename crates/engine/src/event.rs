@@ -4,6 +4,7 @@
 
 use crate::invocation::{FunctionCore, InvokeError};
 use crate::state::InvocationState;
+use nimbus_trace::TraceContext;
 use nimbus_wit::EventFunctionPre;
 pub use nimbus_wit::types::Event;
 use std::sync::Arc;
@@ -65,9 +66,18 @@ impl EventFunction {
         let started = Instant::now();
         let deadline = started + self.core.timeout;
         let invocation_id: Arc<str> = invocation_id.into();
-        let mut store = self
-            .core
-            .store(self.pre.engine(), &invocation_id, deadline, depth);
+        // A batch continues the trace of its first event that carries one.
+        let parent = events
+            .iter()
+            .find_map(|e| e.traceparent.as_deref().and_then(TraceContext::parse));
+        let span = self.core.invocation_span(&invocation_id, parent.as_ref());
+        let mut store = self.core.store(
+            self.pre.engine(),
+            &invocation_id,
+            deadline,
+            depth,
+            span.context,
+        );
         tracing::debug!(function = %self.core.name, invocation_id = %invocation_id, events = events.len(), "invocation started");
         let run = async {
             let instantiating = Instant::now();
@@ -88,6 +98,7 @@ impl EventFunction {
         drop(store);
         drop(permit);
         self.core.log_outcome(&invocation_id, started, &result);
+        self.core.end_span(span, &result);
         result
     }
 }

@@ -38,10 +38,14 @@ impl HttpFunction {
     /// Serves one request in a fresh instance. Returns once the guest has set
     /// the response head; the body then streams while the instance keeps
     /// running, until the guest finishes or the deadline passes.
+    ///
+    /// The invocation's span is a child of `parent` (the gateway's); the
+    /// guest sees its context in the `traceparent` header.
     pub async fn handle<B>(
         &self,
-        request: http::Request<B>,
+        mut request: http::Request<B>,
         invocation_id: &str,
+        parent: Option<&nimbus_trace::TraceContext>,
     ) -> Result<http::Response<ResponseBody>, InvokeError>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -51,9 +55,13 @@ impl HttpFunction {
         let started = Instant::now();
         let deadline = started + self.core.timeout;
         let invocation_id: Arc<str> = invocation_id.into();
-        let mut store = self
-            .core
-            .store(self.pre.engine(), &invocation_id, deadline, 0);
+        let span = self.core.invocation_span(&invocation_id, parent);
+        if let Ok(value) = http::HeaderValue::from_str(&span.context.to_traceparent()) {
+            request.headers_mut().insert("traceparent", value);
+        }
+        let mut store =
+            self.core
+                .store(self.pre.engine(), &invocation_id, deadline, 0, span.context);
         let name = self.core.name.clone();
 
         let (sender, receiver) = oneshot::channel();
@@ -93,6 +101,7 @@ impl HttpFunction {
             drop(store);
             drop(permit);
             core.log_outcome(&id, started, &result);
+            core.end_span(span, &result);
             result
         });
 

@@ -125,6 +125,31 @@ impl FunctionCore {
         &self.services.metrics
     }
 
+    /// Starts the span of one invocation, under `parent` (the trigger's
+    /// context) or as a new trace.
+    pub fn invocation_span(
+        &self,
+        invocation_id: &str,
+        parent: Option<&nimbus_trace::TraceContext>,
+    ) -> nimbus_trace::Span {
+        let mut span = self.services.tracer.start(
+            format!("invoke {}", self.name),
+            nimbus_trace::SpanKind::Internal,
+            parent,
+        );
+        span.set("faas.invocation_id", invocation_id);
+        span.set("nimbus.function", self.name.as_ref());
+        span
+    }
+
+    /// Ends an invocation's span with its outcome.
+    pub fn end_span<T>(&self, mut span: nimbus_trace::Span, result: &Result<T, InvokeError>) {
+        if let Err(e) = result {
+            span.fail(e.to_string());
+        }
+        span.end();
+    }
+
     /// Records how long creating an instance took.
     pub fn instance_started(&self, took: Duration) {
         let metrics = self.metrics();
@@ -145,6 +170,7 @@ impl FunctionCore {
         invocation_id: &Arc<str>,
         deadline: Instant,
         depth: u32,
+        trace: nimbus_trace::TraceContext,
     ) -> Store<InvocationState> {
         let output =
             OutputBudget::new(self.name.clone(), invocation_id.clone(), self.max_log_bytes);
@@ -154,6 +180,7 @@ impl FunctionCore {
             function: self.name.clone(),
             invocation_id: invocation_id.clone(),
             depth,
+            trace,
         };
         let state = InvocationState::new(
             &self.env,

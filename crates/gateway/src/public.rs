@@ -16,6 +16,7 @@ use http::{HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use nimbus_engine::{HttpFunction, InvokeError, ResponseBody};
+use nimbus_trace::{SpanKind, TraceContext, Tracer};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub struct PublicGateway {
     auth: Authenticator,
     body_read_timeout: Duration,
     metrics: Arc<nimbus_metrics::Metrics>,
+    tracer: Tracer,
 }
 
 impl PublicGateway {
@@ -41,6 +43,7 @@ impl PublicGateway {
         auth: Authenticator,
         body_read_timeout: Duration,
         metrics: Arc<nimbus_metrics::Metrics>,
+        tracer: Tracer,
     ) -> Self {
         PublicGateway {
             router: Router::new(&app.http_triggers),
@@ -48,6 +51,7 @@ impl PublicGateway {
             auth,
             body_read_timeout,
             metrics,
+            tracer,
         }
     }
 }
@@ -73,9 +77,28 @@ impl Handler for PublicGateway {
             .find(|m| **m == method)
             .copied()
             .unwrap_or("OTHER");
+        // A request that carries W3C trace context continues its trace.
+        let parent = request
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceContext::parse);
+        let mut span = self.tracer.start(method, SpanKind::Server, parent.as_ref());
         let mut route = None;
-        let response = self.respond(request, local, &mut route).await;
+        let response = self
+            .respond(request, local, &mut route, &span.context)
+            .await;
         let route = route.unwrap_or_default();
+        if !route.is_empty() {
+            span.rename(format!("{method} {route}"));
+        }
+        span.set("http.request.method", method);
+        span.set("http.route", route.as_str());
+        span.set("http.response.status_code", response.status().as_str());
+        if response.status().is_server_error() {
+            span.fail(response.status().to_string());
+        }
+        span.end();
         let metrics = &self.metrics;
         metrics
             .http_requests
@@ -96,6 +119,7 @@ impl PublicGateway {
         request: hyper::Request<Incoming>,
         local: SocketAddr,
         matched_route: &mut Option<String>,
+        trace: &TraceContext,
     ) -> hyper::Response<ResponseBody> {
         let path = request.uri().path().to_owned();
         if let Err(problem) = check_path(&path) {
@@ -210,7 +234,7 @@ impl PublicGateway {
         }
         let request = hyper::Request::from_parts(parts, Full::new(body));
 
-        match function.handle(request, &invocation_id).await {
+        match function.handle(request, &invocation_id, Some(trace)).await {
             Ok(mut response) => {
                 insert(response.headers_mut(), INVOCATION_ID_HEADER, &invocation_id);
                 response

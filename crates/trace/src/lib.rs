@@ -84,6 +84,11 @@ pub struct Span {
 }
 
 impl Span {
+    /// Names the span once what it is about is known (a route, say).
+    pub fn rename(&mut self, name: impl Into<String>) {
+        self.name = name.into();
+    }
+
     pub fn set(&mut self, key: &'static str, value: impl Into<String>) {
         self.attributes.push((key, value.into()));
     }

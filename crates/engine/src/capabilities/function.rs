@@ -5,6 +5,7 @@ use crate::event::{Event, EventFunction};
 use crate::invocation::InvokeError;
 use crate::state::InvocationState;
 use nimbus_store::SendMessage;
+use nimbus_trace::SpanKind;
 use nimbus_wit::functions::Host;
 use nimbus_wit::types::Error;
 use std::collections::{BTreeMap, HashMap};
@@ -60,6 +61,8 @@ impl Host for InvocationState {
             return Ok(Err(Error::NotFound(format!("event function `{function}`"))));
         };
         let invocation_id = uuid::Uuid::now_v7().to_string();
+        let mut span = caps.span(format!("call {function}"), SpanKind::Client);
+        span.set("faas.invoked_name", function.as_str());
         let event = Event {
             id: invocation_id.clone(),
             source: format!("nimbus:function/{}", caps.function),
@@ -69,12 +72,18 @@ impl Host for InvocationState {
             datacontenttype: None,
             data,
             attempt: 1,
-            traceparent: None,
+            traceparent: Some(span.context.to_traceparent()),
         };
         tracing::debug!(function = %caps.function, invocation_id = %caps.invocation_id, callee = %function, callee_invocation_id = %invocation_id, "invoking");
         let outcome = target
             .invoke_nested(vec![event], &invocation_id, caps.depth + 1)
             .await;
+        match &outcome {
+            Ok(failed) if !failed.is_empty() => span.fail("the event was reported failed"),
+            Err(e) => span.fail(e.to_string()),
+            Ok(_) => {}
+        }
+        span.end();
         Ok(match outcome {
             Ok(failed) if failed.is_empty() => Ok(()),
             Ok(_) => Err(Error::Failed(format!(
@@ -105,28 +114,36 @@ impl Host for InvocationState {
             return Ok(Err(Error::NotFound(format!("event function `{function}`"))));
         }
         let queue = async_queue_name(&function);
+        let mut span = caps.span(format!("call {function} async"), SpanKind::Producer);
+        span.set("faas.invoked_name", function.as_str());
         let message = SendMessage {
             body: data,
-            attributes: BTreeMap::from([(
-                "source".to_owned(),
-                format!("nimbus:function/{}", caps.function),
-            )]),
+            attributes: BTreeMap::from([
+                (
+                    "source".to_owned(),
+                    format!("nimbus:function/{}", caps.function),
+                ),
+                ("traceparent".to_owned(), span.context.to_traceparent()),
+            ]),
             ..SendMessage::default()
         };
-        Ok(
-            match caps.services.queues.send(&queue, vec![message]).await {
-                Ok(mut receipts) => {
-                    caps.services.queue_signals.notify(&queue);
-                    Ok(receipts.remove(0).message_id)
-                }
-                Err(e @ nimbus_store::StoreError::MessageTooLarge { .. }) => {
-                    Err(Error::Invalid(e.to_string()))
-                }
-                Err(e) => {
-                    tracing::error!(function = %caps.function, invocation_id = %caps.invocation_id, "async invoke of {function} failed: {e}");
-                    Err(Error::Unavailable(e.to_string()))
-                }
-            },
-        )
+        let sent = caps.services.queues.send(&queue, vec![message]).await;
+        if let Err(e) = &sent {
+            span.fail(e.to_string());
+        }
+        span.end();
+        Ok(match sent {
+            Ok(mut receipts) => {
+                caps.services.queue_signals.notify(&queue);
+                Ok(receipts.remove(0).message_id)
+            }
+            Err(e @ nimbus_store::StoreError::MessageTooLarge { .. }) => {
+                Err(Error::Invalid(e.to_string()))
+            }
+            Err(e) => {
+                tracing::error!(function = %caps.function, invocation_id = %caps.invocation_id, "async invoke of {function} failed: {e}");
+                Err(Error::Unavailable(e.to_string()))
+            }
+        })
     }
 }

@@ -26,6 +26,8 @@ pub struct Services {
     pub functions: FunctionDirectory,
     /// Where invocations are counted.
     pub metrics: Arc<nimbus_metrics::Metrics>,
+    /// Where spans go (nowhere unless an OTLP endpoint is configured).
+    pub tracer: nimbus_trace::Tracer,
 }
 
 /// A function's grants, resolved into allow-sets.
@@ -65,9 +67,17 @@ pub(crate) struct CapabilityCtx {
     /// Synchronous calls between this invocation and its trigger (0 when a
     /// trigger invoked it directly).
     pub depth: u32,
+    /// The invocation's span: host calls are its children, and what they
+    /// send on carries their context.
+    pub trace: nimbus_trace::TraceContext,
 }
 
 impl CapabilityCtx {
+    /// A span for one host call, a child of the invocation's.
+    fn span(&self, name: String, kind: nimbus_trace::SpanKind) -> nimbus_trace::Span {
+        self.services.tracer.start(name, kind, Some(&self.trace))
+    }
+
     /// Records a denial for the audit log and returns the guest-visible error.
     fn deny(&self, grant: String) -> nimbus_wit::types::Error {
         tracing::warn!(

@@ -3,8 +3,10 @@
 
 use crate::state::InvocationState;
 use nimbus_store::{SendMessage, StoreError};
+use nimbus_trace::SpanKind;
 use nimbus_wit::queue::Host;
 use nimbus_wit::types::Error;
+use std::collections::BTreeMap;
 
 impl Host for InvocationState {
     async fn send(
@@ -17,11 +19,21 @@ impl Host for InvocationState {
             return Ok(Err(caps.deny(format!("queue:{queue}:send"))));
         }
         let store = &caps.services.queues;
+        // The message carries the send's span, so its consumer's invocation
+        // continues this trace.
+        let mut span = caps.span(format!("send {queue}"), SpanKind::Producer);
+        span.set("messaging.destination.name", queue.as_str());
         let message = SendMessage {
             body,
+            attributes: BTreeMap::from([("traceparent".to_owned(), span.context.to_traceparent())]),
             ..SendMessage::default()
         };
-        Ok(match store.send(&queue, vec![message]).await {
+        let sent = store.send(&queue, vec![message]).await;
+        if let Err(e) = &sent {
+            span.fail(e.to_string());
+        }
+        span.end();
+        Ok(match sent {
             Ok(mut receipts) => {
                 caps.services.queue_signals.notify(&queue);
                 Ok(receipts.remove(0).message_id)

@@ -20,7 +20,13 @@ impl Host for InvocationState {
         if !caps.grants.secret_read.contains(&name) {
             return Ok(Err(caps.deny(format!("secret:{name}:read"))));
         }
-        Ok(match caps.services.secrets.get(&name).await {
+        let mut span = caps.span(format!("secret {name}"), nimbus_trace::SpanKind::Internal);
+        let read = caps.services.secrets.get(&name).await;
+        if read.is_err() {
+            span.fail("the secret could not be read");
+        }
+        span.end();
+        Ok(match read {
             Ok(Some(value)) => Ok(value.into_bytes()),
             Ok(None) => Err(Error::NotFound(format!("secret `{name}`"))),
             Err(e) => {
