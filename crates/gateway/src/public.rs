@@ -113,7 +113,8 @@ impl Handler for PublicGateway {
 }
 
 impl PublicGateway {
-    /// Answers one request, setting `matched` to the route pattern it matched.
+    /// Answers one request, setting `matched_route` to the route pattern it
+    /// matched; the invocation is traced under `trace`.
     async fn respond(
         &self,
         request: hyper::Request<Incoming>,
