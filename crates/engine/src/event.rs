@@ -2,7 +2,8 @@
 //! with a batch of events in a fresh instance; they answer which events
 //! failed.
 
-use crate::invocation::{FunctionCore, InvokeError};
+use crate::history::{Trigger, trace_id};
+use crate::invocation::{FunctionCore, InvokeError, RecordContext};
 use crate::state::InvocationState;
 use nimbus_wit::EventFunctionPre;
 pub use nimbus_wit::types::Event;
@@ -37,9 +38,10 @@ impl EventFunction {
         &self,
         events: Vec<Event>,
         invocation_id: &str,
+        trigger: Trigger,
     ) -> Result<Vec<String>, InvokeError> {
         let permit = self.core.permit().await;
-        self.run(permit, events, invocation_id, 0).await
+        self.run(permit, events, invocation_id, 0, trigger).await
     }
 
     /// [`EventFunction::invoke`] for a call from another function, `depth`
@@ -50,9 +52,18 @@ impl EventFunction {
         events: Vec<Event>,
         invocation_id: &str,
         depth: u32,
+        trigger: Trigger,
     ) -> Result<Vec<String>, InvokeError> {
-        let permit = self.core.try_permit()?;
-        self.run(permit, events, invocation_id, depth).await
+        let permit = match self.core.try_permit() {
+            Ok(permit) => permit,
+            Err(e) => {
+                let context = record_context(&events, trigger, None);
+                self.core.record_throttled(invocation_id, context);
+                return Err(e);
+            }
+        };
+        self.run(permit, events, invocation_id, depth, trigger)
+            .await
     }
 
     async fn run(
@@ -61,6 +72,7 @@ impl EventFunction {
         events: Vec<Event>,
         invocation_id: &str,
         depth: u32,
+        trigger: Trigger,
     ) -> Result<Vec<String>, InvokeError> {
         let started = Instant::now();
         let deadline = started + self.core.timeout;
@@ -68,6 +80,7 @@ impl EventFunction {
         let mut store = self
             .core
             .store(self.pre.engine(), &invocation_id, deadline, depth);
+        let context = record_context(&events, trigger, Some(store.data().output.clone()));
         tracing::debug!(function = %self.core.name, invocation_id = %invocation_id, events = events.len(), "invocation started");
         let run = async {
             let instantiating = Instant::now();
@@ -87,7 +100,24 @@ impl EventFunction {
         };
         drop(store);
         drop(permit);
-        self.core.log_outcome(&invocation_id, started, &result);
+        self.core
+            .log_outcome(&invocation_id, started, &result, context);
         result
+    }
+}
+
+/// A batch's record: its highest attempt and the first trace id it carries.
+fn record_context(
+    events: &[Event],
+    trigger: Trigger,
+    output: Option<Arc<crate::output::OutputBudget>>,
+) -> RecordContext {
+    RecordContext {
+        trigger,
+        attempt: events.iter().map(|e| e.attempt).max().unwrap_or(1),
+        trace_id: events
+            .iter()
+            .find_map(|e| e.traceparent.as_deref().and_then(trace_id)),
+        output,
     }
 }

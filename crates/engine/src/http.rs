@@ -1,7 +1,8 @@
 //! HTTP functions: components exporting `wasi:http/incoming-handler`, each
 //! request served by a fresh instance under the function's limits.
 
-use crate::invocation::{FunctionCore, InvokeError};
+use crate::history::{Trigger, TriggerKind, trace_id};
+use crate::invocation::{FunctionCore, InvokeError, RecordContext};
 use crate::state::InvocationState;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
@@ -47,7 +48,32 @@ impl HttpFunction {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let permit = self.core.try_permit()?;
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        // The gateway sets `x-nimbus-route` (clients cannot: it drops their
+        // `x-nimbus-*` headers).
+        let trigger = Trigger::new(
+            TriggerKind::Http,
+            header("x-nimbus-route").unwrap_or_default(),
+        );
+        let context = |output| RecordContext {
+            trigger: trigger.clone(),
+            attempt: 1,
+            trace_id: header("traceparent").as_deref().and_then(trace_id),
+            output,
+        };
+        let permit = match self.core.try_permit() {
+            Ok(permit) => permit,
+            Err(e) => {
+                self.core.record_throttled(invocation_id, context(None));
+                return Err(e);
+            }
+        };
         let started = Instant::now();
         let deadline = started + self.core.timeout;
         let invocation_id: Arc<str> = invocation_id.into();
@@ -55,6 +81,7 @@ impl HttpFunction {
             .core
             .store(self.pre.engine(), &invocation_id, deadline, 0);
         let name = self.core.name.clone();
+        let record = context(Some(store.data().output.clone()));
 
         let (sender, receiver) = oneshot::channel();
         let setup = (|| {
@@ -92,7 +119,7 @@ impl HttpFunction {
             // Stop the instance (and flush its output) before reporting.
             drop(store);
             drop(permit);
-            core.log_outcome(&id, started, &result);
+            core.log_outcome(&id, started, &result, record);
             result
         });
 

@@ -26,6 +26,8 @@ pub struct Services {
     pub functions: FunctionDirectory,
     /// Where invocations are counted.
     pub metrics: Arc<nimbus_metrics::Metrics>,
+    /// Where invocations leave their records and live output.
+    pub history: Arc<crate::history::History>,
 }
 
 /// A function's grants, resolved into allow-sets.
