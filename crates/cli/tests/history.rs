@@ -141,9 +141,9 @@ async fn invocations_are_listed_and_filtered_and_a_failure_keeps_its_error() {
             .map(|r| r["id"].as_str().unwrap().to_owned())
             .collect::<Vec<_>>()
     };
-    assert_eq!(list(&["worker", "--failed"]), [failed.clone()]);
-    assert_eq!(list(&["worker"]), [failed.clone(), ok.clone()]);
-    assert_eq!(list(&["--limit", "1"]), [http.clone()]);
+    assert_eq!(list(&["worker", "--failed"]), [failed.as_str()]);
+    assert_eq!(list(&["worker"]), [failed.as_str(), ok.as_str()]);
+    assert_eq!(list(&["--limit", "1"]), [http.as_str()]);
 
     // Bad parameters are a 400 with a JSON error.
     for query in [
