@@ -131,7 +131,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     store.observe(metrics.clone());
     let history = {
         let _runtime = tokio.enter();
-        nimbus_engine::History::start(store.clone())
+        nimbus_engine::History::start(store.clone(), metrics.clone())
     };
     let services = Arc::new(Services {
         queues: store.clone(),

@@ -80,11 +80,14 @@ pub struct History {
     records: mpsc::Sender<InvocationRecord>,
     live: broadcast::Sender<LiveLine>,
     dropped: AtomicU64,
+    metrics: Arc<nimbus_metrics::Metrics>,
 }
 
 impl History {
     /// Starts the task that writes records to `store`. Needs a Tokio runtime.
-    pub fn start(store: Arc<dyn HistoryStore>) -> Arc<Self> {
+    pub fn start(store: Arc<dyn HistoryStore>, metrics: Arc<nimbus_metrics::Metrics>) -> Arc<Self> {
+        // Rendered from the start (as 0), so a dashboard can rely on it.
+        metrics.history_records_dropped.with(&[]);
         let (records, mut receiver) = mpsc::channel(MAX_PENDING_RECORDS);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_RECORDS_PER_WRITE);
@@ -99,6 +102,7 @@ impl History {
             records,
             live: broadcast::channel(LIVE_LINES).0,
             dropped: AtomicU64::new(0),
+            metrics,
         })
     }
 
@@ -127,6 +131,7 @@ impl History {
     pub(crate) fn record(&self, record: InvocationRecord) {
         if let Err(mpsc::error::TrySendError::Full(record)) = self.records.try_send(record) {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            self.metrics.history_records_dropped.with(&[]).inc();
             // One warning per 1000, so a slow store does not flood the log.
             if dropped % 1000 == 1 {
                 tracing::warn!(
