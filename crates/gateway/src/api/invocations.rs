@@ -31,6 +31,9 @@ const DEFAULT_LOG_RECORDS: u32 = 20;
 const MAX_FOLLOWERS: usize = 64;
 /// Lines buffered between a follower's subscription and its connection.
 const FOLLOW_BUFFER: usize = 64;
+/// How often a follower with nothing to read gets a blank line, so a client
+/// that went away is noticed (its write fails) and its slot freed.
+const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 /// Longest filter value accepted (function names and ids are far shorter).
 const MAX_FILTER_CHARS: usize = 256;
 const OUTCOMES: [&str; 4] = ["success", "error", "timeout", "throttled"];
@@ -221,9 +224,17 @@ async fn forward(
     mut live: broadcast::Receiver<nimbus_engine::LiveLine>,
     sender: mpsc::Sender<Bytes>,
 ) {
+    let mut keepalive =
+        tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
     loop {
         let line = tokio::select! {
             line = live.recv() => line,
+            _ = keepalive.tick() => {
+                if sender.send(Bytes::from_static(b"\n")).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             () = sender.closed() => return,
         };
         let out = match line {
@@ -258,5 +269,45 @@ impl hyper::body::Body for ChannelBody {
         self.0
             .poll_recv(cx)
             .map(|line| line.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(function: &str, text: &str) -> nimbus_engine::LiveLine {
+        nimbus_engine::LiveLine {
+            function: function.into(),
+            invocation_id: "inv".into(),
+            stream: "stdout".into(),
+            text: text.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_follower_that_fell_behind_is_told_how_many_lines_it_lost_then_continues() {
+        let (live, receiver) = broadcast::channel(4);
+        // Ten lines before the follower reads any: six are lost.
+        for i in 0..10 {
+            live.send(line("f", &format!("line {i}"))).unwrap();
+        }
+        live.send(line("other", "not for this follower")).unwrap();
+        let (sender, mut out) = mpsc::channel(FOLLOW_BUFFER);
+        tokio::spawn(forward("f".to_owned(), receiver, sender));
+        let mut next =
+            async || -> Value { serde_json::from_slice(&out.recv().await.unwrap()).unwrap() };
+        let notice = next().await;
+        assert!(
+            notice["notice"].as_str().unwrap().starts_with("7 lines"),
+            "{notice}"
+        );
+        assert_eq!(next().await["text"], "line 7");
+        assert_eq!(next().await["text"], "line 8");
+        assert_eq!(next().await["text"], "line 9");
+        live.send(line("f", "after")).unwrap();
+        let after = next().await;
+        assert_eq!(after["text"], "after");
+        assert_eq!(after["invocation_id"], "inv");
     }
 }
