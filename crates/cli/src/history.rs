@@ -19,7 +19,7 @@ pub fn run_invocations(
         query.push(format!("function={}", segment(function)));
     }
     if failed {
-        query.push("outcome=error".to_owned());
+        query.push("outcome=error,timeout".to_owned());
     }
     if let Some(limit) = limit {
         query.push(format!("limit={limit}"));

@@ -84,7 +84,7 @@ enum Command {
         admin: queue::AdminArgs,
         /// Only this function's invocations.
         function: Option<String>,
-        /// Only invocations that failed (outcome `error`).
+        /// Only invocations that failed (outcome `error` or `timeout`).
         #[arg(long)]
         failed: bool,
         /// At most this many (1 to 1000; default 50).

@@ -148,6 +148,7 @@ async fn invocations_are_listed_and_filtered_and_a_failure_keeps_its_error() {
     // Bad parameters are a 400 with a JSON error.
     for query in [
         "outcome=bogus",
+        "outcome=error,",
         "limit=0",
         "limit=1001",
         "nope=1",

@@ -95,7 +95,6 @@ fn list(tx: &Tx<'_>, filter: &InvocationFilter) -> StoreResult<Vec<InvocationRec
     let mut values: Vec<Value> = Vec::new();
     for (column, value) in [
         ("function = ?", &filter.function),
-        ("outcome = ?", &filter.outcome),
         ("id < ?", &filter.before),
     ] {
         if let Some(value) = value {
@@ -103,6 +102,11 @@ fn list(tx: &Tx<'_>, filter: &InvocationFilter) -> StoreResult<Vec<InvocationRec
             sql.push_str(column);
             values.push(Value::Text(value.clone()));
         }
+    }
+    if !filter.outcomes.is_empty() {
+        let marks = vec!["?"; filter.outcomes.len()].join(", ");
+        sql.push_str(&format!(" AND outcome IN ({marks})"));
+        values.extend(filter.outcomes.iter().cloned().map(Value::Text));
     }
     sql.push_str(" ORDER BY id DESC LIMIT ?");
     values.push(Value::Integer(i64::from(filter.limit)));

@@ -41,7 +41,8 @@ pub struct LogLine {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InvocationFilter {
     pub function: Option<String>,
-    pub outcome: Option<String>,
+    /// Only records with one of these outcomes (any outcome when empty).
+    pub outcomes: Vec<String>,
     /// Only records with an id below this one (the cursor for the next page).
     pub before: Option<String>,
     /// At most this many (the caller bounds it).

@@ -83,17 +83,20 @@ async fn list_invocations(
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = query(q)?;
-    if let Some(outcome) = &q.outcome
-        && !OUTCOMES.contains(&outcome.as_str())
-    {
+    // A comma-separated list: `outcome=error,timeout` is every failure.
+    let outcomes: Vec<String> = match &q.outcome {
+        Some(list) => list.split(',').map(str::to_owned).collect(),
+        None => Vec::new(),
+    };
+    if outcomes.iter().any(|o| !OUTCOMES.contains(&o.as_str())) {
         return Err(ApiError::bad_request(format!(
-            "`outcome` must be one of {}",
+            "`outcome` must be a comma-separated list of {}",
             OUTCOMES.join(", ")
         )));
     }
     let filter = InvocationFilter {
         function: bounded("function", q.function)?,
-        outcome: q.outcome,
+        outcomes,
         before: bounded("before", q.before)?,
         limit: limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?,
         with_logs: false,

@@ -112,10 +112,18 @@ pub async fn invocations_are_listed_newest_first_by_filter_and_page<
     };
     assert_eq!(ids(&store.list_invocations(next).await.unwrap()), ["01"]);
     let failed = InvocationFilter {
-        outcome: Some("error".into()),
+        outcomes: vec!["error".into()],
         ..filter(10)
     };
     assert_eq!(ids(&store.list_invocations(failed).await.unwrap()), ["02"]);
+    let failed_or_late = InvocationFilter {
+        outcomes: vec!["error".into(), "timeout".into()],
+        ..filter(10)
+    };
+    assert_eq!(
+        ids(&store.list_invocations(failed_or_late).await.unwrap()),
+        ["03", "02"]
+    );
 }
 
 pub async fn expiry_removes_records_past_retention_then_past_the_cap<
