@@ -214,3 +214,34 @@ async fn records_past_the_retention_are_removed() {
     let page = get_json(nimbus.admin_url("/v1/invocations")).await;
     assert_eq!(page["invocations"], serde_json::json!([]));
 }
+
+#[tokio::test]
+async fn a_throttled_request_leaves_a_throttled_record() {
+    let app = TestApp::new("history-throttle")
+        .function(
+            "slow",
+            programs::SLOW,
+            "max_concurrency = 1\ntimeout_ms = 60000",
+        )
+        .route("/slow", "slow", "");
+    let nimbus = app.start().await;
+    // One request holds `slow`'s only instance; the next is throttled.
+    let mut first = client()
+        .get(nimbus.url("/slow?after_ms=30000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.chunk().await.unwrap().unwrap(), "start\n");
+    let refused = client().get(nimbus.url("/slow")).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let url = nimbus.admin_url("/v1/invocations?function=slow&outcome=throttled");
+    let throttled = until("for the throttled record", || async {
+        let page = get_json(&url).await;
+        page["invocations"].as_array().unwrap().first().cloned()
+    })
+    .await;
+    assert_eq!(throttled["trigger"], "http");
+    assert_eq!(throttled["source"], "/slow");
+    assert_eq!(throttled["duration_ms"], 0);
+    assert_eq!(throttled["error"], "function is at its concurrency limit");
+}
