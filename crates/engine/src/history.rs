@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{broadcast, mpsc};
 
 /// Records waiting for the store before new ones are dropped (and counted)
-/// rather than making an invocation wait.
-pub const MAX_PENDING_RECORDS: usize = 4096;
+/// rather than making an invocation wait (at most 64 MiB of captured output).
+pub const MAX_PENDING_RECORDS: usize = 1024;
 /// Records written in one store request.
 const MAX_RECORDS_PER_WRITE: usize = 256;
 /// Output captured into one record, at most (less if the function's
@@ -21,7 +21,7 @@ pub const MAX_RECORD_LOG_BYTES: u64 = 64 * 1024;
 pub const LIVE_LINES: usize = 1024;
 /// Records kept at most, whatever the retention: the oldest go first. With
 /// at most `MAX_RECORD_LOG_BYTES` of output each, the history stays under
-/// about 3.2 GiB even when every function logs its fill.
+/// about 3 GiB even when every function logs its fill.
 pub const MAX_HISTORY_RECORDS: u64 = 50_000;
 /// Longest error text kept in a record.
 const MAX_ERROR_CHARS: usize = 1024;
