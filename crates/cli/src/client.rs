@@ -105,6 +105,55 @@ impl AdminClient {
     }
 }
 
+/// Longest line a streamed answer may carry before it is an error.
+const MAX_STREAMED_LINE_BYTES: usize = 4 * 1024 * 1024;
+
+impl AdminClient {
+    /// GETs a newline-delimited answer and hands each line to `line` as it
+    /// arrives, until the server ends the stream.
+    pub fn get_lines(&self, path: &str, mut line: impl FnMut(&str)) -> anyhow::Result<()> {
+        let url = format!("{}{path}", self.base);
+        self.runtime.block_on(async {
+            let mut request = self.http.get(&url);
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            let mut response = request.send().await.with_context(|| {
+                format!(
+                    "failed to reach the admin API at {url}; is `nimbus up` running? (see --admin)"
+                )
+            })?;
+            let status = response.status();
+            if !status.is_success() {
+                let text = response.text().await.unwrap_or_default();
+                let json: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                let message = json["error"].as_str().map(str::to_owned);
+                bail!("{} ({status})", message.unwrap_or_else(|| json.to_string()));
+            }
+            let mut pending: Vec<u8> = Vec::new();
+            while let Some(chunk) = response
+                .chunk()
+                .await
+                .context("the admin API's stream broke off")?
+            {
+                pending.extend_from_slice(&chunk);
+                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                    let rest = pending.split_off(end + 1);
+                    line(String::from_utf8_lossy(&pending[..end]).trim_end());
+                    pending = rest;
+                }
+                if pending.len() > MAX_STREAMED_LINE_BYTES {
+                    bail!("the admin API sent a line over {MAX_STREAMED_LINE_BYTES} bytes");
+                }
+            }
+            if !pending.is_empty() {
+                line(String::from_utf8_lossy(&pending).trim_end());
+            }
+            Ok(())
+        })
+    }
+}
+
 enum Body {
     Json(Value),
     Raw(Vec<u8>),

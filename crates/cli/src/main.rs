@@ -3,6 +3,7 @@
 
 mod build;
 mod client;
+mod history;
 mod key;
 mod queue;
 mod secret;
@@ -100,6 +101,31 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// List invocation records of a running app, newest first, as JSON.
+    Invocations {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        /// Only this function's invocations.
+        function: Option<String>,
+        /// Only invocations that failed (outcome `error` or `timeout`).
+        #[arg(long)]
+        failed: bool,
+        /// At most this many (1 to 1000; default 50).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: Option<u32>,
+    },
+    /// Print a function's output (`INVOCATION_ID STREAM TEXT` per line): the
+    /// lines of its recent invocations, or with --follow each line as it is
+    /// written.
+    Logs {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        /// The function's name.
+        function: String,
+        /// Keep printing lines as they are written, until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+    },
     /// Check a manifest and its component files without running anything.
     Validate {
         /// The app's manifest.
@@ -142,6 +168,17 @@ fn main() -> ExitCode {
             interval_ms,
             once,
         } => top::run(&admin, std::time::Duration::from_millis(interval_ms), once),
+        Command::Invocations {
+            admin,
+            function,
+            failed,
+            limit,
+        } => history::run_invocations(&admin, function.as_deref(), failed, limit),
+        Command::Logs {
+            admin,
+            function,
+            follow,
+        } => history::run_logs(&admin, &function, follow),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

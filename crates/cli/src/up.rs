@@ -12,7 +12,7 @@ use nimbus_gateway::auth::{ApiKeys, Authenticator, JwtVerifier};
 use nimbus_gateway::{Drain, PublicGateway, ServerLimits};
 use nimbus_manifest::{App, RouteAuth};
 use nimbus_store::queue::{QueueConfig, QueueStore};
-use nimbus_store::{QueueSignals, SystemClock};
+use nimbus_store::{HistoryStore, QueueSignals, SystemClock};
 use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -87,6 +87,10 @@ pub struct UpArgs {
     /// Time a client has to send a request's body, in milliseconds.
     #[arg(long, default_value_t = 30_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     body_read_timeout_ms: u64,
+    /// How long invocation records (and their captured output) are kept, in
+    /// seconds; at most `MAX_HISTORY_RECORDS` are kept whatever this says.
+    #[arg(long, default_value_t = 86_400, value_name = "S", value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
+    history_retention_s: u64,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -139,6 +143,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         None => (nimbus_trace::Tracer::disabled(), None),
     };
+    let history = {
+        let _runtime = tokio.enter();
+        nimbus_engine::History::start(store.clone(), metrics.clone())
+    };
     let services = Arc::new(Services {
         queues: store.clone(),
         queue_signals: signals.clone(),
@@ -146,6 +154,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         functions: FunctionDirectory::default(),
         metrics: metrics.clone(),
         tracer: tracer.clone(),
+        history: history.clone(),
     });
 
     let runtime = Runtime::new(EngineSettings {
@@ -288,6 +297,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     tokio.block_on(async {
         let sweeper = tokio::spawn(expire_periodically(store.clone()));
+        let history_sweeper = tokio::spawn(expire_history_periodically(
+            store.clone(),
+            Duration::from_secs(args.history_retention_s),
+        ));
         let key_flusher = tokio::spawn(flush_key_usage_periodically(keys.clone()));
         let (stop_triggers, triggers_stopped) = tokio::sync::watch::channel(false);
         let mut triggers = tokio::task::JoinSet::new();
@@ -313,7 +326,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             }
         }
         let api = nimbus_gateway::api::ApiState {
-            queues: store,
+            queues: store.clone(),
             waiters: signals,
             functions: Arc::new(nimbus_gateway::api::Functions {
                 event: event_functions.clone(),
@@ -323,6 +336,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             keys: keys.clone(),
             metrics: metrics.clone(),
             secrets,
+            history_store: store,
+            history,
         };
         let signalled = shutdown_signal()?;
         let public = TcpListener::bind(args.listen)
@@ -360,6 +375,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             // Spans of the last requests go out before the process ends.
             let _ = tokio::time::timeout(TRACE_FLUSH_TIMEOUT, exporter.flush()).await;
         }
+        history_sweeper.abort();
         match drain {
             Drain::Complete => tracing::info!("stopped"),
             Drain::TimedOut => {
@@ -441,6 +457,26 @@ async fn expire_periodically(store: Arc<dyn QueueStore>) {
             Ok(0) => {}
             Ok(n) => tracing::info!("expired {n} messages past their queue's retention"),
             Err(e) => tracing::warn!("failed to expire old messages: {e}"),
+        }
+    }
+}
+
+/// Removes invocation records past `retention` (by the store's clock) and
+/// past `MAX_HISTORY_RECORDS`, at least every minute and twice per
+/// retention, so a record outlives its retention by at most half of it.
+async fn expire_history_periodically(store: Arc<dyn HistoryStore>, retention: Duration) {
+    let every = (retention / 2).clamp(Duration::from_millis(250), EXPIRE_INTERVAL);
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let retention_ms = retention.as_millis() as u64;
+        match store
+            .expire_invocations(retention_ms, nimbus_engine::MAX_HISTORY_RECORDS)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!("removed {n} invocation records past their retention"),
+            Err(e) => tracing::warn!("failed to remove old invocation records: {e}"),
         }
     }
 }

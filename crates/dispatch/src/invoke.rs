@@ -194,7 +194,8 @@ async fn handle(
             traceparent: message.attributes.get("traceparent").cloned(),
         };
         let invocation_id = uuid::Uuid::now_v7().to_string();
-        let (succeeded, error) = match function.invoke(vec![event], &invocation_id).await {
+        let trigger = nimbus_engine::Trigger::new(nimbus_engine::TriggerKind::Async, queue);
+        let (succeeded, error) = match function.invoke(vec![event], &invocation_id, trigger).await {
             Ok(failed) if failed.is_empty() => (true, None),
             Ok(_) => (
                 false,

@@ -112,7 +112,9 @@ async fn deliver(
 ) {
     let events = batch.iter().map(|m| event(&trigger.queue, m)).collect();
     let invocation_id = uuid::Uuid::now_v7().to_string();
-    let outcome = function.invoke(events, &invocation_id).await;
+    let source =
+        nimbus_engine::Trigger::new(nimbus_engine::TriggerKind::Queue, trigger.queue.as_str());
+    let outcome = function.invoke(events, &invocation_id, source).await;
     let (failed, error): (HashSet<String>, String) = match outcome {
         Ok(reported) if reported.is_empty() => (HashSet::new(), String::new()),
         Ok(reported) if trigger.delivery.report_batch_item_failures => {

@@ -2,7 +2,8 @@
 //! with a batch of events in a fresh instance; they answer which events
 //! failed.
 
-use crate::invocation::{FunctionCore, InvokeError};
+use crate::history::{Trigger, trace_id};
+use crate::invocation::{FunctionCore, InvokeError, RecordContext};
 use crate::state::InvocationState;
 use nimbus_trace::TraceContext;
 use nimbus_wit::EventFunctionPre;
@@ -38,9 +39,10 @@ impl EventFunction {
         &self,
         events: Vec<Event>,
         invocation_id: &str,
+        trigger: Trigger,
     ) -> Result<Vec<String>, InvokeError> {
         let permit = self.core.permit().await;
-        self.run(permit, events, invocation_id, 0).await
+        self.run(permit, events, invocation_id, 0, trigger).await
     }
 
     /// [`EventFunction::invoke`] for a call from another function, `depth`
@@ -51,9 +53,18 @@ impl EventFunction {
         events: Vec<Event>,
         invocation_id: &str,
         depth: u32,
+        trigger: Trigger,
     ) -> Result<Vec<String>, InvokeError> {
-        let permit = self.core.try_permit()?;
-        self.run(permit, events, invocation_id, depth).await
+        let permit = match self.core.try_permit() {
+            Ok(permit) => permit,
+            Err(e) => {
+                let context = record_context(&events, trigger, None);
+                self.core.record_throttled(invocation_id, context);
+                return Err(e);
+            }
+        };
+        self.run(permit, events, invocation_id, depth, trigger)
+            .await
     }
 
     async fn run(
@@ -62,6 +73,7 @@ impl EventFunction {
         events: Vec<Event>,
         invocation_id: &str,
         depth: u32,
+        trigger: Trigger,
     ) -> Result<Vec<String>, InvokeError> {
         let started = Instant::now();
         let deadline = started + self.core.timeout;
@@ -78,6 +90,8 @@ impl EventFunction {
             depth,
             span.context,
         );
+        let mut context = record_context(&events, trigger, Some(store.data().output.clone()));
+        context.trace_id = Some(span.context.trace_id_hex());
         tracing::debug!(function = %self.core.name, invocation_id = %invocation_id, events = events.len(), "invocation started");
         let run = async {
             let instantiating = Instant::now();
@@ -97,8 +111,25 @@ impl EventFunction {
         };
         drop(store);
         drop(permit);
-        self.core.log_outcome(&invocation_id, started, &result);
+        self.core
+            .log_outcome(&invocation_id, started, &result, context);
         self.core.end_span(span, &result);
         result
+    }
+}
+
+/// A batch's record: its highest attempt and the first trace id it carries.
+fn record_context(
+    events: &[Event],
+    trigger: Trigger,
+    output: Option<Arc<crate::output::OutputBudget>>,
+) -> RecordContext {
+    RecordContext {
+        trigger,
+        attempt: events.iter().map(|e| e.attempt).max().unwrap_or(1),
+        trace_id: events
+            .iter()
+            .find_map(|e| e.traceparent.as_deref().and_then(trace_id)),
+        output,
     }
 }

@@ -1,7 +1,8 @@
 //! HTTP functions: components exporting `wasi:http/incoming-handler`, each
 //! request served by a fresh instance under the function's limits.
 
-use crate::invocation::{FunctionCore, InvokeError};
+use crate::history::{Trigger, TriggerKind, trace_id};
+use crate::invocation::{FunctionCore, InvokeError, RecordContext};
 use crate::state::InvocationState;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
@@ -51,7 +52,34 @@ impl HttpFunction {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let permit = self.core.try_permit()?;
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        // The gateway sets `x-nimbus-route` (clients cannot: it drops their
+        // `x-nimbus-*` headers).
+        let trigger = Trigger::new(
+            TriggerKind::Http,
+            header("x-nimbus-route").unwrap_or_default(),
+        );
+        let incoming_trace = header("traceparent").as_deref().and_then(trace_id);
+        let context = |output, trace: Option<String>| RecordContext {
+            trigger: trigger.clone(),
+            attempt: 1,
+            trace_id: trace,
+            output,
+        };
+        let permit = match self.core.try_permit() {
+            Ok(permit) => permit,
+            Err(e) => {
+                self.core
+                    .record_throttled(invocation_id, context(None, incoming_trace));
+                return Err(e);
+            }
+        };
         let started = Instant::now();
         let deadline = started + self.core.timeout;
         let invocation_id: Arc<str> = invocation_id.into();
@@ -63,6 +91,10 @@ impl HttpFunction {
             self.core
                 .store(self.pre.engine(), &invocation_id, deadline, 0, span.context);
         let name = self.core.name.clone();
+        let record = context(
+            Some(store.data().output.clone()),
+            Some(span.context.trace_id_hex()),
+        );
 
         let (sender, receiver) = oneshot::channel();
         let setup = (|| {
@@ -100,7 +132,7 @@ impl HttpFunction {
             // Stop the instance (and flush its output) before reporting.
             drop(store);
             drop(permit);
-            core.log_outcome(&id, started, &result);
+            core.log_outcome(&id, started, &result, record);
             core.end_span(span, &result);
             result
         });

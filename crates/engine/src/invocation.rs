@@ -4,6 +4,7 @@
 
 use crate::capabilities::{CapabilityCtx, Grants, Services};
 use crate::egress::{EgressHooks, EgressPolicy};
+use crate::history::{Trigger, short_error};
 use crate::limits::MemoryCap;
 use crate::output::OutputBudget;
 use crate::state::InvocationState;
@@ -172,8 +173,12 @@ impl FunctionCore {
         depth: u32,
         trace: nimbus_trace::TraceContext,
     ) -> Store<InvocationState> {
-        let output =
-            OutputBudget::new(self.name.clone(), invocation_id.clone(), self.max_log_bytes);
+        let output = OutputBudget::new(
+            self.name.clone(),
+            invocation_id.clone(),
+            self.max_log_bytes,
+            self.services.history.clone(),
+        );
         let capabilities = CapabilityCtx {
             services: self.services.clone(),
             grants: self.grants.clone(),
@@ -225,12 +230,58 @@ impl FunctionCore {
         }
     }
 
-    /// Logs how an invocation ended, one line, with its id.
+    /// Leaves the record of an invocation refused at `max_concurrency`
+    /// (already counted by [`FunctionCore::try_permit`]).
+    pub fn record_throttled(&self, invocation_id: &str, context: RecordContext) {
+        let error = InvokeError::Busy.to_string();
+        self.record(
+            invocation_id,
+            Duration::ZERO,
+            Outcome::Throttled,
+            Some(error),
+            context,
+        );
+    }
+
+    fn record(
+        &self,
+        invocation_id: &str,
+        took: Duration,
+        outcome: Outcome,
+        error: Option<String>,
+        context: RecordContext,
+    ) {
+        let (logs, logs_truncated) = context
+            .output
+            .map(|output| output.take_kept())
+            .unwrap_or_default();
+        let now_ms = crate::time::now_ms();
+        self.services
+            .history
+            .record(nimbus_store::InvocationRecord {
+                id: invocation_id.to_owned(),
+                function: self.name.to_string(),
+                trigger: context.trigger.kind.as_str().to_owned(),
+                source: context.trigger.source,
+                started_at: now_ms.saturating_sub(took.as_millis() as u64),
+                duration_ms: took.as_millis() as u64,
+                outcome: outcome.as_str().to_owned(),
+                error: error.map(short_error),
+                attempt: context.attempt,
+                trace_id: context.trace_id,
+                logs,
+                logs_truncated,
+            });
+    }
+
+    /// Logs how an invocation ended, one line, with its id, and leaves its
+    /// record in the history.
     pub fn log_outcome<T>(
         &self,
         invocation_id: &str,
         started: Instant,
         result: &Result<T, InvokeError>,
+        context: RecordContext,
     ) {
         let name = &self.name;
         let outcome = match result {
@@ -254,7 +305,22 @@ impl FunctionCore {
                 tracing::error!(function = %name, invocation_id, duration_ms, "invocation failed: {e}")
             }
         }
+        let error = match result {
+            Ok(_) => None,
+            Err(InvokeError::Failed(e)) => Some(describe(e)),
+            Err(e) => Some(e.to_string()),
+        };
+        self.record(invocation_id, started.elapsed(), outcome, error, context);
     }
+}
+
+/// What an invocation's record needs besides how it ended.
+pub(crate) struct RecordContext {
+    pub trigger: Trigger,
+    pub attempt: u32,
+    pub trace_id: Option<String>,
+    /// The invocation's output, when it got as far as having some.
+    pub output: Option<Arc<OutputBudget>>,
 }
 
 /// One line for the log: the error chain without the (multi-line) wasm

@@ -6,6 +6,7 @@ mod cache;
 mod capabilities;
 mod egress;
 mod event;
+mod history;
 mod http;
 mod invocation;
 mod limits;
@@ -17,6 +18,10 @@ mod time;
 pub use cache::{ArtifactCache, CacheOutcome};
 pub use capabilities::{FunctionDirectory, MAX_CALL_DEPTH, Services, async_queue_name};
 pub use event::{Event, EventFunction};
+pub use history::{
+    History, LIVE_LINES, LiveLine, MAX_HISTORY_RECORDS, MAX_PENDING_RECORDS, MAX_RECORD_LOG_BYTES,
+    Trigger, TriggerKind, trace_id,
+};
 pub use http::{HttpFunction, ResponseBody, full_body};
 pub use invocation::InvokeError;
 pub use limits::MemoryLimitExceeded;

@@ -1,7 +1,11 @@
 //! Function stdout and stderr: each line goes to the server log, tagged with
 //! the function and invocation id, until the invocation's byte budget runs out.
+//! Lines are also kept (up to the record's bound) for the invocation's
+//! history record, and published to live followers.
 
+use crate::history::{History, LiveLine, MAX_RECORD_LOG_BYTES};
 use bytes::Bytes;
+use nimbus_store::LogLine;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -27,29 +31,81 @@ impl Stream {
 }
 
 /// Shared by an invocation's stdout and stderr: the bytes it may still log.
-#[derive(Debug)]
 pub struct OutputBudget {
     function: Arc<str>,
     invocation_id: Arc<str>,
+    history: Arc<History>,
     state: Mutex<BudgetState>,
 }
 
-#[derive(Debug)]
 struct BudgetState {
     remaining: u64,
     truncated: bool,
+    /// Lines kept for the record, and the bytes they may still take.
+    kept: Vec<LogLine>,
+    keep_remaining: u64,
+    kept_truncated: bool,
+}
+
+impl std::fmt::Debug for OutputBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputBudget")
+            .field("function", &self.function)
+            .field("invocation_id", &self.invocation_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl OutputBudget {
-    pub fn new(function: Arc<str>, invocation_id: Arc<str>, max_bytes: u64) -> Arc<Self> {
+    pub fn new(
+        function: Arc<str>,
+        invocation_id: Arc<str>,
+        max_bytes: u64,
+        history: Arc<History>,
+    ) -> Arc<Self> {
         Arc::new(OutputBudget {
             function,
             invocation_id,
+            history,
             state: Mutex::new(BudgetState {
                 remaining: max_bytes,
                 truncated: false,
+                kept: Vec::new(),
+                keep_remaining: max_bytes.min(MAX_RECORD_LOG_BYTES),
+                kept_truncated: false,
             }),
         })
+    }
+
+    /// Keeps a line that was logged for the record (while the record's bound
+    /// allows) and hands it to live followers.
+    pub fn keep(&self, stream: &str, text: &str) {
+        {
+            let mut state = self.state.lock().unwrap();
+            let cost = text.len() as u64 + 1;
+            if !state.kept_truncated && cost <= state.keep_remaining {
+                state.keep_remaining -= cost;
+                state.kept.push(LogLine {
+                    stream: stream.to_owned(),
+                    text: text.to_owned(),
+                });
+            } else {
+                state.kept_truncated = true;
+            }
+        }
+        self.history.publish(|| LiveLine {
+            function: self.function.clone(),
+            invocation_id: self.invocation_id.clone(),
+            stream: stream.into(),
+            text: text.into(),
+        });
+    }
+
+    /// The lines kept so far, and whether any were left out.
+    pub fn take_kept(&self) -> (Vec<LogLine>, bool) {
+        let mut state = self.state.lock().unwrap();
+        let truncated = state.kept_truncated || state.truncated;
+        (std::mem::take(&mut state.kept), truncated)
     }
 
     /// A sink for one of the guest's streams.
@@ -94,6 +150,7 @@ impl OutputBudget {
             stream = %stream.as_str(),
             "{text}"
         );
+        self.keep(stream.as_str(), &text);
     }
 }
 

@@ -2,11 +2,15 @@
 
 /// Now, by the system clock, as [`rfc3339`] formats it.
 pub fn rfc3339_now() -> String {
-    let ms = std::time::SystemTime::now()
+    rfc3339(now_ms())
+}
+
+/// Milliseconds since the Unix epoch, by the system clock.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
-        .unwrap_or_default();
-    rfc3339(ms)
+        .unwrap_or_default()
 }
 
 /// Formats milliseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.

@@ -197,6 +197,11 @@ impl ApiHarness {
             }),
             keys: keys.clone(),
             secrets,
+            history: {
+                let _runtime = runtime.enter();
+                nimbus_engine::History::start(store.clone(), metrics.clone())
+            },
+            history_store: store.clone(),
             metrics,
             admin_token: nimbus_gateway::AdminToken::new("fuzz-admin-token-not-checked-here"),
         };

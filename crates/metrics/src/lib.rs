@@ -53,6 +53,7 @@ pub struct Metrics {
     pub store_commits: Family<Counter>,
     pub store_commit_duration: Family<Histogram>,
     pub store_commit_batch: Family<Histogram>,
+    pub history_records_dropped: Family<Counter>,
 }
 
 impl Default for Metrics {
@@ -154,6 +155,12 @@ impl Default for Metrics {
                 &[],
                 Histogram::new(SIZE_BUCKETS),
             ),
+            history_records_dropped: Family::new(
+                "nimbus_history_records_dropped_total",
+                "Invocation records dropped because too many were waiting for the store.",
+                &[],
+                Counter::default(),
+            ),
         }
     }
 }
@@ -189,6 +196,7 @@ impl Metrics {
         self.store_commits.render(&mut out);
         self.store_commit_duration.render(&mut out);
         self.store_commit_batch.render(&mut out);
+        self.history_records_dropped.render(&mut out);
         out
     }
 }

@@ -88,6 +88,7 @@ impl Writer {
         crate::queue::migrate(&conn)?;
         crate::secret::migrate(&conn)?;
         crate::keys::migrate(&conn)?;
+        crate::history::migrate(&conn)?;
 
         let (jobs, receiver) = mpsc::channel(MAX_PENDING);
         let stats = Arc::new(CommitCounters::default());

@@ -1,4 +1,4 @@
-//! The store conformance suites (queues, secrets) against SQLite, on a
+//! The store conformance suites (queues, keys, secrets, history) against SQLite, on a
 //! manual clock.
 
 use nimbus_store::ManualClock;
@@ -36,6 +36,13 @@ mod keys {
 mod secrets {
     use super::*;
     nimbus_store::secret_conformance_tests!(Sqlite {
+        dir: tempfile::tempdir().unwrap()
+    });
+}
+
+mod history {
+    use super::*;
+    nimbus_store::history_conformance_tests!(Sqlite {
         dir: tempfile::tempdir().unwrap()
     });
 }

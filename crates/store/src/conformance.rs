@@ -1,8 +1,10 @@
 //! The conformance suite every backend runs: `queue_conformance_tests!`,
-//! `key_conformance_tests!` and `secret_conformance_tests!` expand to one
+//! `key_conformance_tests!`, `secret_conformance_tests!` and
+//! `history_conformance_tests!` expand to one
 //! named test per case, each on a fresh store and a manual clock, so a
 //! backend cannot pass by accident of real time.
 
+pub mod history;
 pub mod keys;
 pub mod queue;
 pub mod secret;
@@ -93,9 +95,31 @@ macro_rules! secret_conformance_tests {
     };
 }
 
+/// Expands to the invocation history conformance tests, like
+/// [`queue_conformance_tests!`].
+#[macro_export]
+macro_rules! history_conformance_tests {
+    ($backend:expr) => {
+        $crate::history_conformance_tests!(@cases $backend;
+            invocation_records_round_trip_with_their_logs,
+            invocations_are_listed_newest_first_by_filter_and_page,
+            expiry_removes_records_past_retention_then_past_the_cap
+        );
+    };
+    (@cases $backend:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let backend = $backend;
+                $crate::conformance::history::$case(|clock| $crate::conformance::Backend::open(&backend, clock)).await;
+            }
+        )*
+    };
+}
+
 /// A backend under test: every `open` reaches the same (initially empty)
 /// storage, judging time by the given clock.
 pub trait Backend {
-    type Store: crate::QueueStore + crate::KeyStore + crate::SecretStore;
+    type Store: crate::QueueStore + crate::KeyStore + crate::SecretStore + crate::HistoryStore;
     fn open(&self, clock: crate::ManualClock) -> impl Future<Output = Self::Store>;
 }

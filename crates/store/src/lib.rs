@@ -5,11 +5,13 @@
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod history;
 pub mod keys;
 pub mod queue;
 pub mod secret;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use history::{HistoryStore, InvocationFilter, InvocationRecord, LogLine};
 pub use keys::{ApiKeyRecord, KeyStore, KeyUsage};
 pub use queue::{
     NackOptions, QueueConfig, QueueSignals, QueueStats, QueueStore, ReceivedMessage, SendMessage,

@@ -252,7 +252,7 @@ impl Nimbus {
     }
 }
 
-fn collect(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Lines> {
+pub fn collect(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Lines> {
     let lines = Arc::new(Lines::default());
     let sink = lines.clone();
     tokio::spawn(async move {

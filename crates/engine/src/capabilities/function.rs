@@ -76,7 +76,15 @@ impl Host for InvocationState {
         };
         tracing::debug!(function = %caps.function, invocation_id = %caps.invocation_id, callee = %function, callee_invocation_id = %invocation_id, "invoking");
         let outcome = target
-            .invoke_nested(vec![event], &invocation_id, caps.depth + 1)
+            .invoke_nested(
+                vec![event],
+                &invocation_id,
+                caps.depth + 1,
+                crate::history::Trigger::new(
+                    crate::history::TriggerKind::Function,
+                    caps.function.to_string(),
+                ),
+            )
             .await;
         match &outcome {
             Ok(failed) if !failed.is_empty() => span.fail("the event was reported failed"),

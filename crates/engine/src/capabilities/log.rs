@@ -11,6 +11,13 @@ impl Host for InvocationState {
             return Ok(());
         }
         let (function, invocation_id) = (&caps.function, &caps.invocation_id);
+        let stream = match level {
+            Level::Debug => "log:debug",
+            Level::Info => "log:info",
+            Level::Warn => "log:warn",
+            Level::Error => "log:error",
+        };
+        self.output.keep(stream, &message);
         match level {
             Level::Debug => {
                 tracing::debug!(target: "nimbus::function", %function, %invocation_id, stream = %"log", "{message}")

@@ -28,6 +28,8 @@ pub struct Services {
     pub metrics: Arc<nimbus_metrics::Metrics>,
     /// Where spans go (nowhere unless an OTLP endpoint is configured).
     pub tracer: nimbus_trace::Tracer,
+    /// Where invocations leave their records and live output.
+    pub history: Arc<crate::history::History>,
 }
 
 /// A function's grants, resolved into allow-sets.

@@ -63,7 +63,8 @@ async fn invoke(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     };
-    let (status, outcome) = match function.invoke(vec![event], &invocation_id).await {
+    let trigger = nimbus_engine::Trigger::new(nimbus_engine::TriggerKind::Invoke, "/v1");
+    let (status, outcome) = match function.invoke(vec![event], &invocation_id, trigger).await {
         Ok(failed) => (
             StatusCode::OK,
             json!({ "invocation_id": invocation_id, "failed": !failed.is_empty() }),

@@ -2,6 +2,7 @@
 //! `{"error": "..."}`. The OpenAPI document is served at `/v1/openapi.json`.
 
 mod functions;
+mod invocations;
 mod keys;
 mod queues;
 mod secrets;
@@ -9,7 +10,7 @@ mod secrets;
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use nimbus_store::{QueueSignals, QueueStore, StoreError};
+use nimbus_store::{HistoryStore, QueueSignals, QueueStore, StoreError};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
@@ -30,6 +31,10 @@ pub struct ApiState {
     pub keys: Arc<crate::auth::ApiKeys>,
     /// What `/metrics` renders.
     pub metrics: Arc<nimbus_metrics::Metrics>,
+    /// Invocation records.
+    pub history_store: Arc<dyn HistoryStore>,
+    /// Live function output, for `logs?follow=true`.
+    pub history: Arc<nimbus_engine::History>,
     /// What every `/v1` request must present.
     pub admin_token: crate::AdminToken,
 }
@@ -51,6 +56,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(functions::router())
         .merge(secrets::router())
         .merge(keys::router())
+        .merge(invocations::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(axum::middleware::map_response(json_errors))
         .with_state(state)

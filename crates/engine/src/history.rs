@@ -1,0 +1,175 @@
+//! Invocation history on the engine's side: what triggered an invocation,
+//! the record written when it ends (off the hot path, through a bounded
+//! channel to a task that batches them into the store), and the live feed
+//! of function output that `nimbus logs --follow` reads.
+
+use nimbus_store::{HistoryStore, InvocationRecord};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{broadcast, mpsc};
+
+/// Records waiting for the store before new ones are dropped (and counted)
+/// rather than making an invocation wait (at most 64 MiB of captured output).
+pub const MAX_PENDING_RECORDS: usize = 1024;
+/// Records written in one store request.
+const MAX_RECORDS_PER_WRITE: usize = 256;
+/// Output captured into one record, at most (less if the function's
+/// `max_log_bytes` is smaller).
+pub const MAX_RECORD_LOG_BYTES: u64 = 64 * 1024;
+/// Live lines buffered for followers; one that falls further behind loses
+/// lines (and is told how many) instead of slowing functions down.
+pub const LIVE_LINES: usize = 1024;
+/// Records kept at most, whatever the retention: the oldest go first. With
+/// at most `MAX_RECORD_LOG_BYTES` of output each, the history stays under
+/// about 3 GiB even when every function logs its fill.
+pub const MAX_HISTORY_RECORDS: u64 = 50_000;
+/// Longest error text kept in a record.
+const MAX_ERROR_CHARS: usize = 1024;
+
+/// How an invocation was triggered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerKind {
+    Http,
+    Queue,
+    Async,
+    Invoke,
+    Function,
+}
+
+impl TriggerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerKind::Http => "http",
+            TriggerKind::Queue => "queue",
+            TriggerKind::Async => "async",
+            TriggerKind::Invoke => "invoke",
+            TriggerKind::Function => "function",
+        }
+    }
+}
+
+/// What started an invocation, for its record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    pub kind: TriggerKind,
+    /// The route pattern, queue name or calling function.
+    pub source: String,
+}
+
+impl Trigger {
+    pub fn new(kind: TriggerKind, source: impl Into<String>) -> Self {
+        Trigger {
+            kind,
+            source: source.into(),
+        }
+    }
+}
+
+/// One line of function output as it happens.
+#[derive(Debug, Clone)]
+pub struct LiveLine {
+    pub function: Arc<str>,
+    pub invocation_id: Arc<str>,
+    /// `stdout`, `stderr` or `log:LEVEL`.
+    pub stream: Arc<str>,
+    pub text: Arc<str>,
+}
+
+/// Where invocations leave their records and live output.
+pub struct History {
+    records: mpsc::Sender<InvocationRecord>,
+    live: broadcast::Sender<LiveLine>,
+    dropped: AtomicU64,
+    metrics: Arc<nimbus_metrics::Metrics>,
+}
+
+impl History {
+    /// Starts the task that writes records to `store`. Needs a Tokio runtime.
+    pub fn start(store: Arc<dyn HistoryStore>, metrics: Arc<nimbus_metrics::Metrics>) -> Arc<Self> {
+        // Rendered from the start (as 0), so a dashboard can rely on it.
+        metrics.history_records_dropped.with(&[]);
+        let (records, mut receiver) = mpsc::channel(MAX_PENDING_RECORDS);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_RECORDS_PER_WRITE);
+            while receiver.recv_many(&mut batch, MAX_RECORDS_PER_WRITE).await > 0 {
+                let count = batch.len();
+                if let Err(e) = store.record_invocations(std::mem::take(&mut batch)).await {
+                    tracing::error!("failed to store {count} invocation records: {e}");
+                }
+            }
+        });
+        Arc::new(History {
+            records,
+            live: broadcast::channel(LIVE_LINES).0,
+            dropped: AtomicU64::new(0),
+            metrics,
+        })
+    }
+
+    /// Live output of every function from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveLine> {
+        self.live.subscribe()
+    }
+
+    /// Live followers now.
+    pub fn followers(&self) -> usize {
+        self.live.receiver_count()
+    }
+
+    /// Records dropped so far because the store fell behind.
+    pub fn dropped_records(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn publish(&self, line: impl FnOnce() -> LiveLine) {
+        // No follower, no copy of the line.
+        if self.live.receiver_count() > 0 {
+            let _ = self.live.send(line());
+        }
+    }
+
+    pub(crate) fn record(&self, record: InvocationRecord) {
+        if let Err(mpsc::error::TrySendError::Full(record)) = self.records.try_send(record) {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            self.metrics.history_records_dropped.with(&[]).inc();
+            // One warning per 1000, so a slow store does not flood the log.
+            if dropped % 1000 == 1 {
+                tracing::warn!(
+                    function = %record.function,
+                    invocation_id = %record.id,
+                    dropped,
+                    "invocation record dropped: {MAX_PENDING_RECORDS} records are already waiting for the store"
+                );
+            }
+        }
+    }
+}
+
+/// The trace id of a W3C `traceparent` (`00-TRACEID-PARENTID-FLAGS`).
+pub fn trace_id(traceparent: &str) -> Option<String> {
+    let id = traceparent.trim().split('-').nth(1)?;
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id != "0".repeat(32))
+        .then(|| id.to_ascii_lowercase())
+}
+
+pub(crate) fn short_error(text: String) -> String {
+    match text.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_id_is_taken_from_a_valid_traceparent_only() {
+        assert_eq!(
+            trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(trace_id("00-short-00f067aa0ba902b7-01"), None);
+        assert_eq!(trace_id("garbage"), None);
+    }
+}

@@ -1,0 +1,175 @@
+//! `HistoryStore` on SQLite: one row per invocation, its captured lines as
+//! a JSON array of `[stream, text]` pairs.
+
+use crate::writer::Tx;
+use crate::{SqliteStore, backend};
+use nimbus_store::StoreResult;
+use nimbus_store::history::{HistoryStore, InvocationFilter, InvocationRecord, LogLine};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS invocations (
+            id TEXT PRIMARY KEY,
+            function TEXT NOT NULL,
+            trigger TEXT NOT NULL,
+            source TEXT NOT NULL,
+            started_at INTEGER NOT NULL,
+            recorded_at INTEGER NOT NULL,
+            duration_ms INTEGER NOT NULL,
+            outcome TEXT NOT NULL,
+            error TEXT,
+            attempt INTEGER NOT NULL,
+            trace_id TEXT,
+            logs TEXT NOT NULL,
+            logs_truncated INTEGER NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS invocations_function ON invocations (function, id);
+        CREATE INDEX IF NOT EXISTS invocations_recorded ON invocations (recorded_at);",
+    )
+    .map_err(backend)
+}
+
+const COLUMNS: &str = "id, function, trigger, source, started_at, duration_ms, outcome, error, attempt, trace_id, logs_truncated";
+
+fn record(row: &Row<'_>, logs: Option<String>) -> rusqlite::Result<InvocationRecord> {
+    let logs = logs
+        .and_then(|text| serde_json::from_str::<Vec<(String, String)>>(&text).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(stream, text)| LogLine { stream, text })
+        .collect();
+    Ok(InvocationRecord {
+        id: row.get(0)?,
+        function: row.get(1)?,
+        trigger: row.get(2)?,
+        source: row.get(3)?,
+        started_at: row.get::<_, i64>(4)? as u64,
+        duration_ms: row.get::<_, i64>(5)? as u64,
+        outcome: row.get(6)?,
+        error: row.get(7)?,
+        attempt: row.get::<_, i64>(8)? as u32,
+        trace_id: row.get(9)?,
+        logs,
+        logs_truncated: row.get::<_, i64>(10)? != 0,
+    })
+}
+
+fn insert(tx: &Tx<'_>, r: &InvocationRecord) -> StoreResult<()> {
+    let logs: Vec<(&str, &str)> = r
+        .logs
+        .iter()
+        .map(|line| (line.stream.as_str(), line.text.as_str()))
+        .collect();
+    let logs = serde_json::to_string(&logs).map_err(backend)?;
+    tx.execute(
+        "INSERT OR REPLACE INTO invocations
+         (id, function, trigger, source, started_at, recorded_at, duration_ms, outcome, error, attempt, trace_id, logs, logs_truncated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            r.id,
+            r.function,
+            r.trigger,
+            r.source,
+            r.started_at as i64,
+            tx.now as i64,
+            r.duration_ms as i64,
+            r.outcome,
+            r.error,
+            i64::from(r.attempt),
+            r.trace_id,
+            logs,
+            i64::from(r.logs_truncated),
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn list(tx: &Tx<'_>, filter: &InvocationFilter) -> StoreResult<Vec<InvocationRecord>> {
+    let mut sql = format!(
+        "SELECT {COLUMNS}, {} FROM invocations WHERE 1 = 1",
+        if filter.with_logs { "logs" } else { "NULL" }
+    );
+    let mut values: Vec<Value> = Vec::new();
+    for (column, value) in [
+        ("function = ?", &filter.function),
+        ("id < ?", &filter.before),
+    ] {
+        if let Some(value) = value {
+            sql.push_str(" AND ");
+            sql.push_str(column);
+            values.push(Value::Text(value.clone()));
+        }
+    }
+    if !filter.outcomes.is_empty() {
+        let marks = vec!["?"; filter.outcomes.len()].join(", ");
+        sql.push_str(&format!(" AND outcome IN ({marks})"));
+        values.extend(filter.outcomes.iter().cloned().map(Value::Text));
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    values.push(Value::Integer(i64::from(filter.limit)));
+    let mut statement = tx.conn.prepare_cached(&sql).map_err(backend)?;
+    let rows = statement
+        .query_map(rusqlite::params_from_iter(values), |row| {
+            record(row, row.get(11)?)
+        })
+        .map_err(backend)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+}
+
+fn expire(tx: &Tx<'_>, retention_ms: u64, max_records: u64) -> StoreResult<u64> {
+    let cutoff = tx.now.saturating_sub(retention_ms) as i64;
+    let old = tx
+        .execute(
+            "DELETE FROM invocations WHERE recorded_at < ?1",
+            params![cutoff],
+        )
+        .map_err(backend)?;
+    let over = tx
+        .execute(
+            "DELETE FROM invocations WHERE id IN
+             (SELECT id FROM invocations ORDER BY id DESC LIMIT -1 OFFSET ?1)",
+            params![max_records.min(i64::MAX as u64) as i64],
+        )
+        .map_err(backend)?;
+    Ok((old + over) as u64)
+}
+
+#[async_trait::async_trait]
+impl HistoryStore for SqliteStore {
+    async fn record_invocations(&self, records: Vec<InvocationRecord>) -> StoreResult<()> {
+        self.writer
+            .run(move |tx| records.iter().try_for_each(|r| insert(tx, r)))
+            .await
+    }
+
+    async fn list_invocations(
+        &self,
+        filter: InvocationFilter,
+    ) -> StoreResult<Vec<InvocationRecord>> {
+        self.writer.run(move |tx| list(tx, &filter)).await
+    }
+
+    async fn get_invocation(&self, id: &str) -> StoreResult<Option<InvocationRecord>> {
+        let id = id.to_owned();
+        self.writer
+            .run(move |tx| {
+                tx.query_row(
+                    &format!("SELECT {COLUMNS}, logs FROM invocations WHERE id = ?1"),
+                    params![id],
+                    |row| record(row, row.get(11)?),
+                )
+                .optional()
+                .map_err(backend)
+            })
+            .await
+    }
+
+    async fn expire_invocations(&self, retention_ms: u64, max_records: u64) -> StoreResult<u64> {
+        self.writer
+            .run(move |tx| expire(tx, retention_ms, max_records))
+            .await
+    }
+}
