@@ -123,7 +123,12 @@ async fn invocations_are_listed_and_filtered_and_a_failure_keeps_its_error() {
     assert_eq!(served["trigger"], "http");
     assert_eq!(served["source"], "/stdio/{name}");
     assert_eq!(served["outcome"], "success");
-    assert_eq!(served["trace_id"], Value::Null);
+    // A request without trace context starts a trace; its id is recorded.
+    let trace_id = served["trace_id"].as_str().unwrap();
+    assert!(
+        trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{trace_id}"
+    );
     record(&nimbus, &ok).await;
 
     // The CLI: --failed finds the failure only; a function filter; newest first.
