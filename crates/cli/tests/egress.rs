@@ -183,6 +183,23 @@ async fn a_private_host_allowed_by_address_is_reached_and_its_answer_comes_back(
         head.contains(&format!("host: 127.0.0.1:{port}\r\n")),
         "{head}"
     );
+    // The request carries trace context on: a child of the invocation, in
+    // the trace the caller of the gateway started.
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = client()
+        .post(nimbus.url("/fetch"))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .body(format!("http://127.0.0.1:{port}/traced"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let head = canary.heads.lock().unwrap()[1].to_ascii_lowercase();
+    assert!(
+        head.contains(&format!("traceparent: 00-{trace}-")),
+        "{head}"
+    );
+    assert!(!head.contains("00f067aa0ba902b7"), "{head}");
 }
 
 #[tokio::test]

@@ -196,6 +196,8 @@ impl FunctionCore {
                 self.egress.clone(),
                 self.name.clone(),
                 invocation_id.clone(),
+                self.services.tracer.clone(),
+                trace,
             ),
         );
         let mut store = Store::new(engine, state);

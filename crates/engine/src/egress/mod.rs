@@ -64,14 +64,25 @@ pub(crate) struct EgressHooks {
     policy: Arc<EgressPolicy>,
     function: Arc<str>,
     invocation_id: Arc<str>,
+    tracer: nimbus_trace::Tracer,
+    /// The invocation's span: each outbound request is a child of it.
+    trace: nimbus_trace::TraceContext,
 }
 
 impl EgressHooks {
-    pub fn new(policy: Arc<EgressPolicy>, function: Arc<str>, invocation_id: Arc<str>) -> Self {
+    pub fn new(
+        policy: Arc<EgressPolicy>,
+        function: Arc<str>,
+        invocation_id: Arc<str>,
+        tracer: nimbus_trace::Tracer,
+        trace: nimbus_trace::TraceContext,
+    ) -> Self {
         EgressHooks {
             policy,
             function,
             invocation_id,
+            tracer,
+            trace,
         }
     }
 }
@@ -82,7 +93,7 @@ type SendFuture =
 impl WasiHttpHooks for EgressHooks {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
@@ -91,7 +102,32 @@ impl WasiHttpHooks for EgressHooks {
             invocation_id: self.invocation_id.clone(),
         };
         let policy = self.policy.clone();
-        Box::new(async move { send(&policy, &audit, request, options).await })
+        // The request is a client span of the invocation, and carries that
+        // span's context on, so the service it calls can continue the trace.
+        let mut span = self.tracer.start(
+            format!(
+                "{} {}",
+                request.method(),
+                request.uri().host().unwrap_or("")
+            ),
+            nimbus_trace::SpanKind::Client,
+            Some(&self.trace),
+        );
+        span.set("url.full", request.uri().to_string());
+        if let Ok(value) = http::HeaderValue::from_str(&span.context.to_traceparent()) {
+            request.headers_mut().insert("traceparent", value);
+        }
+        Box::new(async move {
+            let result = send(&policy, &audit, request, options).await;
+            match &result {
+                Ok((response, _)) => {
+                    span.set("http.response.status_code", response.status().as_str());
+                }
+                Err(e) => span.fail(format!("{e:?}")),
+            }
+            span.end();
+            result
+        })
     }
 }
 
