@@ -126,32 +126,12 @@ impl Host for InvocationState {
         span.set("faas.invoked_name", function.as_str());
         let message = SendMessage {
             body: data,
-            attributes: BTreeMap::from([
-                (
-                    "source".to_owned(),
-                    format!("nimbus:function/{}", caps.function),
-                ),
-                ("traceparent".to_owned(), span.context.to_traceparent()),
-            ]),
+            attributes: BTreeMap::from([(
+                "source".to_owned(),
+                format!("nimbus:function/{}", caps.function),
+            )]),
             ..SendMessage::default()
         };
-        let sent = caps.services.queues.send(&queue, vec![message]).await;
-        if let Err(e) = &sent {
-            span.fail(e.to_string());
-        }
-        span.end();
-        Ok(match sent {
-            Ok(mut receipts) => {
-                caps.services.queue_signals.notify(&queue);
-                Ok(receipts.remove(0).message_id)
-            }
-            Err(e @ nimbus_store::StoreError::MessageTooLarge { .. }) => {
-                Err(Error::Invalid(e.to_string()))
-            }
-            Err(e) => {
-                tracing::error!(function = %caps.function, invocation_id = %caps.invocation_id, "async invoke of {function} failed: {e}");
-                Err(Error::Unavailable(e.to_string()))
-            }
-        })
+        Ok(caps.send_traced(&queue, message, span).await)
     }
 }

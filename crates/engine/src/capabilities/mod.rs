@@ -80,6 +80,39 @@ impl CapabilityCtx {
         self.services.tracer.start(name, kind, Some(&self.trace))
     }
 
+    /// Sends one message as the host call `span`: the message carries the
+    /// span's context on (so its consumer continues the trace), the queue's
+    /// consumers are woken, and store errors become what the guest sees.
+    async fn send_traced(
+        &self,
+        queue: &str,
+        mut message: nimbus_store::SendMessage,
+        mut span: nimbus_trace::Span,
+    ) -> Result<String, nimbus_wit::types::Error> {
+        use nimbus_store::StoreError;
+        use nimbus_wit::types::Error;
+        message
+            .attributes
+            .insert("traceparent".to_owned(), span.context.to_traceparent());
+        let sent = self.services.queues.send(queue, vec![message]).await;
+        if let Err(e) = &sent {
+            span.fail(e.to_string());
+        }
+        span.end();
+        match sent {
+            Ok(mut receipts) => {
+                self.services.queue_signals.notify(queue);
+                Ok(receipts.remove(0).message_id)
+            }
+            Err(StoreError::QueueNotFound(q)) => Err(Error::NotFound(format!("queue `{q}`"))),
+            Err(e @ StoreError::MessageTooLarge { .. }) => Err(Error::Invalid(e.to_string())),
+            Err(e) => {
+                tracing::error!(function = %self.function, invocation_id = %self.invocation_id, "send to {queue} failed: {e}");
+                Err(Error::Unavailable(e.to_string()))
+            }
+        }
+    }
+
     /// Records a denial for the audit log and returns the guest-visible error.
     fn deny(&self, grant: String) -> nimbus_wit::types::Error {
         tracing::warn!(
