@@ -465,7 +465,7 @@ async fn a_jwks_url_is_fetched_once_and_cached_and_its_outage_is_a_503() {
 }
 
 #[tokio::test]
-async fn a_missing_or_short_hs256_secret_stops_the_app_at_start() {
+async fn a_missing_secret_or_unreadable_jwks_stops_the_app_at_start() {
     let app = app(&hs256_verifier());
     for (secret, expected) in [
         (None, "environment variable `ORDERS_JWT_SECRET`"),
@@ -487,6 +487,24 @@ async fn a_missing_or_short_hs256_secret_stops_the_app_at_start() {
         assert!(stderr.contains(expected), "{stderr}");
         assert!(stderr.contains("[auth.jwt]"), "{stderr}");
     }
+    // So does a JWKS file that cannot be read.
+    let app = self::app(&format!(
+        "algorithm = \"RS256\"\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_file = \"missing-jwks.json\"\n"
+    ));
+    let output = std::process::Command::new(support::nimbus_bin())
+        .arg("up")
+        .arg(app.write())
+        .arg("--data-dir")
+        .arg(app.data_dir())
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("failed to load the JWKS") && stderr.contains("missing-jwks.json"),
+        "{stderr}"
+    );
 }
 
 /// Runs `nimbus key ...` against `nimbus` and parses its JSON output.

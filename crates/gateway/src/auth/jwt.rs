@@ -96,7 +96,7 @@ impl JwtVerifier {
         };
         match (&verifier.config.keys, verifier.refresh().await) {
             (_, Ok(())) => {}
-            (JwtKeys::JwksFile(_), Err(e)) => return Err(VerifierError::Jwks(e)),
+            (JwtKeys::JwksFile(_), Err(e)) => return Err(e),
             (_, Err(e)) => tracing::warn!("JWKS not available yet, will retry: {e}"),
         }
         Ok(verifier)
@@ -218,7 +218,7 @@ impl JwtVerifier {
 
     /// Fetches the JWKS and replaces the cached keys; on failure the old
     /// keys stay in use.
-    async fn refresh(&self) -> Result<(), String> {
+    async fn refresh(&self) -> Result<(), VerifierError> {
         let Keys::Jwks {
             cache,
             fetching,
@@ -237,21 +237,23 @@ impl JwtVerifier {
         let document = match &self.config.keys {
             JwtKeys::JwksFile(path) => tokio::fs::read(path)
                 .await
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+                .map_err(|e| jwks(format!("cannot read {}: {e}", path.display())))?,
             JwtKeys::JwksUrl(url) => fetch(client, url).await?,
             JwtKeys::SecretEnv(_) => return Ok(()),
         };
         if document.len() > MAX_JWKS_BYTES {
-            return Err(format!("the JWKS is larger than {MAX_JWKS_BYTES} bytes"));
+            return Err(jwks(format!(
+                "the JWKS is larger than {MAX_JWKS_BYTES} bytes"
+            )));
         }
-        let set: JwkSet =
-            serde_json::from_slice(&document).map_err(|e| format!("the JWKS is not valid: {e}"))?;
+        let set: JwkSet = serde_json::from_slice(&document)
+            .map_err(|e| jwks(format!("the JWKS is not valid: {e}")))?;
         let keys = usable_keys(&set, self.config.algorithm);
         if keys.is_empty() {
-            return Err(format!(
+            return Err(jwks(format!(
                 "the JWKS holds no key usable with {}",
                 self.config.algorithm.as_str()
-            ));
+            )));
         }
         let mut cached = cache.write().unwrap();
         cached.keys = keys;
@@ -260,23 +262,23 @@ impl JwtVerifier {
     }
 }
 
-async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
+async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, VerifierError> {
     let mut response = client
         .get(url)
         .send()
         .await
-        .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+        .map_err(|e| jwks(format!("cannot fetch {url}: {e}")))?;
     if !response.status().is_success() {
-        return Err(format!("{url} answered {}", response.status()));
+        return Err(jwks(format!("{url} answered {}", response.status())));
     }
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| format!("cannot read {url}: {e}"))?
+        .map_err(|e| jwks(format!("cannot read {url}: {e}")))?
     {
         if body.len() + chunk.len() > MAX_JWKS_BYTES {
-            return Err(format!("{url} sent more than {MAX_JWKS_BYTES} bytes"));
+            return Err(jwks(format!("{url} sent more than {MAX_JWKS_BYTES} bytes")));
         }
         body.extend_from_slice(&chunk);
     }
@@ -335,6 +337,11 @@ fn algorithm(pinned: JwtAlgorithm) -> Algorithm {
         JwtAlgorithm::Rs256 => Algorithm::RS256,
         JwtAlgorithm::Es256 => Algorithm::ES256,
     }
+}
+
+/// A JWKS that could not be loaded, saying why.
+fn jwks(why: String) -> VerifierError {
+    VerifierError::Jwks(why)
 }
 
 fn invalid(message: &str) -> Denied {
