@@ -12,7 +12,7 @@ use nimbus_gateway::auth::{ApiKeys, Authenticator, JwtVerifier};
 use nimbus_gateway::{Drain, PublicGateway, ServerLimits};
 use nimbus_manifest::{App, RouteAuth};
 use nimbus_store::queue::{QueueConfig, QueueStore};
-use nimbus_store::{HistoryStore, QueueSignals, SystemClock};
+use nimbus_store::{Clock, HistoryStore, QueueSignals, SystemClock};
 use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -91,6 +91,11 @@ pub struct UpArgs {
     /// seconds; at most `MAX_HISTORY_RECORDS` are kept whatever this says.
     #[arg(long, default_value_t = 86_400, value_name = "S", value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
     history_retention_s: u64,
+    /// Test seam: time (for the store, schedules and event ages) stands still
+    /// from the start, moving only when `POST /v1/test/clock` advances it.
+    /// Hidden: never for production use.
+    #[arg(long, hide = true)]
+    test_clock: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -124,7 +129,22 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    let store = tokio.block_on(open_store(&app, &data_dir, args.store_durability))?;
+    let test_clock = args
+        .test_clock
+        .then(|| nimbus_store::ManualClock::new(SystemClock.now_ms()));
+    let clock: Arc<dyn Clock> = match &test_clock {
+        Some(manual) => {
+            tracing::warn!("--test-clock: time moves only when POST /v1/test/clock says so");
+            Arc::new(manual.clone())
+        }
+        None => Arc::new(SystemClock),
+    };
+    let store = tokio.block_on(open_store(
+        &app,
+        &data_dir,
+        args.store_durability,
+        clock.clone(),
+    ))?;
     let secrets = tokio.block_on(crate::secret::open_vault(
         args.secret_key_file.as_deref(),
         &app.name,
@@ -321,6 +341,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                     function.max_concurrency,
                     store.clone(),
                     signals.clone(),
+                    clock.clone(),
                     triggers_stopped.clone(),
                 ));
             }
@@ -338,6 +359,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             secrets,
             history_store: store,
             history,
+            test_clock,
         };
         let signalled = shutdown_signal()?;
         let public = TcpListener::bind(args.listen)
@@ -401,6 +423,7 @@ async fn open_store(
     app: &App,
     data_dir: &std::path::Path,
     durability: StoreDurability,
+    clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<SqliteStore>> {
     let options = SqliteOptions {
         path: data_dir.join(DB_FILE),
@@ -409,7 +432,7 @@ async fn open_store(
             StoreDurability::Relaxed => Durability::RelaxedMayLoseRecentWrites,
         },
     };
-    let store = SqliteStore::open(&options, Arc::new(SystemClock))
+    let store = SqliteStore::open(&options, clock)
         .with_context(|| format!("failed to open the store {}", options.path.display()))?;
     let queues: Vec<QueueConfig> = app
         .queues

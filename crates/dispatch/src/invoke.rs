@@ -8,7 +8,8 @@ use base64::Engine as _;
 use nimbus_engine::{Event, EventFunction, rfc3339};
 use nimbus_manifest::{Destination, Function, RetryPolicy};
 use nimbus_store::{
-    NackOptions, QueueConfig, QueueSignals, QueueStore, ReceivedMessage, SendMessage, StoreError,
+    Clock, NackOptions, QueueConfig, QueueSignals, QueueStore, ReceivedMessage, SendMessage,
+    StoreError,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -93,6 +94,7 @@ pub async fn run_async_invocations(
     max_concurrency: u32,
     store: Arc<dyn QueueStore>,
     signals: QueueSignals,
+    clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
 ) {
     let policy = Arc::new(policy);
@@ -103,6 +105,7 @@ pub async fn run_async_invocations(
             policy.clone(),
             store.clone(),
             signals.clone(),
+            clock.clone(),
             shutdown.clone(),
         ));
     }
@@ -114,6 +117,7 @@ async fn worker(
     policy: Arc<RetryPolicy>,
     store: Arc<dyn QueueStore>,
     signals: QueueSignals,
+    clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
 ) {
     let queue = async_queue_name(function.name());
@@ -131,24 +135,25 @@ async fn worker(
             async move { store.receive(&queue, 1, None).await }
         },
         |messages| {
-            let (function, policy, store, signals, queue) = (
+            let (function, policy, store, signals, queue, clock) = (
                 function.clone(),
                 policy.clone(),
                 store.clone(),
                 signals.clone(),
                 queue.clone(),
+                clock.clone(),
             );
             async move {
+                let ctx = Retrying {
+                    function: &function,
+                    policy: &policy,
+                    store: store.as_ref(),
+                    signals: &signals,
+                    queue: &queue,
+                    clock: clock.as_ref(),
+                };
                 for message in messages {
-                    handle(
-                        &function,
-                        &policy,
-                        store.as_ref(),
-                        &signals,
-                        &queue,
-                        message,
-                    )
-                    .await;
+                    handle(&ctx, message).await;
                 }
             }
         },
@@ -156,23 +161,28 @@ async fn worker(
     .await;
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
+/// What handling one retried event needs.
+struct Retrying<'a> {
+    function: &'a EventFunction,
+    policy: &'a RetryPolicy,
+    store: &'a dyn QueueStore,
+    signals: &'a QueueSignals,
+    queue: &'a str,
+    /// The store's clock: event age is judged by it.
+    clock: &'a dyn Clock,
 }
 
-async fn handle(
-    function: &EventFunction,
-    policy: &RetryPolicy,
-    store: &dyn QueueStore,
-    signals: &QueueSignals,
-    queue: &str,
-    message: ReceivedMessage,
-) {
+async fn handle(ctx: &Retrying<'_>, message: ReceivedMessage) {
+    let Retrying {
+        function,
+        policy,
+        store,
+        signals,
+        queue,
+        clock,
+    } = *ctx;
     let name = function.name();
-    let age_ms = now_ms().saturating_sub(message.sent_at);
+    let age_ms = clock.now_ms().saturating_sub(message.sent_at);
     let (outcome, error) = if too_old(age_ms, policy) {
         tracing::warn!(function = %name, event_id = %message.message_id, age_ms, "async event is older than max_event_age_s; not invoked");
         (
@@ -236,7 +246,7 @@ async fn handle(
         Settle::RetriesExhausted => policy.on_failure.as_ref(),
     };
     if let Some(destination) = destination {
-        let record = record(name, condition, &message, error.as_deref());
+        let record = record(name, condition, &message, error.as_deref(), clock.now_ms());
         if let Err(e) = send_record(store, signals, destination, record).await {
             // Keep the event: it will come back and the record be sent again.
             tracing::error!(function = %name, event_id = %message.message_id, "could not deliver the {condition} record: {e}");
@@ -262,6 +272,7 @@ fn record(
     condition: &str,
     message: &ReceivedMessage,
     error: Option<&str>,
+    now_ms: u64,
 ) -> Vec<u8> {
     let data = match std::str::from_utf8(&message.body) {
         Ok(text) => json!({ "data": text }),
@@ -271,7 +282,7 @@ fn record(
     };
     json!({
         "version": "1.0",
-        "timestamp": rfc3339(now_ms()),
+        "timestamp": rfc3339(now_ms),
         "condition": condition,
         "function": function,
         "event_id": message.message_id,

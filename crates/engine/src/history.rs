@@ -34,6 +34,9 @@ pub enum TriggerKind {
     Async,
     Invoke,
     Function,
+    Stream,
+    Object,
+    Schedule,
 }
 
 impl TriggerKind {
@@ -44,6 +47,9 @@ impl TriggerKind {
             TriggerKind::Async => "async",
             TriggerKind::Invoke => "invoke",
             TriggerKind::Function => "function",
+            TriggerKind::Stream => "stream",
+            TriggerKind::Object => "object",
+            TriggerKind::Schedule => "schedule",
         }
     }
 }

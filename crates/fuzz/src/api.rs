@@ -204,6 +204,7 @@ impl ApiHarness {
             history_store: store.clone(),
             metrics,
             admin_token: nimbus_gateway::AdminToken::new("fuzz-admin-token-not-checked-here"),
+            test_clock: None,
         };
         ApiHarness {
             runtime,

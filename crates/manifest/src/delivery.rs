@@ -154,6 +154,51 @@ macro_rules! raw_trigger {
 }
 pub(crate) use raw_trigger;
 
+/// Declares a raw trigger table for a source that retries by itself (streams,
+/// object events, schedules): its own keys, the delivery keys, and the retry
+/// keys of [`RetryPolicy`] (`max_retry_attempts`, `max_event_age_s`,
+/// `on_success`, `on_failure`), with the same names and defaults as
+/// `[function.NAME.async]`. `retry_backoff` is shared with the delivery keys.
+#[allow(unused_macros)] // until the first retrying trigger kind lands
+macro_rules! raw_retrying_trigger {
+    ($(#[$meta:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+        $crate::delivery::raw_trigger!(
+            $(#[$meta])*
+            $name {
+                $($field: $ty,)*
+                max_retry_attempts: Option<toml::Spanned<i64>>,
+                max_event_age_s: Option<toml::Spanned<i64>>,
+                on_success: Option<toml::Spanned<String>>,
+                on_failure: Option<toml::Spanned<String>>,
+            }
+        );
+
+        impl $name {
+            pub(crate) fn retry(&self) -> $crate::delivery::RawRetry<'_> {
+                $crate::delivery::RawRetry {
+                    max_retry_attempts: &self.max_retry_attempts,
+                    max_event_age_s: &self.max_event_age_s,
+                    retry_backoff: &self.retry_backoff,
+                    on_success: &self.on_success,
+                    on_failure: &self.on_failure,
+                }
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use raw_retrying_trigger;
+
+/// The retry keys as written, in `[function.NAME.async]` or a retrying
+/// trigger table.
+pub(crate) struct RawRetry<'a> {
+    pub max_retry_attempts: &'a Option<Spanned<i64>>,
+    pub max_event_age_s: &'a Option<Spanned<i64>>,
+    pub retry_backoff: &'a Option<Spanned<RawBackoff>>,
+    pub on_success: &'a Option<Spanned<String>>,
+    pub on_failure: &'a Option<Spanned<String>>,
+}
+
 /// `[function.NAME.async]` as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,6 +208,18 @@ pub(crate) struct RawRetryPolicy {
     pub retry_backoff: Option<Spanned<RawBackoff>>,
     pub on_success: Option<Spanned<String>>,
     pub on_failure: Option<Spanned<String>>,
+}
+
+impl RawRetryPolicy {
+    pub(crate) fn retry(&self) -> RawRetry<'_> {
+        RawRetry {
+            max_retry_attempts: &self.max_retry_attempts,
+            max_event_age_s: &self.max_event_age_s,
+            retry_backoff: &self.retry_backoff,
+            on_success: &self.on_success,
+            on_failure: &self.on_failure,
+        }
+    }
 }
 
 impl RetryPolicy {
@@ -183,7 +240,7 @@ impl RetryPolicy {
 /// component is loaded, so `nimbus up` checks that).
 pub(crate) fn resolve_retry_policy(
     d: &mut Diagnostics,
-    raw: &RawRetryPolicy,
+    raw: RawRetry<'_>,
     queues: &std::collections::BTreeMap<String, crate::Queue>,
     functions: &[String],
 ) -> RetryPolicy {
@@ -222,12 +279,12 @@ pub(crate) fn resolve_retry_policy(
         Some(parsed)
     };
     RetryPolicy {
-        max_retry_attempts: crate::resolve::limit(d, &raw.max_retry_attempts, MAX_RETRY_ATTEMPTS)
+        max_retry_attempts: crate::resolve::limit(d, raw.max_retry_attempts, MAX_RETRY_ATTEMPTS)
             as u32,
-        max_event_age_s: crate::resolve::limit(d, &raw.max_event_age_s, MAX_EVENT_AGE_S),
-        retry_backoff: resolve_backoff(d, &raw.retry_backoff),
-        on_success: destination(d, &raw.on_success),
-        on_failure: destination(d, &raw.on_failure),
+        max_event_age_s: crate::resolve::limit(d, raw.max_event_age_s, MAX_EVENT_AGE_S),
+        retry_backoff: resolve_backoff(d, raw.retry_backoff),
+        on_success: destination(d, raw.on_success),
+        on_failure: destination(d, raw.on_failure),
     }
 }
 

@@ -68,7 +68,7 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
         let async_invoke = raw_fn.get_ref().async_invoke.as_ref().map(|policy| {
             crate::delivery::resolve_retry_policy(
                 &mut d,
-                policy.get_ref(),
+                policy.get_ref().retry(),
                 &queues,
                 &function_names,
             )

@@ -37,6 +37,9 @@ pub struct ApiState {
     pub history: Arc<nimbus_engine::History>,
     /// What every `/v1` request must present.
     pub admin_token: crate::AdminToken,
+    /// Set only by `nimbus up --test-clock`: the store's clock, moved by
+    /// `POST /v1/test/clock` (the route exists only then).
+    pub test_clock: Option<nimbus_store::ManualClock>,
 }
 
 /// The app's functions, by kind.
@@ -47,6 +50,7 @@ pub struct Functions {
 }
 
 pub fn router(state: ApiState) -> Router {
+    let test_clock = state.test_clock.is_some();
     Router::new()
         .route(
             "/v1/openapi.json",
@@ -57,9 +61,38 @@ pub fn router(state: ApiState) -> Router {
         .merge(secrets::router())
         .merge(keys::router())
         .merge(invocations::router())
+        .merge(if test_clock {
+            test_clock_router()
+        } else {
+            Router::new()
+        })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// `POST /v1/test/clock` `{"advance_ms": N}`: moves the test clock on and
+/// answers `{"now_ms": ...}`. Mounted only under `--test-clock`.
+fn test_clock_router() -> Router<ApiState> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Advance {
+        advance_ms: u64,
+    }
+    async fn advance(
+        axum::extract::State(state): axum::extract::State<ApiState>,
+        body: axum::body::Bytes,
+    ) -> Result<axum::Json<serde_json::Value>, ApiError> {
+        use nimbus_store::Clock as _;
+        let request: Advance = parse_json(&body)?;
+        let clock = state
+            .test_clock
+            .as_ref()
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "the test clock is not enabled"))?;
+        clock.advance_ms(request.advance_ms);
+        Ok(axum::Json(serde_json::json!({ "now_ms": clock.now_ms() })))
+    }
+    Router::new().route("/v1/test/clock", axum::routing::post(advance))
 }
 
 /// Longest plain-text rejection rewrapped by `json_errors`; axum's are a line.
