@@ -4,6 +4,7 @@
 
 pub mod invoke;
 mod queue;
+pub mod retrying;
 mod worker;
 
 pub use queue::run_queue_trigger;
