@@ -7,6 +7,7 @@ mod history;
 mod keys;
 mod queue;
 mod secret;
+mod table;
 mod writer;
 
 use nimbus_store::{Clock, StoreResult};

@@ -1,6 +1,6 @@
 //! The conformance suite every backend runs: `queue_conformance_tests!`,
-//! `key_conformance_tests!`, `secret_conformance_tests!` and
-//! `history_conformance_tests!` expand to one
+//! `key_conformance_tests!`, `secret_conformance_tests!`,
+//! `history_conformance_tests!` and `table_conformance_tests!` expand to one
 //! named test per case, each on a fresh store and a manual clock, so a
 //! backend cannot pass by accident of real time.
 
@@ -8,6 +8,7 @@ pub mod history;
 pub mod keys;
 pub mod queue;
 pub mod secret;
+pub mod table;
 
 /// Expands to the queue conformance tests. `$backend` is an expression
 /// giving a fresh [`Backend`] for each test.
@@ -117,9 +118,43 @@ macro_rules! history_conformance_tests {
     };
 }
 
+/// Expands to the table and change-stream conformance tests, like
+/// [`queue_conformance_tests!`].
+#[macro_export]
+macro_rules! table_conformance_tests {
+    ($backend:expr) => {
+        $crate::table_conformance_tests!(@cases $backend;
+            items_round_trip_and_each_write_raises_the_version,
+            conditional_puts_and_deletes_fail_without_writing,
+            queries_select_one_partition_by_sort_range_in_pages,
+            scans_visit_every_item_once_in_key_order,
+            every_write_has_one_change_record_in_write_order_with_its_images,
+            stream_views_keep_only_their_images_and_no_stream_keeps_nothing,
+            lanes_split_a_stream_by_partition_key,
+            a_start_time_finds_the_first_record_at_or_after_it,
+            checkpoints_never_move_back_and_survive_reopening,
+            change_records_expire_after_the_retention_by_the_store_clock,
+            bad_items_are_refused_with_a_reason
+        );
+    };
+    (@cases $backend:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let backend = $backend;
+                $crate::conformance::table::$case(|clock| $crate::conformance::Backend::open(&backend, clock)).await;
+            }
+        )*
+    };
+}
+
 /// A backend under test: every `open` reaches the same (initially empty)
 /// storage, judging time by the given clock.
 pub trait Backend {
-    type Store: crate::QueueStore + crate::KeyStore + crate::SecretStore + crate::HistoryStore;
+    type Store: crate::QueueStore
+        + crate::KeyStore
+        + crate::SecretStore
+        + crate::HistoryStore
+        + crate::TableStore;
     fn open(&self, clock: crate::ManualClock) -> impl Future<Output = Self::Store>;
 }

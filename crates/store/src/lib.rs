@@ -9,6 +9,7 @@ pub mod history;
 pub mod keys;
 pub mod queue;
 pub mod secret;
+pub mod table;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use history::{HistoryStore, InvocationFilter, InvocationRecord, LogLine};
@@ -18,6 +19,10 @@ pub use queue::{
     SendReceipt, StoredMessage,
 };
 pub use secret::{PutOutcome, SealedSecret, SecretInfo, SecretStore};
+pub use table::{
+    ChangeKind, ChangeRecord, ConditionFailed, ItemKey, ItemPage, Lane, PutCondition, SortRange,
+    StoredItem, StreamView, TableConfig, TableStore,
+};
 
 /// Told what the store did once it is durable (for metrics), without the
 /// store knowing who listens.
@@ -43,6 +48,12 @@ pub enum StoreError {
     MessageNotFound(String),
     #[error("API key `{0}` does not exist")]
     KeyNotFound(String),
+    #[error("table `{0}` does not exist")]
+    TableNotFound(String),
+    #[error("item is {size} bytes, over the table's limit of {limit} bytes")]
+    ItemTooLarge { size: usize, limit: usize },
+    #[error("invalid item: {0}")]
+    InvalidItem(String),
     #[error("storage backend failed: {0}")]
     Backend(String),
     #[error("the store is shut down")]

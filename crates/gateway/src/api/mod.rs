@@ -167,8 +167,12 @@ impl From<StoreError> for ApiError {
         let status = match &e {
             StoreError::QueueNotFound(_)
             | StoreError::MessageNotFound(_)
-            | StoreError::KeyNotFound(_) => StatusCode::NOT_FOUND,
-            StoreError::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            | StoreError::KeyNotFound(_)
+            | StoreError::TableNotFound(_) => StatusCode::NOT_FOUND,
+            StoreError::MessageTooLarge { .. } | StoreError::ItemTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            StoreError::InvalidItem(_) => StatusCode::BAD_REQUEST,
             StoreError::StaleReceipt => StatusCode::CONFLICT,
             StoreError::Closed => StatusCode::SERVICE_UNAVAILABLE,
             StoreError::Backend(detail) => {
