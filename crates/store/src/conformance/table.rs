@@ -229,7 +229,8 @@ pub async fn every_write_has_one_change_record_in_write_order_with_its_images<
         .iter()
         .filter(|r| r.key.partition == "ann")
         .collect();
-    let images: Vec<(ChangeKind, Option<&[u8]>, Option<&[u8]>, u64)> = ann
+    type Images<'a> = (ChangeKind, Option<&'a [u8]>, Option<&'a [u8]>, u64);
+    let images: Vec<Images<'_>> = ann
         .iter()
         .map(|r| {
             (
