@@ -12,7 +12,9 @@ use nimbus_gateway::auth::{ApiKeys, Authenticator, JwtVerifier};
 use nimbus_gateway::{Drain, PublicGateway, ServerLimits};
 use nimbus_manifest::{App, RouteAuth};
 use nimbus_store::queue::{QueueConfig, QueueStore};
-use nimbus_store::{Clock, HistoryStore, QueueSignals, SystemClock};
+use nimbus_store::{
+    Clock, HistoryStore, QueueSignals, StreamView, SystemClock, TableConfig, TableStore,
+};
 use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -167,7 +169,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         let _runtime = tokio.enter();
         nimbus_engine::History::start(store.clone(), metrics.clone())
     };
+    let table_configs = Arc::new(app.tables.clone());
     let services = Arc::new(Services {
+        tables: store.clone(),
+        table_configs: table_configs.clone(),
         queues: store.clone(),
         queue_signals: signals.clone(),
         secrets: secrets.clone(),
@@ -285,6 +290,20 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         writeln!(out, "queue {} -> {}", trigger.queue, trigger.function)?;
     }
+    for trigger in &app.stream_triggers {
+        if !event_functions.contains_key(&trigger.function) {
+            anyhow::bail!(
+                "the stream trigger on table `{}` invokes function `{}`, which is an HTTP function \
+                 (it exports wasi:http/incoming-handler, not nimbus:function/handler)",
+                trigger.table,
+                trigger.function
+            );
+        }
+        tokio
+            .block_on(nimbus_dispatch::stream::pin_start(trigger, store.as_ref()))
+            .context("failed to set where the stream trigger starts")?;
+        writeln!(out, "stream {} -> {}", trigger.table, trigger.function)?;
+    }
     drop(out);
 
     let limits = ServerLimits {
@@ -317,6 +336,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     tokio.block_on(async {
         let sweeper = tokio::spawn(expire_periodically(store.clone()));
+        let stream_sweeper = tokio::spawn(expire_streams_periodically(store.clone()));
         let history_sweeper = tokio::spawn(expire_history_periodically(
             store.clone(),
             Duration::from_secs(args.history_retention_s),
@@ -330,6 +350,20 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 event_functions[&trigger.function].clone(),
                 store.clone(),
                 signals.clone(),
+                triggers_stopped.clone(),
+            ));
+        }
+        let stream_services = Arc::new(nimbus_dispatch::stream::StreamServices {
+            tables: store.clone(),
+            queues: store.clone(),
+            signals: signals.clone(),
+            clock: clock.clone(),
+        });
+        for trigger in &app.stream_triggers {
+            triggers.spawn(nimbus_dispatch::stream::run_stream_trigger(
+                trigger.clone(),
+                event_functions[&trigger.function].clone(),
+                stream_services.clone(),
                 triggers_stopped.clone(),
             ));
         }
@@ -357,8 +391,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             keys: keys.clone(),
             metrics: metrics.clone(),
             secrets,
-            history_store: store,
+            history_store: store.clone(),
             history,
+            tables: store.clone(),
+            table_configs,
             test_clock,
         };
         let signalled = shutdown_signal()?;
@@ -393,6 +429,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         })
         .await;
         sweeper.abort();
+        stream_sweeper.abort();
         if let Some(exporter) = &exporter {
             // Spans of the last requests go out before the process ends.
             let _ = tokio::time::timeout(TRACE_FLUSH_TIMEOUT, exporter.flush()).await;
@@ -452,6 +489,22 @@ async fn open_store(
         .declare_queues(&queues)
         .await
         .context("failed to declare the app's queues")?;
+    let tables: Vec<TableConfig> = app
+        .tables
+        .values()
+        .map(|t| TableConfig {
+            name: t.name.clone(),
+            partition_key: t.partition_key.clone(),
+            sort_key: t.sort_key.clone(),
+            stream: t.stream.as_deref().and_then(StreamView::parse),
+            stream_retention_ms: t.stream_retention_s * 1000,
+            max_item_bytes: t.max_item_bytes as usize,
+        })
+        .collect();
+    store
+        .declare_tables(&tables)
+        .await
+        .context("failed to declare the app's tables")?;
     Ok(Arc::new(store))
 }
 
@@ -480,6 +533,22 @@ async fn expire_periodically(store: Arc<dyn QueueStore>) {
             Ok(0) => {}
             Ok(n) => tracing::info!("expired {n} messages past their queue's retention"),
             Err(e) => tracing::warn!("failed to expire old messages: {e}"),
+        }
+    }
+}
+
+/// How often change records past their table's stream retention are
+/// removed; with the test clock this is how retention is observed.
+const STREAM_EXPIRE_INTERVAL: Duration = Duration::from_secs(1);
+
+async fn expire_streams_periodically(store: Arc<dyn TableStore>) {
+    let mut tick = tokio::time::interval(STREAM_EXPIRE_INTERVAL);
+    loop {
+        tick.tick().await;
+        match store.expire_streams().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!("removed {n} change records past their stream retention"),
+            Err(e) => tracing::warn!("failed to remove old change records: {e}"),
         }
     }
 }

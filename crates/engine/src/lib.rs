@@ -16,7 +16,9 @@ mod state;
 mod time;
 
 pub use cache::{ArtifactCache, CacheOutcome};
-pub use capabilities::{FunctionDirectory, MAX_CALL_DEPTH, Services, async_queue_name};
+pub use capabilities::{
+    FunctionDirectory, MAX_CALL_DEPTH, MAX_QUERY_LIMIT, Services, async_queue_name, item_key,
+};
 pub use event::{Event, EventFunction};
 pub use history::{
     History, LIVE_LINES, LiveLine, MAX_HISTORY_RECORDS, MAX_PENDING_RECORDS, MAX_RECORD_LOG_BYTES,

@@ -204,6 +204,8 @@ impl ApiHarness {
             history_store: store.clone(),
             metrics,
             admin_token: nimbus_gateway::AdminToken::new("fuzz-admin-token-not-checked-here"),
+            tables: store.clone(),
+            table_configs: Default::default(),
             test_clock: None,
         };
         ApiHarness {

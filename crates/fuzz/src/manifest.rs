@@ -74,6 +74,9 @@ fn check_app(app: &App) {
                 }
                 // Secrets are set at runtime; any valid name may be granted.
                 Grant::SecretRead(name) => assert!(!name.is_empty()),
+                Grant::TableRead(t) | Grant::TableWrite(t) => {
+                    assert!(app.tables.contains_key(t), "grant to unknown table {t}")
+                }
             }
         }
         for destination in [&f.async_invoke.on_success, &f.async_invoke.on_failure]
@@ -85,6 +88,14 @@ fn check_app(app: &App) {
                 Destination::Function(g) => assert!(app.functions.contains_key(g), "{g}"),
             }
         }
+    }
+    for trigger in &app.stream_triggers {
+        let table = &app.tables[&trigger.table];
+        assert!(
+            table.stream.is_some(),
+            "stream trigger on a table without one"
+        );
+        assert!(app.functions.contains_key(&trigger.function));
     }
     for (name, q) in &app.queues {
         assert_eq!(name, &q.name);

@@ -13,6 +13,8 @@ mod raw;
 mod resolve;
 pub mod route;
 pub mod secret;
+pub mod table;
+pub mod time;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,7 @@ pub use delivery::{Backoff, Delivery, Destination, RetryPolicy};
 pub use diagnostic::{Diagnostic, Location, ManifestError};
 pub use outbound::{HostPattern, Outbound, Reach};
 pub use route::{RouteMatch, RoutePattern, Segment};
+pub use table::{StartingPosition, StreamTrigger, Table};
 
 /// A validated application: what `nimbus up` runs.
 #[derive(Debug, Clone)]
@@ -35,6 +38,9 @@ pub struct App {
     pub queues: BTreeMap<String, Queue>,
     pub http_triggers: Vec<HttpTrigger>,
     pub queue_triggers: Vec<QueueTrigger>,
+    /// `[table.NAME]`: tables of JSON documents, some with change streams.
+    pub tables: BTreeMap<String, Table>,
+    pub stream_triggers: Vec<StreamTrigger>,
     /// `[auth.jwt]`: how `auth = "jwt"` routes verify bearer tokens.
     pub jwt: Option<JwtConfig>,
 }
@@ -86,6 +92,10 @@ pub enum Grant {
     SecretRead(String),
     /// `function:NAME:invoke` (an event function, checked when the app starts)
     FunctionInvoke(String),
+    /// `table:NAME:read`: get, query and scan.
+    TableRead(String),
+    /// `table:NAME:write`: put and delete.
+    TableWrite(String),
 }
 
 /// `[[trigger.queue]]`: `function` consumes `queue` in batches.

@@ -14,6 +14,8 @@ pub(crate) struct RawManifest {
     #[serde(default)]
     pub queue: BTreeMap<Spanned<String>, Spanned<RawQueue>>,
     #[serde(default)]
+    pub table: BTreeMap<Spanned<String>, Spanned<crate::table::RawTable>>,
+    #[serde(default)]
     pub trigger: RawTriggers,
     pub auth: Option<Spanned<crate::auth::RawAuth>>,
 }
@@ -67,6 +69,8 @@ pub(crate) struct RawTriggers {
     pub http: Vec<Spanned<RawHttpTrigger>>,
     #[serde(default)]
     pub queue: Vec<Spanned<RawQueueTrigger>>,
+    #[serde(default)]
+    pub stream: Vec<Spanned<crate::table::RawStreamTrigger>>,
 }
 
 crate::delivery::raw_trigger!(

@@ -62,9 +62,15 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
     }
 
     let queues = resolve_queues(&mut d, &raw.queue);
+    let tables = crate::table::resolve_tables(&mut d, &raw.table);
     let function_names: Vec<String> = functions.keys().cloned().collect();
+    let known = Known {
+        queues: &queues,
+        functions: &function_names,
+        tables: &tables,
+    };
     for (fname, raw_fn) in &raw.function {
-        let grants = resolve_grants(&mut d, &queues, &function_names, &raw_fn.get_ref().allow);
+        let grants = resolve_grants(&mut d, &known, &raw_fn.get_ref().allow);
         let async_invoke = raw_fn.get_ref().async_invoke.as_ref().map(|policy| {
             crate::delivery::resolve_retry_policy(
                 &mut d,
@@ -85,6 +91,14 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
         .queue
         .iter()
         .filter_map(|t| resolve_queue_trigger(&mut d, &functions, &queues, t))
+        .collect();
+    let stream_triggers = raw
+        .trigger
+        .stream
+        .iter()
+        .filter_map(|t| {
+            crate::table::resolve_stream_trigger(&mut d, &functions, &tables, &queues, t)
+        })
         .collect();
 
     let jwt = raw
@@ -110,6 +124,8 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
         queues,
         http_triggers: http_triggers.into_iter().map(|(t, _)| t).collect(),
         queue_triggers,
+        tables,
+        stream_triggers,
         jwt,
     })
 }
@@ -358,12 +374,15 @@ fn resolve_queues(
     queues
 }
 
-fn resolve_grants(
-    d: &mut Diagnostics,
-    queues: &BTreeMap<String, Queue>,
-    functions: &[String],
-    allow: &[Spanned<String>],
-) -> Vec<Grant> {
+/// What grants may name.
+struct Known<'a> {
+    queues: &'a BTreeMap<String, Queue>,
+    functions: &'a [String],
+    tables: &'a BTreeMap<String, crate::Table>,
+}
+
+fn resolve_grants(d: &mut Diagnostics, known: &Known<'_>, allow: &[Spanned<String>]) -> Vec<Grant> {
+    let (queues, functions) = (known.queues, known.functions);
     let mut grants = Vec::new();
     for entry in allow {
         let text = entry.get_ref();
@@ -408,10 +427,27 @@ fn resolve_grants(
                 format!("functions have no `{action}` permission"),
                 "functions may be allowed `function:NAME:invoke`",
             ),
+            ["table", name, action @ ("read" | "write")] if known.tables.contains_key(*name) => {
+                grants.push(if *action == "read" {
+                    Grant::TableRead((*name).to_owned())
+                } else {
+                    Grant::TableWrite((*name).to_owned())
+                })
+            }
+            ["table", name, "read" | "write"] => d.error(
+                entry.span(),
+                format!("grant `{text}` names table `{name}`, which is not declared"),
+                format!("declare it with a [table.{name}] table, or fix the name"),
+            ),
+            ["table", _, action] => d.error(
+                entry.span(),
+                format!("tables have no `{action}` permission"),
+                "functions may be allowed `table:NAME:read` and `table:NAME:write`",
+            ),
             _ => d.error(
                 entry.span(),
                 format!("`{text}` is not a grant Nimbus knows"),
-                "grants look like `queue:NAME:send`, `function:NAME:invoke` or `secret:NAME:read`",
+                "grants look like `queue:NAME:send`, `function:NAME:invoke`, `secret:NAME:read`, `table:NAME:read` or `table:NAME:write`",
             ),
         }
     }
@@ -447,28 +483,10 @@ fn resolve_queue_trigger(
         }
         Some(q) => Some(q),
     };
-    let function = match &t.function {
-        None => {
-            d.error(
-                raw.span(),
-                "[[trigger.queue]] has no `function`",
-                "add `function = \"NAME\"` naming a [function.NAME] table",
-            );
-            None
-        }
-        Some(f) if !functions.contains_key(f.get_ref()) => {
-            d.error(
-                f.span(),
-                format!("function `{}` is not declared", f.get_ref()),
-                format!("declare it with a [function.{}] table", f.get_ref()),
-            );
-            None
-        }
-        Some(f) => Some(f.get_ref()),
-    };
+    let function = trigger_function(d, functions, raw.span(), "queue", &t.function);
     let (queue, function) = (queue?, function?);
     let q = &queues[queue.get_ref()];
-    let f = &functions[function];
+    let f = &functions[&function];
     if q.visibility_timeout_ms < f.timeout_ms {
         d.error(
             queue.span(),
@@ -484,6 +502,35 @@ fn resolve_queue_trigger(
         function: f.name.clone(),
         delivery,
     })
+}
+
+/// The `function` of a `[[trigger.KIND]]` table, which must be declared.
+pub(crate) fn trigger_function(
+    d: &mut Diagnostics,
+    functions: &BTreeMap<String, Function>,
+    table_span: std::ops::Range<usize>,
+    kind: &str,
+    function: &Option<Spanned<String>>,
+) -> Option<String> {
+    match function {
+        None => {
+            d.error(
+                table_span,
+                format!("[[trigger.{kind}]] has no `function`"),
+                "add `function = \"NAME\"` naming a [function.NAME] table",
+            );
+            None
+        }
+        Some(f) if !functions.contains_key(f.get_ref()) => {
+            d.error(
+                f.span(),
+                format!("function `{}` is not declared", f.get_ref()),
+                format!("declare it with a [function.{}] table", f.get_ref()),
+            );
+            None
+        }
+        Some(f) => Some(f.get_ref().clone()),
+    }
 }
 
 /// Two routes conflict when they match the same paths and share a method:
@@ -534,7 +581,7 @@ pub(crate) fn limit(d: &mut Diagnostics, value: &Option<Spanned<i64>>, limit: Li
     }
 }
 
-fn valid_name(name: &str, max: usize, letter_first: bool) -> bool {
+pub(crate) fn valid_name(name: &str, max: usize, letter_first: bool) -> bool {
     let mut chars = name.chars();
     let first_ok = match chars.next() {
         Some(c) if letter_first => c.is_ascii_lowercase(),

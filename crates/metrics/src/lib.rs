@@ -54,6 +54,8 @@ pub struct Metrics {
     pub store_commit_duration: Family<Histogram>,
     pub store_commit_batch: Family<Histogram>,
     pub history_records_dropped: Family<Counter>,
+    pub stream_iterator_age: Family<Gauge>,
+    pub stream_records: Family<Counter>,
 }
 
 impl Default for Metrics {
@@ -161,6 +163,18 @@ impl Default for Metrics {
                 &[],
                 Counter::default(),
             ),
+            stream_iterator_age: Family::new(
+                "nimbus_stream_iterator_age_seconds",
+                "Age (by the store clock) of the last change record a stream trigger handled: how far the consumer lags behind the table's writes.",
+                &["table", "function"],
+                Gauge::default(),
+            ),
+            stream_records: Family::new(
+                "nimbus_stream_records_total",
+                "Change records a stream trigger settled, by outcome (success, failed: given to on_failure or dropped, expired: past max_event_age_s).",
+                &["table", "function", "outcome"],
+                Counter::default(),
+            ),
         }
     }
 }
@@ -197,6 +211,8 @@ impl Metrics {
         self.store_commit_duration.render(&mut out);
         self.store_commit_batch.render(&mut out);
         self.history_records_dropped.render(&mut out);
+        self.stream_iterator_age.render(&mut out);
+        self.stream_records.render(&mut out);
         out
     }
 }

@@ -93,6 +93,41 @@ pub mod functions {
     }
 }
 
+/// Tables (`allow = ["table:NAME:read", "table:NAME:write"]`): JSON
+/// documents keyed by the table's partition (and sort) key attributes.
+pub mod tables {
+    use super::Error;
+    use crate::bindings::nimbus::function::tables as host;
+    pub use crate::bindings::nimbus::function::tables::{Item, PutCondition};
+
+    /// Writes a JSON object (its keys are read from it); returns the new
+    /// version once durable. A false condition is `Error::Conflict`.
+    pub fn put(table: &str, document: &str, condition: PutCondition) -> Result<u64, Error> {
+        host::put(table, document, condition)
+    }
+
+    pub fn get(table: &str, partition: &str, sort: Option<&str>) -> Result<Option<Item>, Error> {
+        host::get(table, partition, sort)
+    }
+
+    /// Deletes the item; true if there was one.
+    pub fn delete(table: &str, partition: &str, sort: Option<&str>) -> Result<bool, Error> {
+        host::delete(table, partition, sort)
+    }
+
+    /// Up to `limit` items of `partition` in sort-key order, optionally only
+    /// sort keys starting with `sort_prefix`, after the sort key `after`.
+    pub fn query(
+        table: &str,
+        partition: &str,
+        sort_prefix: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Item>, Error> {
+        host::query(table, partition, sort_prefix, after, limit)
+    }
+}
+
 /// Log lines tagged by the host with the function and invocation id.
 pub mod log {
     use crate::bindings::nimbus::function::log::{Level, log};

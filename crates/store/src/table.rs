@@ -179,6 +179,12 @@ pub fn key_lane(partition: &str, lanes: u32) -> u32 {
     key_hash(partition) % lanes.max(1)
 }
 
+/// The [`crate::QueueSignals`] name that writers of `table` notify after a
+/// committed write and its stream consumers wait on.
+pub fn stream_signal(table: &str) -> String {
+    format!("_stream.{table}")
+}
+
 #[async_trait::async_trait]
 pub trait TableStore: Send + Sync {
     /// Creates or updates tables; tables not listed are left alone.

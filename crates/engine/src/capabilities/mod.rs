@@ -7,8 +7,10 @@ mod function;
 mod log;
 mod queue;
 mod secret;
+mod table;
 
 pub use function::{FunctionDirectory, MAX_CALL_DEPTH, async_queue_name};
+pub use table::{MAX_QUERY_LIMIT, item_key};
 
 use nimbus_manifest::Grant;
 use nimbus_store::{QueueSignals, QueueStore};
@@ -30,6 +32,10 @@ pub struct Services {
     pub tracer: nimbus_trace::Tracer,
     /// Where invocations leave their records and live output.
     pub history: Arc<crate::history::History>,
+    /// Tables and their change streams.
+    pub tables: Arc<dyn nimbus_store::TableStore>,
+    /// The app's tables, for their key attributes.
+    pub table_configs: Arc<std::collections::BTreeMap<String, nimbus_manifest::Table>>,
 }
 
 /// A function's grants, resolved into allow-sets.
@@ -38,6 +44,8 @@ pub(crate) struct Grants {
     queue_send: HashSet<String>,
     secret_read: HashSet<String>,
     function_invoke: HashSet<String>,
+    table_read: HashSet<String>,
+    table_write: HashSet<String>,
 }
 
 impl Grants {
@@ -53,6 +61,12 @@ impl Grants {
                 }
                 Grant::FunctionInvoke(function) => {
                     resolved.function_invoke.insert(function.clone());
+                }
+                Grant::TableRead(table) => {
+                    resolved.table_read.insert(table.clone());
+                }
+                Grant::TableWrite(table) => {
+                    resolved.table_write.insert(table.clone());
                 }
             }
         }

@@ -6,6 +6,7 @@ mod invocations;
 mod keys;
 mod queues;
 mod secrets;
+mod tables;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -37,6 +38,10 @@ pub struct ApiState {
     pub history: Arc<nimbus_engine::History>,
     /// What every `/v1` request must present.
     pub admin_token: crate::AdminToken,
+    /// Tables and their change streams.
+    pub tables: Arc<dyn nimbus_store::TableStore>,
+    /// The app's tables, for their key attributes.
+    pub table_configs: Arc<std::collections::BTreeMap<String, nimbus_manifest::Table>>,
     /// Set only by `nimbus up --test-clock`: the store's clock, moved by
     /// `POST /v1/test/clock` (the route exists only then).
     pub test_clock: Option<nimbus_store::ManualClock>,
@@ -61,6 +66,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(secrets::router())
         .merge(keys::router())
         .merge(invocations::router())
+        .merge(tables::router())
         .merge(if test_clock {
             test_clock_router()
         } else {
