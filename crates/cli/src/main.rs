@@ -7,6 +7,7 @@ mod history;
 mod key;
 mod queue;
 mod secret;
+mod table;
 mod top;
 mod up;
 
@@ -63,6 +64,14 @@ enum Command {
         admin: queue::AdminArgs,
         #[command(subcommand)]
         command: secret::SecretCommand,
+    },
+    /// Read and write items of a running app's tables and read their
+    /// change streams.
+    Table {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        #[command(subcommand)]
+        command: table::TableCommand,
     },
     /// Invoke an event function of a running app with one event and wait for
     /// the outcome (printed as JSON; exit status 1 if the function failed).
@@ -162,6 +171,7 @@ fn main() -> ExitCode {
         } => queue::run_invoke(&admin, &function, data, file, asynchronous),
         Command::Dlq { admin, command } => queue::run_dlq(&admin, command),
         Command::Secret { admin, command } => secret::run(&admin, command),
+        Command::Table { admin, command } => table::run(&admin, command),
         Command::Key { admin, command } => key::run(&admin, command),
         Command::Top {
             admin,

@@ -513,3 +513,50 @@ async fn functions_use_tables_only_as_far_as_their_grants_allow() {
         "denied writes leave nothing"
     );
 }
+
+#[tokio::test]
+async fn the_table_cli_puts_gets_queries_and_reads_the_stream() {
+    let app = TestApp::new("tablecli").function("f", programs::TABLES, &format!("\n{TABLE}"));
+    let nimbus = app.start().await;
+    let admin = nimbus.admin_url("");
+    let run = |args: &[&str]| {
+        let mut all = vec!["table", "--admin", admin.trim_end_matches('/')];
+        all.extend_from_slice(args);
+        let output = support::nimbus(&all, app.dir.path());
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&["put", "orders", r#"{"customer":"ann","order":"a 1"}"#]);
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["version"], 1);
+    let (ok, _, err) = run(&[
+        "put",
+        "orders",
+        r#"{"customer":"ann","order":"a 1"}"#,
+        "--if-absent",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("the item is at version 1"), "{err}");
+    run(&["put", "orders", r#"{"customer":"ann","order":"b"}"#]);
+    let (ok, out, _) = run(&["get", "orders", "ann", "a 1"]);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["item"]["order"],
+        "a 1"
+    );
+    let (_, out, _) = run(&["query", "orders", "ann", "--prefix", "a"]);
+    let items = serde_json::from_str::<Value>(&out).unwrap()["items"].clone();
+    assert_eq!(items.as_array().unwrap().len(), 1);
+    let (_, out, _) = run(&["stream", "orders"]);
+    let stream: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stream["records"].as_array().unwrap().len(), 2);
+    let (ok, out, _) = run(&["rm", "orders", "ann", "b"]);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["deleted"],
+        true
+    );
+}

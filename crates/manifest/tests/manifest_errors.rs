@@ -836,3 +836,104 @@ fn route_auth_and_the_jwt_verifier_resolve() {
         })
     );
 }
+
+/// `FUNCTION` plus a table without a stream, ending on line 8.
+const TABLE: &str = "[app]\nname = \"demo\"\n\n[function.hello]\ncomponent = \"hello.wasm\"\n[table.orders]\npartition_key = \"id\"\nsort_key = \"at\"\n";
+
+#[test]
+fn bad_tables_and_stream_triggers_are_reported_with_line_column_and_fix() {
+    let cases: &[(&str, String, usize, usize, &[&str])] = &[
+        (
+            "table without a partition key",
+            format!("{FUNCTION}[table.t]\nsort_key = \"x\"\n"),
+            6,
+            1,
+            &["has no `partition_key`", "partition_key = \"ATTRIBUTE\""],
+        ),
+        (
+            "unknown stream view",
+            format!("{TABLE}stream = \"everything\"\n"),
+            9,
+            10,
+            &["not a stream view", "new_and_old_images"],
+        ),
+        (
+            "stream trigger on a table without a stream",
+            format!("{TABLE}[[trigger.stream]]\ntable = \"orders\"\nfunction = \"hello\"\n"),
+            10,
+            9,
+            &["has no change stream", "stream = \"new_and_old_images\""],
+        ),
+        (
+            "stream trigger with a bad starting position",
+            format!(
+                "{TABLE}stream = \"keys_only\"\n[[trigger.stream]]\ntable = \"orders\"\nfunction = \"hello\"\nstarting_position = \"yesterday\"\n"
+            ),
+            13,
+            21,
+            &["not a starting position", "\"oldest\", \"latest\""],
+        ),
+        (
+            "stream trigger with on_success",
+            format!(
+                "{TABLE}stream = \"keys_only\"\n[queue.q]\n[[trigger.stream]]\ntable = \"orders\"\nfunction = \"hello\"\non_success = \"queue:q\"\n"
+            ),
+            14,
+            14,
+            &["no `on_success`", "on_failure"],
+        ),
+        (
+            "grant on an undeclared table",
+            format!("{FUNCTION}allow = [\"table:nope:read\"]\n"),
+            6,
+            10,
+            &["table `nope`", "[table.nope]"],
+        ),
+        (
+            "unknown table permission",
+            format!(
+                "{TABLE}[function.hello2]\ncomponent = \"x.wasm\"\nallow = [\"table:orders:drop\"]\n"
+            ),
+            11,
+            10,
+            &["no `drop` permission", "table:NAME:write"],
+        ),
+    ];
+    for (case, manifest, line, column, fragments) in cases {
+        let ManifestError::Invalid { diagnostics, .. } = errors(manifest) else {
+            panic!("{case}: not a validation error");
+        };
+        let d = &diagnostics[0];
+        let text = format!("{} {}", d.message, d.help);
+        assert_eq!(
+            (d.location.line, d.location.column),
+            (*line, *column),
+            "{case}: {text}"
+        );
+        for fragment in *fragments {
+            assert!(
+                text.contains(fragment),
+                "{case}: `{fragment}` not in {text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn tables_and_stream_triggers_resolve_with_the_shared_delivery_defaults() {
+    let source = format!(
+        "{TABLE}stream = \"new_image\"\n[[trigger.stream]]\ntable = \"orders\"\nfunction = \"hello\"\nstarting_position = \"2026-11-27T09:00:00Z\"\nbisect_batch_on_error = true\n"
+    );
+    let app = App::parse(Path::new("/apps/demo/nimbus.toml"), &source).unwrap();
+    let table = &app.tables["orders"];
+    assert_eq!(table.stream.as_deref(), Some("new_image"));
+    assert_eq!(table.stream_retention_s, 86_400);
+    let trigger = &app.stream_triggers[0];
+    assert_eq!(
+        trigger.starting_position,
+        nimbus_manifest::StartingPosition::At(1_795_770_000_000)
+    );
+    assert!(trigger.bisect_batch_on_error);
+    assert_eq!(trigger.retry, nimbus_manifest::RetryPolicy::defaults());
+    assert_eq!(trigger.delivery.batch_size, 10);
+}
