@@ -12,6 +12,7 @@ pub mod outbound;
 mod raw;
 mod resolve;
 pub mod route;
+pub mod schedule;
 pub mod secret;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ pub use delivery::{Backoff, Delivery, Destination, RetryPolicy};
 pub use diagnostic::{Diagnostic, Location, ManifestError};
 pub use outbound::{HostPattern, Outbound, Reach};
 pub use route::{RouteMatch, RoutePattern, Segment};
+pub use schedule::{CatchUp, ScheduleExpression, ScheduleTrigger};
 
 /// A validated application: what `nimbus up` runs.
 #[derive(Debug, Clone)]
@@ -35,6 +37,8 @@ pub struct App {
     pub queues: BTreeMap<String, Queue>,
     pub http_triggers: Vec<HttpTrigger>,
     pub queue_triggers: Vec<QueueTrigger>,
+    /// `[[trigger.schedule]]`, in manifest order.
+    pub schedule_triggers: Vec<ScheduleTrigger>,
     /// `[auth.jwt]`: how `auth = "jwt"` routes verify bearer tokens.
     pub jwt: Option<JwtConfig>,
 }

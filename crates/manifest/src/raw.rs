@@ -67,6 +67,8 @@ pub(crate) struct RawTriggers {
     pub http: Vec<Spanned<RawHttpTrigger>>,
     #[serde(default)]
     pub queue: Vec<Spanned<RawQueueTrigger>>,
+    #[serde(default)]
+    pub schedule: Vec<Spanned<crate::schedule::RawScheduleTrigger>>,
 }
 
 crate::delivery::raw_trigger!(

@@ -86,6 +86,12 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
         .iter()
         .filter_map(|t| resolve_queue_trigger(&mut d, &functions, &queues, t))
         .collect();
+    let schedule_triggers = crate::schedule::resolve_schedule_triggers(
+        &mut d,
+        &raw.trigger.schedule,
+        &functions,
+        &queues,
+    );
 
     let jwt = raw
         .auth
@@ -110,6 +116,7 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
         queues,
         http_triggers: http_triggers.into_iter().map(|(t, _)| t).collect(),
         queue_triggers,
+        schedule_triggers,
         jwt,
     })
 }
@@ -534,7 +541,7 @@ pub(crate) fn limit(d: &mut Diagnostics, value: &Option<Spanned<i64>>, limit: Li
     }
 }
 
-fn valid_name(name: &str, max: usize, letter_first: bool) -> bool {
+pub(crate) fn valid_name(name: &str, max: usize, letter_first: bool) -> bool {
     let mut chars = name.chars();
     let first_ok = match chars.next() {
         Some(c) if letter_first => c.is_ascii_lowercase(),

@@ -1,4 +1,4 @@
-//! The store conformance suites (queues, keys, secrets, history) against SQLite, on a
+//! The store conformance suites (queues, keys, secrets, history, schedules) against SQLite, on a
 //! manual clock.
 
 use nimbus_store::ManualClock;
@@ -43,6 +43,13 @@ mod secrets {
 mod history {
     use super::*;
     nimbus_store::history_conformance_tests!(Sqlite {
+        dir: tempfile::tempdir().unwrap()
+    });
+}
+
+mod schedules {
+    use super::*;
+    nimbus_store::schedule_conformance_tests!(Sqlite {
         dir: tempfile::tempdir().unwrap()
     });
 }

@@ -8,6 +8,7 @@ pub mod conformance;
 pub mod history;
 pub mod keys;
 pub mod queue;
+pub mod schedule;
 pub mod secret;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
@@ -17,6 +18,7 @@ pub use queue::{
     NackOptions, QueueConfig, QueueSignals, QueueStats, QueueStore, ReceivedMessage, SendMessage,
     SendReceipt, StoredMessage,
 };
+pub use schedule::{ScheduleState, ScheduleStore};
 pub use secret::{PutOutcome, SealedSecret, SecretInfo, SecretStore};
 
 /// Told what the store did once it is durable (for metrics), without the
