@@ -6,6 +6,7 @@ mod client;
 mod history;
 mod key;
 mod queue;
+mod schedule;
 mod secret;
 mod top;
 mod up;
@@ -81,6 +82,13 @@ enum Command {
         /// later with its retries and destinations.
         #[arg(long = "async")]
         asynchronous: bool,
+    },
+    /// List a running app's schedules and their next fire times.
+    Schedule {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        #[command(subcommand)]
+        command: schedule::ScheduleCommand,
     },
     /// Create, list and revoke the API keys of a running app.
     Key {
@@ -163,6 +171,7 @@ fn main() -> ExitCode {
         Command::Dlq { admin, command } => queue::run_dlq(&admin, command),
         Command::Secret { admin, command } => secret::run(&admin, command),
         Command::Key { admin, command } => key::run(&admin, command),
+        Command::Schedule { admin, command } => schedule::run(&admin, command),
         Command::Top {
             admin,
             interval_ms,
@@ -193,11 +202,12 @@ fn validate(manifest: &std::path::Path) -> anyhow::Result<()> {
     let app = nimbus_manifest::App::load(manifest)?;
     app.check_components()?;
     println!(
-        "{}: app `{}` is valid ({} functions, {} HTTP routes)",
+        "{}: app `{}` is valid ({} functions, {} HTTP routes, {} schedules)",
         manifest.display(),
         app.name,
         app.functions.len(),
-        app.http_triggers.len()
+        app.http_triggers.len(),
+        app.schedule_triggers.len()
     );
     Ok(())
 }

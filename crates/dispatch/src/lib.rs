@@ -5,6 +5,7 @@
 pub mod invoke;
 mod queue;
 pub mod retrying;
+pub mod schedule;
 mod worker;
 
 pub use queue::run_queue_trigger;

@@ -205,6 +205,9 @@ impl ApiHarness {
             metrics,
             admin_token: nimbus_gateway::AdminToken::new("fuzz-admin-token-not-checked-here"),
             test_clock: None,
+            clock: Arc::new(SystemClock),
+            schedules: Arc::new(Vec::new()),
+            schedule_store: store.clone(),
         };
         ApiHarness {
             runtime,

@@ -54,14 +54,18 @@ fn advance(tx: &Tx<'_>, name: &str, mark_ms: Timestamp, fired: bool) -> StoreRes
 
 #[async_trait::async_trait]
 impl ScheduleStore for SqliteStore {
-    async fn register_schedule(&self, schedule: &str) -> StoreResult<ScheduleState> {
+    async fn register_schedule(
+        &self,
+        schedule: &str,
+        since_ms: Timestamp,
+    ) -> StoreResult<ScheduleState> {
         let name = schedule.to_owned();
         self.writer
             .run(move |tx| {
                 tx.execute(
                     "INSERT INTO schedules (name, mark_ms) VALUES (?1, ?2)
                      ON CONFLICT (name) DO NOTHING",
-                    params![name, tx.now as i64],
+                    params![name, i64::try_from(since_ms).unwrap_or(i64::MAX)],
                 )
                 .map_err(backend)?;
                 state(tx, &name)?.ok_or_else(|| backend("the schedule row vanished"))

@@ -124,7 +124,7 @@ macro_rules! history_conformance_tests {
 macro_rules! schedule_conformance_tests {
     ($backend:expr) => {
         $crate::schedule_conformance_tests!(@cases $backend;
-            a_new_schedule_starts_at_the_store_clock_and_keeps_its_mark,
+            a_new_schedule_starts_at_its_given_time_and_keeps_its_mark,
             a_tick_fires_once_with_its_message,
             a_tick_at_or_before_the_mark_does_not_fire,
             a_failed_send_leaves_the_mark_where_it_was,

@@ -15,10 +15,15 @@ pub struct ScheduleState {
 
 #[async_trait::async_trait]
 pub trait ScheduleStore: Send + Sync {
-    /// Starts tracking `schedule` if it is new, its mark at the store's
-    /// clock (ticks before a schedule first existed never fire); an existing
-    /// schedule keeps its mark. Returns where it stands.
-    async fn register_schedule(&self, schedule: &str) -> StoreResult<ScheduleState>;
+    /// Starts tracking `schedule` if it is new, its mark at `since_ms` (when
+    /// the scheduler started, by the store's clock: ticks before a schedule
+    /// first existed never fire); an existing schedule keeps its mark.
+    /// Returns where it stands.
+    async fn register_schedule(
+        &self,
+        schedule: &str,
+        since_ms: Timestamp,
+    ) -> StoreResult<ScheduleState>;
 
     /// Fires the tick at `tick_ms`: in one transaction, moves the mark to
     /// `tick_ms` and sends `message` to `queue`, only if `tick_ms` is past

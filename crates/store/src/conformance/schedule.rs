@@ -50,7 +50,7 @@ async fn bodies(store: &impl QueueStore) -> Vec<String> {
         .collect()
 }
 
-pub async fn a_new_schedule_starts_at_the_store_clock_and_keeps_its_mark<
+pub async fn a_new_schedule_starts_at_its_given_time_and_keeps_its_mark<
     S: ScheduleStore + QueueStore,
     F: Future<Output = S>,
 >(
@@ -58,7 +58,7 @@ pub async fn a_new_schedule_starts_at_the_store_clock_and_keeps_its_mark<
 ) {
     let (store, clock) = setup(open).await;
     assert_eq!(store.schedule_state("nightly").await.unwrap(), None);
-    let first = store.register_schedule("nightly").await.unwrap();
+    let first = store.register_schedule("nightly", START_MS).await.unwrap();
     let expected = ScheduleState {
         name: "nightly".to_owned(),
         mark_ms: START_MS,
@@ -66,8 +66,14 @@ pub async fn a_new_schedule_starts_at_the_store_clock_and_keeps_its_mark<
     };
     assert_eq!(first, expected);
     clock.advance_ms(60_000);
-    assert_eq!(store.register_schedule("nightly").await.unwrap(), expected);
-    store.register_schedule("hourly").await.unwrap();
+    assert_eq!(
+        store
+            .register_schedule("nightly", START_MS + 60_000)
+            .await
+            .unwrap(),
+        expected
+    );
+    store.register_schedule("hourly", START_MS).await.unwrap();
     let names: Vec<String> = store
         .schedules()
         .await
@@ -85,7 +91,7 @@ pub async fn a_tick_fires_once_with_its_message<
     open: impl Fn(ManualClock) -> F,
 ) {
     let (store, _clock) = setup(open).await;
-    store.register_schedule("nightly").await.unwrap();
+    store.register_schedule("nightly", START_MS).await.unwrap();
     let tick_ms = START_MS + 60_000;
     assert!(
         store
@@ -114,7 +120,7 @@ pub async fn a_tick_at_or_before_the_mark_does_not_fire<
     open: impl Fn(ManualClock) -> F,
 ) {
     let (store, _clock) = setup(open).await;
-    store.register_schedule("nightly").await.unwrap();
+    store.register_schedule("nightly", START_MS).await.unwrap();
     assert!(
         !store
             .fire("nightly", START_MS, QUEUE, tick("at the mark"))
@@ -149,7 +155,7 @@ pub async fn a_failed_send_leaves_the_mark_where_it_was<
     open: impl Fn(ManualClock) -> F,
 ) {
     let (store, _clock) = setup(open).await;
-    store.register_schedule("nightly").await.unwrap();
+    store.register_schedule("nightly", START_MS).await.unwrap();
     let err = store
         .fire("nightly", START_MS + 1, "_schedule.ghost", tick("lost?"))
         .await
@@ -173,7 +179,7 @@ pub async fn skipping_moves_the_mark_without_sending<
     open: impl Fn(ManualClock) -> F,
 ) {
     let (store, _clock) = setup(open).await;
-    store.register_schedule("nightly").await.unwrap();
+    store.register_schedule("nightly", START_MS).await.unwrap();
     assert!(store.skip_ticks("nightly", START_MS + 500).await.unwrap());
     assert!(!store.skip_ticks("nightly", START_MS + 100).await.unwrap());
     assert!(
@@ -194,7 +200,7 @@ pub async fn marks_survive_reopening_the_store<
     open: impl Fn(ManualClock) -> F,
 ) {
     let (store, clock) = setup(&open).await;
-    store.register_schedule("nightly").await.unwrap();
+    store.register_schedule("nightly", START_MS).await.unwrap();
     let tick_ms = START_MS + 60_000;
     store
         .fire("nightly", tick_ms, QUEUE, tick("t1"))
