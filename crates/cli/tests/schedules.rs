@@ -329,6 +329,71 @@ async fn a_failing_run_is_retried_after_its_backoff_then_recorded_at_on_failure(
 }
 
 #[tokio::test]
+async fn a_tick_older_than_max_event_age_goes_to_on_failure_without_running_again() {
+    // The retry waits 2 minutes by the store's clock; by then the tick is
+    // older than max_event_age_s.
+    let app = app(
+        "aged",
+        "name = \"fail-aged\"\ncron = \"* * * * *\"\nmax_event_age_s = 60\nretry_backoff = { initial_ms = 120000, max_ms = 120000 }\non_failure = \"queue:failed\"",
+    );
+    let nimbus = start_at(&app, T0).await;
+    advance(&nimbus, MINUTE).await;
+    until(
+        "for the failed first attempt to wait out its backoff",
+        || async {
+            let stats = get_json(nimbus.admin_url("/v1/queues/_schedule.fail-aged")).await;
+            (stats["delayed"] == 1).then_some(())
+        },
+    )
+    .await;
+    advance(&nimbus, 2 * MINUTE).await;
+    let records = until("for the age record", || async {
+        let page = get_json(nimbus.admin_url("/v1/queues/failed/messages")).await;
+        let found = page["messages"].as_array().cloned().unwrap_or_default();
+        (!found.is_empty()).then_some(found)
+    })
+    .await;
+    let record: Value = serde_json::from_str(records[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(record["condition"], "EventAgeExceeded");
+    let tick: Value = serde_json::from_str(record["event"]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(tick["scheduled_time"], "2026-01-05T00:01:00.000Z");
+    let id = record["event_id"].as_str().unwrap().to_owned();
+    let attempts = nimbus
+        .stderr
+        .snapshot()
+        .iter()
+        .filter(|l| l.contains("source=nimbus:schedule/fail-aged") && l.contains(&id))
+        .count();
+    assert_eq!(attempts, 1, "{}", nimbus.stderr.text());
+}
+
+#[tokio::test]
+async fn ticks_are_batched_by_the_shared_delivery_settings() {
+    let app = app(
+        "batched",
+        "name = \"batched\"\ncron = \"* * * * *\"\nbatch_size = 3\nbatch_window_ms = 60000\nmax_concurrency = 1",
+    );
+    let nimbus = start_at(&app, T0).await;
+    advance(&nimbus, 3 * MINUTE).await;
+    let ticks = settled(&nimbus, "batched", "2026-01-05T00:03:00.000Z").await;
+    assert_eq!(ticks.len(), 3, "{ticks:?}");
+    nimbus
+        .stderr
+        .wait_for_count("with three delivered ticks", 3, |l| {
+            l.contains("source=nimbus:schedule/batched")
+        })
+        .await;
+    let lines: Vec<String> = nimbus
+        .stderr
+        .snapshot()
+        .into_iter()
+        .filter(|l| l.contains("source=nimbus:schedule/batched"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines.iter().all(|l| l.contains("batch=3")), "{lines:?}");
+}
+
+#[tokio::test]
 async fn schedule_list_shows_the_next_fire_times() {
     let app = app(
         "listing",
