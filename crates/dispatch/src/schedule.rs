@@ -142,7 +142,7 @@ async fn scheduler(
             VecDeque::new()
         }
     };
-    if pending.len() > 1 || run.trigger.catch_up == CatchUp::Latest && !pending.is_empty() {
+    if !pending.is_empty() {
         tracing::info!(schedule = %name, ticks = pending.len(), "firing ticks missed while stopped");
     }
     while !*shutdown.borrow() {
