@@ -211,6 +211,18 @@ mod tests {
     }
 
     #[test]
+    fn a_cron_that_never_matches_has_no_ticks() {
+        // February 31st never comes: no tick, quickly, in either direction.
+        let t = cron("0 0 31 2 *", "UTC");
+        let start = utc("2026-01-05T00:00:00Z");
+        let began = std::time::Instant::now();
+        assert_eq!(t.next_after(start), None);
+        assert_eq!(t.latest_until(start), None);
+        assert!(t.due(0, start, 100).is_empty());
+        assert!(began.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
     fn rates_are_aligned_to_the_epoch() {
         let t = ticks(
             ScheduleExpression::Rate {
