@@ -1,5 +1,6 @@
 //! A small client for the admin `/v1` API, used by the service verbs
-//! (`nimbus queue ...`, `nimbus dlq ...`, `nimbus secret ...`).
+//! (`nimbus queue ...`, `nimbus dlq ...`, `nimbus secret ...`,
+//! `nimbus schedule ...`).
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
@@ -151,6 +152,13 @@ impl AdminClient {
             }
             Ok(())
         })
+    }
+}
+
+impl AdminClient {
+    /// `GET /v1/schedules`: every schedule with its `next` fire times.
+    pub fn schedules(&self, next: u32) -> anyhow::Result<Value> {
+        self.get(&format!("/v1/schedules?next={next}"))
     }
 }
 

@@ -6,6 +6,7 @@ mod client;
 mod history;
 mod key;
 mod queue;
+mod schedule;
 mod secret;
 mod table;
 mod top;
@@ -91,6 +92,13 @@ enum Command {
         #[arg(long = "async")]
         asynchronous: bool,
     },
+    /// List a running app's schedules and their next fire times.
+    Schedule {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        #[command(subcommand)]
+        command: schedule::ScheduleCommand,
+    },
     /// Create, list and revoke the API keys of a running app.
     Key {
         #[command(flatten)]
@@ -173,6 +181,7 @@ fn main() -> ExitCode {
         Command::Secret { admin, command } => secret::run(&admin, command),
         Command::Table { admin, command } => table::run(&admin, command),
         Command::Key { admin, command } => key::run(&admin, command),
+        Command::Schedule { admin, command } => schedule::run(&admin, command),
         Command::Top {
             admin,
             interval_ms,
@@ -203,11 +212,12 @@ fn validate(manifest: &std::path::Path) -> anyhow::Result<()> {
     let app = nimbus_manifest::App::load(manifest)?;
     app.check_components()?;
     println!(
-        "{}: app `{}` is valid ({} functions, {} HTTP routes)",
+        "{}: app `{}` is valid ({} functions, {} HTTP routes, {} schedules)",
         manifest.display(),
         app.name,
         app.functions.len(),
-        app.http_triggers.len()
+        app.http_triggers.len(),
+        app.schedule_triggers.len()
     );
     Ok(())
 }

@@ -98,6 +98,11 @@ pub struct UpArgs {
     /// Hidden: never for production use.
     #[arg(long, hide = true)]
     test_clock: bool,
+    /// Test seam: with `--test-clock`, where the clock starts (ms since the
+    /// epoch) instead of the system time, so a restart can resume where a
+    /// test left off. Hidden: never for production use.
+    #[arg(long, hide = true, value_name = "MS", requires = "test_clock")]
+    test_clock_start_ms: Option<u64>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -131,9 +136,12 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    let test_clock = args
-        .test_clock
-        .then(|| nimbus_store::ManualClock::new(SystemClock.now_ms()));
+    let test_clock = args.test_clock.then(|| {
+        nimbus_store::ManualClock::new(
+            args.test_clock_start_ms
+                .unwrap_or_else(|| SystemClock.now_ms()),
+        )
+    });
     let clock: Arc<dyn Clock> = match &test_clock {
         Some(manual) => {
             tracing::warn!("--test-clock: time moves only when POST /v1/test/clock says so");
@@ -141,6 +149,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         None => Arc::new(SystemClock),
     };
+    // Before any listener is up, so the test clock cannot have moved yet.
+    let started_ms = clock.now_ms();
     let store = tokio.block_on(open_store(
         &app,
         &data_dir,
@@ -237,21 +247,26 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             trigger.route, trigger.function
         )?;
     }
-    for function in app.functions.values() {
-        for destination in [
-            &function.async_invoke.on_success,
-            &function.async_invoke.on_failure,
-        ]
-        .into_iter()
-        .flatten()
+    let policies = app
+        .functions
+        .values()
+        .map(|f| (format!("function `{}`", f.name), &f.async_invoke))
+        .chain(
+            app.schedule_triggers
+                .iter()
+                .map(|s| (format!("schedule `{}`", s.name), &s.retry)),
+        );
+    for (owner, policy) in policies {
+        for destination in [&policy.on_success, &policy.on_failure]
+            .into_iter()
+            .flatten()
         {
             if let nimbus_manifest::Destination::Function(target) = destination
                 && !event_functions.contains_key(target)
             {
                 anyhow::bail!(
-                    "function `{}` sends async results to function `{target}`, which is an HTTP function; \
-                     destinations must be event functions or queues",
-                    function.name
+                    "{owner} sends results to function `{target}`, which is an HTTP function; \
+                     destinations must be event functions or queues"
                 );
             }
         }
@@ -279,6 +294,32 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     tokio
         .block_on(store.declare_queues(&async_queues))
         .context("failed to declare the async invocation queues")?;
+    let mut schedule_queues = Vec::new();
+    for trigger in &app.schedule_triggers {
+        if !event_functions.contains_key(&trigger.function) {
+            anyhow::bail!(
+                "schedule `{}` invokes function `{}`, which is an HTTP function \
+                 (it exports wasi:http/incoming-handler, not nimbus:function/handler)",
+                trigger.name,
+                trigger.function
+            );
+        }
+        schedule_queues.push(nimbus_dispatch::schedule::schedule_queue_config(
+            trigger,
+            &app.functions[&trigger.function],
+        ));
+        writeln!(
+            out,
+            "schedule {} {} ({}) -> {}",
+            trigger.name,
+            trigger.expression.describe(),
+            trigger.timezone,
+            trigger.function
+        )?;
+    }
+    tokio
+        .block_on(store.declare_queues(&schedule_queues))
+        .context("failed to declare the schedule queues")?;
     for trigger in &app.queue_triggers {
         if !event_functions.contains_key(&trigger.function) {
             anyhow::bail!(
@@ -332,7 +373,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         Authenticator::new(keys.clone(), jwt),
         limits.body_read_timeout,
         metrics.clone(),
-        tracer,
+        tracer.clone(),
     );
     tokio.block_on(async {
         let sweeper = tokio::spawn(expire_periodically(store.clone()));
@@ -380,6 +421,22 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 ));
             }
         }
+        for trigger in &app.schedule_triggers {
+            let run = nimbus_dispatch::schedule::ScheduleRun {
+                trigger: trigger.clone(),
+                function: event_functions[&trigger.function].clone(),
+                queues: store.clone(),
+                schedules: store.clone(),
+                signals: signals.clone(),
+                clock: clock.clone(),
+                started_ms,
+                tracer: tracer.clone(),
+            };
+            triggers.spawn(nimbus_dispatch::schedule::run_schedule(
+                run,
+                triggers_stopped.clone(),
+            ));
+        }
         let api = nimbus_gateway::api::ApiState {
             queues: store.clone(),
             waiters: signals,
@@ -396,6 +453,9 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             tables: store.clone(),
             table_configs,
             test_clock,
+            clock: clock.clone(),
+            schedules: Arc::new(app.schedule_triggers.clone()),
+            schedule_store: store,
         };
         let signalled = shutdown_signal()?;
         let public = TcpListener::bind(args.listen)

@@ -20,7 +20,7 @@ fn validate_accepts_a_good_manifest() {
     assert!(output.status.success(), "{}", stderr(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.contains("app `good` is valid (1 functions, 1 HTTP routes)"),
+        stdout.contains("app `good` is valid (1 functions, 1 HTTP routes, 0 schedules)"),
         "{stdout}"
     );
 }

@@ -167,8 +167,14 @@ async fn every_acknowledged_table_write_has_exactly_one_stream_record_across_sig
         missing.len(),
         doubled.len()
     );
-    assert!(missing.is_empty(), "acknowledged writes without a record: {missing:?}");
-    assert!(doubled.is_empty(), "writes with more than one record: {doubled:?}");
+    assert!(
+        missing.is_empty(),
+        "acknowledged writes without a record: {missing:?}"
+    );
+    assert!(
+        doubled.is_empty(),
+        "writes with more than one record: {doubled:?}"
+    );
     for run in &runs {
         assert_in_order_per_key(run);
     }

@@ -5,6 +5,7 @@
 pub mod invoke;
 mod queue;
 pub mod retrying;
+pub mod schedule;
 pub mod stream;
 mod worker;
 

@@ -207,6 +207,9 @@ impl ApiHarness {
             tables: store.clone(),
             table_configs: Default::default(),
             test_clock: None,
+            clock: Arc::new(SystemClock),
+            schedules: Arc::new(Vec::new()),
+            schedule_store: store.clone(),
         };
         ApiHarness {
             runtime,

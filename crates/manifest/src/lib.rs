@@ -12,6 +12,7 @@ pub mod outbound;
 mod raw;
 mod resolve;
 pub mod route;
+pub mod schedule;
 pub mod secret;
 pub mod table;
 pub mod time;
@@ -24,6 +25,7 @@ pub use delivery::{Backoff, Delivery, Destination, RetryPolicy};
 pub use diagnostic::{Diagnostic, Location, ManifestError};
 pub use outbound::{HostPattern, Outbound, Reach};
 pub use route::{RouteMatch, RoutePattern, Segment};
+pub use schedule::{CatchUp, ScheduleExpression, ScheduleTrigger};
 pub use table::{StartingPosition, StreamTrigger, Table};
 
 /// A validated application: what `nimbus up` runs.
@@ -41,6 +43,8 @@ pub struct App {
     /// `[table.NAME]`: tables of JSON documents, some with change streams.
     pub tables: BTreeMap<String, Table>,
     pub stream_triggers: Vec<StreamTrigger>,
+    /// `[[trigger.schedule]]`, in manifest order.
+    pub schedule_triggers: Vec<ScheduleTrigger>,
     /// `[auth.jwt]`: how `auth = "jwt"` routes verify bearer tokens.
     pub jwt: Option<JwtConfig>,
 }

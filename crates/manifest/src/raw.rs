@@ -71,6 +71,8 @@ pub(crate) struct RawTriggers {
     pub queue: Vec<Spanned<RawQueueTrigger>>,
     #[serde(default)]
     pub stream: Vec<Spanned<crate::table::RawStreamTrigger>>,
+    #[serde(default)]
+    pub schedule: Vec<Spanned<crate::schedule::RawScheduleTrigger>>,
 }
 
 crate::delivery::raw_trigger!(

@@ -100,6 +100,12 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
             crate::table::resolve_stream_trigger(&mut d, &functions, &tables, &queues, t)
         })
         .collect();
+    let schedule_triggers = crate::schedule::resolve_schedule_triggers(
+        &mut d,
+        &raw.trigger.schedule,
+        &functions,
+        &queues,
+    );
 
     let jwt = raw
         .auth
@@ -126,6 +132,7 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
         queue_triggers,
         tables,
         stream_triggers,
+        schedule_triggers,
         jwt,
     })
 }

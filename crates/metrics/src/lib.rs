@@ -56,7 +56,14 @@ pub struct Metrics {
     pub history_records_dropped: Family<Counter>,
     pub stream_iterator_age: Family<Gauge>,
     pub stream_records: Family<Counter>,
+    pub schedule_lag: Family<Histogram>,
 }
+
+/// Buckets of `nimbus_schedule_lag_seconds`: from on time to a day late
+/// (a tick fired by catch-up after downtime).
+pub const SCHEDULE_LAG_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0, 3600.0, 86_400.0,
+];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -175,6 +182,12 @@ impl Default for Metrics {
                 &["table", "function", "outcome"],
                 Counter::default(),
             ),
+            schedule_lag: Family::new(
+                "nimbus_schedule_lag_seconds",
+                "How late a schedule tick fired after its scheduled time, by the store's clock.",
+                &["schedule"],
+                Histogram::new(SCHEDULE_LAG_BUCKETS),
+            ),
         }
     }
 }
@@ -213,6 +226,7 @@ impl Metrics {
         self.history_records_dropped.render(&mut out);
         self.stream_iterator_age.render(&mut out);
         self.stream_records.render(&mut out);
+        self.schedule_lag.render(&mut out);
         out
     }
 }

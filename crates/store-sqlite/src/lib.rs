@@ -6,6 +6,7 @@
 mod history;
 mod keys;
 mod queue;
+mod schedule;
 mod secret;
 mod table;
 mod writer;

@@ -125,7 +125,12 @@ fn declare(tx: &Tx<'_>, queues: &[QueueConfig]) -> StoreResult<()> {
     Ok(())
 }
 
-fn send(tx: &Tx<'_>, queue: &str, messages: Vec<SendMessage>) -> StoreResult<Vec<SendReceipt>> {
+/// Sends inside the caller's transaction (a schedule tick shares it).
+pub(crate) fn send(
+    tx: &Tx<'_>,
+    queue: &str,
+    messages: Vec<SendMessage>,
+) -> StoreResult<Vec<SendReceipt>> {
     let config = load_queue(tx, queue)?;
     if let Some(big) = messages
         .iter()

@@ -90,6 +90,7 @@ impl Writer {
         crate::keys::migrate(&conn)?;
         crate::history::migrate(&conn)?;
         crate::table::migrate(&conn)?;
+        crate::schedule::migrate(&conn)?;
 
         let (jobs, receiver) = mpsc::channel(MAX_PENDING);
         let stats = Arc::new(CommitCounters::default());

@@ -1,4 +1,4 @@
-//! The store conformance suites (queues, keys, secrets, history, tables) against SQLite, on a
+//! The store conformance suites (queues, keys, secrets, history, tables, schedules) against SQLite, on a
 //! manual clock.
 
 use nimbus_store::ManualClock;
@@ -50,6 +50,13 @@ mod history {
 mod tables {
     use super::*;
     nimbus_store::table_conformance_tests!(Sqlite {
+        dir: tempfile::tempdir().unwrap()
+    });
+}
+
+mod schedules {
+    use super::*;
+    nimbus_store::schedule_conformance_tests!(Sqlite {
         dir: tempfile::tempdir().unwrap()
     });
 }

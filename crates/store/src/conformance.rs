@@ -1,12 +1,14 @@
 //! The conformance suite every backend runs: `queue_conformance_tests!`,
 //! `key_conformance_tests!`, `secret_conformance_tests!`,
-//! `history_conformance_tests!` and `table_conformance_tests!` expand to one
+//! `history_conformance_tests!`, `table_conformance_tests!` and
+//! `schedule_conformance_tests!` expand to one
 //! named test per case, each on a fresh store and a manual clock, so a
 //! backend cannot pass by accident of real time.
 
 pub mod history;
 pub mod keys;
 pub mod queue;
+pub mod schedule;
 pub mod secret;
 pub mod table;
 
@@ -148,6 +150,31 @@ macro_rules! table_conformance_tests {
     };
 }
 
+/// Expands to the schedule store conformance tests, like
+/// [`queue_conformance_tests!`].
+#[macro_export]
+macro_rules! schedule_conformance_tests {
+    ($backend:expr) => {
+        $crate::schedule_conformance_tests!(@cases $backend;
+            a_new_schedule_starts_at_its_given_time_and_keeps_its_mark,
+            a_tick_fires_once_with_its_message,
+            a_tick_at_or_before_the_mark_does_not_fire,
+            a_failed_send_leaves_the_mark_where_it_was,
+            skipping_moves_the_mark_without_sending,
+            marks_survive_reopening_the_store
+        );
+    };
+    (@cases $backend:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let backend = $backend;
+                $crate::conformance::schedule::$case(|clock| $crate::conformance::Backend::open(&backend, clock)).await;
+            }
+        )*
+    };
+}
+
 /// A backend under test: every `open` reaches the same (initially empty)
 /// storage, judging time by the given clock.
 pub trait Backend {
@@ -155,6 +182,7 @@ pub trait Backend {
         + crate::KeyStore
         + crate::SecretStore
         + crate::HistoryStore
-        + crate::TableStore;
+        + crate::TableStore
+        + crate::ScheduleStore;
     fn open(&self, clock: crate::ManualClock) -> impl Future<Output = Self::Store>;
 }

@@ -8,6 +8,7 @@ pub mod conformance;
 pub mod history;
 pub mod keys;
 pub mod queue;
+pub mod schedule;
 pub mod secret;
 pub mod table;
 
@@ -18,6 +19,7 @@ pub use queue::{
     NackOptions, QueueConfig, QueueSignals, QueueStats, QueueStore, ReceivedMessage, SendMessage,
     SendReceipt, StoredMessage,
 };
+pub use schedule::{ScheduleState, ScheduleStore};
 pub use secret::{PutOutcome, SealedSecret, SecretInfo, SecretStore};
 pub use table::{
     ChangeKind, ChangeRecord, ConditionFailed, ItemKey, ItemPage, Lane, PutCondition, SortRange,

@@ -3,7 +3,9 @@
 //! fails the batch, `send:QUEUE:BODY` sends to a queue, `sleep:MS` takes that
 //! long (printing `sleeping` first and `woke` after), `invoke:FN:DATA` and
 //! `invoke-async:FN:DATA` invoke another function, `secret:NAME` reads a
-//! secret and prints its length and FNV-1a hash (never the value); every
+//! secret and prints its length and FNV-1a hash (never the value); an event
+//! whose subject starts with `fail` (a schedule tick of a schedule named so,
+//! whose data is JSON) is reported as failed; every
 //! event is printed so tests can see what was delivered, how often and in
 //! which batch.
 
@@ -24,6 +26,10 @@ impl Handler for Program {
                 event.type_,
                 event.id
             );
+            if event.subject.as_deref().is_some_and(|s| s.starts_with("fail")) {
+                failed.push(event.id.clone());
+                continue;
+            }
             let parts: Vec<&str> = data.splitn(3, ':').collect();
             match parts.as_slice() {
                 ["fail"] => failed.push(event.id.clone()),

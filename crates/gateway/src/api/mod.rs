@@ -5,6 +5,7 @@ mod functions;
 mod invocations;
 mod keys;
 mod queues;
+mod schedules;
 mod secrets;
 mod tables;
 
@@ -45,6 +46,11 @@ pub struct ApiState {
     /// Set only by `nimbus up --test-clock`: the store's clock, moved by
     /// `POST /v1/test/clock` (the route exists only then).
     pub test_clock: Option<nimbus_store::ManualClock>,
+    /// The store's clock (next fire times are counted from it).
+    pub clock: Arc<dyn nimbus_store::Clock>,
+    /// The app's schedules and where each stands.
+    pub schedules: Arc<Vec<nimbus_manifest::ScheduleTrigger>>,
+    pub schedule_store: Arc<dyn nimbus_store::ScheduleStore>,
 }
 
 /// The app's functions, by kind.
@@ -67,6 +73,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(keys::router())
         .merge(invocations::router())
         .merge(tables::router())
+        .merge(schedules::router())
         .merge(if test_clock {
             test_clock_router()
         } else {
