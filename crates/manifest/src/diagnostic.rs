@@ -111,6 +111,16 @@ impl<'a> Diagnostics<'a> {
         help: impl fmt::Display,
     ) {
         let location = Location::of(self.source, span.start);
+        let message = message.to_string();
+        // A key read by two resolvers (`retry_backoff` of a retrying trigger
+        // is both a delivery and a retry key) is reported once.
+        if self
+            .found
+            .iter()
+            .any(|d| d.location == location && d.message == message)
+        {
+            return;
+        }
         let source_line = self
             .source
             .lines()
@@ -119,7 +129,7 @@ impl<'a> Diagnostics<'a> {
             .to_owned();
         self.found.push(Diagnostic {
             location,
-            message: message.to_string(),
+            message,
             help: help.to_string(),
             source_line,
         });

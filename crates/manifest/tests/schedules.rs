@@ -193,3 +193,17 @@ fn bad_schedules_are_reported_with_line_column_and_fix() {
         }
     }
 }
+
+#[test]
+fn a_bad_retry_backoff_is_reported_once_though_delivery_and_retries_share_it() {
+    let err = parse(
+        "[[trigger.schedule]]\nname = \"a\"\nfunction = \"worker\"\ncron = \"* * * * *\"\nretry_backoff = { initial_ms = 5000, max_ms = 100 }\n",
+    )
+    .unwrap_err();
+    let messages: Vec<&str> = err
+        .diagnostics()
+        .iter()
+        .map(|d| d.message.as_str())
+        .collect();
+    assert_eq!(messages, ["`max_ms` = 100 is below `initial_ms` = 5000"]);
+}
