@@ -159,7 +159,6 @@ pub(crate) use raw_trigger;
 /// keys of [`RetryPolicy`] (`max_retry_attempts`, `max_event_age_s`,
 /// `on_success`, `on_failure`), with the same names and defaults as
 /// `[function.NAME.async]`. `retry_backoff` is shared with the delivery keys.
-#[allow(unused_macros)] // until the first retrying trigger kind lands
 macro_rules! raw_retrying_trigger {
     ($(#[$meta:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? }) => {
         $crate::delivery::raw_trigger!(
@@ -186,7 +185,6 @@ macro_rules! raw_retrying_trigger {
         }
     };
 }
-#[allow(unused_imports)]
 pub(crate) use raw_retrying_trigger;
 
 /// The retry keys as written, in `[function.NAME.async]` or a retrying

@@ -14,6 +14,8 @@ pub(crate) struct RawManifest {
     #[serde(default)]
     pub queue: BTreeMap<Spanned<String>, Spanned<RawQueue>>,
     #[serde(default)]
+    pub bucket: BTreeMap<Spanned<String>, Spanned<RawBucket>>,
+    #[serde(default)]
     pub trigger: RawTriggers,
     pub auth: Option<Spanned<crate::auth::RawAuth>>,
 }
@@ -28,6 +30,13 @@ pub(crate) struct RawQueue {
     pub dedup_window_ms: Option<Spanned<i64>>,
     pub max_receive_count: Option<Spanned<i64>>,
     pub dead_letter_queue: Option<Spanned<String>>,
+}
+
+/// `[bucket.NAME]`: an object bucket.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBucket {
+    pub max_object_bytes: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -67,7 +76,21 @@ pub(crate) struct RawTriggers {
     pub http: Vec<Spanned<RawHttpTrigger>>,
     #[serde(default)]
     pub queue: Vec<Spanned<RawQueueTrigger>>,
+    #[serde(default)]
+    pub object: Vec<Spanned<RawObjectTrigger>>,
 }
+
+crate::delivery::raw_retrying_trigger!(
+    /// `[[trigger.object]]`: a function told of objects created in or
+    /// removed from a bucket.
+    RawObjectTrigger {
+        bucket: Option<Spanned<String>>,
+        function: Option<Spanned<String>>,
+        events: Option<Spanned<Vec<Spanned<String>>>>,
+        prefix: Option<Spanned<String>>,
+        suffix: Option<Spanned<String>>,
+    }
+);
 
 crate::delivery::raw_trigger!(
     /// `[[trigger.queue]]`: a function consuming a queue in batches.

@@ -62,9 +62,16 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
     }
 
     let queues = resolve_queues(&mut d, &raw.queue);
+    let buckets = crate::bucket::resolve_buckets(&mut d, &raw.bucket);
     let function_names: Vec<String> = functions.keys().cloned().collect();
     for (fname, raw_fn) in &raw.function {
-        let grants = resolve_grants(&mut d, &queues, &function_names, &raw_fn.get_ref().allow);
+        let grants = resolve_grants(
+            &mut d,
+            &queues,
+            &buckets,
+            &function_names,
+            &raw_fn.get_ref().allow,
+        );
         let async_invoke = raw_fn.get_ref().async_invoke.as_ref().map(|policy| {
             crate::delivery::resolve_retry_policy(
                 &mut d,
@@ -85,6 +92,15 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
         .queue
         .iter()
         .filter_map(|t| resolve_queue_trigger(&mut d, &functions, &queues, t))
+        .collect();
+    let object_triggers = raw
+        .trigger
+        .object
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            crate::bucket::resolve_object_trigger(&mut d, i, &functions, &buckets, &queues, t)
+        })
         .collect();
 
     let jwt = raw
@@ -108,8 +124,10 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
         base_dir,
         functions,
         queues,
+        buckets,
         http_triggers: http_triggers.into_iter().map(|(t, _)| t).collect(),
         queue_triggers,
+        object_triggers,
         jwt,
     })
 }
@@ -361,12 +379,17 @@ fn resolve_queues(
 fn resolve_grants(
     d: &mut Diagnostics,
     queues: &BTreeMap<String, Queue>,
+    buckets: &BTreeMap<String, crate::Bucket>,
     functions: &[String],
     allow: &[Spanned<String>],
 ) -> Vec<Grant> {
     let mut grants = Vec::new();
     for entry in allow {
         let text = entry.get_ref();
+        if let Some(rest) = text.strip_prefix("bucket:") {
+            grants.extend(crate::bucket::resolve_bucket_grant(d, buckets, entry, rest));
+            continue;
+        }
         let parts: Vec<&str> = text.split(':').collect();
         match parts.as_slice() {
             ["queue", name, "send"] if queues.contains_key(*name) => {
@@ -411,7 +434,7 @@ fn resolve_grants(
             _ => d.error(
                 entry.span(),
                 format!("`{text}` is not a grant Nimbus knows"),
-                "grants look like `queue:NAME:send`, `function:NAME:invoke` or `secret:NAME:read`",
+                "grants look like `queue:NAME:send`, `function:NAME:invoke`, `secret:NAME:read` or `bucket:NAME:read`",
             ),
         }
     }
@@ -534,7 +557,7 @@ pub(crate) fn limit(d: &mut Diagnostics, value: &Option<Spanned<i64>>, limit: Li
     }
 }
 
-fn valid_name(name: &str, max: usize, letter_first: bool) -> bool {
+pub(crate) fn valid_name(name: &str, max: usize, letter_first: bool) -> bool {
     let mut chars = name.chars();
     let first_ok = match chars.next() {
         Some(c) if letter_first => c.is_ascii_lowercase(),

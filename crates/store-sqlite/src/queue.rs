@@ -125,7 +125,11 @@ fn declare(tx: &Tx<'_>, queues: &[QueueConfig]) -> StoreResult<()> {
     Ok(())
 }
 
-fn send(tx: &Tx<'_>, queue: &str, messages: Vec<SendMessage>) -> StoreResult<Vec<SendReceipt>> {
+pub(crate) fn send(
+    tx: &Tx<'_>,
+    queue: &str,
+    messages: Vec<SendMessage>,
+) -> StoreResult<Vec<SendReceipt>> {
     let config = load_queue(tx, queue)?;
     if let Some(big) = messages
         .iter()

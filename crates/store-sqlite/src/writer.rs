@@ -89,6 +89,7 @@ impl Writer {
         crate::secret::migrate(&conn)?;
         crate::keys::migrate(&conn)?;
         crate::history::migrate(&conn)?;
+        crate::bucket::migrate(&conn)?;
 
         let (jobs, receiver) = mpsc::channel(MAX_PENDING);
         let stats = Arc::new(CommitCounters::default());

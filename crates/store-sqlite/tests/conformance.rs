@@ -46,3 +46,10 @@ mod history {
         dir: tempfile::tempdir().unwrap()
     });
 }
+
+mod buckets {
+    use super::*;
+    nimbus_store::bucket_conformance_tests!(Sqlite {
+        dir: tempfile::tempdir().unwrap()
+    });
+}
