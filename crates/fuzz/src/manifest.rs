@@ -74,6 +74,13 @@ fn check_app(app: &App) {
                 }
                 // Secrets are set at runtime; any valid name may be granted.
                 Grant::SecretRead(name) => assert!(!name.is_empty()),
+                Grant::BucketRead { bucket, prefix } | Grant::BucketWrite { bucket, prefix } => {
+                    assert!(
+                        app.buckets.contains_key(bucket),
+                        "grant to unknown {bucket}"
+                    );
+                    assert!(nimbus_manifest::bucket::check_key_prefix(prefix).is_ok());
+                }
             }
         }
         for destination in [&f.async_invoke.on_success, &f.async_invoke.on_failure]

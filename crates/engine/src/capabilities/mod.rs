@@ -3,6 +3,7 @@
 //! before any backend call; a denial is an error the guest sees (never a
 //! trap) plus an audit line in the log.
 
+mod bucket;
 mod function;
 mod log;
 mod queue;
@@ -30,6 +31,8 @@ pub struct Services {
     pub tracer: nimbus_trace::Tracer,
     /// Where invocations leave their records and live output.
     pub history: Arc<crate::history::History>,
+    /// The app's object buckets.
+    pub buckets: Arc<nimbus_bucket::Buckets>,
 }
 
 /// A function's grants, resolved into allow-sets.
@@ -38,6 +41,9 @@ pub(crate) struct Grants {
     queue_send: HashSet<String>,
     secret_read: HashSet<String>,
     function_invoke: HashSet<String>,
+    /// `(bucket, key prefix)` pairs; an empty prefix is the whole bucket.
+    bucket_read: HashSet<(String, String)>,
+    bucket_write: HashSet<(String, String)>,
 }
 
 impl Grants {
@@ -53,6 +59,16 @@ impl Grants {
                 }
                 Grant::FunctionInvoke(function) => {
                     resolved.function_invoke.insert(function.clone());
+                }
+                Grant::BucketRead { bucket, prefix } => {
+                    resolved
+                        .bucket_read
+                        .insert((bucket.clone(), prefix.clone()));
+                }
+                Grant::BucketWrite { bucket, prefix } => {
+                    resolved
+                        .bucket_write
+                        .insert((bucket.clone(), prefix.clone()));
                 }
             }
         }
