@@ -42,8 +42,8 @@ pub enum BucketCommand {
         key: String,
         #[arg(long, short)]
         output: Option<PathBuf>,
-        /// A byte range, e.g. `0-99`, `100-` or `-10`.
-        #[arg(long)]
+        /// A byte range, e.g. `0-99`, `100-` or `-10` (the last ten bytes).
+        #[arg(long, allow_hyphen_values = true)]
         range: Option<String>,
     },
     /// Print an object's metadata as JSON.

@@ -531,3 +531,52 @@ async fn a_read_only_grant_cannot_write_and_the_denial_is_audited() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_bucket_cli_puts_gets_lists_heads_and_removes() {
+    let app = TestApp::new("bucketcli").function("worker", programs::EVENTS, "\n[bucket.files]");
+    let nimbus = app.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), "from the cli").unwrap();
+    let admin = nimbus.admin.as_str();
+    let run = |args: &[&str]| {
+        let mut all = vec!["bucket"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--admin", admin]);
+        let output = support::nimbus(&all, dir.path());
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let put: Value = serde_json::from_str(&run(&[
+        "put",
+        "files",
+        "dir/in.txt",
+        "in.txt",
+        "--content-type",
+        "text/plain",
+        "--meta",
+        "owner=ada",
+    ]))
+    .unwrap();
+    assert_eq!(put["size"], 12);
+    assert_eq!(run(&["get", "files", "dir/in.txt"]), "from the cli");
+    assert_eq!(run(&["get", "files", "dir/in.txt", "--range", "-3"]), "cli");
+    let head: Value = serde_json::from_str(&run(&["head", "files", "dir/in.txt"])).unwrap();
+    assert_eq!(head["x-nimbus-meta-owner"], "ada");
+    assert_eq!(head["content-length"], "12");
+    let listed: Value = serde_json::from_str(&run(&["ls", "files", "--delimiter", "/"])).unwrap();
+    assert_eq!(listed["common_prefixes"], serde_json::json!(["dir/"]));
+    let buckets: Value = serde_json::from_str(&run(&["ls"])).unwrap();
+    assert_eq!(buckets["buckets"][0]["name"], "files");
+    run(&["rm", "files", "dir/in.txt"]);
+    let output = support::nimbus(
+        &["bucket", "get", "files", "dir/in.txt", "--admin", admin],
+        dir.path(),
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("does not exist"));
+}
