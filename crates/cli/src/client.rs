@@ -106,6 +106,56 @@ impl AdminClient {
     }
 }
 
+/// A raw answer: headers and bytes, for object bodies that are not JSON.
+pub struct RawAnswer {
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl AdminClient {
+    /// Sends a request with raw bytes and extra headers and returns the raw
+    /// answer; a non-2xx answer becomes an error carrying the API's message.
+    pub fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<RawAnswer> {
+        let url = format!("{}{path}", self.base);
+        self.runtime.block_on(async {
+            let mut request = self.http.request(method, &url);
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            for (name, value) in headers {
+                request = request.header(*name, value);
+            }
+            if let Some(bytes) = body {
+                request = request.body(bytes);
+            }
+            let response = request.send().await.with_context(|| {
+                format!(
+                    "failed to reach the admin API at {url}; is `nimbus up` running? (see --admin)"
+                )
+            })?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response
+                .bytes()
+                .await
+                .context("failed to read the admin API's answer")?
+                .to_vec();
+            if !status.is_success() {
+                let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let message = json["error"].as_str().unwrap_or("request failed");
+                bail!("{message} ({status})");
+            }
+            Ok(RawAnswer { headers, body })
+        })
+    }
+}
+
 /// Longest line a streamed answer may carry before it is an error.
 const MAX_STREAMED_LINE_BYTES: usize = 4 * 1024 * 1024;
 

@@ -1,6 +1,7 @@
 //! The `nimbus` binary: parses the command line and hands off to the crates
 //! that do the work.
 
+mod bucket;
 mod build;
 mod client;
 mod history;
@@ -50,6 +51,14 @@ enum Command {
         admin: queue::AdminArgs,
         #[command(subcommand)]
         command: queue::QueueCommand,
+    },
+    /// List, upload, download, inspect and remove objects of a running
+    /// app's buckets.
+    Bucket {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        #[command(subcommand)]
+        command: bucket::BucketCommand,
     },
     /// Inspect and redrive dead-letter queues of a running app.
     Dlq {
@@ -177,6 +186,7 @@ fn main() -> ExitCode {
             file,
             asynchronous,
         } => queue::run_invoke(&admin, &function, data, file, asynchronous),
+        Command::Bucket { admin, command } => bucket::run(&admin, command),
         Command::Dlq { admin, command } => queue::run_dlq(&admin, command),
         Command::Secret { admin, command } => secret::run(&admin, command),
         Command::Table { admin, command } => table::run(&admin, command),

@@ -164,6 +164,22 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         &data_dir.join(DB_FILE),
     ))?;
     let signals = QueueSignals::default();
+    let buckets = Arc::new(
+        nimbus_bucket::Buckets::open(
+            &app,
+            &data_dir.join(BUCKETS_DIR),
+            store.clone(),
+            signals.clone(),
+        )
+        .context("failed to open the buckets")?,
+    );
+    // Nothing is being uploaded yet, so every unreferenced blob (left by an
+    // upload cut off before its commit) can go now, whatever its age.
+    match tokio.block_on(buckets.sweep_orphans(Duration::ZERO)) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("removed {n} orphaned blobs left by interrupted uploads"),
+        Err(e) => tracing::warn!("failed to sweep orphaned blobs: {e}"),
+    }
     let metrics = Arc::new(nimbus_metrics::Metrics::default());
     store.observe(metrics.clone());
     let (tracer, exporter) = match &args.otlp_endpoint {
@@ -190,6 +206,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         tracer: tracer.clone(),
         history: history.clone(),
+        buckets: buckets.clone(),
     });
 
     let runtime = Runtime::new(EngineSettings {
@@ -320,6 +337,39 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     tokio
         .block_on(store.declare_queues(&schedule_queues))
         .context("failed to declare the schedule queues")?;
+    let mut object_queues = Vec::new();
+    for trigger in &app.object_triggers {
+        if !event_functions.contains_key(&trigger.function) {
+            anyhow::bail!(
+                "the object trigger on bucket `{}` invokes function `{}`, which is an HTTP function \
+                 (it exports wasi:http/incoming-handler, not nimbus:function/handler)",
+                trigger.bucket,
+                trigger.function
+            );
+        }
+        for destination in [&trigger.policy.on_success, &trigger.policy.on_failure]
+            .into_iter()
+            .flatten()
+        {
+            if let nimbus_manifest::Destination::Function(target) = destination
+                && !event_functions.contains_key(target)
+            {
+                anyhow::bail!(
+                    "the object trigger on bucket `{}` sends results to function `{target}`, which is an HTTP function; \
+                     destinations must be event functions or queues",
+                    trigger.bucket
+                );
+            }
+        }
+        object_queues.push(nimbus_dispatch::object::object_queue_config(
+            trigger,
+            &app.functions[&trigger.function],
+        ));
+        writeln!(out, "object {} -> {}", trigger.bucket, trigger.function)?;
+    }
+    tokio
+        .block_on(store.declare_queues(&object_queues))
+        .context("failed to declare the object trigger queues")?;
     for trigger in &app.queue_triggers {
         if !event_functions.contains_key(&trigger.function) {
             anyhow::bail!(
@@ -408,6 +458,17 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 triggers_stopped.clone(),
             ));
         }
+        for trigger in &app.object_triggers {
+            triggers.spawn(nimbus_dispatch::object::run_object_trigger(
+                trigger.clone(),
+                event_functions[&trigger.function].clone(),
+                store.clone(),
+                signals.clone(),
+                clock.clone(),
+                triggers_stopped.clone(),
+            ));
+        }
+        let blob_sweeper = tokio::spawn(sweep_orphans_periodically(buckets.clone()));
         for function in app.functions.values() {
             if let Some(handler) = event_functions.get(&function.name) {
                 triggers.spawn(nimbus_dispatch::invoke::run_async_invocations(
@@ -439,6 +500,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         let api = nimbus_gateway::api::ApiState {
             queues: store.clone(),
+            buckets,
             waiters: signals,
             functions: Arc::new(nimbus_gateway::api::Functions {
                 event: event_functions.clone(),
@@ -490,6 +552,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .await;
         sweeper.abort();
         stream_sweeper.abort();
+        blob_sweeper.abort();
         if let Some(exporter) = &exporter {
             // Spans of the last requests go out before the process ends.
             let _ = tokio::time::timeout(TRACE_FLUSH_TIMEOUT, exporter.flush()).await;
@@ -509,6 +572,21 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     tokio.shutdown_timeout(SHUTDOWN_CANCEL_TIMEOUT);
     drop(runtime);
     Ok(())
+}
+
+/// Where object bytes live in the data directory.
+const BUCKETS_DIR: &str = "buckets";
+
+/// Removes blobs no object refers to (uploads cut off before their commit),
+/// once they are older than `ORPHAN_GRACE`.
+async fn sweep_orphans_periodically(buckets: Arc<nimbus_bucket::Buckets>) {
+    let mut tick = tokio::time::interval(EXPIRE_INTERVAL);
+    loop {
+        tick.tick().await;
+        if let Err(e) = buckets.sweep_orphans(nimbus_bucket::ORPHAN_GRACE).await {
+            tracing::warn!("failed to sweep orphaned blobs: {e}");
+        }
+    }
 }
 
 /// The store's file in the data directory.

@@ -31,7 +31,9 @@ async fn every_v1_route_refuses_a_missing_or_wrong_token() {
             .replace("{receipt}", "r")
             .replace("{message_id}", "m")
             .replace("{name}", "worker")
-            .replace("{id}", "k");
+            .replace("{id}", "k")
+            .replace("{bucket}", "files")
+            .replace("{key}", "k");
         for method in methods.as_object().unwrap().keys() {
             for token in [None, Some("Bearer wrong-token"), Some("Basic dGVzdA==")] {
                 let mut request = bare_client().request(

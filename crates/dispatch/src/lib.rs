@@ -3,6 +3,7 @@
 //! `Delivery` settings; each trigger kind has a module.
 
 pub mod invoke;
+pub mod object;
 mod queue;
 pub mod retrying;
 pub mod schedule;

@@ -188,8 +188,21 @@ impl ApiHarness {
                 .expect("open the secret vault");
             (keys, Arc::new(secrets), sent[0].message_id.clone(), key.id)
         });
+        let bucket_app = nimbus_manifest::App::parse(
+            std::path::Path::new("nimbus.toml"),
+            "[app]\nname = \"fuzz\"\n[bucket.files]\nmax_object_bytes = 4096\n",
+        )
+        .expect("the fuzz app parses");
+        let buckets = nimbus_bucket::Buckets::open(
+            &bucket_app,
+            &dir.path().join("buckets"),
+            store.clone(),
+            QueueSignals::default(),
+        )
+        .expect("open the buckets");
         let state = ApiState {
             queues: store.clone(),
+            buckets: Arc::new(buckets),
             waiters: QueueSignals::default(),
             functions: Arc::new(Functions {
                 event: Default::default(),

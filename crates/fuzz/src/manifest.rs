@@ -77,6 +77,13 @@ fn check_app(app: &App) {
                 Grant::TableRead(t) | Grant::TableWrite(t) => {
                     assert!(app.tables.contains_key(t), "grant to unknown table {t}")
                 }
+                Grant::BucketRead { bucket, prefix } | Grant::BucketWrite { bucket, prefix } => {
+                    assert!(
+                        app.buckets.contains_key(bucket),
+                        "grant to unknown {bucket}"
+                    );
+                    assert!(nimbus_manifest::bucket::check_key_prefix(prefix).is_ok());
+                }
             }
         }
         for destination in [&f.async_invoke.on_success, &f.async_invoke.on_failure]

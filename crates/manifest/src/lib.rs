@@ -5,6 +5,7 @@
 //! [`Diagnostic`] naming the line and column and saying how to fix it.
 
 mod auth;
+pub mod bucket;
 pub mod delivery;
 mod diagnostic;
 pub mod limits;
@@ -38,6 +39,7 @@ pub struct App {
     pub base_dir: PathBuf,
     pub functions: BTreeMap<String, Function>,
     pub queues: BTreeMap<String, Queue>,
+    pub buckets: BTreeMap<String, Bucket>,
     pub http_triggers: Vec<HttpTrigger>,
     pub queue_triggers: Vec<QueueTrigger>,
     /// `[table.NAME]`: tables of JSON documents, some with change streams.
@@ -45,6 +47,7 @@ pub struct App {
     pub stream_triggers: Vec<StreamTrigger>,
     /// `[[trigger.schedule]]`, in manifest order.
     pub schedule_triggers: Vec<ScheduleTrigger>,
+    pub object_triggers: Vec<ObjectTrigger>,
     /// `[auth.jwt]`: how `auth = "jwt"` routes verify bearer tokens.
     pub jwt: Option<JwtConfig>,
 }
@@ -100,6 +103,58 @@ pub enum Grant {
     TableRead(String),
     /// `table:NAME:write`: put and delete.
     TableWrite(String),
+    /// `bucket:NAME:read` or `bucket:NAME/PREFIX:read`: get, head and list
+    /// objects whose keys start with `prefix` (empty: the whole bucket).
+    BucketRead { bucket: String, prefix: String },
+    /// `bucket:NAME:write` or `bucket:NAME/PREFIX:write`: put and delete
+    /// objects whose keys start with `prefix`.
+    BucketWrite { bucket: String, prefix: String },
+}
+
+/// An object bucket (`[bucket.NAME]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    pub name: String,
+    pub max_object_bytes: u64,
+}
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectEventKind {
+    Created,
+    Removed,
+}
+
+impl ObjectEventKind {
+    /// The event's CloudEvents `type`.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            ObjectEventKind::Created => "nimbus.object.created",
+            ObjectEventKind::Removed => "nimbus.object.removed",
+        }
+    }
+}
+
+/// `[[trigger.object]]`: `function` is told of `events` on keys of `bucket`
+/// that start with `prefix` and end with `suffix`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectTrigger {
+    pub bucket: String,
+    pub function: String,
+    pub events: Vec<ObjectEventKind>,
+    pub prefix: String,
+    pub suffix: String,
+    /// The internal queue its events wait on (`_object.FUNCTION.INDEX`).
+    pub queue: String,
+    pub delivery: Delivery,
+    pub policy: RetryPolicy,
+}
+
+impl ObjectTrigger {
+    /// Whether an event of `kind` on `key` is this trigger's.
+    pub fn matches(&self, kind: ObjectEventKind, key: &str) -> bool {
+        self.events.contains(&kind) && key.starts_with(&self.prefix) && key.ends_with(&self.suffix)
+    }
 }
 
 /// `[[trigger.queue]]`: `function` consumes `queue` in batches.

@@ -111,3 +111,11 @@ pub const JWKS_REFRESH_S: Limit = Limit {
     default: 300,
     range: (10, 86_400),
 };
+/// Largest object a bucket accepts, in bytes (64 MiB by default). Uploads
+/// are held in memory while they are checked and written, so the bound is
+/// firm.
+pub const MAX_OBJECT_BYTES: Limit = Limit {
+    key: "max_object_bytes",
+    default: 64 * 1024 * 1024,
+    range: (1, 256 * 1024 * 1024),
+};

@@ -15,6 +15,7 @@ pub(crate) struct RawManifest {
     pub queue: BTreeMap<Spanned<String>, Spanned<RawQueue>>,
     #[serde(default)]
     pub table: BTreeMap<Spanned<String>, Spanned<crate::table::RawTable>>,
+    pub bucket: BTreeMap<Spanned<String>, Spanned<RawBucket>>,
     #[serde(default)]
     pub trigger: RawTriggers,
     pub auth: Option<Spanned<crate::auth::RawAuth>>,
@@ -30,6 +31,13 @@ pub(crate) struct RawQueue {
     pub dedup_window_ms: Option<Spanned<i64>>,
     pub max_receive_count: Option<Spanned<i64>>,
     pub dead_letter_queue: Option<Spanned<String>>,
+}
+
+/// `[bucket.NAME]`: an object bucket.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBucket {
+    pub max_object_bytes: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -73,7 +81,20 @@ pub(crate) struct RawTriggers {
     pub stream: Vec<Spanned<crate::table::RawStreamTrigger>>,
     #[serde(default)]
     pub schedule: Vec<Spanned<crate::schedule::RawScheduleTrigger>>,
+    pub object: Vec<Spanned<RawObjectTrigger>>,
 }
+
+crate::delivery::raw_retrying_trigger!(
+    /// `[[trigger.object]]`: a function told of objects created in or
+    /// removed from a bucket.
+    RawObjectTrigger {
+        bucket: Option<Spanned<String>>,
+        function: Option<Spanned<String>>,
+        events: Option<Spanned<Vec<Spanned<String>>>>,
+        prefix: Option<Spanned<String>>,
+        suffix: Option<Spanned<String>>,
+    }
+);
 
 crate::delivery::raw_trigger!(
     /// `[[trigger.queue]]`: a function consuming a queue in batches.

@@ -63,11 +63,13 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
 
     let queues = resolve_queues(&mut d, &raw.queue);
     let tables = crate::table::resolve_tables(&mut d, &raw.table);
+    let buckets = crate::bucket::resolve_buckets(&mut d, &raw.bucket);
     let function_names: Vec<String> = functions.keys().cloned().collect();
     let known = Known {
         queues: &queues,
         functions: &function_names,
         tables: &tables,
+        buckets: &buckets,
     };
     for (fname, raw_fn) in &raw.function {
         let grants = resolve_grants(&mut d, &known, &raw_fn.get_ref().allow);
@@ -106,6 +108,15 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
         &functions,
         &queues,
     );
+    let object_triggers = raw
+        .trigger
+        .object
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            crate::bucket::resolve_object_trigger(&mut d, i, &functions, &buckets, &queues, t)
+        })
+        .collect();
 
     let jwt = raw
         .auth
@@ -128,11 +139,13 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
         base_dir,
         functions,
         queues,
+        buckets,
         http_triggers: http_triggers.into_iter().map(|(t, _)| t).collect(),
         queue_triggers,
         tables,
         stream_triggers,
         schedule_triggers,
+        object_triggers,
         jwt,
     })
 }
@@ -386,13 +399,18 @@ struct Known<'a> {
     queues: &'a BTreeMap<String, Queue>,
     functions: &'a [String],
     tables: &'a BTreeMap<String, crate::Table>,
+    buckets: &'a BTreeMap<String, crate::Bucket>,
 }
 
 fn resolve_grants(d: &mut Diagnostics, known: &Known<'_>, allow: &[Spanned<String>]) -> Vec<Grant> {
-    let (queues, functions) = (known.queues, known.functions);
+    let (queues, functions, buckets) = (known.queues, known.functions, known.buckets);
     let mut grants = Vec::new();
     for entry in allow {
         let text = entry.get_ref();
+        if let Some(rest) = text.strip_prefix("bucket:") {
+            grants.extend(crate::bucket::resolve_bucket_grant(d, buckets, entry, rest));
+            continue;
+        }
         let parts: Vec<&str> = text.split(':').collect();
         match parts.as_slice() {
             ["queue", name, "send"] if queues.contains_key(*name) => {
@@ -454,7 +472,7 @@ fn resolve_grants(d: &mut Diagnostics, known: &Known<'_>, allow: &[Spanned<Strin
             _ => d.error(
                 entry.span(),
                 format!("`{text}` is not a grant Nimbus knows"),
-                "grants look like `queue:NAME:send`, `function:NAME:invoke`, `secret:NAME:read`, `table:NAME:read` or `table:NAME:write`",
+                "grants look like `queue:NAME:send`, `function:NAME:invoke`, `secret:NAME:read`, `table:NAME:read|write` or `bucket:NAME[/PREFIX]:read|write`",
             ),
         }
     }

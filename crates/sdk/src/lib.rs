@@ -1,5 +1,5 @@
 //! The guest side of Nimbus for Rust: write an event handler, use queues,
-//! secrets and the log, as far as the function's grants allow.
+//! secrets, buckets and the log, as far as the function's grants allow.
 //!
 //! ```text
 //! struct Worker;
@@ -125,6 +125,44 @@ pub mod tables {
         limit: u32,
     ) -> Result<Vec<Item>, Error> {
         host::query(table, partition, sort_prefix, after, limit)
+    }
+}
+
+/// Object buckets (`allow = ["bucket:NAME:read"]`, `"bucket:NAME:write"`,
+/// or `"bucket:NAME/PREFIX:..."` for keys starting with PREFIX).
+pub mod buckets {
+    use super::Error;
+    use crate::bindings::nimbus::function::buckets as host;
+    pub use crate::bindings::nimbus::function::buckets::ObjectInfo;
+
+    /// The object's bytes: `Error::NotFound` if there is none.
+    pub fn get(bucket: &str, key: &str) -> Result<Vec<u8>, Error> {
+        host::get(bucket, key)
+    }
+
+    /// Stores an object; returns once it (and its events) are durable.
+    pub fn put(
+        bucket: &str,
+        key: &str,
+        body: &[u8],
+        content_type: Option<&str>,
+    ) -> Result<ObjectInfo, Error> {
+        host::put(bucket, key, body, content_type)
+    }
+
+    /// Removes an object; false if there was none.
+    pub fn delete(bucket: &str, key: &str) -> Result<bool, Error> {
+        host::delete(bucket, key)
+    }
+
+    /// Up to 1000 objects whose keys start with `prefix`, after
+    /// `start_after`, in key order.
+    pub fn list(
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<Vec<ObjectInfo>, Error> {
+        host::list_objects(bucket, prefix, start_after)
     }
 }
 

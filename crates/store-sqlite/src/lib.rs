@@ -3,6 +3,7 @@
 //! connection and commits every request waiting for it in one transaction
 //! (group commit), so durable throughput is not one fsync per request.
 
+mod bucket;
 mod history;
 mod keys;
 mod queue;

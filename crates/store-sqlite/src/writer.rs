@@ -91,6 +91,7 @@ impl Writer {
         crate::history::migrate(&conn)?;
         crate::table::migrate(&conn)?;
         crate::schedule::migrate(&conn)?;
+        crate::bucket::migrate(&conn)?;
 
         let (jobs, receiver) = mpsc::channel(MAX_PENDING);
         let stats = Arc::new(CommitCounters::default());

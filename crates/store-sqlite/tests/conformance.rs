@@ -1,4 +1,4 @@
-//! The store conformance suites (queues, keys, secrets, history, tables, schedules) against SQLite, on a
+//! The store conformance suites (queues, keys, secrets, history, tables, schedules, buckets) against SQLite, on a
 //! manual clock.
 
 use nimbus_store::ManualClock;
@@ -57,6 +57,13 @@ mod tables {
 mod schedules {
     use super::*;
     nimbus_store::schedule_conformance_tests!(Sqlite {
+        dir: tempfile::tempdir().unwrap()
+    });
+}
+
+mod buckets {
+    use super::*;
+    nimbus_store::bucket_conformance_tests!(Sqlite {
         dir: tempfile::tempdir().unwrap()
     });
 }

@@ -1,10 +1,11 @@
 //! The conformance suite every backend runs: `queue_conformance_tests!`,
 //! `key_conformance_tests!`, `secret_conformance_tests!`,
-//! `history_conformance_tests!`, `table_conformance_tests!` and
-//! `schedule_conformance_tests!` expand to one
+//! `history_conformance_tests!`, `table_conformance_tests!`,
+//! `schedule_conformance_tests!` and `bucket_conformance_tests!` expand to one
 //! named test per case, each on a fresh store and a manual clock, so a
 //! backend cannot pass by accident of real time.
 
+pub mod bucket;
 pub mod history;
 pub mod keys;
 pub mod queue;
@@ -175,6 +176,32 @@ macro_rules! schedule_conformance_tests {
     };
 }
 
+/// Expands to the object metadata store conformance tests, like
+/// [`queue_conformance_tests!`].
+#[macro_export]
+macro_rules! bucket_conformance_tests {
+    ($backend:expr) => {
+        $crate::bucket_conformance_tests!(@cases $backend;
+            a_put_object_is_read_back_with_its_metadata_and_time,
+            the_object_and_its_events_commit_together_or_not_at_all,
+            replacing_an_object_hands_back_the_old_blob_and_sequencers_increase_per_key,
+            deleting_removes_the_object_and_sends_its_events_an_absent_one_is_none,
+            listing_filters_by_prefix_groups_by_delimiter_and_pages,
+            unreferenced_blobs_are_those_no_object_names,
+            objects_survive_reopening_the_store
+        );
+    };
+    (@cases $backend:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let backend = $backend;
+                $crate::conformance::bucket::$case(|clock| $crate::conformance::Backend::open(&backend, clock)).await;
+            }
+        )*
+    };
+}
+
 /// A backend under test: every `open` reaches the same (initially empty)
 /// storage, judging time by the given clock.
 pub trait Backend {
@@ -183,6 +210,7 @@ pub trait Backend {
         + crate::SecretStore
         + crate::HistoryStore
         + crate::TableStore
-        + crate::ScheduleStore;
+        + crate::ScheduleStore
+        + crate::BucketStore;
     fn open(&self, clock: crate::ManualClock) -> impl Future<Output = Self::Store>;
 }

@@ -2,6 +2,7 @@
 //! dependency on any backend. Backends (`nimbus-store-sqlite`, later
 //! PostgreSQL) implement the traits and run the same conformance suite.
 
+pub mod bucket;
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -12,6 +13,10 @@ pub mod schedule;
 pub mod secret;
 pub mod table;
 
+pub use bucket::{
+    BucketStore, EventsFor, ListPage, ListQuery, NewObject, ObjectMeta,
+    PutOutcome as ObjectPutOutcome,
+};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use history::{HistoryStore, InvocationFilter, InvocationRecord, LogLine};
 pub use keys::{ApiKeyRecord, KeyStore, KeyUsage};

@@ -12,4 +12,4 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::nimbus::function::handler;
-pub use nimbus::function::{functions, log, queue, secrets, tables, types};
+pub use nimbus::function::{buckets, functions, log, queue, secrets, tables, types};

@@ -3,13 +3,15 @@
 //! fails the batch, `send:QUEUE:BODY` sends to a queue, `sleep:MS` takes that
 //! long (printing `sleeping` first and `woke` after), `invoke:FN:DATA` and
 //! `invoke-async:FN:DATA` invoke another function, `secret:NAME` reads a
-//! secret and prints its length and FNV-1a hash (never the value); an event
-//! whose subject starts with `fail` (a schedule tick of a schedule named so,
-//! whose data is JSON) is reported as failed; every
+//! secret and prints its length and FNV-1a hash (never the value),
+//! `put:BUCKET:KEY=BODY`, `get:BUCKET:KEY`, `delete:BUCKET:KEY` and
+//! `list:BUCKET:PREFIX` use a bucket and print what came back; an event
+//! whose subject (an object key, or a schedule's name) contains `fail` is
+//! reported failed; every
 //! event is printed so tests can see what was delivered, how often and in
 //! which batch.
 
-use nimbus_sdk::{Event, Handler, functions, log, queue, secrets};
+use nimbus_sdk::{Event, Handler, buckets, functions, log, queue, secrets};
 
 struct Program;
 
@@ -26,9 +28,12 @@ impl Handler for Program {
                 event.type_,
                 event.id
             );
-            if event.subject.as_deref().is_some_and(|s| s.starts_with("fail")) {
-                failed.push(event.id.clone());
-                continue;
+            if let Some(subject) = &event.subject {
+                println!("subject={subject} id={}", event.id);
+                if subject.contains("fail") {
+                    failed.push(event.id.clone());
+                    continue;
+                }
             }
             let parts: Vec<&str> = data.splitn(3, ':').collect();
             match parts.as_slice() {
@@ -63,6 +68,31 @@ impl Handler for Program {
                         Err(e) => log::error(&format!("async invoke of {target} failed: {e:?}")),
                     }
                 }
+                ["put", bucket, rest] => {
+                    let (key, body) = rest.split_once('=').unwrap_or((rest, ""));
+                    match buckets::put(bucket, key, body.as_bytes(), Some("text/plain")) {
+                        Ok(o) => println!("bucket put {bucket}/{} size={} etag={}", o.key, o.size, o.etag),
+                        Err(e) => println!("bucket put {bucket}/{key} error={e:?}"),
+                    }
+                }
+                ["get", bucket, key] => match buckets::get(bucket, key) {
+                    Ok(bytes) => println!(
+                        "bucket get {bucket}/{key} body={}",
+                        String::from_utf8_lossy(&bytes)
+                    ),
+                    Err(e) => println!("bucket get {bucket}/{key} error={e:?}"),
+                },
+                ["delete", bucket, key] => match buckets::delete(bucket, key) {
+                    Ok(existed) => println!("bucket delete {bucket}/{key} existed={existed}"),
+                    Err(e) => println!("bucket delete {bucket}/{key} error={e:?}"),
+                },
+                ["list", bucket, prefix] => match buckets::list(bucket, prefix, None) {
+                    Ok(objects) => {
+                        let keys: Vec<String> = objects.into_iter().map(|o| o.key).collect();
+                        println!("bucket list {bucket}/{prefix} keys={}", keys.join(","))
+                    }
+                    Err(e) => println!("bucket list {bucket}/{prefix} error={e:?}"),
+                },
                 _ => {}
             }
         }

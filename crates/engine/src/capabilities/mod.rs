@@ -3,6 +3,7 @@
 //! before any backend call; a denial is an error the guest sees (never a
 //! trap) plus an audit line in the log.
 
+mod bucket;
 mod function;
 mod log;
 mod queue;
@@ -36,6 +37,8 @@ pub struct Services {
     pub tables: Arc<dyn nimbus_store::TableStore>,
     /// The app's tables, for their key attributes.
     pub table_configs: Arc<std::collections::BTreeMap<String, nimbus_manifest::Table>>,
+    /// The app's object buckets.
+    pub buckets: Arc<nimbus_bucket::Buckets>,
 }
 
 /// A function's grants, resolved into allow-sets.
@@ -46,6 +49,9 @@ pub(crate) struct Grants {
     function_invoke: HashSet<String>,
     table_read: HashSet<String>,
     table_write: HashSet<String>,
+    /// `(bucket, key prefix)` pairs; an empty prefix is the whole bucket.
+    bucket_read: HashSet<(String, String)>,
+    bucket_write: HashSet<(String, String)>,
 }
 
 impl Grants {
@@ -67,6 +73,16 @@ impl Grants {
                 }
                 Grant::TableWrite(table) => {
                     resolved.table_write.insert(table.clone());
+                }
+                Grant::BucketRead { bucket, prefix } => {
+                    resolved
+                        .bucket_read
+                        .insert((bucket.clone(), prefix.clone()));
+                }
+                Grant::BucketWrite { bucket, prefix } => {
+                    resolved
+                        .bucket_write
+                        .insert((bucket.clone(), prefix.clone()));
                 }
             }
         }

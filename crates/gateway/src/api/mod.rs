@@ -1,6 +1,7 @@
 //! The `/v1` admin API: JSON in, JSON out, every error a status with
 //! `{"error": "..."}`. The OpenAPI document is served at `/v1/openapi.json`.
 
+mod buckets;
 mod functions;
 mod invocations;
 mod keys;
@@ -26,6 +27,8 @@ pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Clone)]
 pub struct ApiState {
     pub queues: Arc<dyn QueueStore>,
+    /// The app's object buckets.
+    pub buckets: Arc<nimbus_bucket::Buckets>,
     pub waiters: QueueSignals,
     pub functions: Arc<Functions>,
     pub secrets: Arc<nimbus_vault::Vault>,
@@ -68,6 +71,7 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::get(|| async { ([("content-type", "application/json")], OPENAPI) }),
         )
         .merge(queues::router())
+        .merge(buckets::router())
         .merge(functions::router())
         .merge(secrets::router())
         .merge(keys::router())

@@ -1,0 +1,152 @@
+//! Blob I/O through `object_store`'s local filesystem: every upload goes to
+//! a fresh name (never a visible object's), is made durable (the file and
+//! its directory are fsynced, which `LocalFileSystem` does not do), and is
+//! only then referenced by metadata. Blobs written but never referenced are
+//! orphans; `sweep` removes them once past a grace period.
+
+use bytes::Bytes;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as BlobPath;
+use object_store::{GetOptions, GetRange, ObjectStore as _, PutPayload};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+/// Where a bucket's bytes live, with the blobs being written right now.
+pub(crate) struct Blobs {
+    fs: LocalFileSystem,
+    root: PathBuf,
+    /// Blobs written but not yet committed or discarded: never swept.
+    in_flight: Mutex<HashSet<(String, String)>>,
+}
+
+/// Holds a blob in the in-flight set until dropped.
+pub(crate) struct InFlight<'a> {
+    blobs: &'a Blobs,
+    id: (String, String),
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.blobs.in_flight.lock().unwrap().remove(&self.id);
+    }
+}
+
+fn location(bucket: &str, blob: &str) -> BlobPath {
+    BlobPath::from(format!("{bucket}/{blob}"))
+}
+
+fn blob_error(e: impl std::fmt::Display) -> crate::BucketError {
+    crate::BucketError::Blob(e.to_string())
+}
+
+impl Blobs {
+    pub(crate) fn open(root: PathBuf) -> Result<Self, crate::BucketError> {
+        std::fs::create_dir_all(&root).map_err(blob_error)?;
+        let fs = LocalFileSystem::new_with_prefix(&root).map_err(blob_error)?;
+        Ok(Blobs {
+            fs,
+            root,
+            in_flight: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// A new blob name, unique and never reused.
+    pub(crate) fn new_name() -> String {
+        uuid::Uuid::now_v7().simple().to_string()
+    }
+
+    /// Marks `blob` as being written, so no sweep removes it.
+    pub(crate) fn hold(&self, bucket: &str, blob: &str) -> InFlight<'_> {
+        let id = (bucket.to_owned(), blob.to_owned());
+        self.in_flight.lock().unwrap().insert(id.clone());
+        InFlight { blobs: self, id }
+    }
+
+    /// Writes `bytes` under `blob` and makes them durable.
+    pub(crate) async fn write(
+        &self,
+        bucket: &str,
+        blob: &str,
+        bytes: Bytes,
+    ) -> Result<(), crate::BucketError> {
+        let at = location(bucket, blob);
+        self.fs
+            .put(&at, PutPayload::from_bytes(bytes))
+            .await
+            .map_err(blob_error)?;
+        let file = self.fs.path_to_filesystem(&at).map_err(blob_error)?;
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::File::open(&file)?.sync_all()?;
+            if let Some(dir) = file.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(blob_error)?
+        .map_err(blob_error)
+    }
+
+    /// The bytes of `blob` in `range` (all of them without one).
+    pub(crate) async fn read(
+        &self,
+        bucket: &str,
+        blob: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<Bytes, crate::BucketError> {
+        if range.as_ref().is_some_and(|r| r.is_empty()) {
+            return Ok(Bytes::new());
+        }
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..GetOptions::default()
+        };
+        let got = self
+            .fs
+            .get_opts(&location(bucket, blob), options)
+            .await
+            .map_err(blob_error)?;
+        got.bytes().await.map_err(blob_error)
+    }
+
+    /// Removes `blob`; one already gone is not an error.
+    pub(crate) async fn remove(&self, bucket: &str, blob: &str) {
+        match self.fs.delete(&location(bucket, blob)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(
+                bucket,
+                blob,
+                "could not remove a blob (the sweep will): {e}"
+            ),
+        }
+    }
+
+    /// Candidate orphans of `bucket`: files older than `grace` and not being
+    /// written, by blob name. A name with `#` is an upload `LocalFileSystem`
+    /// was staging when it was cut off.
+    pub(crate) fn candidates(&self, bucket: &str, grace: Duration) -> Vec<(String, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(self.root.join(bucket)) else {
+            return Vec::new();
+        };
+        let now = SystemTime::now();
+        let in_flight = self.in_flight.lock().unwrap().clone();
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                continue;
+            };
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| now.duration_since(at).unwrap_or_default() >= grace);
+            let base = name.split('#').next().unwrap_or_default().to_owned();
+            if old && !in_flight.contains(&(bucket.to_owned(), base)) {
+                out.push((name, path));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,310 @@
+//! Buckets: object bytes through `object_store` (local filesystem under the
+//! data directory), metadata and object events through the store. An upload
+//! writes a fresh blob, makes it durable, then commits the metadata and its
+//! events in one transaction; only then is the object visible. Keys,
+//! content types, user metadata and sizes are checked here, for the API and
+//! the bucket capability alike.
+
+mod blob;
+mod event;
+mod meta;
+
+pub use event::sequencer_text;
+pub use meta::{MAX_CONTENT_TYPE_BYTES, MAX_USER_METADATA_BYTES};
+pub use nimbus_manifest::bucket::{MAX_KEY_BYTES, check_object_key};
+
+use bytes::Bytes;
+use nimbus_manifest::{App, Bucket, ObjectEventKind, ObjectTrigger};
+use nimbus_store::{
+    BucketStore, ListPage, ListQuery, NewObject, ObjectMeta, QueueSignals, StoreError,
+};
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most objects (plus common prefixes) in one listing page.
+pub const MAX_LIST_LIMIT: u32 = 1000;
+/// Content type of an object uploaded without one.
+pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+/// How old an unreferenced blob must be before the sweep removes it.
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BucketError {
+    #[error("bucket `{0}` does not exist")]
+    NoSuchBucket(String),
+    #[error("object `{0}` does not exist")]
+    NoSuchKey(String),
+    #[error("invalid object key: {0}")]
+    InvalidKey(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the object is {size} bytes, over bucket `{bucket}`'s limit of {limit} bytes")]
+    TooLarge {
+        bucket: String,
+        size: u64,
+        limit: u64,
+    },
+    #[error("the range is not satisfiable for an object of {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("object storage failed: {0}")]
+    Blob(String),
+}
+
+/// What to store with an object besides its bytes.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    pub content_type: Option<String>,
+    pub user_metadata: BTreeMap<String, String>,
+    /// The uploader's trace context, carried on to the object's events.
+    pub traceparent: Option<String>,
+}
+
+/// A byte range asked for by a reader, before it is checked against the
+/// object's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `first-last`, inclusive; `last` absent means to the end.
+    From { first: u64, last: Option<u64> },
+    /// The last `n` bytes.
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// The half-open range this means for an object of `size` bytes, or
+    /// `None` if none of it is in the object.
+    pub fn resolve(self, size: u64) -> Option<std::ops::Range<u64>> {
+        match self {
+            ByteRange::From { first, last } => {
+                let end = last.map_or(size, |l| l.saturating_add(1).min(size));
+                (first < size && first < end).then_some(first..end)
+            }
+            ByteRange::Suffix(n) => (n > 0 && size > 0).then(|| size.saturating_sub(n)..size),
+        }
+    }
+}
+
+/// An object's bytes (or the requested part of them) with its metadata.
+#[derive(Debug)]
+pub struct ObjectBytes {
+    pub meta: ObjectMeta,
+    pub bytes: Bytes,
+    /// The part returned, when a range was asked for.
+    pub range: Option<std::ops::Range<u64>>,
+}
+
+/// The app's buckets.
+pub struct Buckets {
+    buckets: BTreeMap<String, Bucket>,
+    /// Object triggers by bucket.
+    triggers: BTreeMap<String, Vec<ObjectTrigger>>,
+    blobs: Arc<blob::Blobs>,
+    store: Arc<dyn BucketStore>,
+    signals: QueueSignals,
+}
+
+impl Buckets {
+    /// Opens the app's buckets with their bytes under `root`.
+    pub fn open(
+        app: &App,
+        root: &Path,
+        store: Arc<dyn BucketStore>,
+        signals: QueueSignals,
+    ) -> Result<Self, BucketError> {
+        let mut triggers: BTreeMap<String, Vec<ObjectTrigger>> = BTreeMap::new();
+        for t in &app.object_triggers {
+            triggers
+                .entry(t.bucket.clone())
+                .or_default()
+                .push(t.clone());
+        }
+        Ok(Buckets {
+            buckets: app.buckets.clone(),
+            triggers,
+            blobs: Arc::new(blob::Blobs::open(root.to_owned())?),
+            store,
+            signals,
+        })
+    }
+
+    /// The declared buckets, by name.
+    pub fn list_buckets(&self) -> impl Iterator<Item = &Bucket> {
+        self.buckets.values()
+    }
+
+    pub fn bucket(&self, name: &str) -> Result<&Bucket, BucketError> {
+        self.buckets
+            .get(name)
+            .ok_or_else(|| BucketError::NoSuchBucket(name.to_owned()))
+    }
+
+    fn checked(&self, bucket: &str, key: &str) -> Result<&Bucket, BucketError> {
+        let b = self.bucket(bucket)?;
+        check_object_key(key).map_err(BucketError::InvalidKey)?;
+        Ok(b)
+    }
+
+    /// Stores an object; returns its metadata once it and its events are
+    /// durable.
+    pub async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: Bytes,
+        options: PutOptions,
+    ) -> Result<ObjectMeta, BucketError> {
+        let b = self.checked(bucket, key)?;
+        let size = bytes.len() as u64;
+        if size > b.max_object_bytes {
+            return Err(BucketError::TooLarge {
+                bucket: bucket.to_owned(),
+                size,
+                limit: b.max_object_bytes,
+            });
+        }
+        let content_type = meta::content_type(options.content_type)?;
+        meta::check_user_metadata(&options.user_metadata)?;
+        let etag = meta::etag(&bytes);
+        let blob = blob::Blobs::new_name();
+        let _held = self.blobs.hold(bucket, &blob);
+        self.blobs.write(bucket, &blob, bytes).await?;
+        let new = NewObject {
+            key: key.to_owned(),
+            size,
+            etag,
+            content_type,
+            user_metadata: options.user_metadata,
+            blob: blob.clone(),
+        };
+        let triggers = self.triggers.get(bucket).cloned().unwrap_or_default();
+        let traceparent = options.traceparent;
+        let events = Box::new(move |o: &ObjectMeta| {
+            event::messages(
+                &triggers,
+                ObjectEventKind::Created,
+                o,
+                traceparent.as_deref(),
+            )
+        });
+        let committed = self.store.commit_put(bucket, new, events).await;
+        match committed {
+            Ok(outcome) => {
+                self.wake(bucket, ObjectEventKind::Created, key);
+                if let Some(old) = outcome.replaced_blob {
+                    self.blobs.remove(bucket, &old).await;
+                }
+                Ok(outcome.object)
+            }
+            Err(e) => {
+                self.blobs.remove(bucket, &blob).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Tells the consumers of the triggers an event went to.
+    fn wake(&self, bucket: &str, kind: ObjectEventKind, key: &str) {
+        for t in self.triggers.get(bucket).into_iter().flatten() {
+            if t.matches(kind, key) {
+                self.signals.notify(&t.queue);
+            }
+        }
+    }
+
+    pub async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, BucketError> {
+        self.checked(bucket, key)?;
+        self.store
+            .object(bucket, key)
+            .await?
+            .ok_or_else(|| BucketError::NoSuchKey(key.to_owned()))
+    }
+
+    /// An object's bytes, or the part of them in `range`.
+    pub async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<ObjectBytes, BucketError> {
+        let meta = self.head(bucket, key).await?;
+        let range = match range {
+            None => None,
+            Some(r) => Some(
+                r.resolve(meta.size)
+                    .ok_or(BucketError::RangeNotSatisfiable { size: meta.size })?,
+            ),
+        };
+        let bytes = self.blobs.read(bucket, &meta.blob, range.clone()).await?;
+        Ok(ObjectBytes { meta, bytes, range })
+    }
+
+    /// Removes an object; `false` if there was none.
+    pub async fn delete(
+        &self,
+        bucket: &str,
+        key: &str,
+        traceparent: Option<String>,
+    ) -> Result<bool, BucketError> {
+        self.checked(bucket, key)?;
+        let triggers = self.triggers.get(bucket).cloned().unwrap_or_default();
+        let events = Box::new(move |o: &ObjectMeta| {
+            event::messages(
+                &triggers,
+                ObjectEventKind::Removed,
+                o,
+                traceparent.as_deref(),
+            )
+        });
+        match self.store.commit_delete(bucket, key, events).await? {
+            None => Ok(false),
+            Some(removed) => {
+                self.wake(bucket, ObjectEventKind::Removed, key);
+                self.blobs.remove(bucket, &removed.blob).await;
+                Ok(true)
+            }
+        }
+    }
+
+    pub async fn list(&self, bucket: &str, query: ListQuery) -> Result<ListPage, BucketError> {
+        self.bucket(bucket)?;
+        nimbus_manifest::bucket::check_key_prefix(&query.prefix)
+            .map_err(|e| BucketError::Invalid(format!("invalid prefix: {e}")))?;
+        if !(1..=MAX_LIST_LIMIT).contains(&query.limit) {
+            return Err(BucketError::Invalid(format!(
+                "`limit` must be from 1 to {MAX_LIST_LIMIT}"
+            )));
+        }
+        Ok(self.store.list_objects(bucket, query).await?)
+    }
+
+    /// Removes blobs no object refers to that are older than `grace` and not
+    /// being written (left by uploads cut off before their commit, or by a
+    /// crash between a replacing commit and the old blob's removal).
+    /// Returns how many were removed.
+    pub async fn sweep_orphans(&self, grace: Duration) -> Result<usize, BucketError> {
+        let mut removed = 0;
+        for bucket in self.buckets.keys() {
+            let candidates = self.blobs.candidates(bucket, grace);
+            if candidates.is_empty() {
+                continue;
+            }
+            let names: Vec<String> = candidates.iter().map(|(n, _)| n.clone()).collect();
+            let orphans: HashSet<String> = self
+                .store
+                .unreferenced_blobs(bucket, names)
+                .await?
+                .into_iter()
+                .collect();
+            for (name, path) in candidates {
+                if orphans.contains(&name) && std::fs::remove_file(&path).is_ok() {
+                    tracing::info!(bucket, blob = %name, "removed an orphaned blob");
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}

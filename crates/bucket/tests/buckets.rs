@@ -1,0 +1,222 @@
+//! `Buckets` over the SQLite store and a scratch directory: bytes, ranges,
+//! refused keys and sizes, events with the object, and the orphan sweep.
+
+use bytes::Bytes;
+use nimbus_bucket::{BucketError, Buckets, ByteRange, PutOptions};
+use nimbus_manifest::App;
+use nimbus_store::{ListQuery, QueueSignals, QueueStore, SystemClock};
+use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+const MANIFEST: &str = r#"
+[app]
+name = "t"
+
+[function.f]
+component = "f.wasm"
+
+[bucket.photos]
+max_object_bytes = 16
+
+[[trigger.object]]
+bucket = "photos"
+function = "f"
+prefix = "in/"
+"#;
+
+async fn open(dir: &Path) -> (Buckets, Arc<SqliteStore>) {
+    let app = App::parse(Path::new("nimbus.toml"), MANIFEST).unwrap();
+    let options = SqliteOptions {
+        path: dir.join("nimbus.db"),
+        durability: Durability::Fsync,
+    };
+    let store = Arc::new(SqliteStore::open(&options, Arc::new(SystemClock)).unwrap());
+    let queue = nimbus_store::QueueConfig {
+        name: app.object_triggers[0].queue.clone(),
+        visibility_timeout_ms: 30_000,
+        retention_ms: 86_400_000,
+        delay_ms: 0,
+        max_message_bytes: 65_536,
+        dedup_window_ms: 0,
+        max_receive_count: None,
+        dead_letter_queue: None,
+    };
+    store.declare_queues(&[queue]).await.unwrap();
+    let buckets = Buckets::open(
+        &app,
+        &dir.join("buckets"),
+        store.clone(),
+        QueueSignals::default(),
+    )
+    .unwrap();
+    (buckets, store)
+}
+
+#[tokio::test]
+async fn objects_round_trip_with_ranges_and_their_events_name_the_sequencer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (buckets, store) = open(dir.path()).await;
+    let options = PutOptions {
+        content_type: Some("text/plain".into()),
+        traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        ..PutOptions::default()
+    };
+    let meta = buckets
+        .put(
+            "photos",
+            "in/a.txt",
+            Bytes::from_static(b"hello world"),
+            options,
+        )
+        .await
+        .unwrap();
+    assert_eq!(meta.size, 11);
+    let got = buckets.get("photos", "in/a.txt", None).await.unwrap();
+    assert_eq!(got.bytes, "hello world");
+    let part = buckets
+        .get("photos", "in/a.txt", Some(ByteRange::Suffix(5)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (part.bytes.as_ref(), part.range),
+        (&b"world"[..], Some(6..11))
+    );
+    let beyond = buckets
+        .get(
+            "photos",
+            "in/a.txt",
+            Some(ByteRange::From {
+                first: 11,
+                last: None,
+            }),
+        )
+        .await;
+    assert!(matches!(
+        beyond,
+        Err(BucketError::RangeNotSatisfiable { size: 11 })
+    ));
+
+    buckets
+        .put(
+            "photos",
+            "out/b.txt",
+            Bytes::from_static(b"x"),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(buckets.delete("photos", "in/a.txt", None).await.unwrap());
+    assert!(!buckets.delete("photos", "in/a.txt", None).await.unwrap());
+
+    let events = store.receive("_object.f.0", 10, None).await.unwrap();
+    let types: Vec<&str> = events
+        .iter()
+        .map(|m| m.attributes["ce-type"].as_str())
+        .collect();
+    assert_eq!(types, ["nimbus.object.created", "nimbus.object.removed"]);
+    assert_eq!(events[0].attributes["ce-subject"], "in/a.txt");
+    assert!(events[0].attributes["traceparent"].contains("0af7651916cd43dd8448eb211c80319c"));
+    let body: serde_json::Value = serde_json::from_slice(&events[0].body).unwrap();
+    assert_eq!(body["key"], "in/a.txt");
+    assert_eq!(body["etag"], meta.etag);
+    assert_eq!(
+        body["sequencer"],
+        nimbus_bucket::sequencer_text(meta.sequencer)
+    );
+}
+
+#[tokio::test]
+async fn hostile_keys_and_oversize_bodies_are_refused_and_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (buckets, _store) = open(dir.path()).await;
+    for key in ["../x", "/abs", "a\0b", "a/./b", "a\\b", ""] {
+        let put = buckets
+            .put(
+                "photos",
+                key,
+                Bytes::from_static(b"x"),
+                PutOptions::default(),
+            )
+            .await;
+        assert!(
+            matches!(put, Err(BucketError::InvalidKey(_))),
+            "{key:?}: {put:?}"
+        );
+    }
+    let big = buckets
+        .put(
+            "photos",
+            "big",
+            Bytes::from(vec![0u8; 17]),
+            PutOptions::default(),
+        )
+        .await;
+    assert!(matches!(
+        big,
+        Err(BucketError::TooLarge {
+            size: 17,
+            limit: 16,
+            ..
+        })
+    ));
+    let missing = buckets
+        .put("nope", "k", Bytes::new(), PutOptions::default())
+        .await;
+    assert!(matches!(missing, Err(BucketError::NoSuchBucket(_))));
+    let blobs = std::fs::read_dir(dir.path().join("buckets"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(blobs, 0, "a refused upload wrote something");
+}
+
+#[tokio::test]
+async fn the_sweep_removes_unreferenced_blobs_and_keeps_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let (buckets, _store) = open(dir.path()).await;
+    buckets
+        .put(
+            "photos",
+            "kept",
+            Bytes::from_static(b"kept"),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    // Left by an upload killed before its commit, and one cut off while
+    // object_store was staging it.
+    let bucket_dir = dir.path().join("buckets/photos");
+    std::fs::write(
+        bucket_dir.join("0192aaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+        b"orphan",
+    )
+    .unwrap();
+    std::fs::write(
+        bucket_dir.join("0192bbbbbbbbbbbbbbbbbbbbbbbbbbbb#1"),
+        b"staged",
+    )
+    .unwrap();
+    assert_eq!(
+        buckets
+            .sweep_orphans(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(buckets.sweep_orphans(Duration::ZERO).await.unwrap(), 2);
+    assert_eq!(std::fs::read_dir(&bucket_dir).unwrap().count(), 1);
+    let kept = buckets.get("photos", "kept", None).await.unwrap();
+    assert_eq!(kept.bytes, "kept");
+    let listed = buckets
+        .list(
+            "photos",
+            ListQuery {
+                limit: 10,
+                ..ListQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.objects.len(), 1);
+}

@@ -1,0 +1,288 @@
+//! `/v1/buckets`: list buckets and objects (prefix, delimiter, pages), and
+//! put, get (with a single `Range`), head and delete objects. Object bodies
+//! are raw bytes with `Content-Type`, `ETag` and `x-nimbus-meta-*` headers.
+
+use super::{ApiError, ApiState};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http_body_util::BodyExt as _;
+use nimbus_bucket::{BucketError, ByteRange, PutOptions};
+use nimbus_store::{ListQuery, ObjectMeta};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// Header prefix of user metadata.
+const META_PREFIX: &str = "x-nimbus-meta-";
+/// Objects per listing page when the caller does not say.
+const DEFAULT_PAGE: u32 = 1000;
+
+pub(super) fn router() -> Router<ApiState> {
+    Router::new()
+        .route("/v1/buckets", get(list_buckets))
+        .route("/v1/buckets/{bucket}/objects", get(list_objects))
+        .route(
+            "/v1/buckets/{bucket}/objects/{*key}",
+            get(get_object)
+                .head(head_object)
+                .put(put_object)
+                .delete(delete_object),
+        )
+        // Uploads are bounded by each bucket's `max_object_bytes` instead.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+impl From<BucketError> for ApiError {
+    fn from(e: BucketError) -> Self {
+        let status = match &e {
+            BucketError::NoSuchBucket(_) | BucketError::NoSuchKey(_) => StatusCode::NOT_FOUND,
+            BucketError::InvalidKey(_) | BucketError::Invalid(_) => StatusCode::BAD_REQUEST,
+            BucketError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BucketError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            BucketError::Store(_) | BucketError::Blob(_) => {
+                tracing::error!("bucket failure behind /v1: {e}");
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "object storage failed; see the server log",
+                );
+            }
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+async fn list_buckets(State(state): State<ApiState>) -> axum::Json<Value> {
+    let buckets: Vec<Value> = state
+        .buckets
+        .list_buckets()
+        .map(|b| json!({ "name": b.name, "max_object_bytes": b.max_object_bytes }))
+        .collect();
+    axum::Json(json!({ "buckets": buckets }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    #[serde(default)]
+    prefix: String,
+    delimiter: Option<String>,
+    start_after: Option<String>,
+    limit: Option<u32>,
+}
+
+fn object_json(o: &ObjectMeta) -> Value {
+    json!({
+        "key": o.key,
+        "size": o.size,
+        "etag": o.etag,
+        "content_type": o.content_type,
+        "last_modified": nimbus_engine::rfc3339(o.created_at),
+        "sequencer": nimbus_bucket::sequencer_text(o.sequencer),
+        "metadata": o.user_metadata,
+    })
+}
+
+async fn list_objects(
+    State(state): State<ApiState>,
+    Path(bucket): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let query = ListQuery {
+        prefix: params.prefix,
+        delimiter: params.delimiter,
+        start_after: params.start_after,
+        limit: params.limit.unwrap_or(DEFAULT_PAGE),
+    };
+    let page = state.buckets.list(&bucket, query).await?;
+    Ok(axum::Json(json!({
+        "objects": page.objects.iter().map(object_json).collect::<Vec<_>>(),
+        "common_prefixes": page.common_prefixes,
+        "next_start_after": page.next_start_after,
+    })))
+}
+
+/// The object headers every response about an object carries.
+fn object_headers(meta: &ObjectMeta) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let mut set = |name: header::HeaderName, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    set(header::CONTENT_TYPE, &meta.content_type);
+    set(header::ETAG, &format!("\"{}\"", meta.etag));
+    set(header::ACCEPT_RANGES, "bytes");
+    set(
+        header::LAST_MODIFIED,
+        &nimbus_engine::rfc3339(meta.created_at),
+    );
+    for (name, value) in &meta.user_metadata {
+        if let (Ok(n), Ok(v)) = (
+            header::HeaderName::from_bytes(format!("{META_PREFIX}{name}").as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(n, v);
+        }
+    }
+    headers
+}
+
+/// A single `bytes=` range; several ranges, or another unit, are refused.
+fn parse_range(value: &str) -> Result<ByteRange, ApiError> {
+    let bad = || {
+        ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            format!(
+                "unsupported Range `{value}`: give one `bytes=FIRST-LAST`, `bytes=FIRST-` or `bytes=-SUFFIX`"
+            ),
+        )
+    };
+    let spec = value.trim().strip_prefix("bytes=").ok_or_else(bad)?;
+    if spec.contains(',') {
+        return Err(bad());
+    }
+    let (first, last) = spec.split_once('-').ok_or_else(bad)?;
+    let number = |s: &str| s.trim().parse::<u64>().map_err(|_| bad());
+    match (first.trim().is_empty(), last.trim().is_empty()) {
+        (true, false) => Ok(ByteRange::Suffix(number(last)?)),
+        (false, true) => Ok(ByteRange::From {
+            first: number(first)?,
+            last: None,
+        }),
+        (false, false) => Ok(ByteRange::From {
+            first: number(first)?,
+            last: Some(number(last)?),
+        }),
+        (true, true) => Err(bad()),
+    }
+}
+
+async fn get_object(
+    State(state): State<ApiState>,
+    Path((bucket, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let range = match headers.get(header::RANGE) {
+        None => None,
+        Some(v) => Some(parse_range(v.to_str().unwrap_or_default())?),
+    };
+    let got = match state.buckets.get(&bucket, &key, range).await {
+        Err(BucketError::RangeNotSatisfiable { size }) => {
+            let mut response =
+                ApiError::from(BucketError::RangeNotSatisfiable { size }).into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(response);
+        }
+        other => other?,
+    };
+    let mut response_headers = object_headers(&got.meta);
+    let status = match &got.range {
+        Some(r) => {
+            let content_range = format!("bytes {}-{}/{}", r.start, r.end - 1, got.meta.size);
+            if let Ok(v) = HeaderValue::from_str(&content_range) {
+                response_headers.insert(header::CONTENT_RANGE, v);
+            }
+            StatusCode::PARTIAL_CONTENT
+        }
+        None => StatusCode::OK,
+    };
+    Ok((status, response_headers, Body::from(got.bytes)).into_response())
+}
+
+async fn head_object(
+    State(state): State<ApiState>,
+    Path((bucket, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let meta = state.buckets.head(&bucket, &key).await?;
+    let mut headers = object_headers(&meta);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size));
+    Ok((StatusCode::OK, headers).into_response())
+}
+
+/// The `x-nimbus-meta-*` headers, by lower-case name without the prefix.
+fn user_metadata(headers: &HeaderMap) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut meta = BTreeMap::new();
+    for (name, value) in headers {
+        if let Some(short) = name.as_str().strip_prefix(META_PREFIX) {
+            let value = value.to_str().map_err(|_| {
+                ApiError::bad_request(format!("header `{name}` must be printable ASCII"))
+            })?;
+            meta.insert(short.to_owned(), value.to_owned());
+        }
+    }
+    Ok(meta)
+}
+
+async fn put_object(
+    State(state): State<ApiState>,
+    Path((bucket, key)): Path<(String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let limit = state.buckets.bucket(&bucket)?.max_object_bytes;
+    nimbus_bucket::check_object_key(&key).map_err(BucketError::InvalidKey)?;
+    let headers = request.headers().clone();
+    let too_large = |size: u64| BucketError::TooLarge {
+        bucket: bucket.clone(),
+        size,
+        limit,
+    };
+    if let Some(length) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && length > limit
+    {
+        return Err(too_large(length).into());
+    }
+    let body = http_body_util::Limited::new(request.into_body(), limit as usize)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::from(too_large(limit + 1))
+            } else {
+                ApiError::bad_request(format!("the body could not be read: {e}"))
+            }
+        })?
+        .to_bytes();
+    let options = PutOptions {
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        user_metadata: user_metadata(&headers)?,
+        traceparent: headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(nimbus_trace::TraceContext::parse)
+            .map(|c| c.to_traceparent()),
+    };
+    let meta = state.buckets.put(&bucket, &key, body, options).await?;
+    let mut response = (StatusCode::OK, axum::Json(object_json(&meta))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", meta.etag)) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(response)
+}
+
+async fn delete_object(
+    State(state): State<ApiState>,
+    Path((bucket, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let traceparent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(nimbus_trace::TraceContext::parse)
+        .map(|c| c.to_traceparent());
+    if state.buckets.delete(&bucket, &key, traceparent).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(BucketError::NoSuchKey(key).into())
+    }
+}

@@ -1,0 +1,297 @@
+//! `BucketStore` on SQLite: object rows (keys as BLOBs, so order and prefix
+//! ranges are byte-wise) and the sequencer, changed in the same savepoint as
+//! the object events sent through `queue::send`.
+
+use crate::writer::Tx;
+use crate::{SqliteStore, backend};
+use nimbus_store::StoreResult;
+use nimbus_store::bucket::{
+    BucketStore, EventsFor, ListPage, ListQuery, NewObject, ObjectMeta, PutOutcome,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::BTreeMap;
+
+pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS objects (
+            bucket TEXT NOT NULL,
+            key BLOB NOT NULL,
+            size INTEGER NOT NULL,
+            etag TEXT NOT NULL,
+            content_type TEXT NOT NULL,
+            user_metadata TEXT NOT NULL,
+            blob TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            sequencer INTEGER NOT NULL,
+            PRIMARY KEY (bucket, key)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS objects_blob ON objects (bucket, blob);
+        CREATE TABLE IF NOT EXISTS object_sequencer (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            last INTEGER NOT NULL
+        );",
+    )
+    .map_err(backend)
+}
+
+/// The next sequencer: one counter for every key, so each key's events are
+/// increasing, through deletes and re-creations too.
+fn next_sequencer(tx: &Tx<'_>) -> StoreResult<u64> {
+    tx.execute(
+        "INSERT INTO object_sequencer (id, last) VALUES (1, 1)
+         ON CONFLICT (id) DO UPDATE SET last = last + 1",
+        [],
+    )
+    .map_err(backend)?;
+    tx.query_row("SELECT last FROM object_sequencer WHERE id = 1", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n as u64)
+    .map_err(backend)
+}
+
+const COLUMNS: &str = "key, size, etag, content_type, user_metadata, blob, created_at, sequencer";
+
+fn row_to_meta(bucket: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectMeta> {
+    let key: Vec<u8> = row.get(0)?;
+    Ok(ObjectMeta {
+        bucket: bucket.to_owned(),
+        key: String::from_utf8_lossy(&key).into_owned(),
+        size: row.get::<_, i64>(1)? as u64,
+        etag: row.get(2)?,
+        content_type: row.get(3)?,
+        user_metadata: serde_json::from_str::<BTreeMap<String, String>>(&row.get::<_, String>(4)?)
+            .unwrap_or_default(),
+        blob: row.get(5)?,
+        created_at: row.get::<_, i64>(6)? as u64,
+        sequencer: row.get::<_, i64>(7)? as u64,
+    })
+}
+
+fn get(tx: &Tx<'_>, bucket: &str, key: &str) -> StoreResult<Option<ObjectMeta>> {
+    tx.query_row(
+        &format!("SELECT {COLUMNS} FROM objects WHERE bucket = ?1 AND key = ?2"),
+        params![bucket, key.as_bytes()],
+        |row| row_to_meta(bucket, row),
+    )
+    .optional()
+    .map_err(backend)
+}
+
+fn send_events(tx: &Tx<'_>, events: Vec<(String, nimbus_store::SendMessage)>) -> StoreResult<()> {
+    for (queue, message) in events {
+        crate::queue::send(tx, &queue, vec![message])?;
+    }
+    Ok(())
+}
+
+fn put(tx: &Tx<'_>, bucket: &str, new: NewObject, events: EventsFor) -> StoreResult<PutOutcome> {
+    let replaced_blob = get(tx, bucket, &new.key)?.map(|old| old.blob);
+    let object = ObjectMeta {
+        bucket: bucket.to_owned(),
+        key: new.key,
+        size: new.size,
+        etag: new.etag,
+        content_type: new.content_type,
+        user_metadata: new.user_metadata,
+        blob: new.blob,
+        created_at: tx.now,
+        sequencer: next_sequencer(tx)?,
+    };
+    tx.execute(
+        "INSERT OR REPLACE INTO objects (bucket, key, size, etag, content_type, user_metadata,
+                                         blob, created_at, sequencer)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            bucket,
+            object.key.as_bytes(),
+            object.size as i64,
+            object.etag,
+            object.content_type,
+            serde_json::to_string(&object.user_metadata).unwrap_or_else(|_| "{}".to_owned()),
+            object.blob,
+            object.created_at as i64,
+            object.sequencer as i64,
+        ],
+    )
+    .map_err(backend)?;
+    send_events(tx, events(&object))?;
+    Ok(PutOutcome {
+        object,
+        replaced_blob,
+    })
+}
+
+fn delete(
+    tx: &Tx<'_>,
+    bucket: &str,
+    key: &str,
+    events: EventsFor,
+) -> StoreResult<Option<ObjectMeta>> {
+    let Some(mut removed) = get(tx, bucket, key)? else {
+        return Ok(None);
+    };
+    tx.execute(
+        "DELETE FROM objects WHERE bucket = ?1 AND key = ?2",
+        params![bucket, key.as_bytes()],
+    )
+    .map_err(backend)?;
+    removed.sequencer = next_sequencer(tx)?;
+    removed.created_at = tx.now;
+    send_events(tx, events(&removed))?;
+    Ok(Some(removed))
+}
+
+/// The smallest byte string after every string that starts with `prefix`
+/// (`None`: there is none, every string is below it).
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut bytes = prefix.to_vec();
+    while let Some(last) = bytes.pop() {
+        if last < u8::MAX {
+            bytes.push(last + 1);
+            return Some(bytes);
+        }
+    }
+    None
+}
+
+fn list(tx: &Tx<'_>, bucket: &str, query: &ListQuery) -> StoreResult<ListPage> {
+    let limit = query.limit.max(1) as usize;
+    let prefix = query.prefix.as_bytes();
+    let end = successor(prefix);
+    let after = query.start_after.as_deref().map(str::as_bytes);
+    // Keys from `from` (inclusive) on: just after `start_after`, or the prefix.
+    let mut from: Vec<u8> = match after {
+        Some(a) if a >= prefix => [a, &[0u8]].concat(),
+        _ => prefix.to_vec(),
+    };
+    let delimiter = query.delimiter.as_deref().filter(|d| !d.is_empty());
+    let mut page = ListPage::default();
+    let mut emitted = 0usize;
+    let mut select = tx
+        .conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM objects WHERE bucket = ?1 AND key >= ?2
+             AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4"
+        ))
+        .map_err(backend)?;
+    'pages: loop {
+        let rows = select
+            .query_map(
+                params![bucket, from, end, (limit - emitted + 1) as i64],
+                |row| row_to_meta(bucket, row),
+            )
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        if rows.is_empty() {
+            break;
+        }
+        for object in rows {
+            let rest = &object.key[query.prefix.len()..];
+            let common = delimiter.and_then(|d| {
+                rest.find(d)
+                    .map(|at| object.key[..query.prefix.len() + at + d.len()].to_owned())
+            });
+            let entry = common.as_deref().unwrap_or(&object.key).to_owned();
+            let skip_to = common.as_deref().and_then(|c| successor(c.as_bytes()));
+            // A common prefix at or before `start_after` was on an earlier page.
+            let seen = common
+                .as_deref()
+                .is_some_and(|c| after.is_some_and(|a| c.as_bytes() <= a));
+            let is_common = common.is_some();
+            if !seen {
+                if emitted == limit {
+                    page.next_start_after = Some(last_entry(&page));
+                    break 'pages;
+                }
+                emitted += 1;
+                match common {
+                    Some(c) => page.common_prefixes.push(c),
+                    None => page.objects.push(object),
+                }
+            }
+            if let Some(next) = skip_to {
+                from = next;
+                continue 'pages;
+            } else if is_common {
+                break 'pages;
+            }
+            from = [entry.as_bytes(), &[0u8]].concat();
+        }
+    }
+    Ok(page)
+}
+
+/// The greatest key or common prefix in a page.
+fn last_entry(page: &ListPage) -> String {
+    let object = page.objects.last().map(|o| o.key.as_str());
+    let common = page.common_prefixes.last().map(String::as_str);
+    object.max(common).unwrap_or_default().to_owned()
+}
+
+fn unreferenced(tx: &Tx<'_>, bucket: &str, blobs: Vec<String>) -> StoreResult<Vec<String>> {
+    let mut out = Vec::new();
+    for blob in blobs {
+        let used = tx
+            .query_row(
+                "SELECT 1 FROM objects WHERE bucket = ?1 AND blob = ?2",
+                params![bucket, blob],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(backend)?;
+        if used.is_none() {
+            out.push(blob);
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait::async_trait]
+impl BucketStore for SqliteStore {
+    async fn commit_put(
+        &self,
+        bucket: &str,
+        object: NewObject,
+        events: EventsFor,
+    ) -> StoreResult<PutOutcome> {
+        let bucket = bucket.to_owned();
+        self.writer
+            .run(move |tx| put(tx, &bucket, object, events))
+            .await
+    }
+
+    async fn commit_delete(
+        &self,
+        bucket: &str,
+        key: &str,
+        events: EventsFor,
+    ) -> StoreResult<Option<ObjectMeta>> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.writer
+            .run(move |tx| delete(tx, &bucket, &key, events))
+            .await
+    }
+
+    async fn object(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectMeta>> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.writer.run(move |tx| get(tx, &bucket, &key)).await
+    }
+
+    async fn list_objects(&self, bucket: &str, query: ListQuery) -> StoreResult<ListPage> {
+        let bucket = bucket.to_owned();
+        self.writer.run(move |tx| list(tx, &bucket, &query)).await
+    }
+
+    async fn unreferenced_blobs(
+        &self,
+        bucket: &str,
+        blobs: Vec<String>,
+    ) -> StoreResult<Vec<String>> {
+        let bucket = bucket.to_owned();
+        self.writer
+            .run(move |tx| unreferenced(tx, &bucket, blobs))
+            .await
+    }
+}
