@@ -202,3 +202,87 @@ async fn one_trace_follows_an_order_from_http_through_the_queue_to_the_worker() 
         assert!(start > 0 && end >= start, "{span}");
     }
 }
+
+#[tokio::test]
+async fn the_shop_example_chains_a_table_its_stream_a_bucket_an_object_trigger_and_a_schedule() {
+    let manifest = build_example("shop");
+    let data = tempfile::tempdir().unwrap();
+    let nimbus = Nimbus::start(&manifest, data.path(), &["--test-clock"]).await;
+
+    // The API writes the order to the table.
+    let placed = client()
+        .post(nimbus.url("/orders"))
+        .body(r#"{"customer": "ann", "item": "tea", "amount": 4}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(placed.status(), 201);
+    let placed: serde_json::Value = placed.json().await.unwrap();
+    let (day, id) = (
+        placed["day"].as_str().unwrap().to_owned(),
+        placed["id"].as_str().unwrap().to_owned(),
+    );
+    let bad = client()
+        .post(nimbus.url("/orders"))
+        .body(r#"{"customer": "ann"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    // Its change record makes a receipt in the bucket, whose upload marks
+    // the order receipted.
+    let order_url = nimbus.url(&format!("/orders/{day}/{id}"));
+    let order = support::until("for the order to be receipted", || async {
+        let order: serde_json::Value = client()
+            .get(&order_url)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (order["status"] == "receipted").then_some(order)
+    })
+    .await;
+    let receipt_key = format!("receipts/{day}/{id}.txt");
+    assert_eq!(order["receipt"], receipt_key.as_str());
+    let receipt = support::get_text(nimbus.admin_url(&format!(
+        "/v1/buckets/receipts/objects/{receipt_key}"
+    )))
+    .await;
+    assert!(receipt.contains("Customer: ann") && receipt.contains("Amount: 4"), "{receipt}");
+
+    // The nightly summary runs at 00:05 UTC: move the clock there.
+    let clock = |advance_ms: u64| {
+        let url = nimbus.admin_url("/v1/test/clock");
+        async move {
+            let answer: serde_json::Value = client()
+                .post(url)
+                .json(&serde_json::json!({ "advance_ms": advance_ms }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer["now_ms"].as_u64().unwrap()
+        }
+    };
+    let now = clock(0).await;
+    let next_run = (now / 86_400_000 + 1) * 86_400_000 + 5 * 60_000;
+    clock(next_run - now + 1000).await;
+    let summary_url = nimbus.admin_url(&format!("/v1/buckets/receipts/objects/summaries/{day}.json"));
+    let summary = support::until("for the nightly summary", || async {
+        let response = client().get(&summary_url).send().await.ok()?;
+        if response.status() != 200 {
+            return None;
+        }
+        response.json::<serde_json::Value>().await.ok()
+    })
+    .await;
+    assert_eq!(summary["orders"], 1);
+    assert_eq!(summary["total"], 4);
+    let schedules = get_json(nimbus.admin_url("/v1/schedules")).await;
+    assert!(schedules.to_string().contains("nightly-summary"), "{schedules}");
+}
