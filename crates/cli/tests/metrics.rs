@@ -131,9 +131,16 @@ async fn counters_move_with_invocations_throttles_retries_and_dead_letters() {
         .unwrap();
     assert_eq!(sent.status(), 200);
     let text = until("the message to be dead-lettered", || async {
+        // Gauges are read from the store before the counters are rendered, so
+        // one scrape can see the move counted but not yet in the gauges.
         let text = scrape(&nimbus).await;
-        (sample(&text, "nimbus_dead_lettered_messages_total{queue=\"jobs\"}") == Some(1.0))
-            .then_some(text)
+        let counted =
+            sample(&text, "nimbus_dead_lettered_messages_total{queue=\"jobs\"}") == Some(1.0);
+        let in_dlq = sample(
+            &text,
+            "nimbus_dead_letter_queue_messages{queue=\"jobs-dlq\"}",
+        ) == Some(1.0);
+        (counted && in_dlq).then_some(text)
     })
     .await;
 
