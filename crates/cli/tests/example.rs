@@ -247,11 +247,13 @@ async fn the_shop_example_chains_a_table_its_stream_a_bucket_an_object_trigger_a
     .await;
     let receipt_key = format!("receipts/{day}/{id}.txt");
     assert_eq!(order["receipt"], receipt_key.as_str());
-    let receipt = support::get_text(nimbus.admin_url(&format!(
-        "/v1/buckets/receipts/objects/{receipt_key}"
-    )))
-    .await;
-    assert!(receipt.contains("Customer: ann") && receipt.contains("Amount: 4"), "{receipt}");
+    let receipt =
+        support::get_text(nimbus.admin_url(&format!("/v1/buckets/receipts/objects/{receipt_key}")))
+            .await;
+    assert!(
+        receipt.contains("Customer: ann") && receipt.contains("Amount: 4"),
+        "{receipt}"
+    );
 
     // The nightly summary runs at 00:05 UTC: move the clock there.
     let clock = |advance_ms: u64| {
@@ -272,7 +274,9 @@ async fn the_shop_example_chains_a_table_its_stream_a_bucket_an_object_trigger_a
     let now = clock(0).await;
     let next_run = (now / 86_400_000 + 1) * 86_400_000 + 5 * 60_000;
     clock(next_run - now + 1000).await;
-    let summary_url = nimbus.admin_url(&format!("/v1/buckets/receipts/objects/summaries/{day}.json"));
+    let summary_url = nimbus.admin_url(&format!(
+        "/v1/buckets/receipts/objects/summaries/{day}.json"
+    ));
     let summary = support::until("for the nightly summary", || async {
         let response = client().get(&summary_url).send().await.ok()?;
         if response.status() != 200 {
@@ -284,5 +288,8 @@ async fn the_shop_example_chains_a_table_its_stream_a_bucket_an_object_trigger_a
     assert_eq!(summary["orders"], 1);
     assert_eq!(summary["total"], 4);
     let schedules = get_json(nimbus.admin_url("/v1/schedules")).await;
-    assert!(schedules.to_string().contains("nightly-summary"), "{schedules}");
+    assert!(
+        schedules.to_string().contains("nightly-summary"),
+        "{schedules}"
+    );
 }

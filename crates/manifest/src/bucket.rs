@@ -159,25 +159,8 @@ pub(crate) fn resolve_object_trigger(
         }
         Some(b) => Some(b.get_ref().clone()),
     };
-    let function = match &t.function {
-        None => {
-            d.error(
-                raw.span(),
-                "[[trigger.object]] has no `function`",
-                "add `function = \"NAME\"` naming a [function.NAME] table",
-            );
-            None
-        }
-        Some(f) if !functions.contains_key(f.get_ref()) => {
-            d.error(
-                f.span(),
-                format!("function `{}` is not declared", f.get_ref()),
-                format!("declare it with a [function.{}] table", f.get_ref()),
-            );
-            None
-        }
-        Some(f) => Some(f.get_ref().clone()),
-    };
+    let function =
+        crate::resolve::trigger_function(d, functions, raw.span(), "object", &t.function);
     let events = match &t.events {
         None => vec![ObjectEventKind::Created, ObjectEventKind::Removed],
         Some(list) => {

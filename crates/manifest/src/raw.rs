@@ -15,6 +15,7 @@ pub(crate) struct RawManifest {
     pub queue: BTreeMap<Spanned<String>, Spanned<RawQueue>>,
     #[serde(default)]
     pub table: BTreeMap<Spanned<String>, Spanned<crate::table::RawTable>>,
+    #[serde(default)]
     pub bucket: BTreeMap<Spanned<String>, Spanned<RawBucket>>,
     #[serde(default)]
     pub trigger: RawTriggers,
@@ -81,6 +82,7 @@ pub(crate) struct RawTriggers {
     pub stream: Vec<Spanned<crate::table::RawStreamTrigger>>,
     #[serde(default)]
     pub schedule: Vec<Spanned<crate::schedule::RawScheduleTrigger>>,
+    #[serde(default)]
     pub object: Vec<Spanned<RawObjectTrigger>>,
 }
 

@@ -125,25 +125,8 @@ pub(crate) fn resolve_schedule_triggers(
             }
             Some(n) => Some(n.get_ref().clone()),
         };
-        let function = match &t.function {
-            None => {
-                d.error(
-                    spanned.span(),
-                    "[[trigger.schedule]] has no `function`",
-                    "add `function = \"NAME\"` naming a [function.NAME] table (an event function)",
-                );
-                None
-            }
-            Some(f) if !functions.contains_key(f.get_ref()) => {
-                d.error(
-                    f.span(),
-                    format!("function `{}` is not declared", f.get_ref()),
-                    format!("declare it with a [function.{}] table", f.get_ref()),
-                );
-                None
-            }
-            Some(f) => Some(f.get_ref().clone()),
-        };
+        let function =
+            crate::resolve::trigger_function(d, functions, spanned.span(), "schedule", &t.function);
         let timezone = match &t.timezone {
             None => Some(chrono_tz::Tz::UTC),
             Some(tz) => match chrono_tz::Tz::from_str(tz.get_ref()) {
