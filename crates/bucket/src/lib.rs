@@ -106,6 +106,8 @@ pub struct Buckets {
     blobs: Arc<blob::Blobs>,
     store: Arc<dyn BucketStore>,
     signals: QueueSignals,
+    /// Where committed object events are counted, if anywhere.
+    metrics: Option<Arc<nimbus_metrics::Metrics>>,
 }
 
 impl Buckets {
@@ -129,7 +131,14 @@ impl Buckets {
             blobs: Arc::new(blob::Blobs::open(root.to_owned())?),
             store,
             signals,
+            metrics: None,
         })
+    }
+
+    /// Counts committed object events in `metrics` from now on.
+    pub fn with_metrics(mut self, metrics: Arc<nimbus_metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The declared buckets, by name.
@@ -210,8 +219,16 @@ impl Buckets {
         }
     }
 
-    /// Tells the consumers of the triggers an event went to.
+    /// Counts the committed change and tells the consumers of the triggers
+    /// its event went to.
     fn wake(&self, bucket: &str, kind: ObjectEventKind, key: &str) {
+        if let Some(metrics) = &self.metrics {
+            let kind_label = match kind {
+                ObjectEventKind::Created => "created",
+                ObjectEventKind::Removed => "removed",
+            };
+            metrics.object_events.with(&[bucket, kind_label]).inc();
+        }
         for t in self.triggers.get(bucket).into_iter().flatten() {
             if t.matches(kind, key) {
                 self.signals.notify(&t.queue);

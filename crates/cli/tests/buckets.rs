@@ -276,6 +276,16 @@ async fn created_and_removed_events_reach_the_function_filtered_by_prefix_and_su
     .await;
     assert_eq!(records[0]["trigger"], "object");
     assert_eq!(records[0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    // Each committed change is counted by bucket and type.
+    let metrics = support::get_text(nimbus.admin_url("/metrics")).await;
+    assert!(
+        metrics.contains("nimbus_object_events_total{bucket=\"photos\",type=\"created\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nimbus_object_events_total{bucket=\"photos\",type=\"removed\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

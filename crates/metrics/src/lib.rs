@@ -54,6 +54,7 @@ pub struct Metrics {
     pub store_commit_duration: Family<Histogram>,
     pub store_commit_batch: Family<Histogram>,
     pub history_records_dropped: Family<Counter>,
+    pub object_events: Family<Counter>,
 }
 
 impl Default for Metrics {
@@ -161,6 +162,12 @@ impl Default for Metrics {
                 &[],
                 Counter::default(),
             ),
+            object_events: Family::new(
+                "nimbus_object_events_total",
+                "Object changes committed with their event, by bucket and type (created, removed).",
+                &["bucket", "type"],
+                Counter::default(),
+            ),
         }
     }
 }
@@ -197,6 +204,7 @@ impl Metrics {
         self.store_commit_duration.render(&mut out);
         self.store_commit_batch.render(&mut out);
         self.history_records_dropped.render(&mut out);
+        self.object_events.render(&mut out);
         out
     }
 }
