@@ -52,6 +52,26 @@ impl Blobs {
         })
     }
 
+    /// Creates `bucket`'s blob directory and makes its entry durable, so a
+    /// blob fsynced in it later cannot vanish with the directory on power
+    /// loss.
+    pub(crate) fn prepare(&self, bucket: &str) -> Result<(), crate::BucketError> {
+        let dir = self.root.join(bucket);
+        if dir.is_dir() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&dir).map_err(blob_error)?;
+        for synced in [Some(self.root.as_path()), self.root.parent()]
+            .into_iter()
+            .flatten()
+        {
+            std::fs::File::open(synced)
+                .and_then(|d| d.sync_all())
+                .map_err(blob_error)?;
+        }
+        Ok(())
+    }
+
     /// A new blob name, unique and never reused.
     pub(crate) fn new_name() -> String {
         uuid::Uuid::now_v7().simple().to_string()

@@ -125,10 +125,14 @@ impl Buckets {
                 .or_default()
                 .push(t.clone());
         }
+        let blobs = blob::Blobs::open(root.to_owned())?;
+        for bucket in app.buckets.keys() {
+            blobs.prepare(bucket)?;
+        }
         Ok(Buckets {
             buckets: app.buckets.clone(),
             triggers,
-            blobs: Arc::new(blob::Blobs::open(root.to_owned())?),
+            blobs: Arc::new(blobs),
             store,
             signals,
             metrics: None,
