@@ -166,6 +166,18 @@ async fn hostile_keys_and_oversize_bodies_get_clear_client_errors() {
         body["error"].as_str().unwrap().contains("limit of 8 bytes"),
         "{body}"
     );
+    // Without a Content-Length, the limit holds while the body is read.
+    let chunked = format!(
+        "PUT /v1/buckets/small/objects/chunked HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n5\r\n12345\r\n5\r\n67890\r\n0\r\n\r\n",
+        support::ADMIN_TOKEN
+    );
+    let answer = support::raw_request(
+        nimbus.admin.trim_start_matches("http://"),
+        chunked.as_bytes(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("limit of 8 bytes"), "{answer}");
     assert_eq!(put(&nimbus, "nope", "k", "x").await.status(), 404);
     assert_eq!(put(&nimbus, "small", "ok", "12345678").await.status(), 200);
     let listed = get_json(nimbus.admin_url("/v1/buckets/small/objects")).await;
