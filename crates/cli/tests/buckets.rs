@@ -602,3 +602,24 @@ async fn the_bucket_cli_puts_gets_lists_heads_and_removes() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("does not exist"));
 }
+
+#[tokio::test]
+async fn an_object_trigger_on_an_http_function_stops_the_app_at_start() {
+    let app = TestApp::new("objhttp")
+        .function("hello", programs::HELLO, "\n[bucket.photos]")
+        .route_kind("object", "bucket = \"photos\"\nfunction = \"hello\"");
+    let output = std::process::Command::new(support::nimbus_bin())
+        .arg("up")
+        .arg(app.write())
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(app.data_dir())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the object trigger on bucket `photos` invokes function `hello`, which is an HTTP function"),
+        "{stderr}"
+    );
+}
