@@ -52,6 +52,26 @@ impl Blobs {
         })
     }
 
+    /// Creates `bucket`'s blob directory and makes its entry durable, so a
+    /// blob fsynced in it later cannot vanish with the directory on power
+    /// loss.
+    pub(crate) fn prepare(&self, bucket: &str) -> Result<(), crate::BucketError> {
+        let dir = self.root.join(bucket);
+        if dir.is_dir() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&dir).map_err(blob_error)?;
+        for synced in [Some(self.root.as_path()), self.root.parent()]
+            .into_iter()
+            .flatten()
+        {
+            std::fs::File::open(synced)
+                .and_then(|d| d.sync_all())
+                .map_err(blob_error)?;
+        }
+        Ok(())
+    }
+
     /// A new blob name, unique and never reused.
     pub(crate) fn new_name() -> String {
         uuid::Uuid::now_v7().simple().to_string()
@@ -89,26 +109,27 @@ impl Blobs {
         .map_err(blob_error)
     }
 
-    /// The bytes of `blob` in `range` (all of them without one).
+    /// The bytes of `blob` in `range` (all of them without one); `None` if
+    /// the blob is gone (its object was replaced or removed meanwhile).
     pub(crate) async fn read(
         &self,
         bucket: &str,
         blob: &str,
         range: Option<std::ops::Range<u64>>,
-    ) -> Result<Bytes, crate::BucketError> {
+    ) -> Result<Option<Bytes>, crate::BucketError> {
         if range.as_ref().is_some_and(|r| r.is_empty()) {
-            return Ok(Bytes::new());
+            return Ok(Some(Bytes::new()));
         }
         let options = GetOptions {
             range: range.map(GetRange::Bounded),
             ..GetOptions::default()
         };
-        let got = self
-            .fs
-            .get_opts(&location(bucket, blob), options)
-            .await
-            .map_err(blob_error)?;
-        got.bytes().await.map_err(blob_error)
+        let got = match self.fs.get_opts(&location(bucket, blob), options).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(blob_error(e)),
+        };
+        got.bytes().await.map(Some).map_err(blob_error)
     }
 
     /// Removes `blob`; one already gone is not an error.

@@ -27,6 +27,8 @@ use std::time::Duration;
 pub const MAX_LIST_LIMIT: u32 = 1000;
 /// Content type of an object uploaded without one.
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+/// Reads of an object whose blob was replaced underneath before giving up.
+const READ_ATTEMPTS: usize = 3;
 /// How old an unreferenced blob must be before the sweep removes it.
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(60);
 
@@ -104,6 +106,8 @@ pub struct Buckets {
     blobs: Arc<blob::Blobs>,
     store: Arc<dyn BucketStore>,
     signals: QueueSignals,
+    /// Where committed object events are counted, if anywhere.
+    metrics: Option<Arc<nimbus_metrics::Metrics>>,
 }
 
 impl Buckets {
@@ -121,13 +125,24 @@ impl Buckets {
                 .or_default()
                 .push(t.clone());
         }
+        let blobs = blob::Blobs::open(root.to_owned())?;
+        for bucket in app.buckets.keys() {
+            blobs.prepare(bucket)?;
+        }
         Ok(Buckets {
             buckets: app.buckets.clone(),
             triggers,
-            blobs: Arc::new(blob::Blobs::open(root.to_owned())?),
+            blobs: Arc::new(blobs),
             store,
             signals,
+            metrics: None,
         })
+    }
+
+    /// Counts committed object events in `metrics` from now on.
+    pub fn with_metrics(mut self, metrics: Arc<nimbus_metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The declared buckets, by name.
@@ -198,6 +213,9 @@ impl Buckets {
                 }
                 Ok(outcome.object)
             }
+            // A closed store may or may not have committed: the blob stays,
+            // and the sweep removes it if nothing refers to it.
+            Err(e @ StoreError::Closed) => Err(e.into()),
             Err(e) => {
                 self.blobs.remove(bucket, &blob).await;
                 Err(e.into())
@@ -205,8 +223,16 @@ impl Buckets {
         }
     }
 
-    /// Tells the consumers of the triggers an event went to.
+    /// Counts the committed change and tells the consumers of the triggers
+    /// its event went to.
     fn wake(&self, bucket: &str, kind: ObjectEventKind, key: &str) {
+        if let Some(metrics) = &self.metrics {
+            let kind_label = match kind {
+                ObjectEventKind::Created => "created",
+                ObjectEventKind::Removed => "removed",
+            };
+            metrics.object_events.with(&[bucket, kind_label]).inc();
+        }
         for t in self.triggers.get(bucket).into_iter().flatten() {
             if t.matches(kind, key) {
                 self.signals.notify(&t.queue);
@@ -229,16 +255,24 @@ impl Buckets {
         key: &str,
         range: Option<ByteRange>,
     ) -> Result<ObjectBytes, BucketError> {
-        let meta = self.head(bucket, key).await?;
-        let range = match range {
-            None => None,
-            Some(r) => Some(
-                r.resolve(meta.size)
-                    .ok_or(BucketError::RangeNotSatisfiable { size: meta.size })?,
-            ),
-        };
-        let bytes = self.blobs.read(bucket, &meta.blob, range.clone()).await?;
-        Ok(ObjectBytes { meta, bytes, range })
+        // A put or delete may remove the blob between reading the metadata
+        // and reading the bytes; then the metadata is read again.
+        for _ in 0..READ_ATTEMPTS {
+            let meta = self.head(bucket, key).await?;
+            let range = match range {
+                None => None,
+                Some(r) => Some(
+                    r.resolve(meta.size)
+                        .ok_or(BucketError::RangeNotSatisfiable { size: meta.size })?,
+                ),
+            };
+            if let Some(bytes) = self.blobs.read(bucket, &meta.blob, range.clone()).await? {
+                return Ok(ObjectBytes { meta, bytes, range });
+            }
+        }
+        Err(BucketError::Blob(format!(
+            "the bytes of `{key}` kept changing while being read, or are missing"
+        )))
     }
 
     /// Removes an object; `false` if there was none.

@@ -164,6 +164,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         &data_dir.join(DB_FILE),
     ))?;
     let signals = QueueSignals::default();
+    let metrics = Arc::new(nimbus_metrics::Metrics::default());
     let buckets = Arc::new(
         nimbus_bucket::Buckets::open(
             &app,
@@ -171,7 +172,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             store.clone(),
             signals.clone(),
         )
-        .context("failed to open the buckets")?,
+        .context("failed to open the buckets")?
+        .with_metrics(metrics.clone()),
     );
     // Nothing is being uploaded yet, so every unreferenced blob (left by an
     // upload cut off before its commit) can go now, whatever its age.
@@ -180,7 +182,6 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         Ok(n) => tracing::info!("removed {n} orphaned blobs left by interrupted uploads"),
         Err(e) => tracing::warn!("failed to sweep orphaned blobs: {e}"),
     }
-    let metrics = Arc::new(nimbus_metrics::Metrics::default());
     store.observe(metrics.clone());
     let (tracer, exporter) = match &args.otlp_endpoint {
         Some(endpoint) => {

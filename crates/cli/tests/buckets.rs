@@ -166,6 +166,18 @@ async fn hostile_keys_and_oversize_bodies_get_clear_client_errors() {
         body["error"].as_str().unwrap().contains("limit of 8 bytes"),
         "{body}"
     );
+    // Without a Content-Length, the limit holds while the body is read.
+    let chunked = format!(
+        "PUT /v1/buckets/small/objects/chunked HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n5\r\n12345\r\n5\r\n67890\r\n0\r\n\r\n",
+        support::ADMIN_TOKEN
+    );
+    let answer = support::raw_request(
+        nimbus.admin.trim_start_matches("http://"),
+        chunked.as_bytes(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("limit of 8 bytes"), "{answer}");
     assert_eq!(put(&nimbus, "nope", "k", "x").await.status(), 404);
     assert_eq!(put(&nimbus, "small", "ok", "12345678").await.status(), 200);
     let listed = get_json(nimbus.admin_url("/v1/buckets/small/objects")).await;
@@ -276,6 +288,16 @@ async fn created_and_removed_events_reach_the_function_filtered_by_prefix_and_su
     .await;
     assert_eq!(records[0]["trigger"], "object");
     assert_eq!(records[0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    // Each committed change is counted by bucket and type.
+    let metrics = support::get_text(nimbus.admin_url("/metrics")).await;
+    assert!(
+        metrics.contains("nimbus_object_events_total{bucket=\"photos\",type=\"created\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nimbus_object_events_total{bucket=\"photos\",type=\"removed\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -579,4 +601,126 @@ async fn the_bucket_cli_puts_gets_lists_heads_and_removes() {
     );
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("does not exist"));
+}
+
+#[tokio::test]
+async fn an_object_trigger_on_an_http_function_stops_the_app_at_start() {
+    let app = TestApp::new("objhttp")
+        .function("hello", programs::HELLO, "\n[bucket.photos]")
+        .route_kind("object", "bucket = \"photos\"\nfunction = \"hello\"");
+    let output = std::process::Command::new(support::nimbus_bin())
+        .arg("up")
+        .arg(app.write())
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(app.data_dir())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the object trigger on bucket `photos` invokes function `hello`, which is an HTTP function"),
+        "{stderr}"
+    );
+}
+
+async fn queue_bodies(nimbus: &Nimbus, queue: &str) -> Vec<Value> {
+    let page: Value = get_json(nimbus.admin_url(&format!("/v1/queues/{queue}/messages"))).await;
+    page["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| serde_json::from_str(m["body"].as_str().unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn reported_item_failures_retry_only_those_events_and_successes_are_recorded() {
+    let app = TestApp::new("objitems")
+        .function("all", programs::EVENTS, "\n[bucket.photos]\n[queue.failed]\n[queue.done]")
+        .route_kind(
+            "object",
+            "bucket = \"photos\"\nfunction = \"all\"\nevents = [\"created\"]\nbatch_size = 3\nbatch_window_ms = 1000\nmax_concurrency = 1\nreport_batch_item_failures = true\nmax_retry_attempts = 1\nretry_backoff = { initial_ms = 0, max_ms = 0 }\non_success = \"queue:done\"\non_failure = \"queue:failed\"",
+        );
+    let nimbus = app.start().await;
+    for key in ["ok-1", "fail-2", "ok-3"] {
+        assert_eq!(put(&nimbus, "photos", key, "x").await.status(), 200);
+    }
+    let failed = until("for the failure record", || async {
+        let found = queue_bodies(&nimbus, "failed").await;
+        (!found.is_empty()).then_some(found)
+    })
+    .await;
+    let done = until("for both success records", || async {
+        let found = queue_bodies(&nimbus, "done").await;
+        (found.len() == 2).then_some(found)
+    })
+    .await;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["subject"], "fail-2");
+    assert_eq!(failed[0]["attempts"], 2);
+    let mut succeeded: Vec<&str> = done
+        .iter()
+        .map(|r| r["subject"].as_str().unwrap())
+        .collect();
+    succeeded.sort();
+    assert_eq!(succeeded, ["ok-1", "ok-3"]);
+    assert!(
+        done.iter()
+            .all(|r| r["condition"] == "Success" && r["attempts"] == 1)
+    );
+    // The events the handler did not report were not retried.
+    let handled = |key: &str| {
+        nimbus
+            .stderr
+            .snapshot()
+            .iter()
+            .filter(|l| l.contains(&format!("subject={key} ")))
+            .count()
+    };
+    assert_eq!(
+        (handled("ok-1"), handled("fail-2"), handled("ok-3")),
+        (1, 2, 1)
+    );
+}
+
+#[tokio::test]
+async fn an_event_past_max_event_age_is_not_invoked_again_but_recorded() {
+    let app = TestApp::new("objage")
+        .function("all", programs::EVENTS, "\n[bucket.photos]\n[queue.failed]")
+        .route_kind(
+            "object",
+            "bucket = \"photos\"\nfunction = \"all\"\nmax_event_age_s = 60\nmax_retry_attempts = 2\nretry_backoff = { initial_ms = 1000, max_ms = 1000 }\non_failure = \"queue:failed\"",
+        );
+    let nimbus = app.start_with(&["--test-clock"]).await;
+    assert_eq!(put(&nimbus, "photos", "fail-old", "x").await.status(), 200);
+    // The first attempt fails; the retry waits on the (stopped) store clock.
+    let stats_url = nimbus.admin_url("/v1/queues/_object.all.0");
+    until("for the failed attempt to be given back", || async {
+        let stats = get_json(&stats_url).await;
+        (stats["delayed"] == 1 && stats["in_flight"] == 0).then_some(())
+    })
+    .await;
+    let advanced = client()
+        .post(nimbus.admin_url("/v1/test/clock"))
+        .body(r#"{"advance_ms": 120000}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(advanced.status(), 200);
+    let failed = until("for the age record", || async {
+        let found = queue_bodies(&nimbus, "failed").await;
+        (!found.is_empty()).then_some(found)
+    })
+    .await;
+    assert_eq!(failed[0]["condition"], "EventAgeExceeded");
+    assert_eq!(failed[0]["subject"], "fail-old");
+    let attempts = nimbus
+        .stderr
+        .snapshot()
+        .iter()
+        .filter(|l| l.contains("subject=fail-old "))
+        .count();
+    assert_eq!(attempts, 1, "an expired event was invoked again");
 }

@@ -57,6 +57,7 @@ pub struct Metrics {
     pub stream_iterator_age: Family<Gauge>,
     pub stream_records: Family<Counter>,
     pub schedule_lag: Family<Histogram>,
+    pub object_events: Family<Counter>,
 }
 
 /// Buckets of `nimbus_schedule_lag_seconds`: from on time to a day late
@@ -188,6 +189,12 @@ impl Default for Metrics {
                 &["schedule"],
                 Histogram::new(SCHEDULE_LAG_BUCKETS),
             ),
+            object_events: Family::new(
+                "nimbus_object_events_total",
+                "Object changes committed with their event, by bucket and type (created, removed).",
+                &["bucket", "type"],
+                Counter::default(),
+            ),
         }
     }
 }
@@ -227,6 +234,7 @@ impl Metrics {
         self.stream_iterator_age.render(&mut out);
         self.stream_records.render(&mut out);
         self.schedule_lag.render(&mut out);
+        self.object_events.render(&mut out);
         out
     }
 }

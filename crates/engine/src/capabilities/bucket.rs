@@ -60,7 +60,7 @@ impl InvocationState {
             return Ok(());
         }
         let action = access.as_str();
-        Err(if prefixes.is_empty() {
+        Err(if prefixes.is_empty() || key.is_empty() {
             caps.deny(format!("bucket:{bucket}:{action}"))
         } else {
             caps.deny(format!("bucket:{bucket}/{key}:{action}"))
