@@ -13,6 +13,10 @@ use tokio::sync::{broadcast, mpsc};
 pub const MAX_PENDING_RECORDS: usize = 1024;
 /// Records written in one store request.
 const MAX_RECORDS_PER_WRITE: usize = 256;
+/// How long the writer waits for more records after the first of a batch:
+/// a record appears in the history at most this much later, and a busy
+/// server pays one commit per batch instead of one per few invocations.
+const RECORD_LINGER: std::time::Duration = std::time::Duration::from_millis(50);
 /// Output captured into one record, at most (less if the function's
 /// `max_log_bytes` is smaller).
 pub const MAX_RECORD_LOG_BYTES: u64 = 64 * 1024;
@@ -98,6 +102,18 @@ impl History {
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_RECORDS_PER_WRITE);
             while receiver.recv_many(&mut batch, MAX_RECORDS_PER_WRITE).await > 0 {
+                // Gather what arrives shortly after, so a busy server writes
+                // its records in a few large commits rather than one small
+                // commit (and fsync) per handful of invocations.
+                let linger = tokio::time::sleep(RECORD_LINGER);
+                tokio::pin!(linger);
+                while batch.len() < MAX_RECORDS_PER_WRITE {
+                    let room = MAX_RECORDS_PER_WRITE - batch.len();
+                    tokio::select! {
+                        received = receiver.recv_many(&mut batch, room) => if received == 0 { break },
+                        () = &mut linger => break,
+                    }
+                }
                 let count = batch.len();
                 if let Err(e) = store.record_invocations(std::mem::take(&mut batch)).await {
                     tracing::error!("failed to store {count} invocation records: {e}");
