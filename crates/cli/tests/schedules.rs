@@ -91,21 +91,17 @@ async fn recorded_ticks(nimbus: &Nimbus, queue: &str) -> Vec<String> {
 /// Waits until schedule `name` has fired `last_fired` and its internal queue
 /// is drained, then returns the ticks recorded on `done`.
 async fn settled(nimbus: &Nimbus, name: &str, last_fired: &str) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + support::PATIENCE;
-    loop {
-        let state = schedule(nimbus, name).await;
-        let stats = get_json(nimbus.admin_url(&format!("/v1/queues/_schedule.{name}"))).await;
-        let drained = stats["visible"] == 0 && stats["in_flight"] == 0 && stats["delayed"] == 0;
-        if state["last_fired"] == last_fired && drained {
-            return recorded_ticks(nimbus, "done").await;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name} did not fire {last_fired} and drain: {state}\n{stats}\n{}",
-            nimbus.stderr.text()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    until(
+        &format!("for {name} to fire {last_fired} and drain"),
+        || async {
+            let state = schedule(nimbus, name).await;
+            let stats = get_json(nimbus.admin_url(&format!("/v1/queues/_schedule.{name}"))).await;
+            let drained = stats["visible"] == 0 && stats["in_flight"] == 0 && stats["delayed"] == 0;
+            (state["last_fired"] == last_fired && drained).then_some(())
+        },
+    )
+    .await;
+    recorded_ticks(nimbus, "done").await
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use toml::Spanned;
 /// The change-stream views a table may declare, as written in `stream`.
 pub const STREAM_VIEWS: [&str; 4] = ["keys_only", "new_image", "old_image", "new_and_old_images"];
 
-/// How long change records are kept, in seconds (1 hour to 7 days).
+/// How long change records are kept, in seconds (1 minute to 7 days).
 pub const STREAM_RETENTION_S: Limit = Limit {
     key: "stream_retention_s",
     default: 86_400,

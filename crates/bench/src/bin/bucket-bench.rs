@@ -20,7 +20,7 @@ use object_store::ObjectStore as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const OBJECT_BYTES: usize = 4096;
 
@@ -182,38 +182,12 @@ async fn put_latency(args: &[String]) {
     let [admin, bucket, count, rate] = args else {
         panic!("usage: bucket-bench put ADMIN_URL BUCKET COUNT RATE");
     };
-    let count: usize = count.parse().unwrap();
-    let rate: u64 = rate.parse().unwrap();
-    let token = std::env::var("NIMBUS_ADMIN_TOKEN").expect("set NIMBUS_ADMIN_TOKEN");
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().unwrap(),
-    );
-    let client = reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap();
+    let client = nimbus_bench::admin_client();
     let body = Bytes::from(vec![b'x'; OBJECT_BYTES]);
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut puts = Vec::with_capacity(count);
-    for n in 0..count {
-        tick.tick().await;
-        let (client, body) = (client.clone(), body.clone());
-        let url = format!("{admin}/v1/buckets/{bucket}/objects/lat-{n}");
-        puts.push(tokio::spawn(async move {
-            let response = client.put(&url).body(body).send().await.ok()?;
-            let acked = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-            response
-                .status()
-                .is_success()
-                .then(|| format!("lat-{n} {}", acked.as_micros()))
-        }));
-    }
-    for put in puts {
-        if let Some(line) = put.await.unwrap() {
-            println!("{line}");
-        }
-    }
+    nimbus_bench::open_loop(count.parse().unwrap(), rate.parse().unwrap(), |n| {
+        client
+            .put(format!("{admin}/v1/buckets/{bucket}/objects/lat-{n}"))
+            .body(body.clone())
+    })
+    .await;
 }
