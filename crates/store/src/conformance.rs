@@ -4,8 +4,11 @@
 //! `schedule_conformance_tests!` and `bucket_conformance_tests!` expand to one
 //! named test per case, each on a fresh store and a manual clock, so a
 //! backend cannot pass by accident of real time.
+//! `concurrency_conformance_tests!` opens two handles on one store and races
+//! many tasks across both, on a multi-threaded runtime.
 
 pub mod bucket;
+pub mod concurrency;
 pub mod history;
 pub mod keys;
 pub mod queue;
@@ -202,8 +205,36 @@ macro_rules! bucket_conformance_tests {
     };
 }
 
+/// Expands to the multi-handle concurrency conformance tests, like
+/// [`queue_conformance_tests!`] but each on a multi-threaded runtime, so the
+/// tasks racing over two handles really run at once.
+#[macro_export]
+macro_rules! concurrency_conformance_tests {
+    ($backend:expr) => {
+        $crate::concurrency_conformance_tests!(@cases $backend;
+            a_second_handle_sees_what_the_first_committed,
+            racing_receives_never_lease_one_message_twice,
+            racing_deduplicated_sends_store_one_message,
+            concurrent_stream_writers_never_let_a_reader_skip_a_record,
+            racing_conditional_writes_lose_no_update,
+            racing_schedule_fires_fire_a_tick_once
+        );
+    };
+    (@cases $backend:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let backend = $backend;
+                $crate::conformance::concurrency::$case(|clock| $crate::conformance::Backend::open(&backend, clock)).await;
+            }
+        )*
+    };
+}
+
 /// A backend under test: every `open` reaches the same (initially empty)
-/// storage, judging time by the given clock.
+/// storage, judging time by the given clock. Each call gives an independent
+/// handle (its own connections), as another process would have; handles
+/// opened together must all work at once.
 pub trait Backend {
     type Store: crate::QueueStore
         + crate::KeyStore

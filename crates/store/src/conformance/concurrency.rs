@@ -1,0 +1,697 @@
+//! Concurrency cases: two handles on one store (`open` called twice, as two
+//! processes would open it), with many tasks racing across both. A message
+//! is leased to one receiver, a dedup id stores one message, a conditional
+//! write loses no update, a schedule tick fires once, and a stream reader
+//! running alongside the writers never skips a record that commits behind
+//! the position it has read to.
+//!
+//! Every case is bounded: each race runs under [`CASE_LIMIT`] and every loop
+//! under a named iteration cap, so a backend that deadlocks or starves a
+//! handle fails with a message instead of hanging the suite.
+
+use crate::ManualClock;
+use crate::queue::{QueueConfig, QueueStore, SendMessage};
+use crate::schedule::ScheduleStore;
+use crate::table::{
+    ChangeKind, ChangeRecord, ConditionFailed, ItemKey, PutCondition, StreamView, TableConfig,
+    TableStore,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::Barrier;
+
+const START_MS: u64 = 1_700_000_000_000;
+const DAY_MS: u64 = 86_400_000;
+/// How long one race may take before the case is declared stuck.
+const CASE_LIMIT: Duration = Duration::from_secs(30);
+/// Tasks in each race, split evenly over the two handles.
+const RACERS: usize = 8;
+const QUEUE: &str = "jobs";
+
+/// Two independent handles on the same (fresh) storage, sharing one clock.
+async fn two_handles<S, F>(open: &impl Fn(ManualClock) -> F) -> [Arc<S>; 2]
+where
+    F: Future<Output = S>,
+{
+    let clock = ManualClock::new(START_MS);
+    let first = open(clock.clone()).await;
+    let second = open(clock).await;
+    [Arc::new(first), Arc::new(second)]
+}
+
+/// Runs `work` to completion or fails the case after [`CASE_LIMIT`].
+async fn bounded<T>(what: &str, work: impl Future<Output = T>) -> T {
+    tokio::time::timeout(CASE_LIMIT, work)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {CASE_LIMIT:?}"))
+}
+
+/// Waits for a spawned task, re-raising its panic with its own message.
+async fn joined<T>(task: tokio::task::JoinHandle<T>) -> T {
+    match task.await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Spawns `tasks` tasks released together by a barrier, task `i` getting
+/// `[its own handle, the other handle]` (alternating), and returns their
+/// results in task order.
+async fn race<S, T, Fut>(
+    what: &str,
+    handles: &[Arc<S>; 2],
+    tasks: usize,
+    work: impl Fn(usize, [Arc<S>; 2]) -> Fut,
+) -> Vec<T>
+where
+    S: Send + Sync + 'static,
+    T: Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let start = Arc::new(Barrier::new(tasks));
+    let running: Vec<_> = (0..tasks)
+        .map(|i| {
+            let start = start.clone();
+            let task = work(i, [handles[i % 2].clone(), handles[(i + 1) % 2].clone()]);
+            tokio::spawn(async move {
+                start.wait().await;
+                task.await
+            })
+        })
+        .collect();
+    bounded(what, async {
+        let mut results = Vec::with_capacity(tasks);
+        for task in running {
+            results.push(joined(task).await);
+        }
+        results
+    })
+    .await
+}
+
+fn queue_config(dedup_window_ms: u64) -> QueueConfig {
+    QueueConfig {
+        name: QUEUE.to_owned(),
+        // Far longer than any case runs, and the clock never moves anyway:
+        // nothing leased comes back.
+        visibility_timeout_ms: 600_000,
+        retention_ms: 4 * DAY_MS,
+        delay_ms: 0,
+        max_message_bytes: 256 * 1024,
+        dedup_window_ms,
+        max_receive_count: None,
+        dead_letter_queue: None,
+    }
+}
+
+fn msg(body: String) -> SendMessage {
+    SendMessage {
+        body: body.into_bytes(),
+        ..SendMessage::default()
+    }
+}
+
+fn table_config(name: &str, stream: Option<StreamView>) -> TableConfig {
+    TableConfig {
+        name: name.to_owned(),
+        partition_key: "id".to_owned(),
+        sort_key: None,
+        stream,
+        stream_retention_ms: DAY_MS,
+        max_item_bytes: 1024,
+    }
+}
+
+fn item_key(id: &str) -> ItemKey {
+    ItemKey {
+        partition: id.to_owned(),
+        sort: None,
+    }
+}
+
+pub async fn a_second_handle_sees_what_the_first_committed<
+    S: QueueStore + TableStore + ScheduleStore + 'static,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let [a, b] = two_handles(&open).await;
+    a.declare_queues(&[queue_config(0)]).await.unwrap();
+    assert_eq!(b.queues().await.unwrap(), vec![queue_config(0)]);
+    let sent = a.send(QUEUE, vec![msg("hello".into())]).await.unwrap();
+    let got = b.receive(QUEUE, 10, None).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].message_id.as_str(), got[0].body.as_slice()),
+        (sent[0].message_id.as_str(), b"hello".as_slice())
+    );
+    assert!(a.receive(QUEUE, 10, None).await.unwrap().is_empty());
+    a.delete(QUEUE, &got[0].receipt_handle).await.unwrap();
+    assert_eq!(b.stats(QUEUE).await.unwrap().in_flight, 0);
+
+    let table = table_config("items", Some(StreamView::NewImage));
+    a.declare_tables(std::slice::from_ref(&table))
+        .await
+        .unwrap();
+    assert_eq!(b.tables().await.unwrap(), vec![table]);
+    let version = b
+        .put_item(
+            "items",
+            item_key("ann"),
+            br#"{"id":"ann"}"#.to_vec(),
+            PutCondition::IfAbsent,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(version, Ok(1));
+    let item = a
+        .get_item("items", &item_key("ann"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (item.document.as_slice(), item.version),
+        (br#"{"id":"ann"}"#.as_slice(), 1)
+    );
+    let records = a.read_stream("items", 0, 10, None).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        (records[0].kind, records[0].version),
+        (ChangeKind::Insert, 1)
+    );
+    a.set_checkpoint("reader", records[0].seq).await.unwrap();
+    assert_eq!(b.checkpoint("reader").await.unwrap(), Some(records[0].seq));
+
+    b.register_schedule("nightly", START_MS).await.unwrap();
+    let tick_ms = START_MS + 60_000;
+    assert!(
+        a.fire("nightly", tick_ms, QUEUE, msg("tick".into()))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.fire("nightly", tick_ms, QUEUE, msg("again".into()))
+            .await
+            .unwrap()
+    );
+    let state = b.schedule_state("nightly").await.unwrap().unwrap();
+    assert_eq!(state.last_fired_ms, Some(tick_ms));
+}
+
+/// Messages sent before the receivers race.
+const MESSAGES: usize = 200;
+/// Messages per send call while filling the queue.
+const SEND_BATCH: usize = 20;
+/// At most this many receives per receiver before it is called stuck.
+const RECEIVES_MAX: usize = 1_000;
+
+pub async fn racing_receives_never_lease_one_message_twice<
+    S: QueueStore + 'static,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let handles = two_handles(&open).await;
+    handles[0].declare_queues(&[queue_config(0)]).await.unwrap();
+    let mut sent = BTreeSet::new();
+    for batch in 0..MESSAGES / SEND_BATCH {
+        let messages = (0..SEND_BATCH)
+            .map(|i| msg(format!("message {}", batch * SEND_BATCH + i)))
+            .collect();
+        let receipts = handles[batch % 2].send(QUEUE, messages).await.unwrap();
+        sent.extend(receipts.into_iter().map(|r| r.message_id));
+    }
+    assert_eq!(sent.len(), MESSAGES);
+
+    // Each receiver leases from its own handle and deletes through the
+    // other, so a receipt must hold across handles too.
+    let leased = race(
+        "the racing receivers",
+        &handles,
+        RACERS,
+        |task, [mine, other]| async move {
+            let mut ids = Vec::new();
+            for _ in 0..RECEIVES_MAX {
+                let batch = mine.receive(QUEUE, 7, None).await.unwrap();
+                if batch.is_empty() {
+                    return ids;
+                }
+                for message in batch {
+                    assert_eq!(
+                        message.receive_count, 1,
+                        "message {} was received before",
+                        message.message_id
+                    );
+                    other
+                        .delete(QUEUE, &message.receipt_handle)
+                        .await
+                        .unwrap_or_else(|e| {
+                            panic!(
+                                "receiver {task} could not delete message {} with its receipt: {e}",
+                                message.message_id
+                            )
+                        });
+                    ids.push(message.message_id);
+                }
+            }
+            panic!("receiver {task} still found messages after {RECEIVES_MAX} receives")
+        },
+    )
+    .await;
+
+    let mut times_leased: BTreeMap<&str, usize> = BTreeMap::new();
+    for id in leased.iter().flatten() {
+        *times_leased.entry(id.as_str()).or_default() += 1;
+    }
+    let twice: Vec<_> = times_leased.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "messages leased more than once: {twice:?}"
+    );
+    let received: BTreeSet<String> = times_leased.keys().map(|id| (*id).to_owned()).collect();
+    let missed: Vec<_> = sent.difference(&received).collect();
+    assert!(missed.is_empty(), "messages never received: {missed:?}");
+    assert_eq!(received, sent);
+    for handle in &handles {
+        let stats = handle.stats(QUEUE).await.unwrap();
+        assert_eq!((stats.visible, stats.in_flight, stats.delayed), (0, 0, 0));
+    }
+}
+
+/// Rounds of the dedup race, each with a fresh dedup id.
+const DEDUP_ROUNDS: usize = 6;
+
+pub async fn racing_deduplicated_sends_store_one_message<
+    S: QueueStore + 'static,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let handles = two_handles(&open).await;
+    handles[0]
+        .declare_queues(&[queue_config(5 * 60 * 1000)])
+        .await
+        .unwrap();
+    let mut stored = Vec::new();
+    for round in 0..DEDUP_ROUNDS {
+        let dedup_id = format!("order-{round}");
+        let receipts = race(
+            "the racing deduplicated sends",
+            &handles,
+            RACERS,
+            |task, [mine, _]| {
+                let message = SendMessage {
+                    dedup_id: Some(dedup_id.clone()),
+                    ..msg(format!("round {round} from task {task}"))
+                };
+                async move {
+                    let mut receipts = mine.send(QUEUE, vec![message]).await.unwrap();
+                    assert_eq!(receipts.len(), 1);
+                    receipts.remove(0)
+                }
+            },
+        )
+        .await;
+        let firsts: Vec<_> = receipts.iter().filter(|r| !r.deduplicated).collect();
+        assert_eq!(
+            firsts.len(),
+            1,
+            "round {round}: exactly one send must store its message: {receipts:?}"
+        );
+        let id = &firsts[0].message_id;
+        assert!(
+            receipts.iter().all(|r| &r.message_id == id),
+            "round {round}: every receipt must name the stored message: {receipts:?}"
+        );
+        stored.push(id.clone());
+        let stats = handles[round % 2].stats(QUEUE).await.unwrap();
+        assert_eq!(stats.visible, round as u64 + 1, "after round {round}");
+    }
+    let peeked: Vec<String> = handles[1]
+        .peek(QUEUE, 100, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.message_id)
+        .collect();
+    assert_eq!(peeked, stored);
+}
+
+/// Stream writers (half on each handle), each owning its keys.
+const STREAM_WRITERS: usize = 8;
+const KEYS_PER_WRITER: usize = 3;
+/// Versions written to each key, one put each.
+const VERSIONS: u64 = 20;
+/// Records per `read_stream` call: small, so the reader pages.
+const STREAM_PAGE: u32 = 16;
+/// Reads the reader may make before it is called stuck.
+const STREAM_READS_MAX: usize = 200_000;
+const STREAM_CONSUMER: &str = "conformance.reader";
+
+fn stream_doc(id: &str, version: u64) -> Vec<u8> {
+    format!(r#"{{"id":"{id}","v":{version}}}"#).into_bytes()
+}
+
+/// What the stream reader saw, and whether it overlapped the writers.
+struct ReaderLog {
+    records: Vec<ChangeRecord>,
+    /// Reads that returned records before every writer had finished.
+    pages_during_writes: usize,
+}
+
+pub async fn concurrent_stream_writers_never_let_a_reader_skip_a_record<
+    S: TableStore + 'static,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let handles = two_handles(&open).await;
+    handles[0]
+        .declare_tables(&[table_config("events", Some(StreamView::NewImage))])
+        .await
+        .unwrap();
+    let writers_done = Arc::new(AtomicBool::new(false));
+    let start = Arc::new(Barrier::new(STREAM_WRITERS + 1));
+
+    let reader = {
+        let handles = handles.clone();
+        let (writers_done, start) = (writers_done.clone(), start.clone());
+        tokio::spawn(async move {
+            start.wait().await;
+            let mut log = ReaderLog {
+                records: Vec::new(),
+                pages_during_writes: 0,
+            };
+            let mut after = 0;
+            for read in 0..STREAM_READS_MAX {
+                // Read the flag first: if every write was acknowledged before
+                // this read began, an empty answer means nothing is left.
+                let done = writers_done.load(Ordering::SeqCst);
+                let page = handles[read % 2]
+                    .read_stream("events", after, STREAM_PAGE, None)
+                    .await
+                    .unwrap();
+                let Some(last) = page.last() else {
+                    if done {
+                        return log;
+                    }
+                    tokio::task::yield_now().await;
+                    continue;
+                };
+                after = last.seq;
+                handles[(read + 1) % 2]
+                    .set_checkpoint(STREAM_CONSUMER, after)
+                    .await
+                    .unwrap();
+                if !done {
+                    log.pages_during_writes += 1;
+                }
+                log.records.extend(page);
+            }
+            panic!("the stream reader was still reading after {STREAM_READS_MAX} reads")
+        })
+    };
+
+    // Each writer alternates handles between versions, so one key's writes
+    // commit through both; a writer waits for each put before the next, so
+    // its keys' write order is defined.
+    let writers: Vec<_> = (0..STREAM_WRITERS)
+        .map(|writer| {
+            let handles = handles.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let mut acknowledged = 0usize;
+                for version in 1..=VERSIONS {
+                    for k in 0..KEYS_PER_WRITER {
+                        let id = format!("w{writer}-k{k}");
+                        let written = handles[(writer + version as usize) % 2]
+                            .put_item(
+                                "events",
+                                item_key(&id),
+                                stream_doc(&id, version),
+                                PutCondition::Always,
+                                None,
+                            )
+                            .await
+                            .unwrap_or_else(|e| panic!("put {id} version {version}: {e}"));
+                        assert_eq!(written, Ok(version), "put {id} version {version}");
+                        acknowledged += 1;
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+
+    let acknowledged: usize = bounded("the stream writers", async {
+        let mut total = 0;
+        for writer in writers {
+            total += joined(writer).await;
+        }
+        total
+    })
+    .await;
+    writers_done.store(true, Ordering::SeqCst);
+    let log = bounded("the stream reader", joined(reader)).await;
+
+    assert_eq!(
+        acknowledged,
+        STREAM_WRITERS * KEYS_PER_WRITER * VERSIONS as usize
+    );
+    assert!(
+        log.pages_during_writes > 0,
+        "the reader read nothing while the writers ran, so this case proved nothing"
+    );
+    let seqs: Vec<u64> = log.records.iter().map(|r| r.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "sequence numbers must strictly increase in what the reader read: {seqs:?}"
+    );
+    let mut by_key: BTreeMap<String, Vec<&ChangeRecord>> = BTreeMap::new();
+    for record in &log.records {
+        by_key
+            .entry(record.key.partition.clone())
+            .or_default()
+            .push(record);
+    }
+    for writer in 0..STREAM_WRITERS {
+        for k in 0..KEYS_PER_WRITER {
+            let id = format!("w{writer}-k{k}");
+            let seen: Vec<(u64, Option<&[u8]>)> = by_key
+                .get(&id)
+                .map(|records| {
+                    records
+                        .iter()
+                        .map(|r| (r.version, r.new_image.as_deref()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let docs: Vec<Vec<u8>> = (1..=VERSIONS).map(|v| stream_doc(&id, v)).collect();
+            let expected: Vec<(u64, Option<&[u8]>)> = (1..=VERSIONS)
+                .zip(&docs)
+                .map(|(v, doc)| (v, Some(doc.as_slice())))
+                .collect();
+            assert_eq!(
+                seen, expected,
+                "key {id}: the reader must see versions 1..={VERSIONS} once each, in order"
+            );
+        }
+    }
+    assert_eq!(
+        log.records.len(),
+        acknowledged,
+        "the reader must see every acknowledged write exactly once"
+    );
+    let last = *seqs.last().unwrap();
+    for handle in &handles {
+        assert_eq!(
+            handle.checkpoint(STREAM_CONSUMER).await.unwrap(),
+            Some(last)
+        );
+        assert_eq!(handle.latest_seq("events").await.unwrap(), last);
+    }
+}
+
+/// Successful increments each racer makes.
+const INCREMENTS_PER_RACER: u64 = 8;
+/// Attempts (a read and a conditional put) a racer may make in all.
+const INCREMENT_ATTEMPTS_MAX: usize = 10_000;
+
+fn counter_doc(n: u64) -> Vec<u8> {
+    format!(r#"{{"id":"counter","n":{n}}}"#).into_bytes()
+}
+
+fn counter_value(document: &[u8]) -> u64 {
+    std::str::from_utf8(document)
+        .ok()
+        .and_then(|text| text.strip_prefix(r#"{"id":"counter","n":"#))
+        .and_then(|text| text.strip_suffix('}'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "not a counter document: {}",
+                String::from_utf8_lossy(document)
+            )
+        })
+}
+
+pub async fn racing_conditional_writes_lose_no_update<
+    S: TableStore + 'static,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let handles = two_handles(&open).await;
+    handles[0]
+        .declare_tables(&[table_config("counters", None)])
+        .await
+        .unwrap();
+    let created = handles[1]
+        .put_item(
+            "counters",
+            item_key("counter"),
+            counter_doc(0),
+            PutCondition::IfAbsent,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(created, Ok(1));
+
+    // Each racer reads through alternating handles and writes through its
+    // own: a write committed on one handle must be what the other reads.
+    let won = race(
+        "the racing increments",
+        &handles,
+        RACERS,
+        |task, [mine, other]| async move {
+            let mut versions = Vec::new();
+            for attempt in 0..INCREMENT_ATTEMPTS_MAX {
+                if versions.len() as u64 == INCREMENTS_PER_RACER {
+                    return versions;
+                }
+                let reader = if attempt % 2 == 0 { &mine } else { &other };
+                let item = reader
+                    .get_item("counters", &item_key("counter"))
+                    .await
+                    .unwrap()
+                    .expect("the counter exists");
+                let n = counter_value(&item.document);
+                let put = mine
+                    .put_item(
+                        "counters",
+                        item_key("counter"),
+                        counter_doc(n + 1),
+                        PutCondition::IfVersion(item.version),
+                        None,
+                    )
+                    .await
+                    .unwrap();
+                match put {
+                    Ok(version) => {
+                        assert_eq!(version, item.version + 1, "racer {task}");
+                        versions.push(version);
+                    }
+                    Err(ConditionFailed { current_version }) => assert!(
+                        current_version.is_some_and(|now| now > item.version),
+                        "racer {task}: a failed condition on version {} must report a later one, not {current_version:?}",
+                        item.version
+                    ),
+                }
+            }
+            panic!("racer {task} made fewer than {INCREMENTS_PER_RACER} increments in {INCREMENT_ATTEMPTS_MAX} attempts")
+        },
+    )
+    .await;
+
+    let increments = RACERS as u64 * INCREMENTS_PER_RACER;
+    let mut versions: Vec<u64> = won.into_iter().flatten().collect();
+    versions.sort_unstable();
+    assert_eq!(
+        versions,
+        (2..=increments + 1).collect::<Vec<_>>(),
+        "each version must be won by exactly one increment"
+    );
+    for handle in &handles {
+        let item = handle
+            .get_item("counters", &item_key("counter"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (counter_value(&item.document), item.version),
+            (increments, increments + 1)
+        );
+    }
+}
+
+/// Ticks the fire race is run for.
+const TICKS: u64 = 6;
+
+pub async fn racing_schedule_fires_fire_a_tick_once<
+    S: QueueStore + ScheduleStore + 'static,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let handles = two_handles(&open).await;
+    handles[0].declare_queues(&[queue_config(0)]).await.unwrap();
+    handles[1]
+        .register_schedule("racing", START_MS)
+        .await
+        .unwrap();
+    for tick in 1..=TICKS {
+        let tick_ms = START_MS + tick * 60_000;
+        let fired = race(
+            "the racing fires",
+            &handles,
+            RACERS,
+            |task, [mine, _]| async move {
+                mine.fire(
+                    "racing",
+                    tick_ms,
+                    QUEUE,
+                    msg(format!("tick {tick} by racer {task}")),
+                )
+                .await
+                .unwrap()
+            },
+        )
+        .await;
+        assert_eq!(
+            fired.iter().filter(|f| **f).count(),
+            1,
+            "tick {tick}: exactly one fire must report true: {fired:?}"
+        );
+        let stats = handles[tick as usize % 2].stats(QUEUE).await.unwrap();
+        assert_eq!(
+            stats.visible, tick,
+            "one message per tick after tick {tick}"
+        );
+    }
+    let bodies: Vec<String> = handles[0]
+        .peek(QUEUE, 100, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| String::from_utf8(m.body).unwrap())
+        .collect();
+    assert_eq!(bodies.len(), TICKS as usize);
+    for (tick, body) in (1..=TICKS).zip(&bodies) {
+        assert!(
+            body.starts_with(&format!("tick {tick} by racer ")),
+            "message {tick} is {body:?}"
+        );
+    }
+    let last_ms = START_MS + TICKS * 60_000;
+    let state = handles[1].schedule_state("racing").await.unwrap().unwrap();
+    assert_eq!(
+        (state.mark_ms, state.last_fired_ms),
+        (last_ms, Some(last_ms))
+    );
+}
