@@ -1,5 +1,6 @@
-//! The store conformance suites (queues, keys, secrets, history, tables, schedules, buckets) against SQLite, on a
-//! manual clock.
+//! The store conformance suites (queues, keys, secrets, history, tables,
+//! schedules, buckets, and two handles racing on one file) against SQLite,
+//! on a manual clock.
 
 use nimbus_store::ManualClock;
 use nimbus_store::conformance::Backend;
@@ -64,6 +65,13 @@ mod schedules {
 mod buckets {
     use super::*;
     nimbus_store::bucket_conformance_tests!(Sqlite {
+        dir: tempfile::tempdir().unwrap()
+    });
+}
+
+mod concurrency {
+    use super::*;
+    nimbus_store::concurrency_conformance_tests!(Sqlite {
         dir: tempfile::tempdir().unwrap()
     });
 }
