@@ -213,9 +213,9 @@ impl Buckets {
                 }
                 Ok(outcome.object)
             }
-            // A closed store may or may not have committed: the blob stays,
-            // and the sweep removes it if nothing refers to it.
-            Err(e @ StoreError::Closed) => Err(e.into()),
+            // A closed or unreachable store may or may not have committed:
+            // the blob stays, and the sweep removes it if nothing refers to it.
+            Err(e @ (StoreError::Closed | StoreError::Unavailable(_))) => Err(e.into()),
             Err(e) => {
                 self.blobs.remove(bucket, &blob).await;
                 Err(e.into())

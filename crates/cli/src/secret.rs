@@ -70,7 +70,7 @@ pub async fn open_vault(
     key_file: Option<&Path>,
     app: &str,
     store: Arc<dyn nimbus_store::SecretStore>,
-    db: &Path,
+    store_location: &str,
 ) -> anyhow::Result<Arc<nimbus_vault::Vault>> {
     let path = match key_file {
         Some(path) => path.to_owned(),
@@ -86,7 +86,7 @@ pub async fn open_vault(
             "the secret key in {} does not open the secrets in {}: they were sealed with another key. \
              Start with the key file they were sealed with (--secret-key-file or NIMBUS_SECRET_KEY_FILE)",
             path.display(),
-            db.display()
+            store_location
         ),
         Err(e) => Err(e).context("failed to open the secrets"),
     }

@@ -13,8 +13,9 @@ use nimbus_gateway::{Drain, PublicGateway, ServerLimits};
 use nimbus_manifest::{App, RouteAuth};
 use nimbus_store::queue::{QueueConfig, QueueStore};
 use nimbus_store::{
-    Clock, HistoryStore, QueueSignals, StreamView, SystemClock, TableConfig, TableStore,
+    Clock, HistoryStore, QueueSignals, Store, StreamView, SystemClock, TableConfig, TableStore,
 };
+use nimbus_store_postgres::{PgOptions, PgStore};
 use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -72,9 +73,21 @@ pub struct UpArgs {
         value_name = "TOKEN"
     )]
     admin_token: Option<String>,
+    /// Where state lives: `sqlite:PATH` (embedded), or
+    /// `postgres://USER@HOST:PORT/DATABASE` (the password from the URL,
+    /// PGPASSWORD or the pass file) [default: sqlite:DATA_DIR/nimbus.db].
+    // Parsed after clap, whose own errors would echo a password in the URL.
+    #[arg(
+        long,
+        env = "NIMBUS_STORE",
+        hide_env_values = true,
+        value_name = "STORE"
+    )]
+    store: Option<String>,
     /// `fsync`: acknowledge writes only once they survive power loss.
     /// `relaxed`: faster, but the last writes before a power loss or OS crash
-    /// can be lost (logged as a warning at startup).
+    /// (on PostgreSQL: a database crash) can be lost (logged as a warning at
+    /// startup; on PostgreSQL it is `synchronous_commit = off`).
     #[arg(long, value_enum, default_value_t = StoreDurability::Fsync)]
     store_durability: StoreDurability,
     /// The key that seals secrets, kept apart from the data directory;
@@ -103,6 +116,41 @@ pub struct UpArgs {
     /// test left off. Hidden: never for production use.
     #[arg(long, hide = true, value_name = "MS", requires = "test_clock")]
     test_clock_start_ms: Option<u64>,
+}
+
+/// Which backend holds the state, from `--store`.
+enum StoreLocation {
+    Sqlite(PathBuf),
+    /// The URL as given; it may hold a password, so it is never printed.
+    Postgres(String),
+}
+
+impl StoreLocation {
+    fn parse(text: &str) -> Result<Self, String> {
+        if let Some(path) = text.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                return Err("`sqlite:` needs a path, as in sqlite:./state/nimbus.db".into());
+            }
+            return Ok(StoreLocation::Sqlite(PathBuf::from(path)));
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Ok(StoreLocation::Postgres(text.to_owned()));
+        }
+        // Only the scheme: the rest may be a URL with a password in it.
+        let scheme = text.split_once(':').map_or("", |(scheme, _)| scheme);
+        Err(format!(
+            "the store must be sqlite:PATH or postgres://USER@HOST:PORT/DATABASE, not a `{scheme}:` location"
+        ))
+    }
+}
+
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            StoreLocation::Postgres(_) => f.write_str("postgres://…"),
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -151,17 +199,25 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     // Before any listener is up, so the test clock cannot have moved yet.
     let started_ms = clock.now_ms();
+    let location = args
+        .store
+        .as_deref()
+        .map(StoreLocation::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--store: {e}"))?;
     let store = tokio.block_on(open_store(
         &app,
+        location,
         &data_dir,
         args.store_durability,
         clock.clone(),
+        test_clock.is_some(),
     ))?;
     let secrets = tokio.block_on(crate::secret::open_vault(
         args.secret_key_file.as_deref(),
         &app.name,
         store.clone(),
-        &data_dir.join(DB_FILE),
+        &store.location(),
     ))?;
     let signals = QueueSignals::default();
     let metrics = Arc::new(nimbus_metrics::Metrics::default());
@@ -593,23 +649,46 @@ async fn sweep_orphans_periodically(buckets: Arc<nimbus_bucket::Buckets>) {
 /// The store's file in the data directory.
 const DB_FILE: &str = "nimbus.db";
 
-/// Opens the embedded store in the data directory and declares the app's
-/// queues in it.
+/// Opens the store `--store` names (the embedded one in the data directory
+/// by default) and declares the app's queues and tables in it.
 async fn open_store(
     app: &App,
+    location: Option<StoreLocation>,
     data_dir: &std::path::Path,
     durability: StoreDurability,
     clock: Arc<dyn Clock>,
-) -> anyhow::Result<Arc<SqliteStore>> {
-    let options = SqliteOptions {
-        path: data_dir.join(DB_FILE),
-        durability: match durability {
-            StoreDurability::Fsync => Durability::Fsync,
-            StoreDurability::Relaxed => Durability::RelaxedMayLoseRecentWrites,
-        },
+    test_clock: bool,
+) -> anyhow::Result<Arc<dyn Store>> {
+    let location = location.unwrap_or_else(|| StoreLocation::Sqlite(data_dir.join(DB_FILE)));
+    let relaxed = matches!(durability, StoreDurability::Relaxed);
+    let store: Arc<dyn Store> = match location {
+        StoreLocation::Sqlite(path) => {
+            let options = SqliteOptions {
+                path,
+                durability: if relaxed {
+                    Durability::RelaxedMayLoseRecentWrites
+                } else {
+                    Durability::Fsync
+                },
+            };
+            let store = SqliteStore::open(&options, clock)
+                .with_context(|| format!("failed to open the store {}", options.path.display()))?;
+            Arc::new(store)
+        }
+        StoreLocation::Postgres(url) => {
+            let options = PgOptions {
+                url,
+                relaxed_durability: relaxed,
+                pool_size: nimbus_store_postgres::DEFAULT_POOL_SIZE,
+            };
+            // The database's clock, unless a test clock stands in for it.
+            let clock = test_clock.then_some(clock);
+            let store = PgStore::connect(&options, clock)
+                .await
+                .context("failed to open the PostgreSQL store")?;
+            Arc::new(store)
+        }
     };
-    let store = SqliteStore::open(&options, clock)
-        .with_context(|| format!("failed to open the store {}", options.path.display()))?;
     let queues: Vec<QueueConfig> = app
         .queues
         .values()
@@ -644,7 +723,7 @@ async fn open_store(
         .declare_tables(&tables)
         .await
         .context("failed to declare the app's tables")?;
-    Ok(Arc::new(store))
+    Ok(store)
 }
 
 /// Longest wait at shutdown for the last spans to be exported.

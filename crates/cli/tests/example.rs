@@ -205,9 +205,21 @@ async fn one_trace_follows_an_order_from_http_through_the_queue_to_the_worker() 
 
 #[tokio::test]
 async fn the_shop_example_chains_a_table_its_stream_a_bucket_an_object_trigger_and_a_schedule() {
+    run_the_shop_chain(&[]).await;
+}
+
+#[tokio::test]
+async fn the_shop_example_runs_end_to_end_on_postgres() {
+    let store = nimbus_test_postgres::server().fresh_url();
+    run_the_shop_chain(&["--store", &store]).await;
+}
+
+/// The shop's whole chain, on the store `store_args` choose.
+async fn run_the_shop_chain(store_args: &[&str]) {
     let manifest = build_example("shop");
     let data = tempfile::tempdir().unwrap();
-    let nimbus = Nimbus::start(&manifest, data.path(), &["--test-clock"]).await;
+    let args: Vec<&str> = ["--test-clock"].iter().chain(store_args).copied().collect();
+    let nimbus = Nimbus::start(&manifest, data.path(), &args).await;
 
     // The API writes the order to the table.
     let placed = client()

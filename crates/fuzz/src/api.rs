@@ -11,6 +11,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{Method, Request, StatusCode, header};
 use nimbus_gateway::api::{ApiState, Functions};
 use nimbus_gateway::auth::{ApiKeys, NewKey};
+use nimbus_store::Store as _;
 use nimbus_store::queue::{QueueConfig, QueueStore, SendMessage};
 use nimbus_store::{QueueSignals, SystemClock};
 use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};

@@ -8,6 +8,7 @@ mod history;
 mod keys;
 mod queue;
 mod schedule;
+mod schema;
 mod secret;
 mod table;
 mod writer;
@@ -16,6 +17,8 @@ use nimbus_store::{Clock, StoreResult};
 use std::path::PathBuf;
 use std::sync::Arc;
 use writer::Writer;
+
+pub use schema::SCHEMA_VERSION;
 
 /// How hard a commit tries to reach the disk before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,6 +41,7 @@ pub struct SqliteOptions {
 /// The SQLite implementation of the store traits.
 pub struct SqliteStore {
     writer: Writer,
+    path: PathBuf,
 }
 
 impl SqliteStore {
@@ -50,7 +54,10 @@ impl SqliteStore {
             );
         }
         let writer = Writer::start(options, clock)?;
-        Ok(SqliteStore { writer })
+        Ok(SqliteStore {
+            writer,
+            path: options.path.clone(),
+        })
     }
 }
 
@@ -62,13 +69,17 @@ pub struct CommitStats {
     pub requests: u64,
 }
 
-impl SqliteStore {
-    /// Reports every commit (and dead-letter move) to `observer` from now
-    /// on; only the first observer set is kept.
-    pub fn observe(&self, observer: Arc<dyn nimbus_store::StoreObserver>) {
+impl nimbus_store::Store for SqliteStore {
+    fn observe(&self, observer: Arc<dyn nimbus_store::StoreObserver>) {
         let _ = self.writer.counters().observer.set(observer);
     }
 
+    fn location(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+}
+
+impl SqliteStore {
     pub fn commit_stats(&self) -> CommitStats {
         use std::sync::atomic::Ordering::Relaxed;
         let counters = self.writer.counters();

@@ -85,13 +85,7 @@ impl Writer {
         ))
         .map_err(backend)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        crate::queue::migrate(&conn)?;
-        crate::secret::migrate(&conn)?;
-        crate::keys::migrate(&conn)?;
-        crate::history::migrate(&conn)?;
-        crate::table::migrate(&conn)?;
-        crate::schedule::migrate(&conn)?;
-        crate::bucket::migrate(&conn)?;
+        crate::schema::migrate(&conn)?;
 
         let (jobs, receiver) = mpsc::channel(MAX_PENDING);
         let stats = Arc::new(CommitCounters::default());

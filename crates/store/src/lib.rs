@@ -31,6 +31,29 @@ pub use table::{
     StoredItem, StreamView, TableConfig, TableStore,
 };
 
+/// Every store trait at once: what a server needs from its backend. Each
+/// backend implements the traits; this adds what is not one service's.
+pub trait Store:
+    QueueStore
+    + KeyStore
+    + SecretStore
+    + HistoryStore
+    + TableStore
+    + BucketStore
+    + ScheduleStore
+    + Send
+    + Sync
+    + 'static
+{
+    /// Reports every commit (and dead-letter move) to `observer` from now
+    /// on; only the first observer set is kept.
+    fn observe(&self, observer: std::sync::Arc<dyn StoreObserver>);
+
+    /// Where the state lives, for messages: a path or a URL without its
+    /// password.
+    fn location(&self) -> String;
+}
+
 /// Told what the store did once it is durable (for metrics), without the
 /// store knowing who listens.
 pub trait StoreObserver: Send + Sync {
@@ -63,8 +86,18 @@ pub enum StoreError {
     InvalidItem(String),
     #[error("storage backend failed: {0}")]
     Backend(String),
+    /// The backend cannot be reached (a database server down or restarting);
+    /// a write that met this may or may not have committed.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
     #[error("the store is shut down")]
     Closed,
+    /// Written by a newer binary: this one would misread it.
+    #[error(
+        "the store's schema is version {found}, newer than this nimbus knows (version {known}): \
+         run a nimbus at least as new as the one that wrote it"
+    )]
+    SchemaTooNew { found: u32, known: u32 },
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -191,8 +191,9 @@ impl From<StoreError> for ApiError {
             }
             StoreError::InvalidItem(_) => StatusCode::BAD_REQUEST,
             StoreError::StaleReceipt => StatusCode::CONFLICT,
-            StoreError::Closed => StatusCode::SERVICE_UNAVAILABLE,
-            StoreError::Backend(detail) => {
+            StoreError::Closed | StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Backend(_) | StoreError::SchemaTooNew { .. } => {
+                let detail = e.to_string();
                 tracing::error!("store failure behind /v1: {detail}");
                 return ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

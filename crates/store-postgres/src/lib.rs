@@ -1,0 +1,408 @@
+//! The scale-out store: every store trait on PostgreSQL, through
+//! tokio-postgres (pipelined, async) and a deadpool connection pool. Correct
+//! for many processes on one database by construction: each request is one
+//! READ COMMITTED transaction whose check-then-act steps are row locks
+//! (`FOR UPDATE [SKIP LOCKED]`), unique keys (`ON CONFLICT`) or conditional
+//! updates, retried whole on serialization failure or deadlock. Time is the
+//! database's clock (read once per transaction) unless a test clock is given.
+
+mod bucket;
+mod history;
+mod keys;
+mod password;
+mod queue;
+mod schedule;
+mod schema;
+mod secret;
+mod table;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use nimbus_store::{Clock, Store, StoreError, StoreObserver, StoreResult};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+pub use schema::SCHEMA_VERSION;
+
+/// Connections each store keeps at most.
+pub const DEFAULT_POOL_SIZE: usize = 16;
+/// How long a request waits for a free connection, or for a new one.
+const CONNECTION_WAIT: Duration = Duration::from_secs(10);
+/// Attempts of one request whose transaction met a serialization failure
+/// or deadlock (each attempt starts afresh).
+const MAX_ATTEMPTS: u32 = 8;
+
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?PARAMS]`, or the
+    /// key=value form libpq takes.
+    pub url: String,
+    /// `synchronous_commit = off` on every connection: faster, but the last
+    /// commits before a database crash can be lost. Logs a warning.
+    pub relaxed_durability: bool,
+    pub pool_size: usize,
+}
+
+/// The PostgreSQL implementation of the store traits.
+pub struct PgStore {
+    pool: Pool,
+    /// A test clock; `None` means the database's clock.
+    clock: Option<Arc<dyn Clock>>,
+    observer: OnceLock<Arc<dyn StoreObserver>>,
+    location: String,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// Connects, brings the schema up to this binary's version (refusing a
+    /// newer one), and returns the store. `clock` overrides the database's
+    /// clock (tests only).
+    pub async fn connect(options: &PgOptions, clock: Option<Arc<dyn Clock>>) -> StoreResult<Self> {
+        let mut config: tokio_postgres::Config = options
+            .url
+            .parse()
+            .map_err(|e| StoreError::Backend(format!("the PostgreSQL URL is not valid: {e}")))?;
+        password::fill(&mut config);
+        let location = location(&config);
+        if options.relaxed_durability {
+            tracing::warn!(
+                store = %location,
+                "store durability is relaxed (synchronous_commit = off): acknowledged writes may be lost if the database crashes"
+            );
+            let mut extra = config.get_options().unwrap_or_default().to_owned();
+            extra.push_str(" -c synchronous_commit=off");
+            config.options(extra.trim());
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("nimbus");
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(CONNECTION_WAIT))
+            .create_timeout(Some(CONNECTION_WAIT))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let store = PgStore {
+            pool,
+            clock,
+            observer: OnceLock::new(),
+            location,
+        };
+        let mut client = store
+            .pool
+            .get()
+            .await
+            .map_err(|e| pool_error(&store.location, e))?;
+        schema::migrate(&mut client).await?;
+        Ok(store)
+    }
+
+    /// Opens a transaction and reads the clock for it.
+    async fn begin<'c>(&self, client: &'c mut deadpool_postgres::Client) -> StoreResult<Tx<'c>> {
+        let tx = client.transaction().await.map_err(|e| classify(&e, None))?;
+        let now = match &self.clock {
+            Some(clock) => clock.now_ms() as i64,
+            None => {
+                let row = tx
+                    .query_one(
+                        "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8",
+                        &[],
+                    )
+                    .await
+                    .map_err(|e| classify(&e, None))?;
+                row.get(0)
+            }
+        };
+        Ok(Tx {
+            tx,
+            now,
+            retry: AtomicBool::new(false),
+            dead_lettered: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn committed(&self, took: Duration, dead_lettered: Vec<String>) {
+        if let Some(observer) = self.observer.get() {
+            observer.committed(1, took);
+            for queue in dead_lettered {
+                observer.dead_lettered(&queue, 1);
+            }
+        }
+    }
+}
+
+/// Runs `$body` (an expression using `$tx: &Tx`) in a transaction and
+/// commits it, starting over on a serialization failure or deadlock. The
+/// answer is given only after the commit.
+macro_rules! in_tx {
+    ($store:expr, |$tx:ident| $body:expr) => {{
+        let store: &$crate::PgStore = $store;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let started = std::time::Instant::now();
+            let mut client = store.client().await?;
+            let $tx = store.begin(&mut client).await?;
+            // An async block, so `?` and `return` in the body end the
+            // attempt, not the caller.
+            let result = async {
+                let $tx = &$tx;
+                $body
+            }
+            .await;
+            match result {
+                Ok(value) => {
+                    let dead = $tx.take_dead_lettered();
+                    match $tx.tx.commit().await {
+                        Ok(()) => {
+                            store.committed(started.elapsed(), dead);
+                            break Ok(value);
+                        }
+                        Err(e) if $crate::retryable(&e) && attempt < $crate::MAX_ATTEMPTS => {
+                            continue;
+                        }
+                        Err(e) => break Err($crate::commit_error(&e)),
+                    }
+                }
+                Err(e) => {
+                    let retry = $tx.wants_retry();
+                    drop($tx);
+                    if retry && attempt < $crate::MAX_ATTEMPTS {
+                        continue;
+                    }
+                    break Err(e);
+                }
+            }
+        }
+    }};
+}
+pub(crate) use in_tx;
+
+impl PgStore {
+    async fn client(&self) -> StoreResult<deadpool_postgres::Client> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| pool_error(&self.location, e))
+    }
+}
+
+/// What a request's statements run in: the open transaction and the
+/// clock reading for all of it.
+pub(crate) struct Tx<'c> {
+    pub tx: deadpool_postgres::Transaction<'c>,
+    /// Milliseconds since the epoch, by the database (or test) clock.
+    pub now: i64,
+    /// Set when a statement failed in a way that retrying the whole
+    /// transaction can fix.
+    retry: AtomicBool,
+    /// Queues dead-letter moves were made from, reported after the commit.
+    dead_lettered: Mutex<Vec<String>>,
+}
+
+pub(crate) type Params<'a> = [&'a (dyn ToSql + Sync)];
+
+impl Tx<'_> {
+    fn fail(&self, e: &tokio_postgres::Error) -> StoreError {
+        classify(e, Some(&self.retry))
+    }
+
+    pub(crate) fn wants_retry(&self) -> bool {
+        self.retry.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn take_dead_lettered(&self) -> Vec<String> {
+        std::mem::take(&mut self.dead_lettered.lock().unwrap())
+    }
+
+    pub(crate) fn dead_lettered(&self, queue: &str, messages: usize) {
+        let mut moves = self.dead_lettered.lock().unwrap();
+        moves.extend(std::iter::repeat_n(queue.to_owned(), messages));
+    }
+
+    /// Runs a statement (prepared once per connection) and returns its rows.
+    pub(crate) async fn query(&self, sql: &str, params: &Params<'_>) -> StoreResult<Vec<Row>> {
+        let statement = self
+            .tx
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.fail(&e))?;
+        self.tx
+            .query(&statement, params)
+            .await
+            .map_err(|e| self.fail(&e))
+    }
+
+    pub(crate) async fn query_opt(
+        &self,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> StoreResult<Option<Row>> {
+        let statement = self
+            .tx
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.fail(&e))?;
+        self.tx
+            .query_opt(&statement, params)
+            .await
+            .map_err(|e| self.fail(&e))
+    }
+
+    pub(crate) async fn query_one(&self, sql: &str, params: &Params<'_>) -> StoreResult<Row> {
+        let statement = self
+            .tx
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.fail(&e))?;
+        self.tx
+            .query_one(&statement, params)
+            .await
+            .map_err(|e| self.fail(&e))
+    }
+
+    pub(crate) async fn execute(&self, sql: &str, params: &Params<'_>) -> StoreResult<u64> {
+        let statement = self
+            .tx
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.fail(&e))?;
+        self.tx
+            .execute(&statement, params)
+            .await
+            .map_err(|e| self.fail(&e))
+    }
+}
+
+/// `after_ms` past `now`, clamped to the end of time (durations come from
+/// callers; an overflow must not fail the request).
+pub(crate) fn later(now: i64, after_ms: u64) -> i64 {
+    now.saturating_add(i64::try_from(after_ms).unwrap_or(i64::MAX))
+}
+
+/// A caller's `u64` as a stored `int8`, clamped.
+pub(crate) fn int8(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Serialization failures and deadlocks: the transaction was rolled back and
+/// running it again is the fix.
+pub(crate) fn retryable(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.code().is_some_and(|c| {
+        *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    })
+}
+
+/// A failed COMMIT: on a lost connection the outcome is unknown.
+pub(crate) fn commit_error(e: &tokio_postgres::Error) -> StoreError {
+    classify(e, None)
+}
+
+/// A driver error as a store error: the server's own errors keep their
+/// message; a lost or refused connection is `Unavailable`.
+fn classify(e: &tokio_postgres::Error, retry: Option<&AtomicBool>) -> StoreError {
+    if retryable(e)
+        && let Some(flag) = retry
+    {
+        flag.store(true, Ordering::Relaxed);
+    }
+    match e.as_db_error() {
+        Some(db) => StoreError::Backend(format!("{}: {}", db.severity(), db.message())),
+        None if e.is_closed() || is_io(e) => StoreError::Unavailable(format!(
+            "lost the connection to PostgreSQL ({})",
+            with_causes(e)
+        )),
+        None => StoreError::Backend(e.to_string()),
+    }
+}
+
+/// The error and what caused it, as one line.
+fn with_causes(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+fn is_io(e: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        if inner.is::<std::io::Error>() {
+            return true;
+        }
+        source = inner.source();
+    }
+    false
+}
+
+fn pool_error(location: &str, e: deadpool_postgres::PoolError) -> StoreError {
+    use deadpool_postgres::PoolError;
+    match e {
+        PoolError::Backend(e) => match e.as_db_error() {
+            // Refused by the server (authentication, no such database): the
+            // server's own words.
+            Some(db) => StoreError::Unavailable(format!(
+                "PostgreSQL at {location} refused the connection: {}",
+                db.message()
+            )),
+            None => StoreError::Unavailable(format!(
+                "cannot connect to PostgreSQL at {location}: {}",
+                with_causes(&e)
+            )),
+        },
+        PoolError::Timeout(_) => StoreError::Unavailable(format!(
+            "no connection to PostgreSQL at {location} within {} s",
+            CONNECTION_WAIT.as_secs()
+        )),
+        PoolError::Closed => StoreError::Closed,
+        other => StoreError::Unavailable(format!("PostgreSQL at {location}: {other}")),
+    }
+}
+
+/// `user@host:port/database` from a parsed URL: never the password.
+fn location(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(name)) => name.clone(),
+        Some(Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgres://{}@{host}:{port}/{}",
+        config.get_user().unwrap_or(""),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+impl Store for PgStore {
+    fn observe(&self, observer: Arc<dyn StoreObserver>) {
+        let _ = self.observer.set(observer);
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+}

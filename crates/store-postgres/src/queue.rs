@@ -1,0 +1,487 @@
+//! `QueueStore` on PostgreSQL. Receives lease rows with `FOR UPDATE SKIP
+//! LOCKED`, so concurrent receivers (in any process) never lease one message
+//! twice; delete, nack and visibility changes match the current receipt;
+//! deduplication ids are a unique key claimed with `ON CONFLICT`.
+
+use crate::{PgStore, Tx, in_tx, int8, later};
+use nimbus_store::queue::{
+    NackOptions, QueueConfig, QueueStats, QueueStore, ReceivedMessage, SendMessage, SendReceipt,
+    StoredMessage,
+};
+use nimbus_store::{StoreError, StoreResult};
+use std::collections::BTreeMap;
+use tokio_postgres::Row;
+
+const CONFIG_COLUMNS: &str = "name, visibility_timeout_ms, retention_ms, delay_ms, \
+     max_message_bytes, dedup_window_ms, max_receive_count, dead_letter_queue";
+
+fn config_from_row(row: &Row) -> QueueConfig {
+    QueueConfig {
+        name: row.get(0),
+        visibility_timeout_ms: row.get::<_, i64>(1) as u64,
+        retention_ms: row.get::<_, i64>(2) as u64,
+        delay_ms: row.get::<_, i64>(3) as u64,
+        max_message_bytes: row.get::<_, i64>(4) as usize,
+        dedup_window_ms: row.get::<_, i64>(5) as u64,
+        max_receive_count: row.get::<_, Option<i32>>(6).map(|n| n as u32),
+        dead_letter_queue: row.get(7),
+    }
+}
+
+pub(crate) async fn load_queue(tx: &Tx<'_>, name: &str) -> StoreResult<QueueConfig> {
+    tx.query_opt(
+        &format!("SELECT {CONFIG_COLUMNS} FROM queues WHERE name = $1"),
+        &[&name],
+    )
+    .await?
+    .map(|row| config_from_row(&row))
+    .ok_or_else(|| StoreError::QueueNotFound(name.to_owned()))
+}
+
+fn encode_attributes(attributes: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(attributes).unwrap_or_else(|_| "{}".to_owned())
+}
+
+fn decode_attributes(text: &str) -> BTreeMap<String, String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The oldest `sent_at` still within `config`'s retention at `now`.
+fn live_since(tx: &Tx<'_>, config: &QueueConfig) -> i64 {
+    tx.now.saturating_sub(int8(config.retention_ms))
+}
+
+async fn declare(tx: &Tx<'_>, queues: &[QueueConfig]) -> StoreResult<()> {
+    for q in queues {
+        let max_receive_count = q.max_receive_count.map(|n| n.min(i32::MAX as u32) as i32);
+        tx.execute(
+            "INSERT INTO queues (name, visibility_timeout_ms, retention_ms, delay_ms, max_message_bytes,
+                                 dedup_window_ms, max_receive_count, dead_letter_queue)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (name) DO UPDATE SET
+                visibility_timeout_ms = excluded.visibility_timeout_ms,
+                retention_ms = excluded.retention_ms,
+                delay_ms = excluded.delay_ms,
+                max_message_bytes = excluded.max_message_bytes,
+                dedup_window_ms = excluded.dedup_window_ms,
+                max_receive_count = excluded.max_receive_count,
+                dead_letter_queue = excluded.dead_letter_queue",
+            &[
+                &q.name,
+                &int8(q.visibility_timeout_ms),
+                &int8(q.retention_ms),
+                &int8(q.delay_ms),
+                &(q.max_message_bytes as i64),
+                &int8(q.dedup_window_ms),
+                &max_receive_count,
+                &q.dead_letter_queue,
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Sends inside the caller's transaction (object events and schedule ticks
+/// share it).
+pub(crate) async fn send(
+    tx: &Tx<'_>,
+    queue: &str,
+    messages: Vec<SendMessage>,
+) -> StoreResult<Vec<SendReceipt>> {
+    let config = load_queue(tx, queue).await?;
+    if let Some(big) = messages
+        .iter()
+        .find(|m| m.body.len() > config.max_message_bytes)
+    {
+        return Err(StoreError::MessageTooLarge {
+            size: big.body.len(),
+            limit: config.max_message_bytes,
+        });
+    }
+    let mut receipts = Vec::with_capacity(messages.len());
+    for message in messages {
+        let message_id = new_id();
+        if let Some(dedup_id) = &message.dedup_id {
+            // Claim the id, or take over an expired claim; a live claim (a
+            // concurrent sender's too, once it commits) wins.
+            let claimed = tx
+                .query_opt(
+                    "INSERT INTO dedup (queue, dedup_id, message_id, expires_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (queue, dedup_id) DO UPDATE
+                        SET message_id = excluded.message_id, expires_at = excluded.expires_at
+                        WHERE dedup.expires_at <= $5
+                     RETURNING message_id",
+                    &[
+                        &queue,
+                        dedup_id,
+                        &message_id,
+                        &later(tx.now, config.dedup_window_ms),
+                        &tx.now,
+                    ],
+                )
+                .await?;
+            if claimed.is_none() {
+                let earlier = tx
+                    .query_one(
+                        "SELECT message_id FROM dedup WHERE queue = $1 AND dedup_id = $2",
+                        &[&queue, dedup_id],
+                    )
+                    .await?;
+                receipts.push(SendReceipt {
+                    message_id: earlier.get(0),
+                    deduplicated: true,
+                });
+                continue;
+            }
+        }
+        let delay = message.delay_ms.unwrap_or(config.delay_ms);
+        tx.execute(
+            "INSERT INTO messages (message_id, queue, body, attributes, sent_at, visible_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &message_id,
+                &queue,
+                &message.body,
+                &encode_attributes(&message.attributes),
+                &tx.now,
+                &later(tx.now, delay),
+            ],
+        )
+        .await?;
+        receipts.push(SendReceipt {
+            message_id,
+            deduplicated: false,
+        });
+    }
+    Ok(receipts)
+}
+
+async fn receive(
+    tx: &Tx<'_>,
+    queue: &str,
+    max: u32,
+    visibility_ms: Option<u64>,
+) -> StoreResult<Vec<ReceivedMessage>> {
+    let config = load_queue(tx, queue).await?;
+    let lease_until = later(
+        tx.now,
+        visibility_ms.unwrap_or(config.visibility_timeout_ms),
+    );
+    let since = live_since(tx, &config);
+    let max_receives = match (&config.max_receive_count, &config.dead_letter_queue) {
+        (Some(count), Some(_)) => Some(i32::try_from(*count).unwrap_or(i32::MAX)),
+        _ => None,
+    };
+    let mut out: Vec<ReceivedMessage> = Vec::new();
+    loop {
+        let want = i64::from(max) - out.len() as i64;
+        if want <= 0 {
+            break;
+        }
+        // Messages out of receives move to the dead-letter queue in this
+        // transaction, instead of being delivered.
+        if let (Some(count), Some(dlq)) = (max_receives, &config.dead_letter_queue) {
+            let moved = tx
+                .execute(
+                    "WITH dead AS (
+                        SELECT seq FROM messages
+                        WHERE queue = $1 AND visible_at <= $2 AND sent_at > $3 AND receive_count >= $4
+                        ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED)
+                     UPDATE messages m SET queue = $6, source_queue = $1, visible_at = $2, receipt = NULL
+                     FROM dead WHERE m.seq = dead.seq",
+                    &[&queue, &tx.now, &since, &count, &want, dlq],
+                )
+                .await?;
+            if moved > 0 {
+                tx.dead_lettered(queue, moved as usize);
+            }
+        }
+        let rows = tx
+            .query(
+                "WITH picked AS (
+                    SELECT seq FROM messages
+                    WHERE queue = $1 AND visible_at <= $2 AND sent_at > $3
+                      AND ($4::int4 IS NULL OR receive_count < $4)
+                    ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED)
+                 UPDATE messages m SET receipt = gen_random_uuid()::text,
+                        receive_count = m.receive_count + 1, visible_at = $6
+                 FROM picked WHERE m.seq = picked.seq
+                 RETURNING m.seq, m.message_id, m.body, m.attributes, m.sent_at, m.receive_count, m.receipt",
+                &[&queue, &tx.now, &since, &max_receives, &want, &lease_until],
+            )
+            .await?;
+        if rows.is_empty() {
+            // Nothing deliverable now; if dead letters were moved, another
+            // round could find more of them, but not a deliverable message.
+            break;
+        }
+        let mut batch: Vec<(i64, ReceivedMessage)> = rows
+            .iter()
+            .map(|row| {
+                (
+                    row.get(0),
+                    ReceivedMessage {
+                        message_id: row.get(1),
+                        body: row.get(2),
+                        attributes: decode_attributes(row.get(3)),
+                        sent_at: row.get::<_, i64>(4) as u64,
+                        receive_count: row.get::<_, i32>(5) as u32,
+                        receipt_handle: row.get(6),
+                    },
+                )
+            })
+            .collect();
+        batch.sort_by_key(|(seq, _)| *seq);
+        let got = batch.len() as i64;
+        out.extend(batch.into_iter().map(|(_, m)| m));
+        if got < want {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `sql` (`$1` queue, `$2` receipt, then `extra`) on the message
+/// holding `receipt`; no such message means the handle is stale.
+async fn with_receipt(
+    tx: &Tx<'_>,
+    queue: &str,
+    sql: &str,
+    receipt: &str,
+    extra: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> StoreResult<()> {
+    load_queue(tx, queue).await?;
+    let mut values: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&queue, &receipt];
+    values.extend_from_slice(extra);
+    if tx.execute(sql, &values).await? == 0 {
+        return Err(StoreError::StaleReceipt);
+    }
+    Ok(())
+}
+
+async fn stats(tx: &Tx<'_>, queue: &str) -> StoreResult<QueueStats> {
+    let config = load_queue(tx, queue).await?;
+    let row = tx
+        .query_one(
+            "SELECT
+                count(*) FILTER (WHERE visible_at <= $2),
+                count(*) FILTER (WHERE visible_at > $2 AND receipt IS NOT NULL),
+                count(*) FILTER (WHERE visible_at > $2 AND receipt IS NULL),
+                min(sent_at)
+             FROM messages WHERE queue = $1 AND sent_at > $3",
+            &[&queue, &tx.now, &live_since(tx, &config)],
+        )
+        .await?;
+    Ok(QueueStats {
+        visible: row.get::<_, i64>(0) as u64,
+        in_flight: row.get::<_, i64>(1) as u64,
+        delayed: row.get::<_, i64>(2) as u64,
+        oldest_age_ms: row
+            .get::<_, Option<i64>>(3)
+            .map(|sent| tx.now.saturating_sub(sent).max(0) as u64),
+    })
+}
+
+async fn peek(
+    tx: &Tx<'_>,
+    queue: &str,
+    limit: u32,
+    after_id: Option<&str>,
+) -> StoreResult<Vec<StoredMessage>> {
+    load_queue(tx, queue).await?;
+    let after_seq: i64 = match after_id {
+        None => 0,
+        Some(id) => tx
+            .query_opt("SELECT seq FROM messages WHERE message_id = $1", &[&id])
+            .await?
+            .map(|row| row.get(0))
+            .ok_or_else(|| StoreError::MessageNotFound(id.to_owned()))?,
+    };
+    let rows = tx
+        .query(
+            "SELECT message_id, body, attributes, sent_at, receive_count, last_error, source_queue
+             FROM messages WHERE queue = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            &[&queue, &after_seq, &i64::from(limit)],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| StoredMessage {
+            message_id: row.get(0),
+            body: row.get(1),
+            attributes: decode_attributes(row.get(2)),
+            sent_at: row.get::<_, i64>(3) as u64,
+            receive_count: row.get::<_, i32>(4) as u32,
+            last_error: row.get(5),
+            source_queue: row.get(6),
+        })
+        .collect())
+}
+
+async fn redrive(tx: &Tx<'_>, from: &str, to: Option<&str>, limit: u32) -> StoreResult<u64> {
+    load_queue(tx, from).await?;
+    if let Some(to) = to {
+        load_queue(tx, to).await?;
+    }
+    // With no target, each message goes back to its source queue, if that
+    // queue still exists. Locked rows (being received) are left for later.
+    tx.execute(
+        "WITH moving AS (
+            SELECT seq FROM messages
+            WHERE queue = $1 AND ($2::text IS NOT NULL OR source_queue IN (SELECT name FROM queues))
+            ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)
+         UPDATE messages m SET queue = COALESCE($2, m.source_queue), visible_at = $3, receive_count = 0,
+                receipt = NULL, source_queue = NULL
+         FROM moving WHERE m.seq = moving.seq",
+        &[&from, &to, &tx.now, &i64::from(limit)],
+    )
+    .await
+}
+
+async fn queues(tx: &Tx<'_>) -> StoreResult<Vec<QueueConfig>> {
+    let rows = tx
+        .query(
+            &format!("SELECT {CONFIG_COLUMNS} FROM queues ORDER BY name"),
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(config_from_row).collect())
+}
+
+async fn expire(tx: &Tx<'_>) -> StoreResult<u64> {
+    let removed = tx
+        .execute(
+            "DELETE FROM messages m USING queues q
+             WHERE q.name = m.queue AND m.sent_at <= $1 - q.retention_ms",
+            &[&tx.now],
+        )
+        .await?;
+    tx.execute("DELETE FROM dedup WHERE expires_at <= $1", &[&tx.now])
+        .await?;
+    Ok(removed)
+}
+
+#[async_trait::async_trait]
+impl QueueStore for PgStore {
+    async fn declare_queues(&self, queues: &[QueueConfig]) -> StoreResult<()> {
+        in_tx!(self, |tx| declare(tx, queues).await)
+    }
+
+    async fn send(&self, queue: &str, messages: Vec<SendMessage>) -> StoreResult<Vec<SendReceipt>> {
+        in_tx!(self, |tx| send(tx, queue, messages.clone()).await)
+    }
+
+    async fn receive(
+        &self,
+        queue: &str,
+        max: u32,
+        visibility_timeout_ms: Option<u64>,
+    ) -> StoreResult<Vec<ReceivedMessage>> {
+        in_tx!(self, |tx| receive(tx, queue, max, visibility_timeout_ms)
+            .await)
+    }
+
+    async fn delete(&self, queue: &str, receipt_handle: &str) -> StoreResult<()> {
+        in_tx!(self, |tx| with_receipt(
+            tx,
+            queue,
+            "DELETE FROM messages WHERE queue = $1 AND receipt = $2",
+            receipt_handle,
+            &[],
+        )
+        .await)
+    }
+
+    async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt_handle: &str,
+        timeout_ms: u64,
+    ) -> StoreResult<()> {
+        in_tx!(self, |tx| {
+            let visible_at = later(tx.now, timeout_ms);
+            with_receipt(
+                tx,
+                queue,
+                "UPDATE messages SET visible_at = $3 WHERE queue = $1 AND receipt = $2",
+                receipt_handle,
+                &[&visible_at],
+            )
+            .await
+        })
+    }
+
+    async fn nack(
+        &self,
+        queue: &str,
+        receipt_handle: &str,
+        options: NackOptions,
+    ) -> StoreResult<()> {
+        in_tx!(self, |tx| {
+            let visible_at = later(tx.now, options.visible_after_ms);
+            with_receipt(
+                tx,
+                queue,
+                "UPDATE messages SET visible_at = $3, last_error = COALESCE($4, last_error), receipt = NULL
+                 WHERE queue = $1 AND receipt = $2",
+                receipt_handle,
+                &[&visible_at, &options.error],
+            )
+            .await
+        })
+    }
+
+    async fn purge(&self, queue: &str) -> StoreResult<u64> {
+        in_tx!(self, |tx| {
+            load_queue(tx, queue).await?;
+            tx.execute("DELETE FROM messages WHERE queue = $1", &[&queue])
+                .await
+        })
+    }
+
+    async fn stats(&self, queue: &str) -> StoreResult<QueueStats> {
+        in_tx!(self, |tx| stats(tx, queue).await)
+    }
+
+    async fn peek(
+        &self,
+        queue: &str,
+        limit: u32,
+        after_id: Option<&str>,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        in_tx!(self, |tx| peek(tx, queue, limit, after_id).await)
+    }
+
+    async fn delete_by_id(&self, queue: &str, message_id: &str) -> StoreResult<()> {
+        in_tx!(self, |tx| {
+            load_queue(tx, queue).await?;
+            let n = tx
+                .execute(
+                    "DELETE FROM messages WHERE queue = $1 AND message_id = $2",
+                    &[&queue, &message_id],
+                )
+                .await?;
+            if n == 0 {
+                return Err(StoreError::MessageNotFound(message_id.to_owned()));
+            }
+            Ok(())
+        })
+    }
+
+    async fn redrive(&self, from: &str, to: Option<&str>, limit: u32) -> StoreResult<u64> {
+        in_tx!(self, |tx| redrive(tx, from, to, limit).await)
+    }
+
+    async fn queues(&self) -> StoreResult<Vec<QueueConfig>> {
+        in_tx!(self, |tx| queues(tx).await)
+    }
+
+    async fn expire(&self) -> StoreResult<u64> {
+        in_tx!(self, |tx| expire(tx).await)
+    }
+}

@@ -1,0 +1,194 @@
+//! The schema and its versions: `nimbus_schema` holds the version the
+//! database is at; a newer binary migrates forward step by step (one process
+//! at a time, under an advisory lock), an older one refuses a newer schema.
+
+use nimbus_store::{StoreError, StoreResult};
+
+/// The schema version this binary reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `MIGRATIONS[v]` takes the schema from version `v` to `v + 1`.
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1];
+
+/// Held while migrating, so two processes starting at once migrate once.
+const MIGRATION_LOCK: i64 = 0x6e69_6d62_7573; // "nimbus"
+
+/// Keys are `text COLLATE "C"` or `bytea`, so they compare byte-wise as on
+/// SQLite; times are milliseconds since the epoch (`int8`); bodies and
+/// documents are `bytea`, stored as written.
+const V1: &str = r#"
+CREATE TABLE queues (
+    name text COLLATE "C" PRIMARY KEY,
+    visibility_timeout_ms int8 NOT NULL,
+    retention_ms int8 NOT NULL,
+    delay_ms int8 NOT NULL,
+    max_message_bytes int8 NOT NULL,
+    dedup_window_ms int8 NOT NULL,
+    max_receive_count int4,
+    dead_letter_queue text COLLATE "C"
+);
+CREATE TABLE messages (
+    seq int8 GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    message_id text NOT NULL UNIQUE,
+    queue text COLLATE "C" NOT NULL,
+    body bytea NOT NULL,
+    attributes text NOT NULL,
+    sent_at int8 NOT NULL,
+    visible_at int8 NOT NULL,
+    receive_count int4 NOT NULL DEFAULT 0,
+    receipt text,
+    last_error text,
+    source_queue text COLLATE "C"
+) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
+CREATE INDEX messages_queue ON messages (queue, seq);
+CREATE INDEX messages_receipt ON messages (receipt) WHERE receipt IS NOT NULL;
+CREATE TABLE dedup (
+    queue text COLLATE "C" NOT NULL,
+    dedup_id text COLLATE "C" NOT NULL,
+    message_id text NOT NULL,
+    expires_at int8 NOT NULL,
+    PRIMARY KEY (queue, dedup_id)
+);
+CREATE TABLE api_keys (
+    seq int8 GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id text COLLATE "C" NOT NULL UNIQUE,
+    name text NOT NULL,
+    hash bytea NOT NULL,
+    created_at int8 NOT NULL,
+    revoked_at int8,
+    rate_per_s float8,
+    burst int8,
+    quota int8,
+    quota_period_s int8,
+    window_start_s int8,
+    used int8
+);
+CREATE TABLE secrets (
+    name text COLLATE "C" PRIMARY KEY,
+    sealed bytea NOT NULL,
+    created_at int8 NOT NULL,
+    updated_at int8 NOT NULL
+);
+CREATE TABLE secret_key_check (
+    id int4 PRIMARY KEY CHECK (id = 1),
+    sealed bytea NOT NULL
+);
+CREATE TABLE invocations (
+    id text COLLATE "C" PRIMARY KEY,
+    function text COLLATE "C" NOT NULL,
+    trigger text NOT NULL,
+    source text NOT NULL,
+    started_at int8 NOT NULL,
+    recorded_at int8 NOT NULL,
+    duration_ms int8 NOT NULL,
+    outcome text NOT NULL,
+    error text,
+    attempt int8 NOT NULL,
+    trace_id text,
+    logs text NOT NULL,
+    logs_truncated bool NOT NULL
+);
+CREATE INDEX invocations_function ON invocations (function, id);
+CREATE INDEX invocations_recorded ON invocations (recorded_at);
+CREATE TABLE doc_tables (
+    name text COLLATE "C" PRIMARY KEY,
+    partition_key text NOT NULL,
+    sort_key text,
+    stream text,
+    stream_retention_ms int8 NOT NULL,
+    max_item_bytes int8 NOT NULL
+);
+CREATE TABLE items (
+    tbl text COLLATE "C" NOT NULL,
+    pk text COLLATE "C" NOT NULL,
+    sk text COLLATE "C" NOT NULL,
+    document bytea NOT NULL,
+    version int8 NOT NULL,
+    updated_at int8 NOT NULL,
+    PRIMARY KEY (tbl, pk, sk)
+);
+CREATE TABLE stream_heads (
+    tbl text COLLATE "C" PRIMARY KEY,
+    last_seq int8 NOT NULL
+);
+CREATE TABLE stream_records (
+    tbl text COLLATE "C" NOT NULL,
+    seq int8 NOT NULL,
+    kind text NOT NULL,
+    pk text COLLATE "C" NOT NULL,
+    sk text COLLATE "C",
+    key_hash int8 NOT NULL,
+    new_image bytea,
+    old_image bytea,
+    version int8 NOT NULL,
+    at int8 NOT NULL,
+    trace text,
+    PRIMARY KEY (tbl, seq)
+);
+CREATE INDEX stream_records_at ON stream_records (tbl, at);
+CREATE TABLE stream_checkpoints (
+    consumer text COLLATE "C" PRIMARY KEY,
+    seq int8 NOT NULL
+);
+CREATE TABLE schedules (
+    name text COLLATE "C" PRIMARY KEY,
+    mark_ms int8 NOT NULL,
+    last_fired_ms int8
+);
+CREATE TABLE objects (
+    bucket text COLLATE "C" NOT NULL,
+    key bytea NOT NULL,
+    size int8 NOT NULL,
+    etag text NOT NULL,
+    content_type text NOT NULL,
+    user_metadata text NOT NULL,
+    blob text NOT NULL,
+    created_at int8 NOT NULL,
+    sequencer int8 NOT NULL,
+    PRIMARY KEY (bucket, key)
+);
+CREATE INDEX objects_blob ON objects (bucket, blob);
+CREATE SEQUENCE object_sequencer;
+"#;
+
+/// Brings the database to [`SCHEMA_VERSION`], or refuses it if it is newer.
+pub(crate) async fn migrate(client: &mut deadpool_postgres::Client) -> StoreResult<()> {
+    let fail = |e: tokio_postgres::Error| crate::commit_error(&e);
+    let tx = client.transaction().await.map_err(fail)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(fail)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS nimbus_schema (
+            id int4 PRIMARY KEY CHECK (id = 1),
+            version int4 NOT NULL
+        )",
+    )
+    .await
+    .map_err(fail)?;
+    let found: i32 = tx
+        .query_opt("SELECT version FROM nimbus_schema WHERE id = 1", &[])
+        .await
+        .map_err(fail)?
+        .map_or(0, |row| row.get(0));
+    let found = u32::try_from(found).unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (from, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.batch_execute(step).await.map_err(fail)?;
+        tracing::info!(from, to = from + 1, "migrated the PostgreSQL schema");
+    }
+    let version = SCHEMA_VERSION as i32;
+    tx.execute(
+        "INSERT INTO nimbus_schema (id, version) VALUES (1, $1)
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+        &[&version],
+    )
+    .await
+    .map_err(fail)?;
+    tx.commit().await.map_err(fail)
+}

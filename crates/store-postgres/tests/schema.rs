@@ -1,0 +1,94 @@
+//! The schema's version on PostgreSQL: migrations run once however many
+//! processes start at once, and a schema written by a newer nimbus is
+//! refused with both versions named.
+
+use nimbus_store::StoreError;
+use nimbus_store::queue::QueueStore;
+use nimbus_store_postgres::{PgOptions, PgStore, SCHEMA_VERSION};
+
+fn options(url: &str) -> PgOptions {
+    PgOptions {
+        url: url.to_owned(),
+        relaxed_durability: false,
+        pool_size: 2,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stores_starting_at_once_on_an_empty_database_all_open_it() {
+    let fresh = nimbus_test_postgres::server().fresh();
+    let opening: Vec<_> = (0..6)
+        .map(|_| {
+            let url = fresh.url.clone();
+            tokio::spawn(async move { PgStore::connect(&options(&url), None).await })
+        })
+        .collect();
+    for open in opening {
+        let store = open.await.unwrap().unwrap();
+        assert!(store.queues().await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_schema_newer_than_this_binary_is_refused_naming_both_versions() {
+    let server = nimbus_test_postgres::server();
+    let fresh = server.fresh();
+    drop(PgStore::connect(&options(&fresh.url), None).await.unwrap());
+    let newer = SCHEMA_VERSION + 1;
+    server.sql(&format!(
+        "UPDATE {}.nimbus_schema SET version = {newer}",
+        fresh.schema
+    ));
+
+    let refused = PgStore::connect(&options(&fresh.url), None)
+        .await
+        .expect_err("a newer schema must be refused");
+    assert_eq!(
+        refused,
+        StoreError::SchemaTooNew {
+            found: newer,
+            known: SCHEMA_VERSION
+        }
+    );
+    let message = refused.to_string();
+    assert!(
+        message.contains(&format!("version {newer}"))
+            && message.contains(&format!("version {SCHEMA_VERSION}")),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn time_is_the_database_clock_without_a_test_clock() {
+    // A message sent now is stamped by the server's clock: within a minute
+    // of this machine's, since both run here.
+    let fresh = nimbus_test_postgres::server().fresh();
+    let store = PgStore::connect(&options(&fresh.url), None).await.unwrap();
+    store
+        .declare_queues(&[nimbus_store::QueueConfig {
+            name: "q".into(),
+            visibility_timeout_ms: 30_000,
+            retention_ms: 3_600_000,
+            delay_ms: 0,
+            max_message_bytes: 1024,
+            dedup_window_ms: 0,
+            max_receive_count: None,
+            dead_letter_queue: None,
+        }])
+        .await
+        .unwrap();
+    store
+        .send("q", vec![nimbus_store::SendMessage::default()])
+        .await
+        .unwrap();
+    let received = store.receive("q", 1, None).await.unwrap();
+    let local = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        received[0].sent_at.abs_diff(local) < 60_000,
+        "sent_at {} vs local {local}",
+        received[0].sent_at
+    );
+}
