@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Durable queue throughput, in one run on one disk: the raw fsync rate, Nimbus's
-# SQLite store (synchronous=FULL, group commit) and a plain PostgreSQL queue
-# (FOR UPDATE SKIP LOCKED, synchronous_commit=on). Each message is three
-# durable steps in both: send, receive (lease), delete; 1 KiB bodies.
+# SQLite store (synchronous=FULL, group commit), a plain PostgreSQL queue
+# (FOR UPDATE SKIP LOCKED, synchronous_commit=on) driven by pgbench, and
+# Nimbus's PostgreSQL store on the same server. Each message is three durable
+# steps in all: send, receive (lease), delete; 1 KiB bodies.
 #
 #   bench/queue.sh                       # 10 s per measurement, 16 clients
 #   DURATION=30 CLIENTS=64 bench/queue.sh
@@ -51,15 +52,22 @@ LEFT=$(as_pg psql -tA -h "$SOCK" -d postgres -c "SELECT count(*) FROM q")
 PG_TPS=$(python3 -c "print(round(($CYCLES - $LEFT) / $DURATION))")
 echo "cycles=$CYCLES left_in_queue=$LEFT messages_per_s=$PG_TPS"
 
+echo "== nimbus postgresql store ($CLIENTS clients, ${DURATION}s)"
+as_pg psql -q -h "$SOCK" -d postgres -c "CREATE DATABASE nimbus_bench"
+./target/release/queue-bench "$DIR/nimbus-pg" "$DURATION" "$CLIENTS" \
+  "postgres:///nimbus_bench?host=$SOCK&user=postgres" | tee "$DIR/nimbus-pg.txt"
+
 NIMBUS=$(awk -F= '/^messages_per_s=/ {print $2}' "$DIR/nimbus.txt")
+NIMBUS_PG=$(awk -F= '/^messages_per_s=/ {print $2}' "$DIR/nimbus-pg.txt")
 FSYNC=$(awk -F= '/^fsync_per_s=/ {print $2}' "$DIR/nimbus.txt")
-python3 - "$NIMBUS" "$PG_TPS" "$FSYNC" "$CLIENTS" "$DURATION" <<'PY'
+python3 - "$NIMBUS" "$PG_TPS" "$FSYNC" "$CLIENTS" "$DURATION" "$NIMBUS_PG" <<'PY'
 import sys
-nimbus, pg, fsync, clients, duration = map(float, sys.argv[1:])
+nimbus, pg, fsync, clients, duration, nimbus_pg = map(float, sys.argv[1:])
 print()
 print(f"| queue ({int(clients)} clients, {int(duration)} s, 1 KiB, send+receive+delete) | messages/s | x fsync rate | x PostgreSQL |")
 print("| --- | ---: | ---: | ---: |")
 print(f"| raw fdatasync rate of the disk | {fsync:.0f} fsyncs/s | 1.00 | |")
 print(f"| Nimbus SQLite store (synchronous=FULL, group commit) | {nimbus:.0f} | {nimbus/fsync:.2f} | {nimbus/pg:.2f} |")
-print(f"| PostgreSQL SKIP LOCKED (synchronous_commit=on) | {pg:.0f} | {pg/fsync:.2f} | 1.00 |")
+print(f"| PostgreSQL SKIP LOCKED by pgbench (synchronous_commit=on) | {pg:.0f} | {pg/fsync:.2f} | 1.00 |")
+print(f"| Nimbus PostgreSQL store (same server) | {nimbus_pg:.0f} | {nimbus_pg/fsync:.2f} | {nimbus_pg/pg:.2f} |")
 PY

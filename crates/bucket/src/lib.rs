@@ -15,9 +15,7 @@ pub use nimbus_manifest::bucket::{MAX_KEY_BYTES, check_object_key};
 
 use bytes::Bytes;
 use nimbus_manifest::{App, Bucket, ObjectEventKind, ObjectTrigger};
-use nimbus_store::{
-    BucketStore, ListPage, ListQuery, NewObject, ObjectMeta, QueueSignals, StoreError,
-};
+use nimbus_store::{BucketStore, ListPage, ListQuery, NewObject, ObjectMeta, StoreError};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -105,19 +103,13 @@ pub struct Buckets {
     triggers: BTreeMap<String, Vec<ObjectTrigger>>,
     blobs: Arc<blob::Blobs>,
     store: Arc<dyn BucketStore>,
-    signals: QueueSignals,
     /// Where committed object events are counted, if anywhere.
     metrics: Option<Arc<nimbus_metrics::Metrics>>,
 }
 
 impl Buckets {
     /// Opens the app's buckets with their bytes under `root`.
-    pub fn open(
-        app: &App,
-        root: &Path,
-        store: Arc<dyn BucketStore>,
-        signals: QueueSignals,
-    ) -> Result<Self, BucketError> {
+    pub fn open(app: &App, root: &Path, store: Arc<dyn BucketStore>) -> Result<Self, BucketError> {
         let mut triggers: BTreeMap<String, Vec<ObjectTrigger>> = BTreeMap::new();
         for t in &app.object_triggers {
             triggers
@@ -134,7 +126,6 @@ impl Buckets {
             triggers,
             blobs: Arc::new(blobs),
             store,
-            signals,
             metrics: None,
         })
     }
@@ -207,7 +198,7 @@ impl Buckets {
         let committed = self.store.commit_put(bucket, new, events).await;
         match committed {
             Ok(outcome) => {
-                self.wake(bucket, ObjectEventKind::Created, key);
+                self.counted(bucket, ObjectEventKind::Created);
                 if let Some(old) = outcome.replaced_blob {
                     self.blobs.remove(bucket, &old).await;
                 }
@@ -223,20 +214,14 @@ impl Buckets {
         }
     }
 
-    /// Counts the committed change and tells the consumers of the triggers
-    /// its event went to.
-    fn wake(&self, bucket: &str, kind: ObjectEventKind, key: &str) {
+    /// Counts the committed change (the store wakes the triggers' consumers).
+    fn counted(&self, bucket: &str, kind: ObjectEventKind) {
         if let Some(metrics) = &self.metrics {
             let kind_label = match kind {
                 ObjectEventKind::Created => "created",
                 ObjectEventKind::Removed => "removed",
             };
             metrics.object_events.with(&[bucket, kind_label]).inc();
-        }
-        for t in self.triggers.get(bucket).into_iter().flatten() {
-            if t.matches(kind, key) {
-                self.signals.notify(&t.queue);
-            }
         }
     }
 
@@ -295,7 +280,7 @@ impl Buckets {
         match self.store.commit_delete(bucket, key, events).await? {
             None => Ok(false),
             Some(removed) => {
-                self.wake(bucket, ObjectEventKind::Removed, key);
+                self.counted(bucket, ObjectEventKind::Removed);
                 self.blobs.remove(bucket, &removed.blob).await;
                 Ok(true)
             }

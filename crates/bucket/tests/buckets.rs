@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use nimbus_bucket::{BucketError, Buckets, ByteRange, PutOptions};
 use nimbus_manifest::App;
-use nimbus_store::{ListQuery, QueueSignals, QueueStore, SystemClock};
+use nimbus_store::{ListQuery, QueueStore, SystemClock};
 use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use std::path::Path;
 use std::sync::Arc;
@@ -44,13 +44,7 @@ async fn open(dir: &Path) -> (Buckets, Arc<SqliteStore>) {
         dead_letter_queue: None,
     };
     store.declare_queues(&[queue]).await.unwrap();
-    let buckets = Buckets::open(
-        &app,
-        &dir.join("buckets"),
-        store.clone(),
-        QueueSignals::default(),
-    )
-    .unwrap();
+    let buckets = Buckets::open(&app, &dir.join("buckets"), store.clone()).unwrap();
     (buckets, store)
 }
 

@@ -12,9 +12,7 @@ use nimbus_gateway::auth::{ApiKeys, Authenticator, JwtVerifier};
 use nimbus_gateway::{Drain, PublicGateway, ServerLimits};
 use nimbus_manifest::{App, RouteAuth};
 use nimbus_store::queue::{QueueConfig, QueueStore};
-use nimbus_store::{
-    Clock, HistoryStore, QueueSignals, Store, StreamView, SystemClock, TableConfig, TableStore,
-};
+use nimbus_store::{Clock, HistoryStore, Store, StreamView, SystemClock, TableConfig, TableStore};
 use nimbus_store_postgres::{PgOptions, PgStore};
 use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use std::collections::HashMap;
@@ -219,17 +217,14 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         store.clone(),
         &store.location(),
     ))?;
-    let signals = QueueSignals::default();
+    // The store wakes workers after its commits (and, on PostgreSQL, after
+    // other processes' commits).
+    let signals = store.signals().clone();
     let metrics = Arc::new(nimbus_metrics::Metrics::default());
     let buckets = Arc::new(
-        nimbus_bucket::Buckets::open(
-            &app,
-            &data_dir.join(BUCKETS_DIR),
-            store.clone(),
-            signals.clone(),
-        )
-        .context("failed to open the buckets")?
-        .with_metrics(metrics.clone()),
+        nimbus_bucket::Buckets::open(&app, &data_dir.join(BUCKETS_DIR), store.clone())
+            .context("failed to open the buckets")?
+            .with_metrics(metrics.clone()),
     );
     // Nothing is being uploaded yet, so every unreferenced blob (left by an
     // upload cut off before its commit) can go now, whatever its age.
@@ -257,7 +252,6 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         tables: store.clone(),
         table_configs: table_configs.clone(),
         queues: store.clone(),
-        queue_signals: signals.clone(),
         secrets: secrets.clone(),
         functions: FunctionDirectory::default(),
         metrics: metrics.clone(),

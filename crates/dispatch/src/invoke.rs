@@ -38,7 +38,6 @@ pub fn async_queue_config(function: &Function) -> QueueConfig {
 /// Queues an event for `function`; returns its id once it is durable.
 pub async fn enqueue(
     store: &dyn QueueStore,
-    signals: &QueueSignals,
     function: &str,
     data: Vec<u8>,
     attributes: BTreeMap<String, String>,
@@ -54,7 +53,6 @@ pub async fn enqueue(
         .await?
         .remove(0)
         .message_id;
-    signals.notify(&queue);
     Ok(id)
 }
 

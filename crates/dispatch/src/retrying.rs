@@ -257,7 +257,7 @@ async fn finish(ctx: &Retrying, message: &ReceivedMessage, condition: &str, erro
     };
     if let Some(destination) = destination {
         let record = record(name, condition, message, error, ctx.clock.now_ms());
-        if let Err(e) = send_record(ctx.store.as_ref(), &ctx.signals, destination, record).await {
+        if let Err(e) = send_record(ctx.store.as_ref(), destination, record).await {
             tracing::error!(function = %name, event_id = %message.message_id, "could not deliver the {condition} record: {e}");
             let options = NackOptions {
                 error: Some(format!("destination failed: {e}")),
@@ -315,7 +315,6 @@ fn record(
 /// Sends a record to a destination: a queue, or a function's async queue.
 pub async fn send_record(
     store: &dyn QueueStore,
-    signals: &QueueSignals,
     destination: &Destination,
     record: Vec<u8>,
 ) -> Result<(), StoreError> {
@@ -329,10 +328,9 @@ pub async fn send_record(
                 ..SendMessage::default()
             };
             store.send(queue, vec![message]).await?;
-            signals.notify(queue);
         }
         Destination::Function(function) => {
-            crate::invoke::enqueue(store, signals, function, record, attributes).await?;
+            crate::invoke::enqueue(store, function, record, attributes).await?;
         }
     }
     Ok(())

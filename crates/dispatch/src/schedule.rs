@@ -163,7 +163,6 @@ async fn scheduler(
                             .schedule_lag
                             .with(&[name])
                             .observe(lag_s);
-                        run.signals.notify(queue);
                         tracing::debug!(schedule = %name, tick = %rfc3339(tick), "tick fired");
                     }
                 }

@@ -406,13 +406,8 @@ impl LaneWorker {
             .to_string()
             .into_bytes();
             loop {
-                let sent = send_record(
-                    self.services.queues.as_ref(),
-                    &self.services.signals,
-                    &destination,
-                    record.clone(),
-                )
-                .await;
+                let sent =
+                    send_record(self.services.queues.as_ref(), &destination, record.clone()).await;
                 match sent {
                     Ok(()) => break,
                     Err(e) => {

@@ -12,8 +12,8 @@ use axum::http::{Method, Request, StatusCode, header};
 use nimbus_gateway::api::{ApiState, Functions};
 use nimbus_gateway::auth::{ApiKeys, NewKey};
 use nimbus_store::Store as _;
+use nimbus_store::SystemClock;
 use nimbus_store::queue::{QueueConfig, QueueStore, SendMessage};
-use nimbus_store::{QueueSignals, SystemClock};
 use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -194,17 +194,13 @@ impl ApiHarness {
             "[app]\nname = \"fuzz\"\n[bucket.files]\nmax_object_bytes = 4096\n",
         )
         .expect("the fuzz app parses");
-        let buckets = nimbus_bucket::Buckets::open(
-            &bucket_app,
-            &dir.path().join("buckets"),
-            store.clone(),
-            QueueSignals::default(),
-        )
-        .expect("open the buckets");
+        let buckets =
+            nimbus_bucket::Buckets::open(&bucket_app, &dir.path().join("buckets"), store.clone())
+                .expect("open the buckets");
         let state = ApiState {
             queues: store.clone(),
             buckets: Arc::new(buckets),
-            waiters: QueueSignals::default(),
+            waiters: store.signals().clone(),
             functions: Arc::new(Functions {
                 event: Default::default(),
                 http: [FUNCTIONS[0].to_owned()].into(),

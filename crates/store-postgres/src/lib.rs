@@ -15,9 +15,10 @@ mod schedule;
 mod schema;
 mod secret;
 mod table;
+mod wake;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use nimbus_store::{Clock, Store, StoreError, StoreObserver, StoreResult};
+use nimbus_store::{Clock, QueueSignals, Store, StoreError, StoreObserver, StoreResult};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -52,6 +53,10 @@ pub struct PgStore {
     clock: Option<Arc<dyn Clock>>,
     observer: OnceLock<Arc<dyn StoreObserver>>,
     location: String,
+    signals: QueueSignals,
+    /// Names changed by commits here, for other processes.
+    pending: Arc<wake::Pending>,
+    _wake_tasks: wake::Tasks,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -86,7 +91,7 @@ impl PgStore {
             config.application_name("nimbus");
         }
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -99,19 +104,30 @@ impl PgStore {
             .create_timeout(Some(CONNECTION_WAIT))
             .build()
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let store = PgStore {
+        let mut client = pool.get().await.map_err(|e| pool_error(&location, e))?;
+        schema::migrate(&mut client).await?;
+        drop(client);
+        let signals = QueueSignals::default();
+        let pending = Arc::new(wake::Pending::default());
+        let (wake_tasks, listening) =
+            wake::start(pool.clone(), config, pending.clone(), signals.clone());
+        // Listening before the first commit, so no other process's change
+        // after this point is missed; polling covers a listener that is late.
+        if tokio::time::timeout(CONNECTION_WAIT, listening)
+            .await
+            .is_err()
+        {
+            tracing::warn!(store = %location, "not yet listening for other processes' changes; relying on polling meanwhile");
+        }
+        Ok(PgStore {
             pool,
             clock,
             observer: OnceLock::new(),
             location,
-        };
-        let mut client = store
-            .pool
-            .get()
-            .await
-            .map_err(|e| pool_error(&store.location, e))?;
-        schema::migrate(&mut client).await?;
-        Ok(store)
+            signals,
+            pending,
+            _wake_tasks: wake_tasks,
+        })
     }
 
     /// Opens a transaction and reads the clock for it.
@@ -135,16 +151,27 @@ impl PgStore {
             now,
             retry: AtomicBool::new(false),
             dead_lettered: Mutex::new(Vec::new()),
+            signalled: Mutex::new(Vec::new()),
         })
     }
 
-    fn committed(&self, took: Duration, dead_lettered: Vec<String>) {
+    /// After a commit: metrics, then wake-ups here and elsewhere.
+    fn committed(&self, took: Duration, dead_lettered: Vec<String>, mut signalled: Vec<String>) {
         if let Some(observer) = self.observer.get() {
             observer.committed(1, took);
             for queue in dead_lettered {
                 observer.dead_lettered(&queue, 1);
             }
         }
+        if signalled.is_empty() {
+            return;
+        }
+        signalled.sort_unstable();
+        signalled.dedup();
+        for name in &signalled {
+            self.signals.notify(name);
+        }
+        self.pending.add(signalled);
     }
 }
 
@@ -170,9 +197,10 @@ macro_rules! in_tx {
             match result {
                 Ok(value) => {
                     let dead = $tx.take_dead_lettered();
+                    let signalled = $tx.take_signalled();
                     match $tx.tx.commit().await {
                         Ok(()) => {
-                            store.committed(started.elapsed(), dead);
+                            store.committed(started.elapsed(), dead, signalled);
                             break Ok(value);
                         }
                         Err(e) if $crate::retryable(&e) && attempt < $crate::MAX_ATTEMPTS => {
@@ -215,6 +243,9 @@ pub(crate) struct Tx<'c> {
     retry: AtomicBool,
     /// Queues dead-letter moves were made from, reported after the commit.
     dead_lettered: Mutex<Vec<String>>,
+    /// Signal names (queues sent to, streams written) to wake after the
+    /// commit.
+    signalled: Mutex<Vec<String>>,
 }
 
 pub(crate) type Params<'a> = [&'a (dyn ToSql + Sync)];
@@ -230,6 +261,16 @@ impl Tx<'_> {
 
     pub(crate) fn take_dead_lettered(&self) -> Vec<String> {
         std::mem::take(&mut self.dead_lettered.lock().unwrap())
+    }
+
+    /// Wakes waiters on `name` (here and in other processes) once this
+    /// transaction commits.
+    pub(crate) fn signal(&self, name: &str) {
+        self.signalled.lock().unwrap().push(name.to_owned());
+    }
+
+    pub(crate) fn take_signalled(&self) -> Vec<String> {
+        std::mem::take(&mut self.signalled.lock().unwrap())
     }
 
     pub(crate) fn dead_lettered(&self, queue: &str, messages: usize) {
@@ -404,5 +445,9 @@ impl Store for PgStore {
 
     fn location(&self) -> String {
         self.location.clone()
+    }
+
+    fn signals(&self) -> &QueueSignals {
+        &self.signals
     }
 }

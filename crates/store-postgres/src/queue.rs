@@ -158,6 +158,7 @@ pub(crate) async fn send(
             deduplicated: false,
         });
     }
+    tx.signal(queue);
     Ok(receipts)
 }
 
@@ -199,6 +200,7 @@ async fn receive(
                 .await?;
             if moved > 0 {
                 tx.dead_lettered(queue, moved as usize);
+                tx.signal(dlq);
             }
         }
         let rows = tx
@@ -330,17 +332,22 @@ async fn redrive(tx: &Tx<'_>, from: &str, to: Option<&str>, limit: u32) -> Store
     }
     // With no target, each message goes back to its source queue, if that
     // queue still exists. Locked rows (being received) are left for later.
-    tx.execute(
+    let targets = tx.query(
         "WITH moving AS (
             SELECT seq FROM messages
             WHERE queue = $1 AND ($2::text IS NOT NULL OR source_queue IN (SELECT name FROM queues))
             ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)
          UPDATE messages m SET queue = COALESCE($2, m.source_queue), visible_at = $3, receive_count = 0,
                 receipt = NULL, source_queue = NULL
-         FROM moving WHERE m.seq = moving.seq",
+         FROM moving WHERE m.seq = moving.seq
+         RETURNING m.queue",
         &[&from, &to, &tx.now, &i64::from(limit)],
     )
-    .await
+    .await?;
+    for target in &targets {
+        tx.signal(target.get(0));
+    }
+    Ok(targets.len() as u64)
 }
 
 async fn queues(tx: &Tx<'_>) -> StoreResult<Vec<QueueConfig>> {

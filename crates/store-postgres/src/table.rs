@@ -10,7 +10,7 @@
 use crate::{PgStore, Tx, in_tx, int8};
 use nimbus_store::table::{
     ChangeKind, ChangeRecord, ConditionFailed, ItemKey, ItemPage, Lane, PutCondition, SortRange,
-    StoredItem, StreamView, TableConfig, TableStore, key_hash,
+    StoredItem, StreamView, TableConfig, TableStore, key_hash, stream_signal,
 };
 use nimbus_store::{StoreError, StoreResult, Timestamp};
 use tokio_postgres::Row;
@@ -118,6 +118,7 @@ async fn record_change(tx: &Tx<'_>, table: &TableConfig, change: Change<'_>) -> 
             table.name
         )));
     }
+    tx.signal(&stream_signal(&table.name));
     Ok(())
 }
 

@@ -69,3 +69,8 @@ mod concurrency {
     use super::*;
     nimbus_store::concurrency_conformance_tests!(Postgres::fresh());
 }
+
+mod signals {
+    use super::*;
+    nimbus_store::signal_conformance_tests!(Postgres::fresh());
+}

@@ -42,6 +42,7 @@ pub struct SqliteOptions {
 pub struct SqliteStore {
     writer: Writer,
     path: PathBuf,
+    signals: nimbus_store::QueueSignals,
 }
 
 impl SqliteStore {
@@ -53,10 +54,12 @@ impl SqliteStore {
                 "store durability is relaxed: acknowledged writes may be lost on power loss or OS crash"
             );
         }
-        let writer = Writer::start(options, clock)?;
+        let signals = nimbus_store::QueueSignals::default();
+        let writer = Writer::start(options, clock, signals.clone())?;
         Ok(SqliteStore {
             writer,
             path: options.path.clone(),
+            signals,
         })
     }
 }
@@ -76,6 +79,10 @@ impl nimbus_store::Store for SqliteStore {
 
     fn location(&self) -> String {
         format!("sqlite:{}", self.path.display())
+    }
+
+    fn signals(&self) -> &nimbus_store::QueueSignals {
+        &self.signals
     }
 }
 

@@ -186,6 +186,7 @@ pub(crate) fn send(
             deduplicated: false,
         });
     }
+    tx.signal(queue);
     Ok(receipts)
 }
 
@@ -244,6 +245,7 @@ fn receive(
                     )
                     .map_err(backend)?;
                 tx.dead_lettered.borrow_mut().push(queue.to_owned());
+                tx.signal(dlq);
                 continue;
             }
             let receipt_handle = new_id();
@@ -362,17 +364,29 @@ fn redrive(tx: &Tx<'_>, from: &str, to: Option<&str>, limit: u32) -> StoreResult
     }
     // With no target, each message goes back to its source queue, if that
     // queue still exists.
-    let moved = tx.execute(
+    let mut update = tx
+        .conn
+        .prepare_cached(
             "UPDATE messages SET queue = COALESCE(?2, source_queue), visible_at = ?3, receive_count = 0,
                                  receipt = NULL, source_queue = NULL
              WHERE seq IN (
                 SELECT seq FROM messages
                 WHERE queue = ?1 AND (?2 IS NOT NULL OR source_queue IN (SELECT name FROM queues))
-                ORDER BY seq LIMIT ?4)",
-            params![from, to, tx.now as i64, i64::from(limit)],
+                ORDER BY seq LIMIT ?4)
+             RETURNING queue",
         )
         .map_err(backend)?;
-    Ok(moved as u64)
+    let targets = update
+        .query_map(params![from, to, tx.now as i64, i64::from(limit)], |row| {
+            row.get::<_, String>(0)
+        })
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    for target in &targets {
+        tx.signal(target);
+    }
+    Ok(targets.len() as u64)
 }
 
 fn queues(tx: &Tx<'_>) -> StoreResult<Vec<QueueConfig>> {

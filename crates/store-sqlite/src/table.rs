@@ -6,7 +6,7 @@ use crate::writer::Tx;
 use crate::{SqliteStore, backend};
 use nimbus_store::table::{
     ChangeKind, ChangeRecord, ConditionFailed, ItemKey, ItemPage, Lane, PutCondition, SortRange,
-    StoredItem, StreamView, TableConfig, TableStore, key_hash,
+    StoredItem, StreamView, TableConfig, TableStore, key_hash, stream_signal,
 };
 use nimbus_store::{StoreError, StoreResult, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -137,6 +137,7 @@ fn record_change(tx: &Tx<'_>, table: &TableConfig, change: Change<'_>) -> StoreR
         ],
     )
     .map_err(backend)?;
+    tx.signal(&stream_signal(&table.name));
     Ok(())
 }
 

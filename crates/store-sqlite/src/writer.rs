@@ -5,7 +5,7 @@
 
 use crate::{Durability, SqliteOptions, backend};
 use nimbus_store::StoreObserver;
-use nimbus_store::{Clock, StoreError, StoreResult, Timestamp};
+use nimbus_store::{Clock, QueueSignals, StoreError, StoreResult, Timestamp};
 use rusqlite::Connection;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +25,15 @@ pub(crate) struct Tx<'a> {
     pub now: Timestamp,
     /// Dead-letter moves made in this transaction, reported once it commits.
     pub dead_lettered: RefCell<Vec<String>>,
+    /// Signal names (queues sent to, streams written) to wake once it commits.
+    pub signalled: RefCell<Vec<String>>,
+}
+
+impl Tx<'_> {
+    /// Wakes waiters on `name` once this transaction commits.
+    pub(crate) fn signal(&self, name: &str) {
+        self.signalled.borrow_mut().push(name.to_owned());
+    }
 }
 
 impl Tx<'_> {
@@ -71,7 +80,11 @@ pub(crate) struct CommitCounters {
 }
 
 impl Writer {
-    pub(crate) fn start(options: &SqliteOptions, clock: Arc<dyn Clock>) -> StoreResult<Self> {
+    pub(crate) fn start(
+        options: &SqliteOptions,
+        clock: Arc<dyn Clock>,
+        signals: QueueSignals,
+    ) -> StoreResult<Self> {
         if let Some(dir) = options.path.parent() {
             std::fs::create_dir_all(dir).map_err(backend)?;
         }
@@ -92,7 +105,7 @@ impl Writer {
         let counters = stats.clone();
         std::thread::Builder::new()
             .name("nimbus-store-writer".into())
-            .spawn(move || run(conn, receiver, clock, &counters))
+            .spawn(move || run(conn, receiver, clock, &counters, &signals))
             .map_err(backend)?;
         Ok(Writer { jobs, stats })
     }
@@ -129,9 +142,11 @@ fn in_savepoint<T>(tx: &Tx<'_>, work: impl FnOnce(&Tx<'_>) -> StoreResult<T>) ->
         .execute_batch("SAVEPOINT request")
         .map_err(backend)?;
     let moves_before = tx.dead_lettered.borrow().len();
+    let signals_before = tx.signalled.borrow().len();
     let result = work(tx);
     if result.is_err() {
         tx.dead_lettered.borrow_mut().truncate(moves_before);
+        tx.signalled.borrow_mut().truncate(signals_before);
     }
     let end = if result.is_ok() {
         "RELEASE request"
@@ -147,6 +162,7 @@ fn run(
     mut receiver: mpsc::Receiver<Job>,
     clock: Arc<dyn Clock>,
     counters: &CommitCounters,
+    signals: &QueueSignals,
 ) {
     while let Some(first) = receiver.blocking_recv() {
         let mut batch = vec![first];
@@ -162,6 +178,7 @@ fn run(
             conn: &conn,
             now: clock.now_ms(),
             dead_lettered: RefCell::new(Vec::new()),
+            signalled: RefCell::new(Vec::new()),
         };
         let replies: Vec<Reply> = batch
             .into_iter()
@@ -175,10 +192,18 @@ fn run(
         if let Err(e) = &committed {
             tracing::error!("store commit failed: {e}");
             let _ = conn.execute_batch("ROLLBACK");
-        } else if let Some(observer) = counters.observer.get() {
-            observer.committed(replies.len(), started.elapsed());
-            for queue in tx.dead_lettered.take() {
-                observer.dead_lettered(&queue, 1);
+        } else {
+            if let Some(observer) = counters.observer.get() {
+                observer.committed(replies.len(), started.elapsed());
+                for queue in tx.dead_lettered.take() {
+                    observer.dead_lettered(&queue, 1);
+                }
+            }
+            let mut names = tx.signalled.take();
+            names.sort_unstable();
+            names.dedup();
+            for name in names {
+                signals.notify(&name);
             }
         }
         for reply in replies {
@@ -198,7 +223,8 @@ mod tests {
             path: dir.path().join("db"),
             durability,
         };
-        let writer = Writer::start(&options, Arc::new(SystemClock)).unwrap();
+        let writer =
+            Writer::start(&options, Arc::new(SystemClock), QueueSignals::default()).unwrap();
         writer
             .run(|tx| {
                 tx.conn

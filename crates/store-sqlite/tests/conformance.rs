@@ -75,3 +75,10 @@ mod concurrency {
         dir: tempfile::tempdir().unwrap()
     });
 }
+
+mod signals {
+    use super::*;
+    nimbus_store::signal_conformance_tests!(Sqlite {
+        dir: tempfile::tempdir().unwrap()
+    });
+}

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod queue;
 pub mod schedule;
 pub mod secret;
+pub mod signals;
 pub mod table;
 
 /// Expands to the queue conformance tests. `$backend` is an expression
@@ -231,17 +232,33 @@ macro_rules! concurrency_conformance_tests {
     };
 }
 
+/// Expands to the wake-up conformance tests, like
+/// [`queue_conformance_tests!`].
+#[macro_export]
+macro_rules! signal_conformance_tests {
+    ($backend:expr) => {
+        $crate::signal_conformance_tests!(@cases $backend;
+            a_committed_send_wakes_the_waiters_of_its_queue,
+            moving_messages_wakes_the_queues_they_moved_into,
+            a_committed_write_wakes_the_stream_of_its_table
+        );
+    };
+    (@cases $backend:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let backend = $backend;
+                $crate::conformance::signals::$case(|clock| $crate::conformance::Backend::open(&backend, clock)).await;
+            }
+        )*
+    };
+}
+
 /// A backend under test: every `open` reaches the same (initially empty)
 /// storage, judging time by the given clock. Each call gives an independent
 /// handle (its own connections), as another process would have; handles
 /// opened together must all work at once.
 pub trait Backend {
-    type Store: crate::QueueStore
-        + crate::KeyStore
-        + crate::SecretStore
-        + crate::HistoryStore
-        + crate::TableStore
-        + crate::ScheduleStore
-        + crate::BucketStore;
+    type Store: crate::Store;
     fn open(&self, clock: crate::ManualClock) -> impl Future<Output = Self::Store>;
 }

@@ -52,6 +52,13 @@ pub trait Store:
     /// Where the state lives, for messages: a path or a URL without its
     /// password.
     fn location(&self) -> String;
+
+    /// The wake-ups this store gives after each commit: a queue's name when
+    /// messages were sent or moved into it, [`table::stream_signal`] when a
+    /// streamed table was written. On a backend shared by many processes,
+    /// commits in other processes signal here too. Callers wait on them and
+    /// never notify by hand.
+    fn signals(&self) -> &QueueSignals;
 }
 
 /// Told what the store did once it is durable (for metrics), without the

@@ -159,8 +159,9 @@ pub trait QueueStore: Send + Sync {
 }
 
 /// Wakes whoever waits for messages on a queue (long-polling receivers, queue
-/// triggers) when something is sent to it in this process. A wake-up is a
-/// hint to look again, never a delivery.
+/// triggers) when something is sent to it. The store signals after each
+/// commit (see [`crate::Store::signals`]). A wake-up is a hint to look again,
+/// never a delivery.
 #[derive(Clone, Default)]
 pub struct QueueSignals(
     std::sync::Arc<
@@ -182,6 +183,15 @@ impl QueueSignals {
     /// Tells everyone waiting on `queue` to look again.
     pub fn notify(&self, queue: &str) {
         self.get(queue).notify_waiters();
+    }
+
+    /// Tells everyone waiting on anything to look again (after wake-ups
+    /// may have been missed, say while a listener reconnected).
+    pub fn notify_all(&self) {
+        let signals: Vec<_> = self.0.lock().unwrap().values().cloned().collect();
+        for signal in signals {
+            signal.notify_waiters();
+        }
     }
 }
 

@@ -179,8 +179,8 @@ pub fn key_lane(partition: &str, lanes: u32) -> u32 {
     key_hash(partition) % lanes.max(1)
 }
 
-/// The [`crate::QueueSignals`] name that writers of `table` notify after a
-/// committed write and its stream consumers wait on.
+/// The [`crate::QueueSignals`] name the store signals after a committed
+/// write to `table` and its stream consumers wait on.
 pub fn stream_signal(table: &str) -> String {
     format!("_stream.{table}")
 }

@@ -14,7 +14,7 @@
 
 use bytes::Bytes;
 use nimbus_bucket::{Buckets, PutOptions};
-use nimbus_store::{QueueConfig, QueueSignals, QueueStore, SystemClock};
+use nimbus_store::{QueueConfig, QueueStore, SystemClock};
 use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use object_store::ObjectStore as _;
 use std::path::{Path, PathBuf};
@@ -128,15 +128,7 @@ async fn throughput(args: &[String]) {
         .await
         .unwrap();
     let before = store.commit_stats();
-    let buckets = Arc::new(
-        Buckets::open(
-            &app,
-            &dir.join("buckets"),
-            store.clone(),
-            QueueSignals::default(),
-        )
-        .unwrap(),
-    );
+    let buckets = Arc::new(Buckets::open(&app, &dir.join("buckets"), store.clone()).unwrap());
     let (b2, body2) = (buckets.clone(), body.clone());
     let put = rate(clients, duration, move |n| {
         let (buckets, body) = (b2.clone(), body2.clone());

@@ -1,10 +1,13 @@
 //! Durable queue throughput, for `bench/queue.sh`: the raw fsync rate of the
 //! directory's disk, then clients each doing send + receive + delete of 1 KiB
-//! messages against the SQLite store with `synchronous=FULL`, in one run.
+//! messages against the SQLite store with `synchronous=FULL` or, given a
+//! URL, against the PostgreSQL store, in one run.
 //!
-//! `queue-bench DIR [SECONDS] [CLIENTS]`; prints `key=value` lines.
+//! `queue-bench DIR [SECONDS] [CLIENTS] [postgres://...]`; prints
+//! `key=value` lines.
 
 use nimbus_store::{QueueConfig, QueueStore, SendMessage, SystemClock};
+use nimbus_store_postgres::{PgOptions, PgStore};
 use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -14,27 +17,54 @@ use std::time::{Duration, Instant};
 
 const MESSAGE_BYTES: usize = 1024;
 
+/// Reads (commits, requests) so far, where the store counts them.
+type CommitStats = Box<dyn Fn() -> (u64, u64)>;
+
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
     let dir = PathBuf::from(
         args.next()
-            .expect("usage: queue-bench DIR [SECONDS] [CLIENTS]"),
+            .expect("usage: queue-bench DIR [SECONDS] [CLIENTS] [postgres://...]"),
     );
     let seconds: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(10);
     let clients: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(16);
+    let postgres = args.next();
     std::fs::create_dir_all(&dir).unwrap();
     let duration = Duration::from_secs(seconds);
 
     let fsyncs = fsync_rate(&dir, duration);
     println!("fsync_per_s={fsyncs:.0}");
 
-    let options = SqliteOptions {
-        path: dir.join("queue-bench.db"),
-        durability: Durability::Fsync,
+    let (store, commit_stats): (Arc<dyn QueueStore>, CommitStats) = match postgres {
+        Some(url) => {
+            let options = PgOptions {
+                url,
+                relaxed_durability: false,
+                // One connection per client, as pgbench has.
+                pool_size: clients,
+            };
+            let store = PgStore::connect(&options, None).await.unwrap();
+            // Each request is one transaction.
+            (Arc::new(store), Box::new(|| (0, 0)))
+        }
+        None => {
+            let options = SqliteOptions {
+                path: dir.join("queue-bench.db"),
+                durability: Durability::Fsync,
+            };
+            let _ = std::fs::remove_file(&options.path);
+            let store = Arc::new(SqliteStore::open(&options, Arc::new(SystemClock)).unwrap());
+            let stats = store.clone();
+            (
+                store,
+                Box::new(move || {
+                    let s = stats.commit_stats();
+                    (s.commits, s.requests)
+                }),
+            )
+        }
     };
-    let _ = std::fs::remove_file(&options.path);
-    let store = Arc::new(SqliteStore::open(&options, Arc::new(SystemClock)).unwrap());
     store
         .declare_queues(&[QueueConfig {
             name: "bench".into(),
@@ -48,7 +78,7 @@ async fn main() {
         }])
         .await
         .unwrap();
-    let before = store.commit_stats();
+    let before = commit_stats();
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -77,15 +107,17 @@ async fn main() {
         worker.await.unwrap();
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let after = store.commit_stats();
+    let after = commit_stats();
     let messages = done.load(Ordering::Relaxed) as f64 / elapsed;
-    let commits = (after.commits - before.commits) as f64;
-    let requests = (after.requests - before.requests) as f64;
     println!("clients={clients}");
     println!("messages_per_s={messages:.0}");
-    println!("store_requests_per_s={:.0}", requests / elapsed);
-    println!("commits_per_s={:.0}", commits / elapsed);
-    println!("requests_per_commit={:.1}", requests / commits.max(1.0));
+    if after.0 > before.0 {
+        let commits = (after.0 - before.0) as f64;
+        let requests = (after.1 - before.1) as f64;
+        println!("store_requests_per_s={:.0}", requests / elapsed);
+        println!("commits_per_s={:.0}", commits / elapsed);
+        println!("requests_per_commit={:.1}", requests / commits.max(1.0));
+    }
     println!("messages_per_fsync_ratio={:.2}", messages / fsyncs);
 }
 

@@ -14,7 +14,7 @@ pub use function::{FunctionDirectory, MAX_CALL_DEPTH, async_queue_name};
 pub use table::{MAX_QUERY_LIMIT, item_key};
 
 use nimbus_manifest::Grant;
-use nimbus_store::{QueueSignals, QueueStore};
+use nimbus_store::QueueStore;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -22,7 +22,6 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Services {
     pub queues: Arc<dyn QueueStore>,
-    pub queue_signals: QueueSignals,
     /// Secrets, sealed at rest; opened only for granted reads.
     pub secrets: Arc<nimbus_vault::Vault>,
     /// The app's event functions, for `function:NAME:invoke`.
@@ -130,10 +129,7 @@ impl CapabilityCtx {
         }
         span.end();
         match sent {
-            Ok(mut receipts) => {
-                self.services.queue_signals.notify(queue);
-                Ok(receipts.remove(0).message_id)
-            }
+            Ok(mut receipts) => Ok(receipts.remove(0).message_id),
             Err(StoreError::QueueNotFound(q)) => Err(Error::NotFound(format!("queue `{q}`"))),
             Err(e @ StoreError::MessageTooLarge { .. }) => Err(Error::Invalid(e.to_string())),
             Err(e) => {

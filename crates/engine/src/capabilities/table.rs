@@ -5,7 +5,6 @@
 
 use crate::state::InvocationState;
 use nimbus_manifest::Table;
-use nimbus_store::table::stream_signal;
 use nimbus_store::{ConditionFailed, ItemKey, PutCondition, SortRange, StoreError, StoredItem};
 use nimbus_trace::SpanKind;
 use nimbus_wit::tables::{Host, Item, PutCondition as WitCondition};
@@ -120,10 +119,8 @@ impl Host for InvocationState {
             .tables
             .put_item(&table, key, document.into_bytes(), condition, traceparent)
             .await;
-        match &written {
-            Ok(Ok(_)) => caps.services.queue_signals.notify(&stream_signal(&table)),
-            Ok(Err(_)) => {}
-            Err(e) => span.fail(e.to_string()),
+        if let Err(e) = &written {
+            span.fail(e.to_string());
         }
         span.end();
         Ok(match written {
@@ -173,10 +170,8 @@ impl Host for InvocationState {
             .tables
             .delete_item(&table, &key, None, traceparent)
             .await;
-        match &deleted {
-            Ok(Ok(Some(_))) => caps.services.queue_signals.notify(&stream_signal(&table)),
-            Ok(_) => {}
-            Err(e) => span.fail(e.to_string()),
+        if let Err(e) = &deleted {
+            span.fail(e.to_string());
         }
         span.end();
         Ok(match deleted {

@@ -104,14 +104,9 @@ async fn invoke_async(
             attributes.insert(attribute.to_owned(), value.to_owned());
         }
     }
-    let event_id = nimbus_dispatch::invoke::enqueue(
-        state.queues.as_ref(),
-        &state.waiters,
-        &name,
-        body.to_vec(),
-        attributes,
-    )
-    .await?;
+    let event_id =
+        nimbus_dispatch::invoke::enqueue(state.queues.as_ref(), &name, body.to_vec(), attributes)
+            .await?;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(json!({ "event_id": event_id })),

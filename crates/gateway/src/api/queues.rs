@@ -199,7 +199,6 @@ async fn send_one(
 ) -> Result<Response, ApiError> {
     let message = parse_json::<MessageIn>(&body)?.into_send()?;
     let receipt = state.queues.send(&queue, vec![message]).await?.remove(0);
-    state.waiters.notify(&queue);
     Ok(axum::Json(
         json!({ "message_id": receipt.message_id, "deduplicated": receipt.deduplicated }),
     )
@@ -223,7 +222,6 @@ async fn send_batch(
         .map(MessageIn::into_send)
         .collect::<Result<Vec<_>, _>>()?;
     let receipts = state.queues.send(&queue, messages).await?;
-    state.waiters.notify(&queue);
     let results: Vec<Value> = receipts
         .into_iter()
         .map(|r| json!({ "message_id": r.message_id, "deduplicated": r.deduplicated }))
@@ -385,16 +383,6 @@ async fn redrive(
         .queues
         .redrive(&queue, request.to.as_deref(), request.limit)
         .await?;
-    match &request.to {
-        Some(to) => state.waiters.notify(to),
-        None => {
-            for config in state.queues.queues().await? {
-                if config.dead_letter_queue.as_deref() == Some(queue.as_str()) {
-                    state.waiters.notify(&config.name);
-                }
-            }
-        }
-    }
     Ok(axum::Json(json!({ "moved": moved })).into_response())
 }
 

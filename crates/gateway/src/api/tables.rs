@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
-use nimbus_store::table::stream_signal;
 use nimbus_store::{ConditionFailed, ItemKey, PutCondition, SortRange, StoredItem};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -149,7 +148,6 @@ async fn put_item(
         .await?;
     match written {
         Ok(version) => {
-            state.waiters.notify(&stream_signal(&table));
             Ok(axum::Json(json!({ "key": key_json(&key), "version": version })).into_response())
         }
         Err(failed) => Ok(conflict(failed)),
@@ -195,15 +193,9 @@ async fn delete_item(
         .delete_item(&table, &key, query.if_version, traceparent(&headers))
         .await?;
     match deleted {
-        Ok(version) => {
-            if version.is_some() {
-                state.waiters.notify(&stream_signal(&table));
-            }
-            Ok(
-                axum::Json(json!({ "deleted": version.is_some(), "version": version }))
-                    .into_response(),
-            )
-        }
+        Ok(version) => Ok(
+            axum::Json(json!({ "deleted": version.is_some(), "version": version })).into_response(),
+        ),
         Err(failed) => Ok(conflict(failed)),
     }
 }
