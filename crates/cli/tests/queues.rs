@@ -372,6 +372,131 @@ async fn bad_requests_get_a_4xx_that_says_what_is_wrong_and_lose_nothing() {
 }
 
 #[tokio::test]
+async fn attributes_and_dedup_ids_are_held_to_sqs_limits_and_a_refused_batch_stores_nothing() {
+    let nimbus = app("message-limits").start().await;
+    let eight_mib = "x".repeat(8 << 20);
+    let eleven: serde_json::Map<String, Value> =
+        (0..11).map(|i| (format!("a{i}"), json!("v"))).collect();
+    let cases: Vec<(&str, Value, u16, &str)> = vec![
+        // Attributes count toward max_message_bytes (8 on `tiny`).
+        (
+            "tiny",
+            json!({ "body": "1234", "attributes": { "ab": "cde" } }),
+            413,
+            "message is 9 bytes, over the queue's limit of 8 bytes",
+        ),
+        (
+            "jobs",
+            json!({ "body": "x", "attributes": { "big": eight_mib } }),
+            413,
+            "over the queue's limit of 262144 bytes",
+        ),
+        (
+            "jobs",
+            json!({ "body": "x", "dedup_id": eight_mib }),
+            400,
+            "`dedup_id` is 8388608 bytes, over the limit of 128",
+        ),
+        (
+            "jobs",
+            json!({ "body": "x", "dedup_id": "has space" }),
+            400,
+            "`dedup_id` `has space` may hold only ASCII letters, digits and punctuation",
+        ),
+        (
+            "jobs",
+            json!({ "body": "x", "dedup_id": "" }),
+            400,
+            "`dedup_id` is empty",
+        ),
+        (
+            "jobs",
+            json!({ "body": "x", "attributes": eleven }),
+            400,
+            "11 attributes, over the limit of 10",
+        ),
+        (
+            "jobs",
+            json!({ "body": "x", "attributes": { "bad name": "v" } }),
+            400,
+            "attribute name `bad name` may hold only",
+        ),
+        (
+            "jobs",
+            json!({ "body": "x", "attributes": { "a..b": "v" } }),
+            400,
+            "attribute name `a..b` may not",
+        ),
+        (
+            "jobs",
+            json!({ "body": "x", "attributes": { "n".repeat(257): "v" } }),
+            400,
+            "is 257 bytes, over the limit of 256",
+        ),
+    ];
+    for (queue, message, status, fragment) in &cases {
+        let (got, answer) = call(
+            &nimbus,
+            "POST",
+            &format!("/v1/queues/{queue}/messages"),
+            Some(message.clone()),
+        )
+        .await;
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert_eq!(got, *status, "{fragment}: {error}");
+        assert!(error.contains(fragment), "{error:?} lacks {fragment:?}");
+        // In a batch, one bad message refuses the batch.
+        let (got, answer) = call(
+            &nimbus,
+            "POST",
+            &format!("/v1/queues/{queue}/messages/batch"),
+            Some(json!({ "messages": [{ "body": "ok" }, message] })),
+        )
+        .await;
+        assert_eq!(got, *status, "batch {fragment}: {answer}");
+    }
+    for queue in ["jobs", "tiny"] {
+        let (_, stats) = call(&nimbus, "GET", &format!("/v1/queues/{queue}"), None).await;
+        assert_eq!(stats["visible"], 0, "{queue}: {stats}");
+    }
+
+    // At the limits, messages go through: 4 + 2 + 2 = 8 bytes on `tiny`,
+    // ten attributes, a 128-character id of every punctuation mark, and
+    // an empty body (allowed, unlike SQS).
+    let punctuation: String = (0x21u8..=0x7e)
+        .map(char::from)
+        .filter(|c| !c.is_ascii_alphanumeric())
+        .collect();
+    let dedup_id = format!("{punctuation}{}", "d".repeat(128 - punctuation.len()));
+    let ten: serde_json::Map<String, Value> = (0..10)
+        .map(|i| (format!("a.b-c_{i}"), json!("v")))
+        .collect();
+    for (queue, message) in [
+        (
+            "tiny",
+            json!({ "body": "1234", "attributes": { "ab": "cd" } }),
+        ),
+        ("jobs", json!({ "body": "x", "attributes": ten })),
+        ("jobs", json!({ "body": "x", "dedup_id": dedup_id })),
+        ("jobs", json!({ "body": "" })),
+    ] {
+        let (got, answer) = call(
+            &nimbus,
+            "POST",
+            &format!("/v1/queues/{queue}/messages"),
+            Some(message.clone()),
+        )
+        .await;
+        assert_eq!(got, 200, "{message}: {answer}");
+    }
+    let got = receive(&nimbus, "tiny", json!({})).await;
+    assert_eq!(got[0]["attributes"], json!({ "ab": "cd" }));
+    let got = receive(&nimbus, "jobs", json!({ "max_messages": 10 })).await;
+    let bodies: Vec<&str> = got.iter().map(|m| m["body"].as_str().unwrap()).collect();
+    assert_eq!(bodies, ["x", "x", ""]);
+}
+
+#[tokio::test]
 async fn every_route_in_the_openapi_document_is_served() {
     let nimbus = app("openapi").start().await;
     let (status, doc) = call(&nimbus, "GET", "/v1/openapi.json", None).await;

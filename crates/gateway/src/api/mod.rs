@@ -189,7 +189,7 @@ impl From<StoreError> for ApiError {
             StoreError::MessageTooLarge { .. } | StoreError::ItemTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
-            StoreError::InvalidItem(_) => StatusCode::BAD_REQUEST,
+            StoreError::InvalidItem(_) | StoreError::InvalidMessage(_) => StatusCode::BAD_REQUEST,
             StoreError::StaleReceipt => StatusCode::CONFLICT,
             StoreError::Closed => StatusCode::SERVICE_UNAVAILABLE,
             StoreError::Backend(detail) => {
