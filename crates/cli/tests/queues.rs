@@ -532,6 +532,126 @@ async fn every_route_in_the_openapi_document_is_served() {
     }
 }
 
+/// An app with every kind of listing: queues, a table with a stream, a
+/// bucket and a function.
+fn app_with_listings(name: &str) -> TestApp {
+    let extra = format!(
+        "{QUEUES}\n[table.orders]\npartition_key = \"customer\"\nstream = \"keys_only\"\n\n[bucket.files]\n"
+    );
+    TestApp::new(name).function("hello", programs::HELLO, &extra)
+}
+
+fn concrete(path: &str) -> String {
+    path.replace("{queue}", "jobs")
+        .replace("{receipt}", "no-such-receipt")
+        .replace("{message_id}", "no-such-message")
+        .replace("{table}", "orders")
+        .replace("{bucket}", "files")
+        .replace("{key}", "k")
+        .replace("{name}", "hello")
+}
+
+/// One rule for list limits, read from the OpenAPI document: every listing
+/// takes the range it documents and refuses a value outside it with a 400
+/// naming the parameter; none clamps in silence.
+#[tokio::test]
+async fn every_listing_refuses_a_limit_outside_its_documented_range() {
+    let nimbus = app_with_listings("list-limits").start().await;
+    let (_, doc) = call(&nimbus, "GET", "/v1/openapi.json", None).await;
+    let mut checked = Vec::new();
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        let Some(parameters) = methods["get"]["parameters"].as_array() else {
+            continue;
+        };
+        for parameter in parameters {
+            let name = parameter["name"].as_str().unwrap();
+            if !(parameter["in"] == "query" && ["limit", "next"].contains(&name)) {
+                continue;
+            }
+            let schema = &parameter["schema"];
+            assert_eq!(schema["minimum"], 1, "{path} {name}");
+            let max = schema["maximum"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{path} documents no maximum for `{name}`"));
+            for value in [0, max + 1, 4_000_000_000] {
+                let url = format!("{}?{name}={value}", concrete(path));
+                let (status, answer) = call(&nimbus, "GET", &url, None).await;
+                assert_eq!(status, 400, "{url}: {answer}");
+                let error = answer["error"].as_str().unwrap();
+                assert!(
+                    error.contains(&format!("`{name}` must be from 1 to {max}")),
+                    "{url}: {error}"
+                );
+            }
+            for value in [1, max] {
+                let url = format!("{}?{name}={value}", concrete(path));
+                let (status, answer) = call(&nimbus, "GET", &url, None).await;
+                assert_eq!(status, 200, "{url}: {answer}");
+            }
+            checked.push(path.clone());
+        }
+    }
+    for listing in [
+        "/v1/tables/{table}/stream",
+        "/v1/tables/{table}/items",
+        "/v1/queues/{queue}/messages",
+    ] {
+        assert!(
+            checked.iter().any(|p| p == listing),
+            "{listing}: {checked:?}"
+        );
+    }
+}
+
+/// Every endpoint the OpenAPI document gives a JSON body refuses a body of
+/// another content type with 415 and does nothing; the endpoints that take
+/// raw bytes do not.
+#[tokio::test]
+async fn json_endpoints_refuse_another_content_type_with_415() {
+    let nimbus = app_with_listings("media-types").start().await;
+    send(&nimbus, "jobs", "precious").await;
+    let (_, doc) = call(&nimbus, "GET", "/v1/openapi.json", None).await;
+    let mut json_endpoints = 0;
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in methods.as_object().unwrap() {
+            let Some(content) = operation["requestBody"]["content"].as_object() else {
+                continue;
+            };
+            let takes_json = content.contains_key("application/json");
+            let url = nimbus.admin_url(&concrete(path));
+            for content_type in ["text/plain", "application/x-www-form-urlencoded"] {
+                let response = client()
+                    .request(method.to_uppercase().parse().unwrap(), &url)
+                    .header("content-type", content_type)
+                    .body(r#"{"body": "x", "timeout_ms": 0, "messages": [{"body": "x"}]}"#)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                let answer: Value = response.json().await.unwrap_or(Value::Null);
+                if takes_json {
+                    assert_eq!(status, 415, "{method} {path} {content_type}: {answer}");
+                    let error = answer["error"].as_str().unwrap();
+                    assert!(
+                        error.contains("application/json") && error.contains(content_type),
+                        "{error}"
+                    );
+                } else {
+                    assert_ne!(status, 415, "{method} {path} takes raw bytes");
+                }
+            }
+            json_endpoints += usize::from(takes_json);
+        }
+    }
+    assert!(json_endpoints >= 7, "{json_endpoints}");
+    // Nothing was sent or received by the refused requests.
+    let (_, stats) = call(&nimbus, "GET", "/v1/queues/jobs", None).await;
+    assert_eq!(
+        (stats["visible"].as_u64(), stats["in_flight"].as_u64()),
+        (Some(1), Some(0))
+    );
+}
+
 #[tokio::test]
 async fn acknowledged_messages_survive_a_sigkill() {
     let app = app("crash");

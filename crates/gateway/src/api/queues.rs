@@ -1,11 +1,11 @@
 //! `/v1/queues`: send, receive (with long polling), delete, change
 //! visibility, purge, statistics, inspection and redrive of dead letters.
 
-use super::{ApiError, ApiState, parse_json};
+use super::{ApiError, ApiState, page_limit, parse_json};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use base64::Engine as _;
@@ -25,6 +25,8 @@ pub const MAX_WAIT_MS: u64 = 20_000;
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Messages listed per page when the caller does not say.
 const DEFAULT_PAGE: u32 = 100;
+/// Most messages one listing page holds.
+const MAX_PAGE: u32 = 1000;
 
 pub(super) fn router() -> Router<ApiState> {
     Router::new()
@@ -195,9 +197,10 @@ async fn queue_stats(
 async fn send_one(
     State(state): State<ApiState>,
     Path(queue): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let message = parse_json::<MessageIn>(&body)?.into_send()?;
+    let message = parse_json::<MessageIn>(&headers, &body)?.into_send()?;
     let receipt = state.queues.send(&queue, vec![message]).await?.remove(0);
     state.waiters.notify(&queue);
     Ok(axum::Json(
@@ -209,9 +212,10 @@ async fn send_one(
 async fn send_batch(
     State(state): State<ApiState>,
     Path(queue): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let batch = parse_json::<BatchIn>(&body)?;
+    let batch = parse_json::<BatchIn>(&headers, &body)?;
     if batch.messages.is_empty() || batch.messages.len() > MAX_BATCH {
         return Err(ApiError::bad_request(format!(
             "a batch holds 1 to {MAX_BATCH} messages"
@@ -234,9 +238,10 @@ async fn send_batch(
 async fn receive(
     State(state): State<ApiState>,
     Path(queue): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let request = parse_json::<ReceiveIn>(&body)?;
+    let request = parse_json::<ReceiveIn>(&headers, &body)?;
     if request.max_messages == 0 || request.max_messages as usize > MAX_BATCH {
         return Err(ApiError::bad_request(format!(
             "`max_messages` must be 1 to {MAX_BATCH}"
@@ -310,9 +315,10 @@ async fn delete_receipt(
 async fn change_visibility(
     State(state): State<ApiState>,
     Path((queue, receipt)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let request = parse_json::<VisibilityIn>(&body)?;
+    let request = parse_json::<VisibilityIn>(&headers, &body)?;
     let max = nimbus_manifest::limits::VISIBILITY_TIMEOUT_MS.range.1;
     if request.timeout_ms > max {
         return Err(ApiError::bad_request(format!(
@@ -352,10 +358,7 @@ async fn list_messages(
     Path(queue): Path<String>,
     Query(page): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = page.limit.unwrap_or(DEFAULT_PAGE);
-    if limit == 0 || limit > 1000 {
-        return Err(ApiError::bad_request("`limit` must be 1 to 1000"));
-    }
+    let limit = page_limit(page.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let messages = state
         .queues
         .peek(&queue, limit, page.after.as_deref())
@@ -378,9 +381,10 @@ async fn delete_message(
 async fn redrive(
     State(state): State<ApiState>,
     Path(queue): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let request = parse_json::<RedriveIn>(&body)?;
+    let request = parse_json::<RedriveIn>(&headers, &body)?;
     let moved = state
         .queues
         .redrive(&queue, request.to.as_deref(), request.limit)
