@@ -532,6 +532,67 @@ async fn every_route_in_the_openapi_document_is_served() {
     }
 }
 
+/// As with the other `/v1` writes, a send continues the caller's trace: a
+/// valid `traceparent` header rides on each message (unless the message
+/// sets its own), where a queue trigger's function picks it up.
+#[tokio::test]
+async fn a_sent_message_carries_the_callers_trace_context() {
+    let nimbus = app("traced-send").start().await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let sends = [
+        (
+            "/v1/queues/jobs/messages",
+            json!({ "body": "one" }),
+            traceparent,
+        ),
+        (
+            "/v1/queues/jobs/messages/batch",
+            json!({ "messages": [{ "body": "two" }] }),
+            traceparent,
+        ),
+        (
+            "/v1/queues/jobs/messages",
+            json!({ "body": "own", "attributes": { "traceparent": own } }),
+            traceparent,
+        ),
+        (
+            "/v1/queues/jobs/messages",
+            json!({ "body": "none" }),
+            "garbage",
+        ),
+    ];
+    for (path, body, header) in sends {
+        let response = client()
+            .post(nimbus.admin_url(path))
+            .header("traceparent", header)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let got = receive(&nimbus, "jobs", json!({ "max_messages": 10 })).await;
+    let seen: Vec<(&str, Option<&str>)> = got
+        .iter()
+        .map(|m| {
+            (
+                m["body"].as_str().unwrap(),
+                m["attributes"]["traceparent"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("one", Some(traceparent)),
+            ("two", Some(traceparent)),
+            ("own", Some(own)),
+            ("none", None),
+        ]
+    );
+}
+
 /// An app with every kind of listing: queues, a table with a stream, a
 /// bucket and a function.
 fn app_with_listings(name: &str) -> TestApp {

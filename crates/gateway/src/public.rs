@@ -246,7 +246,8 @@ impl PublicGateway {
                         "function `{}` is at its max_concurrency; retry later",
                         function.name()
                     ),
-                    None,
+                    // A throttled record was written under this id.
+                    Some(&invocation_id),
                 );
                 response
                     .headers_mut()

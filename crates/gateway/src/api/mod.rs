@@ -205,6 +205,17 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The caller's W3C trace context, if it sent a valid `traceparent`: a
+/// `/v1` write carries it on, so what the write sets off continues the
+/// caller's trace.
+pub(crate) fn traceparent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(nimbus_trace::TraceContext::parse)
+        .map(|c| c.to_traceparent())
+}
+
 /// The page size of a listing: `limit` if given, else `default`. One rule
 /// for every `/v1` listing: a `limit` outside 1 to `max` is a 400 naming the
 /// range, never clamped in silence.

@@ -1,7 +1,7 @@
 //! `/v1/queues`: send, receive (with long polling), delete, change
 //! visibility, purge, statistics, inspection and redrive of dead letters.
 
-use super::{ApiError, ApiState, page_limit, parse_json};
+use super::{ApiError, ApiState, page_limit, parse_json, traceparent};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -67,7 +67,9 @@ struct MessageIn {
 }
 
 impl MessageIn {
-    fn into_send(self) -> Result<SendMessage, ApiError> {
+    /// The message to store; it carries `traceparent` (the caller's trace
+    /// context) unless it sets that attribute itself.
+    fn into_send(self, traceparent: Option<&str>) -> Result<SendMessage, ApiError> {
         let body = match (self.body, self.body_base64) {
             (Some(text), None) => text.into_bytes(),
             (None, Some(encoded)) => BASE64.decode(encoded).map_err(|e| {
@@ -87,11 +89,17 @@ impl MessageIn {
                 nimbus_manifest::limits::DELAY_MS.range.1
             )));
         }
+        let mut attributes = self.attributes;
+        if let Some(traceparent) = traceparent {
+            attributes
+                .entry(nimbus_store::queue::TRACEPARENT_ATTRIBUTE.to_owned())
+                .or_insert_with(|| traceparent.to_owned());
+        }
         Ok(SendMessage {
             body,
             delay_ms: self.delay_ms,
             dedup_id: self.dedup_id,
-            attributes: self.attributes,
+            attributes,
         })
     }
 }
@@ -200,7 +208,8 @@ async fn send_one(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let message = parse_json::<MessageIn>(&headers, &body)?.into_send()?;
+    let message =
+        parse_json::<MessageIn>(&headers, &body)?.into_send(traceparent(&headers).as_deref())?;
     let receipt = state.queues.send(&queue, vec![message]).await?.remove(0);
     state.waiters.notify(&queue);
     Ok(axum::Json(
@@ -221,10 +230,11 @@ async fn send_batch(
             "a batch holds 1 to {MAX_BATCH} messages"
         )));
     }
+    let trace = traceparent(&headers);
     let messages = batch
         .messages
         .into_iter()
-        .map(MessageIn::into_send)
+        .map(|m| m.into_send(trace.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
     let receipts = state.queues.send(&queue, messages).await?;
     state.waiters.notify(&queue);

@@ -3,7 +3,7 @@
 //! scan, all in pages with continuation cursors; and read a table's change
 //! stream for inspection.
 
-use super::{ApiError, ApiState, page_limit, parse_json};
+use super::{ApiError, ApiState, page_limit, parse_json, traceparent};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -39,14 +39,6 @@ fn config(state: &ApiState, table: &str) -> Result<nimbus_manifest::Table, ApiEr
             format!("table `{table}` does not exist"),
         )
     })
-}
-
-fn traceparent(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(nimbus_trace::TraceContext::parse)
-        .map(|c| c.to_traceparent())
 }
 
 fn key_json(key: &ItemKey) -> Value {
