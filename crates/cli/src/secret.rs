@@ -64,8 +64,9 @@ pub fn run(admin: &AdminArgs, command: SecretCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads (or creates) the secret key and opens the vault over `store`,
-/// failing now if the key is not the one the stored secrets were sealed with.
+/// Opens the vault over `store` with the key file (created only when the
+/// first secret is set), failing now if the key is not the one the stored
+/// secrets were sealed with, or is missing while secrets are stored.
 pub async fn open_vault(
     key_file: Option<&Path>,
     app: &str,
@@ -76,17 +77,21 @@ pub async fn open_vault(
         Some(path) => path.to_owned(),
         None => default_key_file(app)?,
     };
-    let (key, origin) = nimbus_vault::SecretKey::load_or_create(&path)?;
-    if origin == nimbus_vault::KeyOrigin::Created {
-        tracing::info!(path = %path.display(), "created the secret key; keep it apart from the data directory, and back it up");
-    }
-    match nimbus_vault::Vault::open(store, &key).await {
+    // The key file is read if it exists; otherwise it is created when the
+    // first secret is set, so an app without secrets leaves none behind.
+    match nimbus_vault::Vault::open_with_key_file(store, &path).await {
         Ok(vault) => Ok(Arc::new(vault)),
         Err(nimbus_vault::VaultError::WrongKey) => anyhow::bail!(
             "the secret key in {} does not open the secrets in {}: they were sealed with another key. \
              Start with the key file they were sealed with (--secret-key-file or NIMBUS_SECRET_KEY_FILE)",
             path.display(),
             store_location
+        ),
+        Err(nimbus_vault::VaultError::KeyMissing(_)) => anyhow::bail!(
+            "the secret key file {} does not exist, but {} holds secrets sealed with a key. \
+             Start with the key file they were sealed with (--secret-key-file or NIMBUS_SECRET_KEY_FILE)",
+            path.display(),
+            db.display()
         ),
         Err(e) => Err(e).context("failed to open the secrets"),
     }

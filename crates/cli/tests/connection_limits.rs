@@ -136,3 +136,86 @@ async fn a_body_that_stops_arriving_gets_408() {
     .expect("the server kept waiting for the body");
     assert!(response.starts_with("HTTP/1.1 408"), "{response}");
 }
+
+/// Reads one HTTP/1.1 response (head and a `content-length` body) from
+/// `stream`, leaving the connection open.
+async fn read_one_response(stream: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).await.unwrap();
+        assert_eq!(n, 1, "the connection closed mid-head: {buf:?}");
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+/// A listener that answers before a request's body has arrived (a refusal
+/// that spares the upload) cannot reuse the connection; it says
+/// `Connection: close` and closes it, on the gateway and on the admin API.
+#[tokio::test]
+async fn an_answer_given_before_the_body_arrived_says_connection_close() {
+    let app = TestApp::new("early")
+        .function("echo", programs::ECHO, "")
+        .route("/keyed", "echo", "auth = \"api_key\"")
+        .route("/small", "echo", "max_body_bytes = 16");
+    let nimbus = app.start().await;
+    let partial = |path: &str, extra: &str| {
+        format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n{extra}\r\n0123456789")
+    };
+    let cases = [
+        (&nimbus.gateway, partial("/keyed", ""), "401"),
+        (&nimbus.gateway, partial("/small", ""), "413"),
+        (&nimbus.gateway, partial("/nowhere", ""), "404"),
+        (
+            &nimbus.gateway,
+            "POST /keyed HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+                .to_owned(),
+            "401",
+        ),
+        (&nimbus.admin, partial("/v1/queues/q/messages", ""), "401"),
+    ];
+    for (listener, request, status) in cases {
+        // `raw_request` reads until the server closes the connection.
+        let response = tokio::time::timeout(
+            support::PATIENCE,
+            raw_request(host(listener), request.as_bytes()),
+        )
+        .await
+        .expect("the connection was not closed")
+        .to_ascii_lowercase();
+        assert!(
+            response.starts_with(&format!("http/1.1 {status}")),
+            "{request}: {response}"
+        );
+        assert!(
+            response.contains("\r\nconnection: close\r\n"),
+            "{request}: {response}"
+        );
+    }
+
+    // An answer to a request whose body was read (or that had none) keeps
+    // the connection for the next request.
+    for listener in [&nimbus.gateway, &nimbus.admin] {
+        let mut stream = TcpStream::connect(host(listener)).await.unwrap();
+        stream
+            .write_all(b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let first = read_one_response(&mut stream).await;
+        assert!(!first.contains("connection: close"), "{first}");
+        stream
+            .write_all(b"POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+            .await
+            .unwrap();
+        let second = read_one_response(&mut stream).await;
+        assert!(second.starts_with("http/1.1 "), "{second}");
+    }
+}

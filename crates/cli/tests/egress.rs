@@ -335,6 +335,17 @@ async fn the_ssrf_corpus_never_reaches_the_canary() {
         "[fe80::1]",
         "224.0.0.1",
         "255.255.255.255",
+        // IPv6 outside global unicast or in an IANA special-purpose block:
+        // the IPv4-translated forms of loopback and of the metadata address,
+        // benchmarking, ORCHID and ORCHIDv2, and reserved space.
+        "[::ffff:0:7f00:1]",
+        "[::ffff:0:a9fe:a9fe]",
+        "[2001:2::1]",
+        "[2001:10::1]",
+        "[2001:20::1]",
+        "[1::1]",
+        "[4000::1]",
+        "[fe00::1]",
     ];
     let targets = loopback
         .iter()

@@ -32,6 +32,24 @@ async fn a_function_at_max_concurrency_gets_429_with_retry_after() {
     let second = client().get(nimbus.url("/slow")).send().await.unwrap();
     assert_eq!(second.status(), 429);
     assert_eq!(second.headers()["retry-after"], "1");
+    // The refusal names its invocation, in the header and the body, and
+    // that id leads to the throttled record in the history.
+    let id = invocation_id(&second);
+    let body: serde_json::Value = second.json().await.unwrap();
+    assert_eq!(body["invocation_id"], id.as_str());
+    let record = support::until("the throttled record", || {
+        let url = nimbus.admin_url(&format!("/v1/invocations/{id}"));
+        async move {
+            let response = client().get(url).send().await.unwrap();
+            if response.status() != 200 {
+                return None;
+            }
+            Some(response.json::<serde_json::Value>().await.unwrap())
+        }
+    })
+    .await;
+    assert_eq!(record["outcome"], "throttled", "{record}");
+    assert_eq!(record["function"], "slow", "{record}");
     drop(first);
 }
 

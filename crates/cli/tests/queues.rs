@@ -372,6 +372,131 @@ async fn bad_requests_get_a_4xx_that_says_what_is_wrong_and_lose_nothing() {
 }
 
 #[tokio::test]
+async fn attributes_and_dedup_ids_are_held_to_sqs_limits_and_a_refused_batch_stores_nothing() {
+    let nimbus = app("message-limits").start().await;
+    let eight_mib = "x".repeat(8 << 20);
+    let eleven: serde_json::Map<String, Value> =
+        (0..11).map(|i| (format!("a{i}"), json!("v"))).collect();
+    let cases: Vec<(&str, Value, u16, &str)> = vec![
+        // Attributes count toward max_message_bytes (8 on `tiny`).
+        (
+            "tiny",
+            json!({ "body": "1234", "attributes": { "ab": "cde" } }),
+            413,
+            "message is 9 bytes, over the queue's limit of 8 bytes",
+        ),
+        (
+            "jobs",
+            json!({ "body": "x", "attributes": { "big": eight_mib } }),
+            413,
+            "over the queue's limit of 262144 bytes",
+        ),
+        (
+            "jobs",
+            json!({ "body": "x", "dedup_id": eight_mib }),
+            400,
+            "`dedup_id` is 8388608 bytes, over the limit of 128",
+        ),
+        (
+            "jobs",
+            json!({ "body": "x", "dedup_id": "has space" }),
+            400,
+            "`dedup_id` `has space` may hold only ASCII letters, digits and punctuation",
+        ),
+        (
+            "jobs",
+            json!({ "body": "x", "dedup_id": "" }),
+            400,
+            "`dedup_id` is empty",
+        ),
+        (
+            "jobs",
+            json!({ "body": "x", "attributes": eleven }),
+            400,
+            "11 attributes, over the limit of 10",
+        ),
+        (
+            "jobs",
+            json!({ "body": "x", "attributes": { "bad name": "v" } }),
+            400,
+            "attribute name `bad name` may hold only",
+        ),
+        (
+            "jobs",
+            json!({ "body": "x", "attributes": { "a..b": "v" } }),
+            400,
+            "attribute name `a..b` may not",
+        ),
+        (
+            "jobs",
+            json!({ "body": "x", "attributes": { "n".repeat(257): "v" } }),
+            400,
+            "is 257 bytes, over the limit of 256",
+        ),
+    ];
+    for (queue, message, status, fragment) in &cases {
+        let (got, answer) = call(
+            &nimbus,
+            "POST",
+            &format!("/v1/queues/{queue}/messages"),
+            Some(message.clone()),
+        )
+        .await;
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert_eq!(got, *status, "{fragment}: {error}");
+        assert!(error.contains(fragment), "{error:?} lacks {fragment:?}");
+        // In a batch, one bad message refuses the batch.
+        let (got, answer) = call(
+            &nimbus,
+            "POST",
+            &format!("/v1/queues/{queue}/messages/batch"),
+            Some(json!({ "messages": [{ "body": "ok" }, message] })),
+        )
+        .await;
+        assert_eq!(got, *status, "batch {fragment}: {answer}");
+    }
+    for queue in ["jobs", "tiny"] {
+        let (_, stats) = call(&nimbus, "GET", &format!("/v1/queues/{queue}"), None).await;
+        assert_eq!(stats["visible"], 0, "{queue}: {stats}");
+    }
+
+    // At the limits, messages go through: 4 + 2 + 2 = 8 bytes on `tiny`,
+    // ten attributes, a 128-character id of every punctuation mark, and
+    // an empty body (allowed, unlike SQS).
+    let punctuation: String = (0x21u8..=0x7e)
+        .map(char::from)
+        .filter(|c| !c.is_ascii_alphanumeric())
+        .collect();
+    let dedup_id = format!("{punctuation}{}", "d".repeat(128 - punctuation.len()));
+    let ten: serde_json::Map<String, Value> = (0..10)
+        .map(|i| (format!("a.b-c_{i}"), json!("v")))
+        .collect();
+    for (queue, message) in [
+        (
+            "tiny",
+            json!({ "body": "1234", "attributes": { "ab": "cd" } }),
+        ),
+        ("jobs", json!({ "body": "x", "attributes": ten })),
+        ("jobs", json!({ "body": "x", "dedup_id": dedup_id })),
+        ("jobs", json!({ "body": "" })),
+    ] {
+        let (got, answer) = call(
+            &nimbus,
+            "POST",
+            &format!("/v1/queues/{queue}/messages"),
+            Some(message.clone()),
+        )
+        .await;
+        assert_eq!(got, 200, "{message}: {answer}");
+    }
+    let got = receive(&nimbus, "tiny", json!({})).await;
+    assert_eq!(got[0]["attributes"], json!({ "ab": "cd" }));
+    let got = receive(&nimbus, "jobs", json!({ "max_messages": 10 })).await;
+    let bodies: Vec<&str> = got.iter().map(|m| m["body"].as_str().unwrap()).collect();
+    assert_eq!(bodies, ["x", "x", ""]);
+}
+
+#[tokio::test]
 async fn every_route_in_the_openapi_document_is_served() {
     let nimbus = app("openapi").start().await;
     let (status, doc) = call(&nimbus, "GET", "/v1/openapi.json", None).await;
@@ -405,6 +530,187 @@ async fn every_route_in_the_openapi_document_is_served() {
             );
         }
     }
+}
+
+/// As with the other `/v1` writes, a send continues the caller's trace: a
+/// valid `traceparent` header rides on each message (unless the message
+/// sets its own), where a queue trigger's function picks it up.
+#[tokio::test]
+async fn a_sent_message_carries_the_callers_trace_context() {
+    let nimbus = app("traced-send").start().await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let sends = [
+        (
+            "/v1/queues/jobs/messages",
+            json!({ "body": "one" }),
+            traceparent,
+        ),
+        (
+            "/v1/queues/jobs/messages/batch",
+            json!({ "messages": [{ "body": "two" }] }),
+            traceparent,
+        ),
+        (
+            "/v1/queues/jobs/messages",
+            json!({ "body": "own", "attributes": { "traceparent": own } }),
+            traceparent,
+        ),
+        (
+            "/v1/queues/jobs/messages",
+            json!({ "body": "none" }),
+            "garbage",
+        ),
+    ];
+    for (path, body, header) in sends {
+        let response = client()
+            .post(nimbus.admin_url(path))
+            .header("traceparent", header)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let got = receive(&nimbus, "jobs", json!({ "max_messages": 10 })).await;
+    let seen: Vec<(&str, Option<&str>)> = got
+        .iter()
+        .map(|m| {
+            (
+                m["body"].as_str().unwrap(),
+                m["attributes"]["traceparent"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("one", Some(traceparent)),
+            ("two", Some(traceparent)),
+            ("own", Some(own)),
+            ("none", None),
+        ]
+    );
+}
+
+/// An app with every kind of listing: queues, a table with a stream, a
+/// bucket and a function.
+fn app_with_listings(name: &str) -> TestApp {
+    let extra = format!(
+        "{QUEUES}\n[table.orders]\npartition_key = \"customer\"\nstream = \"keys_only\"\n\n[bucket.files]\n"
+    );
+    TestApp::new(name).function("hello", programs::HELLO, &extra)
+}
+
+fn concrete(path: &str) -> String {
+    path.replace("{queue}", "jobs")
+        .replace("{receipt}", "no-such-receipt")
+        .replace("{message_id}", "no-such-message")
+        .replace("{table}", "orders")
+        .replace("{bucket}", "files")
+        .replace("{key}", "k")
+        .replace("{name}", "hello")
+}
+
+/// One rule for list limits, read from the OpenAPI document: every listing
+/// takes the range it documents and refuses a value outside it with a 400
+/// naming the parameter; none clamps in silence.
+#[tokio::test]
+async fn every_listing_refuses_a_limit_outside_its_documented_range() {
+    let nimbus = app_with_listings("list-limits").start().await;
+    let (_, doc) = call(&nimbus, "GET", "/v1/openapi.json", None).await;
+    let mut checked = Vec::new();
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        let Some(parameters) = methods["get"]["parameters"].as_array() else {
+            continue;
+        };
+        for parameter in parameters {
+            let name = parameter["name"].as_str().unwrap();
+            if !(parameter["in"] == "query" && ["limit", "next"].contains(&name)) {
+                continue;
+            }
+            let schema = &parameter["schema"];
+            assert_eq!(schema["minimum"], 1, "{path} {name}");
+            let max = schema["maximum"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{path} documents no maximum for `{name}`"));
+            for value in [0, max + 1, 4_000_000_000] {
+                let url = format!("{}?{name}={value}", concrete(path));
+                let (status, answer) = call(&nimbus, "GET", &url, None).await;
+                assert_eq!(status, 400, "{url}: {answer}");
+                let error = answer["error"].as_str().unwrap();
+                assert!(
+                    error.contains(&format!("`{name}` must be from 1 to {max}")),
+                    "{url}: {error}"
+                );
+            }
+            for value in [1, max] {
+                let url = format!("{}?{name}={value}", concrete(path));
+                let (status, answer) = call(&nimbus, "GET", &url, None).await;
+                assert_eq!(status, 200, "{url}: {answer}");
+            }
+            checked.push(path.clone());
+        }
+    }
+    for listing in [
+        "/v1/tables/{table}/stream",
+        "/v1/tables/{table}/items",
+        "/v1/queues/{queue}/messages",
+    ] {
+        assert!(
+            checked.iter().any(|p| p == listing),
+            "{listing}: {checked:?}"
+        );
+    }
+}
+
+/// Every endpoint the OpenAPI document gives a JSON body refuses a body of
+/// another content type with 415 and does nothing; the endpoints that take
+/// raw bytes do not.
+#[tokio::test]
+async fn json_endpoints_refuse_another_content_type_with_415() {
+    let nimbus = app_with_listings("media-types").start().await;
+    send(&nimbus, "jobs", "precious").await;
+    let (_, doc) = call(&nimbus, "GET", "/v1/openapi.json", None).await;
+    let mut json_endpoints = 0;
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in methods.as_object().unwrap() {
+            let Some(content) = operation["requestBody"]["content"].as_object() else {
+                continue;
+            };
+            let takes_json = content.contains_key("application/json");
+            let url = nimbus.admin_url(&concrete(path));
+            for content_type in ["text/plain", "application/x-www-form-urlencoded"] {
+                let response = client()
+                    .request(method.to_uppercase().parse().unwrap(), &url)
+                    .header("content-type", content_type)
+                    .body(r#"{"body": "x", "timeout_ms": 0, "messages": [{"body": "x"}]}"#)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                let answer: Value = response.json().await.unwrap_or(Value::Null);
+                if takes_json {
+                    assert_eq!(status, 415, "{method} {path} {content_type}: {answer}");
+                    let error = answer["error"].as_str().unwrap();
+                    assert!(
+                        error.contains("application/json") && error.contains(content_type),
+                        "{error}"
+                    );
+                } else {
+                    assert_ne!(status, 415, "{method} {path} takes raw bytes");
+                }
+            }
+            json_endpoints += usize::from(takes_json);
+        }
+    }
+    assert!(json_endpoints >= 7, "{json_endpoints}");
+    // Nothing was sent or received by the refused requests.
+    let (_, stats) = call(&nimbus, "GET", "/v1/queues/jobs", None).await;
+    assert_eq!(
+        (stats["visible"].as_u64(), stats["in_flight"].as_u64()),
+        (Some(1), Some(0))
+    );
 }
 
 #[tokio::test]

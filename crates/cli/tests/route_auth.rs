@@ -265,6 +265,41 @@ async fn hs256_tokens_are_checked_claim_by_claim() {
         ),
         ("garbage", Some("not.a.jwt".to_owned()), 401, "malformed"),
     ];
+    // Registered claims of the wrong RFC 7519 type are refused, even when
+    // their value would pass (`iss` as a list holding the accepted issuer).
+    let wrong_types = [
+        (
+            json!(["https://evil.test", ISSUER]),
+            "iss",
+            "`iss` claim is an array",
+        ),
+        (json!([ISSUER]), "iss", "`iss` claim is an array"),
+        (
+            json!((now() - 10).to_string()),
+            "nbf",
+            "`nbf` claim is a string",
+        ),
+        (
+            json!((now() + 600).to_string()),
+            "exp",
+            "`exp` claim is a string",
+        ),
+        (json!("yesterday"), "iat", "`iat` claim is a string"),
+        (json!([AUDIENCE, 5]), "aud", "`aud` claim is an array"),
+        (json!({"aud": AUDIENCE}), "aud", "`aud` claim is an object"),
+        (json!(42), "sub", "`sub` claim is a number"),
+        (json!(["a"]), "jti", "`jti` claim is an array"),
+    ];
+    let cases = cases
+        .into_iter()
+        .chain(wrong_types.iter().map(|(value, claim, message)| {
+            (
+                *claim,
+                Some(hs256(&with(&good, claim, value.clone()), SECRET.as_bytes())),
+                401,
+                *message,
+            )
+        }));
     for (case, token, status, message) in cases {
         let response = match &token {
             Some(token) => with_token(&nimbus, "/orders", token).await,

@@ -486,3 +486,84 @@ fn up_refuses_a_schedule_of_an_http_function() {
     );
     assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
 }
+
+/// Lists and steps follow the daylight-saving rule as single values do: a
+/// skipped tick fires once at the end of the gap, a repeated hour's ticks
+/// once each; `GET /v1/schedules?next=N` on the test clock shows it.
+#[tokio::test]
+async fn listed_fire_times_of_lists_and_steps_follow_the_daylight_saving_rule() {
+    let app = TestApp::new("dstforms")
+        .function("worker", programs::EVENTS, "")
+        .route_kind(
+            "schedule",
+            "function = \"worker\"\nname = \"berlin\"\ncron = \"30 2,14 * * *\"\ntimezone = \"Europe/Berlin\"",
+        )
+        .route_kind(
+            "schedule",
+            "function = \"worker\"\nname = \"newyork\"\ncron = \"*/20 1 * * *\"\ntimezone = \"America/New_York\"",
+        );
+    let next_local = |listing: &Value, name: &str| -> Vec<String> {
+        listing["schedules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()["next_local"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // 2026-03-28T12:00:00Z: Berlin skips 02:00-03:00 the next night.
+    let nimbus = start_at(&app, 1_774_699_200_000).await;
+    let listing = get_json(nimbus.admin_url("/v1/schedules?next=3")).await;
+    assert_eq!(
+        next_local(&listing, "berlin"),
+        [
+            "2026-03-28T14:30:00+01:00",
+            "2026-03-29T03:00:00+02:00",
+            "2026-03-29T14:30:00+02:00"
+        ]
+    );
+    stop(nimbus).await;
+
+    // 2026-10-24T12:00:00Z: Berlin repeats 02:00-03:00 the next night, New
+    // York 01:00-02:00 a week later.
+    let app = TestApp::new("dstforms-autumn")
+        .function("worker", programs::EVENTS, "")
+        .route_kind(
+            "schedule",
+            "function = \"worker\"\nname = \"berlin\"\ncron = \"30 2,14 * * *\"\ntimezone = \"Europe/Berlin\"",
+        )
+        .route_kind(
+            "schedule",
+            "function = \"worker\"\nname = \"newyork\"\ncron = \"*/20 1 * * *\"\ntimezone = \"America/New_York\"",
+        );
+    let nimbus = start_at(&app, 1_792_843_200_000).await;
+    let listing = get_json(nimbus.admin_url("/v1/schedules?next=30")).await;
+    assert_eq!(
+        next_local(&listing, "berlin")[..3],
+        [
+            "2026-10-24T14:30:00+02:00",
+            "2026-10-25T02:30:00+02:00",
+            "2026-10-25T14:30:00+01:00"
+        ]
+    );
+    let newyork = next_local(&listing, "newyork");
+    let on_the_night: Vec<&str> = newyork
+        .iter()
+        .map(String::as_str)
+        .filter(|t| t.starts_with("2026-11-01"))
+        .collect();
+    assert_eq!(
+        on_the_night,
+        [
+            "2026-11-01T01:00:00-04:00",
+            "2026-11-01T01:20:00-04:00",
+            "2026-11-01T01:40:00-04:00"
+        ]
+    );
+    stop(nimbus).await;
+}

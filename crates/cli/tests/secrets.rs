@@ -284,51 +284,85 @@ async fn a_restart_with_the_same_key_reads_the_secret_and_another_key_fails_at_s
     );
     stop(nimbus).await;
 
+    // Another key is refused at start; so is a key file that is missing
+    // while secrets are stored (and it is not created).
     let other = key_file(&app, "other.key");
-    let output = support::nimbus(
-        &[
-            "up",
-            app.manifest_path().to_str().unwrap(),
-            "--data-dir",
-            app.data_dir().to_str().unwrap(),
-            "--secret-key-file",
-            other.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ],
-        app.dir.path(),
-    );
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains(&format!("the secret key in {}", other.display()))
-            && stderr.contains("does not open the secrets")
-            && stderr.contains("--secret-key-file"),
-        "{stderr}"
-    );
-    assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
-    assert!(!stderr.contains(CANARY));
+    std::fs::write(&other, format!("{}\n", "ab".repeat(32))).unwrap();
+    let missing = key_file(&app, "missing.key");
+    for (key, expected) in [
+        (&other, format!("the secret key in {}", other.display())),
+        (
+            &missing,
+            format!("the secret key file {} does not exist", missing.display()),
+        ),
+    ] {
+        let output = support::nimbus(
+            &[
+                "up",
+                app.manifest_path().to_str().unwrap(),
+                "--data-dir",
+                app.data_dir().to_str().unwrap(),
+                "--secret-key-file",
+                key.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ],
+            app.dir.path(),
+        );
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&expected)
+                && stderr.contains("sealed with")
+                && stderr.contains("--secret-key-file"),
+            "{stderr}"
+        );
+        assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
+        assert!(!stderr.contains(CANARY));
+    }
+    assert!(!missing.exists());
 }
 
+/// An app that never sets a secret leaves no key file behind; the first
+/// secret set creates it, private, in the per-user config directory.
 #[tokio::test]
-async fn the_default_key_file_is_created_private_in_the_config_directory() {
+async fn the_default_key_file_is_created_private_in_the_config_directory_when_first_needed() {
     use std::os::unix::fs::PermissionsExt as _;
     let app = app("defaultkey");
     let manifest = app.write();
     let config = tempfile::tempdir().unwrap();
-    let mut command = tokio::process::Command::new(support::nimbus_bin());
-    command
-        .arg("up")
-        .arg(&manifest)
-        .arg("--data-dir")
-        .arg(app.data_dir())
-        .args(["--admin-token", ADMIN_TOKEN])
-        .env("XDG_CONFIG_HOME", config.path())
-        .env_remove("NIMBUS_SECRET_KEY_FILE");
-    let nimbus = Nimbus::spawn(command).await;
+    let up = || {
+        let mut command = tokio::process::Command::new(support::nimbus_bin());
+        command
+            .arg("up")
+            .arg(&manifest)
+            .arg("--data-dir")
+            .arg(app.data_dir())
+            .args(["--admin-token", ADMIN_TOKEN])
+            .env("XDG_CONFIG_HOME", config.path())
+            .env_remove("NIMBUS_SECRET_KEY_FILE");
+        command
+    };
     let key = config.path().join("nimbus/defaultkey/secrets.key");
+    // Started, read from and stopped without a secret: no key file.
+    let nimbus = Nimbus::spawn(up()).await;
+    let (line, _) = read_secret(&nimbus, "reader", "absent").await;
+    assert!(line.contains("absent"), "{line}");
+    let list = secret_cli(&nimbus, &["list"], b"").await;
+    assert!(list.status.success(), "{list:?}");
+    stop(nimbus).await;
+    assert!(
+        !key.exists(),
+        "a key file was written for an app without secrets"
+    );
+    assert!(!config.path().join("nimbus").exists());
+
+    let nimbus = Nimbus::spawn(up()).await;
+    assert!(!key.exists());
+    let set = secret_cli(&nimbus, &["set", "canary"], CANARY.as_bytes()).await;
+    assert!(set.status.success(), "{set:?}");
     let mode = std::fs::metadata(&key).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     assert_eq!(std::fs::read_to_string(&key).unwrap().trim().len(), 64);
@@ -340,6 +374,15 @@ async fn the_default_key_file_is_created_private_in_the_config_directory() {
         })
         .await;
     assert!(created.contains(key.to_str().unwrap()), "{created}");
+    stop(nimbus).await;
+
+    // The next start reads the key it made and opens the secret.
+    let nimbus = Nimbus::spawn(up()).await;
+    let (line, _) = read_secret(&nimbus, "reader", "canary").await;
+    assert!(
+        line.contains(&read_line("canary", CANARY.as_bytes())),
+        "{line}"
+    );
     stop(nimbus).await;
 }
 

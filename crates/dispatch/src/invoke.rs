@@ -19,6 +19,10 @@ const LEASE_MARGIN_MS: u64 = 30_000;
 
 pub use nimbus_engine::async_queue_name;
 
+/// What an event's attributes (`content-type`, `traceparent`) may add to its
+/// payload on the internal queue.
+const ATTRIBUTE_ALLOWANCE_BYTES: usize = 8 * 1024;
+
 /// The internal queue's settings for `function`.
 pub fn async_queue_config(function: &Function) -> QueueConfig {
     QueueConfig {
@@ -28,7 +32,10 @@ pub fn async_queue_config(function: &Function) -> QueueConfig {
         // to the failure destination rather than silently dropped.
         retention_ms: (function.async_invoke.max_event_age_s + 3600) * 1000,
         delay_ms: 0,
-        max_message_bytes: nimbus_manifest::limits::MAX_BODY_BYTES.default as usize,
+        // Attributes count toward the size: room for the content type and
+        // trace context on top of a payload of the largest default body.
+        max_message_bytes: nimbus_manifest::limits::MAX_BODY_BYTES.default as usize
+            + ATTRIBUTE_ALLOWANCE_BYTES,
         dedup_window_ms: 0,
         max_receive_count: None,
         dead_letter_queue: None,

@@ -2,13 +2,12 @@
 //! programs outside Nimbus (described by `/v1/openapi.json`).
 
 use crate::api;
-use crate::server::Handler;
+use crate::server::{Handler, RequestBody};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,7 +103,7 @@ impl Handler for AdminApi {
 
     async fn handle(
         self: Arc<Self>,
-        request: hyper::Request<Incoming>,
+        request: hyper::Request<RequestBody>,
         _local: SocketAddr,
     ) -> Response {
         let request = request.map(Body::new);

@@ -14,7 +14,7 @@ pub use admin::{AdminApi, AdminToken};
 pub use public::PublicGateway;
 pub use response::INVOCATION_ID_HEADER;
 pub use router::{Routed, Router};
-pub use server::{Drain, Handler, ServerLimits, serve};
+pub use server::{Drain, Handler, RequestBody, ServerLimits, serve};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

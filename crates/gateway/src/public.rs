@@ -11,10 +11,9 @@
 use crate::auth::Authenticator;
 use crate::response::{self, INVOCATION_ID_HEADER};
 use crate::router::{Routed, Router};
-use crate::server::Handler;
+use crate::server::{Handler, RequestBody};
 use http::{HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::body::Incoming;
 use nimbus_engine::{HttpFunction, InvokeError, ResponseBody};
 use nimbus_trace::{SpanKind, TraceContext, Tracer};
 use std::collections::HashMap;
@@ -67,7 +66,7 @@ impl Handler for PublicGateway {
 
     async fn handle(
         self: Arc<Self>,
-        request: hyper::Request<Incoming>,
+        request: hyper::Request<RequestBody>,
         local: SocketAddr,
     ) -> hyper::Response<ResponseBody> {
         let started = std::time::Instant::now();
@@ -117,7 +116,7 @@ impl PublicGateway {
     /// matched; the invocation is traced under `trace`.
     async fn respond(
         &self,
-        request: hyper::Request<Incoming>,
+        request: hyper::Request<RequestBody>,
         local: SocketAddr,
         matched_route: &mut Option<String>,
         trace: &TraceContext,
@@ -247,7 +246,8 @@ impl PublicGateway {
                         "function `{}` is at its max_concurrency; retry later",
                         function.name()
                     ),
-                    None,
+                    // A throttled record was written under this id.
+                    Some(&invocation_id),
                 );
                 response
                     .headers_mut()

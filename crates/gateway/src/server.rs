@@ -1,8 +1,12 @@
 //! One HTTP server loop shared by both listeners: bounded connections,
-//! header-read timeout, graceful shutdown with a bounded drain.
+//! header-read timeout, graceful shutdown with a bounded drain, and
+//! `Connection: close` on an HTTP/1 answer given before the request body
+//! was read to its end (hyper then closes the connection; clients must know
+//! not to send their next request on it).
 
 use bytes::Bytes;
-use hyper::body::Incoming;
+use http::{HeaderValue, header};
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -10,7 +14,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -58,9 +65,71 @@ pub trait Handler: Send + Sync + 'static {
 
     fn handle(
         self: Arc<Self>,
-        request: hyper::Request<Incoming>,
+        request: hyper::Request<RequestBody>,
         local: SocketAddr,
     ) -> impl Future<Output = hyper::Response<Self::Body>> + Send;
+}
+
+/// A request body as handlers get it: hyper's, noting when it has been read
+/// to its end, so the server knows whether an answer came before it.
+pub struct RequestBody {
+    inner: Incoming,
+    ended: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let ended = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+            _ => false,
+        };
+        if ended {
+            this.ended.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Answers `request` with `handler`. An HTTP/1 answer given before the
+/// request's body was read to its end (a refusal before the upload, an
+/// error) says `Connection: close`: hyper will not reuse a connection with
+/// an unread body on it, and a client that is not told would send its next
+/// request into a closing connection.
+async fn answer<H: Handler>(
+    handler: Arc<H>,
+    request: hyper::Request<Incoming>,
+    local: SocketAddr,
+) -> hyper::Response<H::Body> {
+    let http1 = request.version() < http::Version::HTTP_2;
+    let ended = Arc::new(AtomicBool::new(request.body().is_end_stream()));
+    let request = request.map(|inner| RequestBody {
+        inner,
+        ended: ended.clone(),
+    });
+    let mut response = handler.handle(request, local).await;
+    if http1 && !ended.load(Ordering::Acquire) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// How a server loop ended.
@@ -122,7 +191,7 @@ pub async fn serve<H: Handler>(
         let handler = handler.clone();
         let service = service_fn(move |request| {
             let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler.handle(request, local).await) }
+            async move { Ok::<_, Infallible>(answer(handler, request, local).await) }
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();

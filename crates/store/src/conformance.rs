@@ -37,6 +37,7 @@ macro_rules! queue_conformance_tests {
             declared_queues_are_listed_and_updated,
             purge_and_stats_count_messages_by_state,
             oversize_messages_are_rejected,
+            attributes_and_dedup_ids_are_held_to_the_message_limits,
             unknown_queues_are_an_error,
             peek_does_not_lease_and_delete_by_id_removes,
             receive_returns_at_most_max_and_honours_a_visibility_override,

@@ -79,6 +79,10 @@ pub enum StoreError {
     QueueNotFound(String),
     #[error("message is {size} bytes, over the queue's limit of {limit} bytes")]
     MessageTooLarge { size: usize, limit: usize },
+    /// A message the queue refuses for its attributes or `dedup_id` (see
+    /// [`queue::check_message`]).
+    #[error("invalid message: {0}")]
+    InvalidMessage(String),
     #[error("receipt handle is not current: the message was deleted or received again since")]
     StaleReceipt,
     #[error("message `{0}` does not exist")]

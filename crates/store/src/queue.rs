@@ -2,7 +2,7 @@
 //! delay, retention, deduplication ids, and a dead-letter queue after
 //! `max_receive_count` receives, moved in the same transaction as the receive.
 
-use crate::{StoreResult, Timestamp};
+use crate::{StoreError, StoreResult, Timestamp};
 use std::collections::BTreeMap;
 
 /// A queue as declared in the manifest, resolved to concrete values.
@@ -33,6 +33,126 @@ pub struct SendMessage {
     pub dedup_id: Option<String>,
     /// Carried with the message (for example trace context).
     pub attributes: BTreeMap<String, String>,
+}
+
+/// Most attributes one message carries, as in SQS, not counting
+/// [`TRACEPARENT_ATTRIBUTE`], which Nimbus sets itself.
+pub const MAX_ATTRIBUTES: usize = 10;
+/// Longest attribute name, in bytes (SQS: 256 characters).
+pub const MAX_ATTRIBUTE_NAME_BYTES: usize = 256;
+/// Longest deduplication id (SQS: 128 characters).
+pub const MAX_DEDUP_ID_BYTES: usize = 128;
+/// The attribute carrying a message's W3C trace context.
+pub const TRACEPARENT_ATTRIBUTE: &str = "traceparent";
+/// How much of a refused name or id an error quotes.
+const QUOTED_BYTES: usize = 64;
+
+/// Checks a message against the queue's limits before anything is stored;
+/// every backend calls it on every message of a send. As in SQS:
+/// attributes count toward `max_message_bytes` (body, plus each name and
+/// value); at most [`MAX_ATTRIBUTES`] attributes besides `traceparent`;
+/// names of 1 to 256 bytes of `A-Z a-z 0-9 _ - .`, neither starting nor
+/// ending with `.` nor holding `..`; a `dedup_id` of 1 to 128 characters,
+/// each an ASCII letter, digit or punctuation mark. An empty body is
+/// allowed (unlike SQS): a message may be a bare signal, and an
+/// asynchronous invocation may carry no payload.
+pub fn check_message(config: &QueueConfig, message: &SendMessage) -> StoreResult<()> {
+    let counted = message
+        .attributes
+        .keys()
+        .filter(|name| *name != TRACEPARENT_ATTRIBUTE)
+        .count();
+    if counted > MAX_ATTRIBUTES {
+        return Err(StoreError::InvalidMessage(format!(
+            "{counted} attributes, over the limit of {MAX_ATTRIBUTES}"
+        )));
+    }
+    for name in message.attributes.keys() {
+        check_attribute_name(name)?;
+    }
+    if let Some(dedup_id) = &message.dedup_id {
+        check_dedup_id(dedup_id)?;
+    }
+    let size = message_size(message);
+    if size > config.max_message_bytes {
+        return Err(StoreError::MessageTooLarge {
+            size,
+            limit: config.max_message_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// What a message counts against `max_message_bytes`: its body and the
+/// bytes of every attribute name and value.
+pub fn message_size(message: &SendMessage) -> usize {
+    message
+        .attributes
+        .iter()
+        .fold(message.body.len(), |sum, (k, v)| {
+            sum.saturating_add(k.len()).saturating_add(v.len())
+        })
+}
+
+fn check_attribute_name(name: &str) -> StoreResult<()> {
+    let invalid = |why: &str| {
+        Err(StoreError::InvalidMessage(format!(
+            "attribute name `{}` {why}",
+            quoted(name)
+        )))
+    };
+    if name.is_empty() {
+        return Err(StoreError::InvalidMessage(
+            "an attribute name is empty".to_owned(),
+        ));
+    }
+    if name.len() > MAX_ATTRIBUTE_NAME_BYTES {
+        return invalid(&format!(
+            "is {} bytes, over the limit of {MAX_ATTRIBUTE_NAME_BYTES}",
+            name.len()
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return invalid("may hold only letters, digits, `_`, `-` and `.`");
+    }
+    if name.starts_with('.') || name.ends_with('.') || name.contains("..") {
+        return invalid("may not start or end with `.` or hold `..`");
+    }
+    Ok(())
+}
+
+fn check_dedup_id(id: &str) -> StoreResult<()> {
+    if id.is_empty() {
+        return Err(StoreError::InvalidMessage("`dedup_id` is empty".to_owned()));
+    }
+    if id.len() > MAX_DEDUP_ID_BYTES {
+        return Err(StoreError::InvalidMessage(format!(
+            "`dedup_id` is {} bytes, over the limit of {MAX_DEDUP_ID_BYTES}",
+            id.len()
+        )));
+    }
+    if !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(StoreError::InvalidMessage(format!(
+            "`dedup_id` `{}` may hold only ASCII letters, digits and punctuation",
+            quoted(id)
+        )));
+    }
+    Ok(())
+}
+
+/// At most [`QUOTED_BYTES`] of `text`, cut on a character boundary.
+fn quoted(text: &str) -> String {
+    if text.len() <= QUOTED_BYTES {
+        return text.to_owned();
+    }
+    let mut end = QUOTED_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
 }
 
 /// The answer to a send, given only once the message is durable.
@@ -198,5 +318,138 @@ impl QueueSignals {
 impl std::fmt::Debug for QueueSignals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("QueueSignals")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(max_message_bytes: usize) -> QueueConfig {
+        QueueConfig {
+            name: "q".into(),
+            visibility_timeout_ms: 30_000,
+            retention_ms: 60_000,
+            delay_ms: 0,
+            max_message_bytes,
+            dedup_window_ms: 0,
+            max_receive_count: None,
+            dead_letter_queue: None,
+        }
+    }
+
+    fn message(attributes: &[(&str, &str)], dedup_id: Option<&str>) -> SendMessage {
+        SendMessage {
+            body: b"body".to_vec(),
+            delay_ms: None,
+            dedup_id: dedup_id.map(str::to_owned),
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    fn invalid(result: StoreResult<()>) -> String {
+        match result {
+            Err(StoreError::InvalidMessage(why)) => why,
+            other => panic!("expected InvalidMessage, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn attributes_count_toward_the_size_limit() {
+        let m = message(&[("ab", "cde"), ("f", "")], None);
+        assert_eq!(message_size(&m), 4 + 5 + 1);
+        assert_eq!(check_message(&config(10), &m), Ok(()));
+        assert_eq!(
+            check_message(&config(9), &m),
+            Err(StoreError::MessageTooLarge { size: 10, limit: 9 })
+        );
+        // An 8 MiB value is refused by size, not stored.
+        let big = "x".repeat(8 << 20);
+        let m = message(&[("big", &big)], None);
+        assert!(matches!(
+            check_message(&config(256 * 1024), &m),
+            Err(StoreError::MessageTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn an_empty_body_is_allowed() {
+        let m = SendMessage::default();
+        assert_eq!(check_message(&config(1), &m), Ok(()));
+    }
+
+    #[test]
+    fn at_most_ten_attributes_besides_traceparent() {
+        let names: Vec<String> = (0..=MAX_ATTRIBUTES).map(|i| format!("a{i}")).collect();
+        let ten: Vec<(&str, &str)> = names[..MAX_ATTRIBUTES]
+            .iter()
+            .map(|n| (n.as_str(), "v"))
+            .collect();
+        assert_eq!(check_message(&config(1024), &message(&ten, None)), Ok(()));
+        let mut with_trace = ten.clone();
+        with_trace.push((TRACEPARENT_ATTRIBUTE, "00-x-y-01"));
+        assert_eq!(
+            check_message(&config(1024), &message(&with_trace, None)),
+            Ok(())
+        );
+        let mut eleven = ten;
+        eleven.push((names[MAX_ATTRIBUTES].as_str(), "v"));
+        let why = invalid(check_message(&config(1024), &message(&eleven, None)));
+        assert!(why.contains("11 attributes"), "{why}");
+    }
+
+    #[test]
+    fn attribute_names_follow_the_sqs_rule() {
+        let ok = |name: &str| check_message(&config(4096), &message(&[(name, "v")], None));
+        for name in ["a", "A-z_0.9", "trace.id", "content-type", &"n".repeat(256)] {
+            assert_eq!(ok(name), Ok(()), "{name}");
+        }
+        // Every ASCII character outside the set, and non-ASCII letters.
+        for byte in 0u8..128 {
+            let c = byte as char;
+            if c.is_ascii_alphanumeric() || "_-.".contains(c) {
+                continue;
+            }
+            let why = invalid(ok(&format!("a{c}b")));
+            assert!(why.contains("may hold only"), "{byte}: {why}");
+        }
+        for name in ["é", "名前", "a\u{200b}b"] {
+            invalid(ok(name));
+        }
+        for name in [".a", "a.", "a..b", "."] {
+            let why = invalid(ok(name));
+            assert!(why.contains("`.`"), "{name}: {why}");
+        }
+        let why = invalid(ok(&"n".repeat(257)));
+        assert!(why.contains("257 bytes"), "{why}");
+        assert!(why.len() < 200, "the error quotes only a prefix: {why}");
+        let why = invalid(ok(""));
+        assert!(why.contains("empty"), "{why}");
+    }
+
+    #[test]
+    fn dedup_ids_follow_the_sqs_rule() {
+        let check = |id: &str| check_message(&config(4096), &message(&[], Some(id)));
+        // Every letter, digit and punctuation mark SQS allows.
+        let allowed: String = (0x21u8..=0x7e).map(char::from).collect();
+        assert_eq!(allowed.len(), 94);
+        assert_eq!(check(&allowed), Ok(()));
+        assert_eq!(check(&"d".repeat(128)), Ok(()));
+        let why = invalid(check(&"d".repeat(129)));
+        assert!(why.contains("129 bytes"), "{why}");
+        let why = invalid(check(&"d".repeat(8 << 20)));
+        assert!(why.len() < 200, "{why}");
+        for byte in (0u8..0x21).chain([0x7f]) {
+            let why = invalid(check(&format!("a{}b", byte as char)));
+            assert!(why.contains("may hold only"), "{byte}: {why}");
+        }
+        for id in ["é", "id\u{a0}", "名"] {
+            invalid(check(id));
+        }
+        let why = invalid(check(""));
+        assert!(why.contains("empty"), "{why}");
     }
 }

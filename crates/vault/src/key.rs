@@ -57,6 +57,18 @@ impl SecretKey {
         Ok(SecretKey(key))
     }
 
+    /// Reads the key at `path`; `None` if there is no file.
+    pub fn load(path: &Path) -> Result<Option<Self>, KeyFileError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Some(Self::parse(path, &text)?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(KeyFileError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
     /// Reads the key at `path`, or creates the file (mode 0600, its
     /// directory 0700) with a fresh key if there is none. A key file that
     /// others may read is used, with a warning.

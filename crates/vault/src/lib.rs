@@ -1,7 +1,9 @@
 //! Secrets sealed at rest: the one place that seals and opens them. A
 //! [`Vault`] wraps a [`SecretStore`] and the [`SecretKey`]; the admin API
 //! and the guest capability both go through it, so plaintext never reaches
-//! the store and the key never leaves this crate.
+//! the store and the key never leaves this crate. Opened over a key file
+//! ([`Vault::open_with_key_file`]), it creates that file only when the first
+//! secret is set, so an app that never uses secrets leaves no key behind.
 //!
 //! Sealing is XChaCha20-Poly1305 with a random 192-bit nonce per write and
 //! the secret's name as associated data, so a sealed value moved to another
@@ -17,7 +19,8 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use nimbus_store::StoreError;
 use nimbus_store::secret::SecretStore;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 /// Largest secret value, in bytes: room for keys, certificates and tokens,
 /// not for files.
@@ -50,6 +53,13 @@ pub enum VaultError {
     Corrupt(String),
     #[error("the system's random number generator failed: {0}")]
     Random(getrandom::Error),
+    #[error(
+        "the secret key file {0} does not exist, but secrets sealed with a key are stored: \
+         start with the key file they were sealed with"
+    )]
+    KeyMissing(PathBuf),
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -77,7 +87,11 @@ impl std::fmt::Debug for SecretValue {
 /// Seals on the way into a [`SecretStore`] and opens on the way out.
 pub struct Vault {
     store: Arc<dyn SecretStore>,
-    cipher: XChaCha20Poly1305,
+    /// Set once the key is known: at open if it exists, else when the first
+    /// secret is set.
+    cipher: OnceLock<XChaCha20Poly1305>,
+    /// Where the key is created when first needed (`None`: given at open).
+    key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -93,13 +107,65 @@ impl Vault {
     /// start, rather than a failure inside some function later.
     pub async fn open(store: Arc<dyn SecretStore>, key: &SecretKey) -> Result<Vault, VaultError> {
         let cipher = XChaCha20Poly1305::new(&key.0.into());
-        let vault = Vault { store, cipher };
-        let candidate = vault.seal(KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT)?;
-        let stored = vault.store.key_check(candidate).await?;
-        match vault.unseal(KEY_CHECK_AAD, &stored) {
-            Some(plain) if plain == KEY_CHECK_PLAINTEXT => Ok(vault),
-            _ => Err(VaultError::WrongKey),
+        check_key(store.as_ref(), &cipher).await?;
+        Ok(Vault {
+            store,
+            cipher: OnceLock::from(cipher),
+            key_file: None,
+        })
+    }
+
+    /// Opens the vault with the key in `key_file`. If the file exists, as
+    /// [`Vault::open`]. If it does not, nothing is created yet: the store
+    /// must hold no secrets ([`VaultError::KeyMissing`] otherwise, as they
+    /// were sealed with a key that is not there), and the file is created
+    /// (0600, with a fresh key) when the first secret is set.
+    pub async fn open_with_key_file(
+        store: Arc<dyn SecretStore>,
+        key_file: &Path,
+    ) -> Result<Vault, VaultError> {
+        if let Some(key) = SecretKey::load(key_file)? {
+            let mut vault = Vault::open(store, &key).await?;
+            vault.key_file = Some(key_file.to_owned());
+            return Ok(vault);
         }
+        if !store.list_secrets().await?.is_empty() {
+            return Err(VaultError::KeyMissing(key_file.to_owned()));
+        }
+        Ok(Vault {
+            store,
+            cipher: OnceLock::new(),
+            key_file: Some(key_file.to_owned()),
+        })
+    }
+
+    /// Whether the key is known yet (false until the first secret is set
+    /// when the vault was opened without a key file).
+    pub fn has_key(&self) -> bool {
+        self.cipher.get().is_some()
+    }
+
+    /// The cipher, creating the key file first if this is the first time a
+    /// key is needed. Two callers racing here load the same file: the key
+    /// file is created by a link that only one of them wins.
+    async fn cipher(&self) -> Result<&XChaCha20Poly1305, VaultError> {
+        if let Some(cipher) = self.cipher.get() {
+            return Ok(cipher);
+        }
+        let path = self
+            .key_file
+            .as_deref()
+            .expect("a vault without a key file was opened with a key");
+        let (key, origin) = SecretKey::load_or_create(path)?;
+        if origin == KeyOrigin::Created {
+            tracing::info!(
+                path = %path.display(),
+                "created the secret key; keep it apart from the data directory, and back it up"
+            );
+        }
+        let cipher = XChaCha20Poly1305::new(&key.0.into());
+        check_key(self.store.as_ref(), &cipher).await?;
+        Ok(self.cipher.get_or_init(|| cipher))
     }
 
     /// Seals `value` and stores it under `name`, replacing any earlier value.
@@ -111,7 +177,7 @@ impl Vault {
         if value.len() > MAX_SECRET_VALUE_BYTES {
             return Err(VaultError::TooLarge { size: value.len() });
         }
-        let sealed = self.seal(name.as_bytes(), value)?;
+        let sealed = seal(self.cipher().await?, name.as_bytes(), value)?;
         Ok(self.store.put_secret(name, sealed).await?)
     }
 
@@ -121,7 +187,7 @@ impl Vault {
         let Some(stored) = self.store.get_secret(name).await? else {
             return Ok(None);
         };
-        match self.unseal(name.as_bytes(), &stored.sealed) {
+        match unseal(self.cipher().await?, name.as_bytes(), &stored.sealed) {
             Some(plain) => Ok(Some(SecretValue(plain))),
             None => Err(VaultError::Corrupt(name.to_owned())),
         }
@@ -137,50 +203,60 @@ impl Vault {
         check_secret_name(name)?;
         Ok(self.store.delete_secret(name).await?)
     }
+}
 
-    /// `FORMAT_V1 || nonce || ciphertext+tag`, bound to `aad`.
-    fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, VaultError> {
-        let mut nonce = [0u8; NONCE_BYTES];
-        getrandom::fill(&mut nonce).map_err(VaultError::Random)?;
-        let ciphertext = self
-            .cipher
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            // Encryption fails only for inputs far beyond MAX_SECRET_VALUE_BYTES.
-            .map_err(|_| VaultError::TooLarge {
-                size: plaintext.len(),
-            })?;
-        let mut sealed = Vec::with_capacity(1 + NONCE_BYTES + ciphertext.len());
-        sealed.push(FORMAT_V1);
-        sealed.extend_from_slice(&nonce);
-        sealed.extend_from_slice(&ciphertext);
-        Ok(sealed)
+/// Proves `cipher` is the one of the secrets in `store`, through the key
+/// check (set by the first key to ask).
+async fn check_key(store: &dyn SecretStore, cipher: &XChaCha20Poly1305) -> Result<(), VaultError> {
+    let candidate = seal(cipher, KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT)?;
+    let stored = store.key_check(candidate).await?;
+    match unseal(cipher, KEY_CHECK_AAD, &stored) {
+        Some(plain) if plain == KEY_CHECK_PLAINTEXT => Ok(()),
+        _ => Err(VaultError::WrongKey),
     }
+}
 
-    /// The plaintext, or `None` if `sealed` is not a value this key sealed
-    /// for `aad`.
-    fn unseal(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-        let (&format, rest) = sealed.split_first()?;
-        if format != FORMAT_V1 || rest.len() < NONCE_BYTES {
-            return None;
-        }
-        let (nonce, ciphertext) = rest.split_at(NONCE_BYTES);
-        let nonce = XNonce::try_from(nonce).ok()?;
-        self.cipher
-            .decrypt(
-                &nonce,
-                Payload {
-                    msg: ciphertext,
-                    aad,
-                },
-            )
-            .ok()
+/// `FORMAT_V1 || nonce || ciphertext+tag`, bound to `aad`.
+fn seal(cipher: &XChaCha20Poly1305, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, VaultError> {
+    let mut nonce = [0u8; NONCE_BYTES];
+    getrandom::fill(&mut nonce).map_err(VaultError::Random)?;
+    let ciphertext = cipher
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        // Encryption fails only for inputs far beyond MAX_SECRET_VALUE_BYTES.
+        .map_err(|_| VaultError::TooLarge {
+            size: plaintext.len(),
+        })?;
+    let mut sealed = Vec::with_capacity(1 + NONCE_BYTES + ciphertext.len());
+    sealed.push(FORMAT_V1);
+    sealed.extend_from_slice(&nonce);
+    sealed.extend_from_slice(&ciphertext);
+    Ok(sealed)
+}
+
+/// The plaintext, or `None` if `sealed` is not a value this key sealed
+/// for `aad`.
+fn unseal(cipher: &XChaCha20Poly1305, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    let (&format, rest) = sealed.split_first()?;
+    if format != FORMAT_V1 || rest.len() < NONCE_BYTES {
+        return None;
     }
+    let (nonce, ciphertext) = rest.split_at(NONCE_BYTES);
+    let nonce = XNonce::try_from(nonce).ok()?;
+    cipher
+        .decrypt(
+            &nonce,
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
+        .ok()
 }
 
 #[cfg(test)]
@@ -221,6 +297,52 @@ mod tests {
             Err(VaultError::Corrupt(name)) if name == "other"
         ));
         assert!(vault.get("absent").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_key_file_is_created_only_when_the_first_secret_is_set() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let path = dir.path().join("keys/secrets.key");
+        let vault = Vault::open_with_key_file(store.clone(), &path)
+            .await
+            .unwrap();
+        // Reading, listing and deleting need no key and create none.
+        assert!(vault.get("absent").await.unwrap().is_none());
+        assert!(vault.list().await.unwrap().is_empty());
+        assert!(!vault.delete("absent").await.unwrap());
+        assert!(!vault.has_key());
+        assert!(!path.exists());
+        // A refused value creates none either.
+        assert!(vault.set("a", b"").await.is_err());
+        assert!(!path.exists());
+        vault.set("db", b"canary").await.unwrap();
+        assert!(vault.has_key());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(vault.get("db").await.unwrap().unwrap().expose(), b"canary");
+        // Opened again, the file is read and opens what it sealed.
+        let again = Vault::open_with_key_file(store, &path).await.unwrap();
+        assert!(again.has_key());
+        assert_eq!(again.get("db").await.unwrap().unwrap().expose(), b"canary");
+    }
+
+    #[tokio::test]
+    async fn a_missing_key_file_with_secrets_stored_is_refused_and_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let vault = Vault::open(store.clone(), &SecretKey::generate().unwrap())
+            .await
+            .unwrap();
+        vault.set("db", b"canary").await.unwrap();
+        let path = dir.path().join("lost.key");
+        let refused = Vault::open_with_key_file(store, &path).await;
+        assert!(
+            matches!(&refused, Err(VaultError::KeyMissing(p)) if *p == path),
+            "{refused:?}"
+        );
+        assert!(!path.exists());
     }
 
     #[tokio::test]

@@ -1,14 +1,27 @@
 //! Tick math: when a schedule's expression fires, in its time zone. Cron
 //! fields are local wall-clock times; across daylight-saving changes a local
 //! time the clocks skip fires at the end of the gap (02:30 on a night that
-//! skips 02:00-03:00 fires at 03:00) and one they repeat fires once, at its
-//! first occurrence; rates are aligned to the Unix epoch; `at` is
+//! skips 02:00-03:00 fires at 03:00; several skipped times fire there once)
+//! and one they repeat fires once, at its first occurrence. This holds for
+//! every field form (single values, lists, ranges, steps, wildcards): the
+//! cron is matched against wall-clock time with no zone (where croner's own
+//! rules would skip a gap or fire twice for intervals), and each match is
+//! then placed in the zone. Rates are aligned to the Unix epoch; `at` is
 //! one instant.
 
-use chrono::TimeZone as _;
+use chrono::{LocalResult, NaiveDateTime, TimeDelta, TimeZone as _, Timelike as _, Utc};
 use chrono_tz::Tz;
 use nimbus_manifest::{ScheduleExpression, ScheduleTrigger};
 use std::str::FromStr as _;
+
+/// Longest a daylight-saving (or zone) change skips, in minutes: a day, as
+/// when Samoa crossed the date line.
+const MAX_GAP_MINUTES: u32 = 2 * 24 * 60;
+/// Most wall-clock matches one search steps over (those a repeated hour or
+/// a gap maps outside the range asked for): an every-second cron across a
+/// repeated hour, with room to spare.
+const MAX_SKIPPED_MATCHES: u32 = 3 * 3600;
+const DAY_MS: u64 = 24 * 3600 * 1000;
 
 /// A schedule's ticks, as ms since the epoch.
 #[derive(Debug, Clone)]
@@ -50,12 +63,53 @@ impl Ticks {
             Kind::Rate(every) => (after_ms / every).checked_add(1)?.checked_mul(*every),
             Kind::At(at) => (*at > after_ms).then_some(*at),
             Kind::Cron(cron) => {
-                // Ticks are whole seconds: search from the second `after_ms` is in.
-                let from = self.local(after_ms - after_ms % 1000)?;
-                let next = cron.find_next_occurrence(&from, false).ok()?;
-                u64::try_from(next.timestamp_millis()).ok()
+                // Ticks are whole seconds: search from the second `after_ms`
+                // is in. Wall-clock matches map to instants in order (never
+                // backwards), so the first match whose instant is past
+                // `after_ms` is the next tick; one that maps at or before it
+                // (a repeated hour's match, already fired in its first
+                // occurrence; a gap's match, collapsed onto the gap's end)
+                // is skipped.
+                let mut wall = self.local(after_ms - after_ms % 1000)?.naive_local();
+                for _ in 0..MAX_SKIPPED_MATCHES {
+                    let next = cron
+                        .find_next_occurrence(&Utc.from_utc_datetime(&wall), false)
+                        .ok()?
+                        .naive_utc();
+                    let at = self.place(next)?;
+                    if at > after_ms {
+                        return Some(at);
+                    }
+                    wall = next;
+                }
+                None
             }
         }
+    }
+
+    /// The instant a wall-clock match fires: the time itself where it
+    /// exists once, its first occurrence where the clocks repeat it, and
+    /// the end of the gap where they skip it.
+    fn place(&self, wall: NaiveDateTime) -> Option<u64> {
+        let instant = match self.zone.from_local_datetime(&wall) {
+            LocalResult::Single(t) => t,
+            LocalResult::Ambiguous(first, second) => first.min(second),
+            LocalResult::None => {
+                // Gaps start and end on whole minutes: the first minute
+                // that exists after this one is the end of the gap.
+                let mut minute = wall.with_second(0)?.with_nanosecond(0)?;
+                let mut found = None;
+                for _ in 0..MAX_GAP_MINUTES {
+                    minute += TimeDelta::minutes(1);
+                    if let Some(t) = self.zone.from_local_datetime(&minute).earliest() {
+                        found = Some(t);
+                        break;
+                    }
+                }
+                found?
+            }
+        };
+        u64::try_from(instant.timestamp_millis()).ok()
     }
 
     /// The last tick at or before `until_ms`.
@@ -64,9 +118,32 @@ impl Ticks {
             Kind::Rate(every) => Some(until_ms - until_ms % every),
             Kind::At(at) => (*at <= until_ms).then_some(*at),
             Kind::Cron(cron) => {
-                let from = self.local(until_ms - until_ms % 1000)?;
-                let previous = cron.find_previous_occurrence(&from, true).ok()?;
-                u64::try_from(previous.timestamp_millis()).ok()
+                // Search back from the latest wall-clock time that can map
+                // at or before `until_ms`: `until_ms` read with the larger
+                // of the offsets in force now and a day before (in the
+                // second pass of a repeated hour, the first pass's matches
+                // lie ahead on the wall clock but behind in time).
+                let until = until_ms - until_ms % 1000;
+                let now = self.local(until)?;
+                let before = self.local(until.saturating_sub(DAY_MS))?;
+                let offset =
+                    |t: &chrono::DateTime<Tz>| chrono::Offset::fix(t.offset()).local_minus_utc();
+                let widest = TimeDelta::seconds(i64::from(offset(&now).max(offset(&before))));
+                let mut wall = now.naive_utc() + widest;
+                let mut inclusive = true;
+                for _ in 0..MAX_SKIPPED_MATCHES {
+                    let previous = cron
+                        .find_previous_occurrence(&Utc.from_utc_datetime(&wall), inclusive)
+                        .ok()?
+                        .naive_utc();
+                    let at = self.place(previous)?;
+                    if at <= until_ms {
+                        return Some(at);
+                    }
+                    wall = previous;
+                    inclusive = false;
+                }
+                None
             }
         }
     }
@@ -208,6 +285,142 @@ mod tests {
         );
         let autumn = t.due(utc("2026-10-24T12:00:00Z"), utc("2026-10-25T12:00:00Z"), 10);
         assert_eq!(rendered(&t, &autumn), ["2026-10-25T02:30:00+02:00"]);
+    }
+
+    /// The cases: a list of hours in Berlin and a step of minutes
+    /// in New York, on both changes of 2026.
+    #[test]
+    fn lists_and_steps_follow_the_rule_across_both_changes() {
+        let t = cron("30 2,14 * * *", "Europe/Berlin");
+        let spring = t.upcoming(utc("2026-03-28T12:00:00Z"), 3);
+        assert_eq!(
+            rendered(&t, &spring),
+            [
+                "2026-03-28T14:30:00+01:00",
+                "2026-03-29T03:00:00+02:00",
+                "2026-03-29T14:30:00+02:00"
+            ]
+        );
+        let autumn = t.upcoming(utc("2026-10-24T12:00:00Z"), 3);
+        assert_eq!(
+            rendered(&t, &autumn),
+            [
+                "2026-10-24T14:30:00+02:00",
+                "2026-10-25T02:30:00+02:00",
+                "2026-10-25T14:30:00+01:00"
+            ]
+        );
+        let t = cron("*/20 1 * * *", "America/New_York");
+        let autumn = t.upcoming(utc("2026-11-01T00:00:00Z"), 4);
+        assert_eq!(
+            rendered(&t, &autumn),
+            [
+                "2026-11-01T01:00:00-04:00",
+                "2026-11-01T01:20:00-04:00",
+                "2026-11-01T01:40:00-04:00",
+                "2026-11-02T01:00:00-05:00"
+            ]
+        );
+        let t = cron("*/20 2 * * *", "America/New_York");
+        let spring = t.upcoming(utc("2026-03-08T00:00:00Z"), 2);
+        assert_eq!(
+            rendered(&t, &spring),
+            ["2026-03-08T03:00:00-04:00", "2026-03-09T02:00:00-04:00"]
+        );
+    }
+
+    /// Every field form (single value, list, range, step, wildcard) of the
+    /// seconds, minutes and hours, on both daylight-saving changes of two
+    /// zones, against an oracle that walks the wall clock second by second
+    /// and places each match by the documented rule: where the wall time
+    /// exists once, then; in a repeated hour, at its first occurrence only;
+    /// in a gap, at the end of the gap, once however many matches it holds.
+    #[test]
+    fn every_field_form_fires_by_the_rule_on_both_changes() {
+        // (zone, an instant before the change, the hour it skips or repeats)
+        let changes = [
+            ("Europe/Berlin", "2026-03-28T22:00:00Z", 2),
+            ("Europe/Berlin", "2026-10-24T22:00:00Z", 2),
+            ("America/New_York", "2026-03-08T03:00:00Z", 2),
+            ("America/New_York", "2026-11-01T02:00:00Z", 1),
+        ];
+        for (zone, start, h) in changes {
+            let forms = [
+                // hours
+                format!("30 {h} * * *"),
+                format!("30 {h},{} * * *", h + 12),
+                format!("30 {}-{} * * *", h - 1, h + 1),
+                "30 */2 * * *".to_owned(),
+                "30 * * * *".to_owned(),
+                // minutes
+                format!("0,30 {h} * * *"),
+                format!("10-20 {h} * * *"),
+                format!("*/20 {h} * * *"),
+                format!("* {h} * * *"),
+                // seconds
+                format!("15 30 {h} * * *"),
+                format!("0,30 30 {h} * * *"),
+                format!("10-12 30 {h} * * *"),
+                format!("*/20 30 {h} * * *"),
+                format!("* 30 {h} * * *"),
+            ];
+            for form in forms {
+                check_against_oracle(&form, zone, utc(start));
+            }
+        }
+    }
+
+    fn check_against_oracle(text: &str, zone: &str, start: u64) {
+        const WINDOW_MS: u64 = 8 * 3600 * 1000;
+        let t = cron(text, zone);
+        let tz = Tz::from_str(zone).unwrap();
+        let matcher = croner::Cron::from_str(text).unwrap();
+        let end = start + WINDOW_MS;
+        // The change: the first second whose offset differs from the start's.
+        let offset = |ms: u64| {
+            let local = tz.timestamp_millis_opt(ms as i64).unwrap();
+            chrono::Offset::fix(local.offset()).local_minus_utc()
+        };
+        let change = (start..end)
+            .step_by(1000)
+            .find(|ms| offset(*ms) != offset(start))
+            .expect("a change in the window");
+        let mut expected = std::collections::BTreeSet::new();
+        let first_wall = tz.timestamp_millis_opt(start as i64).unwrap().naive_local();
+        // The window's wall-clock times, with an hour to spare either side.
+        let mut wall = first_wall - TimeDelta::hours(1);
+        let last_wall = first_wall + TimeDelta::hours(9);
+        while wall <= last_wall {
+            if matcher
+                .is_time_matching(&Utc.from_utc_datetime(&wall))
+                .unwrap()
+            {
+                let at = match tz.from_local_datetime(&wall) {
+                    LocalResult::Single(t) => t.timestamp_millis() as u64,
+                    LocalResult::Ambiguous(a, b) => a.min(b).timestamp_millis() as u64,
+                    LocalResult::None => change,
+                };
+                if at > start && at <= end {
+                    expected.insert(at);
+                }
+            }
+            wall += TimeDelta::seconds(1);
+        }
+        let expected: Vec<u64> = expected.into_iter().collect();
+        assert!(!expected.is_empty(), "{text} in {zone}");
+        let upcoming = t.upcoming(start, expected.len() + 1);
+        assert_eq!(
+            rendered(&t, &upcoming[..expected.len()]),
+            rendered(&t, &expected),
+            "{text} in {zone}: upcoming"
+        );
+        assert!(upcoming[expected.len()] > end, "{text} in {zone}");
+        let due = t.due(start, end, usize::MAX);
+        assert_eq!(
+            rendered(&t, &due),
+            rendered(&t, &expected),
+            "{text} in {zone}: due"
+        );
     }
 
     #[test]

@@ -131,7 +131,9 @@ impl CapabilityCtx {
         match sent {
             Ok(mut receipts) => Ok(receipts.remove(0).message_id),
             Err(StoreError::QueueNotFound(q)) => Err(Error::NotFound(format!("queue `{q}`"))),
-            Err(e @ StoreError::MessageTooLarge { .. }) => Err(Error::Invalid(e.to_string())),
+            Err(e @ (StoreError::MessageTooLarge { .. } | StoreError::InvalidMessage(_))) => {
+                Err(Error::Invalid(e.to_string()))
+            }
             Err(e) => {
                 tracing::error!(function = %self.function, invocation_id = %self.invocation_id, "send to {queue} failed: {e}");
                 Err(Error::Unavailable(e.to_string()))

@@ -1,7 +1,12 @@
-//! Which IP addresses an outbound request may not reach unless its host is
-//! allowed to be private: loopback, private, link-local (cloud metadata),
-//! CGNAT, unique-local, multicast, reserved and documentation ranges, also
-//! when an IPv4 address is embedded in an IPv6 one.
+//! Which IP addresses an outbound request may reach unless its host is
+//! allowed to be private. IPv4: anything but loopback, private, link-local
+//! (cloud metadata), CGNAT, IETF protocol assignments, documentation,
+//! benchmarking, multicast and reserved ranges. IPv6 is an allow-list: only
+//! global unicast (`2000::/3`) outside every block of the IANA IPv6
+//! Special-Purpose Address Registry, plus the two forms that stand for an
+//! IPv4 destination (IPv4-mapped `::ffff:0:0/96`, which the kernel sends over
+//! IPv4, and NAT64 `64:ff9b::/96`, which a translator delivers to IPv4),
+//! judged by the IPv4 address they carry.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -58,16 +63,83 @@ fn v4_range(ip: Ipv4Addr) -> Option<&'static str> {
     Some(range)
 }
 
+/// An IPv6 prefix with the name an audit line gives it.
+struct Block {
+    prefix: u128,
+    len: u32,
+    name: &'static str,
+}
+
+const fn block(prefix: u128, len: u32, name: &'static str) -> Block {
+    Block { prefix, len, name }
+}
+
+impl Block {
+    fn contains(&self, ip: u128) -> bool {
+        let mask = if self.len == 0 {
+            0
+        } else {
+            u128::MAX << (128 - self.len)
+        };
+        ip & mask == self.prefix
+    }
+}
+
+/// The only IPv6 space reachable: global unicast.
+const GLOBAL_UNICAST: Block = block(0x2000 << 112, 3, "global unicast (2000::/3)");
+
+/// Every block of the IANA IPv6 Special-Purpose Address Registry (as of
+/// 2025), whatever its flags, plus names for the rest of the space outside
+/// `2000::/3` that an audit line should name. An address in global unicast
+/// is refused if it is in any of these; the most specific one names it.
+const NAMED_V6: &[Block] = &[
+    block(0, 128, "unspecified (::/128)"),
+    block(1, 128, "loopback (::1/128)"),
+    block(0, 96, "IPv4-compatible, deprecated (::/96)"),
+    block(0xffff << 32, 96, "IPv4-mapped (::ffff:0:0/96)"),
+    block(0xffff << 48, 96, "IPv4-translated (::ffff:0:0:0/96)"),
+    block(0x64_ff9b << 96, 96, "NAT64 (64:ff9b::/96)"),
+    block(0x64_ff9b_0001 << 80, 48, "local-use NAT64 (64:ff9b:1::/48)"),
+    block(0x0100 << 112, 64, "discard-only (100::/64)"),
+    block(
+        (0x0100 << 112) | (1 << 64),
+        64,
+        "dummy prefix (100:0:0:1::/64)",
+    ),
+    block(0x2001 << 112, 23, "IETF protocol assignments (2001::/23)"),
+    block(0x2001 << 112, 32, "Teredo (2001::/32)"),
+    block((0x2001_0001 << 96) | 1, 128, "PCP anycast (2001:1::1/128)"),
+    block((0x2001_0001 << 96) | 2, 128, "TURN anycast (2001:1::2/128)"),
+    block(
+        (0x2001_0001 << 96) | 3,
+        128,
+        "DNS-SD SRP anycast (2001:1::3/128)",
+    ),
+    block(0x2001_0002 << 96, 48, "benchmarking (2001:2::/48)"),
+    block(0x2001_0003 << 96, 32, "AMT (2001:3::/32)"),
+    block(0x2001_0004_0112 << 80, 48, "AS112-v6 (2001:4:112::/48)"),
+    block(0x2001_0010 << 96, 28, "ORCHID, deprecated (2001:10::/28)"),
+    block(0x2001_0020 << 96, 28, "ORCHIDv2 (2001:20::/28)"),
+    block(0x2001_0030 << 96, 28, "drone remote ID (2001:30::/28)"),
+    block(0x2001_0db8 << 96, 32, "documentation (2001:db8::/32)"),
+    block(0x2002 << 112, 16, "6to4 (2002::/16)"),
+    block(
+        0x2620_004f_8000 << 80,
+        48,
+        "AS112 direct delegation (2620:4f:8000::/48)",
+    ),
+    block(0x3fff << 112, 20, "documentation (3fff::/20)"),
+    block(0x5f00 << 112, 16, "segment routing SIDs (5f00::/16)"),
+    block(0xfc00 << 112, 7, "unique local (fc00::/7)"),
+    block(0xfe80 << 112, 10, "link-local (fe80::/10)"),
+    block(0xfec0 << 112, 10, "site-local, deprecated (fec0::/10)"),
+    block(0xff00 << 112, 8, "multicast (ff00::/8)"),
+];
+
 fn v6_range(ip: Ipv6Addr) -> Option<BlockedRange> {
     let s = ip.segments();
-    let own = |range| {
-        Some(BlockedRange {
-            range,
-            embedded_in: None,
-        })
-    };
-    // An IPv6 form that carries an IPv4 address is judged by that address:
-    // the kernel (mapped), a relay or a translator would deliver it there.
+    // The forms that stand for an IPv4 destination are judged by it: the
+    // kernel (mapped) or a translator (NAT64) would deliver them there.
     let embedded = |outer: &'static str, hi: u16, lo: u16| {
         let v4 = Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
         v4_range(v4).map(|range| BlockedRange {
@@ -75,29 +147,26 @@ fn v6_range(ip: Ipv6Addr) -> Option<BlockedRange> {
             embedded_in: Some(outer),
         })
     };
-    if ip.is_unspecified() {
-        return own("unspecified (::)");
-    }
-    if ip.is_loopback() {
-        return own("loopback (::1)");
-    }
     match s {
-        [0, 0, 0, 0, 0, 0xffff, hi, lo] => embedded("IPv4-mapped (::ffff:0:0/96)", hi, lo),
-        [0, 0, 0, 0, 0, 0, hi, lo] => embedded("IPv4-compatible (::/96)", hi, lo),
-        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => embedded("NAT64 (64:ff9b::/96)", hi, lo),
-        [0x64, 0xff9b, 1, ..] => own("local-use NAT64 (64:ff9b:1::/48)"),
-        [0x0100, 0, 0, 0, ..] => own("discard-only (100::/64)"),
-        [0x2002, hi, lo, ..] => embedded("6to4 (2002::/16)", hi, lo),
-        // Teredo carries the client's public IPv4 address inverted.
-        [0x2001, 0, _, _, _, _, hi, lo] => embedded("Teredo (2001::/32)", !hi, !lo),
-        [0x2001, 0x0db8, ..] => own("documentation (2001:db8::/32)"),
-        [first, ..] if first & 0xfff0 == 0x3ff0 => own("documentation (3fff::/20)"),
-        [first, ..] if first & 0xfe00 == 0xfc00 => own("unique local (fc00::/7)"),
-        [first, ..] if first & 0xffc0 == 0xfe80 => own("link-local (fe80::/10)"),
-        [first, ..] if first & 0xffc0 == 0xfec0 => own("site-local (fec0::/10)"),
-        [first, ..] if first & 0xff00 == 0xff00 => own("multicast (ff00::/8)"),
-        _ => None,
+        [0, 0, 0, 0, 0, 0xffff, hi, lo] => return embedded("IPv4-mapped (::ffff:0:0/96)", hi, lo),
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => return embedded("NAT64 (64:ff9b::/96)", hi, lo),
+        _ => {}
     }
+    let bits = u128::from(ip);
+    let named = NAMED_V6
+        .iter()
+        .filter(|b| b.contains(bits))
+        .max_by_key(|b| b.len)
+        .map(|b| b.name);
+    let range = match named {
+        Some(name) => name,
+        None if GLOBAL_UNICAST.contains(bits) => return None,
+        None => "outside global unicast (2000::/3)",
+    };
+    Some(BlockedRange {
+        range,
+        embedded_in: None,
+    })
 }
 
 #[cfg(test)]
@@ -178,20 +247,14 @@ mod tests {
     }
 
     #[test]
-    fn embedded_ipv4_addresses_are_judged_by_the_ipv4_address() {
+    fn mapped_and_nat64_addresses_are_judged_by_the_ipv4_address() {
         for ip in [
             "::ffff:127.0.0.1",
             "::ffff:7f00:1",
             "::ffff:169.254.169.254",
             "::ffff:10.0.0.1",
-            "::127.0.0.1",
-            "::10.0.0.1",
             "64:ff9b::127.0.0.1",
             "64:ff9b::a9fe:a9fe",
-            "2002:7f00:1::",
-            "2002:c0a8:0101::1",
-            // Teredo with client 127.0.0.1 (inverted: 80ff:fffe).
-            "2001:0:4136:e378:8000:63bf:80ff:fffe",
         ] {
             let range = blocked_range(ip.parse().unwrap());
             assert!(
@@ -202,11 +265,240 @@ mod tests {
         for ip in [
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
-            "2002:808:808::1",
             "2001:4860:4860::8888",
             "2606:4700::1111",
         ] {
             assert!(!blocked(ip), "{ip} should pass");
+        }
+    }
+
+    /// The addresses of issue 16: other IPv6 forms carrying an IPv4 address
+    /// and reserved space outside global unicast, all refused whatever they
+    /// carry.
+    #[test]
+    fn other_ipv6_forms_and_reserved_space_are_refused() {
+        for ip in [
+            // IPv4-translated loopback and metadata address.
+            "::ffff:0:7f00:1",
+            "::ffff:0:a9fe:a9fe",
+            "::ffff:0:808:808",
+            // IPv4-compatible, 6to4 and Teredo, even of a public address.
+            "::127.0.0.1",
+            "::8.8.8.8",
+            "2002:7f00:1::",
+            "2002:808:808::1",
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+            "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+            "2001:2::1",
+            "2001:10::1",
+            "2001:20::1",
+            "1::1",
+            "4000::1",
+            "5f00::1",
+            "fe00::1",
+            "8000::1",
+            "e000::1",
+        ] {
+            let range = blocked_range(ip.parse().unwrap());
+            assert!(
+                range.is_some_and(|r| r.embedded_in.is_none()),
+                "{ip}: {range:?}"
+            );
+        }
+    }
+
+    /// One block of an IANA special-purpose registry: its prefix, name and
+    /// "Globally Reachable" flag (`None` where the registry says N/A).
+    type Entry = (&'static str, &'static str, Option<bool>);
+
+    /// The IANA IPv4 Special-Purpose Address Registry, written out.
+    const IANA_IPV4: &[Entry] = &[
+        ("0.0.0.0/8", "\"This network\"", Some(false)),
+        ("0.0.0.0/32", "\"This host on this network\"", Some(false)),
+        ("10.0.0.0/8", "Private-Use", Some(false)),
+        ("100.64.0.0/10", "Shared Address Space", Some(false)),
+        ("127.0.0.0/8", "Loopback", Some(false)),
+        ("169.254.0.0/16", "Link Local", Some(false)),
+        ("172.16.0.0/12", "Private-Use", Some(false)),
+        ("192.0.0.0/24", "IETF Protocol Assignments", Some(false)),
+        (
+            "192.0.0.0/29",
+            "IPv4 Service Continuity Prefix",
+            Some(false),
+        ),
+        ("192.0.0.8/32", "IPv4 dummy address", Some(false)),
+        ("192.0.0.9/32", "Port Control Protocol Anycast", Some(true)),
+        (
+            "192.0.0.10/32",
+            "Traversal Using Relays around NAT Anycast",
+            Some(true),
+        ),
+        ("192.0.0.170/32", "NAT64/DNS64 Discovery", Some(false)),
+        ("192.0.0.171/32", "NAT64/DNS64 Discovery", Some(false)),
+        ("192.0.2.0/24", "Documentation (TEST-NET-1)", Some(false)),
+        ("192.31.196.0/24", "AS112-v4", Some(true)),
+        ("192.52.193.0/24", "AMT", Some(true)),
+        ("192.88.99.0/24", "Deprecated (6to4 Relay Anycast)", None),
+        ("192.168.0.0/16", "Private-Use", Some(false)),
+        (
+            "192.175.48.0/24",
+            "Direct Delegation AS112 Service",
+            Some(true),
+        ),
+        ("198.18.0.0/15", "Benchmarking", Some(false)),
+        ("198.51.100.0/24", "Documentation (TEST-NET-2)", Some(false)),
+        ("203.0.113.0/24", "Documentation (TEST-NET-3)", Some(false)),
+        ("240.0.0.0/4", "Reserved", Some(false)),
+        ("255.255.255.255/32", "Limited Broadcast", Some(false)),
+    ];
+
+    /// The IANA IPv6 Special-Purpose Address Registry, written out.
+    const IANA_IPV6: &[Entry] = &[
+        ("::1/128", "Loopback Address", Some(false)),
+        ("::/128", "Unspecified Address", Some(false)),
+        ("::ffff:0:0/96", "IPv4-mapped Address", Some(false)),
+        ("64:ff9b::/96", "IPv4-IPv6 Translat.", Some(true)),
+        ("64:ff9b:1::/48", "IPv4-IPv6 Translat.", Some(false)),
+        ("100::/64", "Discard-Only Address Block", Some(false)),
+        ("100:0:0:1::/64", "Dummy IPv6 Prefix", Some(false)),
+        ("2001::/23", "IETF Protocol Assignments", Some(false)),
+        ("2001::/32", "TEREDO", None),
+        ("2001:1::1/128", "Port Control Protocol Anycast", Some(true)),
+        (
+            "2001:1::2/128",
+            "Traversal Using Relays around NAT Anycast",
+            Some(true),
+        ),
+        (
+            "2001:1::3/128",
+            "DNS-SD Service Registration Protocol Anycast",
+            Some(true),
+        ),
+        ("2001:2::/48", "Benchmarking", Some(false)),
+        ("2001:3::/32", "AMT", Some(true)),
+        ("2001:4:112::/48", "AS112-v6", Some(true)),
+        (
+            "2001:10::/28",
+            "Deprecated (previously ORCHID)",
+            Some(false),
+        ),
+        ("2001:20::/28", "ORCHIDv2", Some(true)),
+        (
+            "2001:30::/28",
+            "Drone Remote ID Protocol Entity Tags (DETs) Prefix",
+            Some(true),
+        ),
+        ("2001:db8::/32", "Documentation", Some(false)),
+        ("2002::/16", "6to4", None),
+        (
+            "2620:4f:8000::/48",
+            "Direct Delegation AS112 Service",
+            Some(true),
+        ),
+        ("3fff::/20", "Documentation", Some(false)),
+        ("5f00::/16", "Segment Routing (SRv6) SIDs", Some(false)),
+        ("fc00::/7", "Unique-Local", Some(false)),
+        ("fe80::/10", "Link-Local Unicast", Some(false)),
+    ];
+
+    /// A prefix as the first and last address of its block, as integers.
+    fn bounds(prefix: &str) -> (u128, u128, bool) {
+        let (ip, len) = prefix.split_once('/').unwrap();
+        let len: u32 = len.parse().unwrap();
+        let (bits, width, v4) = match ip.parse::<IpAddr>().unwrap() {
+            IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32, true),
+            IpAddr::V6(v6) => (u128::from(v6), 128, false),
+        };
+        let host = if len == width {
+            0
+        } else {
+            (1u128 << (width - len)) - 1
+        };
+        assert_eq!(bits & host, 0, "{prefix} has host bits");
+        (bits, bits | host, v4)
+    }
+
+    fn ip(bits: u128, v4: bool) -> IpAddr {
+        if v4 {
+            IpAddr::V4(Ipv4Addr::from(bits as u32))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(bits))
+        }
+    }
+
+    /// First, middle and last address of each block, and the addresses
+    /// just outside it.
+    fn samples(registry: &[Entry]) -> Vec<IpAddr> {
+        let mut out = Vec::new();
+        for (prefix, ..) in registry {
+            let (first, last, v4) = bounds(prefix);
+            let top = if v4 { u128::from(u32::MAX) } else { u128::MAX };
+            out.push(ip(first, v4));
+            out.push(ip(first + (last - first) / 2, v4));
+            out.push(ip(last, v4));
+            if first > 0 {
+                out.push(ip(first - 1, v4));
+            }
+            if last < top {
+                out.push(ip(last + 1, v4));
+            }
+        }
+        out
+    }
+
+    fn in_entry(entry: &Entry, addr: IpAddr) -> bool {
+        let (first, last, v4) = bounds(entry.0);
+        let bits = match addr {
+            IpAddr::V4(a) if v4 => u128::from(u32::from(a)),
+            IpAddr::V6(a) if !v4 => u128::from(a),
+            _ => return false,
+        };
+        (first..=last).contains(&bits)
+    }
+
+    /// IPv4 keeps its rules: every block the registry does not call
+    /// globally reachable is refused, all of it (so are its globally
+    /// reachable sub-blocks, 192.0.0.9 and .10), as is multicast; the
+    /// globally reachable blocks (AS112, AMT) and everything just outside
+    /// a refused block pass.
+    #[test]
+    fn ipv4_follows_the_iana_special_purpose_registry() {
+        let multicast = ("224.0.0.0/4", "Multicast", Some(false));
+        for addr in samples(IANA_IPV4) {
+            let expected = IANA_IPV4
+                .iter()
+                .chain([&multicast])
+                .any(|e| e.2 != Some(true) && in_entry(e, addr));
+            assert_eq!(blocked_range(addr).is_some(), expected, "{addr}");
+        }
+    }
+
+    /// IPv6 is an allow-list: global unicast minus every block of the
+    /// registry, whatever its flags; only the IPv4-mapped and NAT64 forms
+    /// are judged by the IPv4 address they carry.
+    #[test]
+    fn ipv6_allows_only_global_unicast_outside_the_iana_special_purpose_registry() {
+        let mut judged_by_ipv4 = 0;
+        for addr in samples(IANA_IPV6) {
+            let IpAddr::V6(v6) = addr else { unreachable!() };
+            let bits = u128::from(v6);
+            let carried = Ipv4Addr::from(bits as u32);
+            let expected = if in_entry(&IANA_IPV6[2], addr) || in_entry(&IANA_IPV6[3], addr) {
+                judged_by_ipv4 += 1;
+                v4_range(carried).is_some()
+            } else {
+                !GLOBAL_UNICAST.contains(bits) || IANA_IPV6.iter().any(|e| in_entry(e, addr))
+            };
+            assert_eq!(blocked_range(addr).is_some(), expected, "{addr}");
+        }
+        assert!(judged_by_ipv4 > 0);
+        // Across the whole space, in steps of a /8: only 2000::/3 passes.
+        for top in 0..=255u128 {
+            let bits = (top << 120) | 0x0000_1234_5678_9abc_def0_1234_5678;
+            let addr = IpAddr::V6(Ipv6Addr::from(bits));
+            let expected =
+                !GLOBAL_UNICAST.contains(bits) || IANA_IPV6.iter().any(|e| in_entry(e, addr));
+            assert_eq!(blocked_range(addr).is_some(), expected, "{addr}");
         }
     }
 

@@ -60,13 +60,6 @@ fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))
 }
 
-fn limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
-    match limit.unwrap_or(default) {
-        n @ 1.. if n <= max => Ok(n),
-        _ => Err(ApiError::bad_request(format!("`limit` must be 1 to {max}"))),
-    }
-}
-
 fn bounded(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
     match value {
         Some(v) if v.is_empty() || v.chars().count() > MAX_FILTER_CHARS => {
@@ -98,7 +91,7 @@ async fn list_invocations(
         function: bounded("function", q.function)?,
         outcomes,
         before: bounded("before", q.before)?,
-        limit: limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?,
+        limit: super::page_limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?,
         with_logs: false,
     };
     let records = state.history_store.list_invocations(filter.clone()).await?;
@@ -178,7 +171,7 @@ async fn function_logs(
     if !q.follow {
         let filter = InvocationFilter {
             function: Some(name),
-            limit: limit(q.limit, DEFAULT_LOG_RECORDS, MAX_LOG_RECORDS)?,
+            limit: super::page_limit(q.limit, DEFAULT_LOG_RECORDS, MAX_LOG_RECORDS)?,
             with_logs: true,
             ..InvocationFilter::default()
         };

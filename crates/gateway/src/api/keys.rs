@@ -6,7 +6,7 @@ use crate::auth::{NewKey, NewKeyError};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use serde_json::json;
@@ -17,8 +17,12 @@ pub(super) fn router() -> Router<ApiState> {
         .route("/v1/keys/{id}", delete(revoke_key))
 }
 
-async fn create_key(State(state): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
-    let new: NewKey = parse_json(&body)?;
+async fn create_key(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let new: NewKey = parse_json(&headers, &body)?;
     let (view, key) = state.keys.create(new).await.map_err(|e| match e {
         NewKeyError::Invalid(m) => ApiError::bad_request(m),
         NewKeyError::TooMany => ApiError::new(StatusCode::CONFLICT, e.to_string()),

@@ -11,7 +11,7 @@ mod secrets;
 mod tables;
 
 use axum::Router;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nimbus_store::{HistoryStore, QueueSignals, QueueStore, StoreError};
 use serde::de::DeserializeOwned;
@@ -98,10 +98,11 @@ fn test_clock_router() -> Router<ApiState> {
     }
     async fn advance(
         axum::extract::State(state): axum::extract::State<ApiState>,
+        headers: HeaderMap,
         body: axum::body::Bytes,
     ) -> Result<axum::Json<serde_json::Value>, ApiError> {
         use nimbus_store::Clock as _;
-        let request: Advance = parse_json(&body)?;
+        let request: Advance = parse_json(&headers, &body)?;
         let clock = state
             .test_clock
             .as_ref()
@@ -189,7 +190,7 @@ impl From<StoreError> for ApiError {
             StoreError::MessageTooLarge { .. } | StoreError::ItemTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
-            StoreError::InvalidItem(_) => StatusCode::BAD_REQUEST,
+            StoreError::InvalidItem(_) | StoreError::InvalidMessage(_) => StatusCode::BAD_REQUEST,
             StoreError::StaleReceipt => StatusCode::CONFLICT,
             StoreError::Closed | StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             StoreError::Backend(_) | StoreError::SchemaTooNew { .. } => {
@@ -205,14 +206,110 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The caller's W3C trace context, if it sent a valid `traceparent`: a
+/// `/v1` write carries it on, so what the write sets off continues the
+/// caller's trace.
+pub(crate) fn traceparent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(nimbus_trace::TraceContext::parse)
+        .map(|c| c.to_traceparent())
+}
+
+/// The page size of a listing: `limit` if given, else `default`. One rule
+/// for every `/v1` listing: a `limit` outside 1 to `max` is a 400 naming the
+/// range, never clamped in silence.
+pub fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match limit.unwrap_or(default) {
+        n if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::bad_request(format!(
+            "`limit` must be from 1 to {max}"
+        ))),
+    }
+}
+
 /// Parses a JSON body, saying where and what is wrong when it is not what
-/// the endpoint expects. An empty body reads as `{}`.
-pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        body
-    };
+/// the endpoint expects. An empty body reads as `{}`. A body sent with a
+/// content type that is not JSON is refused with 415 (a form post, `text/plain`
+/// from `curl -d`); one sent with no content type is read as JSON.
+pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+    let empty = body.iter().all(u8::is_ascii_whitespace);
+    if !empty
+        && let Some(value) = headers.get(header::CONTENT_TYPE)
+        && !is_json(value)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "this endpoint takes `Content-Type: application/json`, not `{}`",
+                String::from_utf8_lossy(value.as_bytes())
+                    .chars()
+                    .take(100)
+                    .collect::<String>()
+            ),
+        ));
+    }
+    let body = if empty { b"{}".as_slice() } else { body };
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// `application/json` or a `+json` type, with any parameters.
+fn is_json(value: &HeaderValue) -> bool {
+    let Ok(text) = value.to_str() else {
+        return false;
+    };
+    let essence = text.split(';').next().unwrap_or_default().trim();
+    let essence = essence.to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|subtype| subtype.ends_with("+json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " application/json ",
+            "application/merge-patch+json",
+        ] {
+            assert!(is_json(&ok.parse().unwrap()), "{ok}");
+        }
+        for not in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonp",
+            "text/json+x",
+            "",
+        ] {
+            assert!(!is_json(&not.parse().unwrap()), "{not}");
+        }
+    }
+
+    #[test]
+    fn a_body_of_another_type_is_415_and_no_type_or_no_body_is_fine() {
+        let typed = |t: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, t.parse().unwrap());
+            headers
+        };
+        let refused = parse_json::<serde_json::Value>(&typed("text/plain"), b"{}").unwrap_err();
+        assert_eq!(refused.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(
+            refused.message.contains("text/plain"),
+            "{}",
+            refused.message
+        );
+        assert!(parse_json::<serde_json::Value>(&typed("application/json"), b"{}").is_ok());
+        assert!(parse_json::<serde_json::Value>(&HeaderMap::new(), b"{}").is_ok());
+        assert!(parse_json::<serde_json::Value>(&typed("text/plain"), b"  ").is_ok());
+    }
 }

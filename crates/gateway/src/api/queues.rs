@@ -1,11 +1,11 @@
 //! `/v1/queues`: send, receive (with long polling), delete, change
 //! visibility, purge, statistics, inspection and redrive of dead letters.
 
-use super::{ApiError, ApiState, parse_json};
+use super::{ApiError, ApiState, page_limit, parse_json, traceparent};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use base64::Engine as _;
@@ -25,6 +25,8 @@ pub const MAX_WAIT_MS: u64 = 20_000;
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Messages listed per page when the caller does not say.
 const DEFAULT_PAGE: u32 = 100;
+/// Most messages one listing page holds.
+const MAX_PAGE: u32 = 1000;
 
 pub(super) fn router() -> Router<ApiState> {
     Router::new()
@@ -65,7 +67,9 @@ struct MessageIn {
 }
 
 impl MessageIn {
-    fn into_send(self) -> Result<SendMessage, ApiError> {
+    /// The message to store; it carries `traceparent` (the caller's trace
+    /// context) unless it sets that attribute itself.
+    fn into_send(self, traceparent: Option<&str>) -> Result<SendMessage, ApiError> {
         let body = match (self.body, self.body_base64) {
             (Some(text), None) => text.into_bytes(),
             (None, Some(encoded)) => BASE64.decode(encoded).map_err(|e| {
@@ -85,11 +89,17 @@ impl MessageIn {
                 nimbus_manifest::limits::DELAY_MS.range.1
             )));
         }
+        let mut attributes = self.attributes;
+        if let Some(traceparent) = traceparent {
+            attributes
+                .entry(nimbus_store::queue::TRACEPARENT_ATTRIBUTE.to_owned())
+                .or_insert_with(|| traceparent.to_owned());
+        }
         Ok(SendMessage {
             body,
             delay_ms: self.delay_ms,
             dedup_id: self.dedup_id,
-            attributes: self.attributes,
+            attributes,
         })
     }
 }
@@ -195,9 +205,11 @@ async fn queue_stats(
 async fn send_one(
     State(state): State<ApiState>,
     Path(queue): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let message = parse_json::<MessageIn>(&body)?.into_send()?;
+    let message =
+        parse_json::<MessageIn>(&headers, &body)?.into_send(traceparent(&headers).as_deref())?;
     let receipt = state.queues.send(&queue, vec![message]).await?.remove(0);
     Ok(axum::Json(
         json!({ "message_id": receipt.message_id, "deduplicated": receipt.deduplicated }),
@@ -208,18 +220,20 @@ async fn send_one(
 async fn send_batch(
     State(state): State<ApiState>,
     Path(queue): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let batch = parse_json::<BatchIn>(&body)?;
+    let batch = parse_json::<BatchIn>(&headers, &body)?;
     if batch.messages.is_empty() || batch.messages.len() > MAX_BATCH {
         return Err(ApiError::bad_request(format!(
             "a batch holds 1 to {MAX_BATCH} messages"
         )));
     }
+    let trace = traceparent(&headers);
     let messages = batch
         .messages
         .into_iter()
-        .map(MessageIn::into_send)
+        .map(|m| m.into_send(trace.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
     let receipts = state.queues.send(&queue, messages).await?;
     let results: Vec<Value> = receipts
@@ -232,9 +246,10 @@ async fn send_batch(
 async fn receive(
     State(state): State<ApiState>,
     Path(queue): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let request = parse_json::<ReceiveIn>(&body)?;
+    let request = parse_json::<ReceiveIn>(&headers, &body)?;
     if request.max_messages == 0 || request.max_messages as usize > MAX_BATCH {
         return Err(ApiError::bad_request(format!(
             "`max_messages` must be 1 to {MAX_BATCH}"
@@ -308,9 +323,10 @@ async fn delete_receipt(
 async fn change_visibility(
     State(state): State<ApiState>,
     Path((queue, receipt)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let request = parse_json::<VisibilityIn>(&body)?;
+    let request = parse_json::<VisibilityIn>(&headers, &body)?;
     let max = nimbus_manifest::limits::VISIBILITY_TIMEOUT_MS.range.1;
     if request.timeout_ms > max {
         return Err(ApiError::bad_request(format!(
@@ -350,10 +366,7 @@ async fn list_messages(
     Path(queue): Path<String>,
     Query(page): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = page.limit.unwrap_or(DEFAULT_PAGE);
-    if limit == 0 || limit > 1000 {
-        return Err(ApiError::bad_request("`limit` must be 1 to 1000"));
-    }
+    let limit = page_limit(page.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let messages = state
         .queues
         .peek(&queue, limit, page.after.as_deref())
@@ -376,9 +389,10 @@ async fn delete_message(
 async fn redrive(
     State(state): State<ApiState>,
     Path(queue): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let request = parse_json::<RedriveIn>(&body)?;
+    let request = parse_json::<RedriveIn>(&headers, &body)?;
     let moved = state
         .queues
         .redrive(&queue, request.to.as_deref(), request.limit)

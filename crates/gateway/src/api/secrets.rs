@@ -31,7 +31,11 @@ impl From<VaultError> for ApiError {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
             }
             VaultError::Store(e) => e.into(),
-            VaultError::WrongKey | VaultError::Corrupt(_) | VaultError::Random(_) => {
+            VaultError::WrongKey
+            | VaultError::Corrupt(_)
+            | VaultError::Random(_)
+            | VaultError::KeyMissing(_)
+            | VaultError::KeyFile(_) => {
                 tracing::error!("secret vault failure behind /v1: {e}");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

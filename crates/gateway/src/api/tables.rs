@@ -3,7 +3,7 @@
 //! scan, all in pages with continuation cursors; and read a table's change
 //! stream for inspection.
 
-use super::{ApiError, ApiState, parse_json};
+use super::{ApiError, ApiState, page_limit, parse_json, traceparent};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -38,14 +38,6 @@ fn config(state: &ApiState, table: &str) -> Result<nimbus_manifest::Table, ApiEr
             format!("table `{table}` does not exist"),
         )
     })
-}
-
-fn traceparent(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(nimbus_trace::TraceContext::parse)
-        .map(|c| c.to_traceparent())
 }
 
 fn key_json(key: &ItemKey) -> Value {
@@ -123,7 +115,7 @@ async fn put_item(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let config = config(&state, &table)?;
-    let put: PutIn = parse_json(&body)?;
+    let put: PutIn = parse_json(&headers, &body)?;
     let key = nimbus_engine::item_key(&config, &put.item).map_err(ApiError::bad_request)?;
     let condition = match (put.if_absent, put.if_version) {
         (false, None) => PutCondition::Always,
@@ -217,12 +209,7 @@ async fn list_items(
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     config(&state, &table)?;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "`limit` must be from 1 to {MAX_PAGE}"
-        )));
-    }
+    let limit = page_limit(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let page = match &query.partition {
         Some(partition) => {
@@ -274,7 +261,7 @@ async fn read_stream(
             "table `{table}` has no change stream"
         )));
     }
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let limit = page_limit(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let records = state
         .tables
         .read_stream(&table, query.after.unwrap_or(0), limit, None)

@@ -1,7 +1,8 @@
 //! Bearer JWT verification for `auth = "jwt"` routes: the algorithm pinned
-//! by the manifest, `iss`, `aud`, `exp` and `nbf` checked with a small
-//! leeway, required scopes, and keys from a shared secret or a JWKS that is
-//! cached and refreshed within bounds.
+//! by the manifest, the registered claims held to their RFC 7519 types,
+//! `iss`, `aud`, `exp` and `nbf` checked with a small leeway, required
+//! scopes, and keys from a shared secret or a JWKS that is cached and
+//! refreshed within bounds.
 
 use super::{Denied, Principal};
 use jsonwebtoken::jwk::{
@@ -63,14 +64,15 @@ impl JwtVerifier {
     /// reached yet is retried when tokens arrive.
     pub async fn new(config: JwtConfig) -> Result<Self, VerifierError> {
         let algorithm = algorithm(config.algorithm);
+        // The library checks the signature only: its claim checks skip a
+        // claim of the wrong type (`nbf: "later"`) and take `iss` as a list,
+        // so `check_claims` does them, types first.
         let mut validation = Validation::new(algorithm);
         validation.algorithms = vec![algorithm];
-        validation.leeway = config.leeway_s;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.set_issuer(&[&config.issuer]);
-        validation.set_audience(&[&config.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
         let keys = match &config.keys {
             JwtKeys::SecretEnv(var) => {
                 let secret =
@@ -161,22 +163,17 @@ impl JwtVerifier {
     }
 
     fn decode(&self, token: &str, key: &DecodingKey) -> Result<Value, Denied> {
-        jsonwebtoken::decode::<Value>(token, key, &self.validation)
+        let claims = jsonwebtoken::decode::<Value>(token, key, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| {
                 invalid(match e.kind() {
-                    ErrorKind::ExpiredSignature => "the token has expired",
-                    ErrorKind::ImmatureSignature => "the token is not valid yet (`nbf`)",
-                    ErrorKind::InvalidIssuer => "the token's issuer (`iss`) is not accepted",
-                    ErrorKind::InvalidAudience => "the token's audience (`aud`) is not this API",
                     ErrorKind::InvalidSignature => "the token's signature does not verify",
-                    ErrorKind::MissingRequiredClaim(_) => {
-                        "the token lacks a required claim (`exp`, `iss` and `aud` are required)"
-                    }
                     ErrorKind::InvalidAlgorithm => "the token's algorithm does not match its key",
                     _ => "the token is not valid",
                 })
-            })
+            })?;
+        check_claims(&claims, &self.config, unix_now()).map_err(|why| invalid(&why))?;
+        Ok(claims)
     }
 
     fn cache(&self) -> std::sync::RwLockReadGuard<'_, Cached> {
@@ -317,6 +314,110 @@ fn fits(jwk: &Jwk, pinned: JwtAlgorithm) -> bool {
     usable && shape && jwk.common.key_algorithm.is_none_or(|a| a == alg)
 }
 
+/// The JSON type RFC 7519 §4.1 gives a registered claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClaimType {
+    /// A string (`StringOrURI`, or `jti`'s case-sensitive string).
+    Text,
+    /// A `NumericDate`: a JSON number of seconds since the epoch.
+    NumericDate,
+    /// A string, or an array of strings.
+    Audience,
+}
+
+/// Every registered claim of RFC 7519 §4.1 with its type.
+const REGISTERED_CLAIMS: [(&str, ClaimType); 7] = [
+    ("iss", ClaimType::Text),
+    ("sub", ClaimType::Text),
+    ("aud", ClaimType::Audience),
+    ("exp", ClaimType::NumericDate),
+    ("nbf", ClaimType::NumericDate),
+    ("iat", ClaimType::NumericDate),
+    ("jti", ClaimType::Text),
+];
+
+/// Claims every token must carry.
+const REQUIRED_CLAIMS: [&str; 3] = ["exp", "iss", "aud"];
+
+/// Checks the claims of a token whose signature verified, at `now`
+/// (seconds since the epoch): every registered claim present has its RFC
+/// 7519 type (else the token is refused, whatever the value), the required
+/// ones are there, `exp` and `nbf` hold within the leeway, `iss` is the
+/// issuer and `aud` is or contains the audience.
+fn check_claims(claims: &Value, config: &JwtConfig, now: f64) -> Result<(), String> {
+    let Some(object) = claims.as_object() else {
+        return Err("the token's claims are not a JSON object".to_owned());
+    };
+    for (name, kind) in REGISTERED_CLAIMS {
+        let Some(value) = object.get(name) else {
+            continue;
+        };
+        let fits = match kind {
+            ClaimType::Text => value.is_string(),
+            ClaimType::NumericDate => value.is_number(),
+            ClaimType::Audience => {
+                value.is_string()
+                    || value
+                        .as_array()
+                        .is_some_and(|list| list.iter().all(Value::is_string))
+            }
+        };
+        if !fits {
+            let wanted = match kind {
+                ClaimType::Text => "a string",
+                ClaimType::NumericDate => "a NumericDate (a number of seconds since the epoch)",
+                ClaimType::Audience => "a string or an array of strings",
+            };
+            return Err(format!(
+                "the token's `{name}` claim is {}, not {wanted} (RFC 7519)",
+                json_type(value)
+            ));
+        }
+    }
+    if let Some(missing) = REQUIRED_CLAIMS.iter().find(|c| !object.contains_key(**c)) {
+        return Err(format!(
+            "the token lacks the required claim `{missing}` (`exp`, `iss` and `aud` are required)"
+        ));
+    }
+    let leeway = config.leeway_s as f64;
+    let date = |name: &str| object.get(name).and_then(Value::as_f64);
+    if date("exp").is_some_and(|exp| exp < now - leeway) {
+        return Err("the token has expired".to_owned());
+    }
+    if date("nbf").is_some_and(|nbf| nbf > now + leeway) {
+        return Err("the token is not valid yet (`nbf`)".to_owned());
+    }
+    if object.get("iss").and_then(Value::as_str) != Some(config.issuer.as_str()) {
+        return Err("the token's issuer (`iss`) is not accepted".to_owned());
+    }
+    let audience_matches = match &object["aud"] {
+        Value::String(aud) => *aud == config.audience,
+        Value::Array(list) => list.iter().any(|aud| *aud == *config.audience),
+        _ => false,
+    };
+    if !audience_matches {
+        return Err("the token's audience (`aud`) is not this API".to_owned());
+    }
+    Ok(())
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Scopes a token grants: OAuth's space-separated `scope`, or `scp` as a
 /// string or a list.
 fn granted_scopes(claims: &Value) -> Vec<&str> {
@@ -357,6 +458,154 @@ fn invalid(message: &str) -> Denied {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    const NOW: f64 = 1_800_000_000.0;
+
+    fn config() -> JwtConfig {
+        JwtConfig {
+            algorithm: JwtAlgorithm::Hs256,
+            keys: JwtKeys::SecretEnv("UNUSED".into()),
+            issuer: "https://issuer.test".into(),
+            audience: "orders-api".into(),
+            leeway_s: 30,
+            jwks_refresh_s: 300,
+        }
+    }
+
+    fn good() -> Value {
+        json!({
+            "iss": "https://issuer.test",
+            "sub": "user-42",
+            "aud": "orders-api",
+            "exp": NOW + 600.0,
+            "nbf": NOW - 10.0,
+            "iat": NOW - 10.0,
+            "jti": "token-1",
+        })
+    }
+
+    fn with(key: &str, value: Value) -> Value {
+        let mut claims = good();
+        claims[key] = value;
+        claims
+    }
+
+    #[test]
+    fn well_typed_claims_pass() {
+        let config = config();
+        for claims in [
+            good(),
+            with("aud", json!(["billing-api", "orders-api"])),
+            with("exp", json!(NOW + 0.5)),
+            with("nbf", json!(NOW + 29.0)),
+            with("exp", json!(NOW - 29.0)),
+            with("iat", json!(-1)),
+        ] {
+            assert_eq!(check_claims(&claims, &config, NOW), Ok(()), "{claims}");
+        }
+    }
+
+    /// Every registered claim, with every JSON value of a type RFC 7519 does
+    /// not give it, is refused with a message naming the claim, even where
+    /// the value would otherwise pass (`iss` as a list holding the issuer).
+    #[test]
+    fn every_registered_claim_of_a_wrong_type_is_refused() {
+        let config = config();
+        let any_type = [
+            json!(null),
+            json!(true),
+            json!(false),
+            json!(NOW),
+            json!(1),
+            json!("https://issuer.test"),
+            json!("orders-api"),
+            json!("1800000000"),
+            json!([]),
+            json!(["https://issuer.test"]),
+            json!(["orders-api", 1]),
+            json!([NOW]),
+            json!({}),
+            json!({"iss": "https://issuer.test"}),
+        ];
+        for (name, kind) in REGISTERED_CLAIMS {
+            let mut refused_types = std::collections::BTreeSet::new();
+            for value in &any_type {
+                let well_typed = match kind {
+                    ClaimType::Text => value.is_string(),
+                    ClaimType::NumericDate => value.is_number(),
+                    ClaimType::Audience => {
+                        value.is_string()
+                            || value
+                                .as_array()
+                                .is_some_and(|l| l.iter().all(Value::is_string))
+                    }
+                };
+                let result = check_claims(&with(name, value.clone()), &config, NOW);
+                if well_typed {
+                    assert!(
+                        !result.as_ref().is_err_and(|e| e.contains("RFC 7519")),
+                        "{name} = {value}: {result:?}"
+                    );
+                    continue;
+                }
+                let error = result.unwrap_err();
+                assert!(
+                    error.contains(&format!("`{name}` claim is {}", json_type(value))),
+                    "{name} = {value}: {error}"
+                );
+                refused_types.insert(json_type(value));
+            }
+            // Each claim was tried with every JSON type it may not have.
+            let others: std::collections::BTreeSet<_> = match kind {
+                ClaimType::Text | ClaimType::Audience => {
+                    ["null", "a boolean", "a number", "an array", "an object"].into()
+                }
+                ClaimType::NumericDate => {
+                    ["null", "a boolean", "a string", "an array", "an object"].into()
+                }
+            };
+            assert_eq!(refused_types, others, "{name}");
+        }
+    }
+
+    #[test]
+    fn required_claims_must_be_present() {
+        let config = config();
+        for name in REQUIRED_CLAIMS {
+            let mut claims = good();
+            claims.as_object_mut().unwrap().remove(name);
+            let error = check_claims(&claims, &config, NOW).unwrap_err();
+            assert!(
+                error.contains(&format!("required claim `{name}`")),
+                "{error}"
+            );
+        }
+        for name in ["sub", "nbf", "iat", "jti"] {
+            let mut claims = good();
+            claims.as_object_mut().unwrap().remove(name);
+            assert_eq!(check_claims(&claims, &config, NOW), Ok(()), "{name}");
+        }
+        let error = check_claims(&json!(["not", "an", "object"]), &config, NOW).unwrap_err();
+        assert!(error.contains("not a JSON object"), "{error}");
+    }
+
+    #[test]
+    fn claim_values_are_checked_within_the_leeway() {
+        let config = config();
+        let cases = [
+            (with("exp", json!(NOW - 31.0)), "expired"),
+            (with("nbf", json!(NOW + 31.0)), "not valid yet"),
+            (with("iss", json!("https://evil.test")), "issuer"),
+            (with("aud", json!("billing-api")), "audience"),
+            (with("aud", json!(["billing-api"])), "audience"),
+            (with("aud", json!([])), "audience"),
+        ];
+        for (claims, message) in cases {
+            let error = check_claims(&claims, &config, NOW).unwrap_err();
+            assert!(error.contains(message), "{claims}: {error}");
+        }
+    }
 
     #[test]
     fn scopes_come_from_scope_or_scp() {

@@ -390,6 +390,56 @@ pub async fn oversize_messages_are_rejected<S: QueueStore, F: Future<Output = S>
     assert_eq!(store.stats("q").await.unwrap().visible, 0);
 }
 
+/// Every backend runs `queue::check_message`: attributes count toward the
+/// size, and bad attribute names, too many attributes or a bad `dedup_id`
+/// refuse the whole batch before anything is stored.
+pub async fn attributes_and_dedup_ids_are_held_to_the_message_limits<
+    S: QueueStore,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let small = QueueConfig {
+        max_message_bytes: 16,
+        ..config("q")
+    };
+    let (store, _) = setup(open, &[small]).await;
+    let with_attribute = |name: &str, value: &str| SendMessage {
+        attributes: [(name.to_owned(), value.to_owned())].into(),
+        ..msg("body")
+    };
+    // 4 + 5 + 7 = 16 bytes fit; one more byte of value does not.
+    store
+        .send("q", vec![with_attribute("color", "crimson")])
+        .await
+        .unwrap();
+    let err = store
+        .send("q", vec![msg("ok"), with_attribute("color", "crimson!")])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::MessageTooLarge {
+            size: 17,
+            limit: 16
+        }
+    );
+    let too_many = SendMessage {
+        attributes: (0..11).map(|i| (format!("a{i}"), String::new())).collect(),
+        ..msg("")
+    };
+    let bad_dedup = SendMessage {
+        dedup_id: Some("has space".to_owned()),
+        ..msg("x")
+    };
+    for bad in [with_attribute("bad name", "v"), too_many, bad_dedup] {
+        let err = store.send("q", vec![msg("ok"), bad]).await.unwrap_err();
+        assert!(matches!(err, StoreError::InvalidMessage(_)), "{err:?}");
+    }
+    // Only the first send was stored.
+    assert_eq!(store.stats("q").await.unwrap().visible, 1);
+}
+
 pub async fn unknown_queues_are_an_error<S: QueueStore, F: Future<Output = S>>(
     open: impl Fn(ManualClock) -> F,
 ) {
