@@ -21,20 +21,9 @@ cargo build --release --locked -p nimbus-bench --bin queue-bench
 echo "== nimbus store ($CLIENTS clients, ${DURATION}s)"
 ./target/release/queue-bench "$DIR/nimbus" "$DURATION" "$CLIENTS" | tee "$DIR/nimbus.txt"
 
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-if [ ! -x "$PGBIN/initdb" ]; then
-  apt-get install -y -qq postgresql >/dev/null
-  PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-fi
-PGDATA=$DIR/pgdata
-SOCK=$DIR/pgsock
-mkdir -p "$PGDATA" "$SOCK"
-chown -R postgres:postgres "$DIR"
-as_pg() { runuser -u postgres -- "$@"; }
-as_pg "$PGBIN/initdb" -D "$PGDATA" -A trust >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$DIR/pg.log" -w start \
-  -o "-c listen_addresses='' -c unix_socket_directories='$SOCK' -c fsync=on -c synchronous_commit=on -c max_connections=200"
-trap 'as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast stop >/dev/null' EXIT
+. bench/lib/postgres.sh
+start_private_postgres "$DIR"
+trap '$PG_STOP >/dev/null' EXIT
 as_pg psql -q -h "$SOCK" -d postgres -c \
   "CREATE TABLE q (id bigserial PRIMARY KEY, body text NOT NULL, visible_at timestamptz NOT NULL DEFAULT now(), receipt uuid)"
 cat > "$DIR/cycle.sql" <<'SQL'

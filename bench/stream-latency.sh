@@ -10,6 +10,7 @@
 #
 #   bench/stream-latency.sh                   # 2000 writes at 200/s
 #   COUNT=5000 RATE=1000 bench/stream-latency.sh
+#   STORE=postgres bench/stream-latency.sh    # state in a private PostgreSQL
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${COUNT:-2000}
@@ -18,7 +19,14 @@ RATE=${RATE:-200}
 cargo build --release --locked -p nimbus-cli -p nimbus-bench
 (cd tests/programs && cargo build --release --locked --target wasm32-wasip2 --example tables --example events)
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+STORE_ARGS=()
+if [ "${STORE:-sqlite}" = postgres ]; then
+  . bench/lib/postgres.sh
+  start_private_postgres "$WORK/pg"
+  as_pg psql -q -h "$SOCK" -d postgres -c "CREATE DATABASE nimbus"
+  STORE_ARGS=(--store "postgres:///nimbus?host=$SOCK&user=postgres")
+fi
+trap 'kill $(jobs -p) 2>/dev/null || true; ${PG_STOP:-true} >/dev/null 2>&1; rm -rf "$WORK"' EXIT
 PROGRAMS="$PWD/tests/programs/target/wasm32-wasip2/release/examples"
 cat > "$WORK/nimbus.toml" <<TOML
 [app]
@@ -53,7 +61,7 @@ TOML
 export NIMBUS_ADMIN_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
 # Server on core 0, writer on core 1, as in bench/run.sh.
 NIMBUS_LOG=info taskset -c 0 ./target/release/nimbus up "$WORK/nimbus.toml" --listen 127.0.0.1:0 \
-  --admin-listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/out" 2>"$WORK/log" &
+  --admin-listen 127.0.0.1:0 --data-dir "$WORK/data" "${STORE_ARGS[@]}" >"$WORK/out" 2>"$WORK/log" &
 until grep -q "admin listening" "$WORK/out"; do sleep 0.05; done
 ADMIN=$(awk '/admin listening on/ {print $4}' "$WORK/out")
 taskset -c 1 ./target/release/table-put "$ADMIN" orders "$COUNT" "$RATE" >"$WORK/table-acks"

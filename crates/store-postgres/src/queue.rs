@@ -94,14 +94,8 @@ pub(crate) async fn send(
     messages: Vec<SendMessage>,
 ) -> StoreResult<Vec<SendReceipt>> {
     let config = load_queue(tx, queue).await?;
-    if let Some(big) = messages
-        .iter()
-        .find(|m| m.body.len() > config.max_message_bytes)
-    {
-        return Err(StoreError::MessageTooLarge {
-            size: big.body.len(),
-            limit: config.max_message_bytes,
-        });
+    for message in &messages {
+        nimbus_store::queue::check_message(&config, message)?;
     }
     let mut receipts = Vec::with_capacity(messages.len());
     for message in messages {
