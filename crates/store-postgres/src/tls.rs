@@ -20,7 +20,9 @@
 //! surprise. (libpq's default is `prefer`, which can silently fall back to
 //! plain text and checks nothing; here encryption is asked for by name.)
 //! TLS is never tried on a unix socket, as in libpq: PostgreSQL refuses it
-//! there.
+//! there. One difference from libpq remains: with `prefer`, a server that
+//! offers TLS but fails the handshake is an error, not a retry in plain text
+//! (tokio-postgres decides that, not this module).
 //!
 //! The connection string may hold a password, so no error here quotes it.
 
