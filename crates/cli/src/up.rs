@@ -73,7 +73,8 @@ pub struct UpArgs {
     admin_token: Option<String>,
     /// Where state lives: `sqlite:PATH` (embedded), or
     /// `postgres://USER@HOST:PORT/DATABASE` (the password from the URL,
-    /// PGPASSWORD or the pass file) [default: sqlite:DATA_DIR/nimbus.db].
+    /// PGPASSWORD or the pass file; TLS with `?sslmode=verify-full` and
+    /// `&sslrootcert=PATH`) [default: sqlite:DATA_DIR/nimbus.db].
     // Parsed after clap, whose own errors would echo a password in the URL.
     #[arg(
         long,

@@ -15,6 +15,7 @@ mod schedule;
 mod schema;
 mod secret;
 mod table;
+mod tls;
 mod wake;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -22,8 +23,8 @@ use nimbus_store::{Clock, QueueSignals, Store, StoreError, StoreObserver, StoreR
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -38,7 +39,8 @@ const MAX_ATTEMPTS: u32 = 8;
 #[derive(Debug, Clone)]
 pub struct PgOptions {
     /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?PARAMS]`, or the
-    /// key=value form libpq takes.
+    /// key=value form libpq takes; `sslmode` and `sslrootcert` as libpq
+    /// reads them (see `tls`).
     pub url: String,
     /// `synchronous_commit = off` on every connection: faster, but the last
     /// commits before a database crash can be lost. Logs a warning.
@@ -72,10 +74,7 @@ impl PgStore {
     /// newer one), and returns the store. `clock` overrides the database's
     /// clock (tests only).
     pub async fn connect(options: &PgOptions, clock: Option<Arc<dyn Clock>>) -> StoreResult<Self> {
-        let mut config: tokio_postgres::Config = options
-            .url
-            .parse()
-            .map_err(|e| StoreError::Backend(format!("the PostgreSQL URL is not valid: {e}")))?;
+        let (mut config, tls) = tls::config(&options.url)?;
         password::fill(&mut config);
         let location = location(&config);
         if options.relaxed_durability {
@@ -92,7 +91,7 @@ impl PgStore {
         }
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -110,7 +109,7 @@ impl PgStore {
         let signals = QueueSignals::default();
         let pending = Arc::new(wake::Pending::default());
         let (wake_tasks, listening) =
-            wake::start(pool.clone(), config, pending.clone(), signals.clone());
+            wake::start(pool.clone(), config, tls, pending.clone(), signals.clone());
         // Listening before the first commit, so no other process's change
         // after this point is missed; polling covers a listener that is late.
         if tokio::time::timeout(CONNECTION_WAIT, listening)

@@ -9,6 +9,7 @@
 //! sent while it was away are lost. The workers' own polling stays as the
 //! safety net.
 
+use crate::tls::MakeRustlsConnect;
 use deadpool_postgres::Pool;
 use nimbus_store::QueueSignals;
 use std::collections::BTreeSet;
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 /// The notification channel every Nimbus process listens on.
 const CHANNEL: &str = "nimbus_changes";
@@ -60,9 +61,11 @@ impl Drop for Tasks {
 }
 
 /// Starts both tasks; the receiver answers once the listener first listens.
+/// The listener connects as the pool does (`tls`: the same TLS choice).
 pub(crate) fn start(
     pool: Pool,
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     pending: Arc<Pending>,
     signals: QueueSignals,
 ) -> (Tasks, oneshot::Receiver<()>) {
@@ -71,7 +74,7 @@ pub(crate) fn start(
     let (listening, first_listen) = oneshot::channel();
     let tasks = Tasks(vec![
         tokio::spawn(notify(pool, pending, origin.clone())),
-        tokio::spawn(listen(config, signals, origin, listening)),
+        tokio::spawn(listen(config, tls, signals, origin, listening)),
     ]);
     (tasks, first_listen)
 }
@@ -124,13 +127,14 @@ fn payloads(origin: &str, names: &BTreeSet<String>) -> Vec<String> {
 
 async fn listen(
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     signals: QueueSignals,
     origin: String,
     listening: oneshot::Sender<()>,
 ) {
     let mut listening = Some(listening);
     loop {
-        match config.connect(NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, mut connection)) => {
                 let forward = signals.clone();
                 let own = origin.clone();
