@@ -58,6 +58,9 @@ pub struct PgStore {
     signals: QueueSignals,
     /// Names changed by commits here, for other processes.
     pending: Arc<wake::Pending>,
+    /// Queue settings recently read, so single-statement operations need no
+    /// extra round trip for them.
+    queue_configs: queue::ConfigCache,
     _wake_tasks: wake::Tasks,
 }
 
@@ -125,6 +128,7 @@ impl PgStore {
             location,
             signals,
             pending,
+            queue_configs: queue::ConfigCache::default(),
             _wake_tasks: wake_tasks,
         })
     }
@@ -223,6 +227,47 @@ macro_rules! in_tx {
 pub(crate) use in_tx;
 
 impl PgStore {
+    /// The test clock's reading, or `None` for the database's clock: the
+    /// argument of `nimbus_now_ms` in single statements.
+    pub(crate) fn test_now(&self) -> Option<i64> {
+        self.clock.as_ref().map(|clock| clock.now_ms() as i64)
+    }
+
+    /// Runs one statement on its own: its own transaction, one round trip,
+    /// durable when it returns. For operations that are one statement, where
+    /// `BEGIN`, a clock reading and `COMMIT` would triple the round trips.
+    /// `signal` names what waiters to wake if it changed rows.
+    pub(crate) async fn statement(
+        &self,
+        sql: &str,
+        params: &Params<'_>,
+        signal: Option<&str>,
+    ) -> StoreResult<Vec<Row>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let started = std::time::Instant::now();
+            let client = self.client().await?;
+            let result = async {
+                let statement = client.prepare_cached(sql).await?;
+                client.query(&statement, params).await
+            }
+            .await;
+            match result {
+                Ok(rows) => {
+                    let signalled = match signal {
+                        Some(name) if !rows.is_empty() => vec![name.to_owned()],
+                        _ => Vec::new(),
+                    };
+                    self.committed(started.elapsed(), Vec::new(), signalled);
+                    return Ok(rows);
+                }
+                Err(e) if retryable(&e) && attempt < MAX_ATTEMPTS => continue,
+                Err(e) => return Err(classify(&e, None)),
+            }
+        }
+    }
+
     async fn client(&self) -> StoreResult<deadpool_postgres::Client> {
         self.pool
             .get()

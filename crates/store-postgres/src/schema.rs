@@ -149,6 +149,13 @@ CREATE TABLE objects (
 );
 CREATE INDEX objects_blob ON objects (bucket, blob);
 CREATE SEQUENCE object_sequencer;
+-- The time one statement works at: the test clock's reading when one is
+-- given, else the database's clock.
+CREATE FUNCTION nimbus_now_ms(test_clock int8) RETURNS int8 LANGUAGE sql VOLATILE
+    AS $$ SELECT COALESCE(test_clock, (extract(epoch FROM clock_timestamp()) * 1000)::int8) $$;
+-- `after` milliseconds past `at`, clamped to the end of time.
+CREATE FUNCTION nimbus_later(at int8, after int8) RETURNS int8 LANGUAGE sql IMMUTABLE
+    AS $$ SELECT CASE WHEN after >= 9223372036854775807 - at THEN 9223372036854775807 ELSE at + after END $$;
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`], or refuses it if it is newer.

@@ -2,8 +2,8 @@
 //! process's waiters at once and hands the changed names to the notifier, a
 //! task that sends them to other processes with `pg_notify`, outside every
 //! write transaction (a NOTIFY inside each write would serialise commits on
-//! the notification queue's lock) and coalesced: whatever piled up while the
-//! last notification was sent goes out in the next. The listener holds one
+//! the notification queue's lock) and coalesced: at most one notification
+//! every `NOTIFY_INTERVAL`, carrying every name changed since the last. The listener holds one
 //! connection that `LISTEN`s and wakes local waiters for other processes'
 //! names; after it (re)connects it wakes every waiter, since notifications
 //! sent while it was away are lost. The workers' own polling stays as the
@@ -26,6 +26,10 @@ const MAX_PAYLOAD: usize = 7_900;
 /// Names waiting to be sent before new ones are dropped (polling still
 /// finds their work).
 const MAX_PENDING: usize = 10_000;
+/// Least time between two notifications: each is a small transaction that
+/// commits (an fsync) and takes the notification queue's lock, so at most
+/// this often; names changed meanwhile wait and go out together.
+const NOTIFY_INTERVAL: Duration = Duration::from_millis(5);
 /// Wait before the listener reconnects.
 const RECONNECT: Duration = Duration::from_secs(1);
 
@@ -80,8 +84,11 @@ pub(crate) fn start(
 }
 
 async fn notify(pool: Pool, pending: Arc<Pending>, origin: String) {
+    let mut pace = tokio::time::interval(NOTIFY_INTERVAL);
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         pending.wake.notified().await;
+        pace.tick().await;
         let names = std::mem::take(&mut *pending.names.lock().unwrap());
         if names.is_empty() {
             continue;
