@@ -177,6 +177,63 @@ async fn a_memory_bomb_is_capped_and_the_server_keeps_serving() {
     assert_eq!(hello.status(), 200);
 }
 
+/// The server's peak resident memory so far, in bytes (Linux `VmHWM`).
+fn peak_resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .map(|v| v.trim().parse().unwrap())
+        .expect("VmHWM in /proc/PID/status");
+    kib * 1024
+}
+
+/// Header collections are host memory a guest's `memory_mb` does not
+/// count: building one over `MAX_FIELD_BYTES` stops the invocation, and holding
+/// more than `MAX_RESOURCE_HANDLES` handles at once stops the invocation,
+/// so the server's memory stays within the per-invocation bound (issue 16:
+/// 10,000 collections of ~120 KiB grew it by 1.2 GiB) and it keeps serving.
+#[tokio::test]
+async fn header_collections_cannot_pin_host_memory_past_the_bound() {
+    let app = TestApp::new("hoard")
+        .function("hoard", programs::HOARD, "memory_mb = 16")
+        .route("/hoard", "hoard", "");
+    let nimbus = app.start().await;
+    let get = |query: &str| client().get(nimbus.url(&format!("/hoard?{query}"))).send();
+
+    let fits = get("bytes=65536").await.unwrap();
+    assert_eq!(fits.text().await.unwrap(), "accepted\n");
+    // Over the size, wasmtime-wasi-http traps rather than answering with a
+    // `header-error`: the invocation ends in a 500, the server goes on.
+    let over = get(&format!("bytes={}", nimbus_engine::MAX_FIELD_BYTES + 1))
+        .await
+        .unwrap();
+    assert_eq!(over.status(), 500);
+
+    let pid = nimbus.child.id().unwrap();
+    let before = peak_resident_bytes(pid);
+    let hoarded = get("count=10000&bytes=90000").await.unwrap();
+    let status = hoarded.status();
+    let id = invocation_id(&hoarded);
+    let text = hoarded.text().await.unwrap();
+    assert_eq!(status, 500, "{text}");
+    nimbus
+        .stderr
+        .wait_for("naming the handle limit", |l| {
+            l.contains(&id) && l.contains("resource table")
+        })
+        .await;
+    let grown = peak_resident_bytes(pid).saturating_sub(before);
+    let bound = nimbus_engine::MAX_HOST_HEADER_BYTES as u64 + (64 << 20);
+    assert!(
+        grown < bound,
+        "the server grew by {grown} bytes, over {bound} bytes"
+    );
+    let again = get("bytes=10").await.unwrap();
+    assert_eq!(again.text().await.unwrap(), "accepted\n");
+}
+
 #[tokio::test]
 async fn misbehaving_functions_do_not_slow_down_a_healthy_one() {
     let app = TestApp::new("neighbours")

@@ -5,6 +5,26 @@ use wasmtime::ResourceLimiter;
 /// Table elements one table may grow to; far beyond what real guests use.
 pub const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 
+/// Resource handles one invocation may hold at once: header collections,
+/// requests, responses, bodies, streams, pollables, futures. wasmtime's
+/// default (1,000,000) would let a guest pin host memory far past its
+/// `memory_mb`, as each handle owns host-side data; a request handler needs
+/// tens of handles, and each concurrent outbound request about ten more.
+/// Past the cap, the host call that would create one more traps.
+pub const MAX_RESOURCE_HANDLES: usize = 1024;
+
+/// Largest wasi:http header collection (`fields`) a guest may build, in
+/// wasmtime-wasi-http's measure (the in-memory size of the map, somewhat
+/// over the wire size): room for any request head the gateway accepts
+/// (`--max-header-bytes`, 64 KiB by default) to be copied, while
+/// [`MAX_RESOURCE_HANDLES`] collections stay within
+/// [`MAX_HOST_HEADER_BYTES`]. Building a larger one traps (wasmtime-wasi-http
+/// treats it as a host limit, not a `header-error`).
+pub const MAX_FIELD_BYTES: usize = 96 * 1024;
+
+/// What header collections can pin on the host per invocation at most.
+pub const MAX_HOST_HEADER_BYTES: usize = MAX_RESOURCE_HANDLES * MAX_FIELD_BYTES;
+
 /// Raised when a guest tries to grow a linear memory past `memory_mb`. The
 /// guest traps, and the log says which limit it hit.
 #[derive(Debug)]

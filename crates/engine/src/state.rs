@@ -3,7 +3,7 @@
 
 use crate::capabilities::CapabilityCtx;
 use crate::egress::EgressHooks;
-use crate::limits::MemoryCap;
+use crate::limits::{MAX_FIELD_BYTES, MAX_RESOURCE_HANDLES, MemoryCap};
 use crate::output::{OutputBudget, Stream};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -40,10 +40,16 @@ impl InvocationState {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        // Host memory a guest can pin through handles is bounded: so many
+        // handles, each header collection so large.
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_FIELD_BYTES);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCE_HANDLES);
         InvocationState {
             wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            http,
+            table,
             limits,
             hooks: egress,
             capabilities,
