@@ -234,6 +234,46 @@ async fn header_collections_cannot_pin_host_memory_past_the_bound() {
     assert_eq!(again.text().await.unwrap(), "accepted\n");
 }
 
+/// Outgoing bodies nobody reads are host memory too: each buffers at most
+/// two writes of `MAX_BODY_CHUNK_BYTES`, and the handle limit caps how many
+/// a guest opens, so a guest filling thousands of bodies stops at the limit
+/// with the server's memory within the bound (with wasi-http's 1 MiB writes
+/// it would pin 2 MiB a body, over 600 MiB here).
+#[tokio::test]
+async fn unread_outgoing_bodies_cannot_pin_host_memory_past_the_bound() {
+    let app = TestApp::new("hoard-bodies")
+        .function("hoard", programs::HOARD, "memory_mb = 16")
+        .route("/hoard", "hoard", "");
+    let nimbus = app.start().await;
+    let get = |query: &str| client().get(nimbus.url(&format!("/hoard?{query}"))).send();
+
+    // A few bodies fill and are kept.
+    let few = get("bodies=3").await.unwrap();
+    assert_eq!(few.text().await.unwrap(), "filled 3 bodies\n");
+
+    let pid = nimbus.child.id().unwrap();
+    let before = peak_resident_bytes(pid);
+    let hoarded = get("bodies=5000").await.unwrap();
+    let status = hoarded.status();
+    let id = invocation_id(&hoarded);
+    let text = hoarded.text().await.unwrap();
+    assert_eq!(status, 500, "{text}");
+    nimbus
+        .stderr
+        .wait_for("naming the handle limit", |l| {
+            l.contains(&id) && l.contains("resource table")
+        })
+        .await;
+    let grown = peak_resident_bytes(pid).saturating_sub(before);
+    let bound = nimbus_engine::MAX_HOST_BODY_BYTES as u64 + (64 << 20);
+    assert!(
+        grown < bound,
+        "the server grew by {grown} bytes, over {bound} bytes"
+    );
+    let again = get("bodies=1").await.unwrap();
+    assert_eq!(again.text().await.unwrap(), "filled 1 bodies\n");
+}
+
 #[tokio::test]
 async fn misbehaving_functions_do_not_slow_down_a_healthy_one() {
     let app = TestApp::new("neighbours")

@@ -27,7 +27,8 @@ pub use history::{
 pub use http::{HttpFunction, ResponseBody, full_body};
 pub use invocation::InvokeError;
 pub use limits::{
-    MAX_FIELD_BYTES, MAX_HOST_HEADER_BYTES, MAX_RESOURCE_HANDLES, MemoryLimitExceeded,
+    MAX_BODY_CHUNK_BYTES, MAX_FIELD_BYTES, MAX_HOST_BODY_BYTES, MAX_HOST_HEADER_BYTES,
+    MAX_RESOURCE_HANDLES, MemoryLimitExceeded,
 };
 pub use runtime::{DEFAULT_MAX_WASM_STACK_KB, EngineSettings, LoadedFunction, Runtime};
 pub use time::{rfc3339, rfc3339_now};

@@ -25,6 +25,16 @@ pub const MAX_FIELD_BYTES: usize = 96 * 1024;
 /// What header collections can pin on the host per invocation at most.
 pub const MAX_HOST_HEADER_BYTES: usize = MAX_RESOURCE_HANDLES * MAX_FIELD_BYTES;
 
+/// Largest single write to an outgoing body (a response or an outbound
+/// request's). A body buffers at most two writes its reader has not taken,
+/// so an unread body pins at most 128 KiB; every body takes three handles
+/// (the message, the body, its stream), so bodies pin at most
+/// [`MAX_HOST_BODY_BYTES`] per invocation.
+pub const MAX_BODY_CHUNK_BYTES: usize = 64 * 1024;
+
+/// What unread outgoing bodies can pin on the host per invocation at most.
+pub const MAX_HOST_BODY_BYTES: usize = MAX_RESOURCE_HANDLES / 3 * 2 * MAX_BODY_CHUNK_BYTES;
+
 /// Raised when a guest tries to grow a linear memory past `memory_mb`. The
 /// guest traps, and the log says which limit it hit.
 #[derive(Debug)]

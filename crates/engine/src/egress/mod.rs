@@ -129,6 +129,14 @@ impl WasiHttpHooks for EgressHooks {
             result
         })
     }
+
+    /// The most one write to an outgoing body may carry. Each body buffers
+    /// at most two writes the other side has not taken, so this bounds the
+    /// host memory an unread body pins (wasi-http's default, 1 MiB, lets a
+    /// guest park 2 MiB in every body it opens).
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        crate::limits::MAX_BODY_CHUNK_BYTES
+    }
 }
 
 /// Who is asking, for the audit line.
