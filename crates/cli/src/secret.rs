@@ -91,7 +91,7 @@ pub async fn open_vault(
             "the secret key file {} does not exist, but {} holds secrets sealed with a key. \
              Start with the key file they were sealed with (--secret-key-file or NIMBUS_SECRET_KEY_FILE)",
             path.display(),
-            db.display()
+            store_location
         ),
         Err(e) => Err(e).context("failed to open the secrets"),
     }
