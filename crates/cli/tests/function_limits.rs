@@ -225,7 +225,8 @@ async fn header_collections_cannot_pin_host_memory_past_the_bound() {
         })
         .await;
     let grown = peak_resident_bytes(pid).saturating_sub(before);
-    let bound = nimbus_engine::MAX_HOST_HEADER_BYTES as u64 + (64 << 20);
+    // Slack for what the server itself allocates meanwhile, as below.
+    let bound = nimbus_engine::MAX_HOST_HEADER_BYTES as u64 + (128 << 20);
     assert!(
         grown < bound,
         "the server grew by {grown} bytes, over {bound} bytes"
@@ -265,7 +266,10 @@ async fn unread_outgoing_bodies_cannot_pin_host_memory_past_the_bound() {
         })
         .await;
     let grown = peak_resident_bytes(pid).saturating_sub(before);
-    let bound = nimbus_engine::MAX_HOST_BODY_BYTES as u64 + (64 << 20);
+    // Slack for what the server itself allocates meanwhile (a loaded CI
+    // machine saw 114 MB of growth for a 42 MiB bound plus 64 MiB); without
+    // the write limit the growth is over 700 MB.
+    let bound = nimbus_engine::MAX_HOST_BODY_BYTES as u64 + (128 << 20);
     assert!(
         grown < bound,
         "the server grew by {grown} bytes, over {bound} bytes"
