@@ -22,6 +22,8 @@ const MINUTE_MS: u64 = 60_000;
 
 fn app() -> TestApp {
     TestApp::new("pgrestart")
+        .function("hello", programs::HELLO, "")
+        .route("/hello", "hello", "")
         .function(
             "worker",
             programs::EVENTS,
@@ -144,6 +146,11 @@ async fn nimbus_rides_out_a_postgres_restart_and_loses_nothing_acknowledged() {
             "not a clear error: {body}"
         );
     }
+    // A function that needs no store still answers, and its invocation
+    // record waits for the store.
+    let hello = client().get(nimbus.url("/hello")).send().await.unwrap();
+    assert_eq!(hello.status(), StatusCode::OK);
+    let hello_id = support::invocation_id(&hello);
     // A tick comes due while the database is down: the scheduler cannot
     // fire it yet.
     let (status, moved) = admin_post(
@@ -193,10 +200,21 @@ async fn nimbus_rides_out_a_postgres_restart_and_loses_nothing_acknowledged() {
     }
     assert_eq!(received, kept, "acknowledged messages lost or invented");
 
-    // The background tasks kept going: the queue workers take a new job,
-    // the stream lanes see a new write, the scheduler fires the tick that
-    // came due while the database was down, and the history writer stores
-    // the new invocations.
+    // The background tasks kept going: the history writer stores the record
+    // of the invocation that ended while the database was down, the queue
+    // workers take a new job, the stream lanes see a new write, the
+    // scheduler fires the tick that came due while the database was down,
+    // and the history writer stores the new invocations.
+    let record = until(
+        "for the record of the invocation during the outage",
+        || async {
+            let (status, record) = admin_get(&nimbus, &format!("/v1/invocations/{hello_id}")).await;
+            (status == StatusCode::OK).then_some(record)
+        },
+    )
+    .await;
+    assert_eq!(record["function"], "hello", "{record}");
+    assert_eq!(record["outcome"], "success", "{record}");
     send(&nimbus, "jobs", "after-restart").await;
     handled(
         &nimbus,
