@@ -569,7 +569,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             test_clock,
             clock: clock.clone(),
             schedules: Arc::new(app.schedule_triggers.clone()),
-            schedule_store: store,
+            schedule_store: store.clone(),
+            store,
         };
         let signalled = shutdown_signal()?;
         let public = TcpListener::bind(args.listen)

@@ -3,7 +3,9 @@
 //! SIGKILL several times and restarted on the same data. Afterwards every
 //! acknowledged upload must be visible and must have had its created event
 //! delivered at least once (lost = 0), and no blob may be left that no
-//! object refers to (interrupted uploads are swept at start).
+//! object refers to (interrupted uploads are swept at start). It runs on
+//! the embedded SQLite store and on PostgreSQL (object bytes stay in the
+//! data directory either way).
 //!
 //! `NIMBUS_CRASH_ROUNDS` and `NIMBUS_CRASH_ACKS_PER_ROUND` make the same
 //! harness run longer by hand.
@@ -13,16 +15,8 @@ mod support;
 use nimbus_test_programs as programs;
 use serde_json::Value;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use support::crash::{Writes, setting, store_name};
 use support::{Nimbus, TestApp, client, get_json, until};
-
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Keys whose events the worker printed, from one server's log.
 fn handled(nimbus: &Nimbus) -> Vec<String> {
@@ -57,6 +51,17 @@ async fn visible_keys(nimbus: &Nimbus) -> HashSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_upload_loses_its_event_across_sigkills() {
+    run_object_crash(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_upload_loses_its_event_across_sigkills_on_postgres() {
+    let store = nimbus_test_postgres::server().fresh_url();
+    run_object_crash(&["--store", &store]).await;
+}
+
+/// The object crash test on the store `store_args` choose.
+async fn run_object_crash(store_args: &[&str]) {
     let rounds = setting("NIMBUS_CRASH_ROUNDS", 3);
     let acks_per_round = setting("NIMBUS_CRASH_ACKS_PER_ROUND", 100);
     let app = TestApp::new("objcrash")
@@ -66,58 +71,32 @@ async fn no_acknowledged_upload_loses_its_event_across_sigkills() {
             "bucket = \"photos\"\nfunction = \"worker\"\nbatch_size = 10\nmax_concurrency = 2\nretry_backoff = { initial_ms = 0, max_ms = 0 }",
         );
     let body = "x".repeat(4096);
-    let next = Arc::new(AtomicUsize::new(0));
-    let acknowledged = Arc::new(Mutex::new(HashSet::new()));
+    let uploads = Writes::new();
     let mut delivered: Vec<String> = Vec::new();
 
     for _ in 0..rounds {
-        let mut nimbus = app.start().await;
-        let stop = Arc::new(AtomicBool::new(false));
-        let round_start = acknowledged.lock().unwrap().len();
-        let uploaders: Vec<_> = (0..4)
-            .map(|_| {
-                let (base, next, acknowledged, stop, body) = (
-                    nimbus.admin_url("/v1/buckets/photos/objects/"),
-                    next.clone(),
-                    acknowledged.clone(),
-                    stop.clone(),
-                    body.clone(),
-                );
-                tokio::spawn(async move {
-                    while !stop.load(Ordering::SeqCst) {
-                        let key = format!("o-{}", next.fetch_add(1, Ordering::SeqCst));
-                        let put = client()
-                            .put(format!("{base}{key}"))
-                            .body(body.clone())
-                            .send()
-                            .await;
-                        match put {
-                            Ok(response) if response.status() == 200 => {
-                                acknowledged.lock().unwrap().insert(key);
-                            }
-                            _ => break,
-                        }
-                    }
-                })
+        let body = body.clone();
+        let killed = uploads
+            .kill_under_load(&app, store_args, acks_per_round, move |admin, n| {
+                let body = body.clone();
+                async move {
+                    let key = format!("o-{n}");
+                    let response = client()
+                        .put(format!("{admin}/v1/buckets/photos/objects/{key}"))
+                        .body(body)
+                        .send()
+                        .await
+                        .ok()?;
+                    (response.status() == 200).then_some(key)
+                }
             })
-            .collect();
-        until("for this round's acknowledgements", || async {
-            (acknowledged.lock().unwrap().len() >= round_start + acks_per_round).then_some(())
-        })
-        .await;
-        // Killed mid-stream: uploads and batches are in flight.
-        nimbus.child.start_kill().unwrap();
-        nimbus.child.wait().await.unwrap();
-        stop.store(true, Ordering::SeqCst);
-        for uploader in uploaders {
-            uploader.await.unwrap();
-        }
-        delivered.extend(handled(&nimbus));
+            .await;
+        delivered.extend(handled(&killed));
     }
 
     // A last, clean run drains the events.
-    let nimbus = app.start().await;
-    let acked: HashSet<String> = acknowledged.lock().unwrap().clone();
+    let nimbus = app.start_with(store_args).await;
+    let acked: HashSet<String> = uploads.acknowledged();
     let stats_url = nimbus.admin_url("/v1/queues/_object.worker.0");
     until(
         "for every acknowledged upload's event to be delivered",
@@ -149,7 +128,8 @@ async fn no_acknowledged_upload_loses_its_event_across_sigkills() {
         .unwrap()
         .count();
     println!(
-        "object crash test: {rounds} SIGKILLs, {} acknowledged, {} visible, {} events delivered, lost {}, blobs {blobs}",
+        "object crash test ({}): {rounds} SIGKILLs, {} acknowledged, {} visible, {} events delivered, lost {}, blobs {blobs}",
+        store_name(store_args),
         acked.len(),
         visible.len(),
         delivered.len(),

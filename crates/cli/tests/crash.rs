@@ -2,7 +2,8 @@
 //! trigger consumes, and the server is killed with SIGKILL several times and
 //! restarted on the same data. Afterwards every acknowledged send must have
 //! been delivered at least once (lost = 0) and nothing delivered that was
-//! never sent (unexpected = 0); duplicates are allowed and reported.
+//! never sent (unexpected = 0); duplicates are allowed and reported. It
+//! runs on the embedded SQLite store and on PostgreSQL.
 //!
 //! `NIMBUS_CRASH_ROUNDS` and `NIMBUS_CRASH_ACKS_PER_ROUND` make the same
 //! harness run longer by hand.
@@ -12,16 +13,9 @@ mod support;
 use nimbus_test_programs as programs;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use support::crash::{Writes, setting, store_name};
 use support::{Nimbus, TestApp, client, until};
-
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Bodies the worker printed as handled, from one server's log.
 fn handled(nimbus: &Nimbus) -> Vec<String> {
@@ -37,6 +31,17 @@ fn handled(nimbus: &Nimbus) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_message_is_lost_across_sigkills() {
+    run_queue_crash(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_message_is_lost_across_sigkills_on_postgres() {
+    let store = nimbus_test_postgres::server().fresh_url();
+    run_queue_crash(&["--store", &store]).await;
+}
+
+/// The queue crash test on the store `store_args` choose.
+async fn run_queue_crash(store_args: &[&str]) {
     let rounds = setting("NIMBUS_CRASH_ROUNDS", 3);
     let acks_per_round = setting("NIMBUS_CRASH_ACKS_PER_ROUND", 150);
     let app = TestApp::new("crash")
@@ -47,61 +52,36 @@ async fn no_acknowledged_message_is_lost_across_sigkills() {
             "queue = \"jobs\"\nfunction = \"worker\"\nbatch_size = 10\nmax_concurrency = 2\nretry_backoff = { initial_ms = 0, max_ms = 0 }",
         );
 
-    let next = Arc::new(AtomicUsize::new(0));
+    // Every body a producer tried to send, acknowledged or not.
     let attempted = Arc::new(Mutex::new(HashSet::new()));
-    let acknowledged = Arc::new(Mutex::new(HashSet::new()));
+    let sends = Writes::new();
     let mut delivered: Vec<String> = Vec::new();
 
     for _ in 0..rounds {
-        let mut nimbus = app.start().await;
-        let stop = Arc::new(AtomicBool::new(false));
-        let round_start = acknowledged.lock().unwrap().len();
-        let producers: Vec<_> = (0..4)
-            .map(|_| {
-                let (url, next, attempted, acknowledged, stop) = (
-                    nimbus.admin_url("/v1/queues/jobs/messages"),
-                    next.clone(),
-                    attempted.clone(),
-                    acknowledged.clone(),
-                    stop.clone(),
-                );
-                tokio::spawn(async move {
-                    while !stop.load(Ordering::SeqCst) {
-                        let body = format!("m-{}", next.fetch_add(1, Ordering::SeqCst));
-                        attempted.lock().unwrap().insert(body.clone());
-                        let sent = client()
-                            .post(&url)
-                            .body(json!({ "body": body }).to_string())
-                            .send()
-                            .await;
-                        match sent {
-                            Ok(response) if response.status() == 200 => {
-                                acknowledged.lock().unwrap().insert(body);
-                            }
-                            _ => break,
-                        }
-                    }
-                })
+        let attempted = attempted.clone();
+        let killed = sends
+            .kill_under_load(&app, store_args, acks_per_round, move |admin, n| {
+                let attempted = attempted.clone();
+                async move {
+                    let body = format!("m-{n}");
+                    attempted.lock().unwrap().insert(body.clone());
+                    let response = client()
+                        .post(format!("{admin}/v1/queues/jobs/messages"))
+                        .body(json!({ "body": body }).to_string())
+                        .send()
+                        .await
+                        .ok()?;
+                    (response.status() == 200).then_some(body)
+                }
             })
-            .collect();
-        until("for this round's acknowledgements", || async {
-            (acknowledged.lock().unwrap().len() >= round_start + acks_per_round).then_some(())
-        })
-        .await;
-        // Killed mid-stream: sends and batches are in flight.
-        nimbus.child.start_kill().unwrap();
-        nimbus.child.wait().await.unwrap();
-        stop.store(true, Ordering::SeqCst);
-        for producer in producers {
-            producer.await.unwrap();
-        }
-        delivered.extend(handled(&nimbus));
+            .await;
+        delivered.extend(handled(&killed));
     }
 
     // A last, clean run drains the queue.
-    let nimbus = app.start().await;
+    let nimbus = app.start_with(store_args).await;
     let stats_url = nimbus.admin_url("/v1/queues/jobs");
-    let acked: HashSet<String> = acknowledged.lock().unwrap().clone();
+    let acked: HashSet<String> = sends.acknowledged();
     until(
         "for every acknowledged message to be delivered and the queue drained",
         || async {
@@ -133,7 +113,8 @@ async fn no_acknowledged_message_is_lost_across_sigkills() {
     let unexpected: Vec<_> = counts.keys().filter(|b| !attempted.contains(**b)).collect();
     let duplicates: usize = counts.values().map(|n| n - 1).sum();
     println!(
-        "crash test: {rounds} SIGKILLs, {} acknowledged, {} delivered, lost {}, unexpected {}, duplicates {duplicates}",
+        "crash test ({}): {rounds} SIGKILLs, {} acknowledged, {} delivered, lost {}, unexpected {}, duplicates {duplicates}",
+        store_name(store_args),
         acked.len(),
         counts.len(),
         lost.len(),

@@ -3,7 +3,7 @@
 //! with SIGKILL several times and restarted on the same data. Afterwards
 //! every acknowledged write has exactly one change record, every record is
 //! handled at least once, and within each run no key's records were seen
-//! out of order.
+//! out of order. It runs on the embedded SQLite store and on PostgreSQL.
 //!
 //! `NIMBUS_CRASH_ROUNDS` and `NIMBUS_CRASH_ACKS_PER_ROUND` make the same
 //! harness run longer by hand.
@@ -13,16 +13,8 @@ mod support;
 use nimbus_test_programs as programs;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use support::crash::{Writes, setting, store_name};
 use support::{Nimbus, TestApp, client, get_json, until};
-
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// `(seq, key)` of every change record one server's function handled, in
 /// the order it handled them.
@@ -77,6 +69,18 @@ async fn stream(nimbus: &Nimbus) -> HashMap<(String, u64), Vec<u64>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_table_write_has_exactly_one_stream_record_across_sigkills() {
+    run_table_crash(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_table_write_has_exactly_one_stream_record_across_sigkills_on_postgres()
+{
+    let store = nimbus_test_postgres::server().fresh_url();
+    run_table_crash(&["--store", &store]).await;
+}
+
+/// The table crash test on the store `store_args` choose.
+async fn run_table_crash(store_args: &[&str]) {
     let rounds = setting("NIMBUS_CRASH_ROUNDS", 3);
     let acks_per_round = setting("NIMBUS_CRASH_ACKS_PER_ROUND", 150);
     let app = TestApp::new("crashtables")
@@ -90,57 +94,33 @@ async fn every_acknowledged_table_write_has_exactly_one_stream_record_across_sig
             "table = \"orders\"\nfunction = \"consumer\"\nbatch_size = 10\nmax_concurrency = 2\nstarting_position = \"oldest\"",
         );
 
-    let next = Arc::new(AtomicUsize::new(0));
     // (key, version) of every acknowledged write.
-    let acknowledged = Arc::new(Mutex::new(HashSet::new()));
+    let writes = Writes::new();
     let mut runs: Vec<Vec<(u64, String)>> = Vec::new();
 
     for _ in 0..rounds {
-        let mut nimbus = app.start().await;
-        let stop = Arc::new(AtomicBool::new(false));
-        let round_start = acknowledged.lock().unwrap().len();
-        let writers: Vec<_> = (0..4)
-            .map(|_| {
-                let (url, next, acknowledged, stop) = (
-                    nimbus.admin_url("/v1/tables/orders/items"),
-                    next.clone(),
-                    acknowledged.clone(),
-                    stop.clone(),
-                );
-                tokio::spawn(async move {
-                    while !stop.load(Ordering::SeqCst) {
-                        let n = next.fetch_add(1, Ordering::SeqCst);
-                        let key = format!("k{}", n % 8);
-                        let item = json!({ "item": { "customer": key, "n": n } });
-                        let sent = client().post(&url).json(&item).send().await;
-                        match sent {
-                            Ok(response) if response.status() == 200 => {
-                                let body: Value = response.json().await.unwrap();
-                                let version = body["version"].as_u64().unwrap();
-                                acknowledged.lock().unwrap().insert((key, version));
-                            }
-                            _ => break,
-                        }
-                    }
-                })
+        let killed = writes
+            .kill_under_load(&app, store_args, acks_per_round, |admin, n| async move {
+                let key = format!("k{}", n % 8);
+                let item = json!({ "item": { "customer": key, "n": n } });
+                let response = client()
+                    .post(format!("{admin}/v1/tables/orders/items"))
+                    .json(&item)
+                    .send()
+                    .await
+                    .ok()?;
+                if response.status() != 200 {
+                    return None;
+                }
+                let body: Value = response.json().await.ok()?;
+                Some((key, body["version"].as_u64().unwrap()))
             })
-            .collect();
-        until("for this round's acknowledgements", || async {
-            (acknowledged.lock().unwrap().len() >= round_start + acks_per_round).then_some(())
-        })
-        .await;
-        // Killed mid-stream: writes and batches are in flight.
-        nimbus.child.start_kill().unwrap();
-        nimbus.child.wait().await.unwrap();
-        stop.store(true, Ordering::SeqCst);
-        for writer in writers {
-            writer.await.unwrap();
-        }
-        runs.push(handled(&nimbus));
+            .await;
+        runs.push(handled(&killed));
     }
 
     // A last, clean run drains the stream.
-    let nimbus = app.start().await;
+    let nimbus = app.start_with(store_args).await;
     let records = stream(&nimbus).await;
     let all_seqs: HashSet<u64> = records.values().flatten().copied().collect();
     until("for every change record to be handled", || async {
@@ -155,12 +135,13 @@ async fn every_acknowledged_table_write_has_exactly_one_stream_record_across_sig
     .await;
     runs.push(handled(&nimbus));
 
-    let acked = acknowledged.lock().unwrap().clone();
+    let acked = writes.acknowledged();
     let missing: Vec<_> = acked.iter().filter(|w| !records.contains_key(*w)).collect();
     let doubled: Vec<_> = records.iter().filter(|(_, seqs)| seqs.len() != 1).collect();
     let handled_total: usize = runs.iter().map(Vec::len).sum();
     println!(
-        "table crash test: {rounds} SIGKILLs, {} acknowledged writes, {} change records, {handled_total} handled (duplicates {}), missing {}, doubled {}",
+        "table crash test ({}): {rounds} SIGKILLs, {} acknowledged writes, {} change records, {handled_total} handled (duplicates {}), missing {}, doubled {}",
+        store_name(store_args),
         acked.len(),
         records.len(),
         handled_total - all_seqs.len(),

@@ -3,9 +3,10 @@
 //! channel to a task that batches them into the store), and the live feed
 //! of function output that `nimbus logs --follow` reads.
 
-use nimbus_store::{HistoryStore, InvocationRecord};
+use nimbus_store::{HistoryStore, InvocationRecord, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 /// Records waiting for the store before new ones are dropped (and counted)
@@ -16,7 +17,14 @@ const MAX_RECORDS_PER_WRITE: usize = 256;
 /// How long the writer waits for more records after the first of a batch:
 /// a record appears in the history at most this much later, and a busy
 /// server pays one commit per batch instead of one per few invocations.
-const RECORD_LINGER: std::time::Duration = std::time::Duration::from_millis(50);
+const RECORD_LINGER: Duration = Duration::from_millis(50);
+/// Attempts at writing one batch while the store cannot be reached (a
+/// database restarting), [`UNAVAILABLE_RETRY`] apart: an outage of up to
+/// about half a minute loses no record, a longer one drops the batch (and
+/// counts it) rather than stalling the writer for good. Records that arrive
+/// meanwhile wait in the channel, up to [`MAX_PENDING_RECORDS`].
+const UNAVAILABLE_ATTEMPTS: u32 = 30;
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
 /// Output captured into one record, at most (less if the function's
 /// `max_log_bytes` is smaller).
 pub const MAX_RECORD_LOG_BYTES: u64 = 64 * 1024;
@@ -99,6 +107,7 @@ impl History {
         // Rendered from the start (as 0), so a dashboard can rely on it.
         metrics.history_records_dropped.with(&[]);
         let (records, mut receiver) = mpsc::channel(MAX_PENDING_RECORDS);
+        let writer_metrics = metrics.clone();
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_RECORDS_PER_WRITE);
             while receiver.recv_many(&mut batch, MAX_RECORDS_PER_WRITE).await > 0 {
@@ -114,10 +123,7 @@ impl History {
                         () = &mut linger => break,
                     }
                 }
-                let count = batch.len();
-                if let Err(e) = store.record_invocations(std::mem::take(&mut batch)).await {
-                    tracing::error!("failed to store {count} invocation records: {e}");
-                }
+                write(store.as_ref(), std::mem::take(&mut batch), &writer_metrics).await;
             }
         });
         Arc::new(History {
@@ -162,6 +168,42 @@ impl History {
                     dropped,
                     "invocation record dropped: {MAX_PENDING_RECORDS} records are already waiting for the store"
                 );
+            }
+        }
+    }
+}
+
+/// Writes one batch of records, trying again while the store is unavailable
+/// (up to [`UNAVAILABLE_ATTEMPTS`]); a batch that cannot be written is
+/// dropped and counted.
+async fn write(
+    store: &dyn HistoryStore,
+    records: Vec<InvocationRecord>,
+    metrics: &nimbus_metrics::Metrics,
+) {
+    let count = records.len();
+    let mut attempt = 1;
+    loop {
+        match store.record_invocations(records.clone()).await {
+            Ok(()) => return,
+            Err(StoreError::Unavailable(e)) if attempt < UNAVAILABLE_ATTEMPTS => {
+                if attempt == 1 {
+                    tracing::warn!(
+                        "cannot store {count} invocation records yet; trying again every {UNAVAILABLE_RETRY:?}: {e}"
+                    );
+                }
+                attempt += 1;
+                tokio::time::sleep(UNAVAILABLE_RETRY).await;
+            }
+            Err(e) => {
+                // After a commit whose outcome was unknown the records may be
+                // stored already; then this is a duplicate id, not a loss.
+                tracing::error!("failed to store {count} invocation records: {e}");
+                metrics
+                    .history_records_dropped
+                    .with(&[])
+                    .inc_by(count as u64);
+                return;
             }
         }
     }

@@ -220,6 +220,7 @@ impl ApiHarness {
             clock: Arc::new(SystemClock),
             schedules: Arc::new(Vec::new()),
             schedule_store: store.clone(),
+            store: store.clone(),
         };
         ApiHarness {
             runtime,

@@ -11,11 +11,17 @@ use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tower::ServiceExt as _;
 
-/// Serves `/healthz` (the process is up), `/readyz` (the app is loaded and
-/// accepting requests; 503 once shutdown has begun), and `/v1` and
-/// `/metrics`, which need the admin token.
+/// How long `/readyz` waits for the store's answer: a store that does not
+/// answer (a database host gone silent) makes it 503, never a hung probe.
+pub const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serves `/healthz` (the process is up), `/readyz` (the app is loaded, the
+/// store answers and requests are accepted; 503 while the store cannot be
+/// reached and once shutdown has begun), and `/v1` and `/metrics`, which
+/// need the admin token.
 pub struct AdminApi {
     router: Router,
 }
@@ -23,6 +29,10 @@ pub struct AdminApi {
 impl AdminApi {
     pub fn new(ready: Arc<AtomicBool>, api: api::ApiState) -> Self {
         let admin_token = api.admin_token.clone();
+        let readiness = Readiness {
+            ready,
+            store: api.store.clone(),
+        };
         let metrics = Router::new()
             .route("/metrics", axum::routing::get(crate::metrics::scrape))
             .with_state(api.clone());
@@ -37,7 +47,7 @@ impl AdminApi {
                 "/healthz",
                 axum::routing::get(|| async { status(StatusCode::OK, "ok") }),
             )
-            .route("/readyz", axum::routing::get(readyz).with_state(ready))
+            .route("/readyz", axum::routing::get(readyz).with_state(readiness))
             .merge(v1)
             .fallback(|uri: Uri| async move {
                 api::ApiError::new(
@@ -86,12 +96,47 @@ async fn require_token(
     response
 }
 
-async fn readyz(State(ready): State<Arc<AtomicBool>>) -> Response {
-    if ready.load(Ordering::SeqCst) {
-        status(StatusCode::OK, "ready")
-    } else {
-        status(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+/// What `/readyz` looks at.
+#[derive(Clone)]
+struct Readiness {
+    /// False once shutdown has begun.
+    ready: Arc<AtomicBool>,
+    store: Arc<dyn nimbus_store::Store>,
+}
+
+/// 200 when the server takes requests and its store answers a probe within
+/// [`STORE_PROBE_TIMEOUT`]; otherwise 503 saying why. The body names no
+/// backend detail (this route needs no token); the log has it.
+async fn readyz(State(readiness): State<Readiness>) -> Response {
+    if !readiness.ready.load(Ordering::SeqCst) {
+        return status(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
+    let problem = match tokio::time::timeout(STORE_PROBE_TIMEOUT, readiness.store.ping()).await {
+        Ok(Ok(())) => return status(StatusCode::OK, "ready"),
+        Ok(Err(e)) => {
+            tracing::warn!("readiness: the store failed its probe: {e}");
+            match e {
+                nimbus_store::StoreError::Unavailable(_) | nimbus_store::StoreError::Closed => {
+                    "the store is unavailable".to_owned()
+                }
+                _ => "the store failed its probe; see the server log".to_owned(),
+            }
+        }
+        Err(_) => {
+            tracing::warn!(
+                "readiness: the store did not answer its probe within {STORE_PROBE_TIMEOUT:?}"
+            );
+            format!(
+                "the store did not answer within {} s",
+                STORE_PROBE_TIMEOUT.as_secs()
+            )
+        }
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(serde_json::json!({ "status": "store unavailable", "error": problem })),
+    )
+        .into_response()
 }
 
 fn status(code: StatusCode, status: &str) -> Response {

@@ -482,6 +482,7 @@ fn location(config: &tokio_postgres::Config) -> String {
     )
 }
 
+#[async_trait::async_trait]
 impl Store for PgStore {
     fn observe(&self, observer: Arc<dyn StoreObserver>) {
         let _ = self.observer.set(observer);
@@ -493,5 +494,16 @@ impl Store for PgStore {
 
     fn signals(&self) -> &QueueSignals {
         &self.signals
+    }
+
+    /// `SELECT 1` on a pooled connection: a dead one is replaced, and a
+    /// server that is down or refusing connections is `Unavailable`.
+    async fn ping(&self) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| classify(&e, None))?;
+        Ok(())
     }
 }

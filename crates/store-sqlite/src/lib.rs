@@ -72,6 +72,7 @@ pub struct CommitStats {
     pub requests: u64,
 }
 
+#[async_trait::async_trait]
 impl nimbus_store::Store for SqliteStore {
     fn observe(&self, observer: Arc<dyn nimbus_store::StoreObserver>) {
         let _ = self.writer.counters().observer.set(observer);
@@ -83,6 +84,13 @@ impl nimbus_store::Store for SqliteStore {
 
     fn signals(&self) -> &nimbus_store::QueueSignals {
         &self.signals
+    }
+
+    /// An empty request through the writer: answered once the writer thread
+    /// has committed the batch carrying it, so a wedged or stopped writer
+    /// fails (or, with the caller's timeout, does not answer).
+    async fn ping(&self) -> StoreResult<()> {
+        self.writer.run(|_| Ok(())).await
     }
 }
 

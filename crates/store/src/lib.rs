@@ -33,6 +33,7 @@ pub use table::{
 
 /// Every store trait at once: what a server needs from its backend. Each
 /// backend implements the traits; this adds what is not one service's.
+#[async_trait::async_trait]
 pub trait Store:
     QueueStore
     + KeyStore
@@ -59,6 +60,11 @@ pub trait Store:
     /// commits in other processes signal here too. Callers wait on them and
     /// never notify by hand.
     fn signals(&self) -> &QueueSignals;
+
+    /// A cheap round trip that proves the store can serve requests now (for
+    /// readiness): `Unavailable` when the backend cannot be reached.
+    /// Callers bound it with a timeout of their own.
+    async fn ping(&self) -> StoreResult<()>;
 }
 
 /// Told what the store did once it is durable (for metrics), without the

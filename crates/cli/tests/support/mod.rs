@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod crash;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};

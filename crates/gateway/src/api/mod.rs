@@ -54,6 +54,8 @@ pub struct ApiState {
     /// The app's schedules and where each stands.
     pub schedules: Arc<Vec<nimbus_manifest::ScheduleTrigger>>,
     pub schedule_store: Arc<dyn nimbus_store::ScheduleStore>,
+    /// The whole store, for the readiness probe (`/readyz`).
+    pub store: Arc<dyn nimbus_store::Store>,
 }
 
 /// The app's functions, by kind.
