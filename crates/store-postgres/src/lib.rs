@@ -32,6 +32,9 @@ pub use schema::SCHEMA_VERSION;
 pub const DEFAULT_POOL_SIZE: usize = 16;
 /// How long a request waits for a free connection, or for a new one.
 const CONNECTION_WAIT: Duration = Duration::from_secs(10);
+/// How long sent data may go unacknowledged by the server before the
+/// connection counts as dead (TCP only; a unix socket cannot partition).
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts of one request whose transaction met a serialization failure
 /// or deadlock (each attempt starts afresh).
 const MAX_ATTEMPTS: u32 = 8;
@@ -91,6 +94,15 @@ impl PgStore {
         }
         if config.get_application_name().is_none() {
             config.application_name("nimbus");
+        }
+        // A server that stops answering (a frozen host, a partition) must
+        // not hold requests for the kernel's default of many minutes: past
+        // these, the connection is dead and the request gets `Unavailable`.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECTION_WAIT);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
         }
         let manager = Manager::from_config(
             config.clone(),
@@ -410,6 +422,12 @@ fn classify(e: &tokio_postgres::Error, retry: Option<&AtomicBool>) -> StoreError
         flag.store(true, Ordering::Relaxed);
     }
     match e.as_db_error() {
+        // Class 57P (the server is shutting down, or ended this session)
+        // and class 08 (connection exceptions) are outages, not failures of
+        // the request.
+        Some(db) if db.code().code().starts_with("57P") || db.code().code().starts_with("08") => {
+            StoreError::Unavailable(format!("PostgreSQL ended the connection: {}", db.message()))
+        }
         Some(db) => StoreError::Backend(format!("{}: {}", db.severity(), db.message())),
         None if e.is_closed() || is_io(e) => StoreError::Unavailable(format!(
             "lost the connection to PostgreSQL ({})",
