@@ -66,15 +66,25 @@ impl PgStore {
         Ok(config)
     }
 
-    /// A single-statement update of the message holding `receipt`; no such
-    /// message means the handle is stale (or the queue unknown).
+    /// A single-statement update of the message holding `receipt` (`$1`
+    /// queue, `$2` receipt, `$3` the seq the receipt names, then `extra`);
+    /// no such message means the handle is stale (or the queue unknown).
     async fn by_receipt(
         &self,
         queue: &str,
         sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        receipt: &str,
+        extra: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> StoreResult<()> {
-        let rows = self.statement(sql, params, None).await?;
+        let rows = match receipt_seq(receipt) {
+            Some(seq) => {
+                let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                    vec![&queue, &receipt, &seq];
+                params.extend_from_slice(extra);
+                self.statement(sql, &params, None).await?
+            }
+            None => Vec::new(),
+        };
         if rows.is_empty() {
             self.queue_config(queue).await?;
             return Err(StoreError::StaleReceipt);
@@ -270,15 +280,15 @@ async fn receive(
         }
         let rows = tx
             .query(
-                "WITH picked AS (
+                &format!("WITH picked AS (
                     SELECT seq FROM messages
                     WHERE queue = $1 AND visible_at <= $2 AND sent_at > $3
                       AND ($4::int4 IS NULL OR receive_count < $4)
                     ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED)
-                 UPDATE messages m SET receipt = gen_random_uuid()::text,
+                 UPDATE messages m SET receipt = {NEW_RECEIPT},
                         receive_count = m.receive_count + 1, visible_at = $6
                  FROM picked WHERE m.seq = picked.seq
-                 RETURNING m.seq, m.message_id, m.body, m.attributes, m.sent_at, m.receive_count, m.receipt",
+                 RETURNING m.seq, m.message_id, m.body, m.attributes, m.sent_at, m.receive_count, m.receipt"),
                 &[&queue, &tx.now, &since, &max_receives, &want, &lease_until],
             )
             .await?;
@@ -295,6 +305,16 @@ async fn receive(
         }
     }
     Ok(out)
+}
+
+/// A new receipt handle for the message `seq` (in SQL): the seq, so the
+/// message is found by its key, and a random part, so only this lease's
+/// holder knows it.
+const NEW_RECEIPT: &str = "m.seq::text || '.' || gen_random_uuid()::text";
+
+/// The seq a receipt handle names, if it is one of ours.
+fn receipt_seq(receipt: &str) -> Option<i64> {
+    receipt.split_once('.')?.0.parse().ok()
 }
 
 /// Leased messages from `RETURNING seq, message_id, body, attributes,
@@ -481,15 +501,15 @@ impl QueueStore for PgStore {
         }
         let rows = self
             .statement(
-                "WITH n AS (SELECT nimbus_now_ms($5) AS ms),
+                &format!("WITH n AS (SELECT nimbus_now_ms($5) AS ms),
                  picked AS (
                     SELECT m.seq FROM messages m, n
                     WHERE m.queue = $1 AND m.visible_at <= n.ms AND m.sent_at > n.ms - $2
                     ORDER BY m.seq LIMIT $3 FOR UPDATE OF m SKIP LOCKED)
-                 UPDATE messages m SET receipt = gen_random_uuid()::text,
+                 UPDATE messages m SET receipt = {NEW_RECEIPT},
                         receive_count = m.receive_count + 1, visible_at = nimbus_later(n.ms, $4)
                  FROM picked, n WHERE m.seq = picked.seq
-                 RETURNING m.seq, m.message_id, m.body, m.attributes, m.sent_at, m.receive_count, m.receipt",
+                 RETURNING m.seq, m.message_id, m.body, m.attributes, m.sent_at, m.receive_count, m.receipt"),
                 &[
                     &queue,
                     &int8(config.retention_ms),
@@ -506,8 +526,9 @@ impl QueueStore for PgStore {
     async fn delete(&self, queue: &str, receipt_handle: &str) -> StoreResult<()> {
         self.by_receipt(
             queue,
-            "DELETE FROM messages WHERE queue = $1 AND receipt = $2 RETURNING seq",
-            &[&queue, &receipt_handle],
+            "DELETE FROM messages WHERE seq = $3 AND queue = $1 AND receipt = $2 RETURNING seq",
+            receipt_handle,
+            &[],
         )
         .await
     }
@@ -520,9 +541,10 @@ impl QueueStore for PgStore {
     ) -> StoreResult<()> {
         self.by_receipt(
             queue,
-            "UPDATE messages SET visible_at = nimbus_later(nimbus_now_ms($4), $3)
-             WHERE queue = $1 AND receipt = $2 RETURNING seq",
-            &[&queue, &receipt_handle, &int8(timeout_ms), &self.test_now()],
+            "UPDATE messages SET visible_at = nimbus_later(nimbus_now_ms($5), $4)
+             WHERE seq = $3 AND queue = $1 AND receipt = $2 RETURNING seq",
+            receipt_handle,
+            &[&int8(timeout_ms), &self.test_now()],
         )
         .await
     }
@@ -535,12 +557,11 @@ impl QueueStore for PgStore {
     ) -> StoreResult<()> {
         self.by_receipt(
             queue,
-            "UPDATE messages SET visible_at = nimbus_later(nimbus_now_ms($5), $3),
-                    last_error = COALESCE($4, last_error), receipt = NULL
-             WHERE queue = $1 AND receipt = $2 RETURNING seq",
+            "UPDATE messages SET visible_at = nimbus_later(nimbus_now_ms($6), $4),
+                    last_error = COALESCE($5, last_error), receipt = NULL
+             WHERE seq = $3 AND queue = $1 AND receipt = $2 RETURNING seq",
+            receipt_handle,
             &[
-                &queue,
-                &receipt_handle,
                 &int8(options.visible_after_ms),
                 &options.error,
                 &self.test_now(),
