@@ -12,6 +12,8 @@ start_private_postgres() {
   SOCK=$dir/pgsock
   mkdir -p "$data" "$SOCK"
   chown -R postgres:postgres "$dir"
+  # The postgres user must reach it (mktemp makes 0700 directories).
+  chmod o+x "$(dirname "$dir")"
   as_pg() { runuser -u postgres -- "$@"; }
   as_pg "$PGBIN/initdb" -D "$data" -A trust >/dev/null
   as_pg "$PGBIN/pg_ctl" -D "$data" -l "$dir/pg.log" -w start \
