@@ -8,7 +8,7 @@
 
 use crate::{PgStore, Tx, in_tx, int8};
 use nimbus_store::bucket::{
-    BucketStore, EventsFor, ListPage, ListQuery, NewObject, ObjectMeta, PutOutcome,
+    BucketStore, EventsFor, ListPage, ListQuery, NewObject, ObjectMeta, PutOutcome, key_successor,
 };
 use nimbus_store::{StoreError, StoreResult};
 use std::collections::BTreeMap;
@@ -165,23 +165,10 @@ async fn delete(
     Ok(Some(removed))
 }
 
-/// The smallest byte string after every string that starts with `prefix`
-/// (`None`: there is none, every string is below it).
-fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut bytes = prefix.to_vec();
-    while let Some(last) = bytes.pop() {
-        if last < u8::MAX {
-            bytes.push(last + 1);
-            return Some(bytes);
-        }
-    }
-    None
-}
-
 async fn list(tx: &Tx<'_>, bucket: &str, query: &ListQuery) -> StoreResult<ListPage> {
     let limit = query.limit.max(1) as usize;
     let prefix = query.prefix.as_bytes();
-    let end = successor(prefix);
+    let end = key_successor(prefix);
     let after = query.start_after.as_deref().map(str::as_bytes);
     // Keys from `from` (inclusive) on: just after `start_after`, or the prefix.
     let mut from: Vec<u8> = match after {
@@ -212,7 +199,7 @@ async fn list(tx: &Tx<'_>, bucket: &str, query: &ListQuery) -> StoreResult<ListP
                     .map(|at| object.key[..query.prefix.len() + at + d.len()].to_owned())
             });
             let entry = common.as_deref().unwrap_or(&object.key).to_owned();
-            let skip_to = common.as_deref().and_then(|c| successor(c.as_bytes()));
+            let skip_to = common.as_deref().and_then(|c| key_successor(c.as_bytes()));
             // A common prefix at or before `start_after` was on an earlier page.
             let seen = common
                 .as_deref()
@@ -220,7 +207,7 @@ async fn list(tx: &Tx<'_>, bucket: &str, query: &ListQuery) -> StoreResult<ListP
             let is_common = common.is_some();
             if !seen {
                 if emitted == limit {
-                    page.next_start_after = Some(last_entry(&page));
+                    page.next_start_after = Some(page.last_entry());
                     break 'pages;
                 }
                 emitted += 1;
@@ -239,13 +226,6 @@ async fn list(tx: &Tx<'_>, bucket: &str, query: &ListQuery) -> StoreResult<ListP
         }
     }
     Ok(page)
-}
-
-/// The greatest key or common prefix in a page.
-fn last_entry(page: &ListPage) -> String {
-    let object = page.objects.last().map(|o| o.key.as_str());
-    let common = page.common_prefixes.last().map(String::as_str);
-    object.max(common).unwrap_or_default().to_owned()
 }
 
 #[async_trait::async_trait]

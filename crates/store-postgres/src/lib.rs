@@ -334,13 +334,14 @@ impl Tx<'_> {
         moves.extend(std::iter::repeat_n(queue.to_owned(), messages));
     }
 
+    /// The statement, prepared once per connection.
+    async fn prepared(&self, sql: &str) -> StoreResult<tokio_postgres::Statement> {
+        self.tx.prepare_cached(sql).await.map_err(|e| self.fail(&e))
+    }
+
     /// Runs a statement (prepared once per connection) and returns its rows.
     pub(crate) async fn query(&self, sql: &str, params: &Params<'_>) -> StoreResult<Vec<Row>> {
-        let statement = self
-            .tx
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| self.fail(&e))?;
+        let statement = self.prepared(sql).await?;
         self.tx
             .query(&statement, params)
             .await
@@ -352,11 +353,7 @@ impl Tx<'_> {
         sql: &str,
         params: &Params<'_>,
     ) -> StoreResult<Option<Row>> {
-        let statement = self
-            .tx
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| self.fail(&e))?;
+        let statement = self.prepared(sql).await?;
         self.tx
             .query_opt(&statement, params)
             .await
@@ -364,11 +361,7 @@ impl Tx<'_> {
     }
 
     pub(crate) async fn query_one(&self, sql: &str, params: &Params<'_>) -> StoreResult<Row> {
-        let statement = self
-            .tx
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| self.fail(&e))?;
+        let statement = self.prepared(sql).await?;
         self.tx
             .query_one(&statement, params)
             .await
@@ -376,11 +369,7 @@ impl Tx<'_> {
     }
 
     pub(crate) async fn execute(&self, sql: &str, params: &Params<'_>) -> StoreResult<u64> {
-        let statement = self
-            .tx
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| self.fail(&e))?;
+        let statement = self.prepared(sql).await?;
         self.tx
             .execute(&statement, params)
             .await

@@ -39,28 +39,6 @@ async fn load_table(tx: &Tx<'_>, name: &str) -> StoreResult<TableConfig> {
     .ok_or_else(|| StoreError::TableNotFound(name.to_owned()))
 }
 
-/// The stored sort column: tables without a sort key keep `''`.
-fn sort_column(table: &TableConfig, key: &ItemKey) -> StoreResult<String> {
-    if key.partition.is_empty() {
-        return Err(StoreError::InvalidItem(format!(
-            "the partition key `{}` is empty",
-            table.partition_key
-        )));
-    }
-    match (&table.sort_key, &key.sort) {
-        (Some(_), Some(sort)) if !sort.is_empty() => Ok(sort.clone()),
-        (Some(name), _) => Err(StoreError::InvalidItem(format!(
-            "table `{}` needs a non-empty sort key `{name}`",
-            table.name
-        ))),
-        (None, None) => Ok(String::new()),
-        (None, Some(_)) => Err(StoreError::InvalidItem(format!(
-            "table `{}` has no sort key",
-            table.name
-        ))),
-    }
-}
-
 /// The item under the key, locked until the transaction ends.
 async fn lock_current(
     tx: &Tx<'_>,
@@ -137,7 +115,7 @@ async fn put(
             limit: config.max_item_bytes,
         });
     }
-    let sk = sort_column(&config, key)?;
+    let sk = config.stored_sort_key(key)?;
     let (existing, version) = loop {
         let existing = lock_current(tx, table, &key.partition, &sk).await?;
         let current_version = existing.as_ref().map(|(_, v)| *v);
@@ -210,7 +188,7 @@ async fn delete(
     traceparent: Option<String>,
 ) -> StoreResult<Result<Option<u64>, ConditionFailed>> {
     let config = load_table(tx, table).await?;
-    let sk = sort_column(&config, key)?;
+    let sk = config.stored_sort_key(key)?;
     let existing = lock_current(tx, table, &key.partition, &sk).await?;
     let current_version = existing.as_ref().map(|(_, v)| *v);
     if let Some(wanted) = if_version
@@ -443,7 +421,7 @@ impl TableStore for PgStore {
     async fn get_item(&self, table: &str, key: &ItemKey) -> StoreResult<Option<StoredItem>> {
         in_tx!(self, |tx| {
             let config = load_table(tx, table).await?;
-            let sk = sort_column(&config, key)?;
+            let sk = config.stored_sort_key(key)?;
             let row = tx
                 .query_opt(
                     "SELECT pk, sk, document, version, updated_at FROM items

@@ -6,7 +6,7 @@ use crate::writer::Tx;
 use crate::{SqliteStore, backend};
 use nimbus_store::StoreResult;
 use nimbus_store::bucket::{
-    BucketStore, EventsFor, ListPage, ListQuery, NewObject, ObjectMeta, PutOutcome,
+    BucketStore, EventsFor, ListPage, ListQuery, NewObject, ObjectMeta, PutOutcome, key_successor,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeMap;
@@ -142,23 +142,10 @@ fn delete(
     Ok(Some(removed))
 }
 
-/// The smallest byte string after every string that starts with `prefix`
-/// (`None`: there is none, every string is below it).
-fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut bytes = prefix.to_vec();
-    while let Some(last) = bytes.pop() {
-        if last < u8::MAX {
-            bytes.push(last + 1);
-            return Some(bytes);
-        }
-    }
-    None
-}
-
 fn list(tx: &Tx<'_>, bucket: &str, query: &ListQuery) -> StoreResult<ListPage> {
     let limit = query.limit.max(1) as usize;
     let prefix = query.prefix.as_bytes();
-    let end = successor(prefix);
+    let end = key_successor(prefix);
     let after = query.start_after.as_deref().map(str::as_bytes);
     // Keys from `from` (inclusive) on: just after `start_after`, or the prefix.
     let mut from: Vec<u8> = match after {
@@ -194,7 +181,7 @@ fn list(tx: &Tx<'_>, bucket: &str, query: &ListQuery) -> StoreResult<ListPage> {
                     .map(|at| object.key[..query.prefix.len() + at + d.len()].to_owned())
             });
             let entry = common.as_deref().unwrap_or(&object.key).to_owned();
-            let skip_to = common.as_deref().and_then(|c| successor(c.as_bytes()));
+            let skip_to = common.as_deref().and_then(|c| key_successor(c.as_bytes()));
             // A common prefix at or before `start_after` was on an earlier page.
             let seen = common
                 .as_deref()
@@ -202,7 +189,7 @@ fn list(tx: &Tx<'_>, bucket: &str, query: &ListQuery) -> StoreResult<ListPage> {
             let is_common = common.is_some();
             if !seen {
                 if emitted == limit {
-                    page.next_start_after = Some(last_entry(&page));
+                    page.next_start_after = Some(page.last_entry());
                     break 'pages;
                 }
                 emitted += 1;
@@ -221,13 +208,6 @@ fn list(tx: &Tx<'_>, bucket: &str, query: &ListQuery) -> StoreResult<ListPage> {
         }
     }
     Ok(page)
-}
-
-/// The greatest key or common prefix in a page.
-fn last_entry(page: &ListPage) -> String {
-    let object = page.objects.last().map(|o| o.key.as_str());
-    let common = page.common_prefixes.last().map(String::as_str);
-    object.max(common).unwrap_or_default().to_owned()
 }
 
 fn unreferenced(tx: &Tx<'_>, bucket: &str, blobs: Vec<String>) -> StoreResult<Vec<String>> {

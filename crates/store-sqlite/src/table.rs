@@ -75,28 +75,6 @@ fn load_table(tx: &Tx<'_>, name: &str) -> StoreResult<TableConfig> {
     .ok_or_else(|| StoreError::TableNotFound(name.to_owned()))
 }
 
-/// The stored sort column: tables without a sort key keep `''`.
-fn sort_column(table: &TableConfig, key: &ItemKey) -> StoreResult<String> {
-    if key.partition.is_empty() {
-        return Err(StoreError::InvalidItem(format!(
-            "the partition key `{}` is empty",
-            table.partition_key
-        )));
-    }
-    match (&table.sort_key, &key.sort) {
-        (Some(_), Some(sort)) if !sort.is_empty() => Ok(sort.clone()),
-        (Some(name), _) => Err(StoreError::InvalidItem(format!(
-            "table `{}` needs a non-empty sort key `{name}`",
-            table.name
-        ))),
-        (None, None) => Ok(String::new()),
-        (None, Some(_)) => Err(StoreError::InvalidItem(format!(
-            "table `{}` has no sort key",
-            table.name
-        ))),
-    }
-}
-
 fn current(tx: &Tx<'_>, table: &str, pk: &str, sk: &str) -> StoreResult<Option<(Vec<u8>, u64)>> {
     tx.query_row(
         "SELECT document, version FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3",
@@ -156,7 +134,7 @@ fn put(
             limit: config.max_item_bytes,
         });
     }
-    let sk = sort_column(&config, key)?;
+    let sk = config.stored_sort_key(key)?;
     let existing = current(tx, table, &key.partition, &sk)?;
     let current_version = existing.as_ref().map(|(_, v)| *v);
     let allowed = match condition {
@@ -199,7 +177,7 @@ fn delete(
     traceparent: Option<String>,
 ) -> StoreResult<Result<Option<u64>, ConditionFailed>> {
     let config = load_table(tx, table)?;
-    let sk = sort_column(&config, key)?;
+    let sk = config.stored_sort_key(key)?;
     let existing = current(tx, table, &key.partition, &sk)?;
     let current_version = existing.as_ref().map(|(_, v)| *v);
     if let Some(wanted) = if_version
@@ -421,7 +399,7 @@ impl TableStore for SqliteStore {
         self.writer
             .run(move |tx| {
                 let config = load_table(tx, &table)?;
-                let sk = sort_column(&config, &key)?;
+                let sk = config.stored_sort_key(&key)?;
                 tx.query_row(
                     "SELECT pk, sk, document, version, updated_at FROM items
                      WHERE tbl = ?1 AND pk = ?2 AND sk = ?3",

@@ -57,6 +57,30 @@ pub struct ListPage {
     pub next_start_after: Option<String>,
 }
 
+impl ListPage {
+    /// The greatest key or common prefix in the page: where the next page
+    /// starts after.
+    pub fn last_entry(&self) -> String {
+        let object = self.objects.last().map(|o| o.key.as_str());
+        let common = self.common_prefixes.last().map(String::as_str);
+        object.max(common).unwrap_or_default().to_owned()
+    }
+}
+
+/// The smallest byte string after every string that starts with `prefix`
+/// (`None`: there is none, every string is below it); listings use it to
+/// bound a prefix and to skip past a common prefix.
+pub fn key_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut bytes = prefix.to_vec();
+    while let Some(last) = bytes.pop() {
+        if last < u8::MAX {
+            bytes.push(last + 1);
+            return Some(bytes);
+        }
+    }
+    None
+}
+
 /// A listing request, as S3's ListObjectsV2.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListQuery {

@@ -61,6 +61,32 @@ pub struct TableConfig {
     pub max_item_bytes: usize,
 }
 
+impl TableConfig {
+    /// The sort column every backend stores for `key` (`""` in tables
+    /// without a sort key), or why the key does not fit this table.
+    pub fn stored_sort_key(&self, key: &ItemKey) -> StoreResult<String> {
+        use crate::StoreError::InvalidItem;
+        if key.partition.is_empty() {
+            return Err(InvalidItem(format!(
+                "the partition key `{}` is empty",
+                self.partition_key
+            )));
+        }
+        match (&self.sort_key, &key.sort) {
+            (Some(_), Some(sort)) if !sort.is_empty() => Ok(sort.clone()),
+            (Some(name), _) => Err(InvalidItem(format!(
+                "table `{}` needs a non-empty sort key `{name}`",
+                self.name
+            ))),
+            (None, None) => Ok(String::new()),
+            (None, Some(_)) => Err(InvalidItem(format!(
+                "table `{}` has no sort key",
+                self.name
+            ))),
+        }
+    }
+}
+
 /// An item's address: the partition key and, in tables with a sort key,
 /// the sort key.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
