@@ -6,7 +6,7 @@ use crate::writer::Tx;
 use crate::{SqliteStore, backend};
 use nimbus_store::StoreResult;
 use nimbus_store::bucket::{
-    BucketStore, EventsFor, ListPage, ListQuery, NewObject, ObjectMeta, PutOutcome, key_successor,
+    BucketStore, EventsFor, ListPage, ListQuery, Listing, NewObject, ObjectMeta, PutOutcome,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeMap;
@@ -143,18 +143,6 @@ fn delete(
 }
 
 fn list(tx: &Tx<'_>, bucket: &str, query: &ListQuery) -> StoreResult<ListPage> {
-    let limit = query.limit.max(1) as usize;
-    let prefix = query.prefix.as_bytes();
-    let end = key_successor(prefix);
-    let after = query.start_after.as_deref().map(str::as_bytes);
-    // Keys from `from` (inclusive) on: just after `start_after`, or the prefix.
-    let mut from: Vec<u8> = match after {
-        Some(a) if a >= prefix => [a, &[0u8]].concat(),
-        _ => prefix.to_vec(),
-    };
-    let delimiter = query.delimiter.as_deref().filter(|d| !d.is_empty());
-    let mut page = ListPage::default();
-    let mut emitted = 0usize;
     let mut select = tx
         .conn
         .prepare_cached(&format!(
@@ -162,52 +150,19 @@ fn list(tx: &Tx<'_>, bucket: &str, query: &ListQuery) -> StoreResult<ListPage> {
              AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4"
         ))
         .map_err(backend)?;
-    'pages: loop {
-        let rows = select
+    let mut listing = Listing::new(query);
+    while let Some(fetch) = listing.next_fetch() {
+        let objects = select
             .query_map(
-                params![bucket, from, end, (limit - emitted + 1) as i64],
+                params![bucket, fetch.from, fetch.end, fetch.limit as i64],
                 |row| row_to_meta(bucket, row),
             )
             .map_err(backend)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(backend)?;
-        if rows.is_empty() {
-            break;
-        }
-        for object in rows {
-            let rest = &object.key[query.prefix.len()..];
-            let common = delimiter.and_then(|d| {
-                rest.find(d)
-                    .map(|at| object.key[..query.prefix.len() + at + d.len()].to_owned())
-            });
-            let entry = common.as_deref().unwrap_or(&object.key).to_owned();
-            let skip_to = common.as_deref().and_then(|c| key_successor(c.as_bytes()));
-            // A common prefix at or before `start_after` was on an earlier page.
-            let seen = common
-                .as_deref()
-                .is_some_and(|c| after.is_some_and(|a| c.as_bytes() <= a));
-            let is_common = common.is_some();
-            if !seen {
-                if emitted == limit {
-                    page.next_start_after = Some(page.last_entry());
-                    break 'pages;
-                }
-                emitted += 1;
-                match common {
-                    Some(c) => page.common_prefixes.push(c),
-                    None => page.objects.push(object),
-                }
-            }
-            if let Some(next) = skip_to {
-                from = next;
-                continue 'pages;
-            } else if is_common {
-                break 'pages;
-            }
-            from = [entry.as_bytes(), &[0u8]].concat();
-        }
+        listing.take(objects);
     }
-    Ok(page)
+    Ok(listing.finish())
 }
 
 fn unreferenced(tx: &Tx<'_>, bucket: &str, blobs: Vec<String>) -> StoreResult<Vec<String>> {

@@ -81,6 +81,115 @@ pub fn key_successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// The backend-independent part of a listing (S3's ListObjectsV2 rules):
+/// which key range to fetch next and what each fetched object adds to the
+/// page. A backend loops `while let Some(fetch) = listing.next_fetch()`,
+/// reads the objects with `fetch.from <= key < fetch.end` in key order (at
+/// most `fetch.limit`), hands them to [`Listing::take`], and ends with
+/// [`Listing::finish`].
+#[derive(Debug)]
+pub struct Listing {
+    prefix: String,
+    delimiter: Option<String>,
+    after: Option<Vec<u8>>,
+    limit: usize,
+    /// Keys from here (inclusive) are still to be read.
+    from: Vec<u8>,
+    /// Keys from here on are past the prefix.
+    end: Option<Vec<u8>>,
+    emitted: usize,
+    page: ListPage,
+    done: bool,
+}
+
+/// One range of keys to read for a [`Listing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fetch<'a> {
+    pub from: &'a [u8],
+    pub end: Option<&'a [u8]>,
+    pub limit: usize,
+}
+
+impl Listing {
+    pub fn new(query: &ListQuery) -> Self {
+        let prefix = query.prefix.as_bytes();
+        let after = query.start_after.as_deref().map(str::as_bytes);
+        // Keys from just after `start_after`, or from the prefix.
+        let from = match after {
+            Some(a) if a >= prefix => [a, &[0u8]].concat(),
+            _ => prefix.to_vec(),
+        };
+        Listing {
+            prefix: query.prefix.clone(),
+            delimiter: query.delimiter.clone().filter(|d| !d.is_empty()),
+            after: after.map(<[u8]>::to_vec),
+            limit: query.limit.max(1) as usize,
+            from,
+            end: key_successor(prefix),
+            emitted: 0,
+            page: ListPage::default(),
+            done: false,
+        }
+    }
+
+    /// What to read next; `None` once the page is complete. One row more
+    /// than the page still holds is asked for, to know if another follows.
+    pub fn next_fetch(&self) -> Option<Fetch<'_>> {
+        (!self.done).then(|| Fetch {
+            from: &self.from,
+            end: self.end.as_deref(),
+            limit: self.limit - self.emitted + 1,
+        })
+    }
+
+    /// Takes the objects the last fetch read, in key order.
+    pub fn take(&mut self, objects: Vec<ObjectMeta>) {
+        if objects.is_empty() {
+            self.done = true;
+            return;
+        }
+        for object in objects {
+            let rest = &object.key[self.prefix.len()..];
+            let common = self.delimiter.as_deref().and_then(|d| {
+                rest.find(d)
+                    .map(|at| object.key[..self.prefix.len() + at + d.len()].to_owned())
+            });
+            let entry = common.as_deref().unwrap_or(&object.key).to_owned();
+            let skip_to = common.as_deref().and_then(|c| key_successor(c.as_bytes()));
+            // A common prefix at or before `start_after` was on an earlier page.
+            let seen = common
+                .as_deref()
+                .is_some_and(|c| self.after.as_deref().is_some_and(|a| c.as_bytes() <= a));
+            let is_common = common.is_some();
+            if !seen {
+                if self.emitted == self.limit {
+                    self.page.next_start_after = Some(self.page.last_entry());
+                    self.done = true;
+                    return;
+                }
+                self.emitted += 1;
+                match common {
+                    Some(c) => self.page.common_prefixes.push(c),
+                    None => self.page.objects.push(object),
+                }
+            }
+            if let Some(next) = skip_to {
+                // Past every key under this common prefix: read on from there.
+                self.from = next;
+                return;
+            } else if is_common {
+                self.done = true;
+                return;
+            }
+            self.from = [entry.as_bytes(), &[0u8]].concat();
+        }
+    }
+
+    pub fn finish(self) -> ListPage {
+        self.page
+    }
+}
+
 /// A listing request, as S3's ListObjectsV2.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListQuery {
