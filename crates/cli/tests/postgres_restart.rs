@@ -248,4 +248,13 @@ async fn nimbus_rides_out_a_postgres_restart_and_loses_nothing_acknowledged() {
             .then_some(())
     })
     .await;
+
+    // The workers say when they reach the store again (each logged the
+    // outage once at error level; see dispatch's `Failures`).
+    nimbus
+        .stderr
+        .wait_for("a worker saying it reaches the store again", |l| {
+            l.contains("reaches the store again after")
+        })
+        .await;
 }

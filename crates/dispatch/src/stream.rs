@@ -10,7 +10,7 @@
 //! only past settled records, and it is stored, so a restart resumes.
 
 use crate::retrying::send_record;
-use crate::worker::{IDLE_POLL, STORE_RETRY};
+use crate::worker::{Failures, IDLE_POLL, STORE_RETRY};
 use nimbus_engine::{Event, EventFunction, InvokeError, TriggerKind, rfc3339};
 use nimbus_manifest::{StartingPosition, StreamTrigger};
 use nimbus_store::table::stream_signal;
@@ -146,11 +146,12 @@ impl LaneWorker {
             .services
             .signals
             .get(&stream_signal(&self.trigger.table));
+        let mut failures = Failures::default();
         let mut position = loop {
             match self.start().await {
                 Ok(seq) => break seq,
                 Err(e) => {
-                    tracing::error!("{what} cannot read its checkpoint: {e}");
+                    failures.failed(&what, "cannot read its checkpoint", &e);
                     if self.pause(STORE_RETRY).await {
                         return;
                     }
@@ -168,9 +169,12 @@ impl LaneWorker {
                 .read_stream(&self.trigger.table, position, batch_size, Some(self.lane))
                 .await;
             let mut records = match read {
-                Ok(records) => records,
+                Ok(records) => {
+                    failures.succeeded(&what);
+                    records
+                }
                 Err(e) => {
-                    tracing::error!("{what} cannot read the stream: {e}");
+                    failures.failed(&what, "cannot read the stream", &e);
                     if self.pause(STORE_RETRY).await {
                         return;
                     }

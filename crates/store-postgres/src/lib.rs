@@ -514,3 +514,29 @@ impl Store for PgStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn synchronous_commit(relaxed_durability: bool) -> String {
+        let options = PgOptions {
+            url: nimbus_test_postgres::server().fresh_url(),
+            relaxed_durability,
+            pool_size: 1,
+        };
+        let store = PgStore::connect(&options, None).await.unwrap();
+        let client = store.client().await.unwrap();
+        client
+            .query_one("SHOW synchronous_commit", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    #[tokio::test]
+    async fn relaxed_durability_turns_synchronous_commit_off_and_the_default_leaves_it_on() {
+        assert_eq!(synchronous_commit(false).await, "on");
+        assert_eq!(synchronous_commit(true).await, "off");
+    }
+}
