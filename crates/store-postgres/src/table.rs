@@ -119,12 +119,7 @@ async fn put(
     let (existing, version) = loop {
         let existing = lock_current(tx, table, &key.partition, &sk).await?;
         let current_version = existing.as_ref().map(|(_, v)| *v);
-        let allowed = match condition {
-            PutCondition::Always => true,
-            PutCondition::IfAbsent => existing.is_none(),
-            PutCondition::IfVersion(v) => current_version == Some(v),
-        };
-        if !allowed {
+        if !condition.allows(current_version) {
             return Ok(Err(ConditionFailed { current_version }));
         }
         let version = current_version.map_or(1, |v| v + 1);

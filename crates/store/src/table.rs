@@ -106,6 +106,18 @@ pub enum PutCondition {
     IfVersion(u64),
 }
 
+impl PutCondition {
+    /// Whether a put may happen to an item now at `current_version` (`None`:
+    /// absent); every backend decides by this, under its lock on the item.
+    pub fn allows(self, current_version: Option<u64>) -> bool {
+        match self {
+            PutCondition::Always => true,
+            PutCondition::IfAbsent => current_version.is_none(),
+            PutCondition::IfVersion(v) => current_version == Some(v),
+        }
+    }
+}
+
 /// A write that the store did not make because its condition was false.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConditionFailed {
