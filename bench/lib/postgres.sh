@@ -17,6 +17,6 @@ start_private_postgres() {
   as_pg() { runuser -u postgres -- "$@"; }
   as_pg "$PGBIN/initdb" -D "$data" -A trust >/dev/null
   as_pg "$PGBIN/pg_ctl" -D "$data" -l "$dir/pg.log" -w start \
-    -o "-c listen_addresses='' -c unix_socket_directories='$SOCK' -c fsync=on -c synchronous_commit=on -c max_connections=200" >/dev/null
+    -o "-c listen_addresses='' -c unix_socket_directories='$SOCK' -c fsync=on -c synchronous_commit=on -c max_connections=200 -c shared_preload_libraries=pg_stat_statements,auto_explain -c auto_explain.log_min_duration=4" >/dev/null
   PG_STOP="as_pg $PGBIN/pg_ctl -D $data -m fast stop"
 }

@@ -6,6 +6,7 @@
 //! updates, retried whole on serialization failure or deadlock. Time is the
 //! database's clock (read once per transaction) unless a test clock is given.
 
+mod batch;
 mod bucket;
 mod history;
 mod keys;
@@ -53,6 +54,19 @@ pub struct PgOptions {
 
 /// The PostgreSQL implementation of the store traits.
 pub struct PgStore {
+    db: Arc<Db>,
+    /// Queue settings recently read, so single-statement operations need no
+    /// extra round trip for them.
+    queue_configs: queue::ConfigCache,
+    /// Group commit for the hot queue operations.
+    batcher: batch::Batcher,
+    _wake_tasks: wake::Tasks,
+}
+
+/// The connections and what each commit reports to: shared by the store's
+/// requests and its batch runners (which outlive the request that started
+/// them).
+pub(crate) struct Db {
     pool: Pool,
     /// A test clock; `None` means the database's clock.
     clock: Option<Arc<dyn Clock>>,
@@ -61,16 +75,13 @@ pub struct PgStore {
     signals: QueueSignals,
     /// Names changed by commits here, for other processes.
     pending: Arc<wake::Pending>,
-    /// Queue settings recently read, so single-statement operations need no
-    /// extra round trip for them.
-    queue_configs: queue::ConfigCache,
-    _wake_tasks: wake::Tasks,
 }
+
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore")
-            .field("location", &self.location)
+            .field("location", &self.db.location)
             .finish()
     }
 }
@@ -133,17 +144,24 @@ impl PgStore {
         {
             tracing::warn!(store = %location, "not yet listening for other processes' changes; relying on polling meanwhile");
         }
-        Ok(PgStore {
+        let db = Arc::new(Db {
             pool,
             clock,
             observer: OnceLock::new(),
             location,
             signals,
             pending,
+        });
+        Ok(PgStore {
+            batcher: batch::Batcher::new(db.clone()),
+            db,
             queue_configs: queue::ConfigCache::default(),
             _wake_tasks: wake_tasks,
         })
     }
+}
+
+impl Db {
 
     /// Opens a transaction and reads the clock for it.
     async fn begin<'c>(&self, client: &'c mut deadpool_postgres::Client) -> StoreResult<Tx<'c>> {
@@ -170,10 +188,17 @@ impl PgStore {
         })
     }
 
-    /// After a commit: metrics, then wake-ups here and elsewhere.
-    fn committed(&self, took: Duration, dead_lettered: Vec<String>, mut signalled: Vec<String>) {
+    /// After a commit of `requests` requests: metrics, then wake-ups here
+    /// and elsewhere.
+    fn committed(
+        &self,
+        requests: usize,
+        took: Duration,
+        dead_lettered: Vec<String>,
+        mut signalled: Vec<String>,
+    ) {
         if let Some(observer) = self.observer.get() {
-            observer.committed(1, took);
+            observer.committed(requests, took);
             for queue in dead_lettered {
                 observer.dead_lettered(&queue, 1);
             }
@@ -200,8 +225,8 @@ macro_rules! in_tx {
         loop {
             attempt += 1;
             let started = std::time::Instant::now();
-            let mut client = store.client().await?;
-            let $tx = store.begin(&mut client).await?;
+            let mut client = store.db.client().await?;
+            let $tx = store.db.begin(&mut client).await?;
             // An async block, so `?` and `return` in the body end the
             // attempt, not the caller.
             let result = async {
@@ -215,7 +240,7 @@ macro_rules! in_tx {
                     let signalled = $tx.take_signalled();
                     match $tx.tx.commit().await {
                         Ok(()) => {
-                            store.committed(started.elapsed(), dead, signalled);
+                            store.db.committed(1, started.elapsed(), dead, signalled);
                             break Ok(value);
                         }
                         Err(e) if $crate::retryable(&e) && attempt < $crate::MAX_ATTEMPTS => {
@@ -238,7 +263,7 @@ macro_rules! in_tx {
 }
 pub(crate) use in_tx;
 
-impl PgStore {
+impl Db {
     /// The test clock's reading, or `None` for the database's clock: the
     /// argument of `nimbus_now_ms` in single statements.
     pub(crate) fn test_now(&self) -> Option<i64> {
@@ -271,7 +296,7 @@ impl PgStore {
                         Some(name) if !rows.is_empty() => vec![name.to_owned()],
                         _ => Vec::new(),
                     };
-                    self.committed(started.elapsed(), Vec::new(), signalled);
+                    self.committed(1, started.elapsed(), Vec::new(), signalled);
                     return Ok(rows);
                 }
                 Err(e) if retryable(&e) && attempt < MAX_ATTEMPTS => continue,
@@ -280,7 +305,7 @@ impl PgStore {
         }
     }
 
-    async fn client(&self) -> StoreResult<deadpool_postgres::Client> {
+    pub(crate) async fn client(&self) -> StoreResult<deadpool_postgres::Client> {
         self.pool
             .get()
             .await
@@ -492,21 +517,21 @@ fn location(config: &tokio_postgres::Config) -> String {
 #[async_trait::async_trait]
 impl Store for PgStore {
     fn observe(&self, observer: Arc<dyn StoreObserver>) {
-        let _ = self.observer.set(observer);
+        let _ = self.db.observer.set(observer);
     }
 
     fn location(&self) -> String {
-        self.location.clone()
+        self.db.location.clone()
     }
 
     fn signals(&self) -> &QueueSignals {
-        &self.signals
+        &self.db.signals
     }
 
     /// `SELECT 1` on a pooled connection: a dead one is replaced, and a
     /// server that is down or refusing connections is `Unavailable`.
     async fn ping(&self) -> StoreResult<()> {
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         client
             .simple_query("SELECT 1")
             .await
@@ -526,7 +551,7 @@ mod tests {
             pool_size: 1,
         };
         let store = PgStore::connect(&options, None).await.unwrap();
-        let client = store.client().await.unwrap();
+        let client = store.db.client().await.unwrap();
         client
             .query_one("SHOW synchronous_commit", &[])
             .await

@@ -10,6 +10,7 @@
 //! that forgets everything after [`CONFIG_TTL`], so a declaration by another
 //! process takes effect here within that time.
 
+use crate::batch::{NewMessage, Receive};
 use crate::{PgStore, Tx, in_tx, int8, later};
 use nimbus_store::queue::{
     NackOptions, QueueConfig, QueueStats, QueueStore, ReceivedMessage, SendMessage, SendReceipt,
@@ -51,7 +52,7 @@ impl PgStore {
         if let Some(config) = self.queue_configs.get(name) {
             return Ok(config);
         }
-        let rows = self
+        let rows = self.db
             .statement(
                 &format!("SELECT {CONFIG_COLUMNS} FROM queues WHERE name = $1"),
                 &[&name],
@@ -81,7 +82,7 @@ impl PgStore {
                 let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                     vec![&queue, &receipt, &seq];
                 params.extend_from_slice(extra);
-                self.statement(sql, &params, None).await?
+                self.db.statement(sql, &params, None).await?
             }
             None => Vec::new(),
         };
@@ -310,7 +311,7 @@ async fn receive(
 /// A new receipt handle for the message `seq` (in SQL): the seq, so the
 /// message is found by its key, and a random part, so only this lease's
 /// holder knows it.
-const NEW_RECEIPT: &str = "m.seq::text || '.' || gen_random_uuid()::text";
+pub(crate) const NEW_RECEIPT: &str = "m.seq::text || '.' || gen_random_uuid()::text";
 
 /// The seq a receipt handle names, if it is one of ours.
 fn receipt_seq(receipt: &str) -> Option<i64> {
@@ -319,7 +320,7 @@ fn receipt_seq(receipt: &str) -> Option<i64> {
 
 /// Leased messages from `RETURNING seq, message_id, body, attributes,
 /// sent_at, receive_count, receipt`, oldest first.
-fn leased(rows: &[Row]) -> Vec<ReceivedMessage> {
+pub(crate) fn leased(rows: &[Row]) -> Vec<ReceivedMessage> {
     let mut batch: Vec<(i64, ReceivedMessage)> = rows
         .iter()
         .map(|row| {
@@ -456,35 +457,34 @@ impl QueueStore for PgStore {
     }
 
     async fn send(&self, queue: &str, messages: Vec<SendMessage>) -> StoreResult<Vec<SendReceipt>> {
-        if let [message] = messages.as_slice()
-            && message.dedup_id.is_none()
-        {
-            let config = self.queue_config(queue).await?;
-            nimbus_store::queue::check_message(&config, message)?;
-            let message_id = new_id();
-            let delay = int8(message.delay_ms.unwrap_or(config.delay_ms));
-            self.statement(
-                "INSERT INTO messages (message_id, queue, body, attributes, sent_at, visible_at)
-                 SELECT $1, $2, $3, $4, n.ms, nimbus_later(n.ms, $5)
-                 FROM (SELECT nimbus_now_ms($6) AS ms) n
-                 RETURNING seq",
-                &[
-                    &message_id,
-                    &queue,
-                    &message.body,
-                    &encode_attributes(&message.attributes),
-                    &delay,
-                    &self.test_now(),
-                ],
-                Some(queue),
-            )
-            .await?;
-            return Ok(vec![SendReceipt {
-                message_id,
-                deduplicated: false,
-            }]);
+        if messages.iter().any(|m| m.dedup_id.is_some()) {
+            return in_tx!(self, |tx| send(tx, queue, messages.clone()).await);
         }
-        in_tx!(self, |tx| send(tx, queue, messages.clone()).await)
+        let config = self.queue_config(queue).await?;
+        for message in &messages {
+            nimbus_store::queue::check_message(&config, message)?;
+        }
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let new: Vec<NewMessage> = messages
+            .into_iter()
+            .map(|message| NewMessage {
+                id: new_id(),
+                attributes: encode_attributes(&message.attributes),
+                delay_ms: int8(message.delay_ms.unwrap_or(config.delay_ms)),
+                body: message.body,
+            })
+            .collect();
+        let receipts = new
+            .iter()
+            .map(|m| SendReceipt {
+                message_id: m.id.clone(),
+                deduplicated: false,
+            })
+            .collect();
+        self.batcher.send(queue, new).await?;
+        Ok(receipts)
     }
 
     async fn receive(
@@ -499,38 +499,29 @@ impl QueueStore for PgStore {
             return in_tx!(self, |tx| receive(tx, queue, max, visibility_timeout_ms)
                 .await);
         }
-        let rows = self
-            .statement(
-                &format!("WITH n AS (SELECT nimbus_now_ms($5) AS ms),
-                 picked AS (
-                    SELECT m.seq FROM messages m, n
-                    WHERE m.queue = $1 AND m.visible_at <= n.ms AND m.sent_at > n.ms - $2
-                    ORDER BY m.seq LIMIT $3 FOR UPDATE OF m SKIP LOCKED)
-                 UPDATE messages m SET receipt = {NEW_RECEIPT},
-                        receive_count = m.receive_count + 1, visible_at = nimbus_later(n.ms, $4)
-                 FROM picked, n WHERE m.seq = picked.seq
-                 RETURNING m.seq, m.message_id, m.body, m.attributes, m.sent_at, m.receive_count, m.receipt"),
-                &[
-                    &queue,
-                    &int8(config.retention_ms),
-                    &i64::from(max),
-                    &int8(visibility_timeout_ms.unwrap_or(config.visibility_timeout_ms)),
-                    &self.test_now(),
-                ],
-                None,
-            )
-            .await?;
-        Ok(leased(&rows))
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        self.batcher
+            .receive(Receive {
+                queue: queue.to_owned(),
+                lease_ms: int8(visibility_timeout_ms.unwrap_or(config.visibility_timeout_ms)),
+                retention_ms: int8(config.retention_ms),
+                max,
+            })
+            .await
     }
 
     async fn delete(&self, queue: &str, receipt_handle: &str) -> StoreResult<()> {
-        self.by_receipt(
-            queue,
-            "DELETE FROM messages WHERE seq = $3 AND queue = $1 AND receipt = $2 RETURNING seq",
-            receipt_handle,
-            &[],
-        )
-        .await
+        let deleted = match receipt_seq(receipt_handle) {
+            Some(seq) => self.batcher.delete(queue, seq, receipt_handle).await?,
+            None => false,
+        };
+        if !deleted {
+            self.queue_config(queue).await?;
+            return Err(StoreError::StaleReceipt);
+        }
+        Ok(())
     }
 
     async fn change_visibility(
@@ -544,7 +535,7 @@ impl QueueStore for PgStore {
             "UPDATE messages SET visible_at = nimbus_later(nimbus_now_ms($5), $4)
              WHERE seq = $3 AND queue = $1 AND receipt = $2 RETURNING seq",
             receipt_handle,
-            &[&int8(timeout_ms), &self.test_now()],
+            &[&int8(timeout_ms), &self.db.test_now()],
         )
         .await
     }
@@ -564,7 +555,7 @@ impl QueueStore for PgStore {
             &[
                 &int8(options.visible_after_ms),
                 &options.error,
-                &self.test_now(),
+                &self.db.test_now(),
             ],
         )
         .await

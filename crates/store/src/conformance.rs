@@ -216,6 +216,7 @@ macro_rules! concurrency_conformance_tests {
         $crate::concurrency_conformance_tests!(@cases $backend;
             a_second_handle_sees_what_the_first_committed,
             racing_receives_never_lease_one_message_twice,
+            busy_tasks_on_one_handle_send_receive_and_delete_each_message_once,
             racing_deduplicated_sends_store_one_message,
             concurrent_stream_writers_never_let_a_reader_skip_a_record,
             racing_conditional_writes_lose_no_update,

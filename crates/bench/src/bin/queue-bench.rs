@@ -6,7 +6,7 @@
 //! `queue-bench DIR [SECONDS] [CLIENTS] [postgres://...]`; prints
 //! `key=value` lines.
 
-use nimbus_store::{QueueConfig, QueueStore, SendMessage, SystemClock};
+use nimbus_store::{QueueConfig, QueueStore, SendMessage, Store, StoreObserver, SystemClock};
 use nimbus_store_postgres::{PgOptions, PgStore};
 use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use std::io::Write as _;
@@ -45,8 +45,17 @@ async fn main() {
                 pool_size: clients,
             };
             let store = PgStore::connect(&options, None).await.unwrap();
-            // Each request is one transaction.
-            (Arc::new(store), Box::new(|| (0, 0)))
+            let counts = Arc::new(Commits::default());
+            store.observe(counts.clone());
+            (
+                Arc::new(store),
+                Box::new(move || {
+                    (
+                        counts.commits.load(Ordering::Relaxed),
+                        counts.requests.load(Ordering::Relaxed),
+                    )
+                }),
+            )
         }
         None => {
             let options = SqliteOptions {
@@ -119,6 +128,22 @@ async fn main() {
         println!("requests_per_commit={:.1}", requests / commits.max(1.0));
     }
     println!("messages_per_fsync_ratio={:.2}", messages / fsyncs);
+}
+
+/// Counts the PostgreSQL store's commits and the requests they carried.
+#[derive(Default)]
+struct Commits {
+    commits: AtomicU64,
+    requests: AtomicU64,
+}
+
+impl StoreObserver for Commits {
+    fn committed(&self, requests: usize, _took: Duration) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(requests as u64, Ordering::Relaxed);
+    }
+
+    fn dead_lettered(&self, _queue: &str, _messages: u64) {}
 }
 
 /// Appends 1 KiB and `fdatasync`s, as fast as the disk allows.

@@ -282,6 +282,91 @@ pub async fn racing_receives_never_lease_one_message_twice<
     }
 }
 
+/// Tasks sending, receiving and deleting at once through one handle.
+const BUSY_TASKS: usize = 32;
+/// Messages each busy task sends, one per call.
+const BUSY_SENDS: usize = 8;
+
+/// Many requests in flight on one handle at once (a backend may group them
+/// into shared commits): every message is stored once with its own body,
+/// leased once, and deleted once; of two deletes racing with one receipt,
+/// exactly one succeeds.
+pub async fn busy_tasks_on_one_handle_send_receive_and_delete_each_message_once<
+    S: QueueStore + 'static,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let store = Arc::new(open(ManualClock::new(START_MS)).await);
+    store.declare_queues(&[queue_config(0)]).await.unwrap();
+    let handles = [store.clone(), store.clone()];
+    let results = race(
+        "the busy tasks",
+        &handles,
+        BUSY_TASKS,
+        |task, [store, _]| async move {
+            let mut sent = Vec::new();
+            let mut received = Vec::new();
+            for i in 0..BUSY_SENDS {
+                let body = format!("task {task} message {i}");
+                let receipts = store.send(QUEUE, vec![msg(body.clone())]).await.unwrap();
+                assert_eq!(receipts.len(), 1);
+                sent.push((receipts[0].message_id.clone(), body));
+                for message in store.receive(QUEUE, 2, None).await.unwrap() {
+                    assert_eq!(
+                        message.receive_count, 1,
+                        "message {} was received before",
+                        message.message_id
+                    );
+                    let (first, second) = tokio::join!(
+                        store.delete(QUEUE, &message.receipt_handle),
+                        store.delete(QUEUE, &message.receipt_handle)
+                    );
+                    let deleted = [&first, &second].iter().filter(|r| r.is_ok()).count();
+                    assert_eq!(
+                        deleted, 1,
+                        "two deletes with one receipt: {first:?} and {second:?}"
+                    );
+                    assert!(
+                        [first, second].contains(&Err(crate::StoreError::StaleReceipt)),
+                        "the losing delete must find the receipt stale"
+                    );
+                    received.push((
+                        message.message_id,
+                        String::from_utf8(message.body).unwrap(),
+                    ));
+                }
+            }
+            (sent, received)
+        },
+    )
+    .await;
+    let sent: BTreeMap<String, String> = results.iter().flat_map(|(s, _)| s.clone()).collect();
+    assert_eq!(sent.len(), BUSY_TASKS * BUSY_SENDS, "message ids must be unique");
+    let mut received: Vec<(String, String)> = results.into_iter().flat_map(|(_, r)| r).collect();
+    // What the tasks left behind is drained here.
+    for _ in 0..BUSY_TASKS * BUSY_SENDS {
+        let batch = store.receive(QUEUE, 10, None).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for message in batch {
+            store.delete(QUEUE, &message.receipt_handle).await.unwrap();
+            received.push((message.message_id, String::from_utf8(message.body).unwrap()));
+        }
+    }
+    let mut times: BTreeMap<&str, usize> = BTreeMap::new();
+    for (id, body) in &received {
+        *times.entry(id.as_str()).or_default() += 1;
+        assert_eq!(sent.get(id), Some(body), "message {id} came back with another body");
+    }
+    let twice: Vec<_> = times.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "messages received more than once: {twice:?}");
+    assert_eq!(times.len(), sent.len(), "every message is received");
+    let stats = store.stats(QUEUE).await.unwrap();
+    assert_eq!((stats.visible, stats.in_flight, stats.delayed), (0, 0, 0));
+}
+
 /// Rounds of the dedup race, each with a fresh dedup id.
 const DEDUP_ROUNDS: usize = 6;
 
