@@ -75,7 +75,7 @@ async fn start_position(
         },
     };
     tables
-        .set_checkpoint(&consumer(trigger, lane), start)
+        .set_checkpoint(&consumer(trigger, lane), start, None)
         .await?;
     Ok(start)
 }
@@ -231,7 +231,7 @@ impl LaneWorker {
         if let Err(e) = self
             .services
             .tables
-            .set_checkpoint(&self.consumer(), seq)
+            .set_checkpoint(&self.consumer(), seq, None)
             .await
         {
             // The records are done; if the checkpoint is lost they come

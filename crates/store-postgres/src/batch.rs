@@ -424,10 +424,8 @@ fn answers(ops: &[Op], steps: &[Step], results: Vec<Vec<Row>>) -> (Vec<Answer>, 
             StepKind::Delete => {
                 // A receipt deletes once: the first op holding it is told so,
                 // as if the ops had run one after another.
-                let mut deleted: HashSet<(i64, String)> = rows
-                    .iter()
-                    .map(|row| (row.get(0), row.get(1)))
-                    .collect();
+                let mut deleted: HashSet<(i64, String)> =
+                    rows.iter().map(|row| (row.get(0), row.get(1))).collect();
                 for (index, op) in ops.iter().enumerate() {
                     if let Op::Delete { seq, receipt, .. } = op {
                         let hit = deleted.remove(&(*seq, receipt.clone()));

@@ -10,6 +10,7 @@ mod batch;
 mod bucket;
 mod history;
 mod keys;
+mod lease;
 mod password;
 mod queue;
 mod schedule;
@@ -76,7 +77,6 @@ pub(crate) struct Db {
     /// Names changed by commits here, for other processes.
     pending: Arc<wake::Pending>,
 }
-
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -162,7 +162,6 @@ impl PgStore {
 }
 
 impl Db {
-
     /// Opens a transaction and reads the clock for it.
     async fn begin<'c>(&self, client: &'c mut deadpool_postgres::Client) -> StoreResult<Tx<'c>> {
         let tx = client.transaction().await.map_err(|e| classify(&e, None))?;

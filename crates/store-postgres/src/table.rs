@@ -529,8 +529,16 @@ impl TableStore for PgStore {
         })
     }
 
-    async fn set_checkpoint(&self, consumer: &str, seq: u64) -> StoreResult<()> {
+    async fn set_checkpoint(
+        &self,
+        consumer: &str,
+        seq: u64,
+        fence: Option<&nimbus_store::Fence>,
+    ) -> StoreResult<()> {
         in_tx!(self, |tx| {
+            if let Some(fence) = fence {
+                crate::lease::check_fence(tx, fence).await?;
+            }
             tx.execute(
                 "INSERT INTO stream_checkpoints (consumer, seq) VALUES ($1, $2)
                  ON CONFLICT (consumer) DO UPDATE SET seq = GREATEST(stream_checkpoints.seq, excluded.seq)",

@@ -65,6 +65,11 @@ mod buckets {
     nimbus_store::bucket_conformance_tests!(Postgres::fresh());
 }
 
+mod leases {
+    use super::*;
+    nimbus_store::lease_conformance_tests!(Postgres::fresh());
+}
+
 mod concurrency {
     use super::*;
     nimbus_store::concurrency_conformance_tests!(Postgres::fresh());

@@ -6,6 +6,7 @@
 mod bucket;
 mod history;
 mod keys;
+mod lease;
 mod queue;
 mod schedule;
 mod schema;

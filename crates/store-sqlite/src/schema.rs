@@ -8,7 +8,7 @@ use nimbus_store::{StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
     conn.execute_batch(
@@ -41,6 +41,9 @@ pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
         crate::table::migrate(conn)?;
         crate::schedule::migrate(conn)?;
         crate::bucket::migrate(conn)?;
+    }
+    if found < 2 {
+        crate::lease::migrate(conn)?;
     }
     conn.execute(
         "INSERT INTO nimbus_schema (id, version) VALUES (1, ?1)

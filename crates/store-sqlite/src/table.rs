@@ -545,11 +545,20 @@ impl TableStore for SqliteStore {
             .await
     }
 
-    async fn set_checkpoint(&self, consumer: &str, seq: u64) -> StoreResult<()> {
+    async fn set_checkpoint(
+        &self,
+        consumer: &str,
+        seq: u64,
+        fence: Option<&nimbus_store::Fence>,
+    ) -> StoreResult<()> {
         let consumer = consumer.to_owned();
         let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+        let fence = fence.cloned();
         self.writer
             .run(move |tx| {
+                if let Some(fence) = &fence {
+                    crate::lease::check_fence(tx, fence)?;
+                }
                 tx.execute(
                     "INSERT INTO stream_checkpoints (consumer, seq) VALUES (?1, ?2)
                      ON CONFLICT (consumer) DO UPDATE SET seq = MAX(seq, excluded.seq)",

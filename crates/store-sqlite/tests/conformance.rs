@@ -69,6 +69,13 @@ mod buckets {
     });
 }
 
+mod leases {
+    use super::*;
+    nimbus_store::lease_conformance_tests!(Sqlite {
+        dir: tempfile::tempdir().unwrap()
+    });
+}
+
 mod concurrency {
     use super::*;
     nimbus_store::concurrency_conformance_tests!(Sqlite {

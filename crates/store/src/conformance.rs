@@ -1,7 +1,8 @@
 //! The conformance suite every backend runs: `queue_conformance_tests!`,
 //! `key_conformance_tests!`, `secret_conformance_tests!`,
 //! `history_conformance_tests!`, `table_conformance_tests!`,
-//! `schedule_conformance_tests!` and `bucket_conformance_tests!` expand to one
+//! `schedule_conformance_tests!`, `bucket_conformance_tests!` and
+//! `lease_conformance_tests!` expand to one
 //! named test per case, each on a fresh store and a manual clock, so a
 //! backend cannot pass by accident of real time.
 //! `concurrency_conformance_tests!` opens two handles on one store and races
@@ -11,6 +12,7 @@ pub mod bucket;
 pub mod concurrency;
 pub mod history;
 pub mod keys;
+pub mod lease;
 pub mod queue;
 pub mod schedule;
 pub mod secret;
@@ -202,6 +204,29 @@ macro_rules! bucket_conformance_tests {
             async fn $case() {
                 let backend = $backend;
                 $crate::conformance::bucket::$case(|clock| $crate::conformance::Backend::open(&backend, clock)).await;
+            }
+        )*
+    };
+}
+
+/// Expands to the lease conformance tests, like [`queue_conformance_tests!`].
+#[macro_export]
+macro_rules! lease_conformance_tests {
+    ($backend:expr) => {
+        $crate::lease_conformance_tests!(@cases $backend;
+            a_lease_has_one_owner_until_it_lapses_by_the_store_clock,
+            renewing_keeps_the_fence_and_reports_lost_leases,
+            a_released_lease_is_free_at_once_and_only_its_holder_releases_it,
+            a_checkpoint_under_a_stale_fence_is_refused,
+            leases_survive_reopening_the_store
+        );
+    };
+    (@cases $backend:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let backend = $backend;
+                $crate::conformance::lease::$case(|clock| $crate::conformance::Backend::open(&backend, clock)).await;
             }
         )*
     };

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod conformance;
 pub mod history;
 pub mod keys;
+pub mod lease;
 pub mod queue;
 pub mod schedule;
 pub mod secret;
@@ -20,6 +21,7 @@ pub use bucket::{
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use history::{HistoryStore, InvocationFilter, InvocationRecord, LogLine};
 pub use keys::{ApiKeyRecord, KeyStore, KeyUsage};
+pub use lease::{Fence, Lease, LeaseStore};
 pub use queue::{
     NackOptions, QueueConfig, QueueSignals, QueueStats, QueueStore, ReceivedMessage, SendMessage,
     SendReceipt, StoredMessage,
@@ -42,6 +44,7 @@ pub trait Store:
     + TableStore
     + BucketStore
     + ScheduleStore
+    + LeaseStore
     + Send
     + Sync
     + 'static
@@ -109,6 +112,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("the store is shut down")]
     Closed,
+    /// A write made under a lease that has changed hands since (see
+    /// [`lease::Fence`]): the writer is no longer the owner and must stop.
+    #[error("lease `{lease}` has passed to another owner (fence {token} is stale)")]
+    Fenced { lease: String, token: u64 },
     /// Written by a newer binary: this one would misread it.
     #[error(
         "the store's schema is version {found}, newer than this nimbus knows (version {known}): \

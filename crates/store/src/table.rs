@@ -292,8 +292,15 @@ pub trait TableStore: Send + Sync {
     /// Checkpoints of every consumer whose name starts with `prefix`.
     async fn checkpoints(&self, prefix: &str) -> StoreResult<Vec<(String, u64)>>;
 
-    /// Moves a consumer's checkpoint (never backwards).
-    async fn set_checkpoint(&self, consumer: &str, seq: u64) -> StoreResult<()>;
+    /// Moves a consumer's checkpoint (never backwards). With a `fence`, only
+    /// if that lease has not changed hands since, else
+    /// [`crate::StoreError::Fenced`] and nothing moves.
+    async fn set_checkpoint(
+        &self,
+        consumer: &str,
+        seq: u64,
+        fence: Option<&crate::Fence>,
+    ) -> StoreResult<()>;
 
     /// Removes change records past their table's stream retention; returns
     /// how many.

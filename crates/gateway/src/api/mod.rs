@@ -193,7 +193,7 @@ impl From<StoreError> for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             StoreError::InvalidItem(_) | StoreError::InvalidMessage(_) => StatusCode::BAD_REQUEST,
-            StoreError::StaleReceipt => StatusCode::CONFLICT,
+            StoreError::StaleReceipt | StoreError::Fenced { .. } => StatusCode::CONFLICT,
             StoreError::Closed | StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             StoreError::Backend(_) | StoreError::SchemaTooNew { .. } => {
                 let detail = e.to_string();

@@ -183,7 +183,9 @@ pub async fn a_second_handle_sees_what_the_first_committed<
         (records[0].kind, records[0].version),
         (ChangeKind::Insert, 1)
     );
-    a.set_checkpoint("reader", records[0].seq).await.unwrap();
+    a.set_checkpoint("reader", records[0].seq, None)
+        .await
+        .unwrap();
     assert_eq!(b.checkpoint("reader").await.unwrap(), Some(records[0].seq));
 
     b.register_schedule("nightly", START_MS).await.unwrap();
@@ -331,10 +333,7 @@ pub async fn busy_tasks_on_one_handle_send_receive_and_delete_each_message_once<
                         [first, second].contains(&Err(crate::StoreError::StaleReceipt)),
                         "the losing delete must find the receipt stale"
                     );
-                    received.push((
-                        message.message_id,
-                        String::from_utf8(message.body).unwrap(),
-                    ));
+                    received.push((message.message_id, String::from_utf8(message.body).unwrap()));
                 }
             }
             (sent, received)
@@ -342,7 +341,11 @@ pub async fn busy_tasks_on_one_handle_send_receive_and_delete_each_message_once<
     )
     .await;
     let sent: BTreeMap<String, String> = results.iter().flat_map(|(s, _)| s.clone()).collect();
-    assert_eq!(sent.len(), BUSY_TASKS * BUSY_SENDS, "message ids must be unique");
+    assert_eq!(
+        sent.len(),
+        BUSY_TASKS * BUSY_SENDS,
+        "message ids must be unique"
+    );
     let mut received: Vec<(String, String)> = results.into_iter().flat_map(|(_, r)| r).collect();
     // What the tasks left behind is drained here.
     for _ in 0..BUSY_TASKS * BUSY_SENDS {
@@ -358,10 +361,17 @@ pub async fn busy_tasks_on_one_handle_send_receive_and_delete_each_message_once<
     let mut times: BTreeMap<&str, usize> = BTreeMap::new();
     for (id, body) in &received {
         *times.entry(id.as_str()).or_default() += 1;
-        assert_eq!(sent.get(id), Some(body), "message {id} came back with another body");
+        assert_eq!(
+            sent.get(id),
+            Some(body),
+            "message {id} came back with another body"
+        );
     }
     let twice: Vec<_> = times.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "messages received more than once: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "messages received more than once: {twice:?}"
+    );
     assert_eq!(times.len(), sent.len(), "every message is received");
     let stats = store.stats(QUEUE).await.unwrap();
     assert_eq!((stats.visible, stats.in_flight, stats.delayed), (0, 0, 0));
@@ -489,7 +499,7 @@ pub async fn concurrent_stream_writers_never_let_a_reader_skip_a_record<
                 };
                 after = last.seq;
                 handles[(read + 1) % 2]
-                    .set_checkpoint(STREAM_CONSUMER, after)
+                    .set_checkpoint(STREAM_CONSUMER, after, None)
                     .await
                     .unwrap();
                 if !done {

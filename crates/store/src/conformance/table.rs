@@ -355,18 +355,21 @@ pub async fn checkpoints_never_move_back_and_survive_reopening<
     let (store, _) = opened(&open, None).await;
     assert_eq!(store.checkpoint("stream:orders:f:0/2").await.unwrap(), None);
     store
-        .set_checkpoint("stream:orders:f:0/2", 7)
+        .set_checkpoint("stream:orders:f:0/2", 7, None)
         .await
         .unwrap();
     store
-        .set_checkpoint("stream:orders:f:0/2", 3)
+        .set_checkpoint("stream:orders:f:0/2", 3, None)
         .await
         .unwrap();
     store
-        .set_checkpoint("stream:orders:f:1/2", 4)
+        .set_checkpoint("stream:orders:f:1/2", 4, None)
         .await
         .unwrap();
-    store.set_checkpoint("stream:other:f:0/1", 1).await.unwrap();
+    store
+        .set_checkpoint("stream:other:f:0/1", 1, None)
+        .await
+        .unwrap();
     drop(store);
     let store = open(ManualClock::new(START_MS)).await;
     assert_eq!(

@@ -1,0 +1,242 @@
+//! Lease cases: a lease is held by one owner at a time until it lapses by
+//! the store's clock; the fence grows when it changes hands and not when
+//! its owner renews; renewal reports what was lost; a release frees it at
+//! once; a checkpoint written under a stale fence is refused and moves
+//! nothing; leases survive reopening the store.
+
+use crate::lease::{Fence, LeaseStore};
+use crate::table::TableStore;
+use crate::{ManualClock, StoreError};
+use std::future::Future;
+
+const START_MS: u64 = 1_700_000_000_000;
+const TTL_MS: u64 = 15_000;
+
+pub async fn a_lease_has_one_owner_until_it_lapses_by_the_store_clock<
+    S: LeaseStore,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let clock = ManualClock::new(START_MS);
+    let store = open(clock.clone()).await;
+    let first = store
+        .acquire_lease("stream:orders:0/2", "node-a", TTL_MS)
+        .await
+        .unwrap()
+        .expect("a free lease is taken");
+    assert_eq!(first.owner, "node-a");
+    assert_eq!(first.expires_at, START_MS + TTL_MS);
+    assert_eq!(
+        store
+            .acquire_lease("stream:orders:0/2", "node-b", TTL_MS)
+            .await
+            .unwrap(),
+        None,
+        "a live lease is not taken by another owner"
+    );
+    clock.advance_ms(TTL_MS - 1);
+    assert_eq!(
+        store
+            .acquire_lease("stream:orders:0/2", "node-b", TTL_MS)
+            .await
+            .unwrap(),
+        None,
+        "a lease lives until its expiry"
+    );
+    clock.advance_ms(1);
+    let taken = store
+        .acquire_lease("stream:orders:0/2", "node-b", TTL_MS)
+        .await
+        .unwrap()
+        .expect("a lapsed lease is taken");
+    assert_eq!(taken.owner, "node-b");
+    assert!(
+        taken.fence > first.fence,
+        "the fence grows when it changes hands"
+    );
+    let listed = store.leases("stream:").await.unwrap();
+    assert_eq!(listed, vec![taken]);
+}
+
+pub async fn renewing_keeps_the_fence_and_reports_lost_leases<
+    S: LeaseStore,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let clock = ManualClock::new(START_MS);
+    let store = open(clock.clone()).await;
+    let a = store
+        .acquire_lease("a", "node-a", TTL_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    let b = store
+        .acquire_lease("b", "node-a", TTL_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    clock.advance_ms(TTL_MS / 2);
+    let again = store
+        .acquire_lease("a", "node-a", TTL_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        again.fence, a.fence,
+        "its owner taking it again keeps the fence"
+    );
+    let names = vec!["a".to_owned(), "b".to_owned(), "never-taken".to_owned()];
+    let renewed = store.renew_leases("node-a", &names, TTL_MS).await.unwrap();
+    assert_eq!(
+        renewed
+            .iter()
+            .map(|l| (l.name.as_str(), l.fence, l.expires_at))
+            .collect::<Vec<_>>(),
+        vec![
+            ("a", a.fence, START_MS + TTL_MS / 2 + TTL_MS),
+            ("b", b.fence, START_MS + TTL_MS / 2 + TTL_MS)
+        ]
+    );
+    // `b` lapses and another node takes it: renewing no longer returns it.
+    clock.advance_ms(TTL_MS);
+    assert!(
+        store
+            .renew_leases("node-a", &names, TTL_MS)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .acquire_lease("b", "node-b", TTL_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    let renewed = store.renew_leases("node-a", &names, TTL_MS).await.unwrap();
+    assert!(renewed.is_empty(), "lapsed leases are lost: {renewed:?}");
+    // Taking back a lease that lapsed grows the fence, even for the owner
+    // that had it.
+    let back = store
+        .acquire_lease("a", "node-a", TTL_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(back.fence > a.fence);
+}
+
+pub async fn a_released_lease_is_free_at_once_and_only_its_holder_releases_it<
+    S: LeaseStore,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let store = open(ManualClock::new(START_MS)).await;
+    let held = store
+        .acquire_lease("sweep", "node-a", TTL_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .release_lease("sweep", "node-b", held.fence)
+        .await
+        .unwrap();
+    store
+        .release_lease("sweep", "node-a", held.fence + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .acquire_lease("sweep", "node-b", TTL_MS)
+            .await
+            .unwrap(),
+        None,
+        "a release by another owner or at another fence does nothing"
+    );
+    store
+        .release_lease("sweep", "node-a", held.fence)
+        .await
+        .unwrap();
+    assert!(store.leases("").await.unwrap().is_empty());
+    let next = store
+        .acquire_lease("sweep", "node-b", TTL_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(next.fence > held.fence);
+}
+
+pub async fn a_checkpoint_under_a_stale_fence_is_refused<
+    S: LeaseStore + TableStore,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let clock = ManualClock::new(START_MS);
+    let store = open(clock.clone()).await;
+    let lane = "stream:orders:f:0/1";
+    let old = store
+        .acquire_lease(lane, "node-a", TTL_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .set_checkpoint(lane, 5, Some(&old.fence()))
+        .await
+        .unwrap();
+    assert_eq!(store.checkpoint(lane).await.unwrap(), Some(5));
+    clock.advance_ms(TTL_MS);
+    let new = store
+        .acquire_lease(lane, "node-b", TTL_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.set_checkpoint(lane, 9, Some(&old.fence())).await,
+        Err(StoreError::Fenced {
+            lease: lane.to_owned(),
+            token: old.fence
+        })
+    );
+    assert_eq!(
+        store.checkpoint(lane).await.unwrap(),
+        Some(5),
+        "nothing moved"
+    );
+    store
+        .set_checkpoint(lane, 7, Some(&new.fence()))
+        .await
+        .unwrap();
+    assert_eq!(store.checkpoint(lane).await.unwrap(), Some(7));
+    let unknown = Fence {
+        lease: "never-taken".to_owned(),
+        token: 1,
+    };
+    assert!(matches!(
+        store.set_checkpoint(lane, 8, Some(&unknown)).await,
+        Err(StoreError::Fenced { .. })
+    ));
+}
+
+pub async fn leases_survive_reopening_the_store<S: LeaseStore, F: Future<Output = S>>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let clock = ManualClock::new(START_MS);
+    let held = {
+        let store = open(clock.clone()).await;
+        store
+            .acquire_lease("sweep", "node-a", TTL_MS)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let store = open(clock).await;
+    assert_eq!(store.leases("").await.unwrap(), vec![held]);
+    assert_eq!(
+        store
+            .acquire_lease("sweep", "node-b", TTL_MS)
+            .await
+            .unwrap(),
+        None
+    );
+}
