@@ -6,6 +6,7 @@ mod build;
 mod client;
 mod history;
 mod key;
+mod node;
 mod queue;
 mod schedule;
 mod secret;

@@ -105,6 +105,16 @@ pub struct UpArgs {
     /// seconds; at most `MAX_HISTORY_RECORDS` are kept whatever this says.
     #[arg(long, default_value_t = 86_400, value_name = "S", value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
     history_retention_s: u64,
+    /// This node's id, in its logs and leases; nodes sharing a store need
+    /// different ones [default: kept in the data directory, generated on
+    /// first start].
+    #[arg(long, env = "NIMBUS_NODE_ID", value_name = "ID")]
+    node_id: Option<String>,
+    /// How long a node owns singleton work (a stream lane) without renewing,
+    /// in milliseconds: work of a node that stops renewing moves to another
+    /// node after at most this (plus a quarter of it).
+    #[arg(long, env = "NIMBUS_LEASE_MS", default_value_t = nimbus_dispatch::ownership::DEFAULT_LEASE.as_millis() as u64, value_name = "MS", value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
+    lease_ms: u64,
     /// Test seam: time (for the store, schedules and event ages) stands still
     /// from the start, moving only when `POST /v1/test/clock` advances it.
     /// Hidden: never for production use.
@@ -173,6 +183,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("failed to create the data directory {}", data_dir.display()))?;
+    let node = crate::node::resolve(args.node_id.as_deref(), &data_dir)?;
 
     let admin_token = match &args.admin_token {
         Some(token) if token.len() >= MIN_ADMIN_TOKEN_LEN => token.clone(),
@@ -496,11 +507,21 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 triggers_stopped.clone(),
             ));
         }
+        let ownership = nimbus_dispatch::ownership::Ownership::new(
+            store.clone(),
+            &node,
+            Duration::from_millis(args.lease_ms),
+        );
+        // Stopped after the triggers, so leases are given up only once the
+        // work under them has stopped.
+        let (stop_ownership, ownership_stopped) = tokio::sync::watch::channel(false);
+        let balancer = tokio::spawn(ownership.clone().run(ownership_stopped));
         let stream_services = Arc::new(nimbus_dispatch::stream::StreamServices {
             tables: store.clone(),
             queues: store.clone(),
             signals: signals.clone(),
             clock: clock.clone(),
+            ownership,
         });
         for trigger in &app.stream_triggers {
             triggers.spawn(nimbus_dispatch::stream::run_stream_trigger(
@@ -587,7 +608,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             writeln!(out, "admin listening on http://{}", admin.local_addr()?)?;
             out.flush()?;
         }
-        tracing::info!(app = %app.name, "serving");
+        tracing::info!(app = %app.name, node = %node, "serving");
         let shutdown = async {
             signalled.await;
             // Queue workers stop taking new batches at once; the ones in
@@ -603,6 +624,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             while triggers.join_next().await.is_some() {}
         })
         .await;
+        let _ = stop_ownership.send(true);
+        let _ = tokio::time::timeout(limits.shutdown_grace, balancer).await;
         sweeper.abort();
         stream_sweeper.abort();
         blob_sweeper.abort();

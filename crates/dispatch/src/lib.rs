@@ -4,6 +4,7 @@
 
 pub mod invoke;
 pub mod object;
+pub mod ownership;
 mod queue;
 pub mod retrying;
 pub mod schedule;

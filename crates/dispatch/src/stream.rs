@@ -9,6 +9,7 @@
 //! `max_event_age_s` go there without being invoked. The checkpoint moves
 //! only past settled records, and it is stored, so a restart resumes.
 
+use crate::ownership::{Held, Ownership, Unit};
 use crate::retrying::send_record;
 use crate::worker::{Failures, IDLE_POLL, STORE_RETRY};
 use nimbus_engine::{Event, EventFunction, InvokeError, TriggerKind, rfc3339};
@@ -31,6 +32,9 @@ pub struct StreamServices {
     pub queues: Arc<dyn QueueStore>,
     pub signals: QueueSignals,
     pub clock: Arc<dyn Clock>,
+    /// Which lanes this node runs: each lane is a unit held by lease, so
+    /// one node at a time reads it.
+    pub ownership: Arc<Ownership>,
 }
 
 /// Pins where each lane of `trigger` starts, if it has no checkpoint yet.
@@ -92,12 +96,16 @@ pub async fn run_stream_trigger(
     let lanes = trigger.delivery.max_concurrency.max(1);
     let mut workers = JoinSet::new();
     for index in 0..lanes {
+        let lane = Lane { index, lanes };
+        let unit = services.ownership.unit(&consumer(&trigger, lane));
         let lane = LaneWorker {
             trigger: trigger.clone(),
             function: function.clone(),
             services: services.clone(),
-            lane: Lane { index, lanes },
+            lane,
             shutdown: shutdown.clone(),
+            unit,
+            held: None,
         };
         workers.spawn(lane.run());
     }
@@ -110,6 +118,9 @@ struct LaneWorker {
     services: Arc<StreamServices>,
     lane: Lane,
     shutdown: watch::Receiver<bool>,
+    /// The lane's lease, and this node's hold on it while it runs the lane.
+    unit: Unit,
+    held: Option<Held>,
 }
 
 /// How one invocation of a batch went.
@@ -129,15 +140,27 @@ impl LaneWorker {
         consumer(&self.trigger, self.lane)
     }
 
+    /// At shutdown, or once this node no longer holds the lane.
     fn stopping(&self) -> bool {
-        *self.shutdown.borrow()
+        *self.shutdown.borrow() || !self.held.as_ref().is_some_and(|h| self.unit.holds(h))
     }
 
     async fn start(&self) -> Result<u64, StoreError> {
         start_position(&self.trigger, self.services.tables.as_ref(), self.lane).await
     }
 
+    /// Runs the lane whenever this node holds it, from its checkpoint.
     async fn run(mut self) {
+        let mut shutdown = self.shutdown.clone();
+        while let Some(held) = self.unit.acquired(&mut shutdown).await {
+            self.held = Some(held);
+            self.run_held().await;
+            self.held = None;
+        }
+    }
+
+    /// Reads and delivers until shutdown or until the hold is lost.
+    async fn run_held(&mut self) {
         let what = format!(
             "the stream trigger of function `{}` on table `{}`",
             self.trigger.function, self.trigger.table
@@ -186,6 +209,7 @@ impl LaneWorker {
                     () = notified => {}
                     () = tokio::time::sleep(IDLE_POLL) => {}
                     _ = self.shutdown.changed() => {}
+                    () = self.unit.changed() => {}
                 }
                 continue;
             }
@@ -217,26 +241,41 @@ impl LaneWorker {
         Ok(())
     }
 
-    /// Sleeps `delay` unless shutdown comes first; true if it did.
+    /// Sleeps `delay` unless shutdown or the loss of the lane comes first;
+    /// true if the lane must stop.
     async fn pause(&mut self, delay: Duration) -> bool {
-        tokio::select! {
-            () = tokio::time::sleep(delay) => self.stopping(),
-            _ = self.shutdown.changed() => true,
+        let end = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(end) => return self.stopping(),
+                _ = self.shutdown.changed() => return true,
+                () = self.unit.changed() => if self.stopping() { return true },
+            }
         }
     }
 
-    /// Marks every record up to `seq` done.
-    async fn advance(&self, position: &mut u64, seq: u64, last_at: u64) {
+    /// Marks every record up to `seq` done, under the lane's fence.
+    async fn advance(&mut self, position: &mut u64, seq: u64, last_at: u64) {
         *position = seq;
-        if let Err(e) = self
+        let fence = self.held.as_ref().map(|h| h.fence.clone());
+        match self
             .services
             .tables
-            .set_checkpoint(&self.consumer(), seq, None)
+            .set_checkpoint(&self.consumer(), seq, fence.as_ref())
             .await
         {
+            Ok(()) => {}
+            Err(e @ StoreError::Fenced { .. }) => {
+                // Another node runs the lane now; it goes on from the
+                // checkpoint it found, and this node stops.
+                tracing::warn!(consumer = %self.consumer(), "stopping the lane: {e}");
+                self.held = None;
+            }
             // The records are done; if the checkpoint is lost they come
             // again (at-least-once).
-            tracing::warn!(consumer = %self.consumer(), "could not store the checkpoint: {e}");
+            Err(e) => {
+                tracing::warn!(consumer = %self.consumer(), "could not store the checkpoint: {e}")
+            }
         }
         let age_s = self.services.clock.now_ms().saturating_sub(last_at) / 1000;
         self.function

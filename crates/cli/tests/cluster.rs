@@ -1,0 +1,170 @@
+//! Nodes sharing one PostgreSQL: a stream trigger's lanes are leased, so
+//! the nodes split them (each record handled once, by the node holding its
+//! lane) and the lanes of a node that is killed resume on the survivor once
+//! their leases lapse.
+
+mod support;
+
+use nimbus_test_programs as programs;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+use support::{Nimbus, TestApp, client, until};
+
+const TABLE: &str = "[table.orders]\npartition_key = \"customer\"\nsort_key = \"order\"\nstream = \"new_and_old_images\"\nmax_item_bytes = 1024\n";
+const LANES: usize = 4;
+const LEASE_MS: u64 = 2_000;
+const KEYS: usize = 16;
+
+/// `(seq, key)` of every change record a node's function printed.
+fn handled(lines: &[String]) -> Vec<(u64, String)> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let rest = &l[l.find("stream seq=")?..];
+            let field = |name: &str| -> Option<String> {
+                let start = rest.find(&format!("{name}="))? + name.len() + 1;
+                Some(rest[start..].split(' ').next()?.to_owned())
+            };
+            Some((field("seq")?.parse().ok()?, field("key")?))
+        })
+        .collect()
+}
+
+async fn start(
+    manifest: &std::path::Path,
+    dir: &std::path::Path,
+    store: &str,
+    node: &str,
+) -> Nimbus {
+    let lease = LEASE_MS.to_string();
+    Nimbus::start(
+        manifest,
+        dir,
+        &["--store", store, "--node-id", node, "--lease-ms", &lease],
+    )
+    .await
+}
+
+async fn write_round(nimbus: &Nimbus, round: usize) {
+    for key in 0..KEYS {
+        let item = json!({ "customer": format!("c{key:02}"), "order": "1", "round": round });
+        let response = client()
+            .post(nimbus.admin_url("/v1/tables/orders/items"))
+            .json(&json!({ "item": item }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+}
+
+/// Lines of `nimbus` saying it took a lane's lease.
+fn taken(nimbus: &Nimbus) -> usize {
+    nimbus
+        .stderr
+        .snapshot()
+        .iter()
+        .filter(|l| l.contains("took the unit's lease") && l.contains("stream:orders:consumer:"))
+        .count()
+}
+
+#[tokio::test]
+async fn nodes_split_stream_lanes_and_a_killed_nodes_lanes_resume_on_the_survivor() {
+    let store = nimbus_test_postgres::server().fresh_url();
+    let app = TestApp::new("cluster")
+        .function("consumer", programs::TABLES, &format!("\n{TABLE}"))
+        .route_kind(
+            "stream",
+            &format!("table = \"orders\"\nfunction = \"consumer\"\nmax_concurrency = {LANES}\nstarting_position = \"oldest\""),
+        );
+    let manifest = app.write();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(&manifest, a_dir.path(), &store, "node-a").await;
+    a.stderr
+        .wait_for_count("node-a taking every lane", LANES, |l| {
+            l.contains("took the unit's lease") && l.contains("stream:orders:consumer:")
+        })
+        .await;
+    let mut b = start(&manifest, b_dir.path(), &store, "node-b").await;
+    // node-a sheds half the lanes, they lapse, and node-b takes them.
+    b.stderr
+        .wait_for_count("node-b taking its share of the lanes", LANES / 2, |l| {
+            l.contains("took the unit's lease") && l.contains("stream:orders:consumer:")
+        })
+        .await;
+    assert!(
+        a.stderr
+            .snapshot()
+            .iter()
+            .any(|l| l.contains("handing the unit over") && l.contains("node=node-a")),
+        "node-a hands lanes over"
+    );
+
+    for round in 0..2 {
+        write_round(if round == 0 { &a } else { &b }, round).await;
+    }
+    // Lines of two processes: looked at in turn until both together hold
+    // every record.
+    let both = until("for every record on one node or the other", || async {
+        let mut seen = handled(&a.stderr.snapshot());
+        seen.extend(handled(&b.stderr.snapshot()));
+        (seen.len() >= 2 * KEYS).then_some(seen)
+    })
+    .await;
+    let seqs: BTreeSet<u64> = both.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs.len(), 2 * KEYS, "each record once: {both:?}");
+    assert_eq!(both.len(), 2 * KEYS, "no record handled twice: {both:?}");
+    let (on_a, on_b) = (handled(&a.stderr.snapshot()), handled(&b.stderr.snapshot()));
+    assert!(
+        !on_a.is_empty() && !on_b.is_empty(),
+        "both nodes work: a {on_a:?}, b {on_b:?}"
+    );
+    let keys_a: BTreeSet<&String> = on_a.iter().map(|(_, k)| k).collect();
+    let keys_b: BTreeSet<&String> = on_b.iter().map(|(_, k)| k).collect();
+    assert!(keys_a.is_disjoint(&keys_b), "a key's lane runs on one node");
+
+    // node-b dies without a word; its lanes lapse and node-a takes them.
+    let taken_before = taken(&a);
+    b.child.start_kill().unwrap();
+    b.child.wait().await.unwrap();
+    let killed = Instant::now();
+    write_round(&a, 2).await;
+    let after: Vec<(u64, String)> = a
+        .stderr
+        .wait_until(
+            "for node-a to handle the records of node-b's lanes too",
+            |lines| {
+                let late: Vec<_> = handled(lines)
+                    .into_iter()
+                    .filter(|(seq, _)| !seqs.contains(seq))
+                    .collect();
+                (late.len() >= KEYS).then_some(late)
+            },
+        )
+        .await;
+    let resumed = killed.elapsed();
+    assert_eq!(
+        taken(&a),
+        taken_before + LANES / 2,
+        "node-a takes node-b's lanes"
+    );
+    let keys: BTreeSet<&String> = after.iter().map(|(_, k)| k).collect();
+    assert_eq!(
+        keys.len(),
+        KEYS,
+        "every key's new record is handled: {after:?}"
+    );
+    // One lease period for the leases to lapse, a quarter for node-a's next
+    // round, and room for a loaded machine.
+    assert!(
+        resumed < Duration::from_millis(4 * LEASE_MS),
+        "node-b's lanes resumed after {resumed:?}"
+    );
+    // Per key, records stay in write order across the handover.
+    let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+    for (seq, key) in &handled(&a.stderr.snapshot()) {
+        let previous = last.insert(key, *seq);
+        assert!(previous.is_none_or(|p| p < *seq), "{key} out of order");
+    }
+}

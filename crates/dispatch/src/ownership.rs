@@ -1,0 +1,304 @@
+//! Which node runs which singleton work. Work that one node at a time may
+//! do (a stream lane) is a named unit held by lease in the store. Each
+//! node takes free units up to its fair share (all units over the live
+//! nodes, rounded up), renews what it holds in one request every quarter of
+//! the lease period, and stops renewing its surplus when nodes join, so the
+//! surplus lapses and the newcomers take it. A node counts a unit as lost
+//! once its last renewal is older than the lease period less a margin, by
+//! its own monotonic clock, so its work stops before the lease can pass to
+//! another node; writes made under a unit carry its fence, which the store
+//! refuses once the lease has changed hands.
+
+use nimbus_store::lease::{Fence, LeaseStore};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// The lease period when none is configured.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
+/// Prefix of the lease each live node holds on its own name: the live
+/// nodes are the holders of these.
+const NODE_PREFIX: &str = "node:";
+
+/// This node's hold on a unit: the fence its writes carry, valid until a
+/// local deadline.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub fence: Fence,
+    until: Instant,
+}
+
+impl Held {
+    fn valid(&self) -> bool {
+        Instant::now() < self.until
+    }
+}
+
+/// One unit of work as its worker sees it.
+pub struct Unit {
+    state: watch::Receiver<Option<Held>>,
+}
+
+impl Unit {
+    /// Waits until this node holds the unit; `None` once `shutdown` is set.
+    pub async fn acquired(&mut self, shutdown: &mut watch::Receiver<bool>) -> Option<Held> {
+        loop {
+            if *shutdown.borrow() {
+                return None;
+            }
+            if let Some(held) = self.state.borrow_and_update().clone()
+                && held.valid()
+            {
+                return Some(held);
+            }
+            tokio::select! {
+                changed = self.state.changed() => if changed.is_err() { return None },
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Whether `held` is still this node's current, unexpired hold.
+    pub fn holds(&self, held: &Held) -> bool {
+        self.state
+            .borrow()
+            .as_ref()
+            .is_some_and(|now| now.fence == held.fence && now.valid())
+    }
+
+    /// Resolves when the hold changes (lost, renewed, or taken again).
+    pub async fn changed(&mut self) {
+        if self.state.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// The units of this node and its view of the cluster.
+pub struct Ownership {
+    store: Arc<dyn LeaseStore>,
+    node: String,
+    lease: Duration,
+    units: Mutex<BTreeMap<String, watch::Sender<Option<Held>>>>,
+}
+
+impl Ownership {
+    pub fn new(store: Arc<dyn LeaseStore>, node: &str, lease: Duration) -> Arc<Self> {
+        Arc::new(Ownership {
+            store,
+            node: node.to_owned(),
+            lease,
+            units: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Registers the unit `name` (one per name) and returns its view.
+    pub fn unit(&self, name: &str) -> Unit {
+        let mut units = self.units.lock().unwrap();
+        let sender = units
+            .entry(name.to_owned())
+            .or_insert_with(|| watch::channel(None).0);
+        Unit {
+            state: sender.subscribe(),
+        }
+    }
+
+    /// Balances units until `shutdown`, then gives up what it holds so
+    /// other nodes take over at once instead of after the lease lapses.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut balance = Balance::default();
+        loop {
+            self.round(&mut balance).await;
+            tokio::select! {
+                () = tokio::time::sleep(self.lease / 4) => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        self.release_all().await;
+    }
+
+    /// Ends every held lease (at shutdown, after the workers stopped).
+    async fn release_all(&self) {
+        let held: Vec<(String, Held)> = {
+            let units = self.units.lock().unwrap();
+            units
+                .iter()
+                .filter_map(|(name, tx)| tx.send_replace(None).map(|h| (name.clone(), h)))
+                .collect()
+        };
+        for (name, held) in held {
+            if let Err(e) = self
+                .store
+                .release_lease(&name, &self.node, held.fence.token)
+                .await
+            {
+                tracing::debug!(lease = %name, "could not release the lease: {e}");
+            }
+        }
+    }
+
+    /// Renews, counts the live nodes, and takes or sheds units to reach
+    /// this node's share.
+    async fn round(&self, balance: &mut Balance) {
+        let started = Instant::now();
+        let until = started + self.lease - self.lease / 5;
+        let ttl_ms = self.lease.as_millis() as u64;
+        let node_lease = format!("{NODE_PREFIX}{}", self.node);
+        if let Err(e) = self
+            .store
+            .acquire_lease(&node_lease, &self.node, ttl_ms)
+            .await
+        {
+            balance.failed(&e);
+            return;
+        }
+        let held: Vec<String> = {
+            let units = self.units.lock().unwrap();
+            units
+                .iter()
+                .filter(|(_, tx)| tx.borrow().is_some())
+                .map(|(name, _)| name.clone())
+                .collect()
+        };
+        let renewed = match self.store.renew_leases(&self.node, &held, ttl_ms).await {
+            Ok(renewed) => renewed,
+            Err(e) => {
+                // Holds stay valid until their deadline; past it, workers
+                // stop by themselves.
+                balance.failed(&e);
+                return;
+            }
+        };
+        let live = match self.store.leases(NODE_PREFIX).await {
+            Ok(nodes) => nodes.len().max(1),
+            Err(e) => {
+                balance.failed(&e);
+                return;
+            }
+        };
+        balance.recovered();
+        let renewed: HashMap<String, Fence> = renewed
+            .into_iter()
+            .map(|l| (l.name.clone(), l.fence()))
+            .collect();
+        let total = self.units.lock().unwrap().len();
+        let share = total.div_ceil(live);
+        let mut holding = 0;
+        {
+            let units = self.units.lock().unwrap();
+            for (name, tx) in units.iter() {
+                match renewed.get(name) {
+                    Some(fence) if holding < share => {
+                        holding += 1;
+                        tx.send_replace(Some(Held {
+                            fence: fence.clone(),
+                            until,
+                        }));
+                    }
+                    Some(_) => {
+                        // Surplus: no longer renewed, it lapses and a node
+                        // with less than its share takes it.
+                        tracing::info!(lease = %name, node = %self.node, "handing the unit over to a node with less work");
+                        tx.send_replace(None);
+                        balance.shed(name, started + self.lease);
+                    }
+                    None => {
+                        if tx.send_replace(None).is_some() {
+                            tracing::warn!(lease = %name, node = %self.node, "lost the unit's lease: its work stopped here");
+                        }
+                    }
+                }
+            }
+        }
+        balance.forget_lapsed();
+        let free: Vec<String> = {
+            let units = self.units.lock().unwrap();
+            units
+                .iter()
+                .filter(|(name, tx)| tx.borrow().is_none() && !balance.is_shed(name))
+                .map(|(name, _)| name.clone())
+                .collect()
+        };
+        // Start at a place of this node's own, so nodes starting together
+        // do not all race for the same units first.
+        let offset = free
+            .len()
+            .checked_sub(1)
+            .map_or(0, |_| spread(&self.node) % free.len());
+        for name in free.iter().cycle().skip(offset).take(free.len()) {
+            if holding >= share {
+                break;
+            }
+            let asked = Instant::now();
+            match self.store.acquire_lease(name, &self.node, ttl_ms).await {
+                Ok(Some(lease)) => {
+                    holding += 1;
+                    tracing::info!(lease = %name, node = %self.node, fence = lease.fence, "took the unit's lease");
+                    if let Some(tx) = self.units.lock().unwrap().get(name) {
+                        tx.send_replace(Some(Held {
+                            fence: lease.fence(),
+                            until: asked + self.lease - self.lease / 5,
+                        }));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    balance.failed(&e);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A stable number from a node id.
+fn spread(node: &str) -> usize {
+    node.bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
+}
+
+/// What the balancing rounds remember between them.
+#[derive(Default)]
+struct Balance {
+    /// Units given up, until their lease has lapsed: not taken back before.
+    shed: HashMap<String, Instant>,
+    /// Whether the last round failed (to log a failure once, not each round).
+    failing: bool,
+}
+
+impl Balance {
+    fn shed(&mut self, name: &str, lapses: Instant) {
+        self.shed.insert(name.to_owned(), lapses);
+    }
+
+    fn is_shed(&self, name: &str) -> bool {
+        self.shed.contains_key(name)
+    }
+
+    fn forget_lapsed(&mut self) {
+        let now = Instant::now();
+        self.shed.retain(|_, lapses| *lapses > now);
+    }
+
+    fn failed(&mut self, e: &nimbus_store::StoreError) {
+        if !self.failing {
+            tracing::error!(
+                "cannot renew or take leases: {e}; work held here stops when its leases run out"
+            );
+        }
+        self.failing = true;
+    }
+
+    fn recovered(&mut self) {
+        if self.failing {
+            tracing::info!("reached the store again: renewing and taking leases");
+        }
+        self.failing = false;
+    }
+}
