@@ -748,16 +748,22 @@ async fn open_store(
 /// Longest wait at shutdown for the last spans to be exported.
 const TRACE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How often quota use of API keys is written to the store; a crash
-/// forgets at most this much use.
+/// How often quota use of API keys is added to the store (a crash forgets
+/// at most this much use) and keys are read back.
 const KEY_USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Adds this node's quota use to the store each second and reads the keys
+/// back, so keys created or revoked on another node (and its use) count
+/// here within about a second.
 async fn flush_key_usage_periodically(keys: Arc<ApiKeys>) {
     let mut tick = tokio::time::interval(KEY_USAGE_FLUSH_INTERVAL);
     loop {
         tick.tick().await;
         if let Err(e) = keys.flush().await {
             tracing::warn!("failed to record API key quota use: {e}");
+        }
+        if let Err(e) = keys.refresh().await {
+            tracing::warn!("failed to read API keys from the store: {e}");
         }
     }
 }

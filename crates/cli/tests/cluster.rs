@@ -168,3 +168,88 @@ async fn nodes_split_stream_lanes_and_a_killed_nodes_lanes_resume_on_the_survivo
         assert!(previous.is_none_or(|p| p < *seq), "{key} out of order");
     }
 }
+
+/// A POST to `/keyed` on `nimbus` presenting `key`: its status.
+async fn keyed(nimbus: &Nimbus, key: &str) -> u16 {
+    reqwest::Client::new()
+        .post(nimbus.url("/keyed"))
+        .header("x-api-key", key)
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn api_keys_and_their_quota_are_one_truth_across_nodes() {
+    let store = nimbus_test_postgres::server().fresh_url();
+    let app = TestApp::new("cluster-keys")
+        .function("echo", programs::ECHO, "")
+        .route("/keyed", "echo", "auth = \"api_key\"");
+    let manifest = app.write();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(&manifest, a_dir.path(), &store, "node-a").await;
+    let b = start(&manifest, b_dir.path(), &store, "node-b").await;
+
+    // A key made on node-a works on node-b once node-b has read it back.
+    let created: serde_json::Value = client()
+        .post(a.admin_url("/v1/keys"))
+        .json(&json!({ "name": "shared", "quota": 5, "quota_period": "day" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(keyed(&a, &key).await, 200);
+    until("for node-b to accept the key made on node-a", || async {
+        (keyed(&b, &key).await == 200).then_some(())
+    })
+    .await;
+
+    // Use on both nodes adds up: 2 so far; node-a uses 2 more, and once
+    // node-b sees all 4 it allows one more and refuses the next.
+    for _ in 0..2 {
+        assert_eq!(keyed(&a, &key).await, 200);
+    }
+    until("for node-b to see every use of the key", || async {
+        let keys: serde_json::Value = client()
+            .get(b.admin_url("/v1/keys"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (keys["keys"][0]["quota_used"] == 4).then_some(())
+    })
+    .await;
+    assert_eq!(keyed(&b, &key).await, 200);
+    assert_eq!(
+        keyed(&b, &key).await,
+        429,
+        "the fifth use on either node was the last"
+    );
+
+    // Revoked on node-b: node-a refuses it within seconds.
+    let revoked = Instant::now();
+    let response = client()
+        .delete(b.admin_url(&format!("/v1/keys/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    until("for node-a to refuse the key revoked on node-b", || async {
+        (keyed(&a, &key).await == 401).then_some(())
+    })
+    .await;
+    assert!(
+        revoked.elapsed() < Duration::from_secs(5),
+        "revocation reached node-a after {:?}",
+        revoked.elapsed()
+    );
+}

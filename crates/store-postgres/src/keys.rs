@@ -82,16 +82,36 @@ impl KeyStore for PgStore {
         in_tx!(self, |tx| revoke(tx, id).await)
     }
 
-    async fn save_key_usage(&self, usage: Vec<(String, KeyUsage)>) -> StoreResult<()> {
+    async fn add_key_usage(
+        &self,
+        usage: Vec<(String, KeyUsage)>,
+    ) -> StoreResult<Vec<(String, KeyUsage)>> {
         in_tx!(self, |tx| {
+            let mut totals = Vec::with_capacity(usage.len());
             for (id, u) in &usage {
-                tx.execute(
-                    "UPDATE api_keys SET window_start_s = $2, used = $3 WHERE id = $1",
-                    &[id, &int8(u.window_start_s), &int8(u.used)],
-                )
-                .await?;
+                let row = tx
+                    .query_opt(
+                        "UPDATE api_keys SET
+                            used = CASE WHEN window_start_s = $2 THEN used + $3
+                                        WHEN window_start_s > $2 THEN used
+                                        ELSE $3 END,
+                            window_start_s = GREATEST(window_start_s, $2)
+                         WHERE id = $1
+                         RETURNING window_start_s, used",
+                        &[id, &int8(u.window_start_s), &int8(u.used)],
+                    )
+                    .await?;
+                if let Some(row) = row {
+                    totals.push((
+                        id.clone(),
+                        KeyUsage {
+                            window_start_s: row.get::<_, i64>(0) as u64,
+                            used: row.get::<_, i64>(1) as u64,
+                        },
+                    ));
+                }
             }
-            Ok(())
+            Ok(totals)
         })
     }
 }

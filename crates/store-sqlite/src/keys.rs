@@ -115,17 +115,36 @@ impl KeyStore for SqliteStore {
         self.writer.run(move |tx| revoke(tx, &id)).await
     }
 
-    async fn save_key_usage(&self, usage: Vec<(String, KeyUsage)>) -> StoreResult<()> {
+    async fn add_key_usage(
+        &self,
+        usage: Vec<(String, KeyUsage)>,
+    ) -> StoreResult<Vec<(String, KeyUsage)>> {
         self.writer
             .run(move |tx| {
+                let mut totals = Vec::with_capacity(usage.len());
                 for (id, u) in &usage {
-                    tx.execute(
-                        "UPDATE api_keys SET window_start_s = ?2, used = ?3 WHERE id = ?1",
-                        params![id, u.window_start_s as i64, u.used as i64],
-                    )
-                    .map_err(backend)?;
+                    let total = tx
+                        .query_row(
+                            "UPDATE api_keys SET
+                                used = CASE WHEN window_start_s = ?2 THEN used + ?3
+                                            WHEN window_start_s > ?2 THEN used
+                                            ELSE ?3 END,
+                                window_start_s = MAX(COALESCE(window_start_s, ?2), ?2)
+                             WHERE id = ?1
+                             RETURNING window_start_s, used",
+                            params![id, u.window_start_s as i64, u.used as i64],
+                            |row| {
+                                Ok(KeyUsage {
+                                    window_start_s: row.get::<_, i64>(0)? as u64,
+                                    used: row.get::<_, i64>(1)? as u64,
+                                })
+                            },
+                        )
+                        .optional()
+                        .map_err(backend)?;
+                    totals.extend(total.map(|t| (id.clone(), t)));
                 }
-                Ok(())
+                Ok(totals)
             })
             .await
     }

@@ -66,7 +66,8 @@ macro_rules! key_conformance_tests {
         $crate::key_conformance_tests!(@cases $backend;
             keys_round_trip_with_their_limits_oldest_first,
             revoking_keeps_the_first_time_and_unknown_keys_are_an_error,
-            quota_use_survives_reopening_the_store
+            quota_use_survives_reopening_the_store,
+            quota_use_from_many_handles_adds_up_within_its_window
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {

@@ -45,6 +45,14 @@ pub trait KeyStore: Send + Sync {
     /// Revoking twice keeps the first time.
     async fn revoke_key(&self, id: &str) -> StoreResult<ApiKeyRecord>;
 
-    /// Records quota use, replacing what was recorded for each key.
-    async fn save_key_usage(&self, usage: Vec<(String, KeyUsage)>) -> StoreResult<()>;
+    /// Adds quota use: each entry's `used` is what its caller counted in
+    /// window `window_start_s` since it last added. A window newer than the
+    /// stored one starts the count over; use in an older window (already
+    /// over) is dropped. Every node adds its own use, so none overwrites
+    /// another's. Returns each key's total after adding (unknown keys are
+    /// left out).
+    async fn add_key_usage(
+        &self,
+        usage: Vec<(String, KeyUsage)>,
+    ) -> StoreResult<Vec<(String, KeyUsage)>>;
 }

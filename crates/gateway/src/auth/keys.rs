@@ -2,9 +2,13 @@
 //! each with an optional token-bucket rate and a fixed-window quota.
 //!
 //! Records live in the store and in memory (every request is checked
-//! without a store call). Quota use is counted in memory and written back
-//! every [`ApiKeys::flush`] (the server flushes each second and at
-//! shutdown), so a crash forgets at most the last second of use.
+//! without a store call). Quota use is counted in memory and added to the
+//! store's count every [`ApiKeys::flush`] (the server flushes each second
+//! and at shutdown), so a crash forgets at most the last second of use.
+//! Nodes sharing a store each add their own use, and each flush and
+//! [`ApiKeys::refresh`] bring back the total, so a quota holds across
+//! nodes to within about a second of traffic; a refresh also picks up keys
+//! created or revoked on other nodes.
 
 use super::{Denied, api_key_denied, constant_time_eq};
 use nimbus_store::{ApiKeyRecord, KeyStore, KeyUsage, StoreError, StoreResult};
@@ -72,9 +76,11 @@ struct Entry {
 struct Meter {
     tokens: f64,
     refilled: Instant,
+    /// This window's use as this node knows it: the store's total at the
+    /// last flush or refresh, plus what it counted since.
     usage: KeyUsage,
-    /// Quota use not yet written to the store.
-    dirty: bool,
+    /// Use counted here and not yet added to the store's total.
+    unflushed: u64,
 }
 
 pub struct ApiKeys {
@@ -196,32 +202,117 @@ impl ApiKeys {
         })
     }
 
-    /// Writes quota use counted since the last flush to the store.
+    /// Adds quota use counted since the last flush to the store's totals,
+    /// and takes the totals (with other nodes' use) back.
     pub async fn flush(&self) -> StoreResult<()> {
-        let dirty: Vec<(String, KeyUsage)> = self
+        let counted: Vec<(String, KeyUsage)> = self
             .entries
             .read()
             .unwrap()
             .values()
             .filter_map(|e| {
                 let mut meter = e.meter.lock().unwrap();
-                std::mem::take(&mut meter.dirty).then(|| (e.record.id.clone(), meter.usage))
+                let used = std::mem::take(&mut meter.unflushed);
+                (used > 0).then(|| {
+                    let window_start_s = meter.usage.window_start_s;
+                    (
+                        e.record.id.clone(),
+                        KeyUsage {
+                            window_start_s,
+                            used,
+                        },
+                    )
+                })
             })
             .collect();
-        if dirty.is_empty() {
+        if counted.is_empty() {
             return Ok(());
         }
-        let result = self.store.save_key_usage(dirty.clone()).await;
-        if result.is_err() {
-            // Try again next flush rather than forget the use.
-            let entries = self.entries.read().unwrap();
-            for (id, _) in &dirty {
-                if let Some(e) = entries.get(id) {
-                    e.meter.lock().unwrap().dirty = true;
+        let entries = self.entries.read().unwrap().clone();
+        match self.store.add_key_usage(counted.clone()).await {
+            Ok(totals) => {
+                for (id, total) in totals {
+                    if let Some(e) = entries.get(&id) {
+                        e.meter.lock().unwrap().adopt(total);
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Added again next flush rather than forgotten.
+                for (id, counted) in &counted {
+                    if let Some(e) = entries.get(id) {
+                        let mut meter = e.meter.lock().unwrap();
+                        if meter.usage.window_start_s == counted.window_start_s {
+                            meter.unflushed += counted.used;
+                        }
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads every key again: keys created on other nodes become usable,
+    /// keys revoked there are refused from now on, and quota use adds
+    /// other nodes' share.
+    pub async fn refresh(&self) -> StoreResult<()> {
+        let stored = self.store.list_keys().await?;
+        let mut entries = self.entries.write().unwrap();
+        for (record, usage) in stored {
+            match entries.get(&record.id) {
+                Some(entry) if entry.record == record => {
+                    if let Some(usage) = usage {
+                        entry.meter.lock().unwrap().adopt(usage);
+                    }
+                }
+                existing => {
+                    // New here, or changed (revoked) elsewhere: a new entry
+                    // that keeps what this node counted.
+                    if record.revoked_at.is_some()
+                        && existing.is_none_or(|e| e.record.revoked_at.is_none())
+                    {
+                        tracing::info!(target: "nimbus::audit", key_id = %record.id, "API key revoked on another node");
+                    }
+                    let (known, unflushed) = existing.map_or(
+                        (
+                            KeyUsage {
+                                window_start_s: 0,
+                                used: 0,
+                            },
+                            0,
+                        ),
+                        |e| {
+                            let meter = e.meter.lock().unwrap();
+                            (meter.usage, meter.unflushed)
+                        },
+                    );
+                    let entry = Entry::new(record.clone(), known);
+                    {
+                        let mut meter = entry.meter.lock().unwrap();
+                        meter.unflushed = unflushed;
+                        if let Some(usage) = usage {
+                            meter.adopt(usage);
+                        }
+                    }
+                    entries.insert(record.id.clone(), Arc::new(entry));
                 }
             }
         }
-        result
+        Ok(())
+    }
+}
+
+impl Meter {
+    /// Takes the store's total for a window: this node's view becomes that
+    /// plus what it counted since. A total of an older window is stale.
+    fn adopt(&mut self, total: KeyUsage) {
+        if total.window_start_s > self.usage.window_start_s {
+            self.usage = total;
+            self.unflushed = 0;
+        } else if total.window_start_s == self.usage.window_start_s {
+            self.usage.used = total.used + self.unflushed;
+        }
     }
 }
 
@@ -234,7 +325,7 @@ impl Entry {
                 tokens,
                 refilled: Instant::now(),
                 usage,
-                dirty: false,
+                unflushed: 0,
             }),
         }
     }
@@ -246,11 +337,12 @@ impl Entry {
         let mut meter = self.meter.lock().unwrap();
         if let (Some(quota), Some(period)) = (r.quota, r.quota_period_s) {
             let window = now_s - now_s % period;
-            if meter.usage.window_start_s != window {
+            if meter.usage.window_start_s < window {
                 meter.usage = KeyUsage {
                     window_start_s: window,
                     used: 0,
                 };
+                meter.unflushed = 0;
             }
             if meter.usage.used >= quota {
                 return Err(Denied::Limited {
@@ -276,7 +368,7 @@ impl Entry {
         }
         if r.quota.is_some() {
             meter.usage.used += 1;
-            meter.dirty = true;
+            meter.unflushed += 1;
         }
         Ok(())
     }

@@ -70,11 +70,59 @@ pub async fn quota_use_survives_reopening_the_store<S: KeyStore, F: Future<Outpu
     {
         let store = open(clock.clone()).await;
         store.create_key(key("a")).await.unwrap();
-        store
-            .save_key_usage(vec![("a".into(), usage)])
+        let totals = store
+            .add_key_usage(vec![("a".into(), usage)])
             .await
             .unwrap();
+        assert_eq!(totals, [("a".to_owned(), usage)]);
     }
     let store = open(clock).await;
     assert_eq!(store.list_keys().await.unwrap(), [(key("a"), Some(usage))]);
+}
+
+pub async fn quota_use_from_many_handles_adds_up_within_its_window<
+    S: KeyStore,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let clock = ManualClock::new(START_MS);
+    let (first, second) = (open(clock.clone()).await, open(clock).await);
+    first.create_key(key("a")).await.unwrap();
+    let window = 1_699_920_000;
+    let used = |window_start_s, used| KeyUsage {
+        window_start_s,
+        used,
+    };
+    first
+        .add_key_usage(vec![("a".into(), used(window, 5))])
+        .await
+        .unwrap();
+    let totals = second
+        .add_key_usage(vec![
+            ("a".into(), used(window, 3)),
+            ("ghost".into(), used(window, 1)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        totals,
+        [("a".to_owned(), used(window, 8))],
+        "added, never overwritten"
+    );
+    // Use counted in a window that has since ended is dropped.
+    let next = window + 3600;
+    first
+        .add_key_usage(vec![("a".into(), used(next, 2))])
+        .await
+        .unwrap();
+    let totals = second
+        .add_key_usage(vec![("a".into(), used(window, 4))])
+        .await
+        .unwrap();
+    assert_eq!(totals, [("a".to_owned(), used(next, 2))]);
+    assert_eq!(
+        first.list_keys().await.unwrap(),
+        [(key("a"), Some(used(next, 2)))]
+    );
 }
