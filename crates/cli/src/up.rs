@@ -521,7 +521,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             queues: store.clone(),
             signals: signals.clone(),
             clock: clock.clone(),
-            ownership,
+            ownership: ownership.clone(),
         });
         for trigger in &app.stream_triggers {
             triggers.spawn(nimbus_dispatch::stream::run_stream_trigger(
@@ -564,6 +564,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 signals: signals.clone(),
                 clock: clock.clone(),
                 started_ms,
+                ownership: ownership.clone(),
                 tracer: tracer.clone(),
             };
             triggers.spawn(nimbus_dispatch::schedule::run_schedule(

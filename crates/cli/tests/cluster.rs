@@ -253,3 +253,100 @@ async fn api_keys_and_their_quota_are_one_truth_across_nodes() {
         revoked.elapsed()
     );
 }
+
+/// The `scheduled_time`s (ms since the epoch) of the tick records on queue
+/// `done`, in order, repeats kept.
+async fn recorded_ticks(nimbus: &Nimbus) -> Vec<i64> {
+    let page: serde_json::Value = client()
+        .get(nimbus.admin_url("/v1/queues/done/messages?limit=1000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut ticks: Vec<i64> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let record: serde_json::Value =
+                serde_json::from_str(m["body"].as_str().unwrap()).unwrap();
+            let tick: serde_json::Value =
+                serde_json::from_str(record["event"]["data"].as_str().unwrap()).unwrap();
+            let time = tick["scheduled_time"].as_str().unwrap();
+            chrono::DateTime::parse_from_rfc3339(time)
+                .unwrap()
+                .timestamp_millis()
+        })
+        .collect();
+    ticks.sort();
+    ticks
+}
+
+#[tokio::test]
+async fn a_schedule_fires_each_tick_once_across_nodes_and_survives_its_node() {
+    let store = nimbus_test_postgres::server().fresh_url();
+    let app = TestApp::new("cluster-schedule")
+        .function("worker", programs::EVENTS, "\n[queue.done]")
+        .route_kind(
+            "schedule",
+            "name = \"beat\"\ncron = \"* * * * * *\"\ncatch_up = \"all\"\nfunction = \"worker\"\non_success = \"queue:done\"",
+        );
+    let manifest = app.write();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(&manifest, a_dir.path(), &store, "node-a").await;
+    a.stderr
+        .wait_for("node-a taking the schedule", |l| {
+            l.contains("took the unit's lease") && l.contains("schedule:beat")
+        })
+        .await;
+    let mut b = start(&manifest, b_dir.path(), &store, "node-b").await;
+    until("for three ticks", || async {
+        (recorded_ticks(&b).await.len() >= 3).then_some(())
+    })
+    .await;
+
+    // node-a, which fires the ticks, dies; node-b takes the schedule once
+    // the lease lapses and fires the ticks of the gap (catch_up = "all").
+    let mut a = a;
+    a.child.start_kill().unwrap();
+    a.child.wait().await.unwrap();
+    let killed_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    b.stderr
+        .wait_for("node-b taking the schedule", |l| {
+            l.contains("took the unit's lease") && l.contains("schedule:beat")
+        })
+        .await;
+    let ticks = until("for ticks well after the handover", || async {
+        let ticks = recorded_ticks(&b).await;
+        (ticks
+            .last()
+            .is_some_and(|last| *last >= killed_ms + 2 * LEASE_MS as i64))
+        .then_some(ticks)
+    })
+    .await;
+    let mut unique = ticks.clone();
+    unique.dedup();
+    assert_eq!(unique, ticks, "a tick fired twice");
+    // Every second from the first tick on is there, but for the ticks
+    // node-a may have been delivering when it died (their messages come
+    // back only after their lease on the tick queue runs out).
+    let (first, last) = (ticks[0], *ticks.last().unwrap());
+    let missing: Vec<i64> = (0..)
+        .map(|i| first + i * 1000)
+        .take_while(|t| *t <= last)
+        .filter(|t| !ticks.contains(t))
+        .collect();
+    assert!(
+        missing
+            .iter()
+            .all(|t| (killed_ms - 3_000..=killed_ms + 1_000).contains(t)),
+        "ticks missing away from the moment node-a died ({killed_ms}): {missing:?} of {ticks:?}"
+    );
+    b.terminate();
+    assert_eq!(b.exit_code().await, Some(0));
+}

@@ -82,6 +82,8 @@ pub struct Ownership {
     node: String,
     lease: Duration,
     units: Mutex<BTreeMap<String, watch::Sender<Option<Held>>>>,
+    /// Wakes the balancer for a round at once (a unit was registered).
+    registered: tokio::sync::Notify,
 }
 
 impl Ownership {
@@ -91,6 +93,7 @@ impl Ownership {
             node: node.to_owned(),
             lease,
             units: Mutex::new(BTreeMap::new()),
+            registered: tokio::sync::Notify::new(),
         })
     }
 
@@ -104,9 +107,12 @@ impl Ownership {
         let sender = units
             .entry(name.to_owned())
             .or_insert_with(|| watch::channel(None).0);
-        Unit {
+        let unit = Unit {
             state: sender.subscribe(),
-        }
+        };
+        // A new unit starts without waiting for the next periodic round.
+        self.registered.notify_one();
+        unit
     }
 
     /// Balances units until `shutdown`, then gives up what it holds so
@@ -117,6 +123,7 @@ impl Ownership {
             self.round(&mut balance).await;
             tokio::select! {
                 () = tokio::time::sleep(self.lease / 4) => {}
+                () = self.registered.notified() => {}
                 _ = shutdown.changed() => break,
             }
         }

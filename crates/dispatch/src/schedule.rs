@@ -3,9 +3,13 @@
 //! tick's mark committed with its event; from there `retrying` delivers
 //! them with the shared delivery, retry and destination settings.
 //!
-//! Catch-up after downtime (ticks that came due while Nimbus was not
-//! running, judged when the scheduler starts): `latest` fires the most
-//! recent one, `none` skips them, `all` fires them, the most recent
+//! One node at a time fires a schedule's ticks: the holder of its lease
+//! (`schedule:NAME`), whose fires carry the lease's fence. While it runs,
+//! the scheduler moves the stored mark up to the time it has seen pass
+//! (each second), so the mark tells when a node last ran the schedule.
+//! Catch-up (ticks after the mark that came due while no node ran it,
+//! judged when a node takes the schedule): `latest` fires the most recent
+//! one, `none` skips them, `all` fires them, the most recent
 //! `MAX_CATCH_UP_TICKS` at most. While running, every tick fires (if the
 //! clock jumps past more than `MAX_CATCH_UP_TICKS`, the most recent ones).
 
@@ -20,7 +24,8 @@ use nimbus_engine::{EventFunction, TriggerKind, rfc3339};
 use nimbus_manifest::schedule::MAX_CATCH_UP_TICKS;
 use nimbus_manifest::{CatchUp, Function, ScheduleTrigger};
 use nimbus_store::{
-    Clock, QueueConfig, QueueSignals, QueueStore, ScheduleStore, SendMessage, StoreResult,
+    Clock, QueueConfig, QueueSignals, QueueStore, ScheduleStore, SendMessage, StoreError,
+    StoreResult,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -64,9 +69,12 @@ pub struct ScheduleRun {
     /// The store's clock: ticks come due by it.
     pub clock: Arc<dyn Clock>,
     /// When this process started, by the store's clock (read before any
-    /// listener is up): ticks due by then were missed while Nimbus was
-    /// stopped, later ones come due while it runs.
+    /// listener is up): ticks due by then and after the stored mark were
+    /// missed while no node ran the schedule, later ones come due while it
+    /// runs.
     pub started_ms: u64,
+    /// Which node fires the ticks: the holder of the schedule's lease.
+    pub ownership: Arc<crate::ownership::Ownership>,
     pub tracer: nimbus_trace::Tracer,
 }
 
@@ -104,110 +112,191 @@ pub async fn run_schedule(run: ScheduleRun, shutdown: watch::Receiver<bool>) {
     tokio::join!(scheduler(&run, &ticks, &queue, shutdown), workers);
 }
 
-/// Fires due ticks until `shutdown`.
+/// Runs the schedule's ticks whenever this node holds the schedule's
+/// lease, until `shutdown`.
 async fn scheduler(
     run: &ScheduleRun,
     ticks: &Ticks,
     queue: &str,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let name = run.trigger.name.as_str();
-    let Some(state) = until_ok(name, &mut shutdown, || {
-        run.schedules.register_schedule(name, run.started_ms)
-    })
-    .await
-    else {
-        return;
-    };
-    let mut mark = state.mark_ms;
-    // Ticks missed while Nimbus was not running.
-    let started = run.started_ms;
-    let missed = ticks.due(mark, started, MAX_CATCH_UP_TICKS);
-    let mut pending: VecDeque<u64> = match run.trigger.catch_up {
-        CatchUp::All => missed.into(),
-        CatchUp::Latest => missed.last().copied().into_iter().collect(),
-        CatchUp::None => {
-            if !missed.is_empty() {
-                tracing::info!(schedule = %name, skipped = missed.len(), "skipping ticks missed while stopped (catch_up = \"none\")");
-                if until_ok(name, &mut shutdown, || {
-                    run.schedules.skip_ticks(name, started)
-                })
-                .await
-                .is_none()
-                {
-                    return;
-                }
-                mark = started;
-            }
-            VecDeque::new()
-        }
-    };
-    if !pending.is_empty() {
-        tracing::info!(schedule = %name, ticks = pending.len(), "firing ticks missed while stopped");
-    }
-    while !*shutdown.borrow() {
-        let now = run.clock.now_ms();
-        if pending.is_empty() {
-            pending = ticks.due(mark, now, MAX_CATCH_UP_TICKS).into();
-        }
-        while let Some(&tick) = pending.front() {
-            let message = tick_message(run, ticks, tick);
-            match run.schedules.fire(name, tick, queue, message).await {
-                Ok(fired) => {
-                    pending.pop_front();
-                    mark = tick;
-                    if fired {
-                        let lag_s = run.clock.now_ms().saturating_sub(tick) as f64 / 1000.0;
-                        run.function
-                            .metrics()
-                            .schedule_lag
-                            .with(&[name])
-                            .observe(lag_s);
-                        tracing::debug!(schedule = %name, tick = %rfc3339(tick), "tick fired");
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(schedule = %name, "could not fire a tick: {e}");
-                    break;
-                }
-            }
-        }
-        let wait = if pending.is_empty() {
-            ticks.next_after(mark.max(now)).map_or(POLL, |next| {
-                Duration::from_millis(next.saturating_sub(now)).min(POLL)
-            })
+    let mut unit = run.ownership.unit(&schedule_unit(&run.trigger.name));
+    let mut first = true;
+    while let Some(held) = unit.acquired(&mut shutdown).await {
+        // Ticks after the stored mark and due before the hold began came
+        // due while no node ran the schedule: the catch-up policy decides.
+        // The first hold in this process counts from the process start (read
+        // before any listener was up), so nothing done meanwhile is missed.
+        let since = if first {
+            run.started_ms
         } else {
-            crate::worker::STORE_RETRY
+            run.clock.now_ms()
         };
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => {}
-        }
+        first = false;
+        let mut holding = Holding {
+            run,
+            ticks,
+            queue,
+            shutdown: &mut shutdown,
+            unit: &mut unit,
+            held,
+        };
+        holding.schedule(since).await;
     }
 }
 
-/// Retries a store call until it succeeds; `None` if shut down first.
-async fn until_ok<T, F>(
-    name: &str,
-    shutdown: &mut watch::Receiver<bool>,
-    mut call: impl FnMut() -> F,
-) -> Option<T>
-where
-    F: Future<Output = StoreResult<T>>,
-{
-    while !*shutdown.borrow() {
-        match call().await {
-            Ok(value) => return Some(value),
-            Err(e) => {
-                tracing::error!(schedule = %name, "schedule store call failed: {e}");
-                tokio::select! {
-                    () = tokio::time::sleep(crate::worker::STORE_RETRY) => {}
-                    _ = shutdown.changed() => {}
+/// The lease of schedule `name`: one node at a time fires its ticks.
+pub fn schedule_unit(name: &str) -> String {
+    format!("schedule:{name}")
+}
+
+/// How often a running scheduler moves the stored mark up to the time it
+/// has seen pass without a tick: the mark then tells how long no node ran
+/// the schedule.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// A scheduler while this node holds the schedule.
+struct Holding<'a> {
+    run: &'a ScheduleRun,
+    ticks: &'a Ticks,
+    queue: &'a str,
+    shutdown: &'a mut watch::Receiver<bool>,
+    unit: &'a mut crate::ownership::Unit,
+    held: crate::ownership::Held,
+}
+
+impl Holding<'_> {
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow() || !self.unit.holds(&self.held)
+    }
+
+    /// Retries a store call until it succeeds; `None` if the hold ends or
+    /// the call is fenced off first.
+    async fn until_ok<T, F>(&mut self, mut call: impl FnMut() -> F) -> Option<T>
+    where
+        F: Future<Output = StoreResult<T>>,
+    {
+        let name = self.run.trigger.name.clone();
+        while !self.stopping() {
+            match call().await {
+                Ok(value) => return Some(value),
+                Err(e @ StoreError::Fenced { .. }) => {
+                    tracing::warn!(schedule = %name, "stopping the scheduler here: {e}");
+                    return None;
+                }
+                Err(e) => {
+                    tracing::error!(schedule = %name, "schedule store call failed: {e}");
+                    self.wait(crate::worker::STORE_RETRY).await;
                 }
             }
         }
+        None
     }
-    None
+
+    /// Sleeps `delay`, or less if shutdown comes or the hold changes.
+    async fn wait(&mut self, delay: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = self.shutdown.changed() => {}
+            () = self.unit.changed() => {}
+        }
+    }
+
+    /// Fires due ticks until the hold ends.
+    async fn schedule(&mut self, since: u64) {
+        let run = self.run;
+        let (ticks, queue) = (self.ticks, self.queue);
+        let name = run.trigger.name.as_str();
+        let fence = self.held.fence.clone();
+        let Some(state) = self
+            .until_ok(|| run.schedules.register_schedule(name, since))
+            .await
+        else {
+            return;
+        };
+        let mut mark = state.mark_ms;
+        let missed = ticks.due(mark, since, MAX_CATCH_UP_TICKS);
+        let mut pending: VecDeque<u64> = match run.trigger.catch_up {
+            CatchUp::All => missed.into(),
+            CatchUp::Latest => missed.last().copied().into_iter().collect(),
+            CatchUp::None => {
+                if !missed.is_empty() {
+                    tracing::info!(schedule = %name, skipped = missed.len(), "skipping ticks missed while no node ran the schedule (catch_up = \"none\")");
+                    if self
+                        .until_ok(|| run.schedules.skip_ticks(name, since, Some(&fence)))
+                        .await
+                        .is_none()
+                    {
+                        return;
+                    }
+                    mark = since;
+                }
+                VecDeque::new()
+            }
+        };
+        if !pending.is_empty() {
+            tracing::info!(schedule = %name, ticks = pending.len(), "firing ticks missed while no node ran the schedule");
+        }
+        let mut beat = tokio::time::Instant::now();
+        while !self.stopping() {
+            let now = run.clock.now_ms();
+            if pending.is_empty() {
+                pending = ticks.due(mark, now, MAX_CATCH_UP_TICKS).into();
+            }
+            let mut failed = false;
+            while let Some(&tick) = pending.front() {
+                let message = tick_message(run, ticks, tick);
+                match run
+                    .schedules
+                    .fire(name, tick, queue, message, Some(&fence))
+                    .await
+                {
+                    Ok(fired) => {
+                        pending.pop_front();
+                        mark = tick;
+                        if fired {
+                            let lag_s = run.clock.now_ms().saturating_sub(tick) as f64 / 1000.0;
+                            run.function
+                                .metrics()
+                                .schedule_lag
+                                .with(&[name])
+                                .observe(lag_s);
+                            tracing::debug!(schedule = %name, tick = %rfc3339(tick), "tick fired");
+                        }
+                    }
+                    Err(e @ StoreError::Fenced { .. }) => {
+                        tracing::warn!(schedule = %name, "stopping the scheduler here: {e}");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!(schedule = %name, "could not fire a tick: {e}");
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            // Every tick due by `now` has fired: the mark may move to it.
+            if !failed && mark < now && beat.elapsed() >= HEARTBEAT {
+                beat = tokio::time::Instant::now();
+                match run.schedules.skip_ticks(name, now, Some(&fence)).await {
+                    Ok(_) => mark = now,
+                    Err(e @ StoreError::Fenced { .. }) => {
+                        tracing::warn!(schedule = %name, "stopping the scheduler here: {e}");
+                        return;
+                    }
+                    Err(e) => tracing::debug!(schedule = %name, "could not move the mark: {e}"),
+                }
+            }
+            let wait = if pending.is_empty() {
+                ticks.next_after(mark.max(now)).map_or(POLL, |next| {
+                    Duration::from_millis(next.saturating_sub(now)).min(POLL)
+                })
+            } else {
+                crate::worker::STORE_RETRY
+            };
+            self.wait(wait).await;
+        }
+    }
 }
 
 /// The event of one tick: the schedule, the scheduled time (UTC and local)

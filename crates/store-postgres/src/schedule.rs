@@ -68,8 +68,12 @@ impl ScheduleStore for PgStore {
         tick_ms: Timestamp,
         queue: &str,
         message: SendMessage,
+        fence: Option<&nimbus_store::Fence>,
     ) -> StoreResult<bool> {
         in_tx!(self, |tx| {
+            if let Some(fence) = fence {
+                crate::lease::check_fence(tx, fence).await?;
+            }
             if !advance(tx, schedule, tick_ms, true).await? {
                 return Ok(false);
             }
@@ -79,8 +83,18 @@ impl ScheduleStore for PgStore {
         })
     }
 
-    async fn skip_ticks(&self, schedule: &str, mark_ms: Timestamp) -> StoreResult<bool> {
-        in_tx!(self, |tx| advance(tx, schedule, mark_ms, false).await)
+    async fn skip_ticks(
+        &self,
+        schedule: &str,
+        mark_ms: Timestamp,
+        fence: Option<&nimbus_store::Fence>,
+    ) -> StoreResult<bool> {
+        in_tx!(self, |tx| {
+            if let Some(fence) = fence {
+                crate::lease::check_fence(tx, fence).await?;
+            }
+            advance(tx, schedule, mark_ms, false).await
+        })
     }
 
     async fn schedule_state(&self, schedule: &str) -> StoreResult<Option<ScheduleState>> {

@@ -79,10 +79,14 @@ impl ScheduleStore for SqliteStore {
         tick_ms: Timestamp,
         queue: &str,
         message: SendMessage,
+        fence: Option<&nimbus_store::Fence>,
     ) -> StoreResult<bool> {
-        let (name, queue) = (schedule.to_owned(), queue.to_owned());
+        let (name, queue, fence) = (schedule.to_owned(), queue.to_owned(), fence.cloned());
         self.writer
             .run(move |tx| {
+                if let Some(fence) = &fence {
+                    crate::lease::check_fence(tx, fence)?;
+                }
                 if !advance(tx, &name, tick_ms, true)? {
                     return Ok(false);
                 }
@@ -93,10 +97,20 @@ impl ScheduleStore for SqliteStore {
             .await
     }
 
-    async fn skip_ticks(&self, schedule: &str, mark_ms: Timestamp) -> StoreResult<bool> {
-        let name = schedule.to_owned();
+    async fn skip_ticks(
+        &self,
+        schedule: &str,
+        mark_ms: Timestamp,
+        fence: Option<&nimbus_store::Fence>,
+    ) -> StoreResult<bool> {
+        let (name, fence) = (schedule.to_owned(), fence.cloned());
         self.writer
-            .run(move |tx| advance(tx, &name, mark_ms, false))
+            .run(move |tx| {
+                if let Some(fence) = &fence {
+                    crate::lease::check_fence(tx, fence)?;
+                }
+                advance(tx, &name, mark_ms, false)
+            })
             .await
     }
 

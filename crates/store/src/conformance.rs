@@ -219,6 +219,7 @@ macro_rules! lease_conformance_tests {
             renewing_keeps_the_fence_and_reports_lost_leases,
             a_released_lease_is_free_at_once_and_only_its_holder_releases_it,
             a_checkpoint_under_a_stale_fence_is_refused,
+            a_schedule_tick_under_a_stale_fence_is_refused,
             leases_survive_reopening_the_store
         );
     };

@@ -28,18 +28,27 @@ pub trait ScheduleStore: Send + Sync {
     /// Fires the tick at `tick_ms`: in one transaction, moves the mark to
     /// `tick_ms` and sends `message` to `queue`, only if `tick_ms` is past
     /// the mark. Returns false, sending nothing, when the tick is done
-    /// already. If the send fails, the mark does not move.
+    /// already. If the send fails, the mark does not move. With a `fence`,
+    /// only while that lease has not changed hands, else
+    /// [`crate::StoreError::Fenced`] and nothing happens.
     async fn fire(
         &self,
         schedule: &str,
         tick_ms: Timestamp,
         queue: &str,
         message: SendMessage,
+        fence: Option<&crate::Fence>,
     ) -> StoreResult<bool>;
 
     /// Moves the mark to `mark_ms` without firing (ticks skipped by the
-    /// catch-up policy), if that is past it. Returns whether it moved.
-    async fn skip_ticks(&self, schedule: &str, mark_ms: Timestamp) -> StoreResult<bool>;
+    /// catch-up policy, or time a running scheduler has seen pass), if that
+    /// is past it. Returns whether it moved. `fence` as for [`Self::fire`].
+    async fn skip_ticks(
+        &self,
+        schedule: &str,
+        mark_ms: Timestamp,
+        fence: Option<&crate::Fence>,
+    ) -> StoreResult<bool>;
 
     /// One schedule's state, if it is tracked.
     async fn schedule_state(&self, schedule: &str) -> StoreResult<Option<ScheduleState>>;

@@ -191,12 +191,12 @@ pub async fn a_second_handle_sees_what_the_first_committed<
     b.register_schedule("nightly", START_MS).await.unwrap();
     let tick_ms = START_MS + 60_000;
     assert!(
-        a.fire("nightly", tick_ms, QUEUE, msg("tick".into()))
+        a.fire("nightly", tick_ms, QUEUE, msg("tick".into()), None)
             .await
             .unwrap()
     );
     assert!(
-        !b.fire("nightly", tick_ms, QUEUE, msg("again".into()))
+        !b.fire("nightly", tick_ms, QUEUE, msg("again".into()), None)
             .await
             .unwrap()
     );
@@ -752,6 +752,7 @@ pub async fn racing_schedule_fires_fire_a_tick_once<
                     tick_ms,
                     QUEUE,
                     msg(format!("tick {tick} by racer {task}")),
+                    None,
                 )
                 .await
                 .unwrap()

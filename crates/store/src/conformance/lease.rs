@@ -240,3 +240,94 @@ pub async fn leases_survive_reopening_the_store<S: LeaseStore, F: Future<Output 
         None
     );
 }
+
+pub async fn a_schedule_tick_under_a_stale_fence_is_refused<
+    S: LeaseStore + crate::ScheduleStore + crate::QueueStore,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let clock = ManualClock::new(START_MS);
+    let store = open(clock.clone()).await;
+    store
+        .declare_queues(&[crate::QueueConfig {
+            name: "_schedule.nightly".to_owned(),
+            visibility_timeout_ms: 30_000,
+            retention_ms: 86_400_000,
+            delay_ms: 0,
+            max_message_bytes: 1024,
+            dedup_window_ms: 0,
+            max_receive_count: None,
+            dead_letter_queue: None,
+        }])
+        .await
+        .unwrap();
+    store.register_schedule("nightly", START_MS).await.unwrap();
+    let unit = "schedule:nightly";
+    let old = store
+        .acquire_lease(unit, "node-a", TTL_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    let tick = |n: &str| crate::SendMessage {
+        body: n.as_bytes().to_vec(),
+        ..crate::SendMessage::default()
+    };
+    assert!(
+        store
+            .fire(
+                "nightly",
+                START_MS + 1,
+                "_schedule.nightly",
+                tick("1"),
+                Some(&old.fence())
+            )
+            .await
+            .unwrap()
+    );
+    clock.advance_ms(TTL_MS);
+    let new = store
+        .acquire_lease(unit, "node-b", TTL_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    let stale = store
+        .fire(
+            "nightly",
+            START_MS + 2,
+            "_schedule.nightly",
+            tick("2"),
+            Some(&old.fence()),
+        )
+        .await;
+    assert!(matches!(stale, Err(StoreError::Fenced { .. })), "{stale:?}");
+    let skipped = store
+        .skip_ticks("nightly", START_MS + 3, Some(&old.fence()))
+        .await;
+    assert!(
+        matches!(skipped, Err(StoreError::Fenced { .. })),
+        "{skipped:?}"
+    );
+    let state = store.schedule_state("nightly").await.unwrap().unwrap();
+    assert_eq!(state.mark_ms, START_MS + 1, "the stale owner moved nothing");
+    assert!(
+        store
+            .fire(
+                "nightly",
+                START_MS + 2,
+                "_schedule.nightly",
+                tick("2"),
+                Some(&new.fence())
+            )
+            .await
+            .unwrap()
+    );
+    let bodies: Vec<Vec<u8>> = store
+        .peek("_schedule.nightly", 10, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(bodies, [b"1".to_vec(), b"2".to_vec()]);
+}

@@ -95,13 +95,13 @@ pub async fn a_tick_fires_once_with_its_message<
     let tick_ms = START_MS + 60_000;
     assert!(
         store
-            .fire("nightly", tick_ms, QUEUE, tick("t1"))
+            .fire("nightly", tick_ms, QUEUE, tick("t1"), None)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .fire("nightly", tick_ms, QUEUE, tick("t1 again"))
+            .fire("nightly", tick_ms, QUEUE, tick("t1 again"), None)
             .await
             .unwrap()
     );
@@ -123,25 +123,25 @@ pub async fn a_tick_at_or_before_the_mark_does_not_fire<
     store.register_schedule("nightly", START_MS).await.unwrap();
     assert!(
         !store
-            .fire("nightly", START_MS, QUEUE, tick("at the mark"))
+            .fire("nightly", START_MS, QUEUE, tick("at the mark"), None)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .fire("nightly", START_MS - 1, QUEUE, tick("before"))
+            .fire("nightly", START_MS - 1, QUEUE, tick("before"), None)
             .await
             .unwrap()
     );
     assert!(
         store
-            .fire("nightly", START_MS + 2, QUEUE, tick("later"))
+            .fire("nightly", START_MS + 2, QUEUE, tick("later"), None)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .fire("nightly", START_MS + 1, QUEUE, tick("between"))
+            .fire("nightly", START_MS + 1, QUEUE, tick("between"), None)
             .await
             .unwrap()
     );
@@ -157,7 +157,13 @@ pub async fn a_failed_send_leaves_the_mark_where_it_was<
     let (store, _clock) = setup(open).await;
     store.register_schedule("nightly", START_MS).await.unwrap();
     let err = store
-        .fire("nightly", START_MS + 1, "_schedule.ghost", tick("lost?"))
+        .fire(
+            "nightly",
+            START_MS + 1,
+            "_schedule.ghost",
+            tick("lost?"),
+            None,
+        )
         .await
         .unwrap_err();
     assert_eq!(err, StoreError::QueueNotFound("_schedule.ghost".to_owned()));
@@ -165,7 +171,7 @@ pub async fn a_failed_send_leaves_the_mark_where_it_was<
     assert_eq!((state.mark_ms, state.last_fired_ms), (START_MS, None));
     assert!(
         store
-            .fire("nightly", START_MS + 1, QUEUE, tick("retried"))
+            .fire("nightly", START_MS + 1, QUEUE, tick("retried"), None)
             .await
             .unwrap()
     );
@@ -180,11 +186,21 @@ pub async fn skipping_moves_the_mark_without_sending<
 ) {
     let (store, _clock) = setup(open).await;
     store.register_schedule("nightly", START_MS).await.unwrap();
-    assert!(store.skip_ticks("nightly", START_MS + 500).await.unwrap());
-    assert!(!store.skip_ticks("nightly", START_MS + 100).await.unwrap());
+    assert!(
+        store
+            .skip_ticks("nightly", START_MS + 500, None)
+            .await
+            .unwrap()
+    );
     assert!(
         !store
-            .fire("nightly", START_MS + 400, QUEUE, tick("skipped"))
+            .skip_ticks("nightly", START_MS + 100, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .fire("nightly", START_MS + 400, QUEUE, tick("skipped"), None)
             .await
             .unwrap()
     );
@@ -203,7 +219,7 @@ pub async fn marks_survive_reopening_the_store<
     store.register_schedule("nightly", START_MS).await.unwrap();
     let tick_ms = START_MS + 60_000;
     store
-        .fire("nightly", tick_ms, QUEUE, tick("t1"))
+        .fire("nightly", tick_ms, QUEUE, tick("t1"), None)
         .await
         .unwrap();
     drop(store);
@@ -215,7 +231,7 @@ pub async fn marks_survive_reopening_the_store<
     );
     assert!(
         !reopened
-            .fire("nightly", tick_ms, QUEUE, tick("t1 again"))
+            .fire("nightly", tick_ms, QUEUE, tick("t1 again"), None)
             .await
             .unwrap()
     );
