@@ -392,18 +392,32 @@ fn plan(ops: &[Op], test_now: Option<i64>) -> Vec<Step> {
 /// Returns each op's answer and the queues to wake.
 async fn together(db: &Db, ops: &[Op]) -> Result<(Vec<Answer>, Vec<String>), Failure> {
     let steps = plan(ops, db.test_now());
-    let mut client = db.client().await?;
+    let client = db.client().await?;
     let mut results = Vec::with_capacity(steps.len());
     if let [step] = steps.as_slice() {
         let statement = client.prepare_cached(&step.sql).await?;
         results.push(client.query(&statement, &params(step)).await?);
     } else {
-        let tx = client.transaction().await?;
+        // One round trip: `BEGIN`, the statements and `COMMIT` go out
+        // together (tokio-postgres pipelines requests made at once on one
+        // connection, in the order they are first polled) and PostgreSQL
+        // runs them in order. If one fails, the rest fail after it, `COMMIT`
+        // rolls back, and the first error is the batch's.
+        let mut statements = Vec::with_capacity(steps.len());
         for step in &steps {
-            let statement = tx.prepare_cached(&step.sql).await?;
-            results.push(tx.query(&statement, &params(step)).await?);
+            statements.push(client.prepare_cached(&step.sql).await?);
         }
-        tx.commit().await?;
+        let params: Vec<_> = steps.iter().map(params).collect();
+        let begin = client.batch_execute("BEGIN");
+        let queries = futures_util::future::try_join_all(
+            statements
+                .iter()
+                .zip(&params)
+                .map(|(statement, params)| client.query(statement, params)),
+        );
+        let commit = client.batch_execute("COMMIT");
+        let ((), rows, ()) = tokio::try_join!(begin, queries, commit)?;
+        results = rows;
     }
     Ok(answers(ops, &steps, results))
 }
