@@ -94,15 +94,22 @@ impl PgStore {
         let (mut config, tls) = tls::config(&options.url)?;
         password::fill(&mut config);
         let location = location(&config);
+        let mut extra = config.get_options().unwrap_or_default().to_owned();
+        // Every statement here is a key lookup or a scan in key order. A
+        // bitmap scan reads neither in order nor marks dead index entries, so
+        // on the messages table (rows deleted as fast as they arrive) a
+        // cached plan that picks one makes each receive sort every row
+        // deleted since the last vacuum; measured here, it cut queue
+        // throughput by up to 3x at random.
+        extra.push_str(" -c enable_bitmapscan=off");
         if options.relaxed_durability {
             tracing::warn!(
                 store = %location,
                 "store durability is relaxed (synchronous_commit = off): acknowledged writes may be lost if the database crashes"
             );
-            let mut extra = config.get_options().unwrap_or_default().to_owned();
             extra.push_str(" -c synchronous_commit=off");
-            config.options(extra.trim());
         }
+        config.options(extra.trim());
         if config.get_application_name().is_none() {
             config.application_name("nimbus");
         }
@@ -543,7 +550,9 @@ impl Store for PgStore {
 mod tests {
     use super::*;
 
-    async fn synchronous_commit(relaxed_durability: bool) -> String {
+    /// A setting of a store's connection, with `relaxed_durability` as
+    /// given.
+    async fn setting(relaxed_durability: bool, name: &str) -> String {
         let options = PgOptions {
             url: nimbus_test_postgres::server().fresh_url(),
             relaxed_durability,
@@ -552,7 +561,7 @@ mod tests {
         let store = PgStore::connect(&options, None).await.unwrap();
         let client = store.db.client().await.unwrap();
         client
-            .query_one("SHOW synchronous_commit", &[])
+            .query_one(&format!("SHOW {name}"), &[])
             .await
             .unwrap()
             .get(0)
@@ -560,7 +569,13 @@ mod tests {
 
     #[tokio::test]
     async fn relaxed_durability_turns_synchronous_commit_off_and_the_default_leaves_it_on() {
-        assert_eq!(synchronous_commit(false).await, "on");
-        assert_eq!(synchronous_commit(true).await, "off");
+        assert_eq!(setting(false, "synchronous_commit").await, "on");
+        assert_eq!(setting(true, "synchronous_commit").await, "off");
+    }
+
+    #[tokio::test]
+    async fn connections_never_plan_bitmap_scans() {
+        assert_eq!(setting(false, "enable_bitmapscan").await, "off");
+        assert_eq!(setting(true, "enable_bitmapscan").await, "off");
     }
 }
