@@ -350,3 +350,73 @@ async fn a_schedule_fires_each_tick_once_across_nodes_and_survives_its_node() {
     b.terminate();
     assert_eq!(b.exit_code().await, Some(0));
 }
+
+#[tokio::test]
+async fn a_node_that_stops_hands_its_lanes_over_without_waiting_for_its_leases() {
+    // Leases far longer than the handover may take: a handover that waited
+    // for them to lapse would fail the time bound below.
+    const LONG_LEASE_MS: u64 = 8_000;
+    let store = nimbus_test_postgres::server().fresh_url();
+    let app = TestApp::new("cluster-handover")
+        .function("consumer", programs::TABLES, &format!("\n{TABLE}"))
+        .route_kind(
+            "stream",
+            &format!("table = \"orders\"\nfunction = \"consumer\"\nmax_concurrency = {LANES}"),
+        );
+    let manifest = app.write();
+    let lease = LONG_LEASE_MS.to_string();
+    let args = |node: &'static str| -> Vec<String> {
+        ["--store", &store, "--node-id", node, "--lease-ms", &lease]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a_args = args("node-a");
+    let a_args: Vec<&str> = a_args.iter().map(String::as_str).collect();
+    let a = Nimbus::start(&manifest, a_dir.path(), &a_args).await;
+    a.stderr
+        .wait_for_count("node-a taking every lane", LANES, |l| {
+            l.contains("took the unit's lease") && l.contains("stream:orders:consumer:")
+        })
+        .await;
+    let b_args = args("node-b");
+    let b_args: Vec<&str> = b_args.iter().map(String::as_str).collect();
+    let mut b = Nimbus::start(&manifest, b_dir.path(), &b_args).await;
+    let joined = Instant::now();
+    b.stderr
+        .wait_for_count("node-b taking its share", LANES / 2, |l| {
+            l.contains("took the unit's lease") && l.contains("stream:orders:consumer:")
+        })
+        .await;
+    assert!(
+        joined.elapsed() < Duration::from_millis(LONG_LEASE_MS),
+        "node-a gave lanes back once its workers stopped, not when the leases lapsed ({:?})",
+        joined.elapsed()
+    );
+
+    // node-b stops cleanly: it gives its lanes and its node lease back, and
+    // node-a takes them on its next round.
+    let taken_before = taken(&a);
+    b.terminate();
+    assert_eq!(b.exit_code().await, Some(0));
+    let stopped = Instant::now();
+    until("for node-a to take node-b's lanes", || async {
+        (taken(&a) >= taken_before + LANES / 2).then_some(())
+    })
+    .await;
+    assert!(
+        stopped.elapsed() < Duration::from_millis(LONG_LEASE_MS),
+        "the lanes moved after {:?}",
+        stopped.elapsed()
+    );
+    write_round(&a, 0).await;
+    let seen = a
+        .stderr
+        .wait_until("for node-a to handle every key", |lines| {
+            let keys: BTreeSet<String> = handled(lines).into_iter().map(|(_, k)| k).collect();
+            (keys.len() >= KEYS).then_some(keys)
+        })
+        .await;
+    assert_eq!(seen.len(), KEYS);
+}

@@ -11,6 +11,7 @@
 
 use nimbus_store::lease::{Fence, LeaseStore};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -39,6 +40,10 @@ impl Held {
 /// One unit of work as its worker sees it.
 pub struct Unit {
     state: watch::Receiver<Option<Held>>,
+    /// Set while the worker runs under a hold: a unit handed over is given
+    /// back only once its worker has stopped.
+    busy: Arc<AtomicBool>,
+    balancer: Arc<tokio::sync::Notify>,
 }
 
 impl Unit {
@@ -51,6 +56,7 @@ impl Unit {
             if let Some(held) = self.state.borrow_and_update().clone()
                 && held.valid()
             {
+                self.busy.store(true, Ordering::SeqCst);
                 return Some(held);
             }
             tokio::select! {
@@ -68,6 +74,12 @@ impl Unit {
             .is_some_and(|now| now.fence == held.fence && now.valid())
     }
 
+    /// The worker has stopped working under its last hold.
+    pub fn done(&self) {
+        self.busy.store(false, Ordering::SeqCst);
+        self.balancer.notify_one();
+    }
+
     /// Resolves when the hold changes (lost, renewed, or taken again).
     pub async fn changed(&mut self) {
         if self.state.changed().await.is_err() {
@@ -81,9 +93,13 @@ pub struct Ownership {
     store: Arc<dyn LeaseStore>,
     node: String,
     lease: Duration,
-    units: Mutex<BTreeMap<String, watch::Sender<Option<Held>>>>,
-    /// Wakes the balancer for a round at once (a unit was registered).
-    registered: tokio::sync::Notify,
+    units: Mutex<BTreeMap<String, UnitState>>,
+    /// Wakes the balancer for a round at once (a unit was registered, or a
+    /// worker stopped).
+    wake: Arc<tokio::sync::Notify>,
+    /// The fence of this node's own lease, given back at shutdown so the
+    /// other nodes count one node less at once.
+    node_fence: Mutex<Option<u64>>,
 }
 
 impl Ownership {
@@ -93,7 +109,8 @@ impl Ownership {
             node: node.to_owned(),
             lease,
             units: Mutex::new(BTreeMap::new()),
-            registered: tokio::sync::Notify::new(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            node_fence: Mutex::new(None),
         })
     }
 
@@ -104,14 +121,17 @@ impl Ownership {
     /// Registers the unit `name` (one per name) and returns its view.
     pub fn unit(&self, name: &str) -> Unit {
         let mut units = self.units.lock().unwrap();
-        let sender = units
-            .entry(name.to_owned())
-            .or_insert_with(|| watch::channel(None).0);
+        let state = units.entry(name.to_owned()).or_insert_with(|| UnitState {
+            hold: watch::channel(None).0,
+            busy: Arc::new(AtomicBool::new(false)),
+        });
         let unit = Unit {
-            state: sender.subscribe(),
+            state: state.hold.subscribe(),
+            busy: state.busy.clone(),
+            balancer: self.wake.clone(),
         };
         // A new unit starts without waiting for the next periodic round.
-        self.registered.notify_one();
+        self.wake.notify_one();
         unit
     }
 
@@ -123,28 +143,32 @@ impl Ownership {
             self.round(&mut balance).await;
             tokio::select! {
                 () = tokio::time::sleep(self.lease / 4) => {}
-                () = self.registered.notified() => {}
+                () = self.wake.notified() => {}
                 _ = shutdown.changed() => break,
             }
         }
         self.release_all().await;
     }
 
-    /// Ends every held lease (at shutdown, after the workers stopped).
+    /// Ends every held lease, this node's own last (at shutdown, after the
+    /// workers stopped).
     async fn release_all(&self) {
-        let held: Vec<(String, Held)> = {
+        let mut held: Vec<(String, u64)> = {
             let units = self.units.lock().unwrap();
             units
                 .iter()
-                .filter_map(|(name, tx)| tx.send_replace(None).map(|h| (name.clone(), h)))
+                .filter_map(|(name, unit)| {
+                    unit.hold
+                        .send_replace(None)
+                        .map(|h| (name.clone(), h.fence.token))
+                })
                 .collect()
         };
-        for (name, held) in held {
-            if let Err(e) = self
-                .store
-                .release_lease(&name, &self.node, held.fence.token)
-                .await
-            {
+        if let Some(fence) = *self.node_fence.lock().unwrap() {
+            held.push((format!("{NODE_PREFIX}{}", self.node), fence));
+        }
+        for (name, fence) in held {
+            if let Err(e) = self.store.release_lease(&name, &self.node, fence).await {
                 tracing::debug!(lease = %name, "could not release the lease: {e}");
             }
         }
@@ -157,19 +181,22 @@ impl Ownership {
         let until = started + self.lease - self.lease / 5;
         let ttl_ms = self.lease.as_millis() as u64;
         let node_lease = format!("{NODE_PREFIX}{}", self.node);
-        if let Err(e) = self
+        match self
             .store
             .acquire_lease(&node_lease, &self.node, ttl_ms)
             .await
         {
-            balance.failed(&e);
-            return;
+            Ok(lease) => *self.node_fence.lock().unwrap() = lease.map(|l| l.fence),
+            Err(e) => {
+                balance.failed(&e);
+                return;
+            }
         }
         let held: Vec<String> = {
             let units = self.units.lock().unwrap();
             units
                 .iter()
-                .filter(|(_, tx)| tx.borrow().is_some())
+                .filter(|(_, unit)| unit.hold.borrow().is_some())
                 .map(|(name, _)| name.clone())
                 .collect()
         };
@@ -199,7 +226,8 @@ impl Ownership {
         let mut holding = 0;
         {
             let units = self.units.lock().unwrap();
-            for (name, tx) in units.iter() {
+            for (name, unit) in units.iter() {
+                let tx = &unit.hold;
                 match renewed.get(name) {
                     Some(fence) if holding < share => {
                         holding += 1;
@@ -208,12 +236,13 @@ impl Ownership {
                             until,
                         }));
                     }
-                    Some(_) => {
-                        // Surplus: no longer renewed, it lapses and a node
-                        // with less than its share takes it.
+                    Some(fence) => {
+                        // Surplus: no longer renewed; given back once its
+                        // worker has stopped (or it lapses), and a node with
+                        // less than its share takes it.
                         tracing::info!(lease = %name, node = %self.node, "handing the unit over to a node with less work");
                         tx.send_replace(None);
-                        balance.shed(name, started + self.lease);
+                        balance.shed(name, fence.token, started + self.lease);
                     }
                     None => {
                         if tx.send_replace(None).is_some() {
@@ -223,12 +252,12 @@ impl Ownership {
                 }
             }
         }
-        balance.forget_lapsed();
+        self.give_back(balance).await;
         let free: Vec<String> = {
             let units = self.units.lock().unwrap();
             units
                 .iter()
-                .filter(|(name, tx)| tx.borrow().is_none() && !balance.is_shed(name))
+                .filter(|(name, unit)| unit.hold.borrow().is_none() && !balance.is_shed(name))
                 .map(|(name, _)| name.clone())
                 .collect()
         };
@@ -247,8 +276,8 @@ impl Ownership {
                 Ok(Some(lease)) => {
                     holding += 1;
                     tracing::info!(lease = %name, node = %self.node, fence = lease.fence, "took the unit's lease");
-                    if let Some(tx) = self.units.lock().unwrap().get(name) {
-                        tx.send_replace(Some(Held {
+                    if let Some(unit) = self.units.lock().unwrap().get(name) {
+                        unit.hold.send_replace(Some(Held {
                             fence: lease.fence(),
                             until: asked + self.lease - self.lease / 5,
                         }));
@@ -264,6 +293,42 @@ impl Ownership {
     }
 }
 
+impl Ownership {
+    /// Releases units handed over whose workers have stopped, so the nodes
+    /// taking them need not wait for the leases to lapse; forgets those that
+    /// lapsed.
+    async fn give_back(&self, balance: &mut Balance) {
+        let idle: Vec<(String, u64)> = {
+            let units = self.units.lock().unwrap();
+            balance
+                .shed
+                .iter()
+                .filter(|(name, _)| {
+                    units
+                        .get(*name)
+                        .is_none_or(|u| !u.busy.load(Ordering::SeqCst))
+                })
+                .map(|(name, (fence, _))| (name.clone(), *fence))
+                .collect()
+        };
+        for (name, fence) in idle {
+            match self.store.release_lease(&name, &self.node, fence).await {
+                Ok(()) => {
+                    balance.shed.remove(&name);
+                }
+                Err(e) => tracing::debug!(lease = %name, "could not release the lease: {e}"),
+            }
+        }
+        balance.forget_lapsed();
+    }
+}
+
+/// A registered unit: this node's hold on it, and whether its worker runs.
+struct UnitState {
+    hold: watch::Sender<Option<Held>>,
+    busy: Arc<AtomicBool>,
+}
+
 /// A stable number from a node id.
 fn spread(node: &str) -> usize {
     node.bytes()
@@ -273,15 +338,16 @@ fn spread(node: &str) -> usize {
 /// What the balancing rounds remember between them.
 #[derive(Default)]
 struct Balance {
-    /// Units given up, until their lease has lapsed: not taken back before.
-    shed: HashMap<String, Instant>,
+    /// Units handed over, with their fence, until their worker stopped and
+    /// they were released, or their lease lapsed: not taken back before.
+    shed: HashMap<String, (u64, Instant)>,
     /// Whether the last round failed (to log a failure once, not each round).
     failing: bool,
 }
 
 impl Balance {
-    fn shed(&mut self, name: &str, lapses: Instant) {
-        self.shed.insert(name.to_owned(), lapses);
+    fn shed(&mut self, name: &str, fence: u64, lapses: Instant) {
+        self.shed.insert(name.to_owned(), (fence, lapses));
     }
 
     fn is_shed(&self, name: &str) -> bool {
@@ -290,7 +356,7 @@ impl Balance {
 
     fn forget_lapsed(&mut self) {
         let now = Instant::now();
-        self.shed.retain(|_, lapses| *lapses > now);
+        self.shed.retain(|_, (_, lapses)| *lapses > now);
     }
 
     fn failed(&mut self, e: &nimbus_store::StoreError) {

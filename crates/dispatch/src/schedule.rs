@@ -142,6 +142,7 @@ async fn scheduler(
             held,
         };
         holding.schedule(since).await;
+        unit.done();
     }
 }
 

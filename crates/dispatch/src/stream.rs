@@ -156,6 +156,7 @@ impl LaneWorker {
             self.held = Some(held);
             self.run_held().await;
             self.held = None;
+            self.unit.done();
         }
     }
 
