@@ -1,10 +1,11 @@
 //! Group commit for the hot queue operations: plain sends, receives from
 //! queues without a dead-letter queue, and deletes by receipt. Requests wait
-//! in one list; at most [`RUNNERS`] batches run at a time, each taking all
-//! that waits and doing it in one transaction with one statement per kind,
-//! so under load many requests share a commit and a few round trips. A
-//! batch that needs one statement runs it on its own, without `BEGIN` and
-//! `COMMIT`, as an unbatched request would. Every answer is given after
+//! in one list; one batch runs at a time, taking all that waits and doing it
+//! in one transaction with one statement per kind, in one round trip, so
+//! under load many requests share a commit. A batch that needs one
+//! statement runs it on its own, without `BEGIN` and `COMMIT`, as an
+//! unbatched request would. If a batch stalls (waiting for a row lock, say)
+//! more run beside it, up to [`MAX_RUNNERS`]. Every answer is given after
 //! its batch commits.
 
 use crate::{Db, MAX_ATTEMPTS, retryable};
@@ -16,11 +17,14 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 use tokio_postgres::Row;
 
-/// Batches in flight at once. Fewer than the requests a busy server has
-/// open, so requests arriving while every runner is busy wait and join the
-/// next batch together; more than one, so a batch's round trips and its
-/// commit's WAL flush overlap with the next batch's work.
-const RUNNERS: usize = 4;
+/// Most batches in flight at once. Normally one runs: requests arriving
+/// meanwhile wait and go together in the next, and the fewer the batches,
+/// the less each request costs the database (measured in BENCHMARKS.md: one
+/// runner did 1.5x the messages/s of four at 16 clients).
+const MAX_RUNNERS: usize = 4;
+/// How long a batch may run before requests arriving start another beside
+/// it, so one batch waiting on a lock does not hold up every request.
+const STALL: std::time::Duration = std::time::Duration::from_millis(10);
 /// Most requests in one batch (bounds a statement's arrays).
 const MAX_BATCH: usize = 512;
 
@@ -88,6 +92,8 @@ struct Shared {
 struct State {
     waiting: Vec<Op>,
     running: usize,
+    /// When a runner last started a batch.
+    progress: Option<Instant>,
 }
 
 impl Batcher {
@@ -131,13 +137,15 @@ impl Batcher {
         answered(answer).await
     }
 
-    /// Queues `op`, starting a runner if fewer than [`RUNNERS`] run. The
-    /// runner is a task of its own, so a caller that goes away (a closed
-    /// connection) cannot abandon the others' requests mid-batch.
+    /// Queues `op`, starting a runner if none runs, or if the running ones
+    /// have not started a batch for [`STALL`]. The runner is a task of its
+    /// own, so a caller that goes away (a closed connection) cannot abandon
+    /// the others' requests mid-batch.
     fn submit(&self, op: Op) {
         let mut state = self.shared.state.lock().unwrap();
         state.waiting.push(op);
-        if state.running < RUNNERS {
+        let stalled = state.progress.is_none_or(|at| at.elapsed() >= STALL);
+        if state.running == 0 || (state.running < MAX_RUNNERS && stalled) {
             state.running += 1;
             tokio::spawn(run(self.shared.clone()));
         }
@@ -163,6 +171,7 @@ async fn run(shared: Arc<Shared>) {
                 return;
             }
             let take = state.waiting.len().min(MAX_BATCH);
+            state.progress = Some(Instant::now());
             state.waiting.drain(..take).collect::<Vec<_>>()
         };
         execute(&shared.db, batch).await;
