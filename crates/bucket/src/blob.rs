@@ -2,35 +2,21 @@
 //! a fresh name (never a visible object's), is made durable (the file and
 //! its directory are fsynced, which `LocalFileSystem` does not do), and is
 //! only then referenced by metadata. Blobs written but never referenced are
-//! orphans; `sweep` removes them once past a grace period.
+//! orphans; `candidates` lists the sweep's suspects (whether one is an
+//! orphan is the store's to say: no object refers to it and no registered
+//! upload is writing it).
 
 use bytes::Bytes;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as BlobPath;
 use object_store::{GetOptions, GetRange, ObjectStore as _, PutPayload};
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-/// Where a bucket's bytes live, with the blobs being written right now.
+/// Where a bucket's bytes live.
 pub(crate) struct Blobs {
     fs: LocalFileSystem,
     root: PathBuf,
-    /// Blobs written but not yet committed or discarded: never swept.
-    in_flight: Mutex<HashSet<(String, String)>>,
-}
-
-/// Holds a blob in the in-flight set until dropped.
-pub(crate) struct InFlight<'a> {
-    blobs: &'a Blobs,
-    id: (String, String),
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.blobs.in_flight.lock().unwrap().remove(&self.id);
-    }
 }
 
 fn location(bucket: &str, blob: &str) -> BlobPath {
@@ -45,11 +31,7 @@ impl Blobs {
     pub(crate) fn open(root: PathBuf) -> Result<Self, crate::BucketError> {
         std::fs::create_dir_all(&root).map_err(blob_error)?;
         let fs = LocalFileSystem::new_with_prefix(&root).map_err(blob_error)?;
-        Ok(Blobs {
-            fs,
-            root,
-            in_flight: Mutex::new(HashSet::new()),
-        })
+        Ok(Blobs { fs, root })
     }
 
     /// Creates `bucket`'s blob directory and makes its entry durable, so a
@@ -75,13 +57,6 @@ impl Blobs {
     /// A new blob name, unique and never reused.
     pub(crate) fn new_name() -> String {
         uuid::Uuid::now_v7().simple().to_string()
-    }
-
-    /// Marks `blob` as being written, so no sweep removes it.
-    pub(crate) fn hold(&self, bucket: &str, blob: &str) -> InFlight<'_> {
-        let id = (bucket.to_owned(), blob.to_owned());
-        self.in_flight.lock().unwrap().insert(id.clone());
-        InFlight { blobs: self, id }
     }
 
     /// Writes `bytes` under `blob` and makes them durable.
@@ -144,15 +119,14 @@ impl Blobs {
         }
     }
 
-    /// Candidate orphans of `bucket`: files older than `grace` and not being
-    /// written, by blob name. A name with `#` is an upload `LocalFileSystem`
-    /// was staging when it was cut off.
+    /// Candidate orphans of `bucket`: files older than `grace`, with their
+    /// blob names. A file name with `#` is an upload `LocalFileSystem` was
+    /// staging when it was cut off; its blob name is the part before.
     pub(crate) fn candidates(&self, bucket: &str, grace: Duration) -> Vec<(String, PathBuf)> {
         let Ok(entries) = std::fs::read_dir(self.root.join(bucket)) else {
             return Vec::new();
         };
         let now = SystemTime::now();
-        let in_flight = self.in_flight.lock().unwrap().clone();
         let mut out = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
@@ -163,9 +137,9 @@ impl Blobs {
                 .metadata()
                 .and_then(|m| m.modified())
                 .is_ok_and(|at| now.duration_since(at).unwrap_or_default() >= grace);
-            let base = name.split('#').next().unwrap_or_default().to_owned();
-            if old && !in_flight.contains(&(bucket.to_owned(), base)) {
-                out.push((name, path));
+            if old {
+                let blob = name.split('#').next().unwrap_or_default().to_owned();
+                out.push((blob, path));
             }
         }
         out

@@ -1,7 +1,8 @@
 //! Buckets: object bytes through `object_store` (local filesystem under the
 //! data directory), metadata and object events through the store. An upload
-//! writes a fresh blob, makes it durable, then commits the metadata and its
-//! events in one transaction; only then is the object visible. Keys,
+//! registers itself in the store, writes a fresh blob, makes it durable,
+//! then commits the metadata and its events in one transaction, which ends
+//! the registration; only then is the object visible. Keys,
 //! content types, user metadata and sizes are checked here, for the API and
 //! the bucket capability alike.
 
@@ -29,6 +30,11 @@ pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 const READ_ATTEMPTS: usize = 3;
 /// How old an unreferenced blob must be before the sweep removes it.
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(60);
+/// How long an upload's registration keeps its blob from the sweep. Far
+/// longer than an upload takes, so only a registration whose process died
+/// meanwhile reaches it; an upload that did would fail at its commit rather
+/// than refer to a blob the sweep may have removed.
+pub const UPLOAD_BOUND: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BucketError {
@@ -175,8 +181,13 @@ impl Buckets {
         meta::check_user_metadata(&options.user_metadata)?;
         let etag = meta::etag(&bytes);
         let blob = blob::Blobs::new_name();
-        let _held = self.blobs.hold(bucket, &blob);
-        self.blobs.write(bucket, &blob, bytes).await?;
+        // Registered before a byte is written, so no sweep can take the
+        // blob for an orphan while it is in flight.
+        self.store.begin_upload(bucket, &blob).await?;
+        if let Err(e) = self.blobs.write(bucket, &blob, bytes).await {
+            self.discard(bucket, &blob).await;
+            return Err(e);
+        }
         let new = NewObject {
             key: key.to_owned(),
             size,
@@ -205,12 +216,23 @@ impl Buckets {
                 Ok(outcome.object)
             }
             // A closed or unreachable store may or may not have committed:
-            // the blob stays, and the sweep removes it if nothing refers to it.
+            // the blob and its registration stay; once the registration
+            // expires, the sweep removes the blob if nothing refers to it.
             Err(e @ (StoreError::Closed | StoreError::Unavailable(_))) => Err(e.into()),
             Err(e) => {
-                self.blobs.remove(bucket, &blob).await;
+                self.discard(bucket, &blob).await;
                 Err(e.into())
             }
+        }
+    }
+
+    /// Removes the blob of an upload given up on, then its registration; if
+    /// either fails, the sweep removes the blob once the registration ends
+    /// or expires.
+    async fn discard(&self, bucket: &str, blob: &str) {
+        self.blobs.remove(bucket, blob).await;
+        if let Err(e) = self.store.abandon_upload(bucket, blob).await {
+            tracing::warn!(bucket, blob, "could not end an upload's registration: {e}");
         }
     }
 
@@ -299,11 +321,28 @@ impl Buckets {
         Ok(self.store.list_objects(bucket, query).await?)
     }
 
-    /// Removes blobs no object refers to that are older than `grace` and not
-    /// being written (left by uploads cut off before their commit, or by a
-    /// crash between a replacing commit and the old blob's removal).
-    /// Returns how many were removed.
+    /// The sweep at start, before this process serves: only it writes under
+    /// its data directory, so every registration left is an upload cut off
+    /// by a crash or kill; they all end, and their blobs go at once.
+    pub async fn sweep_orphans_at_start(&self) -> Result<usize, BucketError> {
+        self.store.expire_uploads(0).await?;
+        self.sweep_orphans(Duration::ZERO).await
+    }
+
+    /// Removes blobs older than `grace` that no object refers to and no
+    /// registered upload is writing (left by uploads cut off before their
+    /// commit, or by a crash between a replacing commit and the old blob's
+    /// removal). First ends the upload registrations older than
+    /// [`UPLOAD_BOUND`]. Returns how many blobs were removed.
     pub async fn sweep_orphans(&self, grace: Duration) -> Result<usize, BucketError> {
+        let bound_ms = UPLOAD_BOUND.as_millis() as u64;
+        let expired = self.store.expire_uploads(bound_ms).await?;
+        if expired > 0 {
+            tracing::warn!(
+                "ended {expired} upload registrations older than {} s (their uploads never finished)",
+                UPLOAD_BOUND.as_secs()
+            );
+        }
         let mut removed = 0;
         for bucket in self.buckets.keys() {
             let candidates = self.blobs.candidates(bucket, grace);

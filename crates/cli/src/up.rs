@@ -229,7 +229,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     // Nothing is being uploaded yet, so every unreferenced blob (left by an
     // upload cut off before its commit) can go now, whatever its age.
-    match tokio.block_on(buckets.sweep_orphans(Duration::ZERO)) {
+    match tokio.block_on(buckets.sweep_orphans_at_start()) {
         Ok(0) => {}
         Ok(n) => tracing::info!("removed {n} orphaned blobs left by interrupted uploads"),
         Err(e) => tracing::warn!("failed to sweep orphaned blobs: {e}"),

@@ -5,10 +5,10 @@
 use nimbus_store::{StoreError, StoreResult};
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `MIGRATIONS[v]` takes the schema from version `v` to `v + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2];
 
 /// Held while migrating, so two processes starting at once migrate once.
 const MIGRATION_LOCK: i64 = 0x6e69_6d62_7573; // "nimbus"
@@ -158,6 +158,19 @@ CREATE FUNCTION nimbus_now_ms(test_clock int8) RETURNS int8 LANGUAGE sql VOLATIL
 -- `after` milliseconds past `at`, clamped to the end of time.
 CREATE FUNCTION nimbus_later(at int8, after int8) RETURNS int8 LANGUAGE sql IMMUTABLE
     AS $$ SELECT CASE WHEN after >= 9223372036854775807 - at THEN 9223372036854775807 ELSE at + after END $$;
+"#;
+
+/// The registry of uploads in flight: a row from before an upload writes its
+/// blob until the commit that references it (or the upload is given up on,
+/// or outlives the bound), so no node's orphan sweep removes the blob.
+const V2: &str = r#"
+CREATE TABLE uploads (
+    bucket text COLLATE "C" NOT NULL,
+    blob text COLLATE "C" NOT NULL,
+    begun_at int8 NOT NULL,
+    PRIMARY KEY (bucket, blob)
+);
+CREATE INDEX uploads_begun ON uploads (begun_at);
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`], or refuses it if it is newer.

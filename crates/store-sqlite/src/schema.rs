@@ -1,14 +1,15 @@
 //! The schema's version: `nimbus_schema` holds the version the file is at.
 //! A newer binary migrates forward (version 1 is every table's
 //! `CREATE TABLE IF NOT EXISTS`, which also adopts a file written before
-//! versions were kept); an older one refuses a newer file.
+//! versions were kept; version 2 adds the registry of uploads in flight);
+//! an older one refuses a newer file.
 
 use crate::backend;
 use nimbus_store::{StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
     conn.execute_batch(
@@ -41,6 +42,9 @@ pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
         crate::table::migrate(conn)?;
         crate::schedule::migrate(conn)?;
         crate::bucket::migrate(conn)?;
+    }
+    if found < 2 {
+        crate::bucket::migrate_uploads(conn)?;
     }
     conn.execute(
         "INSERT INTO nimbus_schema (id, version) VALUES (1, ?1)
