@@ -203,8 +203,9 @@ impl Server {
     }
 }
 
-/// `weed` on PATH, else in the scripts directory of the `python3` on PATH
-/// (where `pip install` puts it when that directory is not on PATH).
+/// `weed` on PATH, else in a scripts directory of the `python3` on PATH,
+/// the interpreter's or the user's (where `pip install` puts it when that
+/// directory is not on PATH).
 fn find_weed() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
@@ -217,12 +218,16 @@ fn find_weed() -> Option<PathBuf> {
     let output = Command::new("python3")
         .args([
             "-c",
-            "import sysconfig; print(sysconfig.get_path('scripts'))",
+            "import os, sysconfig; print(sysconfig.get_path('scripts')); \
+             print(sysconfig.get_path('scripts', os.name + '_user'))",
         ])
         .output()
         .ok()?;
-    let scripts = PathBuf::from(String::from_utf8(output.stdout).ok()?.trim());
-    Some(scripts.join("weed")).filter(|weed| weed.is_file())
+    String::from_utf8(output.stdout)
+        .ok()?
+        .lines()
+        .map(|dir| PathBuf::from(dir.trim()).join("weed"))
+        .find(|weed| weed.is_file())
 }
 
 /// Ten ports free a moment ago, all different (held open together while
