@@ -131,6 +131,12 @@ impl Blobs {
         uuid::Uuid::now_v7().simple().to_string()
     }
 
+    /// Whether `name` is one [`Blobs::new_name`] could have made: 32
+    /// lower-case hex digits.
+    fn is_blob_name(name: &str) -> bool {
+        name.len() == 32 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    }
+
     /// Writes `bytes` under `blob`, which must not exist, and makes them
     /// durable.
     pub(crate) async fn write(
@@ -244,15 +250,24 @@ impl Blobs {
             }
             Kind::S3 { .. } => {
                 let now = SystemTime::now();
+                let prefix = self.bucket_path(bucket);
+                let depth = prefix.parts().count() + 1;
                 self.store
-                    .list(Some(&self.bucket_path(bucket)))
+                    .list(Some(&prefix))
                     .filter_map(move |listed| {
                         let candidate = match listed {
                             Err(e) => Some(Err(blob_error(e))),
                             Ok(meta) => {
                                 let modified = SystemTime::from(meta.last_modified);
                                 let old = now.duration_since(modified).unwrap_or_default() >= grace;
-                                let blob = meta.location.filename().map(str::to_owned);
+                                // Only what Nimbus writes there: anything
+                                // else put under the prefix is left alone.
+                                let blob = meta
+                                    .location
+                                    .filename()
+                                    .filter(|name| Blobs::is_blob_name(name))
+                                    .filter(|_| meta.location.parts().count() == depth)
+                                    .map(str::to_owned);
                                 blob.filter(|_| old).map(|blob| {
                                     Ok(Candidate {
                                         blob,

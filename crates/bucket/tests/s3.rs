@@ -3,7 +3,8 @@
 //! removed objects taking their blobs along, settings that do not work
 //! refused at open without the secret, and the orphan sweep of one node
 //! sparing another node's upload in flight (two PostgreSQL handles on one
-//! schema, as two nodes share one database) until its registration expires.
+//! schema, as two nodes share one database) until its registration expires,
+//! and anything under the prefix that Nimbus did not write.
 
 use bytes::Bytes;
 use futures::TryStreamExt as _;
@@ -241,6 +242,11 @@ async fn pg_node(url: &str, clock: &ManualClock, location: &str) -> (Buckets, Ar
     (buckets, store)
 }
 
+/// Blob names as uploads make them (32 hex digits).
+const IN_FLIGHT: &str = "0192aaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const ORPHAN: &str = "0192bbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+const CRASHED: &str = "0192cccccccccccccccccccccccccccc";
+
 fn new_object(key: &str, blob: &str, size: u64) -> NewObject {
     NewObject {
         key: key.to_owned(),
@@ -269,17 +275,25 @@ async fn one_nodes_sweep_spares_another_nodes_upload_in_flight_until_its_registr
         .await
         .unwrap();
 
-    // The uploader between its put to S3 and its commit; and a blob no
-    // upload owns (its node died before registering... or never did).
+    // The uploader between its put to S3 and its commit; a blob no upload
+    // owns (left by an upload whose registration ended); and files someone
+    // else put under the prefix, which are not Nimbus's to remove.
     uploader_store
-        .begin_upload("photos", "0in0flight")
+        .begin_upload("photos", IN_FLIGHT)
         .await
         .unwrap();
-    write_blob(&location, "0in0flight", b"fresh").await;
-    write_blob(&location, "0orphan", b"lost").await;
+    write_blob(&location, IN_FLIGHT, b"fresh").await;
+    write_blob(&location, ORPHAN, b"lost").await;
+    write_blob(&location, "README.txt", b"not a blob").await;
+    write_blob(&location, &format!("nested/{ORPHAN}"), b"not here").await;
 
     assert_eq!(sweeper.sweep_orphans(Duration::ZERO).await.unwrap(), 1);
-    let mut expected = vec!["0in0flight".to_owned(), kept.blob.clone()];
+    let mut expected = vec![
+        IN_FLIGHT.to_owned(),
+        kept.blob.clone(),
+        "README.txt".to_owned(),
+        ORPHAN.to_owned(),
+    ];
     expected.sort();
     assert_eq!(blobs(&location).await, expected);
 
@@ -287,7 +301,7 @@ async fn one_nodes_sweep_spares_another_nodes_upload_in_flight_until_its_registr
     uploader_store
         .commit_put(
             "photos",
-            new_object("late", "0in0flight", 5),
+            new_object("late", IN_FLIGHT, 5),
             Box::new(|_| Vec::new()),
         )
         .await
@@ -299,26 +313,26 @@ async fn one_nodes_sweep_spares_another_nodes_upload_in_flight_until_its_registr
 
     // A node that dies mid-upload pins its blob only until the bound.
     uploader_store
-        .begin_upload("photos", "0crashed")
+        .begin_upload("photos", CRASHED)
         .await
         .unwrap();
-    write_blob(&location, "0crashed", b"cut").await;
+    write_blob(&location, CRASHED, b"cut").await;
     drop(uploader);
     assert_eq!(sweeper.sweep_orphans(Duration::ZERO).await.unwrap(), 0);
     clock.advance_ms(UPLOAD_BOUND.as_millis() as u64);
     assert_eq!(sweeper.sweep_orphans(Duration::ZERO).await.unwrap(), 1);
-    assert!(!blobs(&location).await.contains(&"0crashed".to_owned()));
+    assert!(!blobs(&location).await.contains(&CRASHED.to_owned()));
     // ...and its commit, should it come after all, refers to nothing.
     let late = uploader_store
         .commit_put(
             "photos",
-            new_object("crashed", "0crashed", 3),
+            new_object("crashed", CRASHED, 3),
             Box::new(|_| Vec::new()),
         )
         .await;
     assert_eq!(
         late,
-        Err(StoreError::UploadNotRegistered("0crashed".to_owned()))
+        Err(StoreError::UploadNotRegistered(CRASHED.to_owned()))
     );
     assert_eq!(
         sweeper.get("photos", "kept", None).await.unwrap().bytes,
