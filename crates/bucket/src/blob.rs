@@ -1,75 +1,129 @@
-//! Blob I/O through `object_store`'s local filesystem: every upload goes to
-//! a fresh name (never a visible object's), is made durable (the file and
-//! its directory are fsynced, which `LocalFileSystem` does not do), and is
-//! only then referenced by metadata. Blobs written but never referenced are
-//! orphans; `sweep` removes them once past a grace period.
+//! Blob I/O through `object_store`, on the local filesystem under the data
+//! directory or in an S3 bucket shared by every node. Every upload goes to
+//! a fresh name with a create-only put (never over an existing blob), is
+//! durable when the write returns (locally the file and its directory are
+//! fsynced, which `LocalFileSystem` does not do; S3 acknowledges a PUT only
+//! once stored), and is only then referenced by metadata. Blobs written but
+//! never referenced are orphans; `candidates` lists the sweep's suspects.
 
+use crate::s3::S3Config;
 use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt as _};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as BlobPath;
-use object_store::{GetOptions, GetRange, ObjectStore as _, PutPayload};
-use std::collections::HashSet;
+use object_store::{GetOptions, GetRange, ObjectStore, PutMode, PutOptions, PutPayload};
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-/// Where a bucket's bytes live, with the blobs being written right now.
+/// Where a bucket's bytes live.
 pub(crate) struct Blobs {
-    fs: LocalFileSystem,
-    root: PathBuf,
-    /// Blobs written but not yet committed or discarded: never swept.
-    in_flight: Mutex<HashSet<(String, String)>>,
+    store: Box<dyn ObjectStore>,
+    kind: Kind,
 }
 
-/// Holds a blob in the in-flight set until dropped.
-pub(crate) struct InFlight<'a> {
-    blobs: &'a Blobs,
-    id: (String, String),
+enum Kind {
+    /// `ROOT/BUCKET/BLOB` on this machine.
+    Local { root: PathBuf },
+    /// `PREFIX/BUCKET/BLOB` in an S3 bucket.
+    S3 {
+        location: crate::S3Location,
+        /// Where, for messages.
+        describe: String,
+    },
 }
 
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.blobs.in_flight.lock().unwrap().remove(&self.id);
-    }
+/// A blob the sweep may remove if nothing refers to it.
+pub(crate) struct Candidate {
+    /// The blob's name, as metadata and the upload registry know it.
+    pub blob: String,
+    at: Removal,
 }
 
-fn location(bucket: &str, blob: &str) -> BlobPath {
-    BlobPath::from(format!("{bucket}/{blob}"))
+enum Removal {
+    /// A local file: a blob, or a staging file `LocalFileSystem` was
+    /// writing when it was cut off (`BLOB#N`, which its listing hides).
+    File(PathBuf),
+    Object(BlobPath),
 }
 
 fn blob_error(e: impl std::fmt::Display) -> crate::BucketError {
-    crate::BucketError::Blob(e.to_string())
+    crate::BucketError::Blob(one_line(e))
+}
+
+/// An error on one line: S3 services answer with XML bodies over several,
+/// which `object_store` quotes, and a log line or a startup error is one.
+fn one_line(e: impl std::fmt::Display) -> String {
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Blobs {
-    pub(crate) fn open(root: PathBuf) -> Result<Self, crate::BucketError> {
+    pub(crate) fn local(root: PathBuf) -> Result<Self, crate::BucketError> {
         std::fs::create_dir_all(&root).map_err(blob_error)?;
         let fs = LocalFileSystem::new_with_prefix(&root).map_err(blob_error)?;
         Ok(Blobs {
-            fs,
-            root,
-            in_flight: Mutex::new(HashSet::new()),
+            store: Box::new(fs),
+            kind: Kind::Local { root },
         })
     }
 
-    /// Creates `bucket`'s blob directory and makes its entry durable, so a
-    /// blob fsynced in it later cannot vanish with the directory on power
-    /// loss.
-    pub(crate) fn prepare(&self, bucket: &str) -> Result<(), crate::BucketError> {
-        let dir = self.root.join(bucket);
-        if dir.is_dir() {
-            return Ok(());
+    pub(crate) fn s3(config: &S3Config) -> Result<Self, crate::BucketError> {
+        Ok(Blobs {
+            store: Box::new(config.build()?),
+            kind: Kind::S3 {
+                location: config.location.clone(),
+                describe: config.describe(),
+            },
+        })
+    }
+
+    /// Whether the blobs are on this machine (so only this process writes
+    /// them).
+    pub(crate) fn is_local(&self) -> bool {
+        matches!(self.kind, Kind::Local { .. })
+    }
+
+    /// Where the blobs are, for messages (never a credential).
+    pub(crate) fn describe(&self) -> String {
+        match &self.kind {
+            Kind::Local { root } => root.display().to_string(),
+            Kind::S3 { describe, .. } => describe.clone(),
         }
-        std::fs::create_dir_all(&dir).map_err(blob_error)?;
-        for synced in [Some(self.root.as_path()), self.root.parent()]
-            .into_iter()
-            .flatten()
-        {
-            std::fs::File::open(synced)
-                .and_then(|d| d.sync_all())
-                .map_err(blob_error)?;
+    }
+
+    fn bucket_path(&self, bucket: &str) -> BlobPath {
+        match &self.kind {
+            Kind::Local { .. } => BlobPath::from_iter([bucket]),
+            Kind::S3 { location, .. } => location.bucket_path(bucket),
         }
-        Ok(())
+    }
+
+    fn location(&self, bucket: &str, blob: &str) -> BlobPath {
+        self.bucket_path(bucket).child(blob)
+    }
+
+    /// Makes sure the blobs can be reached: locally, creates `bucket`'s
+    /// directory and makes its entry durable, so a blob fsynced in it later
+    /// cannot vanish with the directory on power loss; on S3, lists the
+    /// bucket's blobs once, which fails at once on a wrong bucket, endpoint
+    /// or credentials.
+    pub(crate) async fn prepare(&self, bucket: &str) -> Result<(), crate::BucketError> {
+        match &self.kind {
+            Kind::Local { root } => prepare_dir(root, bucket),
+            Kind::S3 { describe, .. } => {
+                let prefix = self.bucket_path(bucket);
+                let mut listing = self.store.list(Some(&prefix));
+                match listing.next().await {
+                    None | Some(Ok(_)) => Ok(()),
+                    Some(Err(e)) => Err(crate::BucketError::Blob(format!(
+                        "cannot list {describe}: {}",
+                        one_line(e)
+                    ))),
+                }
+            }
+        }
     }
 
     /// A new blob name, unique and never reused.
@@ -77,26 +131,39 @@ impl Blobs {
         uuid::Uuid::now_v7().simple().to_string()
     }
 
-    /// Marks `blob` as being written, so no sweep removes it.
-    pub(crate) fn hold(&self, bucket: &str, blob: &str) -> InFlight<'_> {
-        let id = (bucket.to_owned(), blob.to_owned());
-        self.in_flight.lock().unwrap().insert(id.clone());
-        InFlight { blobs: self, id }
+    /// Whether `name` is one [`Blobs::new_name`] could have made: 32
+    /// lower-case hex digits.
+    fn is_blob_name(name: &str) -> bool {
+        name.len() == 32 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     }
 
-    /// Writes `bytes` under `blob` and makes them durable.
+    /// Writes `bytes` under `blob`, which must not exist, and makes them
+    /// durable.
     pub(crate) async fn write(
         &self,
         bucket: &str,
         blob: &str,
         bytes: Bytes,
     ) -> Result<(), crate::BucketError> {
-        let at = location(bucket, blob);
-        self.fs
-            .put(&at, PutPayload::from_bytes(bytes))
-            .await
-            .map_err(blob_error)?;
-        let file = self.fs.path_to_filesystem(&at).map_err(blob_error)?;
+        let at = self.location(bucket, blob);
+        let payload = PutPayload::from_bytes(bytes);
+        let create = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self.store.put_opts(&at, payload.clone(), create).await {
+            Ok(_) => {}
+            // Conditional puts turned off for a service without them
+            // (`AWS_CONDITIONAL_PUT=disabled`): a plain put of the fresh name.
+            Err(object_store::Error::NotImplemented) => {
+                self.store.put(&at, payload).await.map_err(blob_error)?;
+            }
+            Err(e) => return Err(blob_error(e)),
+        }
+        let Kind::Local { root } = &self.kind else {
+            return Ok(());
+        };
+        let file = root.join(bucket).join(blob);
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             std::fs::File::open(&file)?.sync_all()?;
             if let Some(dir) = file.parent() {
@@ -124,50 +191,175 @@ impl Blobs {
             range: range.map(GetRange::Bounded),
             ..GetOptions::default()
         };
-        let got = match self.fs.get_opts(&location(bucket, blob), options).await {
+        let got = match self
+            .store
+            .get_opts(&self.location(bucket, blob), options)
+            .await
+        {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(blob_error(e)),
         };
-        got.bytes().await.map(Some).map_err(blob_error)
+        match got.bytes().await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(blob_error(e)),
+        }
     }
 
     /// Removes `blob`; one already gone is not an error.
     pub(crate) async fn remove(&self, bucket: &str, blob: &str) {
-        match self.fs.delete(&location(bucket, blob)).await {
+        match self.store.delete(&self.location(bucket, blob)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => tracing::warn!(
                 bucket,
                 blob,
-                "could not remove a blob (the sweep will): {e}"
+                "could not remove a blob (the sweep will): {}",
+                one_line(e)
             ),
         }
     }
 
-    /// Candidate orphans of `bucket`: files older than `grace` and not being
-    /// written, by blob name. A name with `#` is an upload `LocalFileSystem`
-    /// was staging when it was cut off.
-    pub(crate) fn candidates(&self, bucket: &str, grace: Duration) -> Vec<(String, PathBuf)> {
-        let Ok(entries) = std::fs::read_dir(self.root.join(bucket)) else {
-            return Vec::new();
-        };
-        let now = SystemTime::now();
-        let in_flight = self.in_flight.lock().unwrap().clone();
-        let mut out = Vec::new();
-        for entry in entries.flatten() {
+    /// Removes a candidate the store called an orphan; `false` if it could
+    /// not be removed (or was gone already).
+    pub(crate) async fn remove_candidate(&self, candidate: &Candidate) -> bool {
+        match &candidate.at {
+            Removal::File(path) => std::fs::remove_file(path).is_ok(),
+            Removal::Object(at) => match self.store.delete(at).await {
+                Ok(()) => true,
+                Err(object_store::Error::NotFound { .. }) => false,
+                Err(e) => {
+                    tracing::warn!(blob = %candidate.blob, "could not remove an orphaned blob: {}", one_line(e));
+                    false
+                }
+            },
+        }
+    }
+
+    /// Candidate orphans of `bucket`: blobs older than `grace`, in the order
+    /// the listing gives them. Whether one is an orphan is the store's to
+    /// say (no object refers to it and no upload is writing it).
+    pub(crate) fn candidates(
+        &self,
+        bucket: &str,
+        grace: Duration,
+    ) -> BoxStream<'_, Result<Candidate, crate::BucketError>> {
+        match &self.kind {
+            Kind::Local { root } => {
+                futures::stream::iter(local_candidates(root.join(bucket), grace).map(Ok)).boxed()
+            }
+            Kind::S3 { .. } => {
+                let now = SystemTime::now();
+                let prefix = self.bucket_path(bucket);
+                let depth = prefix.parts().count() + 1;
+                self.store
+                    .list(Some(&prefix))
+                    .filter_map(move |listed| {
+                        let candidate = match listed {
+                            Err(e) => Some(Err(blob_error(e))),
+                            Ok(meta) => {
+                                let modified = SystemTime::from(meta.last_modified);
+                                let old = now.duration_since(modified).unwrap_or_default() >= grace;
+                                // Only what Nimbus writes there: anything
+                                // else put under the prefix is left alone.
+                                let blob = meta
+                                    .location
+                                    .filename()
+                                    .filter(|name| Blobs::is_blob_name(name))
+                                    .filter(|_| meta.location.parts().count() == depth)
+                                    .map(str::to_owned);
+                                blob.filter(|_| old).map(|blob| {
+                                    Ok(Candidate {
+                                        blob,
+                                        at: Removal::Object(meta.location),
+                                    })
+                                })
+                            }
+                        };
+                        std::future::ready(candidate)
+                    })
+                    .boxed()
+            }
+        }
+    }
+}
+
+pub(crate) fn prepare_dir(root: &std::path::Path, bucket: &str) -> Result<(), crate::BucketError> {
+    let dir = root.join(bucket);
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).map_err(blob_error)?;
+    for synced in [Some(root), root.parent()].into_iter().flatten() {
+        std::fs::File::open(synced)
+            .and_then(|d| d.sync_all())
+            .map_err(blob_error)?;
+    }
+    Ok(())
+}
+
+/// Files in `dir` older than `grace`, by blob name (a staging file's name
+/// up to its `#`).
+fn local_candidates(dir: PathBuf, grace: Duration) -> impl Iterator<Item = Candidate> {
+    let now = SystemTime::now();
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(move |entry| {
             let path = entry.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
-                continue;
-            };
+            let name = path.file_name()?.to_str()?;
             let old = entry
                 .metadata()
                 .and_then(|m| m.modified())
                 .is_ok_and(|at| now.duration_since(at).unwrap_or_default() >= grace);
-            let base = name.split('#').next().unwrap_or_default().to_owned();
-            if old && !in_flight.contains(&(bucket.to_owned(), base)) {
-                out.push((name, path));
-            }
-        }
-        out
+            let blob = name.split('#').next().unwrap_or_default().to_owned();
+            old.then_some(Candidate {
+                blob,
+                at: Removal::File(path),
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write never replaces a blob: the create-only put refuses a name
+    /// that exists, so bytes an object refers to cannot change underneath.
+    async fn a_second_write_of_one_name_fails_and_keeps_the_first(blobs: Blobs) {
+        blobs
+            .write("photos", "same", Bytes::from_static(b"first"))
+            .await
+            .unwrap();
+        let second = blobs
+            .write("photos", "same", Bytes::from_static(b"second"))
+            .await;
+        assert!(second.is_err(), "a blob was overwritten");
+        let read = blobs.read("photos", "same", None).await.unwrap();
+        assert_eq!(read.as_deref(), Some(&b"first"[..]));
+    }
+
+    #[tokio::test]
+    async fn local_blobs_are_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::local(dir.path().to_owned()).unwrap();
+        prepare_dir(dir.path(), "photos").unwrap();
+        a_second_write_of_one_name_fails_and_keeps_the_first(blobs).await;
+    }
+
+    #[tokio::test]
+    async fn s3_blobs_are_written_once() {
+        let server = nimbus_test_s3::server();
+        let config = S3Config::with_static_credentials(
+            crate::S3Location::parse(&server.fresh_location()).unwrap(),
+            Some(server.endpoint()),
+            None,
+            nimbus_test_s3::ACCESS_KEY_ID,
+            nimbus_test_s3::SECRET_ACCESS_KEY,
+        );
+        let blobs = Blobs::s3(&config).unwrap();
+        blobs.prepare("photos").await.unwrap();
+        a_second_write_of_one_name_fails_and_keeps_the_first(blobs).await;
     }
 }

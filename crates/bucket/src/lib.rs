@@ -1,23 +1,27 @@
-//! Buckets: object bytes through `object_store` (local filesystem under the
-//! data directory), metadata and object events through the store. An upload
-//! writes a fresh blob, makes it durable, then commits the metadata and its
-//! events in one transaction; only then is the object visible. Keys,
-//! content types, user metadata and sizes are checked here, for the API and
-//! the bucket capability alike.
+//! Buckets: object bytes through `object_store` (the local filesystem under
+//! the data directory, or an S3 bucket every node shares), metadata and
+//! object events through the store. An upload registers itself in the
+//! store, writes a fresh blob, makes it durable, then commits the metadata
+//! and its events in one transaction, which ends the registration; only
+//! then is the object visible. Keys, content types, user metadata and sizes
+//! are checked here, for the API and the bucket capability alike.
 
 mod blob;
 mod event;
 mod meta;
+mod s3;
 
 pub use event::sequencer_text;
 pub use meta::{MAX_CONTENT_TYPE_BYTES, MAX_USER_METADATA_BYTES};
 pub use nimbus_manifest::bucket::{MAX_KEY_BYTES, check_object_key};
+pub use s3::{DEFAULT_REGION, S3Config, S3Location};
 
 use bytes::Bytes;
+use futures::StreamExt as _;
 use nimbus_manifest::{App, Bucket, ObjectEventKind, ObjectTrigger};
 use nimbus_store::{BucketStore, ListPage, ListQuery, NewObject, ObjectMeta, StoreError};
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +33,23 @@ pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 const READ_ATTEMPTS: usize = 3;
 /// How old an unreferenced blob must be before the sweep removes it.
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(60);
+/// How long an upload's registration keeps its blob from the sweep. Far
+/// longer than an upload takes (one request, bounded by the S3 client's
+/// timeout), so only a registration whose node died meanwhile reaches it;
+/// an upload that did would fail at its commit rather than refer to a blob
+/// the sweep may have removed.
+pub const UPLOAD_BOUND: Duration = Duration::from_secs(3600);
+/// Blobs the sweep asks the store about at once.
+const SWEEP_BATCH: usize = 1000;
+
+/// Where object bytes live.
+#[derive(Debug, Clone)]
+pub enum BlobStorage {
+    /// A directory on this machine (by default `DATA_DIR/buckets`).
+    Local(PathBuf),
+    /// An S3 bucket, shared by every node.
+    S3(Box<S3Config>),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BucketError {
@@ -110,6 +131,34 @@ pub struct Buckets {
 impl Buckets {
     /// Opens the app's buckets with their bytes under `root`.
     pub fn open(app: &App, root: &Path, store: Arc<dyn BucketStore>) -> Result<Self, BucketError> {
+        let blobs = blob::Blobs::local(root.to_owned())?;
+        for bucket in app.buckets.keys() {
+            blob::prepare_dir(root, bucket)?;
+        }
+        Ok(Self::with_blobs(app, blobs, store))
+    }
+
+    /// Opens the app's buckets with their bytes in `storage`, checking that
+    /// it can be reached (an S3 bucket, endpoint or credentials that do not
+    /// work fail here, not at the first upload).
+    pub async fn open_in(
+        app: &App,
+        storage: &BlobStorage,
+        store: Arc<dyn BucketStore>,
+    ) -> Result<Self, BucketError> {
+        match storage {
+            BlobStorage::Local(root) => Self::open(app, root, store),
+            BlobStorage::S3(config) => {
+                let blobs = blob::Blobs::s3(config)?;
+                for bucket in app.buckets.keys() {
+                    blobs.prepare(bucket).await?;
+                }
+                Ok(Self::with_blobs(app, blobs, store))
+            }
+        }
+    }
+
+    fn with_blobs(app: &App, blobs: blob::Blobs, store: Arc<dyn BucketStore>) -> Self {
         let mut triggers: BTreeMap<String, Vec<ObjectTrigger>> = BTreeMap::new();
         for t in &app.object_triggers {
             triggers
@@ -117,17 +166,18 @@ impl Buckets {
                 .or_default()
                 .push(t.clone());
         }
-        let blobs = blob::Blobs::open(root.to_owned())?;
-        for bucket in app.buckets.keys() {
-            blobs.prepare(bucket)?;
-        }
-        Ok(Buckets {
+        Buckets {
             buckets: app.buckets.clone(),
             triggers,
             blobs: Arc::new(blobs),
             store,
             metrics: None,
-        })
+        }
+    }
+
+    /// Where the object bytes are, for messages (never a credential).
+    pub fn storage(&self) -> String {
+        self.blobs.describe()
     }
 
     /// Counts committed object events in `metrics` from now on.
@@ -175,8 +225,14 @@ impl Buckets {
         meta::check_user_metadata(&options.user_metadata)?;
         let etag = meta::etag(&bytes);
         let blob = blob::Blobs::new_name();
-        let _held = self.blobs.hold(bucket, &blob);
-        self.blobs.write(bucket, &blob, bytes).await?;
+        // Registered before a byte is written, so no node's sweep can take
+        // the blob for an orphan while it is in flight.
+        self.store.begin_upload(bucket, &blob).await?;
+        if let Err(e) = self.blobs.write(bucket, &blob, bytes).await {
+            // A failed put may have stored the bytes all the same.
+            self.discard(bucket, &blob).await;
+            return Err(e);
+        }
         let new = NewObject {
             key: key.to_owned(),
             size,
@@ -205,12 +261,23 @@ impl Buckets {
                 Ok(outcome.object)
             }
             // A closed or unreachable store may or may not have committed:
-            // the blob stays, and the sweep removes it if nothing refers to it.
+            // the blob and its registration stay; once the registration
+            // expires, the sweep removes the blob if nothing refers to it.
             Err(e @ (StoreError::Closed | StoreError::Unavailable(_))) => Err(e.into()),
             Err(e) => {
-                self.blobs.remove(bucket, &blob).await;
+                self.discard(bucket, &blob).await;
                 Err(e.into())
             }
+        }
+    }
+
+    /// Removes the blob of an upload given up on, then its registration; if
+    /// either fails, the sweep removes the blob once the registration ends
+    /// or expires.
+    async fn discard(&self, bucket: &str, blob: &str) {
+        self.blobs.remove(bucket, blob).await;
+        if let Err(e) = self.store.abandon_upload(bucket, blob).await {
+            tracing::warn!(bucket, blob, "could not end an upload's registration: {e}");
         }
     }
 
@@ -299,29 +366,69 @@ impl Buckets {
         Ok(self.store.list_objects(bucket, query).await?)
     }
 
-    /// Removes blobs no object refers to that are older than `grace` and not
-    /// being written (left by uploads cut off before their commit, or by a
-    /// crash between a replacing commit and the old blob's removal).
-    /// Returns how many were removed.
+    /// The sweep at start, before this process serves. With local blobs no
+    /// other process writes under this data directory, so every
+    /// registration left is an upload cut off by a crash or kill: they all
+    /// end, and their blobs go at once. On S3 other nodes may be uploading
+    /// now: only registrations past [`UPLOAD_BOUND`] end.
+    pub async fn sweep_orphans_at_start(&self) -> Result<usize, BucketError> {
+        if self.blobs.is_local() {
+            self.store.expire_uploads(0).await?;
+        }
+        self.sweep_orphans(Duration::ZERO).await
+    }
+
+    /// Removes blobs older than `grace` that no object refers to and no
+    /// upload in flight (on any node sharing the store) is writing: left by
+    /// uploads cut off before their commit, or by a crash between a
+    /// replacing commit and the old blob's removal. First ends the upload
+    /// registrations older than [`UPLOAD_BOUND`] (their nodes died).
+    /// Returns how many blobs were removed.
     pub async fn sweep_orphans(&self, grace: Duration) -> Result<usize, BucketError> {
+        let bound_ms = UPLOAD_BOUND.as_millis() as u64;
+        let expired = self.store.expire_uploads(bound_ms).await?;
+        if expired > 0 {
+            tracing::warn!(
+                "ended {expired} upload registrations older than {} s (their uploads never finished)",
+                UPLOAD_BOUND.as_secs()
+            );
+        }
         let mut removed = 0;
         for bucket in self.buckets.keys() {
-            let candidates = self.blobs.candidates(bucket, grace);
-            if candidates.is_empty() {
-                continue;
-            }
-            let names: Vec<String> = candidates.iter().map(|(n, _)| n.clone()).collect();
-            let orphans: HashSet<String> = self
-                .store
-                .unreferenced_blobs(bucket, names)
-                .await?
-                .into_iter()
-                .collect();
-            for (name, path) in candidates {
-                if orphans.contains(&name) && std::fs::remove_file(&path).is_ok() {
-                    tracing::info!(bucket, blob = %name, "removed an orphaned blob");
-                    removed += 1;
+            let mut listing = self.blobs.candidates(bucket, grace);
+            let mut batch = Vec::new();
+            loop {
+                let next = listing.next().await.transpose()?;
+                let end = next.is_none();
+                batch.extend(next);
+                if batch.len() >= SWEEP_BATCH || (end && !batch.is_empty()) {
+                    removed += self.sweep_batch(bucket, std::mem::take(&mut batch)).await?;
                 }
+                if end {
+                    break;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn sweep_batch(
+        &self,
+        bucket: &str,
+        candidates: Vec<blob::Candidate>,
+    ) -> Result<usize, BucketError> {
+        let names: Vec<String> = candidates.iter().map(|c| c.blob.clone()).collect();
+        let orphans: HashSet<String> = self
+            .store
+            .unreferenced_blobs(bucket, names)
+            .await?
+            .into_iter()
+            .collect();
+        let mut removed = 0;
+        for candidate in candidates {
+            if orphans.contains(&candidate.blob) && self.blobs.remove_candidate(&candidate).await {
+                tracing::info!(bucket, blob = %candidate.blob, "removed an orphaned blob");
+                removed += 1;
             }
         }
         Ok(removed)

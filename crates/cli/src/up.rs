@@ -83,6 +83,18 @@ pub struct UpArgs {
         value_name = "STORE"
     )]
     store: Option<String>,
+    /// Where object bytes live: `s3://BUCKET[/PREFIX]` (an S3 bucket every
+    /// node shares; settings from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_REGION [default: us-east-1] and AWS_ENDPOINT_URL_S3 or
+    /// AWS_ENDPOINT_URL for other S3-compatible services), or `file:PATH`
+    /// [default: file:DATA_DIR/buckets].
+    #[arg(
+        long,
+        env = "NIMBUS_OBJECTS",
+        hide_env_values = true,
+        value_name = "LOCATION"
+    )]
+    objects: Option<String>,
     /// `fsync`: acknowledge writes only once they survive power loss.
     /// `relaxed`: faster, but the last writes before a power loss or OS crash
     /// (on PostgreSQL: a database crash) can be lost (logged as a warning at
@@ -233,14 +245,25 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     // other processes' commits).
     let signals = store.signals().clone();
     let metrics = Arc::new(nimbus_metrics::Metrics::default());
+    let objects = blob_storage(args.objects.as_deref(), &data_dir)
+        .map_err(|e| anyhow::anyhow!("--objects: {e}"))?;
     let buckets = Arc::new(
-        nimbus_bucket::Buckets::open(&app, &data_dir.join(BUCKETS_DIR), store.clone())
+        tokio
+            .block_on(nimbus_bucket::Buckets::open_in(
+                &app,
+                &objects,
+                store.clone(),
+            ))
             .context("failed to open the buckets")?
             .with_metrics(metrics.clone()),
     );
-    // Nothing is being uploaded yet, so every unreferenced blob (left by an
-    // upload cut off before its commit) can go now, whatever its age.
-    match tokio.block_on(buckets.sweep_orphans(Duration::ZERO)) {
+    if !app.buckets.is_empty() {
+        tracing::info!("object bytes in {}", buckets.storage());
+    }
+    // Unreferenced blobs left by uploads cut off before their commit go
+    // now, whatever their age, unless an upload registered in the store is
+    // still writing them (on S3, another node's).
+    match tokio.block_on(buckets.sweep_orphans_at_start()) {
         Ok(0) => {}
         Ok(n) => tracing::info!("removed {n} orphaned blobs left by interrupted uploads"),
         Err(e) => tracing::warn!("failed to sweep orphaned blobs: {e}"),
@@ -653,6 +676,35 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
 
 /// Where object bytes live in the data directory.
 const BUCKETS_DIR: &str = "buckets";
+
+/// Where `--objects` puts object bytes: `s3://BUCKET[/PREFIX]` with the
+/// AWS settings from the environment, `file:PATH`, or by default the data
+/// directory.
+fn blob_storage(
+    objects: Option<&str>,
+    data_dir: &std::path::Path,
+) -> Result<nimbus_bucket::BlobStorage, String> {
+    use nimbus_bucket::{BlobStorage, S3Config, S3Location};
+    let Some(text) = objects else {
+        return Ok(BlobStorage::Local(data_dir.join(BUCKETS_DIR)));
+    };
+    if let Some(path) = text.strip_prefix("file:") {
+        if path.is_empty() {
+            return Err("`file:` needs a path, as in file:./objects".into());
+        }
+        return Ok(BlobStorage::Local(PathBuf::from(path)));
+    }
+    if text.starts_with("s3://") {
+        return Ok(BlobStorage::S3(Box::new(S3Config::from_env(
+            S3Location::parse(text)?,
+        ))));
+    }
+    // Only the scheme: the rest may hold something secret.
+    let scheme = text.split_once(':').map_or("", |(scheme, _)| scheme);
+    Err(format!(
+        "objects live at s3://BUCKET[/PREFIX] or file:PATH, not a `{scheme}:` location"
+    ))
+}
 
 /// Removes blobs no object refers to (uploads cut off before their commit),
 /// once they are older than `ORPHAN_GRACE`.

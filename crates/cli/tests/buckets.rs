@@ -1,5 +1,6 @@
 //! Buckets through the real server: objects over `/v1` (put, get with
-//! ranges, head, list, delete; hostile keys and oversize bodies refused),
+//! ranges, head, list, delete; hostile keys and oversize bodies refused;
+//! bytes where `--objects file:PATH` says),
 //! object triggers (created and removed events, prefix and suffix filters,
 //! sequencers, retries then the failure destination, batch size), and the
 //! bucket capability with its grants (allowed, and each denial audited).
@@ -130,6 +131,26 @@ async fn objects_round_trip_over_the_api_with_metadata_ranges_and_listing() {
         .await
         .unwrap();
     assert_eq!(gone.status(), 404);
+}
+
+#[tokio::test]
+async fn objects_file_keeps_object_bytes_in_the_directory_it_names() {
+    let app = TestApp::new("objfile").function("worker", programs::EVENTS, "\n[bucket.files]");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let objects = format!("file:{}", elsewhere.path().display());
+    let nimbus = app.start_with(&["--objects", &objects]).await;
+    assert_eq!(put(&nimbus, "files", "a.txt", "here").await.status(), 200);
+    let got = client()
+        .get(object_url(&nimbus, "files", "a.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.text().await.unwrap(), "here");
+    let blobs = std::fs::read_dir(elsewhere.path().join("files"))
+        .unwrap()
+        .count();
+    assert_eq!(blobs, 1);
+    assert!(!app.data_dir().join("buckets").exists());
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@
 //! of the same key numbers its event only after this commit, so each key's
 //! sequencers increase in commit order, and writers of different keys share
 //! no hot row. The object events go out through `queue::send` in the same
-//! transaction.
+//! transaction, which also ends the upload's registration (`uploads`, the
+//! registry every node's orphan sweep reads).
 
 use crate::{PgStore, Tx, in_tx, int8};
 use nimbus_store::bucket::{
@@ -105,6 +106,15 @@ async fn put(
     new: &NewObject,
     events: &Events,
 ) -> StoreResult<PutOutcome> {
+    let registered = tx
+        .execute(
+            "DELETE FROM uploads WHERE bucket = $1 AND blob = $2",
+            &[&bucket, &new.blob],
+        )
+        .await?;
+    if registered == 0 {
+        return Err(StoreError::UploadNotRegistered(new.blob.clone()));
+    }
     let sequencer = lock_and_sequence(tx, bucket, &new.key).await?;
     let replaced_blob = get(tx, bucket, &new.key).await?.map(|old| old.blob);
     let object = ObjectMeta {
@@ -185,6 +195,41 @@ async fn list(tx: &Tx<'_>, bucket: &str, query: &ListQuery) -> StoreResult<ListP
 
 #[async_trait::async_trait]
 impl BucketStore for PgStore {
+    async fn begin_upload(&self, bucket: &str, blob: &str) -> StoreResult<()> {
+        self.db
+            .statement(
+                "INSERT INTO uploads (bucket, blob, begun_at) VALUES ($1, $2, nimbus_now_ms($3))
+             ON CONFLICT (bucket, blob) DO UPDATE SET begun_at = excluded.begun_at",
+                &[&bucket, &blob, &self.db.test_now()],
+                None,
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn abandon_upload(&self, bucket: &str, blob: &str) -> StoreResult<()> {
+        self.db
+            .statement(
+                "DELETE FROM uploads WHERE bucket = $1 AND blob = $2",
+                &[&bucket, &blob],
+                None,
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn expire_uploads(&self, older_than_ms: u64) -> StoreResult<u64> {
+        let rows = self
+            .db
+            .statement(
+                "DELETE FROM uploads WHERE begun_at <= nimbus_now_ms($1) - $2 RETURNING 1",
+                &[&self.db.test_now(), &int8(older_than_ms)],
+                None,
+            )
+            .await?;
+        Ok(rows.len() as u64)
+    }
+
     async fn commit_put(
         &self,
         bucket: &str,
@@ -222,7 +267,8 @@ impl BucketStore for PgStore {
             let rows = tx
                 .query(
                     "SELECT b FROM unnest($2::text[]) AS b
-                     WHERE NOT EXISTS (SELECT 1 FROM objects WHERE bucket = $1 AND blob = b)",
+                     WHERE NOT EXISTS (SELECT 1 FROM objects WHERE bucket = $1 AND blob = b)
+                       AND NOT EXISTS (SELECT 1 FROM uploads WHERE bucket = $1 AND blob = b)",
                     &[&bucket, &blobs],
                 )
                 .await?;

@@ -160,7 +160,10 @@ CREATE FUNCTION nimbus_later(at int8, after int8) RETURNS int8 LANGUAGE sql IMMU
     AS $$ SELECT CASE WHEN after >= 9223372036854775807 - at THEN 9223372036854775807 ELSE at + after END $$;
 "#;
 
-/// Leases: who owns which singleton work, until when, at which fence.
+/// Leases (who owns which singleton work, until when, at which fence) and
+/// the registry of uploads in flight: a row from before an upload writes its
+/// blob until the commit that references it (or the upload is given up on,
+/// or outlives the bound), so no node's orphan sweep removes the blob.
 const V2: &str = r#"
 CREATE TABLE leases (
     name text COLLATE "C" PRIMARY KEY,
@@ -168,6 +171,13 @@ CREATE TABLE leases (
     fence int8 NOT NULL,
     expires_at int8 NOT NULL
 );
+CREATE TABLE uploads (
+    bucket text COLLATE "C" NOT NULL,
+    blob text COLLATE "C" NOT NULL,
+    begun_at int8 NOT NULL,
+    PRIMARY KEY (bucket, blob)
+);
+CREATE INDEX uploads_begun ON uploads (begun_at);
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`], or refuses it if it is newer.

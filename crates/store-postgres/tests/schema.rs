@@ -1,8 +1,10 @@
 //! The schema's version on PostgreSQL: migrations run once however many
-//! processes start at once, and a schema written by a newer nimbus is
-//! refused with both versions named.
+//! processes start at once, a version 1 schema moves forward keeping its
+//! data, and a schema written by a newer nimbus is refused with both
+//! versions named.
 
 use nimbus_store::StoreError;
+use nimbus_store::bucket::BucketStore;
 use nimbus_store::queue::QueueStore;
 use nimbus_store_postgres::{PgOptions, PgStore, SCHEMA_VERSION};
 
@@ -26,6 +28,51 @@ async fn stores_starting_at_once_on_an_empty_database_all_open_it() {
     for open in opening {
         let store = open.await.unwrap().unwrap();
         assert!(store.queues().await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_version_1_schema_migrates_forward_and_gains_the_upload_registry() {
+    let server = nimbus_test_postgres::server();
+    let fresh = server.fresh();
+    let store = PgStore::connect(&options(&fresh.url), None).await.unwrap();
+    store.declare_queues(&[queue()]).await.unwrap();
+    drop(store);
+    // What version 1 left: every table but the upload registry.
+    server.sql(&format!(
+        "DROP TABLE {0}.uploads; UPDATE {0}.nimbus_schema SET version = 1",
+        fresh.schema
+    ));
+
+    let store = PgStore::connect(&options(&fresh.url), None).await.unwrap();
+    assert_eq!(store.queues().await.unwrap(), [queue()]);
+    store.begin_upload("b", "blob").await.unwrap();
+    assert!(
+        store
+            .unreferenced_blobs("b", vec!["blob".to_owned()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        server.query(&format!(
+            "SELECT version FROM {}.nimbus_schema",
+            fresh.schema
+        )),
+        SCHEMA_VERSION.to_string()
+    );
+}
+
+fn queue() -> nimbus_store::QueueConfig {
+    nimbus_store::QueueConfig {
+        name: "q".into(),
+        visibility_timeout_ms: 30_000,
+        retention_ms: 3_600_000,
+        delay_ms: 0,
+        max_message_bytes: 1024,
+        dedup_window_ms: 0,
+        max_receive_count: None,
+        dead_letter_queue: None,
     }
 }
 

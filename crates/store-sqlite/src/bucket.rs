@@ -1,13 +1,14 @@
 //! `BucketStore` on SQLite: object rows (keys as BLOBs, so order and prefix
 //! ranges are byte-wise) and the sequencer, changed in the same savepoint as
-//! the object events sent through `queue::send`.
+//! the object events sent through `queue::send` and the end of the upload's
+//! registration (`uploads`).
 
 use crate::writer::Tx;
 use crate::{SqliteStore, backend};
-use nimbus_store::StoreResult;
 use nimbus_store::bucket::{
     BucketStore, EventsFor, ListPage, ListQuery, Listing, NewObject, ObjectMeta, PutOutcome,
 };
+use nimbus_store::{StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeMap;
 
@@ -31,6 +32,30 @@ pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
             last INTEGER NOT NULL
         );",
     )
+    .map_err(backend)
+}
+
+/// Schema version 2: the registry of uploads in flight.
+pub(crate) fn migrate_uploads(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS uploads (
+            bucket TEXT NOT NULL,
+            blob TEXT NOT NULL,
+            begun_at INTEGER NOT NULL,
+            PRIMARY KEY (bucket, blob)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS uploads_begun ON uploads (begun_at);",
+    )
+    .map_err(backend)
+}
+
+/// Ends the registration of `blob`'s upload; `false` if there was none.
+fn end_upload(tx: &Tx<'_>, bucket: &str, blob: &str) -> StoreResult<bool> {
+    tx.execute(
+        "DELETE FROM uploads WHERE bucket = ?1 AND blob = ?2",
+        params![bucket, blob],
+    )
+    .map(|n| n > 0)
     .map_err(backend)
 }
 
@@ -86,6 +111,9 @@ fn send_events(tx: &Tx<'_>, events: Vec<(String, nimbus_store::SendMessage)>) ->
 }
 
 fn put(tx: &Tx<'_>, bucket: &str, new: NewObject, events: EventsFor) -> StoreResult<PutOutcome> {
+    if !end_upload(tx, bucket, &new.blob)? {
+        return Err(StoreError::UploadNotRegistered(new.blob));
+    }
     let replaced_blob = get(tx, bucket, &new.key)?.map(|old| old.blob);
     let object = ObjectMeta {
         bucket: bucket.to_owned(),
@@ -170,7 +198,8 @@ fn unreferenced(tx: &Tx<'_>, bucket: &str, blobs: Vec<String>) -> StoreResult<Ve
     for blob in blobs {
         let used = tx
             .query_row(
-                "SELECT 1 FROM objects WHERE bucket = ?1 AND blob = ?2",
+                "SELECT 1 FROM objects WHERE bucket = ?1 AND blob = ?2
+                 UNION ALL SELECT 1 FROM uploads WHERE bucket = ?1 AND blob = ?2",
                 params![bucket, blob],
                 |_| Ok(()),
             )
@@ -185,6 +214,38 @@ fn unreferenced(tx: &Tx<'_>, bucket: &str, blobs: Vec<String>) -> StoreResult<Ve
 
 #[async_trait::async_trait]
 impl BucketStore for SqliteStore {
+    async fn begin_upload(&self, bucket: &str, blob: &str) -> StoreResult<()> {
+        let (bucket, blob) = (bucket.to_owned(), blob.to_owned());
+        self.writer
+            .run(move |tx| {
+                tx.execute(
+                    "INSERT OR REPLACE INTO uploads (bucket, blob, begun_at) VALUES (?1, ?2, ?3)",
+                    params![bucket, blob, tx.now as i64],
+                )
+                .map(drop)
+                .map_err(backend)
+            })
+            .await
+    }
+
+    async fn abandon_upload(&self, bucket: &str, blob: &str) -> StoreResult<()> {
+        let (bucket, blob) = (bucket.to_owned(), blob.to_owned());
+        self.writer
+            .run(move |tx| end_upload(tx, &bucket, &blob).map(drop))
+            .await
+    }
+
+    async fn expire_uploads(&self, older_than_ms: u64) -> StoreResult<u64> {
+        self.writer
+            .run(move |tx| {
+                let cutoff = tx.now.saturating_sub(older_than_ms) as i64;
+                tx.execute("DELETE FROM uploads WHERE begun_at <= ?1", [cutoff])
+                    .map(|n| n as u64)
+                    .map_err(backend)
+            })
+            .await
+    }
+
     async fn commit_put(
         &self,
         bucket: &str,

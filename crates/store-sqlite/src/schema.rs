@@ -1,7 +1,8 @@
 //! The schema's version: `nimbus_schema` holds the version the file is at.
 //! A newer binary migrates forward (version 1 is every table's
 //! `CREATE TABLE IF NOT EXISTS`, which also adopts a file written before
-//! versions were kept); an older one refuses a newer file.
+//! versions were kept; version 2 adds the registry of uploads in flight);
+//! an older one refuses a newer file.
 
 use crate::backend;
 use nimbus_store::{StoreError, StoreResult};
@@ -44,6 +45,7 @@ pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
     }
     if found < 2 {
         crate::lease::migrate(conn)?;
+        crate::bucket::migrate_uploads(conn)?;
     }
     conn.execute(
         "INSERT INTO nimbus_schema (id, version) VALUES (1, ?1)

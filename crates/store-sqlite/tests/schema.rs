@@ -1,6 +1,8 @@
 //! The schema's version: a file written by a newer nimbus is refused with
-//! both versions named, and a file from before versions were kept is adopted.
+//! both versions named, a version 1 file moves forward keeping its data,
+//! and a file from before versions were kept is adopted.
 
+use nimbus_store::bucket::BucketStore;
 use nimbus_store::queue::QueueStore;
 use nimbus_store::{StoreError, SystemClock};
 use nimbus_store_sqlite::{Durability, SCHEMA_VERSION, SqliteOptions, SqliteStore};
@@ -39,6 +41,36 @@ async fn a_schema_newer_than_this_binary_is_refused_naming_both_versions() {
             && message.contains(&format!("version {SCHEMA_VERSION}")),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn a_version_1_file_migrates_forward_and_gains_the_upload_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap();
+    store.declare_queues(&[queue()]).await.unwrap();
+    drop(store);
+    // What version 1 left: every table but the upload registry.
+    rusqlite::Connection::open(dir.path().join("nimbus.db"))
+        .unwrap()
+        .execute_batch("DROP TABLE uploads; UPDATE nimbus_schema SET version = 1")
+        .unwrap();
+
+    let store = SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap();
+    assert_eq!(store.queues().await.unwrap(), [queue()]);
+    store.begin_upload("b", "blob").await.unwrap();
+    assert!(
+        store
+            .unreferenced_blobs("b", vec!["blob".to_owned()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    drop(store);
+    let version: u32 = rusqlite::Connection::open(dir.path().join("nimbus.db"))
+        .unwrap()
+        .query_row("SELECT version FROM nimbus_schema", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
 }
 
 #[tokio::test]

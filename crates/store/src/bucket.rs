@@ -1,7 +1,8 @@
 //! Object metadata: one row per visible object (size, ETag, content type,
 //! user metadata, the blob holding its bytes), committed in one transaction
 //! with the object events it implies, each with a sequencer that increases
-//! per key. The bytes themselves live elsewhere (`nimbus-bucket`).
+//! per key; and the registry of uploads in flight, which the orphan sweep of
+//! any node respects. The bytes themselves live elsewhere (`nimbus-bucket`).
 
 use crate::{SendMessage, StoreResult, Timestamp};
 use std::collections::BTreeMap;
@@ -203,8 +204,32 @@ pub struct ListQuery {
 
 #[async_trait::async_trait]
 pub trait BucketStore: Send + Sync {
+    /// Registers the upload of `blob` into `bucket`, begun now by the
+    /// store's clock. Called before the blob's bytes are written, so a blob
+    /// that exists was registered first: while the registration lasts no
+    /// sweep, on any node sharing the store, takes the blob for an orphan.
+    /// [`BucketStore::commit_put`] ends it in the commit's transaction,
+    /// [`BucketStore::abandon_upload`] when the upload is given up on, and
+    /// [`BucketStore::expire_uploads`] when it is older than a bound.
+    async fn begin_upload(&self, bucket: &str, blob: &str) -> StoreResult<()>;
+
+    /// Ends the registration of an upload given up on; none is not an error.
+    async fn abandon_upload(&self, bucket: &str, blob: &str) -> StoreResult<()>;
+
+    /// Ends every upload registration begun `older_than_ms` or more ago by
+    /// the store's clock (its node died, or it outlived the bound; 0 ends
+    /// them all): its blob may then be swept, and its commit fails. Returns
+    /// how many ended.
+    async fn expire_uploads(&self, older_than_ms: u64) -> StoreResult<u64>;
+
     /// Makes `object` visible in `bucket`, replacing any object under its
-    /// key, and sends `events(&object)` in the same transaction.
+    /// key, and sends `events(&object)` in the same transaction, which also
+    /// ends the registration of the upload of `object.blob`. Without that
+    /// registration (never begun, abandoned or expired) nothing changes and
+    /// the result is [`StoreError::UploadNotRegistered`]: a blob the sweep
+    /// may have removed is never referenced.
+    ///
+    /// [`StoreError::UploadNotRegistered`]: crate::StoreError::UploadNotRegistered
     async fn commit_put(
         &self,
         bucket: &str,
@@ -227,7 +252,8 @@ pub trait BucketStore: Send + Sync {
     /// Keys in byte order, grouped by `delimiter` after `prefix`.
     async fn list_objects(&self, bucket: &str, query: ListQuery) -> StoreResult<ListPage>;
 
-    /// The blobs among `blobs` no object of `bucket` refers to.
+    /// The blobs among `blobs` that no object of `bucket` refers to and no
+    /// registered upload is writing: the orphans.
     async fn unreferenced_blobs(
         &self,
         bucket: &str,

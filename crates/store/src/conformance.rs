@@ -196,7 +196,10 @@ macro_rules! bucket_conformance_tests {
             deleting_removes_the_object_and_sends_its_events_an_absent_one_is_none,
             listing_filters_by_prefix_groups_by_delimiter_and_pages,
             unreferenced_blobs_are_those_no_object_names,
-            objects_survive_reopening_the_store
+            objects_survive_reopening_the_store,
+            a_put_needs_its_upload_registered_and_ends_the_registration,
+            uploads_in_flight_are_not_orphans_until_their_registration_expires,
+            an_upload_registered_through_one_handle_is_in_flight_for_another
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {
@@ -247,7 +250,8 @@ macro_rules! concurrency_conformance_tests {
             racing_deduplicated_sends_store_one_message,
             concurrent_stream_writers_never_let_a_reader_skip_a_record,
             racing_conditional_writes_lose_no_update,
-            racing_schedule_fires_fire_a_tick_once
+            racing_schedule_fires_fire_a_tick_once,
+            sweeps_racing_uploads_never_take_a_blob_in_flight_or_committed
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {

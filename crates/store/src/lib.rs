@@ -116,6 +116,13 @@ pub enum StoreError {
     /// [`lease::Fence`]): the writer is no longer the owner and must stop.
     #[error("lease `{lease}` has passed to another owner (fence {token} is stale)")]
     Fenced { lease: String, token: u64 },
+    /// An object commit whose upload is not registered: it was abandoned,
+    /// or outlived the bound after which a sweep may remove its blob.
+    #[error(
+        "the upload of blob `{0}` is no longer registered (it took too long, \
+         and its bytes may have been swept): nothing was stored; try again"
+    )]
+    UploadNotRegistered(String),
     /// Written by a newer binary: this one would misread it.
     #[error(
         "the store's schema is version {found}, newer than this nimbus knows (version {known}): \

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http_body_util::BodyExt as _;
 use nimbus_bucket::{BucketError, ByteRange, PutOptions};
-use nimbus_store::{ListQuery, ObjectMeta};
+use nimbus_store::{ListQuery, ObjectMeta, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -43,6 +43,13 @@ impl From<BucketError> for ApiError {
             BucketError::InvalidKey(_) | BucketError::Invalid(_) => StatusCode::BAD_REQUEST,
             BucketError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BucketError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            // A store that cannot be reached, or an upload that outlived its
+            // registration: a 503, worth trying again.
+            BucketError::Store(
+                store @ (StoreError::Closed
+                | StoreError::Unavailable(_)
+                | StoreError::UploadNotRegistered(_)),
+            ) => return ApiError::from(store.clone()),
             BucketError::Store(_) | BucketError::Blob(_) => {
                 tracing::error!("bucket failure behind /v1: {e}");
                 return ApiError::new(
@@ -284,5 +291,28 @@ async fn delete_object(
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(BucketError::NoSuchKey(key).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_store_or_an_expired_upload_is_503_and_a_storage_failure_500() {
+        let status = |e: BucketError| ApiError::from(e).status;
+        assert_eq!(
+            status(BucketError::Store(StoreError::UploadNotRegistered(
+                "b".into()
+            ))),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(BucketError::Store(StoreError::Unavailable("down".into()))),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let failed = ApiError::from(BucketError::Blob("SignatureDoesNotMatch at s3".into()));
+        assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!failed.message.contains("SignatureDoesNotMatch"));
     }
 }

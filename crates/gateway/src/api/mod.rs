@@ -194,7 +194,9 @@ impl From<StoreError> for ApiError {
             }
             StoreError::InvalidItem(_) | StoreError::InvalidMessage(_) => StatusCode::BAD_REQUEST,
             StoreError::StaleReceipt | StoreError::Fenced { .. } => StatusCode::CONFLICT,
-            StoreError::Closed | StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Closed
+            | StoreError::Unavailable(_)
+            | StoreError::UploadNotRegistered(_) => StatusCode::SERVICE_UNAVAILABLE,
             StoreError::Backend(_) | StoreError::SchemaTooNew { .. } => {
                 let detail = e.to_string();
                 tracing::error!("store failure behind /v1: {detail}");

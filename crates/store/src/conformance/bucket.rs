@@ -1,7 +1,10 @@
 //! Object metadata store cases. Each takes a way to open the store under
-//! test on a manual clock (opening twice must reach the same data).
+//! test on a manual clock (opening twice must reach the same data). Every
+//! put registers its upload first, as `nimbus-bucket` does; the registry's
+//! own cases say what a registration is worth.
 
-use crate::bucket::{BucketStore, EventsFor, ListQuery, NewObject, ObjectMeta};
+use crate::StoreResult;
+use crate::bucket::{BucketStore, EventsFor, ListQuery, NewObject, ObjectMeta, PutOutcome};
 use crate::queue::{QueueConfig, QueueStore, SendMessage};
 use crate::{ManualClock, StoreError};
 use std::collections::BTreeMap;
@@ -17,6 +20,28 @@ fn object(key: &str, blob: &str) -> NewObject {
         content_type: "text/plain".to_owned(),
         user_metadata: BTreeMap::from([("owner".to_owned(), "ada".to_owned())]),
         blob: blob.to_owned(),
+    }
+}
+
+/// `commit_put` after registering the upload, as an upload does.
+pub(crate) trait PutRegistered {
+    fn put_registered(
+        &self,
+        bucket: &str,
+        object: NewObject,
+        events: EventsFor,
+    ) -> impl Future<Output = StoreResult<PutOutcome>>;
+}
+
+impl<S: BucketStore> PutRegistered for S {
+    async fn put_registered(
+        &self,
+        bucket: &str,
+        object: NewObject,
+        events: EventsFor,
+    ) -> StoreResult<PutOutcome> {
+        self.begin_upload(bucket, &object.blob).await?;
+        self.commit_put(bucket, object, events).await
     }
 }
 
@@ -67,7 +92,7 @@ pub async fn a_put_object_is_read_back_with_its_metadata_and_time<
 ) {
     let store = open(ManualClock::new(START_MS)).await;
     let put = store
-        .commit_put("b", object("a/b.txt", "blob-1"), no_events())
+        .put_registered("b", object("a/b.txt", "blob-1"), no_events())
         .await
         .unwrap();
     assert_eq!(put.replaced_blob, None);
@@ -92,7 +117,7 @@ pub async fn the_object_and_its_events_commit_together_or_not_at_all<
     let store = open(ManualClock::new(START_MS)).await;
     store.declare_queues(&[queue("events")]).await.unwrap();
     store
-        .commit_put("b", object("k", "blob-1"), event_to("events"))
+        .put_registered("b", object("k", "blob-1"), event_to("events"))
         .await
         .unwrap();
     let put = store.object("b", "k").await.unwrap().unwrap();
@@ -102,10 +127,18 @@ pub async fn the_object_and_its_events_commit_together_or_not_at_all<
     );
     // An event that cannot be sent undoes the put.
     let failed = store
-        .commit_put("b", object("k2", "blob-2"), event_to("missing"))
+        .put_registered("b", object("k2", "blob-2"), event_to("missing"))
         .await;
     assert_eq!(failed, Err(StoreError::QueueNotFound("missing".to_owned())));
     assert_eq!(store.object("b", "k2").await.unwrap(), None);
+    // The failed commit kept the registration: the blob is still in flight.
+    assert_eq!(
+        store
+            .unreferenced_blobs("b", vec!["blob-2".to_owned()])
+            .await
+            .unwrap(),
+        Vec::<String>::new()
+    );
     // And the delete too.
     let failed = store.commit_delete("b", "k", event_to("missing")).await;
     assert!(failed.is_err());
@@ -121,12 +154,12 @@ pub async fn replacing_an_object_hands_back_the_old_blob_and_sequencers_increase
     let clock = ManualClock::new(START_MS);
     let store = open(clock.clone()).await;
     let first = store
-        .commit_put("b", object("k", "blob-1"), no_events())
+        .put_registered("b", object("k", "blob-1"), no_events())
         .await
         .unwrap();
     clock.advance_ms(10);
     let second = store
-        .commit_put("b", object("k", "blob-2"), no_events())
+        .put_registered("b", object("k", "blob-2"), no_events())
         .await
         .unwrap();
     assert_eq!(second.replaced_blob.as_deref(), Some("blob-1"));
@@ -140,7 +173,7 @@ pub async fn replacing_an_object_hands_back_the_old_blob_and_sequencers_increase
     assert_eq!(removed.blob, "blob-2");
     assert!(removed.sequencer > second.object.sequencer);
     let again = store
-        .commit_put("b", object("k", "blob-3"), no_events())
+        .put_registered("b", object("k", "blob-3"), no_events())
         .await
         .unwrap();
     assert!(again.object.sequencer > removed.sequencer);
@@ -155,7 +188,7 @@ pub async fn deleting_removes_the_object_and_sends_its_events_an_absent_one_is_n
     let store = open(ManualClock::new(START_MS)).await;
     store.declare_queues(&[queue("events")]).await.unwrap();
     store
-        .commit_put("b", object("k", "blob-1"), no_events())
+        .put_registered("b", object("k", "blob-1"), no_events())
         .await
         .unwrap();
     let removed = store
@@ -196,12 +229,12 @@ pub async fn listing_filters_by_prefix_groups_by_delimiter_and_pages<
         "z",
     ] {
         store
-            .commit_put("b", object(key, key), no_events())
+            .put_registered("b", object(key, key), no_events())
             .await
             .unwrap();
     }
     store
-        .commit_put("other", object("img/x", "x"), no_events())
+        .put_registered("other", object("img/x", "x"), no_events())
         .await
         .unwrap();
     let query = |prefix: &str, delimiter: Option<&str>, after: Option<&str>, limit| ListQuery {
@@ -278,11 +311,11 @@ pub async fn unreferenced_blobs_are_those_no_object_names<S: BucketStore, F: Fut
 ) {
     let store = open(ManualClock::new(START_MS)).await;
     store
-        .commit_put("b", object("k", "kept"), no_events())
+        .put_registered("b", object("k", "kept"), no_events())
         .await
         .unwrap();
     store
-        .commit_put("b", object("k", "current"), no_events())
+        .put_registered("b", object("k", "current"), no_events())
         .await
         .unwrap();
     let orphans = store
@@ -307,7 +340,7 @@ pub async fn objects_survive_reopening_the_store<S: BucketStore, F: Future<Outpu
     let sequencer = {
         let store = open(clock.clone()).await;
         store
-            .commit_put("b", object("k", "blob-1"), no_events())
+            .put_registered("b", object("k", "blob-1"), no_events())
             .await
             .unwrap()
             .object
@@ -319,8 +352,164 @@ pub async fn objects_survive_reopening_the_store<S: BucketStore, F: Future<Outpu
         "blob-1"
     );
     let next = store
-        .commit_put("b", object("k", "blob-2"), no_events())
+        .put_registered("b", object("k", "blob-2"), no_events())
         .await
         .unwrap();
     assert!(next.object.sequencer > sequencer);
+}
+
+pub async fn a_put_needs_its_upload_registered_and_ends_the_registration<
+    S: BucketStore,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let store = open(ManualClock::new(START_MS)).await;
+    let unregistered = store
+        .commit_put("b", object("k", "never-begun"), no_events())
+        .await;
+    assert_eq!(
+        unregistered,
+        Err(StoreError::UploadNotRegistered("never-begun".to_owned()))
+    );
+    assert_eq!(store.object("b", "k").await.unwrap(), None);
+
+    store.begin_upload("b", "blob-1").await.unwrap();
+    store
+        .commit_put("b", object("k", "blob-1"), no_events())
+        .await
+        .unwrap();
+    // The commit ended the registration: the blob's second commit finds none.
+    let again = store
+        .commit_put("b", object("k2", "blob-1"), no_events())
+        .await;
+    assert_eq!(
+        again,
+        Err(StoreError::UploadNotRegistered("blob-1".to_owned()))
+    );
+
+    store.begin_upload("b", "blob-2").await.unwrap();
+    store.abandon_upload("b", "blob-2").await.unwrap();
+    store.abandon_upload("b", "blob-2").await.unwrap();
+    let abandoned = store
+        .commit_put("b", object("k", "blob-2"), no_events())
+        .await;
+    assert_eq!(
+        abandoned,
+        Err(StoreError::UploadNotRegistered("blob-2".to_owned()))
+    );
+    // A registration belongs to its bucket.
+    store.begin_upload("other", "blob-3").await.unwrap();
+    let elsewhere = store
+        .commit_put("b", object("k", "blob-3"), no_events())
+        .await;
+    assert_eq!(
+        elsewhere,
+        Err(StoreError::UploadNotRegistered("blob-3".to_owned()))
+    );
+    assert_eq!(
+        store.object("b", "k").await.unwrap().unwrap().blob,
+        "blob-1"
+    );
+}
+
+pub async fn uploads_in_flight_are_not_orphans_until_their_registration_expires<
+    S: BucketStore,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    const BOUND_MS: u64 = 3_600_000;
+    let clock = ManualClock::new(START_MS);
+    let store = open(clock.clone()).await;
+    store.begin_upload("b", "early").await.unwrap();
+    clock.advance_ms(1_000);
+    store.begin_upload("b", "late").await.unwrap();
+    let names = || vec!["early".to_owned(), "late".to_owned(), "loose".to_owned()];
+    assert_eq!(
+        store.unreferenced_blobs("b", names()).await.unwrap(),
+        ["loose"]
+    );
+    // Younger than the bound by the store's clock: kept.
+    clock.advance_ms(BOUND_MS - 1_001);
+    assert_eq!(store.expire_uploads(BOUND_MS).await.unwrap(), 0);
+    assert_eq!(
+        store.unreferenced_blobs("b", names()).await.unwrap(),
+        ["loose"]
+    );
+    // `early` has now reached it, `late` not yet.
+    clock.advance_ms(1);
+    assert_eq!(store.expire_uploads(BOUND_MS).await.unwrap(), 1);
+    assert_eq!(
+        store.unreferenced_blobs("b", names()).await.unwrap(),
+        ["early", "loose"]
+    );
+    // An expired upload can no longer commit (its blob may be gone); one
+    // still registered can.
+    let expired = store
+        .commit_put("b", object("k", "early"), no_events())
+        .await;
+    assert_eq!(
+        expired,
+        Err(StoreError::UploadNotRegistered("early".to_owned()))
+    );
+    store
+        .commit_put("b", object("k", "late"), no_events())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.unreferenced_blobs("b", names()).await.unwrap(),
+        ["early", "loose"]
+    );
+    // A bound of 0 ends every registration, even one begun this instant.
+    store.begin_upload("b", "now").await.unwrap();
+    assert_eq!(store.expire_uploads(0).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .unreferenced_blobs("b", vec!["now".to_owned()])
+            .await
+            .unwrap(),
+        ["now"]
+    );
+}
+
+pub async fn an_upload_registered_through_one_handle_is_in_flight_for_another<
+    S: BucketStore,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let clock = ManualClock::new(START_MS);
+    // Two nodes on one store: one uploading, one sweeping.
+    let uploader = open(clock.clone()).await;
+    let sweeper = open(clock.clone()).await;
+    uploader.begin_upload("b", "theirs").await.unwrap();
+    assert_eq!(
+        sweeper
+            .unreferenced_blobs("b", vec!["theirs".to_owned()])
+            .await
+            .unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(sweeper.expire_uploads(60_000).await.unwrap(), 0);
+    uploader
+        .commit_put("b", object("k", "theirs"), no_events())
+        .await
+        .unwrap();
+    assert_eq!(
+        sweeper.object("b", "k").await.unwrap().unwrap().blob,
+        "theirs"
+    );
+    // A node that died mid-upload: its registration ends at the bound.
+    uploader.begin_upload("b", "crashed").await.unwrap();
+    drop(uploader);
+    clock.advance_ms(60_001);
+    assert_eq!(sweeper.expire_uploads(60_000).await.unwrap(), 1);
+    assert_eq!(
+        sweeper
+            .unreferenced_blobs("b", vec!["theirs".to_owned(), "crashed".to_owned()])
+            .await
+            .unwrap(),
+        ["crashed"]
+    );
 }

@@ -1,15 +1,17 @@
 //! Concurrency cases: two handles on one store (`open` called twice, as two
 //! processes would open it), with many tasks racing across both. A message
 //! is leased to one receiver, a dedup id stores one message, a conditional
-//! write loses no update, a schedule tick fires once, and a stream reader
+//! write loses no update, a schedule tick fires once, a stream reader
 //! running alongside the writers never skips a record that commits behind
-//! the position it has read to.
+//! the position it has read to, and an orphan sweep never takes a blob
+//! another handle is uploading or has committed.
 //!
 //! Every case is bounded: each race runs under [`CASE_LIMIT`] and every loop
 //! under a named iteration cap, so a backend that deadlocks or starves a
 //! handle fails with a message instead of hanging the suite.
 
 use crate::ManualClock;
+use crate::bucket::{BucketStore, NewObject};
 use crate::queue::{QueueConfig, QueueStore, SendMessage};
 use crate::schedule::ScheduleStore;
 use crate::table::{
@@ -789,5 +791,79 @@ pub async fn racing_schedule_fires_fire_a_tick_once<
     assert_eq!(
         (state.mark_ms, state.last_fired_ms),
         (last_ms, Some(last_ms))
+    );
+}
+
+/// Uploads each racing uploader makes.
+const UPLOADS_PER_RACER: usize = 25;
+/// Sweeps each racing sweeper runs.
+const SWEEPS_PER_RACER: usize = 40;
+
+pub async fn sweeps_racing_uploads_never_take_a_blob_in_flight_or_committed<
+    S: BucketStore + 'static,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let handles = two_handles(&open).await;
+    // Blobs that exist: an uploader adds its blob once registered, where the
+    // real one writes the bytes; sweepers look only at these, as a sweep
+    // lists only blobs in the object store.
+    let written: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let uploads_done = Arc::new(AtomicBool::new(false));
+    let results = race(
+        "uploads racing sweeps",
+        &handles,
+        RACERS,
+        |task, [mine, _]| {
+            let (written, uploads_done) = (written.clone(), uploads_done.clone());
+            async move {
+                let mut swept = Vec::new();
+                if task % 2 == 0 {
+                    for n in 0..UPLOADS_PER_RACER {
+                        let blob = format!("blob-{task}-{n}");
+                        mine.begin_upload("b", &blob).await.unwrap();
+                        written.lock().unwrap().push(blob.clone());
+                        let object = NewObject {
+                            key: blob.clone(),
+                            size: 1,
+                            etag: "e".to_owned(),
+                            content_type: "text/plain".to_owned(),
+                            user_metadata: BTreeMap::new(),
+                            blob,
+                        };
+                        mine.commit_put("b", object, Box::new(|_| Vec::new()))
+                            .await
+                            .unwrap();
+                    }
+                    uploads_done.store(true, Ordering::SeqCst);
+                } else {
+                    for _ in 0..SWEEPS_PER_RACER {
+                        // The bound is far away: registrations stand.
+                        mine.expire_uploads(DAY_MS).await.unwrap();
+                        let names = written.lock().unwrap().clone();
+                        swept.extend(mine.unreferenced_blobs("b", names).await.unwrap());
+                    }
+                }
+                swept
+            }
+        },
+    )
+    .await;
+    assert!(uploads_done.load(Ordering::SeqCst));
+    let swept: Vec<String> = results.into_iter().flatten().collect();
+    assert!(
+        swept.is_empty(),
+        "a sweep took blobs that were being uploaded or committed: {swept:?}"
+    );
+    // Every upload committed, each blob referenced.
+    let all = written.lock().unwrap().clone();
+    assert_eq!(all.len(), RACERS / 2 * UPLOADS_PER_RACER);
+    assert!(
+        handles[1]
+            .unreferenced_blobs("b", all)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }

@@ -1,0 +1,341 @@
+//! `Buckets` with object bytes on S3 (a private SeaweedFS for this test
+//! process, a fresh key prefix per test): bytes and ranges, replaced and
+//! removed objects taking their blobs along, settings that do not work
+//! refused at open without the secret, and the orphan sweep of one node
+//! sparing another node's upload in flight (two PostgreSQL handles on one
+//! schema, as two nodes share one database) until its registration expires,
+//! and anything under the prefix that Nimbus did not write.
+
+use bytes::Bytes;
+use futures::TryStreamExt as _;
+use nimbus_bucket::{
+    BlobStorage, BucketError, Buckets, ByteRange, PutOptions, S3Config, S3Location, UPLOAD_BOUND,
+};
+use nimbus_manifest::App;
+use nimbus_store::{BucketStore, ManualClock, NewObject, StoreError, SystemClock};
+use nimbus_store_postgres::{DEFAULT_POOL_SIZE, PgOptions, PgStore};
+use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
+use object_store::ObjectStore as _;
+use object_store::path::Path as BlobPath;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+const MANIFEST: &str = r#"
+[app]
+name = "t"
+
+[bucket.photos]
+max_object_bytes = 64
+"#;
+
+fn app() -> App {
+    App::parse(Path::new("nimbus.toml"), MANIFEST).unwrap()
+}
+
+fn config(location: &str) -> S3Config {
+    let server = nimbus_test_s3::server();
+    S3Config::with_static_credentials(
+        S3Location::parse(location).unwrap(),
+        Some(server.endpoint()),
+        Some(nimbus_test_s3::REGION),
+        nimbus_test_s3::ACCESS_KEY_ID,
+        nimbus_test_s3::SECRET_ACCESS_KEY,
+    )
+}
+
+/// The S3 client the test inspects the bucket with, behind Nimbus's back.
+fn raw_client() -> object_store::aws::AmazonS3 {
+    let server = nimbus_test_s3::server();
+    object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(nimbus_test_s3::BUCKET)
+        .with_region(nimbus_test_s3::REGION)
+        .with_endpoint(server.endpoint())
+        .with_allow_http(true)
+        .with_access_key_id(nimbus_test_s3::ACCESS_KEY_ID)
+        .with_secret_access_key(nimbus_test_s3::SECRET_ACCESS_KEY)
+        .build()
+        .unwrap()
+}
+
+/// The blob names under `location`'s `photos` bucket.
+async fn blobs(location: &str) -> Vec<String> {
+    let prefix = S3Location::parse(location).unwrap().prefix;
+    let listed: Vec<_> = raw_client()
+        .list(Some(&BlobPath::from(format!("{prefix}/photos"))))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut names: Vec<String> = listed
+        .into_iter()
+        .map(|m| m.location.filename().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Writes `bytes` as blob `name` of `photos`, as an upload does before its
+/// commit.
+async fn write_blob(location: &str, name: &str, bytes: &'static [u8]) {
+    let prefix = S3Location::parse(location).unwrap().prefix;
+    raw_client()
+        .put(
+            &BlobPath::from(format!("{prefix}/photos/{name}")),
+            Bytes::from_static(bytes).into(),
+        )
+        .await
+        .unwrap();
+}
+
+async fn sqlite_buckets(dir: &Path, location: &str) -> Buckets {
+    let options = SqliteOptions {
+        path: dir.join("nimbus.db"),
+        durability: Durability::Fsync,
+    };
+    let store = Arc::new(SqliteStore::open(&options, Arc::new(SystemClock)).unwrap());
+    Buckets::open_in(&app(), &BlobStorage::S3(Box::new(config(location))), store)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn objects_on_s3_round_trip_with_ranges_and_take_their_blobs_when_replaced_or_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = nimbus_test_s3::server().fresh_location();
+    let buckets = sqlite_buckets(dir.path(), &location).await;
+    assert!(
+        buckets.storage().contains(&location),
+        "{}",
+        buckets.storage()
+    );
+
+    let first = buckets
+        .put(
+            "photos",
+            "in/a.txt",
+            Bytes::from_static(b"hello world"),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(blobs(&location).await, [first.blob.as_str()]);
+    let got = buckets.get("photos", "in/a.txt", None).await.unwrap();
+    assert_eq!(got.bytes, "hello world");
+    let middle = buckets
+        .get(
+            "photos",
+            "in/a.txt",
+            Some(ByteRange::From {
+                first: 2,
+                last: Some(4),
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (middle.bytes.as_ref(), middle.range),
+        (&b"llo"[..], Some(2..5))
+    );
+    let tail = buckets
+        .get("photos", "in/a.txt", Some(ByteRange::Suffix(5)))
+        .await
+        .unwrap();
+    assert_eq!(tail.bytes, "world");
+    let open_ended = buckets
+        .get(
+            "photos",
+            "in/a.txt",
+            Some(ByteRange::From {
+                first: 6,
+                last: None,
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(open_ended.bytes, "world");
+
+    let second = buckets
+        .put(
+            "photos",
+            "in/a.txt",
+            Bytes::from_static(b"bye"),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_ne!(second.blob, first.blob);
+    assert_eq!(blobs(&location).await, [second.blob.as_str()]);
+    assert_eq!(
+        buckets.get("photos", "in/a.txt", None).await.unwrap().bytes,
+        "bye"
+    );
+    assert!(buckets.delete("photos", "in/a.txt", None).await.unwrap());
+    assert!(blobs(&location).await.is_empty());
+    assert!(matches!(
+        buckets.get("photos", "in/a.txt", None).await,
+        Err(BucketError::NoSuchKey(_))
+    ));
+}
+
+#[tokio::test]
+async fn settings_that_do_not_reach_the_bucket_fail_at_open_without_the_secret() {
+    let server = nimbus_test_s3::server();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(
+            &SqliteOptions {
+                path: dir.path().join("nimbus.db"),
+                durability: Durability::Fsync,
+            },
+            Arc::new(SystemClock),
+        )
+        .unwrap(),
+    );
+    let secret = "a-wrong-secret-that-must-not-show";
+    let wrong_secret = S3Config::with_static_credentials(
+        S3Location::parse(&server.fresh_location()).unwrap(),
+        Some(server.endpoint()),
+        None,
+        nimbus_test_s3::ACCESS_KEY_ID,
+        secret,
+    );
+    let missing_bucket = S3Config::with_static_credentials(
+        S3Location::parse("s3://no-such-bucket/x").unwrap(),
+        Some(server.endpoint()),
+        None,
+        nimbus_test_s3::ACCESS_KEY_ID,
+        nimbus_test_s3::SECRET_ACCESS_KEY,
+    );
+    for config in [wrong_secret, missing_bucket] {
+        let opened =
+            Buckets::open_in(&app(), &BlobStorage::S3(Box::new(config)), store.clone()).await;
+        let Err(e) = opened else {
+            panic!("settings that cannot work were accepted");
+        };
+        let message = e.to_string();
+        assert!(message.contains("cannot list s3://"), "{message}");
+        assert!(message.contains(server.endpoint()), "{message}");
+        assert!(!message.contains(secret), "{message}");
+    }
+}
+
+/// A node: buckets over its own PostgreSQL handle, on the shared schema,
+/// S3 prefix and test clock.
+async fn pg_node(url: &str, clock: &ManualClock, location: &str) -> (Buckets, Arc<PgStore>) {
+    let options = PgOptions {
+        url: url.to_owned(),
+        relaxed_durability: false,
+        pool_size: DEFAULT_POOL_SIZE,
+    };
+    let store = Arc::new(
+        PgStore::connect(&options, Some(Arc::new(clock.clone())))
+            .await
+            .unwrap(),
+    );
+    let buckets = Buckets::open_in(
+        &app(),
+        &BlobStorage::S3(Box::new(config(location))),
+        store.clone(),
+    )
+    .await
+    .unwrap();
+    (buckets, store)
+}
+
+/// Blob names as uploads make them (32 hex digits).
+const IN_FLIGHT: &str = "0192aaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const ORPHAN: &str = "0192bbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+const CRASHED: &str = "0192cccccccccccccccccccccccccccc";
+
+fn new_object(key: &str, blob: &str, size: u64) -> NewObject {
+    NewObject {
+        key: key.to_owned(),
+        size,
+        etag: "etag".to_owned(),
+        content_type: "text/plain".to_owned(),
+        user_metadata: Default::default(),
+        blob: blob.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn one_nodes_sweep_spares_another_nodes_upload_in_flight_until_its_registration_expires() {
+    let url = nimbus_test_postgres::server().fresh_url();
+    let location = nimbus_test_s3::server().fresh_location();
+    let clock = ManualClock::new(1_700_000_000_000);
+    let (uploader, uploader_store) = pg_node(&url, &clock, &location).await;
+    let (sweeper, _sweeper_store) = pg_node(&url, &clock, &location).await;
+    let kept = uploader
+        .put(
+            "photos",
+            "kept",
+            Bytes::from_static(b"kept"),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+
+    // The uploader between its put to S3 and its commit; a blob no upload
+    // owns (left by an upload whose registration ended); and files someone
+    // else put under the prefix, which are not Nimbus's to remove.
+    uploader_store
+        .begin_upload("photos", IN_FLIGHT)
+        .await
+        .unwrap();
+    write_blob(&location, IN_FLIGHT, b"fresh").await;
+    write_blob(&location, ORPHAN, b"lost").await;
+    write_blob(&location, "README.txt", b"not a blob").await;
+    write_blob(&location, &format!("nested/{ORPHAN}"), b"not here").await;
+
+    assert_eq!(sweeper.sweep_orphans(Duration::ZERO).await.unwrap(), 1);
+    let mut expected = vec![
+        IN_FLIGHT.to_owned(),
+        kept.blob.clone(),
+        "README.txt".to_owned(),
+        ORPHAN.to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(blobs(&location).await, expected);
+
+    // The upload commits after the sweep: its object reads whole anywhere.
+    uploader_store
+        .commit_put(
+            "photos",
+            new_object("late", IN_FLIGHT, 5),
+            Box::new(|_| Vec::new()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sweeper.get("photos", "late", None).await.unwrap().bytes,
+        "fresh"
+    );
+
+    // A node that dies mid-upload pins its blob only until the bound.
+    uploader_store
+        .begin_upload("photos", CRASHED)
+        .await
+        .unwrap();
+    write_blob(&location, CRASHED, b"cut").await;
+    drop(uploader);
+    assert_eq!(sweeper.sweep_orphans(Duration::ZERO).await.unwrap(), 0);
+    clock.advance_ms(UPLOAD_BOUND.as_millis() as u64);
+    assert_eq!(sweeper.sweep_orphans(Duration::ZERO).await.unwrap(), 1);
+    assert!(!blobs(&location).await.contains(&CRASHED.to_owned()));
+    // ...and its commit, should it come after all, refers to nothing.
+    let late = uploader_store
+        .commit_put(
+            "photos",
+            new_object("crashed", CRASHED, 3),
+            Box::new(|_| Vec::new()),
+        )
+        .await;
+    assert_eq!(
+        late,
+        Err(StoreError::UploadNotRegistered(CRASHED.to_owned()))
+    );
+    assert_eq!(
+        sweeper.get("photos", "kept", None).await.unwrap().bytes,
+        "kept"
+    );
+}
