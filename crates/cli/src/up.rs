@@ -11,8 +11,8 @@ use nimbus_engine::{
 use nimbus_gateway::auth::{ApiKeys, Authenticator, JwtVerifier};
 use nimbus_gateway::{Drain, PublicGateway, ServerLimits};
 use nimbus_manifest::{App, RouteAuth};
-use nimbus_store::queue::{QueueConfig, QueueStore};
-use nimbus_store::{Clock, HistoryStore, Store, StreamView, SystemClock, TableConfig, TableStore};
+use nimbus_store::queue::QueueConfig;
+use nimbus_store::{Clock, Store, StreamView, SystemClock, TableConfig};
 use nimbus_store_postgres::{PgOptions, PgStore};
 use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use std::collections::HashMap;
@@ -512,14 +512,47 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         tracer.clone(),
     );
     tokio.block_on(async {
-        let sweeper = tokio::spawn(expire_periodically(store.clone()));
-        let stream_sweeper = tokio::spawn(expire_streams_periodically(store.clone()));
-        let history_sweeper = tokio::spawn(expire_history_periodically(
+        let ownership = nimbus_dispatch::ownership::Ownership::new(
             store.clone(),
-            Duration::from_secs(args.history_retention_s),
+            &node,
+            Duration::from_millis(args.lease_ms),
+        );
+        // Stopped after the triggers, so leases are given up only once the
+        // work under them has stopped.
+        let (stop_ownership, ownership_stopped) = tokio::sync::watch::channel(false);
+        let balancer = tokio::spawn(ownership.clone().run(ownership_stopped));
+        let (stop_triggers, triggers_stopped) = tokio::sync::watch::channel(false);
+        // Expiry is one node's job at a time (each is safe to repeat, but
+        // every node scanning for the same rows is waste).
+        let sweeper = tokio::spawn(ownership.clone().singleton(
+            "sweep:messages",
+            EXPIRE_INTERVAL,
+            triggers_stopped.clone(),
+            {
+                let store = store.clone();
+                move || expire_messages(store.clone())
+            },
+        ));
+        let stream_sweeper = tokio::spawn(ownership.clone().singleton(
+            "sweep:streams",
+            STREAM_EXPIRE_INTERVAL,
+            triggers_stopped.clone(),
+            {
+                let store = store.clone();
+                move || expire_streams(store.clone())
+            },
+        ));
+        let retention = Duration::from_secs(args.history_retention_s);
+        let history_sweeper = tokio::spawn(ownership.clone().singleton(
+            "sweep:history",
+            history_expiry_interval(retention),
+            triggers_stopped.clone(),
+            {
+                let store = store.clone();
+                move || expire_history(store.clone(), retention)
+            },
         ));
         let key_flusher = tokio::spawn(flush_key_usage_periodically(keys.clone()));
-        let (stop_triggers, triggers_stopped) = tokio::sync::watch::channel(false);
         let mut triggers = tokio::task::JoinSet::new();
         for trigger in &app.queue_triggers {
             triggers.spawn(nimbus_dispatch::run_queue_trigger(
@@ -530,15 +563,6 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 triggers_stopped.clone(),
             ));
         }
-        let ownership = nimbus_dispatch::ownership::Ownership::new(
-            store.clone(),
-            &node,
-            Duration::from_millis(args.lease_ms),
-        );
-        // Stopped after the triggers, so leases are given up only once the
-        // work under them has stopped.
-        let (stop_ownership, ownership_stopped) = tokio::sync::watch::channel(false);
-        let balancer = tokio::spawn(ownership.clone().run(ownership_stopped));
         let stream_services = Arc::new(nimbus_dispatch::stream::StreamServices {
             tables: store.clone(),
             queues: store.clone(),
@@ -564,7 +588,22 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 triggers_stopped.clone(),
             ));
         }
-        let blob_sweeper = tokio::spawn(sweep_orphans_periodically(buckets.clone()));
+        let blob_sweeper = match &objects {
+            // Shared by every node: one sweeps at a time.
+            nimbus_bucket::BlobStorage::S3(_) => tokio::spawn(ownership.clone().singleton(
+                "sweep:blobs",
+                EXPIRE_INTERVAL,
+                triggers_stopped.clone(),
+                {
+                    let buckets = buckets.clone();
+                    move || sweep_orphans(buckets.clone())
+                },
+            )),
+            // This node's own directory: only this node can sweep it.
+            nimbus_bucket::BlobStorage::Local(_) => {
+                tokio::spawn(sweep_orphans_periodically(buckets.clone()))
+            }
+        };
         for function in app.functions.values() {
             if let Some(handler) = event_functions.get(&function.name) {
                 triggers.spawn(nimbus_dispatch::invoke::run_async_invocations(
@@ -712,9 +751,13 @@ async fn sweep_orphans_periodically(buckets: Arc<nimbus_bucket::Buckets>) {
     let mut tick = tokio::time::interval(EXPIRE_INTERVAL);
     loop {
         tick.tick().await;
-        if let Err(e) = buckets.sweep_orphans(nimbus_bucket::ORPHAN_GRACE).await {
-            tracing::warn!("failed to sweep orphaned blobs: {e}");
-        }
+        sweep_orphans(buckets.clone()).await;
+    }
+}
+
+async fn sweep_orphans(buckets: Arc<nimbus_bucket::Buckets>) {
+    if let Err(e) = buckets.sweep_orphans(nimbus_bucket::ORPHAN_GRACE).await {
+        tracing::warn!("failed to sweep orphaned blobs: {e}");
     }
 }
 
@@ -821,15 +864,11 @@ async fn flush_key_usage_periodically(keys: Arc<ApiKeys>) {
     }
 }
 
-async fn expire_periodically(store: Arc<dyn QueueStore>) {
-    let mut tick = tokio::time::interval(EXPIRE_INTERVAL);
-    loop {
-        tick.tick().await;
-        match store.expire().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!("expired {n} messages past their queue's retention"),
-            Err(e) => tracing::warn!("failed to expire old messages: {e}"),
-        }
+async fn expire_messages(store: Arc<dyn Store>) {
+    match store.expire().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("expired {n} messages past their queue's retention"),
+        Err(e) => tracing::warn!("failed to expire old messages: {e}"),
     }
 }
 
@@ -837,35 +876,31 @@ async fn expire_periodically(store: Arc<dyn QueueStore>) {
 /// removed; with the test clock this is how retention is observed.
 const STREAM_EXPIRE_INTERVAL: Duration = Duration::from_secs(1);
 
-async fn expire_streams_periodically(store: Arc<dyn TableStore>) {
-    let mut tick = tokio::time::interval(STREAM_EXPIRE_INTERVAL);
-    loop {
-        tick.tick().await;
-        match store.expire_streams().await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!("removed {n} change records past their stream retention"),
-            Err(e) => tracing::warn!("failed to remove old change records: {e}"),
-        }
+async fn expire_streams(store: Arc<dyn Store>) {
+    match store.expire_streams().await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!("removed {n} change records past their stream retention"),
+        Err(e) => tracing::warn!("failed to remove old change records: {e}"),
     }
 }
 
-/// Removes invocation records past `retention` (by the store's clock) and
-/// past `MAX_HISTORY_RECORDS`, at least every minute and twice per
-/// retention, so a record outlives its retention by at most half of it.
-async fn expire_history_periodically(store: Arc<dyn HistoryStore>, retention: Duration) {
-    let every = (retention / 2).clamp(Duration::from_millis(250), EXPIRE_INTERVAL);
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        let retention_ms = retention.as_millis() as u64;
-        match store
-            .expire_invocations(retention_ms, nimbus_engine::MAX_HISTORY_RECORDS)
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!("removed {n} invocation records past their retention"),
-            Err(e) => tracing::warn!("failed to remove old invocation records: {e}"),
-        }
+/// How often invocation records past `retention` (by the store's clock)
+/// and past `MAX_HISTORY_RECORDS` are removed: at least every minute and
+/// twice per retention, so a record outlives its retention by at most half
+/// of it.
+fn history_expiry_interval(retention: Duration) -> Duration {
+    (retention / 2).clamp(Duration::from_millis(250), EXPIRE_INTERVAL)
+}
+
+async fn expire_history(store: Arc<dyn Store>, retention: Duration) {
+    let retention_ms = retention.as_millis() as u64;
+    match store
+        .expire_invocations(retention_ms, nimbus_engine::MAX_HISTORY_RECORDS)
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!("removed {n} invocation records past their retention"),
+        Err(e) => tracing::warn!("failed to remove old invocation records: {e}"),
     }
 }
 

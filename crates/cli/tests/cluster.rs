@@ -1,7 +1,8 @@
-//! Nodes sharing one PostgreSQL: a stream trigger's lanes are leased, so
-//! the nodes split them (each record handled once, by the node holding its
-//! lane) and the lanes of a node that is killed resume on the survivor once
-//! their leases lapse.
+//! Nodes sharing one PostgreSQL: a stream trigger's lanes, the schedules
+//! and the sweepers are leased, so the nodes split them (each record handled
+//! once, by the node holding its lane; each tick fired once) and the work of
+//! a node that is killed resumes on the survivor once its leases lapse, or
+//! at once when it stops cleanly; API keys and their quota use are shared.
 
 mod support;
 
@@ -100,6 +101,13 @@ async fn nodes_split_stream_lanes_and_a_killed_nodes_lanes_resume_on_the_survivo
             .any(|l| l.contains("handing the unit over") && l.contains("node=node-a")),
         "node-a hands lanes over"
     );
+    // The sweepers (messages, streams, history) are split too: node-b
+    // takes one of the three.
+    b.stderr
+        .wait_for("node-b taking a sweeper", |l| {
+            l.contains("took the unit's lease") && l.contains("lease=sweep:")
+        })
+        .await;
 
     for round in 0..2 {
         write_round(if round == 0 { &a } else { &b }, round).await;

@@ -1,7 +1,8 @@
 //! Which node runs which singleton work. Work that one node at a time may
 //! do (a stream lane) is a named unit held by lease in the store. Each
-//! node takes free units up to its fair share (all units over the live
-//! nodes, rounded up), renews what it holds in one request every quarter of
+//! node takes free units up to its fair share (in each group of units, such
+//! as one stream trigger's lanes, the group's units over the live nodes,
+//! rounded up), renews what it holds in one request every quarter of
 //! the lease period, and stops renewing its surplus when nodes join, so the
 //! surplus lapses and the newcomers take it. A node counts a unit as lost
 //! once its last renewal is older than the lease period less a margin, by
@@ -11,6 +12,7 @@
 
 use nimbus_store::lease::{Fence, LeaseStore};
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -135,6 +137,33 @@ impl Ownership {
         unit
     }
 
+    /// Runs `job` every `every` while this node holds the unit `name`, so
+    /// one node at a time does it (a sweeper, say), until `shutdown`. A job
+    /// under way when the hold ends finishes; the next waits for a new hold.
+    pub async fn singleton<F, Fut>(
+        self: Arc<Self>,
+        name: &str,
+        every: Duration,
+        mut shutdown: watch::Receiver<bool>,
+        mut job: F,
+    ) where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let mut unit = self.unit(name);
+        while let Some(held) = unit.acquired(&mut shutdown).await {
+            let mut tick = tokio::time::interval(every);
+            while unit.holds(&held) && !*shutdown.borrow() {
+                tokio::select! {
+                    _ = tick.tick() => if unit.holds(&held) { job().await },
+                    _ = shutdown.changed() => {}
+                    () = unit.changed() => {}
+                }
+            }
+            unit.done();
+        }
+    }
+
     /// Balances units until `shutdown`, then gives up what it holds so
     /// other nodes take over at once instead of after the lease lapses.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
@@ -221,16 +250,24 @@ impl Ownership {
             .into_iter()
             .map(|l| (l.name.clone(), l.fence()))
             .collect();
-        let total = self.units.lock().unwrap().len();
-        let share = total.div_ceil(live);
-        let mut holding = 0;
+        // Shares are per group (one stream trigger's lanes, the schedules,
+        // the sweepers), so each kind of work spreads over the nodes.
+        let mut share: HashMap<String, usize> = HashMap::new();
+        for name in self.units.lock().unwrap().keys() {
+            *share.entry(group(name)).or_default() += 1;
+        }
+        for units in share.values_mut() {
+            *units = units.div_ceil(live);
+        }
+        let mut holding: HashMap<String, usize> = HashMap::new();
         {
             let units = self.units.lock().unwrap();
             for (name, unit) in units.iter() {
                 let tx = &unit.hold;
+                let held = holding.entry(group(name)).or_default();
                 match renewed.get(name) {
-                    Some(fence) if holding < share => {
-                        holding += 1;
+                    Some(fence) if *held < share[&group(name)] => {
+                        *held += 1;
                         tx.send_replace(Some(Held {
                             fence: fence.clone(),
                             until,
@@ -268,13 +305,14 @@ impl Ownership {
             .checked_sub(1)
             .map_or(0, |_| spread(&self.node) % free.len());
         for name in free.iter().cycle().skip(offset).take(free.len()) {
-            if holding >= share {
-                break;
+            let key = group(name);
+            if holding.get(&key).copied().unwrap_or(0) >= share[&key] {
+                continue;
             }
             let asked = Instant::now();
             match self.store.acquire_lease(name, &self.node, ttl_ms).await {
                 Ok(Some(lease)) => {
-                    holding += 1;
+                    *holding.entry(key).or_default() += 1;
                     tracing::info!(lease = %name, node = %self.node, fence = lease.fence, "took the unit's lease");
                     if let Some(unit) = self.units.lock().unwrap().get(name) {
                         unit.hold.send_replace(Some(Held {
@@ -327,6 +365,14 @@ impl Ownership {
 struct UnitState {
     hold: watch::Sender<Option<Held>>,
     busy: Arc<AtomicBool>,
+}
+
+/// The group a unit's share is counted in: its name up to the last `:`
+/// (`stream:TABLE:FUNCTION` for a lane, `schedule`, `sweep`).
+fn group(name: &str) -> String {
+    name.rsplit_once(':')
+        .map_or(name, |(group, _)| group)
+        .to_owned()
 }
 
 /// A stable number from a node id.

@@ -5,6 +5,7 @@
 
 use nimbus_store::StoreError;
 use nimbus_store::bucket::BucketStore;
+use nimbus_store::lease::LeaseStore;
 use nimbus_store::queue::QueueStore;
 use nimbus_store_postgres::{PgOptions, PgStore, SCHEMA_VERSION};
 
@@ -32,20 +33,26 @@ async fn stores_starting_at_once_on_an_empty_database_all_open_it() {
 }
 
 #[tokio::test]
-async fn a_version_1_schema_migrates_forward_and_gains_the_upload_registry() {
+async fn a_version_1_schema_migrates_forward_and_gains_the_lease_and_upload_tables() {
     let server = nimbus_test_postgres::server();
     let fresh = server.fresh();
     let store = PgStore::connect(&options(&fresh.url), None).await.unwrap();
     store.declare_queues(&[queue()]).await.unwrap();
     drop(store);
-    // What version 1 left: every table but the upload registry.
+    // What version 1 left: every table but the leases and the upload
+    // registry.
     server.sql(&format!(
-        "DROP TABLE {0}.uploads; UPDATE {0}.nimbus_schema SET version = 1",
+        "DROP TABLE {0}.uploads; DROP TABLE {0}.leases; UPDATE {0}.nimbus_schema SET version = 1",
         fresh.schema
     ));
 
     let store = PgStore::connect(&options(&fresh.url), None).await.unwrap();
     assert_eq!(store.queues().await.unwrap(), [queue()]);
+    let lease = store
+        .acquire_lease("sweep:blobs", "node-a", 15_000)
+        .await
+        .unwrap();
+    assert_eq!(lease.map(|l| l.fence), Some(1));
     store.begin_upload("b", "blob").await.unwrap();
     assert!(
         store

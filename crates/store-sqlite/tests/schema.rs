@@ -3,6 +3,7 @@
 //! and a file from before versions were kept is adopted.
 
 use nimbus_store::bucket::BucketStore;
+use nimbus_store::lease::LeaseStore;
 use nimbus_store::queue::QueueStore;
 use nimbus_store::{StoreError, SystemClock};
 use nimbus_store_sqlite::{Durability, SCHEMA_VERSION, SqliteOptions, SqliteStore};
@@ -44,19 +45,27 @@ async fn a_schema_newer_than_this_binary_is_refused_naming_both_versions() {
 }
 
 #[tokio::test]
-async fn a_version_1_file_migrates_forward_and_gains_the_upload_registry() {
+async fn a_version_1_file_migrates_forward_and_gains_the_lease_and_upload_tables() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap();
     store.declare_queues(&[queue()]).await.unwrap();
     drop(store);
-    // What version 1 left: every table but the upload registry.
+    // What version 1 left: every table but the leases and the upload
+    // registry.
     rusqlite::Connection::open(dir.path().join("nimbus.db"))
         .unwrap()
-        .execute_batch("DROP TABLE uploads; UPDATE nimbus_schema SET version = 1")
+        .execute_batch(
+            "DROP TABLE uploads; DROP TABLE leases; UPDATE nimbus_schema SET version = 1",
+        )
         .unwrap();
 
     let store = SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap();
     assert_eq!(store.queues().await.unwrap(), [queue()]);
+    let lease = store
+        .acquire_lease("sweep:blobs", "node-a", 15_000)
+        .await
+        .unwrap();
+    assert_eq!(lease.map(|l| l.fence), Some(1));
     store.begin_upload("b", "blob").await.unwrap();
     assert!(
         store
