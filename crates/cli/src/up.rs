@@ -219,14 +219,13 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         None => Arc::new(SystemClock),
     };
-    // Before any listener is up, so the test clock cannot have moved yet.
-    let started_ms = clock.now_ms();
     let location = args
         .store
         .as_deref()
         .map(StoreLocation::parse)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--store: {e}"))?;
+    let shared_store = matches!(location, Some(StoreLocation::Postgres(_)));
     let store = tokio.block_on(open_store(
         &app,
         location,
@@ -235,6 +234,21 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         clock.clone(),
         test_clock.is_some(),
     ))?;
+    // On a shared store the database's clock judges leases and retention;
+    // this node's clock is moved to agree with it, so event ages and
+    // schedule due times are judged the same way on every node.
+    let clock: Arc<dyn Clock> = if shared_store && test_clock.is_none() {
+        let aligned = Arc::new(nimbus_store::AlignedClock::default());
+        tokio
+            .block_on(align_clock(&aligned, store.as_ref()))
+            .context("failed to read the store's clock")?;
+        tokio.spawn(align_clock_periodically(aligned.clone(), store.clone()));
+        aligned
+    } else {
+        clock
+    };
+    // Before any listener is up, so the test clock cannot have moved yet.
+    let started_ms = clock.now_ms();
     let secrets = tokio.block_on(crate::secret::open_vault(
         args.secret_key_file.as_deref(),
         &app.name,
@@ -901,6 +915,41 @@ async fn expire_history(store: Arc<dyn Store>, retention: Duration) {
         Ok(0) => {}
         Ok(n) => tracing::debug!("removed {n} invocation records past their retention"),
         Err(e) => tracing::warn!("failed to remove old invocation records: {e}"),
+    }
+}
+
+/// How often a node on a shared store measures its clock against the
+/// store's.
+const CLOCK_ALIGN_INTERVAL: Duration = Duration::from_secs(30);
+/// A clock further off the store's than this is worth a warning.
+const CLOCK_SKEW_WARNING_MS: i64 = 1_000;
+
+/// Reads the store's clock and moves `clock` to agree with it.
+async fn align_clock(
+    clock: &nimbus_store::AlignedClock,
+    store: &dyn Store,
+) -> Result<(), nimbus_store::StoreError> {
+    let sent = SystemClock.now_ms();
+    let reference = store.now_ms().await?;
+    clock.align(reference, sent, SystemClock.now_ms());
+    let offset = clock.offset_ms();
+    if offset.abs() > CLOCK_SKEW_WARNING_MS {
+        tracing::warn!(
+            offset_ms = offset,
+            "this machine's clock is off the store's; judging time by the store's"
+        );
+    }
+    Ok(())
+}
+
+async fn align_clock_periodically(clock: Arc<nimbus_store::AlignedClock>, store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(CLOCK_ALIGN_INTERVAL);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = align_clock(&clock, store.as_ref()).await {
+            tracing::debug!("could not read the store's clock: {e}");
+        }
     }
 }
 

@@ -21,7 +21,7 @@ mod tls;
 mod wake;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use nimbus_store::{Clock, QueueSignals, Store, StoreError, StoreObserver, StoreResult};
+use nimbus_store::{Clock, QueueSignals, Store, StoreError, StoreObserver, StoreResult, Timestamp};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -543,6 +543,15 @@ impl Store for PgStore {
             .await
             .map_err(|e| classify(&e, None))?;
         Ok(())
+    }
+
+    async fn now_ms(&self) -> StoreResult<Timestamp> {
+        let client = self.db.client().await?;
+        let row = client
+            .query_one("SELECT nimbus_now_ms($1)", &[&self.db.test_now()])
+            .await
+            .map_err(|e| classify(&e, None))?;
+        Ok(row.get::<_, i64>(0).max(0) as Timestamp)
     }
 }
 

@@ -14,7 +14,7 @@ mod secret;
 mod table;
 mod writer;
 
-use nimbus_store::{Clock, StoreResult};
+use nimbus_store::{Clock, StoreResult, Timestamp};
 use std::path::PathBuf;
 use std::sync::Arc;
 use writer::Writer;
@@ -92,6 +92,10 @@ impl nimbus_store::Store for SqliteStore {
     /// fails (or, with the caller's timeout, does not answer).
     async fn ping(&self) -> StoreResult<()> {
         self.writer.run(|_| Ok(())).await
+    }
+
+    async fn now_ms(&self) -> StoreResult<Timestamp> {
+        self.writer.run(|tx| Ok(tx.now)).await
     }
 }
 

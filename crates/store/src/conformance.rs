@@ -223,7 +223,8 @@ macro_rules! lease_conformance_tests {
             a_released_lease_is_free_at_once_and_only_its_holder_releases_it,
             a_checkpoint_under_a_stale_fence_is_refused,
             a_schedule_tick_under_a_stale_fence_is_refused,
-            leases_survive_reopening_the_store
+            leases_survive_reopening_the_store,
+            the_store_tells_its_clock
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {

@@ -18,7 +18,7 @@ pub use bucket::{
     BucketStore, EventsFor, ListPage, ListQuery, NewObject, ObjectMeta,
     PutOutcome as ObjectPutOutcome,
 };
-pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use clock::{AlignedClock, Clock, ManualClock, SystemClock, Timestamp};
 pub use history::{HistoryStore, InvocationFilter, InvocationRecord, LogLine};
 pub use keys::{ApiKeyRecord, KeyStore, KeyUsage};
 pub use lease::{Fence, Lease, LeaseStore};
@@ -68,6 +68,10 @@ pub trait Store:
     /// readiness): `Unavailable` when the backend cannot be reached.
     /// Callers bound it with a timeout of their own.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The store's clock now: the one leases, delays and retention are
+    /// judged by (the database's on a shared store, or the test clock).
+    async fn now_ms(&self) -> StoreResult<Timestamp>;
 }
 
 /// Told what the store did once it is durable (for metrics), without the

@@ -331,3 +331,13 @@ pub async fn a_schedule_tick_under_a_stale_fence_is_refused<
         .collect();
     assert_eq!(bodies, [b"1".to_vec(), b"2".to_vec()]);
 }
+
+pub async fn the_store_tells_its_clock<S: crate::Store, F: Future<Output = S>>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let clock = ManualClock::new(START_MS);
+    let store = open(clock.clone()).await;
+    assert_eq!(store.now_ms().await.unwrap(), START_MS);
+    clock.advance_ms(1_234);
+    assert_eq!(store.now_ms().await.unwrap(), START_MS + 1_234);
+}
