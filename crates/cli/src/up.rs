@@ -259,6 +259,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     // other processes' commits).
     let signals = store.signals().clone();
     let metrics = Arc::new(nimbus_metrics::Metrics::default());
+    metrics.node_info.with(&[&node]).set(1);
     let objects = blob_storage(args.objects.as_deref(), &data_dir)
         .map_err(|e| anyhow::anyhow!("--objects: {e}"))?;
     let buckets = Arc::new(

@@ -77,7 +77,7 @@ async fn counters_move_with_invocations_throttles_retries_and_dead_letters() {
             "queue",
             "queue = \"jobs\"\nfunction = \"worker\"\nbatch_size = 1\nretry_backoff = { initial_ms = 1, multiplier = 1.0, max_ms = 1 }",
         );
-    let nimbus = app.start().await;
+    let nimbus = app.start_with(&["--node-id", "edge-7"]).await;
 
     // Without the token, nothing.
     let bare = reqwest::Client::new()
@@ -196,6 +196,7 @@ async fn counters_move_with_invocations_throttles_retries_and_dead_letters() {
         0.0,
     );
     assert!(sample(&text, "nimbus_store_commits_total").unwrap() >= 1.0);
+    expect("nimbus_node_info{node=\"edge-7\"}", 1.0);
     assert!(sample(&text, "nimbus_store_commit_batch_size_count").unwrap() >= 1.0);
 
     // `nimbus top` shows the same numbers, one row per function and queue.

@@ -58,6 +58,7 @@ pub struct Metrics {
     pub stream_records: Family<Counter>,
     pub schedule_lag: Family<Histogram>,
     pub object_events: Family<Counter>,
+    pub node_info: Family<Gauge>,
 }
 
 /// Buckets of `nimbus_schedule_lag_seconds`: from on time to a day late
@@ -195,6 +196,12 @@ impl Default for Metrics {
                 &["bucket", "type"],
                 Counter::default(),
             ),
+            node_info: Family::new(
+                "nimbus_node_info",
+                "Always 1: the id of the node these figures come from (nodes sharing a store each have one).",
+                &["node"],
+                Gauge::default(),
+            ),
         }
     }
 }
@@ -235,6 +242,7 @@ impl Metrics {
         self.stream_records.render(&mut out);
         self.schedule_lag.render(&mut out);
         self.object_events.render(&mut out);
+        self.node_info.render(&mut out);
         out
     }
 }
