@@ -116,10 +116,6 @@ impl Ownership {
         })
     }
 
-    pub fn node(&self) -> &str {
-        &self.node
-    }
-
     /// Registers the unit `name` (one per name) and returns its view.
     pub fn unit(&self, name: &str) -> Unit {
         let mut units = self.units.lock().unwrap();

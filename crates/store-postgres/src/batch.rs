@@ -183,10 +183,12 @@ async fn run(shared: Arc<Shared>) {
 /// op at fault gets the error.
 async fn execute(db: &Db, ops: Vec<Op>) {
     let started = Instant::now();
+    // Planned once: a retry sends the same statements again.
+    let steps = plan(&ops, db.test_now());
     let mut attempt = 0;
     let result = loop {
         attempt += 1;
-        match together(db, &ops).await {
+        match together(db, &ops, &steps).await {
             Err(Failure::Retry) if attempt < MAX_ATTEMPTS => continue,
             other => break other,
         }
@@ -283,7 +285,7 @@ const SEND: &str = "INSERT INTO messages (message_id, queue, body, attributes, s
      ORDER BY u.ord";
 
 /// Leases for every receive of one group: `$3` is their total `max`.
-fn receive_sql() -> String {
+static RECEIVE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH n AS (SELECT nimbus_now_ms($5) AS ms),
          picked AS (
@@ -296,11 +298,11 @@ fn receive_sql() -> String {
          RETURNING m.seq, m.message_id, m.body, m.attributes, m.sent_at, m.receive_count, m.receipt",
         crate::queue::NEW_RECEIPT
     )
-}
+});
 
 /// One statement of a batch: its SQL and parameters.
 struct Step {
-    sql: String,
+    sql: &'static str,
     params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>,
     kind: StepKind,
 }
@@ -333,7 +335,7 @@ fn plan(ops: &[Op], test_now: Option<i64>) -> Vec<Step> {
     }
     if !seqs.is_empty() {
         steps.push(Step {
-            sql: DELETE.to_owned(),
+            sql: DELETE,
             params: vec![Box::new(seqs), Box::new(queues), Box::new(receipts)],
             kind: StepKind::Delete,
         });
@@ -356,7 +358,7 @@ fn plan(ops: &[Op], test_now: Option<i64>) -> Vec<Step> {
     }
     if !ids.is_empty() {
         steps.push(Step {
-            sql: SEND.to_owned(),
+            sql: SEND,
             params: vec![
                 Box::new(ids),
                 Box::new(queues),
@@ -383,7 +385,7 @@ fn plan(ops: &[Op], test_now: Option<i64>) -> Vec<Step> {
             })
             .sum();
         steps.push(Step {
-            sql: receive_sql(),
+            sql: RECEIVE.as_str(),
             params: vec![
                 Box::new(queue.to_owned()),
                 Box::new(retention_ms),
@@ -399,11 +401,14 @@ fn plan(ops: &[Op], test_now: Option<i64>) -> Vec<Step> {
 
 /// Runs the batch: one statement alone, or several in one transaction.
 /// Returns each op's answer and the queues to wake.
-async fn together(db: &Db, ops: &[Op]) -> Result<(Vec<Answer>, Vec<String>), Failure> {
-    let steps = plan(ops, db.test_now());
+async fn together(
+    db: &Db,
+    ops: &[Op],
+    steps: &[Step],
+) -> Result<(Vec<Answer>, Vec<String>), Failure> {
     let client = db.client().await?;
     let mut results = Vec::with_capacity(steps.len());
-    if let [step] = steps.as_slice() {
+    if let [step] = steps {
         let statement = client.prepare_cached(&step.sql).await?;
         results.push(client.query(&statement, &params(step)).await?);
     } else {
@@ -413,7 +418,7 @@ async fn together(db: &Db, ops: &[Op]) -> Result<(Vec<Answer>, Vec<String>), Fai
         // runs them in order. If one fails, the rest fail after it, `COMMIT`
         // rolls back, and the first error is the batch's.
         let mut statements = Vec::with_capacity(steps.len());
-        for step in &steps {
+        for step in steps {
             statements.push(client.prepare_cached(&step.sql).await?);
         }
         let params: Vec<_> = steps.iter().map(params).collect();
@@ -428,7 +433,7 @@ async fn together(db: &Db, ops: &[Op]) -> Result<(Vec<Answer>, Vec<String>), Fai
         let ((), rows, ()) = tokio::try_join!(begin, queries, commit)?;
         results = rows;
     }
-    Ok(answers(ops, &steps, results))
+    Ok(answers(ops, steps, results))
 }
 
 fn params(step: &Step) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {

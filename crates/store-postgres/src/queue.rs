@@ -3,12 +3,12 @@
 //! twice; delete, nack and visibility changes match the current receipt;
 //! deduplication ids are a unique key claimed with `ON CONFLICT`.
 //!
-//! The hot operations (a plain send, a receive from a queue without a
-//! dead-letter queue, delete, nack, visibility changes) are one statement
-//! each, sent on its own: one round trip instead of five. They read the
-//! queue's settings from a cache that this process's declarations clear and
-//! that forgets everything after [`CONFIG_TTL`], so a declaration by another
-//! process takes effect here within that time.
+//! The hot operations go through `batch`'s group commit (a plain send, a
+//! receive from a queue without a dead-letter queue, delete) or are one
+//! statement each (nack, visibility changes). They read the queue's settings
+//! from a cache that this process's declarations clear and that forgets
+//! everything after [`CONFIG_TTL`], so a declaration by another process takes
+//! effect here within that time.
 
 use crate::batch::{NewMessage, Receive};
 use crate::{PgStore, Tx, in_tx, int8, later};
