@@ -409,7 +409,7 @@ async fn together(
     let client = db.client().await?;
     let mut results = Vec::with_capacity(steps.len());
     if let [step] = steps {
-        let statement = client.prepare_cached(&step.sql).await?;
+        let statement = client.prepare_cached(step.sql).await?;
         results.push(client.query(&statement, &params(step)).await?);
     } else {
         // One round trip: `BEGIN`, the statements and `COMMIT` go out
@@ -419,7 +419,7 @@ async fn together(
         // rolls back, and the first error is the batch's.
         let mut statements = Vec::with_capacity(steps.len());
         for step in steps {
-            statements.push(client.prepare_cached(&step.sql).await?);
+            statements.push(client.prepare_cached(step.sql).await?);
         }
         let params: Vec<_> = steps.iter().map(params).collect();
         let begin = client.batch_execute("BEGIN");
