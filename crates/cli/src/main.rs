@@ -4,6 +4,7 @@
 mod bucket;
 mod build;
 mod client;
+mod cluster;
 mod history;
 mod key;
 mod node;
@@ -109,6 +110,14 @@ enum Command {
         #[command(subcommand)]
         command: schedule::ScheduleCommand,
     },
+    /// See the nodes sharing a running app's store: heartbeats, versions,
+    /// work in flight and leases.
+    Cluster {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
+    },
     /// Create, list and revoke the API keys of a running app.
     Key {
         #[command(flatten)]
@@ -193,6 +202,7 @@ fn main() -> ExitCode {
         Command::Table { admin, command } => table::run(&admin, command),
         Command::Key { admin, command } => key::run(&admin, command),
         Command::Schedule { admin, command } => schedule::run(&admin, command),
+        Command::Cluster { admin, command } => cluster::run(&admin, command),
         Command::Top {
             admin,
             interval_ms,

@@ -1,10 +1,14 @@
 //! This node's id: `--node-id` when given, else the one kept in the data
 //! directory, else a new one written there, so a restarted node is the same
 //! node (and takes back its own leases at once instead of waiting for them
-//! to lapse).
+//! to lapse); and the report the node leaves in the store on every
+//! heartbeat, for the cluster view.
 
 use anyhow::Context as _;
+use nimbus_store::{NodeReport, Store, Timestamp};
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Longest node id accepted.
 const MAX_NODE_ID_LEN: usize = 64;
@@ -47,6 +51,52 @@ pub fn resolve(given: Option<&str>, data_dir: &Path) -> anyhow::Result<String> {
     std::fs::write(&path, format!("{id}\n"))
         .with_context(|| format!("failed to write {}", path.display()))?;
     Ok(id)
+}
+
+/// How long the store keeps the report of a node that stopped reporting
+/// (so a killed node stays visible in the cluster view for a while).
+pub const FORGET_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Leaves this node's report in the store every `every` until `shutdown`:
+/// its version, start time and the invocations running on it, for
+/// `GET /v1/cluster` on any node.
+pub async fn report_periodically(
+    store: Arc<dyn Store>,
+    node: String,
+    started_at: Timestamp,
+    metrics: Arc<nimbus_metrics::Metrics>,
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut failing = false;
+    loop {
+        let in_flight: i64 = metrics
+            .concurrent_executions
+            .series()
+            .iter()
+            .map(|(_, gauge)| gauge.get())
+            .sum();
+        let report = NodeReport {
+            node: node.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at,
+            reported_at: 0,
+            in_flight: in_flight.max(0) as u64,
+        };
+        match store.report_node(&report).await {
+            Ok(()) => failing = false,
+            // Once per outage: the node's lease line says the rest.
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!("failed to report this node to the store: {e}");
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -295,7 +295,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let history = {
         let _runtime = tokio.enter();
-        nimbus_engine::History::start(store.clone(), metrics.clone())
+        nimbus_engine::History::start(store.clone(), metrics.clone(), &node)
     };
     let table_configs = Arc::new(app.tables.clone());
     let services = Arc::new(Services {
@@ -568,6 +568,16 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             },
         ));
         let key_flusher = tokio::spawn(flush_key_usage_periodically(keys.clone()));
+        // As often as the node renews its leases, so a report is as fresh
+        // as the node's heartbeat.
+        let reporter = tokio::spawn(crate::node::report_periodically(
+            store.clone(),
+            node.clone(),
+            started_ms,
+            metrics.clone(),
+            Duration::from_millis(args.lease_ms / 4),
+            triggers_stopped.clone(),
+        ));
         let mut triggers = tokio::task::JoinSet::new();
         for trigger in &app.queue_triggers {
             triggers.spawn(nimbus_dispatch::run_queue_trigger(
@@ -704,6 +714,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .await;
         let _ = stop_ownership.send(true);
         let _ = tokio::time::timeout(limits.shutdown_grace, balancer).await;
+        reporter.abort();
         sweeper.abort();
         stream_sweeper.abort();
         blob_sweeper.abort();
@@ -916,6 +927,12 @@ async fn expire_history(store: Arc<dyn Store>, retention: Duration) {
         Ok(0) => {}
         Ok(n) => tracing::debug!("removed {n} invocation records past their retention"),
         Err(e) => tracing::warn!("failed to remove old invocation records: {e}"),
+    }
+    if let Err(e) = store
+        .forget_nodes(crate::node::FORGET_AFTER.as_millis() as u64)
+        .await
+    {
+        tracing::warn!("failed to forget the reports of nodes long gone: {e}");
     }
 }
 

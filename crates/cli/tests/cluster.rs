@@ -428,3 +428,109 @@ async fn a_node_that_stops_hands_its_lanes_over_without_waiting_for_its_leases()
         .await;
     assert_eq!(seen.len(), KEYS);
 }
+
+/// `GET /v1/cluster` on `nimbus`.
+async fn cluster_view(nimbus: &Nimbus) -> serde_json::Value {
+    support::get_json(nimbus.admin_url("/v1/cluster")).await
+}
+
+/// The entry of node `id` in a cluster view.
+fn node_entry<'a>(view: &'a serde_json::Value, id: &str) -> Option<&'a serde_json::Value> {
+    view["nodes"].as_array()?.iter().find(|n| n["id"] == id)
+}
+
+#[tokio::test]
+async fn every_node_shows_the_cluster_and_records_name_the_node_that_ran_them() {
+    let store = nimbus_test_postgres::server().fresh_url();
+    let app = TestApp::new("cluster-view").function("events", programs::EVENTS, "");
+    let manifest = app.write();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = start(&manifest, a_dir.path(), &store, "node-a").await;
+    let b = start(&manifest, b_dir.path(), &store, "node-b").await;
+
+    // A slow invocation on node-a is work in flight, seen from node-b.
+    let slow = tokio::spawn({
+        let url = a.admin_url("/v1/functions/events/invoke");
+        async move {
+            let response = client().post(url).body("sleep:3000").send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            let result: serde_json::Value = response.json().await.unwrap();
+            result["invocation_id"].as_str().unwrap().to_owned()
+        }
+    });
+    let view = until(
+        "for node-b to see node-a's invocation in flight",
+        || async {
+            let view = cluster_view(&b).await;
+            let busy = node_entry(&view, "node-a")?["in_flight"].as_u64()? >= 1;
+            let both_live = ["node-a", "node-b"]
+                .iter()
+                .all(|id| node_entry(&view, id).is_some_and(|n| n["live"] == true));
+            (busy && both_live).then_some(view)
+        },
+    )
+    .await;
+    assert_eq!(view["node"], "node-b", "the answering node names itself");
+    for id in ["node-a", "node-b"] {
+        let node = node_entry(&view, id).unwrap();
+        assert_eq!(node["version"], env!("CARGO_PKG_VERSION"));
+        assert!(node["last_heartbeat"].is_string() && node["started_at"].is_string());
+    }
+    // Each sweeper is one node's, and the view tells whose.
+    let view = until("for the sweepers to be held", || async {
+        let view = cluster_view(&a).await;
+        let held: Vec<String> = view["nodes"]
+            .as_array()?
+            .iter()
+            .flat_map(|n| n["leases"].as_array().cloned().unwrap_or_default())
+            .filter_map(|l| l["name"].as_str().map(str::to_owned))
+            .collect();
+        (held.iter().filter(|l| l.starts_with("sweep:")).count() >= 3).then_some(held)
+    })
+    .await;
+    let sweepers: BTreeSet<&String> = view.iter().filter(|l| l.starts_with("sweep:")).collect();
+    assert_eq!(sweepers.len(), 3, "each sweeper held once: {view:?}");
+
+    // The record of the slow invocation names node-a, whichever node reads it.
+    let id = slow.await.unwrap();
+    let record = until("for the record of the slow invocation", || async {
+        let record = support::get_json(b.admin_url(&format!("/v1/invocations/{id}"))).await;
+        record["node"].is_string().then_some(record)
+    })
+    .await;
+    assert_eq!(record["node"], "node-a");
+
+    // The CLI shows the same, as a table.
+    let output = support::nimbus(&["cluster", "status", "--admin", &b.admin], b_dir.path());
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("NODE") && lines[0].contains("LAST HEARTBEAT"),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("node-a ") && l.contains(" live ")),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("node-b (this)") && l.contains(" live ")),
+        "{text}"
+    );
+
+    // A killed node stays listed, not live, once its lease lapses.
+    a.child.start_kill().unwrap();
+    a.child.wait().await.unwrap();
+    let gone = until("for node-a's lease to lapse in node-b's view", || async {
+        let view = cluster_view(&b).await;
+        let a = node_entry(&view, "node-a")?.clone();
+        (a["live"] == false).then_some(a)
+    })
+    .await;
+    assert!(gone["last_heartbeat"].is_string(), "{gone}");
+    assert_eq!(gone["leases"], json!([]), "a dead node holds nothing");
+}

@@ -99,11 +99,18 @@ pub struct History {
     live: broadcast::Sender<LiveLine>,
     dropped: AtomicU64,
     metrics: Arc<nimbus_metrics::Metrics>,
+    /// This node's id, in every record it leaves.
+    node: Arc<str>,
 }
 
 impl History {
-    /// Starts the task that writes records to `store`. Needs a Tokio runtime.
-    pub fn start(store: Arc<dyn HistoryStore>, metrics: Arc<nimbus_metrics::Metrics>) -> Arc<Self> {
+    /// Starts the task that writes records to `store`, each naming `node`.
+    /// Needs a Tokio runtime.
+    pub fn start(
+        store: Arc<dyn HistoryStore>,
+        metrics: Arc<nimbus_metrics::Metrics>,
+        node: &str,
+    ) -> Arc<Self> {
         // Rendered from the start (as 0), so a dashboard can rely on it.
         metrics.history_records_dropped.with(&[]);
         let (records, mut receiver) = mpsc::channel(MAX_PENDING_RECORDS);
@@ -131,12 +138,18 @@ impl History {
             live: broadcast::channel(LIVE_LINES).0,
             dropped: AtomicU64::new(0),
             metrics,
+            node: node.into(),
         })
     }
 
     /// Live output of every function from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<LiveLine> {
         self.live.subscribe()
+    }
+
+    /// The node whose invocations these are.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// Live followers now.

@@ -273,6 +273,7 @@ impl FunctionCore {
                 trace_id: context.trace_id,
                 logs,
                 logs_truncated,
+                node: Some(self.services.history.node().to_owned()),
             });
     }
 

@@ -209,7 +209,7 @@ impl ApiHarness {
             secrets,
             history: {
                 let _runtime = runtime.enter();
-                nimbus_engine::History::start(store.clone(), metrics.clone())
+                nimbus_engine::History::start(store.clone(), metrics.clone(), "fuzz")
             },
             history_store: store.clone(),
             metrics,

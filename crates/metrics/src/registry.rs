@@ -200,6 +200,16 @@ impl<M: Metric> Family<M> {
         self.series.write().unwrap().clear();
     }
 
+    /// Every series, with its label values (in the family's label order).
+    pub fn series(&self) -> Vec<(Vec<String>, Arc<M>)> {
+        self.series
+            .read()
+            .unwrap()
+            .iter()
+            .map(|(values, series)| (values.clone(), series.clone()))
+            .collect()
+    }
+
     pub fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
         let _ = writeln!(out, "# TYPE {} {}", self.name, M::TYPE);

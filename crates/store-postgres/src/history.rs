@@ -8,7 +8,7 @@ use nimbus_store::history::{HistoryStore, InvocationFilter, InvocationRecord, Lo
 use tokio_postgres::Row;
 
 const COLUMNS: &str = "id, function, trigger, source, started_at, duration_ms, outcome, error, \
-     attempt, trace_id, logs_truncated";
+     attempt, trace_id, logs_truncated, node";
 
 fn record(row: &Row, logs: Option<&str>) -> InvocationRecord {
     let logs = logs
@@ -30,6 +30,7 @@ fn record(row: &Row, logs: Option<&str>) -> InvocationRecord {
         trace_id: row.get(9),
         logs,
         logs_truncated: row.get(10),
+        node: row.get(11),
     }
 }
 
@@ -65,22 +66,24 @@ async fn insert(tx: &Tx<'_>, records: &[InvocationRecord]) -> StoreResult<()> {
     let errors: Vec<Option<String>> = records.iter().map(|r| r.error.clone()).collect();
     let traces: Vec<Option<String>> = records.iter().map(|r| r.trace_id.clone()).collect();
     let truncated: Vec<bool> = records.iter().map(|r| r.logs_truncated).collect();
+    let nodes: Vec<Option<String>> = records.iter().map(|r| r.node.clone()).collect();
     tx.execute(
         "INSERT INTO invocations
             (id, function, trigger, source, started_at, recorded_at, duration_ms, outcome, error,
-             attempt, trace_id, logs, logs_truncated)
+             attempt, trace_id, logs, logs_truncated, node)
          SELECT id, function, trigger, source, started_at, $13, duration_ms, outcome, error,
-                attempt, trace_id, logs, logs_truncated
+                attempt, trace_id, logs, logs_truncated, node
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[],
-                     $7::text[], $8::text[], $9::int8[], $10::text[], $11::text[], $12::bool[])
+                     $7::text[], $8::text[], $9::int8[], $10::text[], $11::text[], $12::bool[],
+                     $14::text[])
               AS r(id, function, trigger, source, started_at, duration_ms, outcome, error,
-                   attempt, trace_id, logs, logs_truncated)
+                   attempt, trace_id, logs, logs_truncated, node)
          ON CONFLICT (id) DO UPDATE SET function = excluded.function, trigger = excluded.trigger,
             source = excluded.source, started_at = excluded.started_at,
             recorded_at = excluded.recorded_at, duration_ms = excluded.duration_ms,
             outcome = excluded.outcome, error = excluded.error, attempt = excluded.attempt,
             trace_id = excluded.trace_id, logs = excluded.logs,
-            logs_truncated = excluded.logs_truncated",
+            logs_truncated = excluded.logs_truncated, node = excluded.node",
         &[
             &column(|r| r.id.clone()),
             &column(|r| r.function.clone()),
@@ -95,6 +98,7 @@ async fn insert(tx: &Tx<'_>, records: &[InvocationRecord]) -> StoreResult<()> {
             &logs,
             &truncated,
             &tx.now,
+            &nodes,
         ],
     )
     .await?;
@@ -125,7 +129,7 @@ async fn list(tx: &Tx<'_>, filter: &InvocationFilter) -> StoreResult<Vec<Invocat
             ],
         )
         .await?;
-    Ok(rows.iter().map(|row| record(row, row.get(11))).collect())
+    Ok(rows.iter().map(|row| record(row, row.get(12))).collect())
 }
 
 async fn expire(tx: &Tx<'_>, retention_ms: u64, max_records: u64) -> StoreResult<u64> {
@@ -164,7 +168,7 @@ impl HistoryStore for PgStore {
                     &[&id],
                 )
                 .await?;
-            Ok(row.map(|row| record(&row, row.get(11))))
+            Ok(row.map(|row| record(&row, row.get(12))))
         })
     }
 

@@ -11,6 +11,7 @@ mod bucket;
 mod history;
 mod keys;
 mod lease;
+mod node;
 mod password;
 mod queue;
 mod schedule;

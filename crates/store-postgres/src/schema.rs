@@ -1,14 +1,24 @@
-//! The schema and its versions: `nimbus_schema` holds the version the
-//! database is at; a newer binary migrates forward step by step (one process
-//! at a time, under an advisory lock), an older one refuses a newer schema.
+//! The schema and its versions: `nimbus_schema` holds the newest migration
+//! applied (`applied`) and the oldest schema version a binary must know to
+//! use the database (`version`, the column binaries before version 3 read),
+//! by the rule of [`nimbus_store::schema`]. A newer binary migrates forward
+//! step by step (one process at a time, under an advisory lock); a binary
+//! refuses a schema that needs a newer one, and keeps running on a newer one
+//! that does not (nodes of two versions side by side in a rolling upgrade).
 
-use nimbus_store::{StoreError, StoreResult};
+use nimbus_store::StoreResult;
+use nimbus_store::schema::SchemaState;
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// `MIGRATIONS[v]` takes the schema from version `v` to `v + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3];
+
+/// What each version asks of binaries: `REQUIRES[v - 1]` is the oldest
+/// schema version that can use a database at version `v`. Version 3 only
+/// adds, so version-2 nodes keep running on it during a rolling upgrade.
+const REQUIRES: [u32; SCHEMA_VERSION as usize] = [1, 2, 2];
 
 /// Held while migrating, so two processes starting at once migrate once.
 const MIGRATION_LOCK: i64 = 0x6e69_6d62_7573; // "nimbus"
@@ -180,7 +190,22 @@ CREATE TABLE uploads (
 CREATE INDEX uploads_begun ON uploads (begun_at);
 "#;
 
-/// Brings the database to [`SCHEMA_VERSION`], or refuses it if it is newer.
+/// Node reports (each node's version, start, and work in flight, for the
+/// cluster view) and the node that ran each invocation. Only additions:
+/// version-2 nodes write records without a node and never report.
+const V3: &str = r#"
+CREATE TABLE nodes (
+    id text COLLATE "C" PRIMARY KEY,
+    version text NOT NULL,
+    started_at int8 NOT NULL,
+    reported_at int8 NOT NULL,
+    in_flight int8 NOT NULL
+);
+ALTER TABLE invocations ADD COLUMN node text;
+"#;
+
+/// Brings the database to [`SCHEMA_VERSION`], or refuses it if it needs a
+/// newer binary.
 pub(crate) async fn migrate(client: &mut deadpool_postgres::Client) -> StoreResult<()> {
     let fail = |e: tokio_postgres::Error| crate::commit_error(&e);
     let tx = client.transaction().await.map_err(fail)?;
@@ -191,31 +216,39 @@ pub(crate) async fn migrate(client: &mut deadpool_postgres::Client) -> StoreResu
         "CREATE TABLE IF NOT EXISTS nimbus_schema (
             id int4 PRIMARY KEY CHECK (id = 1),
             version int4 NOT NULL
-        )",
+        );
+        ALTER TABLE nimbus_schema ADD COLUMN IF NOT EXISTS applied int4;",
     )
     .await
     .map_err(fail)?;
-    let found: i32 = tx
-        .query_opt("SELECT version FROM nimbus_schema WHERE id = 1", &[])
+    let number = |n: i32| u32::try_from(n).unwrap_or(0);
+    let found = tx
+        .query_opt(
+            "SELECT version, coalesce(applied, version) FROM nimbus_schema WHERE id = 1",
+            &[],
+        )
         .await
         .map_err(fail)?
-        .map_or(0, |row| row.get(0));
-    let found = u32::try_from(found).unwrap_or(0);
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found,
-            known: SCHEMA_VERSION,
-        });
-    }
-    for (from, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        .map_or(
+            SchemaState {
+                applied: 0,
+                requires: 0,
+            },
+            |row| SchemaState {
+                requires: number(row.get(0)),
+                applied: number(row.get(1)),
+            },
+        );
+    found.check(SCHEMA_VERSION)?;
+    for (from, step) in MIGRATIONS.iter().enumerate().skip(found.applied as usize) {
         tx.batch_execute(step).await.map_err(fail)?;
         tracing::info!(from, to = from + 1, "migrated the PostgreSQL schema");
     }
-    let version = SCHEMA_VERSION as i32;
+    let now = found.migrated(&REQUIRES);
     tx.execute(
-        "INSERT INTO nimbus_schema (id, version) VALUES (1, $1)
-         ON CONFLICT (id) DO UPDATE SET version = excluded.version",
-        &[&version],
+        "INSERT INTO nimbus_schema (id, version, applied) VALUES (1, $1, $2)
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version, applied = excluded.applied",
+        &[&(now.requires as i32), &(now.applied as i32)],
     )
     .await
     .map_err(fail)?;

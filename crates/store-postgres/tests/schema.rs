@@ -1,11 +1,14 @@
 //! The schema's version on PostgreSQL: migrations run once however many
-//! processes start at once, a version 1 schema moves forward keeping its
-//! data, and a schema written by a newer nimbus is refused with both
-//! versions named.
+//! processes start at once, a version 2 schema moves to 3 and still admits
+//! version 2 nodes (a rolling upgrade), a version 1 schema moves forward
+//! keeping its data, a schema that needs a newer nimbus is refused with the
+//! versions named, and a newer one that does not is used.
 
 use nimbus_store::StoreError;
 use nimbus_store::bucket::BucketStore;
+use nimbus_store::history::HistoryStore;
 use nimbus_store::lease::LeaseStore;
+use nimbus_store::node::{NodeReport, NodeStore};
 use nimbus_store::queue::QueueStore;
 use nimbus_store_postgres::{PgOptions, PgStore, SCHEMA_VERSION};
 
@@ -32,6 +35,57 @@ async fn stores_starting_at_once_on_an_empty_database_all_open_it() {
     }
 }
 
+/// Turns a schema this binary wrote back into what a version-2 binary
+/// leaves: no node reports, no node column, no `applied` number.
+fn rewind_to_version_2(server: &nimbus_test_postgres::Server, schema: &str) {
+    server.sql(&format!(
+        "DROP TABLE {schema}.nodes; ALTER TABLE {schema}.invocations DROP COLUMN node;
+         ALTER TABLE {schema}.nimbus_schema DROP COLUMN applied;
+         UPDATE {schema}.nimbus_schema SET version = 2"
+    ));
+}
+
+#[tokio::test]
+async fn a_version_2_schema_migrates_to_3_and_still_admits_version_2_nodes() {
+    let server = nimbus_test_postgres::server();
+    let fresh = server.fresh();
+    let store = PgStore::connect(&options(&fresh.url), None).await.unwrap();
+    store.declare_queues(&[queue()]).await.unwrap();
+    drop(store);
+    rewind_to_version_2(server, &fresh.schema);
+
+    let store = PgStore::connect(&options(&fresh.url), None).await.unwrap();
+    assert_eq!(store.queues().await.unwrap(), [queue()]);
+    store
+        .report_node(&NodeReport {
+            node: "node-a".into(),
+            version: "0.1.0".into(),
+            started_at: 1,
+            reported_at: 0,
+            in_flight: 2,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.node_reports().await.unwrap()[0].in_flight, 2);
+    // A version-2 node reads `version` alone and refuses past 2; the
+    // invocation insert it makes (no node column) still fits.
+    assert_eq!(
+        server.query(&format!(
+            "SELECT applied || ' ' || version FROM {}.nimbus_schema",
+            fresh.schema
+        )),
+        "3 2"
+    );
+    server.sql(&format!(
+        "INSERT INTO {}.invocations (id, function, trigger, source, started_at, recorded_at,
+            duration_ms, outcome, error, attempt, trace_id, logs, logs_truncated)
+         VALUES ('01', 'f', 'http', '/', 1, 1, 1, 'success', NULL, 1, NULL, '[]', false)",
+        fresh.schema
+    ));
+    let record = store.get_invocation("01").await.unwrap().unwrap();
+    assert_eq!(record.node, None);
+}
+
 #[tokio::test]
 async fn a_version_1_schema_migrates_forward_and_gains_the_lease_and_upload_tables() {
     let server = nimbus_test_postgres::server();
@@ -39,6 +93,7 @@ async fn a_version_1_schema_migrates_forward_and_gains_the_lease_and_upload_tabl
     let store = PgStore::connect(&options(&fresh.url), None).await.unwrap();
     store.declare_queues(&[queue()]).await.unwrap();
     drop(store);
+    rewind_to_version_2(server, &fresh.schema);
     // What version 1 left: every table but the leases and the upload
     // registry.
     server.sql(&format!(
@@ -63,7 +118,7 @@ async fn a_version_1_schema_migrates_forward_and_gains_the_lease_and_upload_tabl
     );
     assert_eq!(
         server.query(&format!(
-            "SELECT version FROM {}.nimbus_schema",
+            "SELECT applied FROM {}.nimbus_schema",
             fresh.schema
         )),
         SCHEMA_VERSION.to_string()
@@ -84,13 +139,13 @@ fn queue() -> nimbus_store::QueueConfig {
 }
 
 #[tokio::test]
-async fn a_schema_newer_than_this_binary_is_refused_naming_both_versions() {
+async fn a_schema_that_needs_a_newer_binary_is_refused_naming_the_versions() {
     let server = nimbus_test_postgres::server();
     let fresh = server.fresh();
     drop(PgStore::connect(&options(&fresh.url), None).await.unwrap());
     let newer = SCHEMA_VERSION + 1;
     server.sql(&format!(
-        "UPDATE {}.nimbus_schema SET version = {newer}",
+        "UPDATE {}.nimbus_schema SET version = {newer}, applied = {newer}",
         fresh.schema
     ));
 
@@ -101,6 +156,7 @@ async fn a_schema_newer_than_this_binary_is_refused_naming_both_versions() {
         refused,
         StoreError::SchemaTooNew {
             found: newer,
+            requires: newer,
             known: SCHEMA_VERSION
         }
     );
@@ -109,6 +165,32 @@ async fn a_schema_newer_than_this_binary_is_refused_naming_both_versions() {
         message.contains(&format!("version {newer}"))
             && message.contains(&format!("version {SCHEMA_VERSION}")),
         "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_newer_schema_that_still_allows_this_binary_is_used_and_left_as_it_is() {
+    let server = nimbus_test_postgres::server();
+    let fresh = server.fresh();
+    let store = PgStore::connect(&options(&fresh.url), None).await.unwrap();
+    store.declare_queues(&[queue()]).await.unwrap();
+    drop(store);
+    // As the next version leaves it after an additive migration.
+    let newer = SCHEMA_VERSION + 1;
+    server.sql(&format!(
+        "UPDATE {}.nimbus_schema SET version = {SCHEMA_VERSION}, applied = {newer}",
+        fresh.schema
+    ));
+
+    let store = PgStore::connect(&options(&fresh.url), None).await.unwrap();
+    assert_eq!(store.queues().await.unwrap(), [queue()]);
+    assert_eq!(
+        server.query(&format!(
+            "SELECT applied || ' ' || version FROM {}.nimbus_schema",
+            fresh.schema
+        )),
+        format!("{newer} {SCHEMA_VERSION}"),
+        "an older binary does not roll the numbers back"
     );
 }
 

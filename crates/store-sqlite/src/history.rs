@@ -31,7 +31,25 @@ pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
     .map_err(backend)
 }
 
-const COLUMNS: &str = "id, function, trigger, source, started_at, duration_ms, outcome, error, attempt, trace_id, logs_truncated";
+/// Schema version 3: the node that ran each invocation (empty in older
+/// records, and in records a version-2 node writes during an upgrade).
+/// (A file from before versions were kept may have it already.)
+pub(crate) fn migrate_node(conn: &Connection) -> StoreResult<()> {
+    let has_node: bool = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('invocations') WHERE name = 'node'",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(backend)?;
+    if !has_node {
+        conn.execute_batch("ALTER TABLE invocations ADD COLUMN node TEXT;")
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+const COLUMNS: &str = "id, function, trigger, source, started_at, duration_ms, outcome, error, attempt, trace_id, logs_truncated, node";
 
 fn record(row: &Row<'_>, logs: Option<String>) -> rusqlite::Result<InvocationRecord> {
     let logs = logs
@@ -53,6 +71,7 @@ fn record(row: &Row<'_>, logs: Option<String>) -> rusqlite::Result<InvocationRec
         trace_id: row.get(9)?,
         logs,
         logs_truncated: row.get::<_, i64>(10)? != 0,
+        node: row.get(11)?,
     })
 }
 
@@ -65,8 +84,8 @@ fn insert(tx: &Tx<'_>, r: &InvocationRecord) -> StoreResult<()> {
     let logs = serde_json::to_string(&logs).map_err(backend)?;
     tx.execute(
         "INSERT OR REPLACE INTO invocations
-         (id, function, trigger, source, started_at, recorded_at, duration_ms, outcome, error, attempt, trace_id, logs, logs_truncated)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+         (id, function, trigger, source, started_at, recorded_at, duration_ms, outcome, error, attempt, trace_id, logs, logs_truncated, node)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         params![
             r.id,
             r.function,
@@ -81,6 +100,7 @@ fn insert(tx: &Tx<'_>, r: &InvocationRecord) -> StoreResult<()> {
             r.trace_id,
             logs,
             i64::from(r.logs_truncated),
+            r.node,
         ],
     )
     .map_err(backend)?;
@@ -113,7 +133,7 @@ fn list(tx: &Tx<'_>, filter: &InvocationFilter) -> StoreResult<Vec<InvocationRec
     let mut statement = tx.conn.prepare_cached(&sql).map_err(backend)?;
     let rows = statement
         .query_map(rusqlite::params_from_iter(values), |row| {
-            record(row, row.get(11)?)
+            record(row, row.get(12)?)
         })
         .map_err(backend)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(backend)
@@ -159,7 +179,7 @@ impl HistoryStore for SqliteStore {
                 tx.query_row(
                     &format!("SELECT {COLUMNS}, logs FROM invocations WHERE id = ?1"),
                     params![id],
-                    |row| record(row, row.get(11)?),
+                    |row| record(row, row.get(12)?),
                 )
                 .optional()
                 .map_err(backend)

@@ -7,6 +7,7 @@ mod bucket;
 mod history;
 mod keys;
 mod lease;
+mod node;
 mod queue;
 mod schedule;
 mod schema;

@@ -1,17 +1,39 @@
-//! The schema's version: `nimbus_schema` holds the version the file is at.
-//! A newer binary migrates forward (version 1 is every table's
-//! `CREATE TABLE IF NOT EXISTS`, which also adopts a file written before
-//! versions were kept; version 2 adds the registry of uploads in flight);
-//! an older one refuses a newer file.
+//! The schema's version. `nimbus_schema` holds the newest migration applied
+//! (`applied`) and the oldest schema version a binary must know to use the
+//! file (`version`, the column binaries before version 3 read), by the rule
+//! of [`nimbus_store::schema`]. A newer binary migrates forward (version 1
+//! is every table's `CREATE TABLE IF NOT EXISTS`, which also adopts a file
+//! written before versions were kept; 2 adds leases and the registry of
+//! uploads in flight; 3 adds node reports and the node of each invocation
+//! record); a binary refuses a file that needs a newer one.
 
 use crate::backend;
-use nimbus_store::{StoreError, StoreResult};
+use nimbus_store::StoreResult;
+use nimbus_store::schema::SchemaState;
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
+/// What each version asks of binaries: `REQUIRES[v - 1]` is the oldest
+/// schema version that can use a file at version `v`. Version 3 only adds,
+/// so version-2 binaries keep running on it during a rolling upgrade.
+const REQUIRES: [u32; SCHEMA_VERSION as usize] = [1, 2, 2];
+
+/// Brings the file to [`SCHEMA_VERSION`] in one transaction (a migration
+/// cut off halfway leaves the file as it was), or refuses it.
 pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
+    match migrate_in_transaction(conn) {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(backend),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn migrate_in_transaction(conn: &Connection) -> StoreResult<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS nimbus_schema (
             id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -19,22 +41,36 @@ pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
         );",
     )
     .map_err(backend)?;
-    let found: u32 = conn
+    let has_applied: bool = conn
         .query_row(
-            "SELECT version FROM nimbus_schema WHERE id = 1",
+            "SELECT count(*) FROM pragma_table_info('nimbus_schema') WHERE name = 'applied'",
             [],
             |row| row.get(0),
         )
+        .map_err(backend)?;
+    if !has_applied {
+        conn.execute_batch("ALTER TABLE nimbus_schema ADD COLUMN applied INTEGER;")
+            .map_err(backend)?;
+    }
+    let found = conn
+        .query_row(
+            "SELECT version, coalesce(applied, version) FROM nimbus_schema WHERE id = 1",
+            [],
+            |row| {
+                Ok(SchemaState {
+                    requires: row.get(0)?,
+                    applied: row.get(1)?,
+                })
+            },
+        )
         .optional()
         .map_err(backend)?
-        .unwrap_or(0);
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found,
-            known: SCHEMA_VERSION,
+        .unwrap_or(SchemaState {
+            applied: 0,
+            requires: 0,
         });
-    }
-    if found < 1 {
+    found.check(SCHEMA_VERSION)?;
+    if found.applied < 1 {
         crate::queue::migrate(conn)?;
         crate::secret::migrate(conn)?;
         crate::keys::migrate(conn)?;
@@ -43,14 +79,19 @@ pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
         crate::schedule::migrate(conn)?;
         crate::bucket::migrate(conn)?;
     }
-    if found < 2 {
+    if found.applied < 2 {
         crate::lease::migrate(conn)?;
         crate::bucket::migrate_uploads(conn)?;
     }
+    if found.applied < 3 {
+        crate::history::migrate_node(conn)?;
+        crate::node::migrate(conn)?;
+    }
+    let now = found.migrated(&REQUIRES);
     conn.execute(
-        "INSERT INTO nimbus_schema (id, version) VALUES (1, ?1)
-         ON CONFLICT (id) DO UPDATE SET version = excluded.version",
-        [SCHEMA_VERSION],
+        "INSERT INTO nimbus_schema (id, version, applied) VALUES (1, ?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version, applied = excluded.applied",
+        [now.requires, now.applied],
     )
     .map_err(backend)?;
     Ok(())

@@ -1,9 +1,12 @@
-//! The schema's version: a file written by a newer nimbus is refused with
-//! both versions named, a version 1 file moves forward keeping its data,
-//! and a file from before versions were kept is adopted.
+//! The schema's version: a file that needs a newer nimbus is refused with
+//! the versions named, a newer file that still allows this binary is used,
+//! a version 2 file moves to 3 and still admits version 2 binaries (a
+//! rolling upgrade), a version 1 file moves forward keeping its data, and a
+//! file from before versions were kept is adopted.
 
 use nimbus_store::bucket::BucketStore;
 use nimbus_store::lease::LeaseStore;
+use nimbus_store::node::{NodeReport, NodeStore};
 use nimbus_store::queue::QueueStore;
 use nimbus_store::{StoreError, SystemClock};
 use nimbus_store_sqlite::{Durability, SCHEMA_VERSION, SqliteOptions, SqliteStore};
@@ -16,15 +19,57 @@ fn options(dir: &tempfile::TempDir) -> SqliteOptions {
     }
 }
 
+/// Sets the file's schema numbers as a binary of another version would.
+fn set_schema(dir: &tempfile::TempDir, applied: u32, requires: u32) {
+    rusqlite::Connection::open(dir.path().join("nimbus.db"))
+        .unwrap()
+        .execute(
+            "UPDATE nimbus_schema SET applied = ?1, version = ?2",
+            [applied, requires],
+        )
+        .unwrap();
+}
+
+/// `(applied, requires)` as the file holds them; `applied` is `None` in a
+/// file no version-3 binary has opened.
+fn schema_numbers(dir: &tempfile::TempDir) -> (Option<u32>, u32) {
+    let conn = rusqlite::Connection::open(dir.path().join("nimbus.db")).unwrap();
+    let has_applied: bool = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('nimbus_schema') WHERE name = 'applied'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let sql = if has_applied {
+        "SELECT applied, version FROM nimbus_schema"
+    } else {
+        "SELECT NULL, version FROM nimbus_schema"
+    };
+    conn.query_row(sql, [], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+}
+
+/// Turns a file this binary wrote back into what a version-2 binary leaves:
+/// no node reports, no node column, no `applied` number.
+fn rewind_to_version_2(dir: &tempfile::TempDir) {
+    rusqlite::Connection::open(dir.path().join("nimbus.db"))
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE nodes;
+             ALTER TABLE invocations DROP COLUMN node;
+             ALTER TABLE nimbus_schema DROP COLUMN applied;
+             UPDATE nimbus_schema SET version = 2;",
+        )
+        .unwrap();
+}
+
 #[tokio::test]
-async fn a_schema_newer_than_this_binary_is_refused_naming_both_versions() {
+async fn a_schema_that_needs_a_newer_binary_is_refused_naming_the_versions() {
     let dir = tempfile::tempdir().unwrap();
     drop(SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap());
     let newer = SCHEMA_VERSION + 1;
-    rusqlite::Connection::open(dir.path().join("nimbus.db"))
-        .unwrap()
-        .execute("UPDATE nimbus_schema SET version = ?1", [newer])
-        .unwrap();
+    set_schema(&dir, newer, newer);
 
     let refused = SqliteStore::open(&options(&dir), Arc::new(SystemClock))
         .err()
@@ -33,6 +78,7 @@ async fn a_schema_newer_than_this_binary_is_refused_naming_both_versions() {
         refused,
         StoreError::SchemaTooNew {
             found: newer,
+            requires: newer,
             known: SCHEMA_VERSION
         }
     );
@@ -45,11 +91,58 @@ async fn a_schema_newer_than_this_binary_is_refused_naming_both_versions() {
 }
 
 #[tokio::test]
+async fn a_newer_schema_that_still_allows_this_binary_is_used_and_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap();
+    store.declare_queues(&[queue()]).await.unwrap();
+    drop(store);
+    // As the next version leaves it after an additive migration.
+    set_schema(&dir, SCHEMA_VERSION + 1, SCHEMA_VERSION);
+
+    let store = SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap();
+    assert_eq!(store.queues().await.unwrap(), [queue()]);
+    drop(store);
+    assert_eq!(
+        schema_numbers(&dir),
+        (Some(SCHEMA_VERSION + 1), SCHEMA_VERSION),
+        "an older binary does not roll the numbers back"
+    );
+}
+
+#[tokio::test]
+async fn a_version_2_file_migrates_to_3_and_still_admits_version_2_binaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap();
+    store.declare_queues(&[queue()]).await.unwrap();
+    drop(store);
+    rewind_to_version_2(&dir);
+    assert_eq!(schema_numbers(&dir), (None, 2));
+
+    let store = SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap();
+    assert_eq!(store.queues().await.unwrap(), [queue()]);
+    store
+        .report_node(&NodeReport {
+            node: "node-a".into(),
+            version: "0.1.0".into(),
+            started_at: 1,
+            reported_at: 0,
+            in_flight: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.node_reports().await.unwrap().len(), 1);
+    drop(store);
+    // A version-2 binary reads `version` alone and refuses past 2.
+    assert_eq!(schema_numbers(&dir), (Some(3), 2));
+}
+
+#[tokio::test]
 async fn a_version_1_file_migrates_forward_and_gains_the_lease_and_upload_tables() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap();
     store.declare_queues(&[queue()]).await.unwrap();
     drop(store);
+    rewind_to_version_2(&dir);
     // What version 1 left: every table but the leases and the upload
     // registry.
     rusqlite::Connection::open(dir.path().join("nimbus.db"))
@@ -75,11 +168,7 @@ async fn a_version_1_file_migrates_forward_and_gains_the_lease_and_upload_tables
             .is_empty()
     );
     drop(store);
-    let version: u32 = rusqlite::Connection::open(dir.path().join("nimbus.db"))
-        .unwrap()
-        .query_row("SELECT version FROM nimbus_schema", [], |row| row.get(0))
-        .unwrap();
-    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(schema_numbers(&dir), (Some(SCHEMA_VERSION), 2));
 }
 
 #[tokio::test]

@@ -213,7 +213,8 @@ macro_rules! bucket_conformance_tests {
     };
 }
 
-/// Expands to the lease conformance tests, like [`queue_conformance_tests!`].
+/// Expands to the lease and node report conformance tests, like
+/// [`queue_conformance_tests!`].
 #[macro_export]
 macro_rules! lease_conformance_tests {
     ($backend:expr) => {
@@ -224,7 +225,9 @@ macro_rules! lease_conformance_tests {
             a_checkpoint_under_a_stale_fence_is_refused,
             a_schedule_tick_under_a_stale_fence_is_refused,
             leases_survive_reopening_the_store,
-            the_store_tells_its_clock
+            the_store_tells_its_clock,
+            a_nodes_last_report_is_kept_stamped_by_the_store_clock,
+            nodes_silent_past_the_bound_are_forgotten
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {

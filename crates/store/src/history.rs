@@ -27,6 +27,8 @@ pub struct InvocationRecord {
     pub logs: Vec<LogLine>,
     /// Whether output past the bound was left out.
     pub logs_truncated: bool,
+    /// The node that ran it (`None` in records from before nodes were kept).
+    pub node: Option<String>,
 }
 
 /// One line a function wrote.

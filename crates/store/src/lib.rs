@@ -9,8 +9,10 @@ pub mod conformance;
 pub mod history;
 pub mod keys;
 pub mod lease;
+pub mod node;
 pub mod queue;
 pub mod schedule;
+pub mod schema;
 pub mod secret;
 pub mod table;
 
@@ -22,6 +24,7 @@ pub use clock::{AlignedClock, Clock, ManualClock, SystemClock, Timestamp};
 pub use history::{HistoryStore, InvocationFilter, InvocationRecord, LogLine};
 pub use keys::{ApiKeyRecord, KeyStore, KeyUsage};
 pub use lease::{Fence, Lease, LeaseStore};
+pub use node::{NodeReport, NodeStore};
 pub use queue::{
     NackOptions, QueueConfig, QueueSignals, QueueStats, QueueStore, ReceivedMessage, SendMessage,
     SendReceipt, StoredMessage,
@@ -45,6 +48,7 @@ pub trait Store:
     + BucketStore
     + ScheduleStore
     + LeaseStore
+    + NodeStore
     + Send
     + Sync
     + 'static
@@ -127,12 +131,19 @@ pub enum StoreError {
          and its bytes may have been swept): nothing was stored; try again"
     )]
     UploadNotRegistered(String),
-    /// Written by a newer binary: this one would misread it.
+    /// Written by a newer binary whose changes this one would misread:
+    /// the schema is at version `found` and needs a binary that knows at
+    /// least version `requires` (a newer schema that older binaries can
+    /// still use asks for less than its own version).
     #[error(
-        "the store's schema is version {found}, newer than this nimbus knows (version {known}): \
-         run a nimbus at least as new as the one that wrote it"
+        "the store's schema is version {found} and needs a nimbus that knows schema version \
+         {requires} or later; this one knows version {known}: run a newer nimbus"
     )]
-    SchemaTooNew { found: u32, known: u32 },
+    SchemaTooNew {
+        found: u32,
+        requires: u32,
+        known: u32,
+    },
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

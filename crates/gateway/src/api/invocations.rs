@@ -128,6 +128,7 @@ fn record_json(r: &InvocationRecord, with_logs: bool) -> Value {
         "attempt": r.attempt,
         "trace_id": r.trace_id,
         "logs_truncated": r.logs_truncated,
+        "node": r.node,
     });
     if with_logs {
         out["logs"] = r

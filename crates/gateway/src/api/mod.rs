@@ -2,6 +2,7 @@
 //! `{"error": "..."}`. The OpenAPI document is served at `/v1/openapi.json`.
 
 mod buckets;
+mod cluster;
 mod functions;
 mod invocations;
 mod keys;
@@ -80,6 +81,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(invocations::router())
         .merge(tables::router())
         .merge(schedules::router())
+        .merge(cluster::router())
         .merge(if test_clock {
             test_clock_router()
         } else {

@@ -31,6 +31,7 @@ fn record(id: &str, function: &str, outcome: &str) -> InvocationRecord {
             },
         ],
         logs_truncated: outcome == "error",
+        node: Some("node-a".to_owned()),
     }
 }
 

@@ -2,7 +2,9 @@
 //! the store's clock; the fence grows when it changes hands and not when
 //! its owner renews; renewal reports what was lost; a release frees it at
 //! once; a checkpoint written under a stale fence is refused and moves
-//! nothing; leases survive reopening the store.
+//! nothing; leases survive reopening the store. Node reports: the last
+//! one of each node is kept, stamped by the store's clock, and nodes silent
+//! past a bound are forgotten.
 
 use crate::lease::{Fence, LeaseStore};
 use crate::table::TableStore;
@@ -340,4 +342,68 @@ pub async fn the_store_tells_its_clock<S: crate::Store, F: Future<Output = S>>(
     assert_eq!(store.now_ms().await.unwrap(), START_MS);
     clock.advance_ms(1_234);
     assert_eq!(store.now_ms().await.unwrap(), START_MS + 1_234);
+}
+
+fn report(node: &str, in_flight: u64) -> crate::NodeReport {
+    crate::NodeReport {
+        node: node.to_owned(),
+        version: "0.1.0".to_owned(),
+        started_at: START_MS - 5,
+        reported_at: 0,
+        in_flight,
+    }
+}
+
+pub async fn a_nodes_last_report_is_kept_stamped_by_the_store_clock<
+    S: crate::NodeStore,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let clock = ManualClock::new(START_MS);
+    let store = open(clock.clone()).await;
+    store.report_node(&report("node-b", 3)).await.unwrap();
+    store.report_node(&report("node-a", 1)).await.unwrap();
+    clock.advance_ms(4_000);
+    store.report_node(&report("node-b", 0)).await.unwrap();
+    let reports = store.node_reports().await.unwrap();
+    let seen: Vec<(&str, u64, u64)> = reports
+        .iter()
+        .map(|r| (r.node.as_str(), r.in_flight, r.reported_at))
+        .collect();
+    assert_eq!(
+        seen,
+        [("node-a", 1, START_MS), ("node-b", 0, START_MS + 4_000)],
+        "one report per node, the last one, by node id"
+    );
+    assert_eq!(reports[0].started_at, START_MS - 5);
+    assert_eq!(reports[0].version, "0.1.0");
+}
+
+pub async fn nodes_silent_past_the_bound_are_forgotten<
+    S: crate::NodeStore,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let clock = ManualClock::new(START_MS);
+    let store = open(clock.clone()).await;
+    store.report_node(&report("gone", 0)).await.unwrap();
+    clock.advance_ms(10_000);
+    store.report_node(&report("here", 0)).await.unwrap();
+    assert_eq!(store.forget_nodes(10_001).await.unwrap(), 0);
+    assert_eq!(
+        store.forget_nodes(10_000).await.unwrap(),
+        0,
+        "exactly at the bound is kept"
+    );
+    assert_eq!(store.forget_nodes(9_999).await.unwrap(), 1);
+    let left: Vec<String> = store
+        .node_reports()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.node)
+        .collect();
+    assert_eq!(left, ["here"]);
 }
