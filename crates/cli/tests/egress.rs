@@ -26,6 +26,11 @@ enum Reply {
     Stall,
     /// Reads the request and never answers.
     Silent,
+    /// 200 with a head of about this many bytes (many headers), no body.
+    BigHead(usize),
+    /// 200 with a chunked body that never ends: 64 KiB chunks as fast as
+    /// the reader takes them, until it goes away.
+    Endless,
 }
 
 /// A listener on loopback that counts every connection it accepts: an
@@ -107,6 +112,23 @@ async fn serve(mut stream: TcpStream, reply: Reply, heads: Arc<Mutex<Vec<String>
         }
         Reply::Stall => "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nfirst ten.".to_owned(),
         Reply::Silent => String::new(),
+        Reply::BigHead(n) => {
+            let mut out = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n".to_owned();
+            for i in 0..n / 1024 {
+                out.push_str(&format!("x-filler-{i}: {}\r\n", "f".repeat(1000)));
+            }
+            out.push_str("\r\n");
+            out
+        }
+        Reply::Endless => {
+            let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+            while stream.write_all(chunk.as_bytes()).await.is_ok() {}
+            return;
+        }
     };
     if stream.write_all(response.as_bytes()).await.is_err() {
         return;
@@ -508,4 +530,77 @@ async fn connection_failures_are_reported_to_the_guest_by_kind() {
         "ErrorCode::Tls",
     );
     assert_eq!(plaintext.hits(), 1);
+}
+
+#[tokio::test]
+async fn a_response_head_past_the_outbound_read_buffer_fails_the_request() {
+    let big = Canary::start(Reply::BigHead(100 * 1024)).await;
+    let small = Canary::start(Reply::BigHead(16 * 1024)).await;
+    let nimbus = fetch_app(
+        "egress-big-head",
+        &format!(
+            "allowed_private_hosts = [\"http://127.0.0.1:{}\", \"http://127.0.0.1:{}\"]",
+            big.port(),
+            small.port()
+        ),
+    )
+    .await;
+    let fine = fetch(&nimbus, "", &format!("http://127.0.0.1:{}/", small.port())).await;
+    assert_eq!(fine.status, 200, "{}", fine.body);
+    // hyper's default buffer (about 400 KiB) would have taken this head.
+    let target = format!("http://127.0.0.1:{}/", big.port());
+    let refused = fetch(&nimbus, "", &target).await;
+    assert_error(&refused, &target, "HttpResponseHeaderSectionSize");
+}
+
+#[tokio::test]
+async fn outbound_connections_per_invocation_are_capped_and_freed_when_dropped() {
+    let endless = Canary::start(Reply::Endless).await;
+    let port = endless.port();
+    let nimbus = TestApp::new("egress-hoard")
+        .function(
+            "hoard",
+            programs::HOARD,
+            &format!("allowed_private_hosts = [\"http://127.0.0.1:{port}\"]"),
+        )
+        .route("/hoard", "hoard", "")
+        .start()
+        .await;
+    let cap = nimbus_engine::MAX_OUTBOUND_CONNECTIONS;
+    let asked = cap + 36;
+    let response = client()
+        .get(nimbus.url(&format!(
+            "/hoard?responses={asked}&url=http://127.0.0.1:{port}/"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let id = invocation_id(&response);
+    let report = response.text().await.unwrap();
+    // Each held response's body streams on without being read: the server
+    // keeps writing, and the host holds at most a buffer or two of it.
+    assert_eq!(
+        report,
+        format!("held {cap}\n36 x ErrorCode::ConnectionLimitReached\nafter dropping them: a response\n"),
+    );
+    let denial = nimbus
+        .stderr
+        .wait_for("the audit line of the refused connections", |l| {
+            l.contains("nimbus::audit")
+                && l.contains(&id)
+                && l.contains("outbound connections open")
+        })
+        .await;
+    assert!(denial.contains(&format!("already has {cap}")), "{denial}");
+    // The next invocation starts with every connection free again.
+    let again = client()
+        .get(nimbus.url(&format!("/hoard?responses=2&url=http://127.0.0.1:{port}/")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.text().await.unwrap(),
+        "held 2\nafter dropping them: a response\n"
+    );
 }

@@ -28,6 +28,7 @@ pub use http::{HttpFunction, ResponseBody, full_body};
 pub use invocation::InvokeError;
 pub use limits::{
     MAX_BODY_CHUNK_BYTES, MAX_FIELD_BYTES, MAX_HOST_BODY_BYTES, MAX_HOST_HEADER_BYTES,
+    MAX_HOST_OUTBOUND_BYTES, MAX_OUTBOUND_CONNECTIONS, MAX_OUTBOUND_READ_BUFFER_BYTES,
     MAX_RESOURCE_HANDLES, MemoryLimitExceeded,
 };
 pub use runtime::{DEFAULT_MAX_WASM_STACK_KB, EngineSettings, LoadedFunction, Runtime};

@@ -69,7 +69,9 @@ pub(super) async fn exchange(
     };
     let (mut sender, conn) = tokio::time::timeout_at(
         connect_deadline,
-        hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(stream)),
+        hyper::client::conn::http1::Builder::new()
+            .max_buf_size(crate::limits::MAX_OUTBOUND_READ_BUFFER_BYTES)
+            .handshake(TokioIo::new(stream)),
     )
     .await
     .map_err(|_elapsed| Error::ConnectionTimeout)?
@@ -179,6 +181,9 @@ fn hyper_error(e: hyper::Error) -> Error {
         Error::HttpResponseIncomplete
     } else if e.is_closed() || e.is_canceled() {
         Error::ConnectionTerminated
+    } else if e.is_parse_too_large() {
+        // A head past the read buffer (`MAX_OUTBOUND_READ_BUFFER_BYTES`).
+        Error::HttpResponseHeaderSectionSize(None)
     } else if e.is_parse() || e.is_parse_status() {
         Error::HttpProtocolError
     } else {

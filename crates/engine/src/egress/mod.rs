@@ -9,6 +9,7 @@ mod address;
 mod connect;
 
 use connect::IoFuture;
+use http_body_util::BodyExt as _;
 use nimbus_manifest::{Outbound, Reach};
 use rustls::pki_types::ServerName;
 use std::fmt;
@@ -67,6 +68,10 @@ pub(crate) struct EgressHooks {
     tracer: nimbus_trace::Tracer,
     /// The invocation's span: each outbound request is a child of it.
     trace: nimbus_trace::TraceContext,
+    /// One permit per open outbound connection (see
+    /// [`crate::limits::MAX_OUTBOUND_CONNECTIONS`]), held from the request
+    /// until the guest drops the response body.
+    connections: Arc<tokio::sync::Semaphore>,
 }
 
 impl EgressHooks {
@@ -83,6 +88,9 @@ impl EgressHooks {
             invocation_id,
             tracer,
             trace,
+            connections: Arc::new(tokio::sync::Semaphore::new(
+                crate::limits::MAX_OUTBOUND_CONNECTIONS,
+            )),
         }
     }
 }
@@ -101,6 +109,16 @@ impl WasiHttpHooks for EgressHooks {
             function: self.function.clone(),
             invocation_id: self.invocation_id.clone(),
         };
+        let Ok(permit) = self.connections.clone().try_acquire_owned() else {
+            audit.deny(
+                &request.uri().to_string(),
+                format_args!(
+                    "the invocation already has {} outbound connections open",
+                    crate::limits::MAX_OUTBOUND_CONNECTIONS
+                ),
+            );
+            return Box::new(std::future::ready(Err(Error::ConnectionLimitReached)));
+        };
         let policy = self.policy.clone();
         // The request is a client span of the invocation, and carries that
         // span's context on, so the service it calls can continue the trace.
@@ -118,7 +136,23 @@ impl WasiHttpHooks for EgressHooks {
             request.headers_mut().insert("traceparent", value);
         }
         Box::new(async move {
-            let result = send(&policy, &audit, request, options).await;
+            let result = send(&policy, &audit, request, options)
+                .await
+                .map(|(response, io)| {
+                    // The connection counts while the guest holds its
+                    // response body: dropping the body (or the response)
+                    // frees it at once, in the guest's own call, whereas
+                    // the connection's task ends only when the runtime
+                    // next gets to it.
+                    let response = response.map(|body| {
+                        body.map_frame(move |frame| {
+                            let _held = &permit;
+                            frame
+                        })
+                        .boxed_unsync()
+                    });
+                    (response, io)
+                });
             match &result {
                 Ok((response, _)) => {
                     span.set("http.response.status_code", response.status().as_str());
