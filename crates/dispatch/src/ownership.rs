@@ -23,7 +23,7 @@ use tokio::time::Instant;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 /// Prefix of the lease each live node holds on its own name: the live
 /// nodes are the holders of these.
-const NODE_PREFIX: &str = "node:";
+pub const NODE_PREFIX: &str = "node:";
 
 /// This node's hold on a unit: the fence its writes carry, valid until a
 /// local deadline.

@@ -6,14 +6,11 @@ use super::{ApiError, ApiState};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
+use nimbus_dispatch::ownership::NODE_PREFIX;
 use nimbus_engine::rfc3339;
 use nimbus_store::{Lease, NodeReport};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-
-/// Prefix of the lease each live node holds on its own name (see
-/// `nimbus_dispatch::ownership`).
-const NODE_PREFIX: &str = "node:";
 
 pub(super) fn router() -> Router<ApiState> {
     Router::new().route("/v1/cluster", get(cluster))
