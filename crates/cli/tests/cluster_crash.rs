@@ -306,12 +306,14 @@ impl Cluster {
     }
 
     /// Kills `node`'s process with SIGKILL and waits until it is gone.
+    /// Its clients keep sending until it is gone, so requests are in
+    /// flight when it dies.
     async fn kill(&mut self, node: usize) {
-        *self.admins[node].lock().unwrap() = None;
         let mut nimbus = self.nodes[node].nimbus.take().expect("the node runs");
         nimbus.child.start_kill().unwrap();
         nimbus.child.wait().await.unwrap();
         let killed = now_us();
+        *self.admins[node].lock().unwrap() = None;
         let stderr = &nimbus.stderr;
         let incarnation = self
             .incarnations
@@ -976,9 +978,10 @@ impl Report {
             .filter(|t| t.lease == "schedule:beat")
             .count();
         println!(
-            "stream lanes: {} invocations over {} lanes, {moves} moves between nodes; {} lease takes in all, {schedule_takes} of the schedule",
+            "stream lanes: {} invocations over {} lanes, {moves} moves between nodes ({} handed over); {} lease takes in all, {schedule_takes} of the schedule",
             lanes.values().map(Vec::len).sum::<usize>(),
             lanes.len(),
+            observed.handed_over,
             observed.taken.len(),
         );
         self.check("invocations of one lane at the same time", &overlaps);
@@ -1090,16 +1093,26 @@ struct Observed {
     invocations: Vec<Invocation>,
     taken: Vec<Taken>,
     counts: Counts,
+    /// Lanes a node handed over to a node that joined (it stops the lane's
+    /// worker, then gives the lease back).
+    handed_over: usize,
 }
 
 impl Observed {
     fn of(cluster: &Cluster) -> Observed {
         let (invocations, taken) = observe(cluster);
         let counts = count(&invocations);
+        let handed_over = cluster
+            .incarnations
+            .iter()
+            .flat_map(|i| i.stderr.snapshot())
+            .filter(|l| l.contains("handing the unit over") && l.contains(LANE_PREFIX))
+            .count();
         Observed {
             invocations,
             taken,
             counts,
+            handed_over,
         }
     }
 }
