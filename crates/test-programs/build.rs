@@ -9,7 +9,7 @@ use std::process::Command;
 /// Example components of the `nimbus-guest-programs` package.
 const EXAMPLES: &[&str] = &[
     "hello", "echo", "params", "spin", "membomb", "trap", "slow", "stdio", "events", "recurse",
-    "fetch", "counter", "tables", "hoard",
+    "fetch", "counter", "tables", "hoard", "ledger",
 ];
 
 fn main() {
