@@ -126,6 +126,9 @@ pub struct Buckets {
     store: Arc<dyn BucketStore>,
     /// Where committed object events are counted, if anywhere.
     metrics: Option<Arc<nimbus_metrics::Metrics>>,
+    /// Whose uploads this process registers: the node id (see
+    /// [`Buckets::with_uploader`]), else one of this process's own.
+    uploader: String,
 }
 
 impl Buckets {
@@ -172,6 +175,7 @@ impl Buckets {
             blobs: Arc::new(blobs),
             store,
             metrics: None,
+            uploader: format!("process-{}", uuid::Uuid::new_v4().simple()),
         }
     }
 
@@ -183,6 +187,14 @@ impl Buckets {
     /// Counts committed object events in `metrics` from now on.
     pub fn with_metrics(mut self, metrics: Arc<nimbus_metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Registers this process's uploads under `node`, its node id, so the
+    /// next process of the node ends what this one left in flight as it
+    /// starts ([`Buckets::sweep_orphans_at_start`]).
+    pub fn with_uploader(mut self, node: &str) -> Self {
+        self.uploader = node.to_owned();
         self
     }
 
@@ -227,7 +239,9 @@ impl Buckets {
         let blob = blob::Blobs::new_name();
         // Registered before a byte is written, so no node's sweep can take
         // the blob for an orphan while it is in flight.
-        self.store.begin_upload(bucket, &blob).await?;
+        self.store
+            .begin_upload(bucket, &blob, &self.uploader)
+            .await?;
         if let Err(e) = self.blobs.write(bucket, &blob, bytes).await {
             // A failed put may have stored the bytes all the same.
             self.discard(bucket, &blob).await;
@@ -370,10 +384,19 @@ impl Buckets {
     /// other process writes under this data directory, so every
     /// registration left is an upload cut off by a crash or kill: they all
     /// end, and their blobs go at once. On S3 other nodes may be uploading
-    /// now: only registrations past [`UPLOAD_BOUND`] end.
+    /// now: only this node's own registrations end (a node id runs as one
+    /// process at a time, so they were its dead predecessor's), and other
+    /// nodes' past [`UPLOAD_BOUND`].
     pub async fn sweep_orphans_at_start(&self) -> Result<usize, BucketError> {
         if self.blobs.is_local() {
             self.store.expire_uploads(0).await?;
+        } else {
+            let ended = self.store.abandon_uploads_of(&self.uploader).await?;
+            if ended > 0 {
+                tracing::info!(
+                    "ended {ended} upload registrations this node left when it stopped mid-upload"
+                );
+            }
         }
         self.sweep_orphans(Duration::ZERO).await
     }

@@ -259,6 +259,35 @@ fn new_object(key: &str, blob: &str, size: u64) -> NewObject {
 }
 
 #[tokio::test]
+async fn a_restarted_node_sweeps_what_its_killed_predecessor_left_in_flight_at_once() {
+    let url = nimbus_test_postgres::server().fresh_url();
+    let location = nimbus_test_s3::server().fresh_location();
+    let clock = ManualClock::new(1_700_000_000_000);
+    let (killed, killed_store) = pg_node(&url, &clock, &location).await;
+    let (_other, other_store) = pg_node(&url, &clock, &location).await;
+    // node-a dies between its put to S3 and its commit, while node-b is
+    // mid-upload too.
+    killed_store
+        .begin_upload("photos", CRASHED, "node-a")
+        .await
+        .unwrap();
+    write_blob(&location, CRASHED, b"cut").await;
+    drop(killed);
+    other_store
+        .begin_upload("photos", IN_FLIGHT, "node-b")
+        .await
+        .unwrap();
+    write_blob(&location, IN_FLIGHT, b"fresh").await;
+
+    // node-a comes back: its own leftover goes now, not after the bound;
+    // node-b's upload stays.
+    let (restarted, _) = pg_node(&url, &clock, &location).await;
+    let restarted = restarted.with_uploader("node-a");
+    assert_eq!(restarted.sweep_orphans_at_start().await.unwrap(), 1);
+    assert_eq!(blobs(&location).await, [IN_FLIGHT.to_owned()]);
+}
+
+#[tokio::test]
 async fn one_nodes_sweep_spares_another_nodes_upload_in_flight_until_its_registration_expires() {
     let url = nimbus_test_postgres::server().fresh_url();
     let location = nimbus_test_s3::server().fresh_location();
@@ -279,7 +308,7 @@ async fn one_nodes_sweep_spares_another_nodes_upload_in_flight_until_its_registr
     // owns (left by an upload whose registration ended); and files someone
     // else put under the prefix, which are not Nimbus's to remove.
     uploader_store
-        .begin_upload("photos", IN_FLIGHT)
+        .begin_upload("photos", IN_FLIGHT, "node-up")
         .await
         .unwrap();
     write_blob(&location, IN_FLIGHT, b"fresh").await;
@@ -313,7 +342,7 @@ async fn one_nodes_sweep_spares_another_nodes_upload_in_flight_until_its_registr
 
     // A node that dies mid-upload pins its blob only until the bound.
     uploader_store
-        .begin_upload("photos", CRASHED)
+        .begin_upload("photos", CRASHED, "node-up")
         .await
         .unwrap();
     write_blob(&location, CRASHED, b"cut").await;

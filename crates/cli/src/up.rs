@@ -270,14 +270,16 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 store.clone(),
             ))
             .context("failed to open the buckets")?
-            .with_metrics(metrics.clone()),
+            .with_metrics(metrics.clone())
+            .with_uploader(&node),
     );
     if !app.buckets.is_empty() {
         tracing::info!("object bytes in {}", buckets.storage());
     }
     // Unreferenced blobs left by uploads cut off before their commit go
     // now, whatever their age, unless an upload registered in the store is
-    // still writing them (on S3, another node's).
+    // still writing them (on S3, another node's: this node's own
+    // registrations are its dead predecessor's and end here).
     match tokio.block_on(buckets.sweep_orphans_at_start()) {
         Ok(0) => {}
         Ok(n) => tracing::info!("removed {n} orphaned blobs left by interrupted uploads"),

@@ -582,7 +582,9 @@ async fn outbound_connections_per_invocation_are_capped_and_freed_when_dropped()
     // keeps writing, and the host holds at most a buffer or two of it.
     assert_eq!(
         report,
-        format!("held {cap}\n36 x ErrorCode::ConnectionLimitReached\nafter dropping them: a response\n"),
+        format!(
+            "held {cap}\n36 x ErrorCode::ConnectionLimitReached\nafter dropping them: a response\n"
+        ),
     );
     let denial = nimbus
         .stderr

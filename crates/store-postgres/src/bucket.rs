@@ -195,12 +195,14 @@ async fn list(tx: &Tx<'_>, bucket: &str, query: &ListQuery) -> StoreResult<ListP
 
 #[async_trait::async_trait]
 impl BucketStore for PgStore {
-    async fn begin_upload(&self, bucket: &str, blob: &str) -> StoreResult<()> {
+    async fn begin_upload(&self, bucket: &str, blob: &str, uploader: &str) -> StoreResult<()> {
         self.db
             .statement(
-                "INSERT INTO uploads (bucket, blob, begun_at) VALUES ($1, $2, nimbus_now_ms($3))
-             ON CONFLICT (bucket, blob) DO UPDATE SET begun_at = excluded.begun_at",
-                &[&bucket, &blob, &self.db.test_now()],
+                "INSERT INTO uploads (bucket, blob, begun_at, uploader)
+                 VALUES ($1, $2, nimbus_now_ms($3), $4)
+                 ON CONFLICT (bucket, blob) DO UPDATE SET begun_at = excluded.begun_at,
+                    uploader = excluded.uploader",
+                &[&bucket, &blob, &self.db.test_now(), &uploader],
                 None,
             )
             .await
@@ -216,6 +218,18 @@ impl BucketStore for PgStore {
             )
             .await
             .map(drop)
+    }
+
+    async fn abandon_uploads_of(&self, uploader: &str) -> StoreResult<u64> {
+        let rows = self
+            .db
+            .statement(
+                "DELETE FROM uploads WHERE uploader = $1 RETURNING 1",
+                &[&uploader],
+                None,
+            )
+            .await?;
+        Ok(rows.len() as u64)
     }
 
     async fn expire_uploads(&self, older_than_ms: u64) -> StoreResult<u64> {

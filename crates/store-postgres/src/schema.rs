@@ -191,8 +191,10 @@ CREATE INDEX uploads_begun ON uploads (begun_at);
 "#;
 
 /// Node reports (each node's version, start, and work in flight, for the
-/// cluster view) and the node that ran each invocation. Only additions:
-/// version-2 nodes write records without a node and never report.
+/// cluster view), the node that ran each invocation, and the node that
+/// began each upload (so a restarted node ends its dead predecessor's
+/// registrations at once). Only additions: version-2 nodes write records
+/// and registrations without a node, and never report.
 const V3: &str = r#"
 CREATE TABLE nodes (
     id text COLLATE "C" PRIMARY KEY,
@@ -202,6 +204,7 @@ CREATE TABLE nodes (
     in_flight int8 NOT NULL
 );
 ALTER TABLE invocations ADD COLUMN node text;
+ALTER TABLE uploads ADD COLUMN uploader text;
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`], or refuses it if it needs a

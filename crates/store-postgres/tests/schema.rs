@@ -36,10 +36,12 @@ async fn stores_starting_at_once_on_an_empty_database_all_open_it() {
 }
 
 /// Turns a schema this binary wrote back into what a version-2 binary
-/// leaves: no node reports, no node column, no `applied` number.
+/// leaves: no node reports, no node or uploader column, no `applied`
+/// number.
 fn rewind_to_version_2(server: &nimbus_test_postgres::Server, schema: &str) {
     server.sql(&format!(
         "DROP TABLE {schema}.nodes; ALTER TABLE {schema}.invocations DROP COLUMN node;
+         ALTER TABLE {schema}.uploads DROP COLUMN uploader;
          ALTER TABLE {schema}.nimbus_schema DROP COLUMN applied;
          UPDATE {schema}.nimbus_schema SET version = 2"
     ));
@@ -108,7 +110,7 @@ async fn a_version_1_schema_migrates_forward_and_gains_the_lease_and_upload_tabl
         .await
         .unwrap();
     assert_eq!(lease.map(|l| l.fence), Some(1));
-    store.begin_upload("b", "blob").await.unwrap();
+    store.begin_upload("b", "blob", "node-a").await.unwrap();
     assert!(
         store
             .unreferenced_blobs("b", vec!["blob".to_owned()])

@@ -49,6 +49,23 @@ pub(crate) fn migrate_uploads(conn: &Connection) -> StoreResult<()> {
     .map_err(backend)
 }
 
+/// Schema version 3: who began each upload (empty in registrations from
+/// version 2, which end only by the bound).
+pub(crate) fn migrate_uploader(conn: &Connection) -> StoreResult<()> {
+    let has_uploader: bool = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('uploads') WHERE name = 'uploader'",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(backend)?;
+    if !has_uploader {
+        conn.execute_batch("ALTER TABLE uploads ADD COLUMN uploader TEXT;")
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
 /// Ends the registration of `blob`'s upload; `false` if there was none.
 fn end_upload(tx: &Tx<'_>, bucket: &str, blob: &str) -> StoreResult<bool> {
     tx.execute(
@@ -214,13 +231,14 @@ fn unreferenced(tx: &Tx<'_>, bucket: &str, blobs: Vec<String>) -> StoreResult<Ve
 
 #[async_trait::async_trait]
 impl BucketStore for SqliteStore {
-    async fn begin_upload(&self, bucket: &str, blob: &str) -> StoreResult<()> {
-        let (bucket, blob) = (bucket.to_owned(), blob.to_owned());
+    async fn begin_upload(&self, bucket: &str, blob: &str, uploader: &str) -> StoreResult<()> {
+        let (bucket, blob, uploader) = (bucket.to_owned(), blob.to_owned(), uploader.to_owned());
         self.writer
             .run(move |tx| {
                 tx.execute(
-                    "INSERT OR REPLACE INTO uploads (bucket, blob, begun_at) VALUES (?1, ?2, ?3)",
-                    params![bucket, blob, tx.now as i64],
+                    "INSERT OR REPLACE INTO uploads (bucket, blob, begun_at, uploader)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![bucket, blob, tx.now as i64, uploader],
                 )
                 .map(drop)
                 .map_err(backend)
@@ -240,6 +258,17 @@ impl BucketStore for SqliteStore {
             .run(move |tx| {
                 let cutoff = tx.now.saturating_sub(older_than_ms) as i64;
                 tx.execute("DELETE FROM uploads WHERE begun_at <= ?1", [cutoff])
+                    .map(|n| n as u64)
+                    .map_err(backend)
+            })
+            .await
+    }
+
+    async fn abandon_uploads_of(&self, uploader: &str) -> StoreResult<u64> {
+        let uploader = uploader.to_owned();
+        self.writer
+            .run(move |tx| {
+                tx.execute("DELETE FROM uploads WHERE uploader = ?1", [uploader])
                     .map(|n| n as u64)
                     .map_err(backend)
             })

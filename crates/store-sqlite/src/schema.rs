@@ -4,8 +4,8 @@
 //! of [`nimbus_store::schema`]. A newer binary migrates forward (version 1
 //! is every table's `CREATE TABLE IF NOT EXISTS`, which also adopts a file
 //! written before versions were kept; 2 adds leases and the registry of
-//! uploads in flight; 3 adds node reports and the node of each invocation
-//! record); a binary refuses a file that needs a newer one.
+//! uploads in flight; 3 adds node reports, the node of each invocation
+//! record and the node of each upload); a binary refuses a file that needs a newer one.
 
 use crate::backend;
 use nimbus_store::StoreResult;
@@ -86,6 +86,7 @@ fn migrate_in_transaction(conn: &Connection) -> StoreResult<()> {
     if found.applied < 3 {
         crate::history::migrate_node(conn)?;
         crate::node::migrate(conn)?;
+        crate::bucket::migrate_uploader(conn)?;
     }
     let now = found.migrated(&REQUIRES);
     conn.execute(

@@ -51,13 +51,14 @@ fn schema_numbers(dir: &tempfile::TempDir) -> (Option<u32>, u32) {
 }
 
 /// Turns a file this binary wrote back into what a version-2 binary leaves:
-/// no node reports, no node column, no `applied` number.
+/// no node reports, no node or uploader column, no `applied` number.
 fn rewind_to_version_2(dir: &tempfile::TempDir) {
     rusqlite::Connection::open(dir.path().join("nimbus.db"))
         .unwrap()
         .execute_batch(
             "DROP TABLE nodes;
              ALTER TABLE invocations DROP COLUMN node;
+             ALTER TABLE uploads DROP COLUMN uploader;
              ALTER TABLE nimbus_schema DROP COLUMN applied;
              UPDATE nimbus_schema SET version = 2;",
         )
@@ -159,7 +160,7 @@ async fn a_version_1_file_migrates_forward_and_gains_the_lease_and_upload_tables
         .await
         .unwrap();
     assert_eq!(lease.map(|l| l.fence), Some(1));
-    store.begin_upload("b", "blob").await.unwrap();
+    store.begin_upload("b", "blob", "node-a").await.unwrap();
     assert!(
         store
             .unreferenced_blobs("b", vec!["blob".to_owned()])

@@ -210,8 +210,10 @@ pub trait BucketStore: Send + Sync {
     /// sweep, on any node sharing the store, takes the blob for an orphan.
     /// [`BucketStore::commit_put`] ends it in the commit's transaction,
     /// [`BucketStore::abandon_upload`] when the upload is given up on, and
-    /// [`BucketStore::expire_uploads`] when it is older than a bound.
-    async fn begin_upload(&self, bucket: &str, blob: &str) -> StoreResult<()>;
+    /// [`BucketStore::expire_uploads`] when it is older than a bound, or
+    /// [`BucketStore::abandon_uploads_of`] when `uploader` (the node) starts
+    /// again.
+    async fn begin_upload(&self, bucket: &str, blob: &str, uploader: &str) -> StoreResult<()>;
 
     /// Ends the registration of an upload given up on; none is not an error.
     async fn abandon_upload(&self, bucket: &str, blob: &str) -> StoreResult<()>;
@@ -221,6 +223,12 @@ pub trait BucketStore: Send + Sync {
     /// them all): its blob may then be swept, and its commit fails. Returns
     /// how many ended.
     async fn expire_uploads(&self, older_than_ms: u64) -> StoreResult<u64>;
+
+    /// Ends every upload registration `uploader` began: called by a node as
+    /// it starts, when any such registration is its dead predecessor's (a
+    /// node id is one process at a time), so their blobs can be swept at
+    /// once instead of after the bound. Returns how many ended.
+    async fn abandon_uploads_of(&self, uploader: &str) -> StoreResult<u64>;
 
     /// Makes `object` visible in `bucket`, replacing any object under its
     /// key, and sends `events(&object)` in the same transaction, which also

@@ -199,7 +199,8 @@ macro_rules! bucket_conformance_tests {
             objects_survive_reopening_the_store,
             a_put_needs_its_upload_registered_and_ends_the_registration,
             uploads_in_flight_are_not_orphans_until_their_registration_expires,
-            an_upload_registered_through_one_handle_is_in_flight_for_another
+            an_upload_registered_through_one_handle_is_in_flight_for_another,
+            a_restarted_node_ends_its_own_upload_registrations_and_no_others
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {

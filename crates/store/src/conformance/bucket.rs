@@ -40,7 +40,7 @@ impl<S: BucketStore> PutRegistered for S {
         object: NewObject,
         events: EventsFor,
     ) -> StoreResult<PutOutcome> {
-        self.begin_upload(bucket, &object.blob).await?;
+        self.begin_upload(bucket, &object.blob, "node-a").await?;
         self.commit_put(bucket, object, events).await
     }
 }
@@ -374,7 +374,7 @@ pub async fn a_put_needs_its_upload_registered_and_ends_the_registration<
     );
     assert_eq!(store.object("b", "k").await.unwrap(), None);
 
-    store.begin_upload("b", "blob-1").await.unwrap();
+    store.begin_upload("b", "blob-1", "node-a").await.unwrap();
     store
         .commit_put("b", object("k", "blob-1"), no_events())
         .await
@@ -388,7 +388,7 @@ pub async fn a_put_needs_its_upload_registered_and_ends_the_registration<
         Err(StoreError::UploadNotRegistered("blob-1".to_owned()))
     );
 
-    store.begin_upload("b", "blob-2").await.unwrap();
+    store.begin_upload("b", "blob-2", "node-a").await.unwrap();
     store.abandon_upload("b", "blob-2").await.unwrap();
     store.abandon_upload("b", "blob-2").await.unwrap();
     let abandoned = store
@@ -399,7 +399,10 @@ pub async fn a_put_needs_its_upload_registered_and_ends_the_registration<
         Err(StoreError::UploadNotRegistered("blob-2".to_owned()))
     );
     // A registration belongs to its bucket.
-    store.begin_upload("other", "blob-3").await.unwrap();
+    store
+        .begin_upload("other", "blob-3", "node-a")
+        .await
+        .unwrap();
     let elsewhere = store
         .commit_put("b", object("k", "blob-3"), no_events())
         .await;
@@ -422,9 +425,9 @@ pub async fn uploads_in_flight_are_not_orphans_until_their_registration_expires<
     const BOUND_MS: u64 = 3_600_000;
     let clock = ManualClock::new(START_MS);
     let store = open(clock.clone()).await;
-    store.begin_upload("b", "early").await.unwrap();
+    store.begin_upload("b", "early", "node-a").await.unwrap();
     clock.advance_ms(1_000);
-    store.begin_upload("b", "late").await.unwrap();
+    store.begin_upload("b", "late", "node-a").await.unwrap();
     let names = || vec!["early".to_owned(), "late".to_owned(), "loose".to_owned()];
     assert_eq!(
         store.unreferenced_blobs("b", names()).await.unwrap(),
@@ -462,7 +465,7 @@ pub async fn uploads_in_flight_are_not_orphans_until_their_registration_expires<
         ["early", "loose"]
     );
     // A bound of 0 ends every registration, even one begun this instant.
-    store.begin_upload("b", "now").await.unwrap();
+    store.begin_upload("b", "now", "node-a").await.unwrap();
     assert_eq!(store.expire_uploads(0).await.unwrap(), 1);
     assert_eq!(
         store
@@ -483,7 +486,10 @@ pub async fn an_upload_registered_through_one_handle_is_in_flight_for_another<
     // Two nodes on one store: one uploading, one sweeping.
     let uploader = open(clock.clone()).await;
     let sweeper = open(clock.clone()).await;
-    uploader.begin_upload("b", "theirs").await.unwrap();
+    uploader
+        .begin_upload("b", "theirs", "node-a")
+        .await
+        .unwrap();
     assert_eq!(
         sweeper
             .unreferenced_blobs("b", vec!["theirs".to_owned()])
@@ -501,7 +507,10 @@ pub async fn an_upload_registered_through_one_handle_is_in_flight_for_another<
         "theirs"
     );
     // A node that died mid-upload: its registration ends at the bound.
-    uploader.begin_upload("b", "crashed").await.unwrap();
+    uploader
+        .begin_upload("b", "crashed", "node-a")
+        .await
+        .unwrap();
     drop(uploader);
     clock.advance_ms(60_001);
     assert_eq!(sweeper.expire_uploads(60_000).await.unwrap(), 1);
@@ -511,5 +520,25 @@ pub async fn an_upload_registered_through_one_handle_is_in_flight_for_another<
             .await
             .unwrap(),
         ["crashed"]
+    );
+}
+
+pub async fn a_restarted_node_ends_its_own_upload_registrations_and_no_others<
+    S: BucketStore,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let store = open(ManualClock::new(START_MS)).await;
+    store.begin_upload("b", "mine-1", "node-a").await.unwrap();
+    store.begin_upload("b", "mine-2", "node-a").await.unwrap();
+    store.begin_upload("b", "theirs", "node-b").await.unwrap();
+    assert_eq!(store.abandon_uploads_of("node-a").await.unwrap(), 2);
+    assert_eq!(store.abandon_uploads_of("node-a").await.unwrap(), 0);
+    let candidates = ["mine-1", "mine-2", "theirs"].map(str::to_owned).to_vec();
+    assert_eq!(
+        store.unreferenced_blobs("b", candidates).await.unwrap(),
+        ["mine-1", "mine-2"],
+        "node-b's upload is still in flight"
     );
 }

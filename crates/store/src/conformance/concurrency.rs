@@ -822,7 +822,7 @@ pub async fn sweeps_racing_uploads_never_take_a_blob_in_flight_or_committed<
                 if task % 2 == 0 {
                     for n in 0..UPLOADS_PER_RACER {
                         let blob = format!("blob-{task}-{n}");
-                        mine.begin_upload("b", &blob).await.unwrap();
+                        mine.begin_upload("b", &blob, "node-a").await.unwrap();
                         written.lock().unwrap().push(blob.clone());
                         let object = NewObject {
                             key: blob.clone(),
