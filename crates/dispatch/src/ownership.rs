@@ -94,6 +94,11 @@ impl Unit {
 pub struct Ownership {
     store: Arc<dyn LeaseStore>,
     node: String,
+    /// The owner name of this process's leases: `NODE/INCARNATION`, new at
+    /// every start, so a restarted node takes its leases back at once with
+    /// new fences, and the process before it (should it still run) can
+    /// neither renew them nor write under them.
+    owner: String,
     lease: Duration,
     units: Mutex<BTreeMap<String, UnitState>>,
     /// Wakes the balancer for a round at once (a unit was registered, or a
@@ -109,6 +114,11 @@ impl Ownership {
         Arc::new(Ownership {
             store,
             node: node.to_owned(),
+            owner: format!(
+                "{node}{}{}",
+                nimbus_store::lease::INCARNATION_SEPARATOR,
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            ),
             lease,
             units: Mutex::new(BTreeMap::new()),
             wake: Arc::new(tokio::sync::Notify::new()),
@@ -193,7 +203,7 @@ impl Ownership {
             held.push((format!("{NODE_PREFIX}{}", self.node), fence));
         }
         for (name, fence) in held {
-            if let Err(e) = self.store.release_lease(&name, &self.node, fence).await {
+            if let Err(e) = self.store.release_lease(&name, &self.owner, fence).await {
                 tracing::debug!(lease = %name, "could not release the lease: {e}");
             }
         }
@@ -208,7 +218,7 @@ impl Ownership {
         let node_lease = format!("{NODE_PREFIX}{}", self.node);
         match self
             .store
-            .acquire_lease(&node_lease, &self.node, ttl_ms)
+            .acquire_lease(&node_lease, &self.owner, ttl_ms)
             .await
         {
             Ok(lease) => *self.node_fence.lock().unwrap() = lease.map(|l| l.fence),
@@ -225,7 +235,7 @@ impl Ownership {
                 .map(|(name, _)| name.clone())
                 .collect()
         };
-        let renewed = match self.store.renew_leases(&self.node, &held, ttl_ms).await {
+        let renewed = match self.store.renew_leases(&self.owner, &held, ttl_ms).await {
             Ok(renewed) => renewed,
             Err(e) => {
                 // Holds stay valid until their deadline; past it, workers
@@ -306,7 +316,7 @@ impl Ownership {
                 continue;
             }
             let asked = Instant::now();
-            match self.store.acquire_lease(name, &self.node, ttl_ms).await {
+            match self.store.acquire_lease(name, &self.owner, ttl_ms).await {
                 Ok(Some(lease)) => {
                     *holding.entry(key).or_default() += 1;
                     tracing::info!(lease = %name, node = %self.node, fence = lease.fence, "took the unit's lease");
@@ -346,7 +356,7 @@ impl Ownership {
                 .collect()
         };
         for (name, fence) in idle {
-            match self.store.release_lease(&name, &self.node, fence).await {
+            match self.store.release_lease(&name, &self.owner, fence).await {
                 Ok(()) => {
                     balance.shed.remove(&name);
                 }

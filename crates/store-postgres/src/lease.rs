@@ -1,5 +1,7 @@
 //! `LeaseStore` on PostgreSQL: one row per lease. Taking a lease is one
-//! conditional upsert (free, lapsed, or already the caller's), so two nodes
+//! conditional upsert (free, lapsed, already the caller's, or an earlier
+//! incarnation's of the caller's node: the `/` in the SQL is
+//! `INCARNATION_SEPARATOR`), so two nodes
 //! racing for it cannot both win; a fenced write locks the lease row
 //! (`FOR SHARE`) for its transaction, so the lease cannot change hands
 //! between the check and the commit.
@@ -55,6 +57,7 @@ impl LeaseStore for PgStore {
                         owner = excluded.owner,
                         expires_at = excluded.expires_at
                      WHERE l.owner = excluded.owner OR l.expires_at <= $4
+                        OR split_part(l.owner, '/', 1) = split_part(excluded.owner, '/', 1)
                      RETURNING name, owner, fence, expires_at",
                     &[&name, &owner, &later(tx.now, ttl_ms), &tx.now],
                 )

@@ -1,7 +1,8 @@
 //! `LeaseStore` on SQLite: one row per lease, changed by the single writer,
 //! so a take, a renewal and a fenced write never interleave. One process
 //! uses a SQLite file, but leases behave as on PostgreSQL so the same
-//! dispatch code runs on both.
+//! dispatch code runs on both. (The `/` in the take's SQL is
+//! `INCARNATION_SEPARATOR`.)
 
 use crate::writer::Tx;
 use crate::{SqliteStore, backend};
@@ -77,6 +78,8 @@ impl LeaseStore for SqliteStore {
                         owner = excluded.owner,
                         expires_at = excluded.expires_at
                      WHERE leases.owner = excluded.owner OR leases.expires_at <= ?4
+                        OR substr(leases.owner, 1, instr(leases.owner || '/', '/') - 1)
+                           = substr(excluded.owner, 1, instr(excluded.owner || '/', '/') - 1)
                      RETURNING name, owner, fence, expires_at",
                     params![name, owner, later(tx.now, ttl_ms), now],
                     lease_from_row,

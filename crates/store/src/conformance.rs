@@ -228,7 +228,8 @@ macro_rules! lease_conformance_tests {
             leases_survive_reopening_the_store,
             the_store_tells_its_clock,
             a_nodes_last_report_is_kept_stamped_by_the_store_clock,
-            nodes_silent_past_the_bound_are_forgotten
+            nodes_silent_past_the_bound_are_forgotten,
+            a_restarted_incarnation_of_a_node_takes_its_leases_at_once_with_new_fences
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {

@@ -5,6 +5,17 @@
 
 use crate::{StoreResult, Timestamp};
 
+/// Separates a node from its process in an owner name, `NODE/INCARNATION`:
+/// a node restarted under its id is a new incarnation of the same node.
+pub const INCARNATION_SEPARATOR: char = '/';
+
+/// The node part of an owner name (all of it when it names no incarnation).
+pub fn owner_node(owner: &str) -> &str {
+    owner
+        .split_once(INCARNATION_SEPARATOR)
+        .map_or(owner, |(node, _)| node)
+}
+
 /// A held lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -40,7 +51,11 @@ pub struct Fence {
 pub trait LeaseStore: Send + Sync {
     /// Takes `name` for `owner` for `ttl_ms` if it is free or has lapsed
     /// (the fence grows), or extends it if `owner` holds it live (the fence
-    /// stays). `None` if another owner holds it live.
+    /// stays). An owner `NODE/INCARNATION` also takes it at once from
+    /// another live incarnation of the same node (a restarted process: the
+    /// earlier one is gone or must stop), and the fence grows, so the
+    /// earlier process can neither renew it nor write under it. `None` if
+    /// another node holds it live.
     async fn acquire_lease(
         &self,
         name: &str,

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::routing::get;
 use nimbus_dispatch::ownership::NODE_PREFIX;
 use nimbus_engine::rfc3339;
+use nimbus_store::lease::owner_node;
 use nimbus_store::{Lease, NodeReport};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -33,7 +34,10 @@ async fn cluster(State(state): State<ApiState>) -> Result<axum::Json<Value>, Api
 fn nodes(reports: Vec<NodeReport>, leases: Vec<Lease>) -> Vec<Value> {
     let mut held: BTreeMap<String, Vec<Lease>> = BTreeMap::new();
     for lease in leases {
-        held.entry(lease.owner.clone()).or_default().push(lease);
+        // The owner is `NODE/INCARNATION`: one entry per node.
+        held.entry(owner_node(&lease.owner).to_owned())
+            .or_default()
+            .push(lease);
     }
     let mut reports: BTreeMap<String, NodeReport> =
         reports.into_iter().map(|r| (r.node.clone(), r)).collect();
@@ -102,8 +106,8 @@ mod tests {
             },
         ];
         let leases = vec![
-            lease("node:a", "a"),
-            lease("stream:t:f:0/2", "a"),
+            lease("node:a", "a/1f2e"),
+            lease("stream:t:f:0/2", "a/1f2e"),
             lease("node:old", "old"),
         ];
         let nodes = nodes(reports, leases);

@@ -1,8 +1,9 @@
 //! Lease cases: a lease is held by one owner at a time until it lapses by
 //! the store's clock; the fence grows when it changes hands and not when
 //! its owner renews; renewal reports what was lost; a release frees it at
-//! once; a checkpoint written under a stale fence is refused and moves
-//! nothing; leases survive reopening the store. Node reports: the last
+//! once; a node's new incarnation (`NODE/INCARNATION`) takes its live
+//! leases at once with new fences; a checkpoint written under a stale fence
+//! is refused and moves nothing; leases survive reopening the store. Node reports: the last
 //! one of each node is kept, stamped by the store's clock, and nodes silent
 //! past a bound are forgotten.
 
@@ -406,4 +407,52 @@ pub async fn nodes_silent_past_the_bound_are_forgotten<
         .map(|r| r.node)
         .collect();
     assert_eq!(left, ["here"]);
+}
+
+pub async fn a_restarted_incarnation_of_a_node_takes_its_leases_at_once_with_new_fences<
+    S: LeaseStore + TableStore,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let clock = ManualClock::new(START_MS);
+    let store = open(clock.clone()).await;
+    let unit = "stream:orders:f:0/2";
+    let before = store
+        .acquire_lease(unit, "node-a/1111", TTL_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .acquire_lease(unit, "node-b/2222", TTL_MS)
+            .await
+            .unwrap(),
+        None,
+        "another node waits for the lease to lapse"
+    );
+    // node-a restarted: its new process takes the live lease at once.
+    let after = store
+        .acquire_lease(unit, "node-a/3333", TTL_MS)
+        .await
+        .unwrap()
+        .expect("the node's new incarnation takes its lease");
+    assert_eq!(after.owner, "node-a/3333");
+    assert!(after.fence > before.fence, "the fence grows");
+    assert_eq!(
+        store
+            .renew_leases("node-a/1111", &[unit.to_owned()], TTL_MS)
+            .await
+            .unwrap(),
+        [],
+        "the earlier process can no longer renew it"
+    );
+    let stale = store.set_checkpoint(unit, 1, Some(&before.fence())).await;
+    assert!(matches!(stale, Err(StoreError::Fenced { .. })), "{stale:?}");
+    store
+        .set_checkpoint(unit, 1, Some(&after.fence()))
+        .await
+        .unwrap();
+    assert_eq!(crate::lease::owner_node("node-a/3333"), "node-a");
+    assert_eq!(crate::lease::owner_node("node-a"), "node-a");
 }
