@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Nimbus nodes sharing one private PostgreSQL, all on this machine:
 #   1. queue-trigger throughput with 1, 2 and 3 nodes (a queue filled first,
-#      then drained by every node's workers; messages handled per second);
+#      then drained by every node's workers: messages handled per second,
+#      from the moment the last node serves until the queue is empty);
 #   2. HTTP requests/s with 1, 2 and 3 nodes (one wrk per node, at once);
 #   3. lane failover: SIGKILL the node holding half a stream trigger's lanes
 #      and time until the survivor handles the next record of those lanes;
@@ -14,7 +15,7 @@
 #   MESSAGES=40000 ROUNDS=8 bench/cluster.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export MESSAGES=${MESSAGES:-30000} WINDOW_S=${WINDOW_S:-8} HTTP_S=${HTTP_S:-8}
+export MESSAGES=${MESSAGES:-40000} HTTP_S=${HTTP_S:-8}
 export ROUNDS=${ROUNDS:-6} LEASE_MS=${LEASE_MS:-3000} COUNT=${COUNT:-2000} RATE=${RATE:-200}
 
 command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
