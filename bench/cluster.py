@@ -264,6 +264,10 @@ def pick(values, q):
 
 
 def main():
+    if os.environ.get("PARTS") == "failover":
+        times = sorted(failover())
+        print(f"lane failover after SIGKILL, --lease-ms {LEASE_MS}: p50 {statistics.median(times):.2f} s, max {max(times):.2f} s, min {min(times):.2f} s ({len(times)} rounds)")
+        return
     cores = os.cpu_count()
     print(f"== queue-trigger throughput ({os.environ['MESSAGES']} messages queued first, batch_size 10, max_concurrency 4 per node)")
     queue = {n: queue_throughput(n) for n in (1, 2, 3)}

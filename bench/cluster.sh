@@ -13,6 +13,7 @@
 #
 #   bench/cluster.sh                      # defaults below
 #   MESSAGES=40000 ROUNDS=8 bench/cluster.sh
+#   PARTS=failover ROUNDS=10 bench/cluster.sh   # the failover measurement alone
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MESSAGES=${MESSAGES:-40000} HTTP_S=${HTTP_S:-8}

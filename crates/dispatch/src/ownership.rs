@@ -19,6 +19,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+/// The shortest wait between balancing rounds, so a lease about to lapse
+/// is not polled in a tight loop.
+const MIN_ROUND_GAP: Duration = Duration::from_millis(10);
+/// How long after another owner's lease lapses (by the store's clock, as
+/// this node reckons it) the round that may take it runs.
+const LAPSE_MARGIN: Duration = Duration::from_millis(5);
+
 /// The lease period when none is configured.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 /// Prefix of the lease each live node holds on its own name: the live
@@ -175,9 +182,15 @@ impl Ownership {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut balance = Balance::default();
         loop {
-            self.round(&mut balance).await;
+            // Every quarter lease, or sooner when a lease of another node's
+            // lapses before then: a dead node's work moves as soon as its
+            // leases let it, not up to a quarter lease later.
+            let wait = match self.round(&mut balance).await {
+                Some(lapse) => lapse.clamp(MIN_ROUND_GAP, self.lease / 4),
+                None => self.lease / 4,
+            };
             tokio::select! {
-                () = tokio::time::sleep(self.lease / 4) => {}
+                () = tokio::time::sleep(wait) => {}
                 () = self.wake.notified() => {}
                 _ = shutdown.changed() => break,
             }
@@ -210,23 +223,35 @@ impl Ownership {
     }
 
     /// Renews, counts the live nodes, and takes or sheds units to reach
-    /// this node's share.
-    async fn round(&self, balance: &mut Balance) {
+    /// this node's share. Returns how long until the first lease held by
+    /// another owner (another node's own lease, or a unit registered here)
+    /// lapses, by the store's clock, if the round got that far.
+    async fn round(&self, balance: &mut Balance) -> Option<Duration> {
         let started = Instant::now();
         let until = started + self.lease - self.lease / 5;
         let ttl_ms = self.lease.as_millis() as u64;
         let node_lease = format!("{NODE_PREFIX}{}", self.node);
-        match self
+        // The store's time now, read from the expiry it just gave this
+        // node's own lease, paired with the local instant after the answer
+        // (so a lapse computed from it is never early).
+        let store_now = match self
             .store
             .acquire_lease(&node_lease, &self.owner, ttl_ms)
             .await
         {
-            Ok(lease) => *self.node_fence.lock().unwrap() = lease.map(|l| l.fence),
+            Ok(lease) => {
+                let answered = Instant::now();
+                let now = lease
+                    .as_ref()
+                    .map(|l| (l.expires_at.saturating_sub(ttl_ms), answered));
+                *self.node_fence.lock().unwrap() = lease.map(|l| l.fence);
+                now
+            }
             Err(e) => {
                 balance.failed(&e);
-                return;
+                return None;
             }
-        }
+        };
         let held: Vec<String> = {
             let units = self.units.lock().unwrap();
             units
@@ -241,16 +266,33 @@ impl Ownership {
                 // Holds stay valid until their deadline; past it, workers
                 // stop by themselves.
                 balance.failed(&e);
-                return;
+                return None;
             }
         };
-        let live = match self.store.leases(NODE_PREFIX).await {
-            Ok(nodes) => nodes.len().max(1),
+        let all = match self.store.leases("").await {
+            Ok(all) => all,
             Err(e) => {
                 balance.failed(&e);
-                return;
+                return None;
             }
         };
+        let live = all
+            .iter()
+            .filter(|l| l.name.starts_with(NODE_PREFIX))
+            .count()
+            .max(1);
+        let next_lapse = store_now.and_then(|(now, at)| {
+            let units = self.units.lock().unwrap();
+            all.iter()
+                .filter(|l| l.owner != self.owner)
+                .filter(|l| l.name.starts_with(NODE_PREFIX) || units.contains_key(&l.name))
+                .map(|l| l.expires_at)
+                .min()
+                .map(|lapses| {
+                    let ahead = Duration::from_millis(lapses.saturating_sub(now));
+                    (at + ahead + LAPSE_MARGIN).saturating_duration_since(Instant::now())
+                })
+        });
         balance.recovered();
         let renewed: HashMap<String, Fence> = renewed
             .into_iter()
@@ -330,10 +372,11 @@ impl Ownership {
                 Ok(None) => {}
                 Err(e) => {
                     balance.failed(&e);
-                    return;
+                    return None;
                 }
             }
         }
+        next_lapse
     }
 }
 
