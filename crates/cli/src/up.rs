@@ -124,7 +124,7 @@ pub struct UpArgs {
     node_id: Option<String>,
     /// How long a node owns singleton work (a stream lane) without renewing,
     /// in milliseconds: work of a node that stops renewing moves to another
-    /// node after at most this (plus a quarter of it).
+    /// node within this.
     #[arg(long, env = "NIMBUS_LEASE_MS", default_value_t = nimbus_dispatch::ownership::DEFAULT_LEASE.as_millis() as u64, value_name = "MS", value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
     lease_ms: u64,
     /// Test seam: time (for the store, schedules and event ages) stands still
