@@ -163,10 +163,11 @@ async fn nodes_split_stream_lanes_and_a_killed_nodes_lanes_resume_on_the_survivo
         KEYS,
         "every key's new record is handled: {after:?}"
     );
-    // One lease period for the leases to lapse, a quarter for node-a's next
-    // round, and room for a loaded machine.
+    // The leases lapse within one lease period of the kill and node-a takes
+    // them as they do; the rest is the round of writes and the first
+    // batches, with room for a loaded machine.
     assert!(
-        resumed < Duration::from_millis(4 * LEASE_MS),
+        resumed < Duration::from_millis(LEASE_MS * 5 / 2),
         "node-b's lanes resumed after {resumed:?}"
     );
     // Per key, records stay in write order across the handover.
