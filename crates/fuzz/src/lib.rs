@@ -6,10 +6,15 @@
 //! mutations on the stable toolchain, so every CI run exercises them.
 
 mod api;
+mod gateway;
 mod manifest;
 pub mod mutate;
 mod route;
 
 pub use api::{ApiHarness, api_request, encode_input};
+pub use gateway::{
+    DEFAULT_ECHO_COMPONENT, ECHO_COMPONENT_ENV, GatewayHarness, encode_gateway_input,
+    gateway_request,
+};
 pub use manifest::manifest;
 pub use route::route;

@@ -63,3 +63,11 @@ fn api_request_target_holds_on_seeds_and_mutations() {
     smoke("api_request", 12_000, |input| harness.run(input));
     harness.check_sentinels();
 }
+
+#[test]
+fn gateway_request_target_holds_on_seeds_and_mutations() {
+    let harness =
+        nimbus_fuzz::GatewayHarness::new(std::path::Path::new(nimbus_test_programs::ECHO));
+    smoke("gateway_request", 3_000, |input| harness.run(input));
+    harness.check_sentinel();
+}
