@@ -43,6 +43,43 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
 }
 
 #[tokio::test]
+async fn a_client_that_sends_part_of_the_http2_preface_is_disconnected() {
+    let app = TestApp::new("preface")
+        .function("hello", programs::HELLO, "")
+        .route("/hello", "hello", "");
+    let nimbus = app.start_with(&["--header-read-timeout-ms", "200"]).await;
+    // Until the bytes differ from `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n` or
+    // hold all of it, the protocol is unknown; such a client held its slot
+    // for as long as it liked.
+    for prefix in [&b"P"[..], b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r"] {
+        let mut stream = TcpStream::connect(host(&nimbus.gateway)).await.unwrap();
+        stream.write_all(prefix).await.unwrap();
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+        assert!(
+            read.is_ok(),
+            "a connection that sent {:?} was left open",
+            String::from_utf8_lossy(prefix)
+        );
+    }
+    // A request that starts like the preface (`P...`) and turns out HTTP/1
+    // is served, as is an HTTP/2 client with prior knowledge.
+    let put = raw_request(
+        host(&nimbus.gateway),
+        b"PUT /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(!put.is_empty(), "the PUT got an answer");
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = h2.get(nimbus.url("/hello")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+}
+
+#[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     let app = TestApp::new("idle")
         .function("hello", programs::HELLO, "")

@@ -523,9 +523,9 @@ impl Request {
             // function, so nothing is lost by sending one.
             Err(_) => (false, None, None),
         };
-        // hyper-util waits, with no timeout, for the rest of anything that
-        // may still become the HTTP/2 preface: only an end of input sends
-        // it on as HTTP/1. Reported in docs/fuzzing.md ("What it has found").
+        // hyper-util waits for the rest of anything that may still become
+        // the HTTP/2 preface (the server closes it after the header read
+        // timeout); an end of input sends it on as HTTP/1 at once.
         let complete = complete && (bytes.is_empty() || !H2_PREFACE.starts_with(&bytes));
         Request {
             bytes,

@@ -28,6 +28,13 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 /// Concurrent streams per HTTP/2 connection.
 const H2_MAX_STREAMS: u32 = 256;
+/// What an HTTP/2 client with prior knowledge sends first; until a
+/// connection's first bytes differ from it, or hold all of it, hyper-util
+/// cannot tell the protocol and waits without a timeout.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// How often the protocol check looks again while a client has sent only
+/// part of the HTTP/2 preface (real clients send it whole).
+const PREFACE_RECHECK: Duration = Duration::from_millis(10);
 
 /// Bounds on one listener.
 #[derive(Debug, Clone, Copy)]
@@ -198,10 +205,10 @@ pub async fn serve<H: Handler>(
         let first_byte_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
             // Protocol detection has no timeout of its own: a client must
-            // send something within the header timeout or lose its slot.
-            let mut probe = [0u8; 1];
-            match tokio::time::timeout(first_byte_timeout, stream.peek(&mut probe)).await {
-                Ok(Ok(n)) if n > 0 => {}
+            // send enough to tell HTTP/1 from HTTP/2 within the header
+            // timeout (from then on hyper's timeouts apply) or lose its slot.
+            match tokio::time::timeout(first_byte_timeout, protocol_known(&stream)).await {
+                Ok(true) => {}
                 _ => return,
             }
             let connection = builder
@@ -223,6 +230,22 @@ pub async fn serve<H: Handler>(
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(%local, "shutdown grace period elapsed; closing the remaining connections");
             Drain::TimedOut
+        }
+    }
+}
+
+/// Waits until the connection's first bytes tell its protocol: they differ
+/// from the HTTP/2 preface (HTTP/1), or hold all of it. `false` if the
+/// client closed or failed first.
+async fn protocol_known(stream: &tokio::net::TcpStream) -> bool {
+    let mut probe = [0u8; H2_PREFACE.len()];
+    loop {
+        match stream.peek(&mut probe).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) if n == H2_PREFACE.len() || probe[..n] != H2_PREFACE[..n] => return true,
+            // A strict prefix of the preface: peeking again at once would
+            // find the same bytes, so look again shortly.
+            Ok(_) => tokio::time::sleep(PREFACE_RECHECK).await,
         }
     }
 }
