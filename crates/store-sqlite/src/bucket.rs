@@ -52,14 +52,7 @@ pub(crate) fn migrate_uploads(conn: &Connection) -> StoreResult<()> {
 /// Schema version 3: who began each upload (empty in registrations from
 /// version 2, which end only by the bound).
 pub(crate) fn migrate_uploader(conn: &Connection) -> StoreResult<()> {
-    let has_uploader: bool = conn
-        .query_row(
-            "SELECT count(*) FROM pragma_table_info('uploads') WHERE name = 'uploader'",
-            [],
-            |row| row.get(0),
-        )
-        .map_err(backend)?;
-    if !has_uploader {
+    if !crate::schema::has_column(conn, "uploads", "uploader")? {
         conn.execute_batch("ALTER TABLE uploads ADD COLUMN uploader TEXT;")
             .map_err(backend)?;
     }

@@ -35,14 +35,7 @@ pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
 /// records, and in records a version-2 node writes during an upgrade).
 /// (A file from before versions were kept may have it already.)
 pub(crate) fn migrate_node(conn: &Connection) -> StoreResult<()> {
-    let has_node: bool = conn
-        .query_row(
-            "SELECT count(*) FROM pragma_table_info('invocations') WHERE name = 'node'",
-            [],
-            |row| row.get(0),
-        )
-        .map_err(backend)?;
-    if !has_node {
+    if !crate::schema::has_column(conn, "invocations", "node")? {
         conn.execute_batch("ALTER TABLE invocations ADD COLUMN node TEXT;")
             .map_err(backend)?;
     }

@@ -20,6 +20,16 @@ pub const SCHEMA_VERSION: u32 = 3;
 /// so version-2 binaries keep running on it during a rolling upgrade.
 const REQUIRES: [u32; SCHEMA_VERSION as usize] = [1, 2, 2];
 
+/// Whether `table` has `column` (SQLite has no `ADD COLUMN IF NOT EXISTS`).
+pub(crate) fn has_column(conn: &Connection, table: &str, column: &str) -> StoreResult<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |row| row.get(0),
+    )
+    .map_err(backend)
+}
+
 /// Brings the file to [`SCHEMA_VERSION`] in one transaction (a migration
 /// cut off halfway leaves the file as it was), or refuses it.
 pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
@@ -41,14 +51,7 @@ fn migrate_in_transaction(conn: &Connection) -> StoreResult<()> {
         );",
     )
     .map_err(backend)?;
-    let has_applied: bool = conn
-        .query_row(
-            "SELECT count(*) FROM pragma_table_info('nimbus_schema') WHERE name = 'applied'",
-            [],
-            |row| row.get(0),
-        )
-        .map_err(backend)?;
-    if !has_applied {
+    if !has_column(conn, "nimbus_schema", "applied")? {
         conn.execute_batch("ALTER TABLE nimbus_schema ADD COLUMN applied INTEGER;")
             .map_err(backend)?;
     }
