@@ -37,16 +37,17 @@ pub const MAX_HOST_BODY_BYTES: usize = MAX_RESOURCE_HANDLES / 3 * 2 * MAX_BODY_C
 
 /// Outbound connections one invocation may hold open at once (requests in
 /// flight and responses whose bodies are not finished or dropped); one more
-/// request fails at once with `connection-limit-reached`. Each holds at most
-/// two [`MAX_OUTBOUND_READ_BUFFER_BYTES`] of what the server sent ahead of
-/// the guest's reads, so together at most [`MAX_HOST_OUTBOUND_BYTES`].
+/// request fails at once with `connection-limit-reached`. Each holds less
+/// than twice [`MAX_OUTBOUND_READ_BUFFER_BYTES`] of what the server sent
+/// ahead of the guest's reads, so together at most [`MAX_HOST_OUTBOUND_BYTES`].
 pub const MAX_OUTBOUND_CONNECTIONS: usize = 64;
 
-/// The most one outbound connection buffers from the server: hyper's read
-/// buffer (whose default, about 400 KiB, would also admit a response head
-/// that large). A response head past it fails the request; a body is read
-/// only as the guest asks for it, one buffer ahead at most, plus the chunk
-/// handed over and not yet taken.
+/// Where hyper's read buffer for one outbound connection stops growing
+/// (its default, about 400 KiB, would also admit a response head that
+/// large). One read may add as much again before hyper checks, so a
+/// connection buffers less than twice this, and a response head of twice
+/// this fails the request. A body is read only as the guest asks for it,
+/// and the chunks handed over are split off that same buffer.
 pub const MAX_OUTBOUND_READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// What outbound connections can make the host hold per invocation at most.
