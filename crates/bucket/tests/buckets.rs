@@ -104,7 +104,7 @@ async fn objects_round_trip_with_ranges_and_their_events_name_the_sequencer() {
     assert!(buckets.delete("photos", "in/a.txt", None).await.unwrap());
     assert!(!buckets.delete("photos", "in/a.txt", None).await.unwrap());
 
-    let events = store.receive("_object.f.0", 10, None).await.unwrap();
+    let events = store.receive("_object.f.photos", 10, None).await.unwrap();
     let types: Vec<&str> = events
         .iter()
         .map(|m| m.attributes["ce-type"].as_str())

@@ -5,12 +5,14 @@ mod bucket;
 mod build;
 mod client;
 mod cluster;
+mod deployment;
 mod history;
 mod key;
 mod node;
 mod queue;
 mod schedule;
 mod secret;
+mod server;
 mod table;
 mod top;
 mod up;
@@ -229,9 +231,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// Checks what `nimbus up` checks before it serves, without compiling: the
+/// manifest, the component files, the interface each component exports and
+/// whether each trigger fits its function.
 fn validate(manifest: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
     let app = nimbus_manifest::App::load(manifest)?;
     app.check_components()?;
+    let mut kinds = std::collections::HashMap::new();
+    for function in app.functions.values() {
+        let bytes = std::fs::read(&function.component).with_context(|| {
+            format!("failed to read component {}", function.component.display())
+        })?;
+        let kind = nimbus_engine::component_kind(&bytes)
+            .with_context(|| format!("component {}", function.component.display()))?
+            .with_context(|| {
+                format!(
+                    "function `{}` exports neither wasi:http/incoming-handler (an HTTP function) \
+                     nor nimbus:function/handler (an event function)",
+                    function.name
+                )
+            })?;
+        kinds.insert(function.name.clone(), kind);
+    }
+    deployment::check(&app, &|name| kinds.get(name).copied())?;
     println!(
         "{}: app `{}` is valid ({} functions, {} HTTP routes, {} schedules)",
         manifest.display(),

@@ -97,7 +97,7 @@ async fn run_object_crash(store_args: &[&str]) {
     // A last, clean run drains the events.
     let nimbus = app.start_with(store_args).await;
     let acked: HashSet<String> = uploads.acknowledged();
-    let stats_url = nimbus.admin_url("/v1/queues/_object.worker.0");
+    let stats_url = nimbus.admin_url("/v1/queues/_object.worker.photos");
     until(
         "for every acknowledged upload's event to be delivered",
         || async {

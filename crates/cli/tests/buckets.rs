@@ -717,7 +717,7 @@ async fn an_event_past_max_event_age_is_not_invoked_again_but_recorded() {
     let nimbus = app.start_with(&["--test-clock"]).await;
     assert_eq!(put(&nimbus, "photos", "fail-old", "x").await.status(), 200);
     // The first attempt fails; the retry waits on the (stopped) store clock.
-    let stats_url = nimbus.admin_url("/v1/queues/_object.all.0");
+    let stats_url = nimbus.admin_url("/v1/queues/_object.all.photos");
     until("for the failed attempt to be given back", || async {
         let stats = get_json(&stats_url).await;
         (stats["delayed"] == 1 && stats["in_flight"] == 0).then_some(())
@@ -744,4 +744,65 @@ async fn an_event_past_max_event_age_is_not_invoked_again_but_recorded() {
         .filter(|l| l.contains("subject=fail-old "))
         .count();
     assert_eq!(attempts, 1, "an expired event was invoked again");
+}
+
+/// Versions before trigger ids kept an object trigger's waiting events on a
+/// queue named by the trigger's position (`_object.FUNCTION.INDEX`); after
+/// an upgrade they reach the same trigger through its own queue.
+#[tokio::test]
+async fn events_left_on_a_position_named_queue_by_an_older_version_are_delivered() {
+    use nimbus_store::QueueStore as _;
+    let app = TestApp::new("legacy")
+        .function("worker", programs::EVENTS, "\n[bucket.photos]")
+        .route_kind(
+            "object",
+            "bucket = \"photos\"\nfunction = \"worker\"\nretry_backoff = { initial_ms = 0, max_ms = 0 }",
+        );
+    std::fs::create_dir_all(app.data_dir()).unwrap();
+    {
+        let options = nimbus_store_sqlite::SqliteOptions {
+            path: app.data_dir().join("nimbus.db"),
+            durability: nimbus_store_sqlite::Durability::Fsync,
+        };
+        let store = nimbus_store_sqlite::SqliteStore::open(
+            &options,
+            std::sync::Arc::new(nimbus_store::SystemClock),
+        )
+        .unwrap();
+        let legacy = nimbus_store::QueueConfig {
+            name: "_object.worker.0".into(),
+            visibility_timeout_ms: 30_000,
+            retention_ms: 86_400_000,
+            delay_ms: 0,
+            max_message_bytes: 16 * 1024,
+            dedup_window_ms: 0,
+            max_receive_count: None,
+            dead_letter_queue: None,
+        };
+        store.declare_queues(&[legacy]).await.unwrap();
+        let event =
+            serde_json::json!({"bucket": "photos", "key": "old/cat.png", "kind": "created"});
+        store
+            .send(
+                "_object.worker.0",
+                vec![nimbus_store::SendMessage {
+                    body: event.to_string().into_bytes(),
+                    delay_ms: None,
+                    dedup_id: None,
+                    attributes: Default::default(),
+                }],
+            )
+            .await
+            .unwrap();
+    }
+    let nimbus = app.start().await;
+    let handled = until("the waiting event is handled", || async {
+        let handled = handled_objects(&nimbus, "worker");
+        (!handled.is_empty()).then_some(handled)
+    })
+    .await;
+    assert_eq!(handled.len(), 1, "{handled:?}");
+    assert_eq!(handled[0].1["key"], "old/cat.png");
+    let legacy = get_json(&nimbus.admin_url("/v1/queues/_object.worker.0")).await;
+    assert_eq!(legacy["visible"], 0, "{legacy}");
 }

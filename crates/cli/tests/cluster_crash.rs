@@ -619,7 +619,7 @@ async fn outstanding(cluster: &Cluster, sent: &Sent, stopped_ms: i64) -> Vec<Str
     } else {
         waiting.push("no tick handled yet".to_owned());
     }
-    for queue in ["jobs", "_async.invoked", "_object.uploaded.0"] {
+    for queue in ["jobs", "_async.invoked", "_object.uploaded.photos"] {
         if !queue_drained(&admin, queue).await {
             waiting.push(format!("queue {queue} not empty"));
         }

@@ -190,6 +190,8 @@ async fn a_function_sends_only_to_queues_it_is_granted() {
     assert_eq!(stats(&nimbus, "secret").await["visible"], 0);
 }
 
+/// `validate` and `up` refuse it by the same rule, with the same words;
+/// `validate` without compiling anything.
 #[tokio::test]
 async fn an_http_function_cannot_be_a_queue_trigger_target() {
     let app = TestApp::new("mismatch")
@@ -211,7 +213,16 @@ async fn an_http_function_cannot_be_a_queue_trigger_target() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("which is an HTTP function"));
+    let expected =
+        "the queue trigger on `jobs` invokes function `hello`, which is an HTTP function";
+    assert!(String::from_utf8_lossy(&output.stderr).contains(expected));
+    let validated = std::process::Command::new(support::nimbus_bin())
+        .args(["validate", manifest.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(validated.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&validated.stderr);
+    assert!(stderr.contains(expected), "{stderr}");
 }
 
 #[tokio::test]

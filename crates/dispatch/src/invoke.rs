@@ -96,3 +96,43 @@ pub async fn run_async_invocations(
     crate::retrying::run_retrying(function, source, delivery, store, signals, clock, shutdown)
         .await;
 }
+
+/// Asynchronous invocation of one event function, as a [`Trigger`].
+///
+/// [`Trigger`]: crate::trigger::Trigger
+pub struct AsyncInvocation(pub Function);
+
+impl crate::trigger::Trigger for AsyncInvocation {
+    fn subject(&self) -> String {
+        format!("function `{}`", self.0.name)
+    }
+
+    /// Every event function has one; `nimbus up` does not list them.
+    fn describe(&self) -> Option<String> {
+        None
+    }
+
+    fn function(&self) -> &str {
+        &self.0.name
+    }
+
+    fn destinations(&self) -> Vec<&str> {
+        crate::trigger::destination_functions(&self.0.async_invoke)
+    }
+
+    fn queues(&self, _app: &nimbus_manifest::App) -> Vec<QueueConfig> {
+        vec![async_queue_config(&self.0)]
+    }
+
+    fn start(&self, ctx: &crate::trigger::TriggerContext, tasks: &mut tokio::task::JoinSet<()>) {
+        tasks.spawn(run_async_invocations(
+            ctx.function(&self.0.name),
+            self.0.async_invoke.clone(),
+            self.0.max_concurrency,
+            ctx.store.clone(),
+            ctx.store.signals().clone(),
+            ctx.clock.clone(),
+            ctx.stopped.clone(),
+        ));
+    }
+}

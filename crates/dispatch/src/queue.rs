@@ -184,3 +184,30 @@ async fn deliver(
         }
     }
 }
+
+/// One `[[trigger.queue]]` as a [`Trigger`].
+pub struct QueueTriggerRun(pub QueueTrigger);
+
+impl crate::trigger::Trigger for QueueTriggerRun {
+    fn subject(&self) -> String {
+        format!("the queue trigger on `{}`", self.0.queue)
+    }
+
+    fn describe(&self) -> Option<String> {
+        Some(format!("queue {} -> {}", self.0.queue, self.0.function))
+    }
+
+    fn function(&self) -> &str {
+        &self.0.function
+    }
+
+    fn start(&self, ctx: &crate::trigger::TriggerContext, tasks: &mut JoinSet<()>) {
+        tasks.spawn(run_queue_trigger(
+            self.0.clone(),
+            ctx.function(&self.0.function),
+            ctx.store.clone(),
+            ctx.store.signals().clone(),
+            ctx.stopped.clone(),
+        ));
+    }
+}

@@ -329,3 +329,55 @@ fn tick_message(run: &ScheduleRun, ticks: &Ticks, tick_ms: u64) -> SendMessage {
         ..SendMessage::default()
     }
 }
+
+/// One `[[trigger.schedule]]` as a [`Trigger`].
+///
+/// [`Trigger`]: crate::trigger::Trigger
+pub struct Schedule(pub ScheduleTrigger);
+
+impl crate::trigger::Trigger for Schedule {
+    fn subject(&self) -> String {
+        format!("schedule `{}`", self.0.name)
+    }
+
+    fn describe(&self) -> Option<String> {
+        let t = &self.0;
+        Some(format!(
+            "schedule {} {} ({}) -> {}",
+            t.name,
+            t.expression.describe(),
+            t.timezone,
+            t.function
+        ))
+    }
+
+    fn function(&self) -> &str {
+        &self.0.function
+    }
+
+    fn destinations(&self) -> Vec<&str> {
+        crate::trigger::destination_functions(&self.0.retry)
+    }
+
+    fn queues(&self, app: &nimbus_manifest::App) -> Vec<QueueConfig> {
+        vec![schedule_queue_config(
+            &self.0,
+            &app.functions[&self.0.function],
+        )]
+    }
+
+    fn start(&self, ctx: &crate::trigger::TriggerContext, tasks: &mut tokio::task::JoinSet<()>) {
+        let run = ScheduleRun {
+            trigger: self.0.clone(),
+            function: ctx.function(&self.0.function),
+            queues: ctx.store.clone(),
+            schedules: ctx.store.clone(),
+            signals: ctx.store.signals().clone(),
+            clock: ctx.clock.clone(),
+            started_ms: ctx.started_ms,
+            ownership: ctx.ownership.clone(),
+            tracer: ctx.tracer.clone(),
+        };
+        tasks.spawn(run_schedule(run, ctx.stopped.clone()));
+    }
+}

@@ -514,3 +514,46 @@ fn event(table: &str, record: &ChangeRecord, attempt: u32) -> Event {
         traceparent: record.traceparent.clone(),
     }
 }
+
+/// One `[[trigger.stream]]` as a [`Trigger`].
+///
+/// [`Trigger`]: crate::trigger::Trigger
+pub struct Stream(pub StreamTrigger);
+
+impl crate::trigger::Trigger for Stream {
+    fn subject(&self) -> String {
+        format!("the stream trigger on table `{}`", self.0.table)
+    }
+
+    fn describe(&self) -> Option<String> {
+        Some(format!("stream {} -> {}", self.0.table, self.0.function))
+    }
+
+    fn function(&self) -> &str {
+        &self.0.function
+    }
+
+    fn destinations(&self) -> Vec<&str> {
+        crate::trigger::destination_functions(&self.0.retry)
+    }
+
+    fn prepare<'a>(&'a self, store: &'a dyn nimbus_store::Store) -> crate::trigger::Prepare<'a> {
+        Box::pin(pin_start(&self.0, store))
+    }
+
+    fn start(&self, ctx: &crate::trigger::TriggerContext, tasks: &mut JoinSet<()>) {
+        let services = Arc::new(StreamServices {
+            tables: ctx.store.clone(),
+            queues: ctx.store.clone(),
+            signals: ctx.store.signals().clone(),
+            clock: ctx.clock.clone(),
+            ownership: ctx.ownership.clone(),
+        });
+        tasks.spawn(run_stream_trigger(
+            self.0.clone(),
+            ctx.function(&self.0.function),
+            services,
+            ctx.stopped.clone(),
+        ));
+    }
+}

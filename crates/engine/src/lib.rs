@@ -9,6 +9,7 @@ mod event;
 mod history;
 mod http;
 mod invocation;
+mod kind;
 mod limits;
 mod output;
 mod runtime;
@@ -26,6 +27,7 @@ pub use history::{
 };
 pub use http::{HttpFunction, ResponseBody, full_body};
 pub use invocation::InvokeError;
+pub use kind::{FunctionKind, component_kind};
 pub use limits::{
     MAX_BODY_CHUNK_BYTES, MAX_FIELD_BYTES, MAX_HOST_BODY_BYTES, MAX_HOST_HEADER_BYTES,
     MAX_HOST_OUTBOUND_BYTES, MAX_OUTBOUND_CONNECTIONS, MAX_OUTBOUND_READ_BUFFER_BYTES,

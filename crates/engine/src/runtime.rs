@@ -131,8 +131,20 @@ impl Runtime {
         let bytes = std::fs::read(&function.component).with_context(|| {
             format!("failed to read component {}", function.component.display())
         })?;
+        self.load_function_bytes(function, &bytes, cache, services)
+    }
+
+    /// [`Runtime::load_function`] with the component's bytes given (a
+    /// deployment's, from the store) rather than read from its file.
+    pub fn load_function_bytes(
+        &self,
+        function: &Function,
+        bytes: &[u8],
+        cache: &ArtifactCache,
+        services: &Arc<Services>,
+    ) -> anyhow::Result<(LoadedFunction, CacheOutcome)> {
         let (component, outcome) = cache
-            .load(&self.engine, &bytes)
+            .load(&self.engine, bytes)
             .with_context(|| format!("function `{}`", function.name))?;
         let pre = self
             .linker
@@ -164,6 +176,15 @@ impl Runtime {
 pub enum LoadedFunction {
     Http(HttpFunction),
     Event(EventFunction),
+}
+
+impl LoadedFunction {
+    pub fn kind(&self) -> crate::FunctionKind {
+        match self {
+            LoadedFunction::Http(_) => crate::FunctionKind::Http,
+            LoadedFunction::Event(_) => crate::FunctionKind::Event,
+        }
+    }
 }
 
 impl Drop for Runtime {

@@ -5,7 +5,7 @@
 use crate::diagnostic::Diagnostics;
 use crate::raw::{RawBucket, RawObjectTrigger};
 use crate::{Bucket, Function, Grant, ObjectEventKind, ObjectTrigger, Queue};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use toml::Spanned;
 
 /// Longest object key, in bytes (as S3).
@@ -128,9 +128,11 @@ pub(crate) fn resolve_bucket_grant(
     }
 }
 
+/// Resolves one `[[trigger.object]]`; `ids` holds the (function, id) pairs
+/// taken so far, since a trigger's internal queue is named by them.
 pub(crate) fn resolve_object_trigger(
     d: &mut Diagnostics,
-    index: usize,
+    ids: &mut BTreeSet<(String, String)>,
     functions: &BTreeMap<String, Function>,
     buckets: &BTreeMap<String, Bucket>,
     queues: &BTreeMap<String, Queue>,
@@ -206,8 +208,31 @@ pub(crate) fn resolve_object_trigger(
     let prefix = affix(&t.prefix, "prefix").unwrap_or_default();
     let suffix = affix(&t.suffix, "suffix").unwrap_or_default();
     let (bucket, function) = (bucket?, function?);
+    let id = match &t.id {
+        Some(id) if !crate::resolve::valid_name(id.get_ref(), 64, true) => {
+            d.error(
+                id.span(),
+                format!("object trigger id `{}` is not valid", id.get_ref()),
+                "use a lowercase letter, then lowercase letters, digits, `-` or `_` (at most 64)",
+            );
+            return None;
+        }
+        Some(id) => id.get_ref().clone(),
+        None => bucket.clone(),
+    };
+    if !ids.insert((function.clone(), id.clone())) {
+        let span = t.id.as_ref().map_or(raw.span(), |id| id.span());
+        d.error(
+            span,
+            format!("function `{function}` has two object triggers with the id `{id}`"),
+            "give each [[trigger.object]] of a function on one bucket its own `id = \"NAME\"` \
+             (an id defaults to the bucket's name)",
+        );
+        return None;
+    }
     Some(ObjectTrigger {
-        queue: format!("_object.{function}.{index}"),
+        queue: format!("_object.{function}.{id}"),
+        id,
         bucket,
         function,
         events,

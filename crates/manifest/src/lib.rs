@@ -139,12 +139,15 @@ impl ObjectEventKind {
 /// that start with `prefix` and end with `suffix`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObjectTrigger {
+    /// Names it among its function's object triggers (`id`, else the
+    /// bucket's name), so its queue stays its own when triggers move.
+    pub id: String,
     pub bucket: String,
     pub function: String,
     pub events: Vec<ObjectEventKind>,
     pub prefix: String,
     pub suffix: String,
-    /// The internal queue its events wait on (`_object.FUNCTION.INDEX`).
+    /// The internal queue its events wait on (`_object.FUNCTION.ID`).
     pub queue: String,
     pub delivery: Delivery,
     pub policy: RetryPolicy,

@@ -90,6 +90,7 @@ crate::delivery::raw_retrying_trigger!(
     /// `[[trigger.object]]`: a function told of objects created in or
     /// removed from a bucket.
     RawObjectTrigger {
+        id: Option<Spanned<String>>,
         bucket: Option<Spanned<String>>,
         function: Option<Spanned<String>>,
         events: Option<Spanned<Vec<Spanned<String>>>>,

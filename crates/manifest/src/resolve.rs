@@ -108,13 +108,20 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
         &functions,
         &queues,
     );
+    let mut object_ids = std::collections::BTreeSet::new();
     let object_triggers = raw
         .trigger
         .object
         .iter()
-        .enumerate()
-        .filter_map(|(i, t)| {
-            crate::bucket::resolve_object_trigger(&mut d, i, &functions, &buckets, &queues, t)
+        .filter_map(|t| {
+            crate::bucket::resolve_object_trigger(
+                &mut d,
+                &mut object_ids,
+                &functions,
+                &buckets,
+                &queues,
+                t,
+            )
         })
         .collect();
 

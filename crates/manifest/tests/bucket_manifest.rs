@@ -86,6 +86,25 @@ fn bad_buckets_triggers_and_grants_are_reported_with_line_column_and_fix() {
             ],
         ),
         (
+            "two object triggers of one function with one id",
+            format!(
+                "{trigger}[[trigger.object]]\nid = \"b\"\nbucket = \"b\"\nfunction = \"hello\"\n"
+            ),
+            11,
+            6,
+            &[
+                "function `hello` has two object triggers with the id `b`",
+                "its own `id = \"NAME\"`",
+            ],
+        ),
+        (
+            "invalid object trigger id",
+            format!("{trigger}id = \"Bad\"\n"),
+            10,
+            6,
+            &["object trigger id `Bad` is not valid", "lowercase letter"],
+        ),
+        (
             "grant with an unknown action",
             "allow = [\"bucket:b:delete\"]\n[bucket.b]\n".into(),
             6,
@@ -131,7 +150,7 @@ fn bad_buckets_triggers_and_grants_are_reported_with_line_column_and_fix() {
 #[test]
 fn buckets_object_triggers_and_bucket_grants_resolve_with_defaults() {
     let source = format!(
-        "{FUNCTION}allow = [\"bucket:photos:read\", \"bucket:photos/uploads/:write\"]\n[queue.dlq]\n[bucket.photos]\n[bucket.big]\nmax_object_bytes = 1024\n[[trigger.object]]\nbucket = \"photos\"\nfunction = \"hello\"\n[[trigger.object]]\nbucket = \"photos\"\nfunction = \"hello\"\nevents = [\"removed\"]\nprefix = \"img/\"\nsuffix = \".png\"\nbatch_size = 5\nmax_retry_attempts = 0\non_failure = \"queue:dlq\"\n"
+        "{FUNCTION}allow = [\"bucket:photos:read\", \"bucket:photos/uploads/:write\"]\n[queue.dlq]\n[bucket.photos]\n[bucket.big]\nmax_object_bytes = 1024\n[[trigger.object]]\nbucket = \"photos\"\nfunction = \"hello\"\n[[trigger.object]]\nid = \"pngs\"\nbucket = \"photos\"\nfunction = \"hello\"\nevents = [\"removed\"]\nprefix = \"img/\"\nsuffix = \".png\"\nbatch_size = 5\nmax_retry_attempts = 0\non_failure = \"queue:dlq\"\n"
     );
     let app = App::parse(Path::new("nimbus.toml"), &source).unwrap();
     assert_eq!(
@@ -155,7 +174,10 @@ fn buckets_object_triggers_and_bucket_grants_resolve_with_defaults() {
     let [all, pngs] = app.object_triggers.as_slice() else {
         panic!("two triggers expected");
     };
-    assert_eq!(all.queue, "_object.hello.0");
+    assert_eq!(
+        (all.id.as_str(), all.queue.as_str()),
+        ("photos", "_object.hello.photos")
+    );
     assert_eq!(
         all.events,
         [ObjectEventKind::Created, ObjectEventKind::Removed]
@@ -165,7 +187,10 @@ fn buckets_object_triggers_and_bucket_grants_resolve_with_defaults() {
         all.policy.max_retry_attempts as u64,
         delivery::MAX_RETRY_ATTEMPTS.default
     );
-    assert_eq!(pngs.queue, "_object.hello.1");
+    assert_eq!(
+        (pngs.id.as_str(), pngs.queue.as_str()),
+        ("pngs", "_object.hello.pngs")
+    );
     assert_eq!(pngs.delivery.batch_size, 5);
     assert_eq!(pngs.policy.max_retry_attempts, 0);
     assert_eq!(

@@ -5,7 +5,7 @@
 
 mod export;
 
-pub use export::spawn_exporter;
+pub use export::{Exporter, spawn_exporter};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
