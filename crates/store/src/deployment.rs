@@ -107,6 +107,7 @@ pub trait DeploymentStore: Send + Sync {
     /// node polls it).
     async fn active_deployment_id(&self) -> StoreResult<Option<u64>>;
 
+    /// Deployment `id`, if it exists (a pruned one does not).
     async fn deployment(&self, id: u64) -> StoreResult<Option<Deployment>>;
 
     /// Up to `limit` deployments, newest first.
@@ -114,7 +115,9 @@ pub trait DeploymentStore: Send + Sync {
 
     /// Removes every deployment but the newest `keep` and the active one,
     /// then every component no remaining deployment names whose grace has
-    /// passed; returns how many deployments went. Ids are not reused.
+    /// passed; returns how many deployments went. Ids are not reused. A
+    /// deployment created but not yet activated is kept only while it is
+    /// among the newest `keep`.
     async fn prune_deployments(&self, keep: u32) -> StoreResult<u64>;
 }
 

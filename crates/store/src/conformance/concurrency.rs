@@ -1023,9 +1023,14 @@ pub async fn prunes_racing_activations_and_deploys_keep_what_is_active_or_named<
                                     "deploy {task}-{n} lost a component it was told is kept: {e}"
                                 )
                             });
-                            mine.activate(made.id).await.unwrap_or_else(|e| {
-                                panic!("deploy {task}-{n} could not activate {}: {e}", made.id)
-                            });
+                            // A prune keeping one may take it before it is
+                            // active, once another deploy made a newer one.
+                            match mine.activate(made.id).await {
+                                Ok(()) | Err(StoreError::DeploymentNotFound(_)) => {}
+                                Err(e) => {
+                                    panic!("deploy {task}-{n} could not activate {}: {e}", made.id)
+                                }
+                            }
                         }
                         _ => {
                             mine.prune_deployments(1).await.unwrap();
