@@ -51,6 +51,7 @@ pub trait Store:
     + ScheduleStore
     + LeaseStore
     + NodeStore
+    + DeploymentStore
     + Send
     + Sync
     + 'static

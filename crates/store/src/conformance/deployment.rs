@@ -434,7 +434,7 @@ pub async fn a_component_just_put_or_asked_about_outlives_a_prune_for_its_grace<
 }
 
 pub async fn activation_wakes_the_waiters_of_the_deployment_signal<
-    S: Store + DeploymentStore,
+    S: Store,
     F: Future<Output = S>,
 >(
     open: impl Fn(ManualClock) -> F,
