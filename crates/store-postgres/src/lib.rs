@@ -8,6 +8,7 @@
 
 mod batch;
 mod bucket;
+mod deployment;
 mod history;
 mod keys;
 mod lease;

@@ -10,15 +10,16 @@ use nimbus_store::StoreResult;
 use nimbus_store::schema::SchemaState;
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// `MIGRATIONS[v]` takes the schema from version `v` to `v + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4];
 
 /// What each version asks of binaries: `REQUIRES[v - 1]` is the oldest
-/// schema version that can use a database at version `v`. Version 3 only
-/// adds, so version-2 nodes keep running on it during a rolling upgrade.
-const REQUIRES: [u32; SCHEMA_VERSION as usize] = [1, 2, 2];
+/// schema version that can use a database at version `v`. Versions 3 and 4
+/// only add, so version-2 nodes keep running on them during a rolling
+/// upgrade.
+const REQUIRES: [u32; SCHEMA_VERSION as usize] = [1, 2, 2, 2];
 
 /// Held while migrating, so two processes starting at once migrate once.
 const MIGRATION_LOCK: i64 = 0x6e69_6d62_7573; // "nimbus"
@@ -205,6 +206,40 @@ CREATE TABLE nodes (
 );
 ALTER TABLE invocations ADD COLUMN node text;
 ALTER TABLE uploads ADD COLUMN uploader text;
+"#;
+
+/// Deployments: components by digest (stored uncompressed: wasm gains
+/// little from pglz, and every node reads a component when it activates),
+/// the deployments with the components they name, and the state row (the
+/// last id handed out, the active deployment) every deployment change locks
+/// first. Only additions: older nodes never read them.
+const V4: &str = r#"
+CREATE TABLE components (
+    digest text COLLATE "C" PRIMARY KEY,
+    put_at int8 NOT NULL,
+    bytes bytea NOT NULL
+);
+ALTER TABLE components ALTER COLUMN bytes SET STORAGE EXTERNAL;
+CREATE TABLE deployments (
+    id int8 PRIMARY KEY,
+    digest text COLLATE "C" NOT NULL UNIQUE,
+    manifest text NOT NULL,
+    created_at int8 NOT NULL,
+    activated_at int8
+);
+CREATE TABLE deployment_components (
+    deployment int8 NOT NULL,
+    function text COLLATE "C" NOT NULL,
+    digest text COLLATE "C" NOT NULL,
+    PRIMARY KEY (deployment, function)
+);
+CREATE INDEX deployment_components_digest ON deployment_components (digest);
+CREATE TABLE deployment_state (
+    id int4 PRIMARY KEY CHECK (id = 1),
+    last_id int8 NOT NULL,
+    active int8
+);
+INSERT INTO deployment_state (id, last_id, active) VALUES (1, 0, NULL);
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`], or refuses it if it needs a

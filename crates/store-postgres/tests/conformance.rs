@@ -80,6 +80,11 @@ mod signals {
     nimbus_store::signal_conformance_tests!(Postgres::fresh());
 }
 
+mod deployments {
+    use super::*;
+    nimbus_store::deployment_conformance_tests!(Postgres::fresh());
+}
+
 /// Group commit: requests that arrive together share commits.
 mod group_commit {
     use super::*;

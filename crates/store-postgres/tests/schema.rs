@@ -1,11 +1,13 @@
 //! The schema's version on PostgreSQL: migrations run once however many
-//! processes start at once, a version 2 schema moves to 3 and still admits
-//! version 2 nodes (a rolling upgrade), a version 1 schema moves forward
+//! processes start at once, a version 2 schema moves forward and still
+//! admits version 2 nodes (a rolling upgrade), a version 3 schema gains the
+//! deployment tables and still admits them too, a version 1 schema moves forward
 //! keeping its data, a schema that needs a newer nimbus is refused with the
 //! versions named, and a newer one that does not is used.
 
 use nimbus_store::StoreError;
 use nimbus_store::bucket::BucketStore;
+use nimbus_store::deployment::{DeploymentStore, NewDeployment, component_digest};
 use nimbus_store::history::HistoryStore;
 use nimbus_store::lease::LeaseStore;
 use nimbus_store::node::{NodeReport, NodeStore};
@@ -35,10 +37,21 @@ async fn stores_starting_at_once_on_an_empty_database_all_open_it() {
     }
 }
 
+/// Turns a schema this binary wrote back into what a version-3 binary
+/// leaves: no deployments or components.
+fn rewind_to_version_3(server: &nimbus_test_postgres::Server, schema: &str) {
+    server.sql(&format!(
+        "DROP TABLE {schema}.components; DROP TABLE {schema}.deployments;
+         DROP TABLE {schema}.deployment_components; DROP TABLE {schema}.deployment_state;
+         UPDATE {schema}.nimbus_schema SET applied = 3"
+    ));
+}
+
 /// Turns a schema this binary wrote back into what a version-2 binary
 /// leaves: no node reports, no node or uploader column, no `applied`
 /// number.
 fn rewind_to_version_2(server: &nimbus_test_postgres::Server, schema: &str) {
+    rewind_to_version_3(server, schema);
     server.sql(&format!(
         "DROP TABLE {schema}.nodes; ALTER TABLE {schema}.invocations DROP COLUMN node;
          ALTER TABLE {schema}.uploads DROP COLUMN uploader;
@@ -48,7 +61,7 @@ fn rewind_to_version_2(server: &nimbus_test_postgres::Server, schema: &str) {
 }
 
 #[tokio::test]
-async fn a_version_2_schema_migrates_to_3_and_still_admits_version_2_nodes() {
+async fn a_version_2_schema_migrates_forward_and_still_admits_version_2_nodes() {
     let server = nimbus_test_postgres::server();
     let fresh = server.fresh();
     let store = PgStore::connect(&options(&fresh.url), None).await.unwrap();
@@ -76,7 +89,7 @@ async fn a_version_2_schema_migrates_to_3_and_still_admits_version_2_nodes() {
             "SELECT applied || ' ' || version FROM {}.nimbus_schema",
             fresh.schema
         )),
-        "3 2"
+        format!("{SCHEMA_VERSION} 2")
     );
     server.sql(&format!(
         "INSERT INTO {}.invocations (id, function, trigger, source, started_at, recorded_at,
@@ -86,6 +99,40 @@ async fn a_version_2_schema_migrates_to_3_and_still_admits_version_2_nodes() {
     ));
     let record = store.get_invocation("01").await.unwrap().unwrap();
     assert_eq!(record.node, None);
+}
+
+#[tokio::test]
+async fn a_version_3_schema_gains_the_deployment_tables_and_still_admits_version_2_nodes() {
+    let server = nimbus_test_postgres::server();
+    let fresh = server.fresh();
+    let store = PgStore::connect(&options(&fresh.url), None).await.unwrap();
+    store.declare_queues(&[queue()]).await.unwrap();
+    drop(store);
+    rewind_to_version_3(server, &fresh.schema);
+    let numbers = || {
+        server.query(&format!(
+            "SELECT applied || ' ' || version FROM {}.nimbus_schema",
+            fresh.schema
+        ))
+    };
+    assert_eq!(numbers(), "3 2");
+
+    let store = PgStore::connect(&options(&fresh.url), None).await.unwrap();
+    assert_eq!(store.queues().await.unwrap(), [queue()]);
+    let digest = component_digest(b"api");
+    store.put_component(&digest, b"api".to_vec()).await.unwrap();
+    let made = store
+        .create_deployment(NewDeployment {
+            manifest: String::new(),
+            components: [("api".to_owned(), digest)].into(),
+            digest: "v1".to_owned(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(made.id, 1);
+    store.activate(made.id).await.unwrap();
+    assert_eq!(store.active_deployment_id().await.unwrap(), Some(1));
+    assert_eq!(numbers(), "4 2");
 }
 
 #[tokio::test]

@@ -1,8 +1,9 @@
 //! Wake-ups between processes: a commit through one store wakes waiters of
 //! another store on the same database (through LISTEN/NOTIFY), not only its
-//! own.
+//! own, and so does an activation, for the deployment signal.
 
 use nimbus_store::Store;
+use nimbus_store::deployment::{DEPLOYMENT_SIGNAL, DeploymentStore, NewDeployment};
 use nimbus_store::queue::{QueueConfig, QueueStore, SendMessage};
 use nimbus_store::table::{
     ItemKey, PutCondition, StreamView, TableConfig, TableStore, stream_signal,
@@ -76,5 +77,31 @@ async fn a_commit_through_one_store_wakes_waiters_of_another() {
         tokio::time::timeout(PATIENCE, woken)
             .await
             .unwrap_or_else(|_| panic!("round {round}: the other store's stream was not woken"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activation_through_one_store_wakes_deployment_waiters_of_another() {
+    let url = nimbus_test_postgres::server().fresh_url();
+    let (here, elsewhere) = (open(&url).await, open(&url).await);
+    for digest in ["v1", "v2"] {
+        here.create_deployment(NewDeployment {
+            manifest: String::new(),
+            components: Default::default(),
+            digest: digest.to_owned(),
+        })
+        .await
+        .unwrap();
+    }
+    for id in [1, 2, 1] {
+        let signal = elsewhere.signals().get(DEPLOYMENT_SIGNAL);
+        let woken = signal.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        here.activate(id).await.unwrap();
+        tokio::time::timeout(PATIENCE, woken)
+            .await
+            .unwrap_or_else(|_| panic!("activating {id}: the other store was not woken"));
+        assert_eq!(elsewhere.active_deployment_id().await.unwrap(), Some(id));
     }
 }

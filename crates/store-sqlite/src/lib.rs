@@ -4,6 +4,7 @@
 //! (group commit), so durable throughput is not one fsync per request.
 
 mod bucket;
+mod deployment;
 mod history;
 mod keys;
 mod lease;

@@ -5,7 +5,8 @@
 //! is every table's `CREATE TABLE IF NOT EXISTS`, which also adopts a file
 //! written before versions were kept; 2 adds leases and the registry of
 //! uploads in flight; 3 adds node reports, the node of each invocation
-//! record and the node of each upload); a binary refuses a file that needs a newer one.
+//! record and the node of each upload; 4 adds deployments and their
+//! components); a binary refuses a file that needs a newer one.
 
 use crate::backend;
 use nimbus_store::StoreResult;
@@ -13,12 +14,12 @@ use nimbus_store::schema::SchemaState;
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// What each version asks of binaries: `REQUIRES[v - 1]` is the oldest
-/// schema version that can use a file at version `v`. Version 3 only adds,
-/// so version-2 binaries keep running on it during a rolling upgrade.
-const REQUIRES: [u32; SCHEMA_VERSION as usize] = [1, 2, 2];
+/// schema version that can use a file at version `v`. Versions 3 and 4 only
+/// add, so version-2 binaries keep running on them during a rolling upgrade.
+const REQUIRES: [u32; SCHEMA_VERSION as usize] = [1, 2, 2, 2];
 
 /// Whether `table` has `column` (SQLite has no `ADD COLUMN IF NOT EXISTS`).
 pub(crate) fn has_column(conn: &Connection, table: &str, column: &str) -> StoreResult<bool> {
@@ -90,6 +91,9 @@ fn migrate_in_transaction(conn: &Connection) -> StoreResult<()> {
         crate::history::migrate_node(conn)?;
         crate::node::migrate(conn)?;
         crate::bucket::migrate_uploader(conn)?;
+    }
+    if found.applied < 4 {
+        crate::deployment::migrate(conn)?;
     }
     let now = found.migrated(&REQUIRES);
     conn.execute(

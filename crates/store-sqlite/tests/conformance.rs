@@ -1,5 +1,6 @@
 //! The store conformance suites (queues, keys, secrets, history, tables,
-//! schedules, buckets, and two handles racing on one file) against SQLite,
+//! schedules, buckets, leases, deployments, wake-ups, and two handles racing
+//! on one file) against SQLite,
 //! on a manual clock.
 
 use nimbus_store::ManualClock;
@@ -86,6 +87,13 @@ mod concurrency {
 mod signals {
     use super::*;
     nimbus_store::signal_conformance_tests!(Sqlite {
+        dir: tempfile::tempdir().unwrap()
+    });
+}
+
+mod deployments {
+    use super::*;
+    nimbus_store::deployment_conformance_tests!(Sqlite {
         dir: tempfile::tempdir().unwrap()
     });
 }

@@ -1,10 +1,12 @@
 //! The schema's version: a file that needs a newer nimbus is refused with
 //! the versions named, a newer file that still allows this binary is used,
-//! a version 2 file moves to 3 and still admits version 2 binaries (a
-//! rolling upgrade), a version 1 file moves forward keeping its data, and a
+//! a version 2 file moves forward and still admits version 2 binaries (a
+//! rolling upgrade), a version 3 file gains the deployment tables and still
+//! admits them too, a version 1 file moves forward keeping its data, and a
 //! file from before versions were kept is adopted.
 
 use nimbus_store::bucket::BucketStore;
+use nimbus_store::deployment::{DeploymentStore, NewDeployment, component_digest};
 use nimbus_store::lease::LeaseStore;
 use nimbus_store::node::{NodeReport, NodeStore};
 use nimbus_store::queue::QueueStore;
@@ -50,9 +52,23 @@ fn schema_numbers(dir: &tempfile::TempDir) -> (Option<u32>, u32) {
         .unwrap()
 }
 
+/// Turns a file this binary wrote back into what a version-3 binary leaves:
+/// no deployments or components.
+fn rewind_to_version_3(dir: &tempfile::TempDir) {
+    rusqlite::Connection::open(dir.path().join("nimbus.db"))
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE components; DROP TABLE deployments;
+             DROP TABLE deployment_components; DROP TABLE deployment_state;
+             UPDATE nimbus_schema SET applied = 3;",
+        )
+        .unwrap();
+}
+
 /// Turns a file this binary wrote back into what a version-2 binary leaves:
 /// no node reports, no node or uploader column, no `applied` number.
 fn rewind_to_version_2(dir: &tempfile::TempDir) {
+    rewind_to_version_3(dir);
     rusqlite::Connection::open(dir.path().join("nimbus.db"))
         .unwrap()
         .execute_batch(
@@ -111,7 +127,7 @@ async fn a_newer_schema_that_still_allows_this_binary_is_used_and_left_as_it_is(
 }
 
 #[tokio::test]
-async fn a_version_2_file_migrates_to_3_and_still_admits_version_2_binaries() {
+async fn a_version_2_file_migrates_forward_and_still_admits_version_2_binaries() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap();
     store.declare_queues(&[queue()]).await.unwrap();
@@ -134,7 +150,35 @@ async fn a_version_2_file_migrates_to_3_and_still_admits_version_2_binaries() {
     assert_eq!(store.node_reports().await.unwrap().len(), 1);
     drop(store);
     // A version-2 binary reads `version` alone and refuses past 2.
+    assert_eq!(schema_numbers(&dir), (Some(SCHEMA_VERSION), 2));
+}
+
+#[tokio::test]
+async fn a_version_3_file_gains_the_deployment_tables_and_still_admits_version_2_binaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap();
+    store.declare_queues(&[queue()]).await.unwrap();
+    drop(store);
+    rewind_to_version_3(&dir);
     assert_eq!(schema_numbers(&dir), (Some(3), 2));
+
+    let store = SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap();
+    assert_eq!(store.queues().await.unwrap(), [queue()]);
+    let digest = component_digest(b"api");
+    store.put_component(&digest, b"api".to_vec()).await.unwrap();
+    let made = store
+        .create_deployment(NewDeployment {
+            manifest: String::new(),
+            components: [("api".to_owned(), digest)].into(),
+            digest: "v1".to_owned(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(made.id, 1);
+    store.activate(made.id).await.unwrap();
+    assert_eq!(store.active_deployment_id().await.unwrap(), Some(1));
+    drop(store);
+    assert_eq!(schema_numbers(&dir), (Some(4), 2));
 }
 
 #[tokio::test]

@@ -1,8 +1,8 @@
 //! The conformance suite every backend runs: `queue_conformance_tests!`,
 //! `key_conformance_tests!`, `secret_conformance_tests!`,
 //! `history_conformance_tests!`, `table_conformance_tests!`,
-//! `schedule_conformance_tests!`, `bucket_conformance_tests!` and
-//! `lease_conformance_tests!` expand to one
+//! `schedule_conformance_tests!`, `bucket_conformance_tests!`,
+//! `lease_conformance_tests!` and `deployment_conformance_tests!` expand to one
 //! named test per case, each on a fresh store and a manual clock, so a
 //! backend cannot pass by accident of real time.
 //! `concurrency_conformance_tests!` opens two handles on one store and races
@@ -10,6 +10,7 @@
 
 pub mod bucket;
 pub mod concurrency;
+pub mod deployment;
 pub mod history;
 pub mod keys;
 pub mod lease;
@@ -243,6 +244,38 @@ macro_rules! lease_conformance_tests {
     };
 }
 
+/// Expands to the deployment store conformance tests, like
+/// [`queue_conformance_tests!`].
+#[macro_export]
+macro_rules! deployment_conformance_tests {
+    ($backend:expr) => {
+        $crate::deployment_conformance_tests!(@cases $backend;
+            components_are_kept_by_digest_and_only_missing_ones_are_reported,
+            a_component_whose_bytes_do_not_match_its_digest_is_refused_and_not_stored,
+            a_component_of_many_megabytes_round_trips,
+            a_deployment_naming_a_missing_component_is_refused_naming_it,
+            deployments_are_numbered_from_one_in_creation_order_by_the_store_clock,
+            a_deployment_of_a_known_digest_is_the_one_made_before,
+            activating_a_deployment_makes_it_the_active_one_by_the_store_clock,
+            activating_an_unknown_deployment_is_refused_and_changes_nothing,
+            deployments_are_listed_newest_first_with_the_active_one_marked,
+            pruning_keeps_the_newest_the_active_and_the_components_they_name,
+            a_component_just_put_or_asked_about_outlives_a_prune_for_its_grace,
+            activation_wakes_the_waiters_of_the_deployment_signal,
+            deployments_and_components_survive_reopening_the_store
+        );
+    };
+    (@cases $backend:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let backend = $backend;
+                $crate::conformance::deployment::$case(|clock| $crate::conformance::Backend::open(&backend, clock)).await;
+            }
+        )*
+    };
+}
+
 /// Expands to the multi-handle concurrency conformance tests, like
 /// [`queue_conformance_tests!`] but each on a multi-threaded runtime, so the
 /// tasks racing over two handles really run at once.
@@ -257,7 +290,9 @@ macro_rules! concurrency_conformance_tests {
             concurrent_stream_writers_never_let_a_reader_skip_a_record,
             racing_conditional_writes_lose_no_update,
             racing_schedule_fires_fire_a_tick_once,
-            sweeps_racing_uploads_never_take_a_blob_in_flight_or_committed
+            sweeps_racing_uploads_never_take_a_blob_in_flight_or_committed,
+            racing_deployments_make_one_per_digest_numbered_without_gaps,
+            prunes_racing_activations_and_deploys_keep_what_is_active_or_named
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {

@@ -6,6 +6,7 @@ pub mod bucket;
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod deployment;
 pub mod history;
 pub mod keys;
 pub mod lease;
@@ -21,6 +22,7 @@ pub use bucket::{
     PutOutcome as ObjectPutOutcome,
 };
 pub use clock::{AlignedClock, Clock, ManualClock, SystemClock, Timestamp};
+pub use deployment::{Deployment, DeploymentStore, DeploymentSummary, NewDeployment};
 pub use history::{HistoryStore, InvocationFilter, InvocationRecord, LogLine};
 pub use keys::{ApiKeyRecord, KeyStore, KeyUsage};
 pub use lease::{Fence, Lease, LeaseStore};
@@ -49,6 +51,7 @@ pub trait Store:
     + ScheduleStore
     + LeaseStore
     + NodeStore
+    + DeploymentStore
     + Send
     + Sync
     + 'static
@@ -63,7 +66,8 @@ pub trait Store:
 
     /// The wake-ups this store gives after each commit: a queue's name when
     /// messages were sent or moved into it, [`table::stream_signal`] when a
-    /// streamed table was written. On a backend shared by many processes,
+    /// streamed table was written, [`deployment::DEPLOYMENT_SIGNAL`] when
+    /// the active deployment changed. On a backend shared by many processes,
     /// commits in other processes signal here too. Callers wait on them and
     /// never notify by hand.
     fn signals(&self) -> &QueueSignals;
@@ -131,6 +135,24 @@ pub enum StoreError {
          and its bytes may have been swept): nothing was stored; try again"
     )]
     UploadNotRegistered(String),
+    /// A component refused before anything was stored: its bytes do not
+    /// hash to the digest given, the digest is malformed, or it is too
+    /// large (see [`deployment::check_component`]).
+    #[error("invalid component: {0}")]
+    InvalidComponent(String),
+    /// A deployment past the bounds of [`deployment`].
+    #[error("invalid deployment: {0}")]
+    InvalidDeployment(String),
+    /// A deployment naming a component the store does not keep: upload it
+    /// (see [`deployment::DeploymentStore::missing_components`]) and try
+    /// again.
+    #[error(
+        "function `{function}` names component {digest}, which the store does not hold: \
+         upload it first"
+    )]
+    ComponentMissing { function: String, digest: String },
+    #[error("deployment {0} does not exist")]
+    DeploymentNotFound(u64),
     /// Written by a newer binary whose changes this one would misread:
     /// the schema is at version `found` and needs a binary that knows at
     /// least version `requires` (a newer schema that older binaries can

@@ -3,21 +3,27 @@
 //! is leased to one receiver, a dedup id stores one message, a conditional
 //! write loses no update, a schedule tick fires once, a stream reader
 //! running alongside the writers never skips a record that commits behind
-//! the position it has read to, and an orphan sweep never takes a blob
-//! another handle is uploading or has committed.
+//! the position it has read to, an orphan sweep never takes a blob
+//! another handle is uploading or has committed, deployment ids have no
+//! gaps and one digest makes one deployment, and a prune never takes the
+//! active deployment or a component a deployment (or a deploy under way)
+//! names.
 //!
 //! Every case is bounded: each race runs under [`CASE_LIMIT`] and every loop
 //! under a named iteration cap, so a backend that deadlocks or starves a
 //! handle fails with a message instead of hanging the suite.
 
-use crate::ManualClock;
 use crate::bucket::{BucketStore, NewObject};
+use crate::deployment::{
+    COMPONENT_GRACE_MS, Deployment, DeploymentStore, NewDeployment, component_digest,
+};
 use crate::queue::{QueueConfig, QueueStore, SendMessage};
 use crate::schedule::ScheduleStore;
 use crate::table::{
     ChangeKind, ChangeRecord, ConditionFailed, ItemKey, PutCondition, StreamView, TableConfig,
     TableStore,
 };
+use crate::{ManualClock, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
@@ -332,7 +338,7 @@ pub async fn busy_tasks_on_one_handle_send_receive_and_delete_each_message_once<
                         "two deletes with one receipt: {first:?} and {second:?}"
                     );
                     assert!(
-                        [first, second].contains(&Err(crate::StoreError::StaleReceipt)),
+                        [first, second].contains(&Err(StoreError::StaleReceipt)),
                         "the losing delete must find the receipt stale"
                     );
                     received.push((message.message_id, String::from_utf8(message.body).unwrap()));
@@ -866,4 +872,195 @@ pub async fn sweeps_racing_uploads_never_take_a_blob_in_flight_or_committed<
             .unwrap()
             .is_empty()
     );
+}
+
+/// Deployments each racer creates of its own, besides the shared one.
+const DEPLOYS_PER_RACER: usize = 6;
+
+/// Ids are handed out under contention without gaps or repeats, and
+/// racing creates of one version make one deployment.
+pub async fn racing_deployments_make_one_per_digest_numbered_without_gaps<
+    S: DeploymentStore + 'static,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let handles = two_handles(&open).await;
+    let component = component_digest(b"api");
+    handles[0]
+        .put_component(&component, b"api".to_vec())
+        .await
+        .unwrap();
+    let created = race(
+        "racing deployment creates",
+        &handles,
+        RACERS,
+        |task, [mine, _]| {
+            let component = component.clone();
+            async move {
+                let mut made = Vec::new();
+                for n in 0..DEPLOYS_PER_RACER {
+                    for digest in ["shared".to_owned(), format!("v-{task}-{n}")] {
+                        let new = NewDeployment {
+                            manifest: String::new(),
+                            components: BTreeMap::from([("api".to_owned(), component.clone())]),
+                            digest,
+                        };
+                        made.push(mine.create_deployment(new).await.unwrap());
+                    }
+                }
+                made
+            }
+        },
+    )
+    .await;
+    let created: Vec<Deployment> = created.into_iter().flatten().collect();
+    let shared: BTreeSet<u64> = created
+        .iter()
+        .filter(|d| d.digest == "shared")
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(shared.len(), 1, "one deployment of the shared digest");
+    let mut ids: Vec<u64> = created
+        .iter()
+        .filter(|d| d.digest != "shared")
+        .map(|d| d.id)
+        .chain(shared)
+        .collect();
+    ids.sort_unstable();
+    let expected: Vec<u64> = (1..=(RACERS * DEPLOYS_PER_RACER) as u64 + 1).collect();
+    assert_eq!(ids, expected, "ids from 1, each once, without gaps");
+    for handle in &handles {
+        let listed = handle.deployments(u32::MAX).await.unwrap();
+        assert_eq!(listed.len(), expected.len());
+    }
+}
+
+/// Rounds each racer runs in the deployment race.
+const DEPLOY_ROUNDS: usize = 8;
+/// Deployments (and their own components) made before the race.
+const DEPLOYMENTS_BEFORE: usize = 8;
+
+/// Prunes racing activations and deploys never remove the active deployment
+/// nor a component a deployment names, and a deploy (ask which components
+/// are missing, upload those, create) always finds what it was told is
+/// kept, even with every component past its grace.
+pub async fn prunes_racing_activations_and_deploys_keep_what_is_active_or_named<
+    S: DeploymentStore + 'static,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let clock = ManualClock::new(START_MS);
+    let handles = [
+        Arc::new(open(clock.clone()).await),
+        Arc::new(open(clock.clone()).await),
+    ];
+    let bytes: Vec<Vec<u8>> = (0..DEPLOYMENTS_BEFORE)
+        .map(|i| format!("component {i}").into_bytes())
+        .chain([b"shared".to_vec()])
+        .collect();
+    let digests: Vec<String> = bytes.iter().map(|b| component_digest(b)).collect();
+    let shared = digests[DEPLOYMENTS_BEFORE].clone();
+    for (digest, bytes) in digests.iter().zip(&bytes) {
+        handles[0]
+            .put_component(digest, bytes.clone())
+            .await
+            .unwrap();
+    }
+    for (i, digest) in digests[..DEPLOYMENTS_BEFORE].iter().enumerate() {
+        let new = NewDeployment {
+            manifest: String::new(),
+            components: BTreeMap::from([
+                ("f".to_owned(), digest.clone()),
+                ("g".to_owned(), shared.clone()),
+            ]),
+            digest: format!("before-{i}"),
+        };
+        handles[i % 2].create_deployment(new).await.unwrap();
+    }
+    handles[0].activate(1).await.unwrap();
+    clock.advance_ms(COMPONENT_GRACE_MS + 1);
+
+    let own: Arc<Vec<String>> = Arc::new(digests[..DEPLOYMENTS_BEFORE].to_vec());
+    let by_digest: Arc<BTreeMap<String, Vec<u8>>> =
+        Arc::new(digests.iter().cloned().zip(bytes).collect());
+    race(
+        "prunes racing activations and deploys",
+        &handles,
+        RACERS,
+        |task, [mine, _]| {
+            let (own, by_digest) = (own.clone(), by_digest.clone());
+            let shared = shared.clone();
+            async move {
+                for n in 0..DEPLOY_ROUNDS {
+                    match task % 4 {
+                        0 => {
+                            let id = ((task + n) % DEPLOYMENTS_BEFORE) as u64 + 1;
+                            match mine.activate(id).await {
+                                Ok(()) | Err(StoreError::DeploymentNotFound(_)) => {}
+                                Err(e) => panic!("activating {id} failed: {e}"),
+                            }
+                        }
+                        2 => {
+                            let own = own[(task + n) % DEPLOYMENTS_BEFORE].clone();
+                            let asked = [own.clone(), shared.clone()];
+                            for digest in mine.missing_components(&asked).await.unwrap() {
+                                mine.put_component(&digest, by_digest[&digest].clone())
+                                    .await
+                                    .unwrap();
+                            }
+                            let new = NewDeployment {
+                                manifest: String::new(),
+                                components: BTreeMap::from([
+                                    ("f".to_owned(), own),
+                                    ("g".to_owned(), shared.clone()),
+                                ]),
+                                digest: format!("deploy-{task}-{n}"),
+                            };
+                            let made = mine.create_deployment(new).await.unwrap_or_else(|e| {
+                                panic!(
+                                    "deploy {task}-{n} lost a component it was told is kept: {e}"
+                                )
+                            });
+                            // A prune keeping one may take it before it is
+                            // active, once another deploy made a newer one.
+                            match mine.activate(made.id).await {
+                                Ok(()) | Err(StoreError::DeploymentNotFound(_)) => {}
+                                Err(e) => {
+                                    panic!("deploy {task}-{n} could not activate {}: {e}", made.id)
+                                }
+                            }
+                        }
+                        _ => {
+                            mine.prune_deployments(1).await.unwrap();
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .await;
+
+    let active = handles[0].active_deployment_id().await.unwrap();
+    assert_eq!(
+        handles[1].active_deployment_id().await.unwrap(),
+        active,
+        "both handles see the same active deployment"
+    );
+    let active = active.expect("a deployment is active");
+    assert!(
+        handles[1].deployment(active).await.unwrap().is_some(),
+        "the active deployment {active} was pruned"
+    );
+    for summary in handles[1].deployments(u32::MAX).await.unwrap() {
+        let deployment = handles[0].deployment(summary.id).await.unwrap().unwrap();
+        for (function, digest) in &deployment.components {
+            assert!(
+                handles[1].component(digest).await.unwrap().is_some(),
+                "deployment {}'s component for `{function}` was pruned",
+                deployment.id
+            );
+        }
+    }
 }
