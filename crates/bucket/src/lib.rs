@@ -138,7 +138,7 @@ impl Buckets {
         for bucket in app.buckets.keys() {
             blob::prepare_dir(root, bucket)?;
         }
-        Ok(Self::with_blobs(app, blobs, store))
+        Ok(Self::with_blobs(app, Arc::new(blobs), store))
     }
 
     /// Opens the app's buckets with their bytes in `storage`, checking that
@@ -156,12 +156,12 @@ impl Buckets {
                 for bucket in app.buckets.keys() {
                     blobs.prepare(bucket).await?;
                 }
-                Ok(Self::with_blobs(app, blobs, store))
+                Ok(Self::with_blobs(app, Arc::new(blobs), store))
             }
         }
     }
 
-    fn with_blobs(app: &App, blobs: blob::Blobs, store: Arc<dyn BucketStore>) -> Self {
+    fn with_blobs(app: &App, blobs: Arc<blob::Blobs>, store: Arc<dyn BucketStore>) -> Self {
         let mut triggers: BTreeMap<String, Vec<ObjectTrigger>> = BTreeMap::new();
         for t in &app.object_triggers {
             triggers
@@ -172,11 +172,23 @@ impl Buckets {
         Buckets {
             buckets: app.buckets.clone(),
             triggers,
-            blobs: Arc::new(blobs),
+            blobs,
             store,
             metrics: None,
             uploader: format!("process-{}", uuid::Uuid::new_v4().simple()),
         }
+    }
+
+    /// The same object storage with `app`'s buckets and object triggers (a
+    /// new deployment's), preparing the storage of each bucket first.
+    pub async fn for_app(&self, app: &App) -> Result<Self, BucketError> {
+        for bucket in app.buckets.keys() {
+            self.blobs.prepare(bucket).await?;
+        }
+        let mut next = Self::with_blobs(app, self.blobs.clone(), self.store.clone());
+        next.metrics = self.metrics.clone();
+        next.uploader = self.uploader.clone();
+        Ok(next)
     }
 
     /// Where the object bytes are, for messages (never a credential).

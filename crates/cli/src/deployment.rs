@@ -9,35 +9,62 @@
 use crate::server::Server;
 use anyhow::Context as _;
 use nimbus_dispatch::trigger::{self, FunctionKind, Trigger, TriggerContext};
-use nimbus_engine::{CacheOutcome, EventFunction, HttpFunction, LoadedFunction, Services};
+use nimbus_engine::{CacheOutcome, EventFunction, LoadedFunction, Services};
+use nimbus_gateway::PublicGateway;
+use nimbus_gateway::api::{AppView, Functions};
+use nimbus_gateway::auth::{Authenticator, JwtVerifier};
 use nimbus_manifest::App;
 use nimbus_store::queue::QueueConfig;
 use nimbus_store::{StreamView, TableConfig};
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// One version of the app, compiled, checked and declared.
 pub struct Deployment {
+    /// Its id in the store's deployments.
+    pub id: u64,
     pub app: App,
-    /// HTTP functions by name, for the gateway's routes.
-    pub http: HashMap<String, Arc<HttpFunction>>,
     /// Event functions by name, for triggers and `/v1` invocation.
     pub event: Arc<HashMap<String, Arc<EventFunction>>>,
     triggers: Vec<Box<dyn Trigger>>,
+    /// A line per function and trigger, as `nimbus up` prints them.
+    pub report: Vec<String>,
+    /// Its routes, for the public listener.
+    pub gateway: Arc<PublicGateway>,
+    /// What `/v1` sees of it.
+    pub view: Arc<AppView>,
 }
 
 impl Deployment {
-    /// Makes `app` ready on `server`, reporting each function and trigger to
-    /// `out`. Fails, naming the reason, if a component does not load or a
-    /// trigger does not fit its function.
+    /// Makes deployment `id`, `app` with each function's component bytes in
+    /// `components`, ready on `server`, with a line per function and
+    /// trigger in its `report`. Fails, naming the reason, if a component does not load, a
+    /// trigger does not fit its function, or the store refuses a
+    /// declaration (a table's keys changed).
     pub async fn prepare(
         server: &Server,
+        id: u64,
         app: App,
-        out: &mut dyn Write,
+        components: &HashMap<String, Arc<Vec<u8>>>,
     ) -> anyhow::Result<Deployment> {
+        let mut report = Vec::new();
+        let buckets = Arc::new(
+            server
+                .buckets
+                .for_app(&app)
+                .await
+                .context("failed to open the buckets")?,
+        );
+        let jwt = match &app.jwt {
+            Some(config) => Some(
+                JwtVerifier::new(config.clone())
+                    .await
+                    .with_context(|| format!("[auth.jwt] of {}", app.manifest_path.display()))?,
+            ),
+            None => None,
+        };
         let services = Arc::new(Services {
             tables: server.store.clone(),
             table_configs: Arc::new(app.tables.clone()),
@@ -47,16 +74,21 @@ impl Deployment {
             metrics: server.metrics.clone(),
             tracer: server.tracer.clone(),
             history: server.history.clone(),
-            buckets: server.buckets.clone(),
+            buckets: buckets.clone(),
         });
         let mut http = HashMap::new();
         let mut event = HashMap::new();
         let mut kinds = HashMap::new();
         for function in app.functions.values() {
-            let (loaded, outcome) =
+            let bytes = components
+                .get(&function.name)
+                .with_context(|| format!("no component for function `{}`", function.name))?;
+            // Compiling takes a while: off the async workers' hands.
+            let (loaded, outcome) = tokio::task::block_in_place(|| {
                 server
                     .runtime
-                    .load_function(function, &server.cache, &services)?;
+                    .load_function_bytes(function, bytes, &server.cache, &services)
+            })?;
             let (how, artifact) = match outcome {
                 CacheOutcome::Hit => ("loaded cached artifact", "cached"),
                 CacheOutcome::Compiled => ("compiled", "compiled"),
@@ -77,7 +109,7 @@ impl Deployment {
                     "event"
                 }
             };
-            writeln!(out, "function {} ({kind}): {how}", function.name)?;
+            report.push(format!("function {} ({kind}): {how}", function.name));
         }
         let kind_of = |name: &str| kinds.get(name).copied();
         check(&app, &kind_of)?;
@@ -89,15 +121,33 @@ impl Deployment {
                 .prepare(server.store.as_ref())
                 .await
                 .with_context(|| format!("failed to prepare {}", trigger.subject()))?;
-            if let Some(line) = trigger.describe() {
-                writeln!(out, "{line}")?;
-            }
+            report.extend(trigger.describe());
         }
+        let gateway = Arc::new(PublicGateway::new(
+            &app,
+            http.clone(),
+            Authenticator::new(server.keys.clone(), jwt),
+            server.limits.body_read_timeout,
+            server.metrics.clone(),
+            server.tracer.clone(),
+        ));
+        let view = Arc::new(AppView {
+            functions: Functions {
+                event: event.clone(),
+                http: http.keys().cloned().collect(),
+            },
+            buckets,
+            tables: app.tables.clone(),
+            schedules: app.schedule_triggers.clone(),
+        });
         Ok(Deployment {
+            id,
             app,
-            http,
             event: Arc::new(event),
             triggers,
+            report,
+            gateway,
+            view,
         })
     }
 
@@ -169,6 +219,7 @@ async fn declare(
             max_item_bytes: t.max_item_bytes as usize,
         })
         .collect();
+    check_table_keys(&tables, store).await?;
     store
         .declare_tables(&tables)
         .await
@@ -178,5 +229,46 @@ async fn declare(
         .declare_queues(&internal)
         .await
         .context("failed to declare the triggers' internal queues")?;
+    Ok(())
+}
+
+/// A table's keys say where each item lives: once it holds items they
+/// cannot change under them (a new version may rename the attributes only
+/// of an empty table).
+async fn check_table_keys(
+    tables: &[TableConfig],
+    store: &dyn nimbus_store::Store,
+) -> anyhow::Result<()> {
+    let stored = store
+        .tables()
+        .await
+        .context("failed to read the declared tables")?;
+    for table in tables {
+        let Some(old) = stored.iter().find(|t| t.name == table.name) else {
+            continue;
+        };
+        if old.partition_key == table.partition_key && old.sort_key == table.sort_key {
+            continue;
+        }
+        let holds_items = !store
+            .scan(&table.name, None, 1)
+            .await
+            .context("failed to read the table")?
+            .items
+            .is_empty();
+        if holds_items {
+            let keys = |t: &TableConfig| match &t.sort_key {
+                Some(sort) => format!("partition key `{}`, sort key `{sort}`", t.partition_key),
+                None => format!("partition key `{}`", t.partition_key),
+            };
+            anyhow::bail!(
+                "table `{}` holds items under {}; its keys cannot change to {} \
+                 (declare a new table and move the items)",
+                table.name,
+                keys(old),
+                keys(table)
+            );
+        }
+    }
     Ok(())
 }

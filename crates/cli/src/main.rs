@@ -5,7 +5,9 @@ mod bucket;
 mod build;
 mod client;
 mod cluster;
+mod deploy;
 mod deployment;
+mod dev;
 mod history;
 mod key;
 mod node;
@@ -13,6 +15,7 @@ mod queue;
 mod schedule;
 mod secret;
 mod server;
+mod serving;
 mod table;
 mod top;
 mod up;
@@ -43,6 +46,10 @@ enum LogFormat {
 enum Command {
     /// Run an app: compile its components and serve its routes.
     Up(up::UpArgs),
+    /// `up --build`, then rebuild and deploy the app whenever a file under
+    /// its directory changes; a failed build is shown and the running
+    /// version keeps serving.
+    Dev(dev::DevArgs),
     /// Run every function's `build` command.
     Build {
         /// The app's manifest.
@@ -164,6 +171,35 @@ enum Command {
         #[arg(long, short)]
         follow: bool,
     },
+    /// Send the app to a running server: it goes live without a restart
+    /// once the server has checked and compiled it (only components the
+    /// server lacks are uploaded).
+    Deploy {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        /// The app's manifest.
+        #[arg(default_value = "nimbus.toml")]
+        manifest: PathBuf,
+        /// Run the functions' build commands first.
+        #[arg(long)]
+        build: bool,
+    },
+    /// List the app versions deployed to a running server, newest first.
+    Deployments {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve an earlier deployment again [default: the one before the
+    /// active one].
+    Rollback {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        /// The deployment's id (see `nimbus deployments`).
+        id: Option<u64>,
+    },
     /// Check a manifest and its component files without running anything.
     Validate {
         /// The app's manifest.
@@ -188,8 +224,16 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Up(args) => up::run(args),
+        Command::Dev(args) => dev::run(args),
         Command::Build { manifest } => build::run(&manifest),
         Command::Validate { manifest } => validate(&manifest),
+        Command::Deploy {
+            admin,
+            manifest,
+            build,
+        } => deploy::deploy(&admin, &manifest, build),
+        Command::Deployments { admin, json } => deploy::list(&admin, json),
+        Command::Rollback { admin, id } => deploy::rollback(&admin, id),
         Command::Queue { admin, command } => queue::run_queue(&admin, command),
         Command::Invoke {
             admin,

@@ -7,11 +7,12 @@
 //! SIGTERM.
 
 use crate::deployment::Deployment;
+use crate::serving::{LocalApp, Serving};
 use crate::up::{StoreDurability, UpArgs};
 use anyhow::Context as _;
 use nimbus_engine::{ArtifactCache, EngineSettings, Runtime};
-use nimbus_gateway::auth::{ApiKeys, Authenticator, JwtVerifier};
-use nimbus_gateway::{Drain, PublicGateway, ServerLimits};
+use nimbus_gateway::auth::ApiKeys;
+use nimbus_gateway::{Drain, ServerLimits};
 use nimbus_manifest::App;
 use nimbus_store::{Clock, Store, SystemClock};
 use nimbus_store_postgres::{PgOptions, PgStore};
@@ -26,6 +27,8 @@ use tokio::net::TcpListener;
 /// What outlives every version of the app.
 pub struct Server {
     pub node: String,
+    /// Where this node keeps its state (artifacts, the embedded store).
+    pub data_dir: PathBuf,
     pub store: Arc<dyn Store>,
     /// The store's clock (on a shared store, this node's clock aligned to
     /// the database's).
@@ -44,10 +47,10 @@ pub struct Server {
     pub history: Arc<nimbus_engine::History>,
     pub runtime: Runtime,
     pub cache: ArtifactCache,
-    keys: Arc<ApiKeys>,
+    pub(crate) keys: Arc<ApiKeys>,
     pub ownership: Arc<nimbus_dispatch::ownership::Ownership>,
     admin_token: String,
-    limits: ServerLimits,
+    pub(crate) limits: ServerLimits,
     listen: SocketAddr,
     admin_listen: SocketAddr,
     history_retention: Duration,
@@ -170,6 +173,7 @@ impl Server {
         let lease = Duration::from_millis(args.lease_ms);
         let ownership = nimbus_dispatch::ownership::Ownership::new(store.clone(), &node, lease);
         Ok(Server {
+            data_dir,
             node,
             store,
             clock,
@@ -201,34 +205,23 @@ impl Server {
         })
     }
 
-    /// Serves `deployment` until SIGINT or SIGTERM, then stops in order:
-    /// listeners drain, triggers finish their work in flight, and leases
-    /// are given back once the work under them has stopped.
-    pub async fn serve(&self, deployment: Deployment) -> anyhow::Result<()> {
-        let app = &deployment.app;
+    /// Serves `first` (and the deployments that replace it) until SIGINT or
+    /// SIGTERM, then stops in order: listeners drain, triggers finish their
+    /// work in flight, and leases are given back once the work under them
+    /// has stopped.
+    pub async fn serve(
+        self: Arc<Self>,
+        local: Option<LocalApp>,
+        first: Deployment,
+        on_serving: Option<crate::up::OnServing>,
+    ) -> anyhow::Result<()> {
         let store = &self.store;
-        let jwt = match &app.jwt {
-            Some(config) => Some(
-                JwtVerifier::new(config.clone())
-                    .await
-                    .with_context(|| format!("[auth.jwt] of {}", app.manifest_path.display()))?,
-            ),
-            None => None,
-        };
-        let gateway = PublicGateway::new(
-            app,
-            deployment.http.clone(),
-            Authenticator::new(self.keys.clone(), jwt),
-            self.limits.body_read_timeout,
-            self.metrics.clone(),
-            self.tracer.clone(),
-        );
         // Stopped after the triggers, so leases are given up only once the
         // work under them has stopped.
         let (stop_ownership, ownership_stopped) = tokio::sync::watch::channel(false);
         let balancer = tokio::spawn(self.ownership.clone().run(ownership_stopped));
-        let (stop_triggers, triggers_stopped) = tokio::sync::watch::channel(false);
-        let singletons = self.start_singletons(&triggers_stopped);
+        let (stop_node, node_stopped) = tokio::sync::watch::channel(false);
+        let singletons = self.start_singletons(&node_stopped);
         let key_flusher = tokio::spawn(flush_key_usage_periodically(self.keys.clone()));
         // As often as the node renews its leases, so a report is as fresh
         // as the node's heartbeat.
@@ -238,17 +231,18 @@ impl Server {
             self.started_ms,
             self.metrics.clone(),
             self.lease / 4,
-            triggers_stopped.clone(),
+            node_stopped.clone(),
         ));
-        let mut triggers = deployment.start(self, triggers_stopped);
+        let app_name = first.app.name.clone();
+        let serving = Serving::start(self.clone(), local, first);
+        if let Some(on_serving) = on_serving {
+            on_serving(&self, serving.clone(), node_stopped.clone());
+        }
+        let follower = tokio::spawn(serving.clone().follow(node_stopped));
         let api = nimbus_gateway::api::ApiState {
             queues: store.clone(),
-            buckets: self.buckets.clone(),
             waiters: store.signals().clone(),
-            functions: Arc::new(nimbus_gateway::api::Functions {
-                event: (*deployment.event).clone(),
-                http: deployment.http.keys().cloned().collect(),
-            }),
+            app: serving.view(),
             admin_token: nimbus_gateway::AdminToken::new(&self.admin_token),
             keys: self.keys.clone(),
             metrics: self.metrics.clone(),
@@ -256,12 +250,11 @@ impl Server {
             history_store: store.clone(),
             history: self.history.clone(),
             tables: store.clone(),
-            table_configs: Arc::new(app.tables.clone()),
             test_clock: self.test_clock.clone(),
             clock: self.clock.clone(),
-            schedules: Arc::new(app.schedule_triggers.clone()),
             schedule_store: store.clone(),
             store: store.clone(),
+            deployer: Some(serving.clone()),
         };
         let signalled = shutdown_signal()?;
         let public = TcpListener::bind(self.listen)
@@ -278,23 +271,35 @@ impl Server {
             writeln!(out, "admin listening on http://{}", admin.local_addr()?)?;
             out.flush()?;
         }
-        tracing::info!(app = %app.name, node = %self.node, "serving");
-        let shutdown = async {
-            signalled.await;
-            // Queue workers stop taking new batches at once; the ones in
-            // flight finish (or are cut off with the rest after the grace).
-            let _ = stop_triggers.send(true);
-        };
+        tracing::info!(app = %app_name, node = %self.node, "serving");
         let limits = self.limits;
-        let drain = nimbus_gateway::run(public, admin, gateway, api, limits, shutdown).await;
+        // The triggers' stop, started at the signal alongside the drain of
+        // the listeners, and awaited once they have drained.
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel();
+        let shutdown = {
+            let serving = serving.clone();
+            async move {
+                signalled.await;
+                // No deployment changes from here on; queue workers stop
+                // taking new batches at once, and the ones in flight finish
+                // (or are cut off with the rest after the grace).
+                let _ = stop_node.send(true);
+                let _ = follower.await;
+                let stopping =
+                    tokio::spawn(async move { serving.stop(limits.shutdown_grace).await });
+                let _ = stopping_tx.send(stopping);
+            }
+        };
+        let drain =
+            nimbus_gateway::run(public, admin, serving.gateway(), api, limits, shutdown).await;
+        let stopping = stopping_rx.await.ok();
         key_flusher.abort();
         if let Err(e) = self.keys.flush().await {
             tracing::error!("failed to record API key quota use at shutdown: {e}");
         }
-        let _ = tokio::time::timeout(limits.shutdown_grace, async {
-            while triggers.join_next().await.is_some() {}
-        })
-        .await;
+        if let Some(stopping) = stopping {
+            let _ = stopping.await;
+        }
         let _ = stop_ownership.send(true);
         let _ = tokio::time::timeout(limits.shutdown_grace, balancer).await;
         reporter.abort();

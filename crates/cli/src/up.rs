@@ -4,11 +4,16 @@
 
 use crate::deployment::Deployment;
 use crate::server::Server;
+use crate::serving::{LocalApp, Serving, deployment_digest};
 use anyhow::Context as _;
 use clap::Args;
 use nimbus_manifest::App;
+use nimbus_store::deployment::NewDeployment;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long cancelling leftover tasks may take after the grace period.
@@ -133,7 +138,18 @@ pub(crate) enum StoreDurability {
     Relaxed,
 }
 
+/// What `nimbus dev` adds to a running server: called once the first
+/// deployment serves, with the server, what it serves and the signal that
+/// the node is stopping.
+pub(crate) type OnServing =
+    Box<dyn FnOnce(&Arc<Server>, Arc<Serving>, tokio::sync::watch::Receiver<bool>) + Send>;
+
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
+    run_with(args, None)
+}
+
+/// `nimbus up`, with `on_serving` run once the first deployment serves.
+pub(crate) fn run_with(args: UpArgs, on_serving: Option<OnServing>) -> anyhow::Result<()> {
     let app = App::load(&args.manifest)?;
     if args.build {
         crate::build::build_app(&app)?;
@@ -143,13 +159,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    let server = tokio.block_on(Server::open(&args, &app))?;
+    let server = Arc::new(tokio.block_on(Server::open(&args, &app))?);
     let result = tokio.block_on(async {
-        let deployment = {
-            let mut out = std::io::stdout().lock();
-            Deployment::prepare(&server, app, &mut out).await?
-        };
-        server.serve(deployment).await
+        let (local, first) = deploy_local(&server, app).await?;
+        server.clone().serve(Some(local), first, on_serving).await
     });
     // Cancel whatever the grace period left running (guests yield at every
     // epoch tick, so this is prompt) while the epoch ticker still runs; only
@@ -157,4 +170,140 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     tokio.shutdown_timeout(SHUTDOWN_CANCEL_TIMEOUT);
     drop(server);
     result
+}
+
+/// Records the local app as a deployment and prepares what this node is to
+/// serve first. The local app becomes the active deployment when the store
+/// has none, or has never seen this version; a version the store already
+/// knows is not made active again (a node restarting with an older
+/// manifest must not roll back what `nimbus deploy` put live since), and
+/// the active one is served instead, with a line saying so.
+async fn deploy_local(server: &Server, app: App) -> anyhow::Result<(LocalApp, Deployment)> {
+    let store = &server.store;
+    let Staged {
+        manifest,
+        components,
+        bytes,
+    } = stage(store.as_ref(), &app).await?;
+    let digest = deployment_digest(&manifest, &components);
+    let newest = store
+        .deployments(1)
+        .await
+        .context("failed to list the deployments")?;
+    let record = store
+        .create_deployment(NewDeployment {
+            manifest,
+            components,
+            digest: digest.clone(),
+        })
+        .await
+        .context("failed to record the deployment")?;
+    let new = newest.first().is_none_or(|n| n.id < record.id);
+    let active = store
+        .active_deployment_id()
+        .await
+        .context("failed to read the active deployment")?;
+    let local = LocalApp {
+        app: app.clone(),
+        digest,
+    };
+    let mut out = std::io::stdout().lock();
+    match active {
+        Some(active) if !new && active != record.id => {
+            writeln!(
+                out,
+                "serving deployment {active}, the store's active one: this manifest is deployment {} \
+                 (made before it); `nimbus rollback {}` serves it",
+                record.id, record.id
+            )?;
+            let record = store
+                .deployment(active)
+                .await?
+                .with_context(|| format!("deployment {active} is gone from the store"))?;
+            let app = if record.digest == local.digest {
+                app
+            } else {
+                App::parse(
+                    &PathBuf::from(format!("/nimbus/deployments/{active}/nimbus.toml")),
+                    &record.manifest,
+                )?
+            };
+            let mut stored = HashMap::new();
+            for (function, digest) in &record.components {
+                let component = store
+                    .component(digest)
+                    .await?
+                    .with_context(|| format!("component {digest} is gone from the store"))?;
+                stored.insert(function.clone(), Arc::new(component));
+            }
+            let first = Deployment::prepare(server, active, app, &stored)
+                .await
+                .with_context(|| format!("failed to prepare deployment {active}"))?;
+            print_report(&mut out, &first)?;
+            Ok((local, first))
+        }
+        _ => {
+            let first = Deployment::prepare(server, record.id, app, &bytes).await?;
+            print_report(&mut out, &first)?;
+            store
+                .activate(record.id)
+                .await
+                .context("failed to activate the deployment")?;
+            writeln!(out, "deployment {} active", record.id)?;
+            Ok((local, first))
+        }
+    }
+}
+
+fn print_report(out: &mut impl std::io::Write, deployment: &Deployment) -> std::io::Result<()> {
+    for line in &deployment.report {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+/// The local app's manifest text and components, each component kept in
+/// the store under its digest.
+pub(crate) struct Staged {
+    pub manifest: String,
+    /// Function name to component digest.
+    pub components: BTreeMap<String, String>,
+    /// Function name to component bytes.
+    pub bytes: HashMap<String, Arc<Vec<u8>>>,
+}
+
+/// Reads `app`'s manifest and components and puts the components the store
+/// lacks into it.
+pub(crate) async fn stage(store: &dyn nimbus_store::Store, app: &App) -> anyhow::Result<Staged> {
+    let manifest = std::fs::read_to_string(&app.manifest_path)
+        .with_context(|| format!("failed to read {}", app.manifest_path.display()))?;
+    let mut bytes = HashMap::new();
+    let mut components = BTreeMap::new();
+    for function in app.functions.values() {
+        let component = std::fs::read(&function.component).with_context(|| {
+            format!("failed to read component {}", function.component.display())
+        })?;
+        let digest = nimbus_store::deployment::component_digest(&component);
+        components.insert(function.name.clone(), digest);
+        bytes.insert(function.name.clone(), Arc::new(component));
+    }
+    let wanted: Vec<String> = components.values().cloned().collect();
+    let missing = store
+        .missing_components(&wanted)
+        .await
+        .context("failed to read the store's components")?;
+    for function in app.functions.values() {
+        let digest = &components[&function.name];
+        if missing.contains(digest) {
+            store
+                .put_component(digest, bytes[&function.name].to_vec())
+                .await
+                .with_context(|| format!("failed to store the component of `{}`", function.name))?;
+        }
+    }
+    Ok(Staged {
+        manifest,
+        components,
+        bytes,
+    })
 }

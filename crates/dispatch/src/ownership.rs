@@ -13,7 +13,7 @@
 use nimbus_store::lease::{Fence, LeaseStore};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -53,6 +53,16 @@ pub struct Unit {
     /// back only once its worker has stopped.
     busy: Arc<AtomicBool>,
     balancer: Arc<tokio::sync::Notify>,
+    /// The unit's registrations still alive: one with none left (its
+    /// trigger is gone from the app being served) is given back.
+    users: Arc<AtomicUsize>,
+}
+
+impl Drop for Unit {
+    fn drop(&mut self) {
+        self.users.fetch_sub(1, Ordering::SeqCst);
+        self.balancer.notify_one();
+    }
 }
 
 impl Unit {
@@ -133,17 +143,22 @@ impl Ownership {
         })
     }
 
-    /// Registers the unit `name` (one per name) and returns its view.
+    /// Registers the unit `name` and returns its view; the unit stays this
+    /// node's to balance while any view of it is alive (a new deployment's
+    /// worker registering it again keeps the hold).
     pub fn unit(&self, name: &str) -> Unit {
         let mut units = self.units.lock().unwrap();
         let state = units.entry(name.to_owned()).or_insert_with(|| UnitState {
             hold: watch::channel(None).0,
             busy: Arc::new(AtomicBool::new(false)),
+            users: Arc::new(AtomicUsize::new(0)),
         });
+        state.users.fetch_add(1, Ordering::SeqCst);
         let unit = Unit {
             state: state.hold.subscribe(),
             busy: state.busy.clone(),
             balancer: self.wake.clone(),
+            users: state.users.clone(),
         };
         // A new unit starts without waiting for the next periodic round.
         self.wake.notify_one();
@@ -252,6 +267,7 @@ impl Ownership {
                 return None;
             }
         };
+        self.retire(balance);
         let held: Vec<String> = {
             let units = self.units.lock().unwrap();
             units
@@ -381,6 +397,27 @@ impl Ownership {
 }
 
 impl Ownership {
+    /// Forgets units no worker registers any more (their trigger left the
+    /// app being served); a held one is handed back like surplus, so it is
+    /// released now rather than renewed for ever.
+    fn retire(&self, balance: &mut Balance) {
+        let mut units = self.units.lock().unwrap();
+        let retired: Vec<String> = units
+            .iter()
+            .filter(|(_, unit)| unit.users.load(Ordering::SeqCst) == 0)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in retired {
+            let Some(unit) = units.remove(&name) else {
+                continue;
+            };
+            if let Some(held) = unit.hold.borrow().as_ref() {
+                tracing::info!(lease = %name, node = %self.node, "giving up the unit: no trigger runs it any more");
+                balance.shed(&name, held.fence.token, Instant::now() + self.lease);
+            }
+        }
+    }
+
     /// Releases units handed over whose workers have stopped, so the nodes
     /// taking them need not wait for the leases to lapse; forgets those that
     /// lapsed.
@@ -410,10 +447,12 @@ impl Ownership {
     }
 }
 
-/// A registered unit: this node's hold on it, and whether its worker runs.
+/// A registered unit: this node's hold on it, whether its worker runs,
+/// and how many views of it are alive.
 struct UnitState {
     hold: watch::Sender<Option<Held>>,
     busy: Arc<AtomicBool>,
+    users: Arc<AtomicUsize>,
 }
 
 /// The group a unit's share is counted in: its name up to the last `:`

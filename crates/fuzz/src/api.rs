@@ -9,7 +9,7 @@
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{Method, Request, StatusCode, header};
-use nimbus_gateway::api::{ApiState, Functions};
+use nimbus_gateway::api::{ApiState, AppView, Functions};
 use nimbus_gateway::auth::{ApiKeys, NewKey};
 use nimbus_store::Store as _;
 use nimbus_store::SystemClock;
@@ -199,12 +199,16 @@ impl ApiHarness {
                 .expect("open the buckets");
         let state = ApiState {
             queues: store.clone(),
-            buckets: Arc::new(buckets),
             waiters: store.signals().clone(),
-            functions: Arc::new(Functions {
-                event: Default::default(),
-                http: [FUNCTIONS[0].to_owned()].into(),
-            }),
+            app: Arc::new(nimbus_gateway::Live::new(Arc::new(AppView {
+                functions: Functions {
+                    event: Default::default(),
+                    http: [FUNCTIONS[0].to_owned()].into(),
+                },
+                buckets: Arc::new(buckets),
+                tables: Default::default(),
+                schedules: Vec::new(),
+            }))),
             keys: keys.clone(),
             secrets,
             history: {
@@ -215,12 +219,11 @@ impl ApiHarness {
             metrics,
             admin_token: nimbus_gateway::AdminToken::new("fuzz-admin-token-not-checked-here"),
             tables: store.clone(),
-            table_configs: Default::default(),
             test_clock: None,
             clock: Arc::new(SystemClock),
-            schedules: Arc::new(Vec::new()),
             schedule_store: store.clone(),
             store: store.clone(),
+            deployer: None,
         };
         ApiHarness {
             runtime,

@@ -4,6 +4,7 @@
 mod admin;
 pub mod api;
 pub mod auth;
+mod live;
 mod metrics;
 mod public;
 mod response;
@@ -11,6 +12,7 @@ mod router;
 mod server;
 
 pub use admin::{AdminApi, AdminToken};
+pub use live::Live;
 pub use public::PublicGateway;
 pub use response::INVOCATION_ID_HEADER;
 pub use router::{Routed, Router};
@@ -31,13 +33,12 @@ const ADMIN_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 pub async fn run(
     public: TcpListener,
     admin: TcpListener,
-    gateway: PublicGateway,
+    gateway: Arc<Live<PublicGateway>>,
     api: api::ApiState,
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) -> Drain {
     let ready = Arc::new(AtomicBool::new(true));
-    let gateway = Arc::new(gateway);
     let admin_api = Arc::new(AdminApi::new(ready.clone(), api));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let (public_done_tx, public_done_rx) = tokio::sync::oneshot::channel::<()>();

@@ -61,6 +61,20 @@ const COUNTED_METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
 
+/// The routes of the deployment being served: each request is answered by
+/// the gateway current when it arrived.
+impl Handler for crate::Live<PublicGateway> {
+    type Body = ResponseBody;
+
+    async fn handle(
+        self: Arc<Self>,
+        request: hyper::Request<RequestBody>,
+        local: SocketAddr,
+    ) -> hyper::Response<ResponseBody> {
+        self.get().handle(request, local).await
+    }
+}
+
 impl Handler for PublicGateway {
     type Body = ResponseBody;
 

@@ -63,7 +63,8 @@ impl From<BucketError> for ApiError {
 }
 
 async fn list_buckets(State(state): State<ApiState>) -> axum::Json<Value> {
-    let buckets: Vec<Value> = state
+    let app = state.app();
+    let buckets: Vec<Value> = app
         .buckets
         .list_buckets()
         .map(|b| json!({ "name": b.name, "max_object_bytes": b.max_object_bytes }))
@@ -104,7 +105,7 @@ async fn list_objects(
         start_after: params.start_after,
         limit: params.limit.unwrap_or(DEFAULT_PAGE),
     };
-    let page = state.buckets.list(&bucket, query).await?;
+    let page = state.app().buckets.list(&bucket, query).await?;
     Ok(axum::Json(json!({
         "objects": page.objects.iter().map(object_json).collect::<Vec<_>>(),
         "common_prefixes": page.common_prefixes,
@@ -177,7 +178,7 @@ async fn get_object(
         None => None,
         Some(v) => Some(parse_range(v.to_str().unwrap_or_default())?),
     };
-    let got = match state.buckets.get(&bucket, &key, range).await {
+    let got = match state.app().buckets.get(&bucket, &key, range).await {
         Err(BucketError::RangeNotSatisfiable { size }) => {
             let mut response =
                 ApiError::from(BucketError::RangeNotSatisfiable { size }).into_response();
@@ -206,7 +207,7 @@ async fn head_object(
     State(state): State<ApiState>,
     Path((bucket, key)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let meta = state.buckets.head(&bucket, &key).await?;
+    let meta = state.app().buckets.head(&bucket, &key).await?;
     let mut headers = object_headers(&meta);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size));
     Ok((StatusCode::OK, headers).into_response())
@@ -231,7 +232,9 @@ async fn put_object(
     Path((bucket, key)): Path<(String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let limit = state.buckets.bucket(&bucket)?.max_object_bytes;
+    // One deployment's buckets for the whole upload.
+    let buckets = state.app().buckets.clone();
+    let limit = buckets.bucket(&bucket)?.max_object_bytes;
     nimbus_bucket::check_object_key(&key).map_err(BucketError::InvalidKey)?;
     let headers = request.headers().clone();
     let too_large = |size: u64| BucketError::TooLarge {
@@ -269,7 +272,7 @@ async fn put_object(
             .and_then(nimbus_trace::TraceContext::parse)
             .map(|c| c.to_traceparent()),
     };
-    let meta = state.buckets.put(&bucket, &key, body, options).await?;
+    let meta = buckets.put(&bucket, &key, body, options).await?;
     let mut response = (StatusCode::OK, axum::Json(object_json(&meta))).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", meta.etag)) {
         response.headers_mut().insert(header::ETAG, v);
@@ -287,7 +290,12 @@ async fn delete_object(
         .and_then(|v| v.to_str().ok())
         .and_then(nimbus_trace::TraceContext::parse)
         .map(|c| c.to_traceparent());
-    if state.buckets.delete(&bucket, &key, traceparent).await? {
+    if state
+        .app()
+        .buckets
+        .delete(&bucket, &key, traceparent)
+        .await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(BucketError::NoSuchKey(key).into())

@@ -19,14 +19,14 @@ pub(super) fn router() -> Router<ApiState> {
 }
 
 async fn list_functions(State(state): State<ApiState>) -> Response {
-    let mut functions: Vec<_> = state
+    let app = state.app();
+    let mut functions: Vec<_> = app
         .functions
         .event
         .keys()
         .map(|name| json!({ "name": name, "kind": "event" }))
         .chain(
-            state
-                .functions
+            app.functions
                 .http
                 .iter()
                 .map(|name| json!({ "name": name, "kind": "http" })),
@@ -119,10 +119,11 @@ fn event_function(
     state: &ApiState,
     name: &str,
 ) -> Result<std::sync::Arc<nimbus_engine::EventFunction>, ApiError> {
-    if let Some(function) = state.functions.event.get(name) {
+    let app = state.app();
+    if let Some(function) = app.functions.event.get(name) {
         return Ok(function.clone());
     }
-    if state.functions.http.contains(name) {
+    if app.functions.http.contains(name) {
         return Err(ApiError::bad_request(format!(
             "function `{name}` is an HTTP function: call it through its routes on the gateway"
         )));

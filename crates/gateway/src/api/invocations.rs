@@ -162,7 +162,8 @@ async fn function_logs(
     q: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = query(q)?;
-    if !state.functions.event.contains_key(&name) && !state.functions.http.contains(&name) {
+    let functions = &state.app().functions;
+    if !functions.event.contains_key(&name) && !functions.http.contains(&name) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("function `{name}` does not exist"),

@@ -3,6 +3,7 @@
 
 mod buckets;
 mod cluster;
+pub mod deployments;
 mod functions;
 mod invocations;
 mod keys;
@@ -28,10 +29,9 @@ pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Clone)]
 pub struct ApiState {
     pub queues: Arc<dyn QueueStore>,
-    /// The app's object buckets.
-    pub buckets: Arc<nimbus_bucket::Buckets>,
     pub waiters: QueueSignals,
-    pub functions: Arc<Functions>,
+    /// What the deployment being served declares.
+    pub app: Arc<crate::Live<AppView>>,
     pub secrets: Arc<nimbus_vault::Vault>,
     /// API keys for `auth = "api_key"` routes.
     pub keys: Arc<crate::auth::ApiKeys>,
@@ -45,18 +45,37 @@ pub struct ApiState {
     pub admin_token: crate::AdminToken,
     /// Tables and their change streams.
     pub tables: Arc<dyn nimbus_store::TableStore>,
-    /// The app's tables, for their key attributes.
-    pub table_configs: Arc<std::collections::BTreeMap<String, nimbus_manifest::Table>>,
     /// Set only by `nimbus up --test-clock`: the store's clock, moved by
     /// `POST /v1/test/clock` (the route exists only then).
     pub test_clock: Option<nimbus_store::ManualClock>,
     /// The store's clock (next fire times are counted from it).
     pub clock: Arc<dyn nimbus_store::Clock>,
-    /// The app's schedules and where each stands.
-    pub schedules: Arc<Vec<nimbus_manifest::ScheduleTrigger>>,
+    /// Where each schedule stands.
     pub schedule_store: Arc<dyn nimbus_store::ScheduleStore>,
-    /// The whole store, for the readiness probe (`/readyz`).
+    /// The whole store, for the readiness probe (`/readyz`) and the
+    /// deployments kept in it.
     pub store: Arc<dyn nimbus_store::Store>,
+    /// What puts new versions live; without it `/v1/deployments` only lists.
+    pub deployer: Option<Arc<dyn deployments::Deployer>>,
+}
+
+/// What `/v1` sees of the deployment being served, swapped whole when
+/// another goes live.
+pub struct AppView {
+    pub functions: Functions,
+    /// The app's object buckets.
+    pub buckets: Arc<nimbus_bucket::Buckets>,
+    /// The app's tables, for their key attributes.
+    pub tables: std::collections::BTreeMap<String, nimbus_manifest::Table>,
+    /// The app's schedules.
+    pub schedules: Vec<nimbus_manifest::ScheduleTrigger>,
+}
+
+impl ApiState {
+    /// The deployment being served now.
+    pub fn app(&self) -> Arc<AppView> {
+        self.app.get()
+    }
 }
 
 /// The app's functions, by kind.
@@ -82,6 +101,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(tables::router())
         .merge(schedules::router())
         .merge(cluster::router())
+        .merge(deployments::router())
         .merge(if test_clock {
             test_clock_router()
         } else {
@@ -190,11 +210,17 @@ impl From<StoreError> for ApiError {
             StoreError::QueueNotFound(_)
             | StoreError::MessageNotFound(_)
             | StoreError::KeyNotFound(_)
-            | StoreError::TableNotFound(_) => StatusCode::NOT_FOUND,
+            | StoreError::TableNotFound(_)
+            | StoreError::DeploymentNotFound(_) => StatusCode::NOT_FOUND,
             StoreError::MessageTooLarge { .. } | StoreError::ItemTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
-            StoreError::InvalidItem(_) | StoreError::InvalidMessage(_) => StatusCode::BAD_REQUEST,
+            StoreError::InvalidItem(_)
+            | StoreError::InvalidMessage(_)
+            | StoreError::InvalidComponent(_)
+            | StoreError::InvalidDeployment(_) => StatusCode::BAD_REQUEST,
+            // The client uploads it and tries again.
+            StoreError::ComponentMissing { .. } => StatusCode::CONFLICT,
             StoreError::StaleReceipt | StoreError::Fenced { .. } => StatusCode::CONFLICT,
             StoreError::Closed
             | StoreError::Unavailable(_)

@@ -37,8 +37,9 @@ async fn list_schedules(
         )));
     }
     let now = state.clock.now_ms();
-    let mut out = Vec::with_capacity(state.schedules.len());
-    for trigger in state.schedules.iter() {
+    let app = state.app();
+    let mut out = Vec::with_capacity(app.schedules.len());
+    for trigger in app.schedules.iter() {
         let stored = state.schedule_store.schedule_state(&trigger.name).await?;
         let ticks =
             Ticks::new(trigger).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;

@@ -32,7 +32,7 @@ pub(super) fn router() -> Router<ApiState> {
 }
 
 fn config(state: &ApiState, table: &str) -> Result<nimbus_manifest::Table, ApiError> {
-    state.table_configs.get(table).cloned().ok_or_else(|| {
+    state.app().tables.get(table).cloned().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             format!("table `{table}` does not exist"),
@@ -83,7 +83,8 @@ fn decode_cursor(cursor: &str) -> Result<ItemKey, ApiError> {
 
 async fn list_tables(State(state): State<ApiState>) -> Response {
     let tables: Vec<Value> = state
-        .table_configs
+        .app()
+        .tables
         .values()
         .map(|t| {
             json!({
