@@ -50,6 +50,17 @@ impl Deployment {
         components: &HashMap<String, Arc<Vec<u8>>>,
     ) -> anyhow::Result<Deployment> {
         let mut report = Vec::new();
+        for function in app.functions.values() {
+            if function.memory_mb > server.max_function_memory_mb {
+                anyhow::bail!(
+                    "function `{}` asks for memory_mb = {}; this server allows at most {} \
+                     (--max-function-memory-mb)",
+                    function.name,
+                    function.memory_mb,
+                    server.max_function_memory_mb
+                );
+            }
+        }
         let buckets = Arc::new(
             server
                 .buckets

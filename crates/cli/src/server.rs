@@ -46,6 +46,8 @@ pub struct Server {
     exporter: Option<nimbus_trace::Exporter>,
     pub history: Arc<nimbus_engine::History>,
     pub runtime: Runtime,
+    /// The largest `memory_mb` a function may ask for (`--max-function-memory-mb`).
+    pub max_function_memory_mb: u32,
     pub cache: ArtifactCache,
     pub(crate) keys: Arc<ApiKeys>,
     pub ownership: Arc<nimbus_dispatch::ownership::Ownership>,
@@ -160,9 +162,12 @@ impl Server {
             None => (nimbus_trace::Tracer::disabled(), None),
         };
         let history = nimbus_engine::History::start(store.clone(), metrics.clone(), &node);
+        // Sized by the server's settings, not one version's functions: every
+        // version deployed later runs in the same pool.
         let runtime = Runtime::new(EngineSettings {
+            max_memory_mb: args.max_function_memory_mb,
+            pooled_instances: args.pool_instances,
             max_wasm_stack_kb: args.max_wasm_stack_kb,
-            ..EngineSettings::for_app(app)
         })?;
         let cache = ArtifactCache::new(data_dir.join("artifacts"));
         let keys = Arc::new(
@@ -187,6 +192,7 @@ impl Server {
             exporter,
             history,
             runtime,
+            max_function_memory_mb: args.max_function_memory_mb,
             cache,
             keys,
             ownership,

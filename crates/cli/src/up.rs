@@ -44,6 +44,16 @@ pub struct UpArgs {
     /// engine sets it once); deeper recursion traps and the request gets 500.
     #[arg(long, default_value_t = nimbus_engine::DEFAULT_MAX_WASM_STACK_KB, value_name = "KIB", value_parser = clap::value_parser!(u32).range(64..=65_536))]
     pub(crate) max_wasm_stack_kb: u32,
+    /// Instance slots in the engine's pool, shared by every version this
+    /// server runs: an invocation that finds every slot taken fails, so keep
+    /// it above the sum of the functions' `max_concurrency`. Slots reserve
+    /// address space, not memory, until used.
+    #[arg(long, default_value_t = nimbus_engine::MAX_POOLED_INSTANCES, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=nimbus_engine::MAX_POOLED_INSTANCES as i64))]
+    pub(crate) pool_instances: u32,
+    /// Largest `memory_mb` a function may ask for; a deployment asking more
+    /// is refused. Every pool slot can grow to this.
+    #[arg(long, default_value_t = nimbus_manifest::limits::MEMORY_MB.range.1 as u32, value_name = "MB", value_parser = clap::value_parser!(u32).range(1..=nimbus_manifest::limits::MEMORY_MB.range.1 as i64))]
+    pub(crate) max_function_memory_mb: u32,
     /// Export traces over OTLP/HTTP (JSON) to this endpoint, e.g.
     /// `http://127.0.0.1:4318` (spans go to ENDPOINT/v1/traces). Without
     /// it, nothing is exported.

@@ -510,3 +510,21 @@ async fn dev_rebuilds_and_deploys_an_edited_source() {
         .unwrap();
     assert!(response.text().await.unwrap().contains("still"));
 }
+
+#[tokio::test]
+async fn a_version_asking_more_memory_than_the_server_allows_is_refused() {
+    let one = greeter("one");
+    let nimbus = one.start_with(&["--max-function-memory-mb", "128"]).await;
+    let hello = upload(&nimbus, std::fs::read(programs::HELLO).unwrap()).await;
+    let manifest = "[app]\nname = \"deploys\"\n[function.web]\ncomponent = \"web.wasm\"\nmemory_mb = 256\n[[trigger.http]]\nroute = \"/greet\"\nfunction = \"web\"\nauth = \"public\"\n";
+    let (status, body) = post_deployment(&nimbus, manifest, json!({ "web": hello })).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("function `web` asks for memory_mb = 256; this server allows at most 128"),
+        "{body}"
+    );
+    assert_eq!(greeting(&nimbus).await, "one, world\n");
+}

@@ -33,5 +33,7 @@ pub use limits::{
     MAX_HOST_OUTBOUND_BYTES, MAX_OUTBOUND_CONNECTIONS, MAX_OUTBOUND_READ_BUFFER_BYTES,
     MAX_RESOURCE_HANDLES, MemoryLimitExceeded,
 };
-pub use runtime::{DEFAULT_MAX_WASM_STACK_KB, EngineSettings, LoadedFunction, Runtime};
+pub use runtime::{
+    DEFAULT_MAX_WASM_STACK_KB, EngineSettings, LoadedFunction, MAX_POOLED_INSTANCES, Runtime,
+};
 pub use time::{rfc3339, rfc3339_now};
