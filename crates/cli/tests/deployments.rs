@@ -528,3 +528,31 @@ async fn a_version_asking_more_memory_than_the_server_allows_is_refused() {
     );
     assert_eq!(greeting(&nimbus).await, "one, world\n");
 }
+
+/// Python components are about 18 MB: past the 16 MiB the rest of `/v1`
+/// takes, within what a component may be.
+#[tokio::test]
+async fn a_twenty_mib_component_uploads_and_a_wrong_digest_is_refused() {
+    let nimbus = greeter("one").start().await;
+    let bytes: Vec<u8> = (0..20u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let digest = upload(&nimbus, bytes.clone()).await;
+    let missing = client()
+        .post(nimbus.admin_url("/v1/components/missing"))
+        .json(&json!({ "digests": [digest, "f".repeat(64)] }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(missing["missing"], json!(["f".repeat(64)]));
+    let response = client()
+        .put(nimbus.admin_url(&format!("/v1/components/{}", "0".repeat(64))))
+        .body(b"other bytes".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+}
