@@ -61,6 +61,7 @@ impl Serving {
     /// Serves `first` now: its routes, its view and its triggers.
     pub fn start(server: Arc<Server>, local: Option<LocalApp>, first: Deployment) -> Arc<Self> {
         let first = Arc::new(first);
+        server.metrics.deployment.with(&[]).set(first.id as i64);
         let (stop, stopped) = watch::channel(false);
         let triggers = first.start(&server, stopped);
         Arc::new(Serving {
@@ -104,8 +105,48 @@ impl Serving {
             replaced = running.deployment.id,
             "deployment live"
         );
+        let metrics = &self.server.metrics;
+        metrics.deployment.with(&[]).set(next.id as i64);
+        metrics.deploys.with(&["live"]).inc();
         running.deployment = next;
         running.refused = None;
+    }
+
+    /// The manifest parsed, if it is this server's app and names a
+    /// component for each function, and only for them.
+    async fn admit(
+        &self,
+        manifest: &str,
+        components: &BTreeMap<String, String>,
+    ) -> Result<App, DeployError> {
+        // Parsed under a name of its own: a relative path in it meant
+        // something only on the machine it came from.
+        let app = parse(0, manifest)?;
+        let current = self.running.lock().await.deployment.app.name.clone();
+        if app.name != current {
+            return Err(DeployError::Refused(format!(
+                "this server runs app `{current}`, not `{}`",
+                app.name
+            )));
+        }
+        for function in app.functions.keys() {
+            if !components.contains_key(function) {
+                return Err(DeployError::Refused(format!(
+                    "no component given for function `{function}`"
+                )));
+            }
+        }
+        if let Some(extra) = components.keys().find(|f| !app.functions.contains_key(*f)) {
+            return Err(DeployError::Refused(format!(
+                "a component is given for `{extra}`, which the manifest does not declare"
+            )));
+        }
+        Ok(app)
+    }
+
+    /// Counts a version this node could not prepare.
+    fn refused(&self) {
+        self.server.metrics.deploys.with(&["refused"]).inc();
     }
 
     /// Stops the triggers (at shutdown) and waits up to `grace` for their
@@ -147,6 +188,7 @@ impl Serving {
         match self.prepare_stored(active).await {
             Ok(next) => self.switch(&mut running, next).await,
             Err(e) => {
+                self.refused();
                 tracing::error!(
                     deployment = active,
                     "the store's active deployment cannot be served here; still serving deployment {}: {}",
@@ -180,6 +222,22 @@ impl Serving {
     /// Checks, records and serves `app` (parsed from `manifest`) with these
     /// components: refused, with nothing recorded, unless it prepares.
     pub async fn deploy_app(
+        &self,
+        app: App,
+        manifest: String,
+        components: BTreeMap<String, String>,
+        started: Instant,
+    ) -> Result<Deployed, DeployError> {
+        let deployed = self
+            .record_and_serve(app, manifest, components, started)
+            .await;
+        if let Err(DeployError::Refused(_)) = &deployed {
+            self.refused();
+        }
+        deployed
+    }
+
+    async fn record_and_serve(
         &self,
         app: App,
         manifest: String,
@@ -222,28 +280,13 @@ impl Deployer for Serving {
     fn deploy(&self, manifest: String, components: BTreeMap<String, String>) -> Deploying<'_> {
         Box::pin(async move {
             let started = Instant::now();
-            // Parsed under a name of its own: a relative path in it meant
-            // something only on the machine it came from.
-            let app = parse(0, &manifest)?;
-            let current = self.running.lock().await.deployment.app.name.clone();
-            if app.name != current {
-                return Err(DeployError::Refused(format!(
-                    "this server runs app `{current}`, not `{}`",
-                    app.name
-                )));
-            }
-            for function in app.functions.keys() {
-                if !components.contains_key(function) {
-                    return Err(DeployError::Refused(format!(
-                        "no component given for function `{function}`"
-                    )));
+            let app = match self.admit(&manifest, &components).await {
+                Ok(app) => app,
+                Err(e) => {
+                    self.refused();
+                    return Err(e);
                 }
-            }
-            if let Some(extra) = components.keys().find(|f| !app.functions.contains_key(*f)) {
-                return Err(DeployError::Refused(format!(
-                    "a component is given for `{extra}`, which the manifest does not declare"
-                )));
-            }
+            };
             self.deploy_app(app, manifest, components, started).await
         })
     }
@@ -253,7 +296,11 @@ impl Deployer for Serving {
             let started = Instant::now();
             let store = &self.server.store;
             let mut running = self.running.lock().await;
-            let next = self.prepare_stored(id).await?;
+            let next = self.prepare_stored(id).await.inspect_err(|e| {
+                if matches!(e, DeployError::Refused(_)) {
+                    self.refused();
+                }
+            })?;
             let record = store
                 .deployment(id)
                 .await

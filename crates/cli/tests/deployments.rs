@@ -308,6 +308,19 @@ async fn bad_versions_are_refused_with_the_reason_and_the_old_one_keeps_serving(
 
     // Nothing of the refused versions was recorded or served.
     assert_eq!(greeting(&nimbus).await, "one, world\n");
+    let metrics = client()
+        .get(nimbus.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("nimbus_deploys_total{outcome=\"refused\"} 5"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\nnimbus_deployment 1\n"), "{metrics}");
     let listed = get_json(nimbus.admin_url("/v1/deployments")).await;
     assert_eq!(
         listed["deployments"].as_array().unwrap().len(),

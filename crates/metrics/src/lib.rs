@@ -59,6 +59,8 @@ pub struct Metrics {
     pub schedule_lag: Family<Histogram>,
     pub object_events: Family<Counter>,
     pub node_info: Family<Gauge>,
+    pub deployment: Family<Gauge>,
+    pub deploys: Family<Counter>,
 }
 
 /// Buckets of `nimbus_schedule_lag_seconds`: from on time to a day late
@@ -202,6 +204,18 @@ impl Default for Metrics {
                 &["node"],
                 Gauge::default(),
             ),
+            deployment: Family::new(
+                "nimbus_deployment",
+                "The id of the deployment this node serves.",
+                &[],
+                Gauge::default(),
+            ),
+            deploys: Family::new(
+                "nimbus_deploys_total",
+                "Versions this node was asked to serve (deployed here, rolled back to, or followed from the store), by outcome: live, or refused (the old version kept serving).",
+                &["outcome"],
+                Counter::default(),
+            ),
         }
     }
 }
@@ -243,6 +257,8 @@ impl Metrics {
         self.schedule_lag.render(&mut out);
         self.object_events.render(&mut out);
         self.node_info.render(&mut out);
+        self.deployment.render(&mut out);
+        self.deploys.render(&mut out);
         out
     }
 }
