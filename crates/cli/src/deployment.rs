@@ -163,14 +163,20 @@ impl Deployment {
     }
 
     /// Starts every trigger's workers; they stop taking work once `stopped`
-    /// turns true.
-    pub fn start(&self, server: &Server, stopped: watch::Receiver<bool>) -> JoinSet<()> {
+    /// turns true. `deployed_ms` is when this version went live.
+    pub fn start(
+        &self,
+        server: &Server,
+        deployed_ms: u64,
+        stopped: watch::Receiver<bool>,
+    ) -> JoinSet<()> {
         let context = TriggerContext {
             store: server.store.clone(),
             clock: server.clock.clone(),
             ownership: server.ownership.clone(),
             tracer: server.tracer.clone(),
             started_ms: server.started_ms,
+            deployed_ms,
             functions: self.event.clone(),
             stopped,
         };
@@ -200,6 +206,9 @@ async fn declare(
     triggers: &[Box<dyn Trigger>],
     store: &dyn nimbus_store::Store,
 ) -> anyhow::Result<()> {
+    // Every check before the first write: a refused version changes nothing.
+    let tables = table_configs(app);
+    check_table_keys(&tables, store).await?;
     let queues: Vec<QueueConfig> = app
         .queues
         .values()
@@ -218,19 +227,6 @@ async fn declare(
         .declare_queues(&queues)
         .await
         .context("failed to declare the app's queues")?;
-    let tables: Vec<TableConfig> = app
-        .tables
-        .values()
-        .map(|t| TableConfig {
-            name: t.name.clone(),
-            partition_key: t.partition_key.clone(),
-            sort_key: t.sort_key.clone(),
-            stream: t.stream.as_deref().and_then(StreamView::parse),
-            stream_retention_ms: t.stream_retention_s * 1000,
-            max_item_bytes: t.max_item_bytes as usize,
-        })
-        .collect();
-    check_table_keys(&tables, store).await?;
     store
         .declare_tables(&tables)
         .await
@@ -241,6 +237,20 @@ async fn declare(
         .await
         .context("failed to declare the triggers' internal queues")?;
     Ok(())
+}
+
+fn table_configs(app: &App) -> Vec<TableConfig> {
+    app.tables
+        .values()
+        .map(|t| TableConfig {
+            name: t.name.clone(),
+            partition_key: t.partition_key.clone(),
+            sort_key: t.sort_key.clone(),
+            stream: t.stream.as_deref().and_then(StreamView::parse),
+            stream_retention_ms: t.stream_retention_s * 1000,
+            max_item_bytes: t.max_item_bytes as usize,
+        })
+        .collect()
 }
 
 /// A table's keys say where each item lives: once it holds items they

@@ -5,7 +5,6 @@
 //! running version keeps serving. Files are compared by size and
 //! modification time, polled, so it needs nothing from the platform.
 
-use crate::server::Server;
 use crate::serving::Serving;
 use crate::up::UpArgs;
 use clap::Args;
@@ -34,38 +33,55 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut up = args.up;
     up.build = true;
     let manifest = up.manifest.clone();
+    // What the server itself writes is not an edit, wherever it lies.
+    let mut written: Vec<PathBuf> = Vec::new();
+    if let Some(path) = up.store.as_deref().and_then(|s| s.strip_prefix("sqlite:")) {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            written.push(absolute(&PathBuf::from(format!("{path}{suffix}"))));
+        }
+    }
+    if let Some(path) = up.objects.as_deref().and_then(|s| s.strip_prefix("file:")) {
+        written.push(absolute(Path::new(path)));
+    }
     crate::up::run_with(
         up,
         Some(Box::new(move |server, serving, stopped| {
-            tokio::spawn(watch_and_deploy(server.clone(), serving, manifest, stopped));
+            written.push(absolute(&server.data_dir));
+            tokio::spawn(watch_and_deploy(serving, manifest, written, stopped));
         })),
     )
+}
+
+/// `path` made absolute (and canonical when it exists), to compare with
+/// the paths the watcher walks.
+fn absolute(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| {
+        std::env::current_dir()
+            .map(|dir| dir.join(path))
+            .unwrap_or_else(|_| path.to_owned())
+    })
 }
 
 /// Size and modification time of each file under a directory.
 type Snapshot = BTreeMap<PathBuf, (u64, SystemTime)>;
 
 async fn watch_and_deploy(
-    server: Arc<Server>,
     serving: Arc<Serving>,
     manifest: PathBuf,
+    written: Vec<PathBuf>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let dir = manifest
-        .canonicalize()
-        .ok()
-        .and_then(|m| m.parent().map(Path::to_owned))
+    let dir = absolute(&manifest)
+        .parent()
+        .map(Path::to_owned)
         .unwrap_or_else(|| PathBuf::from("."));
-    let data_dir = server
-        .data_dir
-        .canonicalize()
-        .unwrap_or(server.data_dir.clone());
+    let written = Arc::new(written);
     let look = {
-        let (dir, data_dir) = (dir.clone(), data_dir.clone());
+        let dir = dir.clone();
         move || {
-            let (dir, data_dir) = (dir.clone(), data_dir.clone());
+            let (dir, written) = (dir.clone(), written.clone());
             async move {
-                tokio::task::spawn_blocking(move || snapshot(&dir, &data_dir))
+                tokio::task::spawn_blocking(move || snapshot(&dir, &written))
                     .await
                     .unwrap_or_default()
             }
@@ -82,22 +98,46 @@ async fn watch_and_deploy(
         if now == seen {
             continue;
         }
-        rebuild_and_deploy(&server, &serving, &manifest).await;
-        // What the build wrote (components, caches) is not an edit.
-        seen = look().await;
+        let outputs = rebuild_and_deploy(&serving, &manifest).await;
+        // The components the build wrote are not edits; anything else that
+        // changed meanwhile (an edit saved during the build) is, and is
+        // built next.
+        let after = look().await;
+        seen = now;
+        for output in outputs {
+            let output = absolute(&output);
+            match after.get(&output) {
+                Some(state) => seen.insert(output, *state),
+                None => seen.remove(&output),
+            };
+        }
     }
 }
 
-/// Builds the app and deploys it; says what happened either way.
-async fn rebuild_and_deploy(server: &Server, serving: &Serving, manifest: &Path) {
+/// Builds the app and deploys it, saying what happened either way; returns
+/// the component files the manifest names (what the build writes).
+async fn rebuild_and_deploy(serving: &Arc<Serving>, manifest: &Path) -> Vec<PathBuf> {
     let started = Instant::now();
-    let app = match App::load(manifest) {
-        Ok(app) => app,
+    // Read once: what is built, checked and recorded is one text.
+    let loaded = std::fs::read_to_string(manifest)
+        .map_err(|e| format!("failed to read {}: {e}", manifest.display()))
+        .and_then(|text| {
+            App::parse(manifest, &text)
+                .map(|app| (text, app))
+                .map_err(|e| e.to_string())
+        });
+    let (text, app) = match loaded {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("{e}\nstill serving the running version");
-            return;
+            return Vec::new();
         }
     };
+    let outputs: Vec<PathBuf> = app
+        .functions
+        .values()
+        .map(|f| f.component.clone())
+        .collect();
     let built = {
         let app = app.clone();
         tokio::task::spawn_blocking(move || {
@@ -111,21 +151,22 @@ async fn rebuild_and_deploy(server: &Server, serving: &Serving, manifest: &Path)
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             eprintln!("build failed: {e:#}\nstill serving the running version");
-            return;
+            return outputs;
         }
         Err(e) => {
             eprintln!("build failed: {e}\nstill serving the running version");
-            return;
+            return outputs;
         }
     }
-    let staged = match crate::up::stage(server.store.as_ref(), &app).await {
+    let staged = match crate::up::stage(serving.store().as_ref(), &app, text).await {
         Ok(staged) => staged,
         Err(e) => {
             eprintln!("{e:#}\nstill serving the running version");
-            return;
+            return outputs;
         }
     };
     match serving
+        .clone()
         .deploy_app(app, staged.manifest, staged.components, started)
         .await
     {
@@ -138,11 +179,12 @@ async fn rebuild_and_deploy(server: &Server, serving: &Serving, manifest: &Path)
             crate::serving::reason(&e)
         ),
     }
+    outputs
 }
 
-/// Every file under `dir` but those in skipped directories and the data
-/// directory.
-fn snapshot(dir: &Path, data_dir: &Path) -> Snapshot {
+/// Every file under `dir` but those in skipped directories and those the
+/// server writes (`written`: files, or directories with all under them).
+fn snapshot(dir: &Path, written: &[PathBuf]) -> Snapshot {
     let mut files = Snapshot::new();
     let mut pending = vec![dir.to_owned()];
     while let Some(dir) = pending.pop() {
@@ -159,9 +201,11 @@ fn snapshot(dir: &Path, data_dir: &Path) -> Snapshot {
                     .file_name()
                     .to_str()
                     .is_some_and(|name| SKIPPED_DIRS.contains(&name));
-                if !skipped && path != data_dir {
+                if !skipped && !written.contains(&path) {
                     pending.push(path);
                 }
+            } else if written.contains(&path) {
+                continue;
             } else if let Ok(meta) = entry.metadata() {
                 let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
                 files.insert(path, (meta.len(), modified));

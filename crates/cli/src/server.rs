@@ -227,7 +227,6 @@ impl Server {
         let (stop_ownership, ownership_stopped) = tokio::sync::watch::channel(false);
         let balancer = tokio::spawn(self.ownership.clone().run(ownership_stopped));
         let (stop_node, node_stopped) = tokio::sync::watch::channel(false);
-        let singletons = self.start_singletons(&node_stopped);
         let key_flusher = tokio::spawn(flush_key_usage_periodically(self.keys.clone()));
         // As often as the node renews its leases, so a report is as fresh
         // as the node's heartbeat.
@@ -241,6 +240,7 @@ impl Server {
         ));
         let app_name = first.app.name.clone();
         let serving = Serving::start(self.clone(), local, first);
+        let singletons = self.start_singletons(&node_stopped, serving.view());
         if let Some(on_serving) = on_serving {
             on_serving(&self, serving.clone(), node_stopped.clone());
         }
@@ -290,7 +290,6 @@ impl Server {
                 // taking new batches at once, and the ones in flight finish
                 // (or are cut off with the rest after the grace).
                 let _ = stop_node.send(true);
-                let _ = follower.await;
                 let stopping =
                     tokio::spawn(async move { serving.stop(limits.shutdown_grace).await });
                 let _ = stopping_tx.send(stopping);
@@ -299,6 +298,7 @@ impl Server {
         let drain =
             nimbus_gateway::run(public, admin, serving.gateway(), api, limits, shutdown).await;
         let stopping = stopping_rx.await.ok();
+        let _ = follower.await;
         key_flusher.abort();
         if let Err(e) = self.keys.flush().await {
             tracing::error!("failed to record API key quota use at shutdown: {e}");
@@ -330,9 +330,12 @@ impl Server {
     /// safe to repeat, but every node scanning for the same rows is waste),
     /// and so is the orphan sweep of shared (S3) object storage; a local
     /// directory only this node can sweep.
+    /// The orphan sweep covers the buckets of the version served when it
+    /// runs (`view`).
     fn start_singletons(
         &self,
         stopped: &tokio::sync::watch::Receiver<bool>,
+        view: Arc<nimbus_gateway::Live<nimbus_gateway::api::AppView>>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let ownership = &self.ownership;
         let store = &self.store;
@@ -373,14 +376,12 @@ impl Server {
                 EXPIRE_INTERVAL,
                 stopped.clone(),
                 {
-                    let buckets = self.buckets.clone();
-                    move || sweep_orphans(buckets.clone())
+                    let view = view.clone();
+                    move || sweep_orphans(view.get().buckets.clone())
                 },
             )),
             // This node's own directory: only this node can sweep it.
-            nimbus_bucket::BlobStorage::Local(_) => {
-                tokio::spawn(sweep_orphans_periodically(self.buckets.clone()))
-            }
+            nimbus_bucket::BlobStorage::Local(_) => tokio::spawn(sweep_orphans_periodically(view)),
         });
         tasks
     }
@@ -458,11 +459,11 @@ fn blob_storage(
 
 /// Removes blobs no object refers to (uploads cut off before their commit),
 /// once they are older than `ORPHAN_GRACE`.
-async fn sweep_orphans_periodically(buckets: Arc<nimbus_bucket::Buckets>) {
+async fn sweep_orphans_periodically(view: Arc<nimbus_gateway::Live<nimbus_gateway::api::AppView>>) {
     let mut tick = tokio::time::interval(EXPIRE_INTERVAL);
     loop {
         tick.tick().await;
-        sweep_orphans(buckets.clone()).await;
+        sweep_orphans(view.get().buckets.clone()).await;
     }
 }
 

@@ -8,14 +8,15 @@
 //! started on; the old triggers finish their batches in flight and stop,
 //! then the new ones start, so acknowledged messages wait in their queues
 //! and none is lost. A version that fails to prepare is refused and the
-//! running one keeps serving.
+//! running one keeps serving. Changes run one at a time, each to its end
+//! even if the client that asked goes away, and none once the node stops.
 
 use crate::deployment::Deployment;
 use crate::server::Server;
 use nimbus_gateway::api::AppView;
 use nimbus_gateway::api::deployments::{DeployError, Deployed, Deployer, Deploying};
 use nimbus_gateway::{Live, PublicGateway};
-use nimbus_manifest::App;
+use nimbus_manifest::{App, JwtKeys};
 use nimbus_store::deployment::{DEPLOYMENT_SIGNAL, NewDeployment};
 use nimbus_store::{Store, StoreError};
 use std::collections::{BTreeMap, HashMap};
@@ -52,9 +53,11 @@ struct Running {
     deployment: Arc<Deployment>,
     stop: watch::Sender<bool>,
     triggers: JoinSet<()>,
-    /// The last active id this node could not prepare, so it is not tried
-    /// again each poll.
+    /// The last active id this node could not prepare (for a reason that
+    /// will not pass by itself), so it is not tried again each poll.
     refused: Option<u64>,
+    /// Set once the node stops: no version changes after that.
+    closing: bool,
 }
 
 impl Serving {
@@ -63,7 +66,7 @@ impl Serving {
         let first = Arc::new(first);
         server.metrics.deployment.with(&[]).set(first.id as i64);
         let (stop, stopped) = watch::channel(false);
-        let triggers = first.start(&server, stopped);
+        let triggers = first.start(&server, server.started_ms, stopped);
         Arc::new(Serving {
             gateway: Arc::new(Live::new(first.gateway.clone())),
             view: Arc::new(Live::new(first.view.clone())),
@@ -72,6 +75,7 @@ impl Serving {
                 stop,
                 triggers,
                 refused: None,
+                closing: false,
             }),
             server,
             local,
@@ -86,6 +90,10 @@ impl Serving {
         self.view.clone()
     }
 
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.server.store
+    }
+
     /// Puts `next` live: new requests reach it at once, the old triggers
     /// finish their work in flight (within the shutdown grace) and stop,
     /// then `next`'s start.
@@ -98,7 +106,7 @@ impl Serving {
         let old = std::mem::take(&mut running.triggers);
         drain(old, grace).await;
         let (stop, stopped) = watch::channel(false);
-        running.triggers = next.start(&self.server, stopped);
+        running.triggers = next.start(&self.server, self.server.clock.now_ms(), stopped);
         running.stop = stop;
         tracing::info!(
             deployment = next.id,
@@ -114,21 +122,16 @@ impl Serving {
 
     /// The manifest parsed, if it is this server's app and names a
     /// component for each function, and only for them.
-    async fn admit(
+    fn admit(
         &self,
+        running: &Running,
         manifest: &str,
         components: &BTreeMap<String, String>,
     ) -> Result<App, DeployError> {
         // Parsed under a name of its own: a relative path in it meant
         // something only on the machine it came from.
         let app = parse(0, manifest)?;
-        let current = self.running.lock().await.deployment.app.name.clone();
-        if app.name != current {
-            return Err(DeployError::Refused(format!(
-                "this server runs app `{current}`, not `{}`",
-                app.name
-            )));
-        }
+        same_app(running, &app)?;
         for function in app.functions.keys() {
             if !components.contains_key(function) {
                 return Err(DeployError::Refused(format!(
@@ -150,9 +153,10 @@ impl Serving {
     }
 
     /// Stops the triggers (at shutdown) and waits up to `grace` for their
-    /// work in flight.
+    /// work in flight; no version changes after this.
     pub async fn stop(&self, grace: Duration) {
         let mut running = self.running.lock().await;
+        running.closing = true;
         let _ = running.stop.send(true);
         let triggers = std::mem::take(&mut running.triggers);
         drain(triggers, grace).await;
@@ -170,7 +174,9 @@ impl Serving {
             if *shutdown.borrow() {
                 return;
             }
-            if let Err(e) = self.catch_up().await {
+            // To its end: a change cut off halfway would leave no triggers.
+            let this = self.clone();
+            if let Ok(Err(e)) = tokio::spawn(async move { this.catch_up().await }).await {
                 tracing::warn!("could not follow the store's active deployment: {e}");
             }
         }
@@ -178,15 +184,24 @@ impl Serving {
 
     /// Serves the store's active deployment if it is not served already.
     async fn catch_up(&self) -> Result<(), StoreError> {
+        let mut running = self.running.lock().await;
+        if running.closing {
+            return Ok(());
+        }
+        // Read under the lock: a deploy that held it has activated its own
+        // version, which this must not undo with what it read before.
         let Some(active) = self.server.store.active_deployment_id().await? else {
             return Ok(());
         };
-        let mut running = self.running.lock().await;
         if running.deployment.id == active || running.refused == Some(active) {
             return Ok(());
         }
         match self.prepare_stored(active).await {
             Ok(next) => self.switch(&mut running, next).await,
+            Err(DeployError::Failed(reason)) => {
+                // Passes by itself (the store was unreachable): next poll.
+                return Err(StoreError::Unavailable(reason));
+            }
             Err(e) => {
                 self.refused();
                 tracing::error!(
@@ -203,68 +218,82 @@ impl Serving {
 
     /// Prepares the stored deployment `id`.
     async fn prepare_stored(&self, id: u64) -> Result<Deployment, DeployError> {
-        let store = &self.server.store;
-        let record = store
-            .deployment(id)
-            .await
-            .map_err(failed)?
-            .ok_or(DeployError::NotFound(id))?;
-        let app = match &self.local {
-            Some(local) if local.digest == record.digest => local.app.clone(),
-            _ => parse(id, &record.manifest)?,
-        };
-        let components = fetch(store.as_ref(), &record.components).await?;
-        Deployment::prepare(&self.server, id, app, &components)
-            .await
-            .map_err(|e| DeployError::Refused(format!("{e:#}")))
+        prepare_stored(&self.server, self.local.as_ref(), id).await
     }
 
     /// Checks, records and serves `app` (parsed from `manifest`) with these
     /// components: refused, with nothing recorded, unless it prepares.
     pub async fn deploy_app(
-        &self,
+        self: Arc<Self>,
         app: App,
         manifest: String,
         components: BTreeMap<String, String>,
         started: Instant,
     ) -> Result<Deployed, DeployError> {
-        let deployed = self
-            .record_and_serve(app, manifest, components, started)
-            .await;
-        if let Err(DeployError::Refused(_)) = &deployed {
-            self.refused();
-        }
-        deployed
+        // To its end even if the caller goes away: a change cut off halfway
+        // would leave no triggers running.
+        tokio::spawn(async move {
+            let mut running = self.running.lock().await;
+            same_app(&running, &app)?;
+            self.record_and_serve(&mut running, app, manifest, components, started)
+                .await
+        })
+        .await
+        .unwrap_or_else(|e| Err(DeployError::Failed(format!("the deploy task failed: {e}"))))
     }
 
     async fn record_and_serve(
         &self,
+        running: &mut Running,
         app: App,
         manifest: String,
         components: BTreeMap<String, String>,
         started: Instant,
     ) -> Result<Deployed, DeployError> {
+        let result = self
+            .try_record_and_serve(running, app, manifest, components, started)
+            .await;
+        if let Err(DeployError::Refused(_)) = &result {
+            self.refused();
+        }
+        result
+    }
+
+    async fn try_record_and_serve(
+        &self,
+        running: &mut Running,
+        app: App,
+        manifest: String,
+        components: BTreeMap<String, String>,
+        started: Instant,
+    ) -> Result<Deployed, DeployError> {
+        if running.closing {
+            return Err(stopping());
+        }
         let store = &self.server.store;
-        let bytes = fetch(store.as_ref(), &components).await?;
-        let mut running = self.running.lock().await;
+        let new = NewDeployment {
+            manifest,
+            components,
+            digest: String::new(),
+        };
+        let new = NewDeployment {
+            digest: deployment_digest(&new.manifest, &new.components),
+            ..new
+        };
+        // The store's own bounds, before anything is declared.
+        nimbus_store::deployment::check_deployment(&new).map_err(failed)?;
+        let bytes = fetch(store.as_ref(), &new.components).await?;
         let mut next = Deployment::prepare(&self.server, 0, app, &bytes)
             .await
-            .map_err(|e| DeployError::Refused(format!("{e:#}")))?;
-        let digest = deployment_digest(&manifest, &components);
+            .map_err(prepare_failed)?;
         let known = store.deployments(1).await.map_err(failed)?;
-        let record = store
-            .create_deployment(NewDeployment {
-                manifest,
-                components,
-                digest,
-            })
-            .await
-            .map_err(failed)?;
+        let record = store.create_deployment(new).await.map_err(failed)?;
         let existed = known.first().is_some_and(|newest| newest.id >= record.id);
         store.activate(record.id).await.map_err(failed)?;
         next.id = record.id;
-        self.switch(&mut running, next).await;
-        drop(running);
+        if running.deployment.id != record.id {
+            self.switch(running, next).await;
+        }
         prune(store.as_ref()).await;
         Ok(Deployed {
             id: record.id,
@@ -274,51 +303,100 @@ impl Serving {
             took_ms: started.elapsed().as_millis() as u64,
         })
     }
-}
 
-impl Deployer for Serving {
-    fn deploy(&self, manifest: String, components: BTreeMap<String, String>) -> Deploying<'_> {
-        Box::pin(async move {
-            let started = Instant::now();
-            let app = match self.admit(&manifest, &components).await {
-                Ok(app) => app,
-                Err(e) => {
-                    self.refused();
-                    return Err(e);
-                }
-            };
-            self.deploy_app(app, manifest, components, started).await
-        })
-    }
-
-    fn activate(&self, id: u64) -> Deploying<'_> {
-        Box::pin(async move {
-            let started = Instant::now();
-            let store = &self.server.store;
-            let mut running = self.running.lock().await;
+    async fn activate_stored(&self, id: u64) -> Result<Deployed, DeployError> {
+        let started = Instant::now();
+        let store = &self.server.store;
+        let mut running = self.running.lock().await;
+        if running.closing {
+            return Err(stopping());
+        }
+        let record = store
+            .deployment(id)
+            .await
+            .map_err(failed)?
+            .ok_or(DeployError::NotFound(id))?;
+        if running.deployment.id != id {
             let next = self.prepare_stored(id).await.inspect_err(|e| {
                 if matches!(e, DeployError::Refused(_)) {
                     self.refused();
                 }
             })?;
-            let record = store
-                .deployment(id)
-                .await
-                .map_err(failed)?
-                .ok_or(DeployError::NotFound(id))?;
             store.activate(id).await.map_err(failed)?;
-            if running.deployment.id != id {
-                self.switch(&mut running, next).await;
-            }
-            Ok(Deployed {
-                id,
-                digest: record.digest,
-                created_ms: record.created_ms,
-                existed: true,
-                took_ms: started.elapsed().as_millis() as u64,
-            })
+            self.switch(&mut running, next).await;
+        } else {
+            store.activate(id).await.map_err(failed)?;
+        }
+        Ok(Deployed {
+            id,
+            digest: record.digest,
+            created_ms: record.created_ms,
+            existed: true,
+            took_ms: started.elapsed().as_millis() as u64,
         })
     }
+}
+
+impl Deployer for Serving {
+    fn deploy(
+        self: Arc<Self>,
+        manifest: String,
+        components: BTreeMap<String, String>,
+    ) -> Deploying {
+        Box::pin(async move {
+            let started = Instant::now();
+            let this = self.clone();
+            tokio::spawn(async move {
+                let mut running = this.running.lock().await;
+                let app = match this.admit(&running, &manifest, &components) {
+                    Ok(app) => app,
+                    Err(e) => {
+                        this.refused();
+                        return Err(e);
+                    }
+                };
+                this.record_and_serve(&mut running, app, manifest, components, started)
+                    .await
+            })
+            .await
+            .unwrap_or_else(|e| Err(DeployError::Failed(format!("the deploy task failed: {e}"))))
+        })
+    }
+
+    fn activate(self: Arc<Self>, id: u64) -> Deploying {
+        Box::pin(async move {
+            tokio::spawn(async move { self.activate_stored(id).await })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(DeployError::Failed(format!(
+                        "the rollback task failed: {e}"
+                    )))
+                })
+        })
+    }
+}
+
+/// Prepares the stored deployment `id` on `server`; `local` is the app this
+/// node was started with, used as it is when it is that version.
+pub(crate) async fn prepare_stored(
+    server: &Server,
+    local: Option<&LocalApp>,
+    id: u64,
+) -> Result<Deployment, DeployError> {
+    let store = &server.store;
+    let record = store
+        .deployment(id)
+        .await
+        .map_err(failed)?
+        .ok_or(DeployError::NotFound(id))?;
+    let app = match local {
+        Some(local) if local.digest == record.digest => local.app.clone(),
+        _ => parse(id, &record.manifest)?,
+    };
+    let components = fetch(store.as_ref(), &record.components).await?;
+    Deployment::prepare(server, id, app, &components)
+        .await
+        .map_err(prepare_failed)
 }
 
 /// The digest of a version: its manifest and, by function, its components.
@@ -336,10 +414,33 @@ pub fn deployment_digest(manifest: &str, components: &BTreeMap<String, String>) 
 }
 
 /// A deployed manifest, parsed as if it lay in a directory of its own that
-/// exists nowhere: a relative `jwks_file` in it cannot name a file here.
+/// exists nowhere. It may not name a file of the server's (`jwks_file`):
+/// whoever deploys must not make the server read its files.
 fn parse(id: u64, manifest: &str) -> Result<App, DeployError> {
     let path = PathBuf::from(format!("/nimbus/deployments/{id}/nimbus.toml"));
-    App::parse(&path, manifest).map_err(|e| DeployError::Refused(e.to_string()))
+    let app = App::parse(&path, manifest).map_err(|e| DeployError::Refused(e.to_string()))?;
+    if let Some(jwt) = &app.jwt
+        && matches!(jwt.keys, JwtKeys::JwksFile(_))
+    {
+        return Err(DeployError::Refused(
+            "[auth.jwt] `jwks_file` names a file on the server, which a deployed app may not read; \
+             give `jwks_url` (or start the server with this manifest: `nimbus up` may)"
+                .to_owned(),
+        ));
+    }
+    Ok(app)
+}
+
+/// Refuses a version of another app than the one served.
+fn same_app(running: &Running, app: &App) -> Result<(), DeployError> {
+    let current = &running.deployment.app.name;
+    if &app.name != current {
+        return Err(DeployError::Refused(format!(
+            "this server runs app `{current}`, not `{}`",
+            app.name
+        )));
+    }
+    Ok(())
 }
 
 /// The bytes of each function's component.
@@ -387,8 +488,29 @@ async fn prune(store: &dyn Store) {
     }
 }
 
+/// A store error: the deployer's fault when the store refused what it
+/// sent, else the server's.
 fn failed(e: StoreError) -> DeployError {
-    DeployError::Failed(e.to_string())
+    match e {
+        StoreError::InvalidDeployment(_)
+        | StoreError::InvalidComponent(_)
+        | StoreError::ComponentMissing { .. } => DeployError::Refused(e.to_string()),
+        StoreError::DeploymentNotFound(id) => DeployError::NotFound(id),
+        e => DeployError::Failed(e.to_string()),
+    }
+}
+
+/// Why a version did not prepare: a store failure passes by itself (and is
+/// the server's), anything else is the version's.
+fn prepare_failed(e: anyhow::Error) -> DeployError {
+    match e.chain().find_map(|c| c.downcast_ref::<StoreError>()) {
+        Some(store) => failed(store.clone()),
+        None => DeployError::Refused(format!("{e:#}")),
+    }
+}
+
+fn stopping() -> DeployError {
+    DeployError::Failed("the server is stopping".to_owned())
 }
 
 pub(crate) fn reason(e: &DeployError) -> String {

@@ -182,19 +182,26 @@ pub(crate) fn run_with(args: UpArgs, on_serving: Option<OnServing>) -> anyhow::R
     result
 }
 
+/// Where a node keeps the digest of the local version it last started with.
+const STARTED_WITH_FILE: &str = "started-with";
+
 /// Records the local app as a deployment and prepares what this node is to
-/// serve first. The local app becomes the active deployment when the store
-/// has none, or has never seen this version; a version the store already
-/// knows is not made active again (a node restarting with an older
-/// manifest must not roll back what `nimbus deploy` put live since), and
-/// the active one is served instead, with a line saying so.
+/// serve first: the local app, made the active deployment, when the store
+/// has none active, or the manifest changed since this node last started
+/// (someone edited it: that is what they want served), or, on a node's
+/// first start, when the store has never seen this version. Otherwise (a
+/// node restarting on the manifest it had, or a new node given a version
+/// the store has served before) the store's active deployment is served,
+/// with a line saying so: a restart never rolls back a `nimbus deploy`.
 async fn deploy_local(server: &Server, app: App) -> anyhow::Result<(LocalApp, Deployment)> {
     let store = &server.store;
+    let manifest_text = std::fs::read_to_string(&app.manifest_path)
+        .with_context(|| format!("failed to read {}", app.manifest_path.display()))?;
     let Staged {
         manifest,
         components,
         bytes,
-    } = stage(store.as_ref(), &app).await?;
+    } = stage(store.as_ref(), &app, manifest_text).await?;
     let digest = deployment_digest(&manifest, &components);
     let newest = store
         .deployments(1)
@@ -213,44 +220,46 @@ async fn deploy_local(server: &Server, app: App) -> anyhow::Result<(LocalApp, De
         .active_deployment_id()
         .await
         .context("failed to read the active deployment")?;
+    let started_with_path = server.data_dir.join(STARTED_WITH_FILE);
+    let started_with = std::fs::read_to_string(&started_with_path)
+        .ok()
+        .map(|d| d.trim().to_owned());
+    let serve_local = match active {
+        None => true,
+        Some(active) if active == record.id => true,
+        Some(_) => match &started_with {
+            Some(last) => *last != digest,
+            None => new,
+        },
+    };
     let local = LocalApp {
         app: app.clone(),
-        digest,
+        digest: digest.clone(),
     };
     let mut out = std::io::stdout().lock();
-    match active {
-        Some(active) if !new && active != record.id => {
+    let first = match active {
+        Some(active) if !serve_local => {
             writeln!(
                 out,
-                "serving deployment {active}, the store's active one: this manifest is deployment {} \
-                 (made before it); `nimbus rollback {}` serves it",
-                record.id, record.id
+                "serving deployment {active}, the store's active one: this manifest is deployment {id}, \
+                 {why}; `nimbus rollback {id}` serves it",
+                id = record.id,
+                why = if started_with.is_some() {
+                    "unchanged since this node last started"
+                } else {
+                    "which the store has served before"
+                },
             )?;
-            let record = store
-                .deployment(active)
-                .await?
-                .with_context(|| format!("deployment {active} is gone from the store"))?;
-            let app = if record.digest == local.digest {
-                app
-            } else {
-                App::parse(
-                    &PathBuf::from(format!("/nimbus/deployments/{active}/nimbus.toml")),
-                    &record.manifest,
-                )?
-            };
-            let mut stored = HashMap::new();
-            for (function, digest) in &record.components {
-                let component = store
-                    .component(digest)
-                    .await?
-                    .with_context(|| format!("component {digest} is gone from the store"))?;
-                stored.insert(function.clone(), Arc::new(component));
-            }
-            let first = Deployment::prepare(server, active, app, &stored)
+            let first = crate::serving::prepare_stored(server, Some(&local), active)
                 .await
-                .with_context(|| format!("failed to prepare deployment {active}"))?;
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "failed to prepare deployment {active}: {}",
+                        crate::serving::reason(&e)
+                    )
+                })?;
             print_report(&mut out, &first)?;
-            Ok((local, first))
+            first
         }
         _ => {
             let first = Deployment::prepare(server, record.id, app, &bytes).await?;
@@ -260,9 +269,21 @@ async fn deploy_local(server: &Server, app: App) -> anyhow::Result<(LocalApp, De
                 .await
                 .context("failed to activate the deployment")?;
             writeln!(out, "deployment {} active", record.id)?;
-            Ok((local, first))
+            first
         }
-    }
+    };
+    // Only once it prepared: a start that failed did not start with it.
+    write_atomically(&started_with_path, digest.as_bytes())
+        .with_context(|| format!("failed to write {}", started_with_path.display()))?;
+    Ok((local, first))
+}
+
+/// Writes `bytes` to `path` whole or not at all.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, bytes)?;
+    std::fs::File::open(&temporary)?.sync_all()?;
+    std::fs::rename(&temporary, path)
 }
 
 fn print_report(out: &mut impl std::io::Write, deployment: &Deployment) -> std::io::Result<()> {
@@ -284,9 +305,12 @@ pub(crate) struct Staged {
 
 /// Reads `app`'s manifest and components and puts the components the store
 /// lacks into it.
-pub(crate) async fn stage(store: &dyn nimbus_store::Store, app: &App) -> anyhow::Result<Staged> {
-    let manifest = std::fs::read_to_string(&app.manifest_path)
-        .with_context(|| format!("failed to read {}", app.manifest_path.display()))?;
+/// `manifest` is the text `app` was parsed from.
+pub(crate) async fn stage(
+    store: &dyn nimbus_store::Store,
+    app: &App,
+    manifest: String,
+) -> anyhow::Result<Staged> {
     let mut bytes = HashMap::new();
     let mut components = BTreeMap::new();
     for function in app.functions.values() {

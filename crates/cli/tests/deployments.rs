@@ -379,7 +379,7 @@ async fn rollback_returns_the_previous_answers_and_deployments_lists_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_with_an_older_manifest_keeps_serving_the_later_deploy() {
+async fn a_restart_keeps_a_later_deploy_but_an_edited_manifest_goes_live() {
     let one = greeter("one");
     let mut nimbus = one.start().await;
     let v2 = version(one.dir.path(), "v2.toml", &greeter("two"));
@@ -387,23 +387,36 @@ async fn a_restart_with_an_older_manifest_keeps_serving_the_later_deploy() {
     nimbus.terminate();
     assert_eq!(nimbus.exit_code().await, Some(0));
 
-    let nimbus = one.start().await;
+    // The manifest is as this node last started with it: the deploy made
+    // since stays live.
+    let mut nimbus = one.start().await;
     assert_eq!(greeting(&nimbus).await, "two, world\n");
     nimbus
         .stdout
         .wait_for("the note on what is served", |l| {
-            l.starts_with("serving deployment 2, the store's active one")
-                && l.contains("`nimbus rollback 1`")
+            l.starts_with("serving deployment 2, the store's active one: this manifest is deployment 1, unchanged since this node last started")
+                && l.ends_with("`nimbus rollback 1` serves it")
         })
         .await;
-
-    // A manifest the store has never seen goes live at start.
-    let mut nimbus = nimbus;
     nimbus.terminate();
     assert_eq!(nimbus.exit_code().await, Some(0));
+
+    // Edited since: what the operator wrote goes live.
     let three = greeter("three");
-    let nimbus = Nimbus::start(&three.write(), &one.data_dir(), &[]).await;
+    let mut nimbus = Nimbus::start(&three.write(), &one.data_dir(), &[]).await;
     assert_eq!(greeting(&nimbus).await, "three, world\n");
+    nimbus.terminate();
+    assert_eq!(nimbus.exit_code().await, Some(0));
+
+    // Edited back to a version the store has served before: still an edit.
+    let nimbus = one.start().await;
+    assert_eq!(greeting(&nimbus).await, "one, world\n");
+    let listed = get_json(nimbus.admin_url("/v1/deployments")).await;
+    assert_eq!(
+        listed["deployments"].as_array().unwrap().len(),
+        3,
+        "{listed}"
+    );
 }
 
 /// The leases held in the cluster, by name.

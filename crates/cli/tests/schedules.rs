@@ -567,3 +567,32 @@ async fn listed_fire_times_of_lists_and_steps_follow_the_daylight_saving_rule() 
     );
     stop(nimbus).await;
 }
+
+/// A schedule a deployment adds exists from when that deployment went
+/// live: the ticks before it never fire, whatever the process's age.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_added_by_a_deploy_fires_only_the_ticks_after_it_went_live() {
+    let without = TestApp::new("deployed-beat").function(
+        "worker",
+        programs::EVENTS,
+        "\n[queue.done]\n[queue.failed]",
+    );
+    let nimbus = start_at(&without, T0).await;
+    advance(&nimbus, 10 * MINUTE).await;
+    let with = app("deployed-beat", "name = \"beat\"\ncron = \"* * * * *\"");
+    let manifest = without.dir.path().join("with-beat.toml");
+    std::fs::copy(with.write(), &manifest).unwrap();
+    let admin = nimbus.admin.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        support::nimbus(
+            &["deploy", manifest.to_str().unwrap(), "--admin", &admin],
+            std::path::Path::new("/"),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    advance(&nimbus, MINUTE).await;
+    let ticks = settled(&nimbus, "beat", "2026-01-05T00:11:00.000Z").await;
+    assert_eq!(ticks, ["2026-01-05T00:11:00.000Z"]);
+}

@@ -144,8 +144,10 @@ impl Ownership {
     }
 
     /// Registers the unit `name` and returns its view; the unit stays this
-    /// node's to balance while any view of it is alive (a new deployment's
-    /// worker registering it again keeps the hold).
+    /// node's to balance while any view of it is alive. Once none is (its
+    /// trigger stopped, as when a deployment is replaced), the next round
+    /// gives its lease back, and a worker registering it again takes it
+    /// anew (here or on another node).
     pub fn unit(&self, name: &str) -> Unit {
         let mut units = self.units.lock().unwrap();
         let state = units.entry(name.to_owned()).or_insert_with(|| UnitState {

@@ -73,6 +73,10 @@ pub struct ScheduleRun {
     /// missed while no node ran the schedule, later ones come due while it
     /// runs.
     pub started_ms: u64,
+    /// When the deployment that runs it went live, by the store's clock: a
+    /// schedule no node has registered before exists from then, so ticks
+    /// before it never fire.
+    pub deployed_ms: u64,
     /// Which node fires the ticks: the holder of the schedule's lease.
     pub ownership: Arc<crate::ownership::Ownership>,
     pub tracer: nimbus_trace::Tracer,
@@ -210,7 +214,10 @@ impl Holding<'_> {
         let name = run.trigger.name.as_str();
         let fence = self.held.fence.clone();
         let Some(state) = self
-            .until_ok(|| run.schedules.register_schedule(name, since))
+            .until_ok(|| {
+                run.schedules
+                    .register_schedule(name, since.max(run.deployed_ms))
+            })
             .await
         else {
             return;
@@ -375,6 +382,7 @@ impl crate::trigger::Trigger for Schedule {
             signals: ctx.store.signals().clone(),
             clock: ctx.clock.clone(),
             started_ms: ctx.started_ms,
+            deployed_ms: ctx.deployed_ms,
             ownership: ctx.ownership.clone(),
             tracer: ctx.tracer.clone(),
         };

@@ -32,6 +32,9 @@ pub struct TriggerContext {
     /// When this process started, by the store's clock (see
     /// [`crate::schedule::ScheduleRun::started_ms`]).
     pub started_ms: u64,
+    /// When this deployment went live, by the store's clock (the process
+    /// start for the first one): what a trigger new in it counts from.
+    pub deployed_ms: u64,
     /// The app's event functions, by name.
     pub functions: Arc<HashMap<String, Arc<EventFunction>>>,
     /// Set once the trigger is to stop taking new work.

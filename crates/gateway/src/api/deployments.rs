@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// Deployments listed at most.
 const MAX_LISTED: u32 = 100;
@@ -66,15 +67,17 @@ impl From<DeployError> for ApiError {
 }
 
 /// A future a [`Deployer`] returns.
-pub type Deploying<'a> = Pin<Box<dyn Future<Output = Result<Deployed, DeployError>> + Send + 'a>>;
+pub type Deploying = Pin<Box<dyn Future<Output = Result<Deployed, DeployError>> + Send>>;
 
-/// What puts versions live: the server, which checks and compiles them.
+/// What puts versions live: the server, which checks and compiles them. A
+/// change runs to its end even if the request that asked for it goes away.
 pub trait Deployer: Send + Sync {
     /// Checks, records and serves the version with `manifest` and these
     /// components (function name to digest, each already uploaded).
-    fn deploy(&self, manifest: String, components: BTreeMap<String, String>) -> Deploying<'_>;
+    fn deploy(self: Arc<Self>, manifest: String, components: BTreeMap<String, String>)
+    -> Deploying;
     /// Serves the recorded deployment `id` again.
-    fn activate(&self, id: u64) -> Deploying<'_>;
+    fn activate(self: Arc<Self>, id: u64) -> Deploying;
 }
 
 pub(super) fn router() -> Router<ApiState> {
@@ -89,14 +92,35 @@ pub(super) fn router() -> Router<ApiState> {
         .route("/v1/deployments/{id}/activate", post(activate))
 }
 
+/// Component uploads read at once: each holds its whole body (up to
+/// [`MAX_COMPONENT_BYTES`]) in memory until stored.
+const CONCURRENT_UPLOADS: usize = 2;
+static UPLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_UPLOADS);
+
 /// `PUT /v1/components/{digest}`: the raw component bytes, kept if they
-/// hash to `digest`.
+/// hash to `digest`. The body is read only once an upload slot is free.
 async fn put_component(
     State(state): State<ApiState>,
     Path(digest): Path<String>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<StatusCode, ApiError> {
-    state.store.put_component(&digest, body.to_vec()).await?;
+    let _slot = UPLOADS
+        .acquire()
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "uploads are closed"))?;
+    let bytes = axum::body::to_bytes(body, MAX_COMPONENT_BYTES)
+        .await
+        .map_err(|e| {
+            if e.into_inner().is::<http_body_util::LengthLimitError>() {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("a component is at most {MAX_COMPONENT_BYTES} bytes"),
+                )
+            } else {
+                ApiError::bad_request("the component's body was cut off")
+            }
+        })?;
+    state.store.put_component(&digest, Vec::from(bytes)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -191,8 +215,8 @@ async fn show(
     })))
 }
 
-fn deployer(state: &ApiState) -> Result<&dyn Deployer, ApiError> {
-    state.deployer.as_deref().ok_or_else(|| {
+fn deployer(state: &ApiState) -> Result<Arc<dyn Deployer>, ApiError> {
+    state.deployer.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "this server does not take deployments",
