@@ -7,6 +7,7 @@ mod client;
 mod cluster;
 mod history;
 mod key;
+mod new;
 mod node;
 mod queue;
 mod schedule;
@@ -41,6 +42,9 @@ enum LogFormat {
 enum Command {
     /// Run an app: compile its components and serve its routes.
     Up(up::UpArgs),
+    /// Start a project from a template: its manifest, source and what it
+    /// needs to build.
+    New(new::NewArgs),
     /// Run every function's `build` command.
     Build {
         /// The app's manifest.
@@ -186,6 +190,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Up(args) => up::run(args),
+        Command::New(args) => new::run(&args),
         Command::Build { manifest } => build::run(&manifest),
         Command::Validate { manifest } => validate(&manifest),
         Command::Queue { admin, command } => queue::run_queue(&admin, command),
