@@ -70,10 +70,10 @@ _ERRORS = {
     "Error_Conflict": Conflict,
 }
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
-def _call(function: Callable[..., T], *args: Any) -> T:
+def _call(function: Callable[..., _T], *args: Any) -> _T:
     """Calls a host function, turning its WIT `error` into a `NimbusError`."""
     try:
         return function(*args)

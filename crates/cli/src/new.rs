@@ -91,7 +91,7 @@ const TEMPLATES: &[Template] = &[
             template_file!("rust-http", "src/main.rs"),
         ],
         wasi_wit: false,
-        needs: "Rust with the wasm32-wasip2 target (`rustup target add wasm32-wasip2`)",
+        needs: "Rust's wasm32-wasip2 target (`rustup target add wasm32-wasip2`)",
     },
     Template {
         name: "rust-event",
@@ -111,7 +111,7 @@ const TEMPLATES: &[Template] = &[
             ("nimbus/wit/wit/nimbus.wit", Source::Verbatim(NIMBUS_WIT)),
         ],
         wasi_wit: false,
-        needs: "Rust with the wasm32-wasip2 target (`rustup target add wasm32-wasip2`)",
+        needs: "Rust's wasm32-wasip2 target (`rustup target add wasm32-wasip2`)",
     },
     Template {
         name: "python-http",
@@ -218,7 +218,7 @@ pub fn run(args: &NewArgs) -> anyhow::Result<()> {
         template.name,
         dir.display()
     );
-    println!("it builds with {}; run it with:", template.needs);
+    println!("building it needs {}; then:", template.needs);
     println!("  cd {} && nimbus up --build", dir.display());
     Ok(())
 }
