@@ -10,6 +10,7 @@ mod deployment;
 mod dev;
 mod history;
 mod key;
+mod new;
 mod node;
 mod queue;
 mod schedule;
@@ -50,6 +51,9 @@ enum Command {
     /// its directory changes; a failed build is shown and the running
     /// version keeps serving.
     Dev(dev::DevArgs),
+    /// Start a project from a template: its manifest, source and what it
+    /// needs to build.
+    New(new::NewArgs),
     /// Run every function's `build` command.
     Build {
         /// The app's manifest.
@@ -225,6 +229,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Up(args) => up::run(args),
         Command::Dev(args) => dev::run(args),
+        Command::New(args) => new::run(&args),
         Command::Build { manifest } => build::run(&manifest),
         Command::Validate { manifest } => validate(&manifest),
         Command::Deploy {

@@ -29,6 +29,15 @@ pub use route::{RouteMatch, RoutePattern, Segment};
 pub use schedule::{CatchUp, ScheduleExpression, ScheduleTrigger};
 pub use table::{StartingPosition, StreamTrigger, Table};
 
+/// The rule `[app] name` follows, as the manifest's error states it.
+pub const APP_NAME_RULE: &str =
+    "1 to 63 lowercase letters, digits and `-`, starting with a letter or digit";
+
+/// Whether `name` may name an app (`[app] name`; `nimbus new` checks it too).
+pub fn valid_app_name(name: &str) -> bool {
+    resolve::valid_name(name, 63, false)
+}
+
 /// A validated application: what `nimbus up` runs.
 #[derive(Debug, Clone)]
 pub struct App {

@@ -37,11 +37,11 @@ pub(crate) fn resolve(path: &Path, source: &str) -> Result<App, ManifestError> {
         }
         Some(app) => {
             let name = &app.get_ref().name;
-            if !valid_name(name.get_ref(), 63, false) {
+            if !crate::valid_app_name(name.get_ref()) {
                 d.error(
                     name.span(),
                     format!("app name `{}` is not valid", name.get_ref()),
-                    "use 1 to 63 lowercase letters, digits and `-`, starting with a letter or digit",
+                    format!("use {}", crate::APP_NAME_RULE),
                 );
             }
             name.get_ref().clone()
