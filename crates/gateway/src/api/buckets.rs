@@ -1,6 +1,9 @@
 //! `/v1/buckets`: list buckets and objects (prefix, delimiter, pages), and
 //! put, get (with a single `Range`), head and delete objects. Object bodies
 //! are raw bytes with `Content-Type`, `ETag` and `x-nimbus-meta-*` headers.
+//! A bucket a deployment dropped keeps its objects, which are listed, read
+//! and removed as a declared bucket's are (not written), until the bucket
+//! is deleted.
 
 use super::{ApiError, ApiState};
 use axum::Router;
@@ -24,6 +27,10 @@ const DEFAULT_PAGE: u32 = 1000;
 pub(super) fn router() -> Router<ApiState> {
     Router::new()
         .route("/v1/buckets", get(list_buckets))
+        .route(
+            "/v1/buckets/{bucket}",
+            axum::routing::delete(delete_bucket),
+        )
         .route("/v1/buckets/{bucket}/objects", get(list_objects))
         .route(
             "/v1/buckets/{bucket}/objects/{*key}",
@@ -40,6 +47,7 @@ impl From<BucketError> for ApiError {
     fn from(e: BucketError) -> Self {
         let status = match &e {
             BucketError::NoSuchBucket(_) | BucketError::NoSuchKey(_) => StatusCode::NOT_FOUND,
+            BucketError::Declared(_) => StatusCode::CONFLICT,
             BucketError::InvalidKey(_) | BucketError::Invalid(_) => StatusCode::BAD_REQUEST,
             BucketError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BucketError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -70,6 +78,22 @@ async fn list_buckets(State(state): State<ApiState>) -> axum::Json<Value> {
         .map(|b| json!({ "name": b.name, "max_object_bytes": b.max_object_bytes }))
         .collect();
     axum::Json(json!({ "buckets": buckets }))
+}
+
+/// `DELETE /v1/buckets/{bucket}`: a bucket the version being served does
+/// not declare, with its objects and their bytes.
+async fn delete_bucket(
+    State(state): State<ApiState>,
+    Path(bucket): Path<String>,
+) -> Result<Response, ApiError> {
+    let deleted = state.app().buckets.delete_bucket(&bucket).await?;
+    Ok(axum::Json(json!({
+        "bucket": bucket,
+        "objects": deleted.objects,
+        "bytes": deleted.bytes,
+        "blobs_removed": deleted.blobs_removed,
+    }))
+    .into_response())
 }
 
 #[derive(Deserialize)]
