@@ -37,12 +37,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     crate::up::run_with(
         up,
         Some(Box::new(move |server, serving, stopped| {
-            tokio::spawn(watch_and_deploy(
-                server.clone(),
-                serving,
-                manifest,
-                stopped,
-            ));
+            tokio::spawn(watch_and_deploy(server.clone(), serving, manifest, stopped));
         })),
     )
 }
