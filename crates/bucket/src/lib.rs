@@ -254,7 +254,13 @@ impl Buckets {
             limit: 1,
             ..ListQuery::default()
         };
-        if self.store.list_objects(bucket, probe).await?.objects.is_empty() {
+        if self
+            .store
+            .list_objects(bucket, probe)
+            .await?
+            .objects
+            .is_empty()
+        {
             return Err(BucketError::NoSuchBucket(bucket.to_owned()));
         }
         Ok(())

@@ -294,12 +294,22 @@ async fn a_dropped_bucket_is_read_until_deleted_and_deleting_takes_its_blobs() {
     let first = Buckets::open(&parse(WITH_OLD), &root, store.clone()).unwrap();
     for (key, bytes) in [("a", "one"), ("b/c", "three")] {
         first
-            .put("old", key, Bytes::from_static(bytes.as_bytes()), PutOptions::default())
+            .put(
+                "old",
+                key,
+                Bytes::from_static(bytes.as_bytes()),
+                PutOptions::default(),
+            )
             .await
             .unwrap();
     }
     first
-        .put("photos", "p", Bytes::from_static(b"p"), PutOptions::default())
+        .put(
+            "photos",
+            "p",
+            Bytes::from_static(b"p"),
+            PutOptions::default(),
+        )
         .await
         .unwrap();
 
@@ -319,11 +329,24 @@ async fn a_dropped_bucket_is_read_until_deleted_and_deleting_takes_its_blobs() {
         .unwrap();
     assert_eq!(listed.objects.len(), 2);
     let put = second
-        .put("old", "new", Bytes::from_static(b"x"), PutOptions::default())
+        .put(
+            "old",
+            "new",
+            Bytes::from_static(b"x"),
+            PutOptions::default(),
+        )
         .await;
     assert!(matches!(put, Err(BucketError::NoSuchBucket(_))), "{put:?}");
     assert!(matches!(
-        second.list("never", ListQuery { limit: 1, ..ListQuery::default() }).await,
+        second
+            .list(
+                "never",
+                ListQuery {
+                    limit: 1,
+                    ..ListQuery::default()
+                }
+            )
+            .await,
         Err(BucketError::NoSuchBucket(_))
     ));
 
@@ -363,7 +386,12 @@ async fn the_sweep_takes_the_blobs_a_bucket_deletion_left_and_keeps_a_dropped_bu
     let first = Buckets::open(&parse(with_two), &root, store.clone()).unwrap();
     for bucket in ["old", "gone"] {
         first
-            .put(bucket, "k", Bytes::from_static(b"bytes"), PutOptions::default())
+            .put(
+                bucket,
+                "k",
+                Bytes::from_static(b"bytes"),
+                PutOptions::default(),
+            )
             .await
             .unwrap();
     }

@@ -397,7 +397,12 @@ async fn deleting_a_dropped_bucket_on_s3_takes_its_blobs_and_the_sweep_finishes_
     for bucket in ["old", "gone"] {
         for key in ["a", "b"] {
             first
-                .put(bucket, key, Bytes::from_static(b"bytes"), PutOptions::default())
+                .put(
+                    bucket,
+                    key,
+                    Bytes::from_static(b"bytes"),
+                    PutOptions::default(),
+                )
                 .await
                 .unwrap();
         }

@@ -179,7 +179,12 @@ async fn dropped_queues_tables_and_buckets_keep_their_data_until_deleted_then_ar
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| (t["name"].as_str().unwrap(), t["declared"].as_bool().unwrap()))
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap(),
+                t["declared"].as_bool().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(listed, [("items", true), ("old-items", false)], "{tables}");
     let objects = get_json(nimbus.admin_url("/v1/buckets/old-files/objects")).await;
@@ -292,7 +297,8 @@ async fn a_dead_letter_queue_or_a_trigger_queue_in_use_is_not_deleted() {
     // `old-src` moves its dead letters to `old-dlq`: that goes first.
     let (status, body) = call(&nimbus, "DELETE", "/v1/queues/old-dlq", None).await;
     assert_eq!(status, 409, "{body}");
-    let reason = "queue `old-dlq` is the dead-letter queue of queue `old-src`; delete `old-src` first";
+    let reason =
+        "queue `old-dlq` is the dead-letter queue of queue `old-src`; delete `old-src` first";
     assert_eq!(body["error"], reason);
     let error = refused(&nimbus, &["queue", "delete", "old-dlq"]).await;
     assert!(error.contains(reason), "{error}");

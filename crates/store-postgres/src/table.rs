@@ -10,8 +10,8 @@
 use crate::{PgStore, Tx, in_tx, int8};
 use nimbus_store::table::{
     ChangeKind, ChangeRecord, ConditionFailed, ItemKey, ItemPage, Lane, PutCondition, SortRange,
-    StoredItem, StreamView, TableConfig, TableDeleted, TableStore, key_hash, stream_consumer_prefix,
-    stream_signal,
+    StoredItem, StreamView, TableConfig, TableDeleted, TableStore, key_hash,
+    stream_consumer_prefix, stream_signal,
 };
 use nimbus_store::{StoreError, StoreResult, Timestamp};
 use tokio_postgres::Row;

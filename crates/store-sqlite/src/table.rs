@@ -6,8 +6,8 @@ use crate::writer::Tx;
 use crate::{SqliteStore, backend};
 use nimbus_store::table::{
     ChangeKind, ChangeRecord, ConditionFailed, ItemKey, ItemPage, Lane, PutCondition, SortRange,
-    StoredItem, StreamView, TableConfig, TableDeleted, TableStore, key_hash, stream_consumer_prefix,
-    stream_signal,
+    StoredItem, StreamView, TableConfig, TableDeleted, TableStore, key_hash,
+    stream_consumer_prefix, stream_signal,
 };
 use nimbus_store::{StoreError, StoreResult, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};

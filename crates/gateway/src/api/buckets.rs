@@ -27,10 +27,7 @@ const DEFAULT_PAGE: u32 = 1000;
 pub(super) fn router() -> Router<ApiState> {
     Router::new()
         .route("/v1/buckets", get(list_buckets))
-        .route(
-            "/v1/buckets/{bucket}",
-            axum::routing::delete(delete_bucket),
-        )
+        .route("/v1/buckets/{bucket}", axum::routing::delete(delete_bucket))
         .route("/v1/buckets/{bucket}/objects", get(list_objects))
         .route(
             "/v1/buckets/{bucket}/objects/{*key}",

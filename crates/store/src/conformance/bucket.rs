@@ -556,7 +556,10 @@ pub async fn deleting_a_bucket_leaves_every_blob_of_it_an_orphan_and_no_others<
             .await
             .unwrap();
     }
-    store.begin_upload("b", "in-flight", "node-a").await.unwrap();
+    store
+        .begin_upload("b", "in-flight", "node-a")
+        .await
+        .unwrap();
     store
         .put_registered("kept", object("a", "blob-9"), no_events())
         .await
@@ -583,7 +586,9 @@ pub async fn deleting_a_bucket_leaves_every_blob_of_it_an_orphan_and_no_others<
         .await
         .unwrap();
     assert!(listed.objects.is_empty());
-    let blobs = ["blob-1", "blob-2", "in-flight"].map(str::to_owned).to_vec();
+    let blobs = ["blob-1", "blob-2", "in-flight"]
+        .map(str::to_owned)
+        .to_vec();
     assert_eq!(
         store.unreferenced_blobs("b", blobs.clone()).await.unwrap(),
         blobs

@@ -611,7 +611,10 @@ pub async fn a_dead_letter_queue_is_not_deleted_while_a_queue_names_it<
             source_queue: "src".to_owned()
         }
     );
-    assert!(refused.to_string().contains("delete `src` first"), "{refused}");
+    assert!(
+        refused.to_string().contains("delete `src` first"),
+        "{refused}"
+    );
     // Nothing changed.
     assert_eq!(store.queues().await.unwrap().len(), 2);
     assert_eq!(store.peek("dlq", 10, None).await.unwrap().len(), 1);

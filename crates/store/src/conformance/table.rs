@@ -491,7 +491,10 @@ pub async fn deleting_a_table_removes_its_items_records_and_checkpoints_and_no_o
     assert_eq!(store.tables().await.unwrap(), vec![neighbour]);
     let missing = StoreError::TableNotFound("orders".into());
     assert_eq!(
-        store.get_item("orders", &key("ada", "1")).await.unwrap_err(),
+        store
+            .get_item("orders", &key("ada", "1"))
+            .await
+            .unwrap_err(),
         missing
     );
     assert_eq!(
@@ -504,9 +507,16 @@ pub async fn deleting_a_table_removes_its_items_records_and_checkpoints_and_no_o
         store.checkpoints("stream:orders").await.unwrap(),
         vec![("stream:orders2:f:0/1".to_owned(), 1)]
     );
-    assert_eq!(store.scan("orders2", None, 10).await.unwrap().items.len(), 1);
     assert_eq!(
-        store.read_stream("orders2", 0, 10, None).await.unwrap().len(),
+        store.scan("orders2", None, 10).await.unwrap().items.len(),
+        1
+    );
+    assert_eq!(
+        store
+            .read_stream("orders2", 0, 10, None)
+            .await
+            .unwrap()
+            .len(),
         1
     );
 
@@ -515,7 +525,14 @@ pub async fn deleting_a_table_removes_its_items_records_and_checkpoints_and_no_o
         .declare_tables(&[orders(Some(StreamView::NewImage))])
         .await
         .unwrap();
-    assert!(store.scan("orders", None, 10).await.unwrap().items.is_empty());
+    assert!(
+        store
+            .scan("orders", None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     assert_eq!(store.latest_seq("orders").await.unwrap(), 0);
     assert_eq!(put(&store, key("ada", "1"), r#"{"n":4}"#).await, 1);
     let records = store.read_stream("orders", 0, 10, None).await.unwrap();
