@@ -194,6 +194,15 @@ async fn list(tx: &Tx<'_>, bucket: &str, query: &ListQuery) -> StoreResult<ListP
     Ok(listing.finish())
 }
 
+/// The distinct buckets of `objects`, one index probe each (a loose index
+/// scan), not a pass over every object.
+const BUCKET_NAMES: &str = "WITH RECURSIVE names (name) AS (
+        SELECT (SELECT min(bucket) FROM objects)
+        UNION ALL
+        SELECT (SELECT min(bucket) FROM objects WHERE bucket > names.name)
+        FROM names WHERE names.name IS NOT NULL)
+     SELECT name FROM names WHERE name IS NOT NULL";
+
 /// Ends the bucket's upload registrations first: a commit in flight holds
 /// its registration's row until it commits, so this waits for it and the
 /// object it made is deleted next (each statement sees what committed
@@ -299,6 +308,13 @@ impl BucketStore for PgStore {
 
     async fn delete_bucket(&self, bucket: &str) -> StoreResult<Option<BucketDeleted>> {
         in_tx!(self, |tx| delete_bucket(tx, bucket).await)
+    }
+
+    async fn buckets_with_objects(&self) -> StoreResult<Vec<String>> {
+        in_tx!(self, |tx| {
+            let rows = tx.query(BUCKET_NAMES, &[]).await?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
     }
 
     async fn unreferenced_blobs(

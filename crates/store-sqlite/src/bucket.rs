@@ -223,6 +223,15 @@ fn unreferenced(tx: &Tx<'_>, bucket: &str, blobs: Vec<String>) -> StoreResult<Ve
     Ok(out)
 }
 
+/// The distinct buckets of `objects`, one index probe each (a loose index
+/// scan), not a pass over every object.
+const BUCKET_NAMES: &str = "WITH RECURSIVE names (name) AS (
+        SELECT (SELECT min(bucket) FROM objects)
+        UNION ALL
+        SELECT (SELECT min(bucket) FROM objects WHERE bucket > names.name)
+        FROM names WHERE names.name IS NOT NULL)
+     SELECT name FROM names WHERE name IS NOT NULL";
+
 fn delete_bucket(tx: &Tx<'_>, bucket: &str) -> StoreResult<Option<BucketDeleted>> {
     let (objects, bytes) = tx
         .query_row(
@@ -337,5 +346,19 @@ impl BucketStore for SqliteStore {
     async fn delete_bucket(&self, bucket: &str) -> StoreResult<Option<BucketDeleted>> {
         let bucket = bucket.to_owned();
         self.writer.run(move |tx| delete_bucket(tx, &bucket)).await
+    }
+
+    async fn buckets_with_objects(&self) -> StoreResult<Vec<String>> {
+        self.writer
+            .run(|tx| {
+                tx.conn
+                    .prepare_cached(BUCKET_NAMES)
+                    .map_err(backend)?
+                    .query_map([], |row| row.get(0))
+                    .map_err(backend)?
+                    .collect::<Result<_, _>>()
+                    .map_err(backend)
+            })
+            .await
     }
 }

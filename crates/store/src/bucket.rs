@@ -285,4 +285,8 @@ pub trait BucketStore: Send + Sync {
     /// in flight fails with `UploadNotRegistered`). `None` if the bucket
     /// held no object and no upload.
     async fn delete_bucket(&self, bucket: &str) -> StoreResult<Option<BucketDeleted>>;
+
+    /// The buckets holding at least one object, in byte order: the ones
+    /// being used and those a deployment dropped and kept.
+    async fn buckets_with_objects(&self) -> StoreResult<Vec<String>>;
 }

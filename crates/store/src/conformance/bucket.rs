@@ -564,6 +564,9 @@ pub async fn deleting_a_bucket_leaves_every_blob_of_it_an_orphan_and_no_others<
         .put_registered("kept", object("a", "blob-9"), no_events())
         .await
         .unwrap();
+    // Only buckets holding objects are listed (not one with an upload only).
+    store.begin_upload("d", "only", "node-a").await.unwrap();
+    assert_eq!(store.buckets_with_objects().await.unwrap(), ["b", "kept"]);
 
     let deleted = store.delete_bucket("b").await.unwrap();
     assert_eq!(
@@ -602,6 +605,7 @@ pub async fn deleting_a_bucket_leaves_every_blob_of_it_an_orphan_and_no_others<
     );
     assert_eq!(store.delete_bucket("b").await.unwrap(), None);
     assert_eq!(store.delete_bucket("never").await.unwrap(), None);
+    assert_eq!(store.buckets_with_objects().await.unwrap(), ["kept"]);
     // Another bucket is untouched.
     assert_eq!(
         store.object("kept", "a").await.unwrap().unwrap().blob,
@@ -616,7 +620,6 @@ pub async fn deleting_a_bucket_leaves_every_blob_of_it_an_orphan_and_no_others<
     );
 
     // A bucket holding only an upload in flight is deleted too.
-    store.begin_upload("d", "only", "node-a").await.unwrap();
     assert_eq!(
         store.delete_bucket("d").await.unwrap(),
         Some(crate::bucket::BucketDeleted {
