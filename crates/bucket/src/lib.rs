@@ -250,6 +250,9 @@ impl Buckets {
         if self.buckets.contains_key(bucket) {
             return Ok(());
         }
+        if !nimbus_manifest::bucket::is_bucket_name(bucket) {
+            return Err(BucketError::NoSuchBucket(bucket.to_owned()));
+        }
         let probe = ListQuery {
             limit: 1,
             ..ListQuery::default()
@@ -516,6 +519,10 @@ impl Buckets {
     pub async fn delete_bucket(&self, bucket: &str) -> Result<DeletedBucket, BucketError> {
         if self.buckets.contains_key(bucket) {
             return Err(BucketError::Declared(bucket.to_owned()));
+        }
+        // Only a name a bucket may have ever reaches the storage's paths.
+        if !nimbus_manifest::bucket::is_bucket_name(bucket) {
+            return Err(BucketError::NoSuchBucket(bucket.to_owned()));
         }
         let deleted = self
             .store
