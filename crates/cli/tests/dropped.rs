@@ -120,6 +120,20 @@ async fn put_object(nimbus: &Nimbus, bucket: &str, key: &str, bytes: &'static st
     assert_eq!(response.status(), 200, "{bucket}/{key}");
 }
 
+/// `GET /v1/buckets`: each bucket's name and whether it is declared.
+async fn listed_buckets(nimbus: &Nimbus) -> Vec<(String, bool)> {
+    let listed = get_json(nimbus.admin_url("/v1/buckets")).await;
+    listed["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let name = b["name"].as_str().unwrap().to_owned();
+            (name, b["declared"].as_bool().unwrap())
+        })
+        .collect()
+}
+
 /// The files in the data directory's blob directory of `bucket` (none if
 /// the directory is gone).
 fn blob_files(nimbus_data: &Path, bucket: &str) -> usize {
@@ -187,6 +201,10 @@ async fn dropped_queues_tables_and_buckets_keep_their_data_until_deleted_then_ar
         })
         .collect();
     assert_eq!(listed, [("items", true), ("old-items", false)], "{tables}");
+    assert_eq!(
+        listed_buckets(&nimbus).await,
+        [("files".to_owned(), true), ("old-files".to_owned(), false)]
+    );
     let objects = get_json(nimbus.admin_url("/v1/buckets/old-files/objects")).await;
     assert_eq!(objects["objects"].as_array().unwrap().len(), 2, "{objects}");
     let read = client()
@@ -255,6 +273,7 @@ async fn dropped_queues_tables_and_buckets_keep_their_data_until_deleted_then_ar
     }
     let tables = get_json(nimbus.admin_url("/v1/tables")).await;
     assert_eq!(tables["tables"].as_array().unwrap().len(), 1, "{tables}");
+    assert_eq!(listed_buckets(&nimbus).await, [("files".to_owned(), true)]);
     assert_eq!(blob_files(&data, "old-files"), 0);
     assert_eq!(blob_files(&data, "files"), 1);
 

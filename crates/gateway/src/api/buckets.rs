@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http_body_util::BodyExt as _;
 use nimbus_bucket::{BucketError, ByteRange, PutOptions};
-use nimbus_store::{ListQuery, ObjectMeta, StoreError};
+use nimbus_store::{BucketStore as _, ListQuery, ObjectMeta, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -67,14 +67,23 @@ impl From<BucketError> for ApiError {
     }
 }
 
-async fn list_buckets(State(state): State<ApiState>) -> axum::Json<Value> {
+/// The served version's buckets, then those kept from earlier versions
+/// (holding objects, no longer declared).
+async fn list_buckets(State(state): State<ApiState>) -> Result<axum::Json<Value>, ApiError> {
     let app = state.app();
-    let buckets: Vec<Value> = app
+    let mut buckets: Vec<Value> = app
         .buckets
         .list_buckets()
-        .map(|b| json!({ "name": b.name, "max_object_bytes": b.max_object_bytes }))
+        .map(
+            |b| json!({ "name": b.name, "max_object_bytes": b.max_object_bytes, "declared": true }),
+        )
         .collect();
-    axum::Json(json!({ "buckets": buckets }))
+    for name in state.store.buckets_with_objects().await? {
+        if app.buckets.bucket(&name).is_err() {
+            buckets.push(json!({ "name": name, "declared": false }));
+        }
+    }
+    Ok(axum::Json(json!({ "buckets": buckets })))
 }
 
 /// `DELETE /v1/buckets/{bucket}`: a bucket the version being served does
