@@ -439,6 +439,11 @@ async fn queues(tx: &Tx<'_>) -> StoreResult<Vec<QueueConfig>> {
     Ok(rows.iter().map(config_from_row).collect())
 }
 
+/// Deletes the queue with its messages. A plain send does not lock the
+/// queue's row (it reads the settings from a cache), so a send through
+/// another process racing the deletion within [`CONFIG_TTL`] could still
+/// store a message under the name; only what the served version does not
+/// declare is deleted, so such a send is an operator's own through `/v1`.
 async fn delete_queue(tx: &Tx<'_>, queue: &str) -> StoreResult<u64> {
     // Locked first: a concurrent deletion of the same queue waits, then
     // finds it gone.

@@ -380,7 +380,10 @@ async fn declare(tx: &Tx<'_>, tables: &[TableConfig]) -> StoreResult<()> {
 /// Deletes the table after locking its settings and its stream head: a
 /// streamed write numbers its record from the head as its last statement,
 /// so one that committed first is seen here, and one that comes after
-/// finds no head and fails rather than leave a record behind.
+/// finds no head and fails rather than leave a record behind. (A write to
+/// an unstreamed table reads the settings without a lock, so one racing
+/// the deletion could still leave its item; only a table the served
+/// version does not declare is deleted, written then only through `/v1`.)
 async fn delete_table(tx: &Tx<'_>, table: &str) -> StoreResult<TableDeleted> {
     tx.query_opt(
         "SELECT 1 FROM doc_tables WHERE name = $1 FOR UPDATE",
