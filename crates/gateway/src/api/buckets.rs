@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http_body_util::BodyExt as _;
 use nimbus_bucket::{BucketError, ByteRange, PutOptions};
-use nimbus_store::{BucketStore as _, ListQuery, ObjectMeta, StoreError};
+use nimbus_store::{ListQuery, ObjectMeta, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
