@@ -236,6 +236,47 @@ impl Blobs {
         }
     }
 
+    /// The buckets whose blobs the storage holds, declared or not (a
+    /// bucket a deployment dropped, or one deleted while its blobs were
+    /// being removed): the directories under the root, or the prefixes
+    /// under the S3 prefix, named as a bucket may be.
+    pub(crate) async fn bucket_names(&self) -> Result<Vec<String>, crate::BucketError> {
+        let names: Vec<String> = match &self.kind {
+            Kind::Local { root } => std::fs::read_dir(root)
+                .map_err(blob_error)?
+                .flatten()
+                .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|entry| entry.file_name().to_str().map(str::to_owned))
+                .collect(),
+            Kind::S3 { location, .. } => self
+                .store
+                .list_with_delimiter(location.root_path().as_ref())
+                .await
+                .map_err(blob_error)?
+                .common_prefixes
+                .iter()
+                .filter_map(|prefix| prefix.filename().map(str::to_owned))
+                .collect(),
+        };
+        Ok(names
+            .into_iter()
+            .filter(|name| nimbus_manifest::bucket::is_bucket_name(name))
+            .collect())
+    }
+
+    /// Removes `bucket`'s local directory if it is empty; on S3 there is
+    /// nothing to remove (a prefix exists only through its objects).
+    pub(crate) fn remove_empty_bucket(&self, bucket: &str) {
+        if let Kind::Local { root } = &self.kind {
+            // Fails, and keeps it, if anything is left in it.
+            if std::fs::remove_dir(root.join(bucket)).is_ok()
+                && let Err(e) = std::fs::File::open(root).and_then(|d| d.sync_all())
+            {
+                tracing::warn!(bucket, "could not sync the buckets directory: {e}");
+            }
+        }
+    }
+
     /// Candidate orphans of `bucket`: blobs older than `grace`, in the order
     /// the listing gives them. Whether one is an orphan is the store's to
     /// say (no object refers to it and no upload is writing it).

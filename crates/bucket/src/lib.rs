@@ -20,7 +20,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use nimbus_manifest::{App, Bucket, ObjectEventKind, ObjectTrigger};
 use nimbus_store::{BucketStore, ListPage, ListQuery, NewObject, ObjectMeta, StoreError};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +55,11 @@ pub enum BlobStorage {
 pub enum BucketError {
     #[error("bucket `{0}` does not exist")]
     NoSuchBucket(String),
+    /// A bucket the version being served declares cannot be deleted.
+    #[error(
+        "bucket `{0}` is declared by the running version; remove it from the manifest and deploy first"
+    )]
+    Declared(String),
     #[error("object `{0}` does not exist")]
     NoSuchKey(String),
     #[error("invalid object key: {0}")]
@@ -106,6 +111,17 @@ impl ByteRange {
             ByteRange::Suffix(n) => (n > 0 && size > 0).then(|| size.saturating_sub(n)..size),
         }
     }
+}
+
+/// What deleting a bucket removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletedBucket {
+    pub objects: u64,
+    /// The objects' sizes added up.
+    pub bytes: u64,
+    /// Blobs removed from object storage; any left (a storage failure)
+    /// go with the next orphan sweep.
+    pub blobs_removed: usize,
 }
 
 /// An object's bytes (or the requested part of them) with its metadata.
@@ -227,6 +243,38 @@ impl Buckets {
         Ok(b)
     }
 
+    /// Whether `bucket`'s objects may be read (and removed): it is declared,
+    /// or kept (a deployment dropped it, and the store still holds objects
+    /// of it until it is deleted).
+    async fn readable(&self, bucket: &str) -> Result<(), BucketError> {
+        if self.buckets.contains_key(bucket) {
+            return Ok(());
+        }
+        if !nimbus_manifest::bucket::is_bucket_name(bucket) {
+            return Err(BucketError::NoSuchBucket(bucket.to_owned()));
+        }
+        let probe = ListQuery {
+            limit: 1,
+            ..ListQuery::default()
+        };
+        if self
+            .store
+            .list_objects(bucket, probe)
+            .await?
+            .objects
+            .is_empty()
+        {
+            return Err(BucketError::NoSuchBucket(bucket.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// [`Buckets::readable`], and `key` a valid object key.
+    async fn readable_key(&self, bucket: &str, key: &str) -> Result<(), BucketError> {
+        check_object_key(key).map_err(BucketError::InvalidKey)?;
+        self.readable(bucket).await
+    }
+
     /// Stores an object; returns its metadata once it and its events are
     /// durable.
     pub async fn put(
@@ -319,7 +367,7 @@ impl Buckets {
     }
 
     pub async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, BucketError> {
-        self.checked(bucket, key)?;
+        self.readable_key(bucket, key).await?;
         self.store
             .object(bucket, key)
             .await?
@@ -360,7 +408,7 @@ impl Buckets {
         key: &str,
         traceparent: Option<String>,
     ) -> Result<bool, BucketError> {
-        self.checked(bucket, key)?;
+        self.readable_key(bucket, key).await?;
         let triggers = self.triggers.get(bucket).cloned().unwrap_or_default();
         let events = Box::new(move |o: &ObjectMeta| {
             event::messages(
@@ -381,7 +429,7 @@ impl Buckets {
     }
 
     pub async fn list(&self, bucket: &str, query: ListQuery) -> Result<ListPage, BucketError> {
-        self.bucket(bucket)?;
+        self.readable(bucket).await?;
         nimbus_manifest::bucket::check_key_prefix(&query.prefix)
             .map_err(|e| BucketError::Invalid(format!("invalid prefix: {e}")))?;
         if !(1..=MAX_LIST_LIMIT).contains(&query.limit) {
@@ -428,23 +476,81 @@ impl Buckets {
                 UPLOAD_BOUND.as_secs()
             );
         }
+        // Not only the declared buckets: a bucket deleted by a process
+        // that died before removing its blobs is declared nowhere, and its
+        // blobs are orphans all the same.
+        let mut buckets: BTreeSet<String> = self.buckets.keys().cloned().collect();
+        buckets.extend(self.blobs.bucket_names().await?);
         let mut removed = 0;
-        for bucket in self.buckets.keys() {
-            let mut listing = self.blobs.candidates(bucket, grace);
-            let mut batch = Vec::new();
-            loop {
-                let next = listing.next().await.transpose()?;
-                let end = next.is_none();
-                batch.extend(next);
-                if batch.len() >= SWEEP_BATCH || (end && !batch.is_empty()) {
-                    removed += self.sweep_batch(bucket, std::mem::take(&mut batch)).await?;
-                }
-                if end {
-                    break;
-                }
+        for bucket in &buckets {
+            removed += self.sweep_bucket(bucket, grace).await?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes `bucket`'s blobs older than `grace` that the store calls
+    /// orphans, in batches; returns how many.
+    async fn sweep_bucket(&self, bucket: &str, grace: Duration) -> Result<usize, BucketError> {
+        let mut removed = 0;
+        let mut listing = self.blobs.candidates(bucket, grace);
+        let mut batch = Vec::new();
+        loop {
+            let next = listing.next().await.transpose()?;
+            let end = next.is_none();
+            batch.extend(next);
+            if batch.len() >= SWEEP_BATCH || (end && !batch.is_empty()) {
+                removed += self.sweep_batch(bucket, std::mem::take(&mut batch)).await?;
+            }
+            if end {
+                break;
             }
         }
         Ok(removed)
+    }
+
+    /// Deletes a bucket the version being served does not declare (one a
+    /// deployment dropped, whose objects were kept): first its objects and
+    /// upload registrations in one store transaction, after which every
+    /// blob of the bucket is an orphan by the store's rule, then those
+    /// blobs, then (locally) its empty directory. Should the process die in
+    /// between, the orphan sweep removes the blobs: it visits every bucket
+    /// the storage holds, declared or not. No object events are sent (no
+    /// trigger of the version being served watches the bucket).
+    pub async fn delete_bucket(&self, bucket: &str) -> Result<DeletedBucket, BucketError> {
+        if self.buckets.contains_key(bucket) {
+            return Err(BucketError::Declared(bucket.to_owned()));
+        }
+        // Only a name a bucket may have ever reaches the storage's paths.
+        if !nimbus_manifest::bucket::is_bucket_name(bucket) {
+            return Err(BucketError::NoSuchBucket(bucket.to_owned()));
+        }
+        let deleted = self
+            .store
+            .delete_bucket(bucket)
+            .await?
+            .ok_or_else(|| BucketError::NoSuchBucket(bucket.to_owned()))?;
+        let blobs_removed = match self.sweep_bucket(bucket, Duration::ZERO).await {
+            Ok(removed) => removed,
+            Err(e) => {
+                tracing::warn!(
+                    bucket,
+                    "could not remove the blobs of the deleted bucket (the orphan sweep will): {e}"
+                );
+                0
+            }
+        };
+        self.blobs.remove_empty_bucket(bucket);
+        tracing::info!(
+            bucket,
+            objects = deleted.objects,
+            blobs_removed,
+            "deleted the bucket"
+        );
+        Ok(DeletedBucket {
+            objects: deleted.objects,
+            bytes: deleted.bytes,
+            blobs_removed,
+        })
     }
 
     async fn sweep_batch(

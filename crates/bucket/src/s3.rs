@@ -59,6 +59,13 @@ impl S3Location {
         })
     }
 
+    /// Where the blobs of every Nimbus bucket are (`None`: the S3 bucket's
+    /// root).
+    pub(crate) fn root_path(&self) -> Option<BlobPath> {
+        let parts: Vec<&str> = self.prefix.split('/').filter(|p| !p.is_empty()).collect();
+        (!parts.is_empty()).then(|| BlobPath::from_iter(parts))
+    }
+
     /// Where the blobs of Nimbus bucket `bucket` are.
     pub(crate) fn bucket_path(&self, bucket: &str) -> BlobPath {
         BlobPath::from_iter(

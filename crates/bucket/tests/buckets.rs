@@ -1,5 +1,7 @@
 //! `Buckets` over the SQLite store and a scratch directory: bytes, ranges,
-//! refused keys and sizes, events with the object, and the orphan sweep.
+//! refused keys and sizes, events with the object, the orphan sweep, and
+//! buckets a new version drops: read until deleted, then gone with their
+//! blobs.
 
 use bytes::Bytes;
 use nimbus_bucket::{BucketError, Buckets, ByteRange, PutOptions};
@@ -256,4 +258,153 @@ async fn reads_racing_replacements_and_deletes_see_whole_objects_or_none() {
         }
     }
     writer.await.unwrap();
+}
+
+/// The first version's buckets: `photos` and `old`, which the second drops.
+const WITH_OLD: &str = r#"
+[app]
+name = "t"
+
+[bucket.photos]
+
+[bucket.old]
+"#;
+
+/// `photos` only, as [`MANIFEST`] without its trigger.
+const WITHOUT_OLD: &str = r#"
+[app]
+name = "t"
+
+[bucket.photos]
+"#;
+
+fn parse(manifest: &str) -> App {
+    App::parse(Path::new("nimbus.toml"), manifest).unwrap()
+}
+
+fn files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| entries.count())
+}
+
+#[tokio::test]
+async fn a_dropped_bucket_is_read_until_deleted_and_deleting_takes_its_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, store) = open(dir.path()).await;
+    let root = dir.path().join("buckets");
+    let first = Buckets::open(&parse(WITH_OLD), &root, store.clone()).unwrap();
+    for (key, bytes) in [("a", "one"), ("b/c", "three")] {
+        first
+            .put(
+                "old",
+                key,
+                Bytes::from_static(bytes.as_bytes()),
+                PutOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    first
+        .put(
+            "photos",
+            "p",
+            Bytes::from_static(b"p"),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+
+    // The second version no longer declares `old`: its objects are read,
+    // not written.
+    let second = first.for_app(&parse(WITHOUT_OLD)).await.unwrap();
+    assert_eq!(second.get("old", "b/c", None).await.unwrap().bytes, "three");
+    let listed = second
+        .list(
+            "old",
+            ListQuery {
+                limit: 10,
+                ..ListQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.objects.len(), 2);
+    let put = second
+        .put(
+            "old",
+            "new",
+            Bytes::from_static(b"x"),
+            PutOptions::default(),
+        )
+        .await;
+    assert!(matches!(put, Err(BucketError::NoSuchBucket(_))), "{put:?}");
+    assert!(matches!(
+        second
+            .list(
+                "never",
+                ListQuery {
+                    limit: 1,
+                    ..ListQuery::default()
+                }
+            )
+            .await,
+        Err(BucketError::NoSuchBucket(_))
+    ));
+
+    // A declared bucket is not deleted.
+    assert!(matches!(
+        second.delete_bucket("photos").await,
+        Err(BucketError::Declared(_))
+    ));
+    let deleted = second.delete_bucket("old").await.unwrap();
+    assert_eq!(
+        (deleted.objects, deleted.bytes, deleted.blobs_removed),
+        (2, 8, 2)
+    );
+    assert!(!root.join("old").exists(), "the bucket's directory is left");
+    assert!(matches!(
+        second.get("old", "a", None).await,
+        Err(BucketError::NoSuchBucket(_))
+    ));
+    assert!(matches!(
+        second.delete_bucket("old").await,
+        Err(BucketError::NoSuchBucket(_))
+    ));
+    assert_eq!(second.get("photos", "p", None).await.unwrap().bytes, "p");
+    assert_eq!(files(&root.join("photos")), 1);
+}
+
+/// A process that dies after deleting a bucket's metadata and before
+/// removing its blobs leaves them to the orphan sweep, which visits every
+/// bucket the storage holds; a dropped bucket's blobs, still referenced,
+/// stay.
+#[tokio::test]
+async fn the_sweep_takes_the_blobs_a_bucket_deletion_left_and_keeps_a_dropped_buckets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, store) = open(dir.path()).await;
+    let root = dir.path().join("buckets");
+    let with_two = "[app]\nname = \"t\"\n[bucket.photos]\n[bucket.old]\n[bucket.gone]\n";
+    let first = Buckets::open(&parse(with_two), &root, store.clone()).unwrap();
+    for bucket in ["old", "gone"] {
+        first
+            .put(
+                bucket,
+                "k",
+                Bytes::from_static(b"bytes"),
+                PutOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    // The metadata of `gone` deleted, then the process died.
+    let second = first.for_app(&parse(WITHOUT_OLD)).await.unwrap();
+    nimbus_store::BucketStore::delete_bucket(store.as_ref(), "gone")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(files(&root.join("gone")), 1);
+
+    assert_eq!(second.sweep_orphans(Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(files(&root.join("gone")), 0);
+    assert_eq!(files(&root.join("old")), 1);
+    assert_eq!(second.get("old", "k", None).await.unwrap().bytes, "bytes");
 }

@@ -4,7 +4,9 @@
 //! refused at open without the secret, and the orphan sweep of one node
 //! sparing another node's upload in flight (two PostgreSQL handles on one
 //! schema, as two nodes share one database) until its registration expires,
-//! and anything under the prefix that Nimbus did not write.
+//! and anything under the prefix that Nimbus did not write; a dropped
+//! bucket deleted with its blobs, and the blobs of one whose deletion was
+//! cut off taken by the sweep.
 
 use bytes::Bytes;
 use futures::TryStreamExt as _;
@@ -60,9 +62,14 @@ fn raw_client() -> object_store::aws::AmazonS3 {
 
 /// The blob names under `location`'s `photos` bucket.
 async fn blobs(location: &str) -> Vec<String> {
+    bucket_blobs(location, "photos").await
+}
+
+/// The blob names under `location`'s `bucket`.
+async fn bucket_blobs(location: &str, bucket: &str) -> Vec<String> {
     let prefix = S3Location::parse(location).unwrap().prefix;
     let listed: Vec<_> = raw_client()
-        .list(Some(&BlobPath::from(format!("{prefix}/photos"))))
+        .list(Some(&BlobPath::from(format!("{prefix}/{bucket}"))))
         .try_collect()
         .await
         .unwrap();
@@ -367,4 +374,60 @@ async fn one_nodes_sweep_spares_another_nodes_upload_in_flight_until_its_registr
         sweeper.get("photos", "kept", None).await.unwrap().bytes,
         "kept"
     );
+}
+
+#[tokio::test]
+async fn deleting_a_dropped_bucket_on_s3_takes_its_blobs_and_the_sweep_finishes_a_cut_off_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = nimbus_test_s3::server().fresh_location();
+    let options = SqliteOptions {
+        path: dir.path().join("nimbus.db"),
+        durability: Durability::Fsync,
+    };
+    let store = Arc::new(SqliteStore::open(&options, Arc::new(SystemClock)).unwrap());
+    let storage = BlobStorage::S3(Box::new(config(&location)));
+    let with_old = App::parse(
+        Path::new("nimbus.toml"),
+        "[app]\nname = \"t\"\n[bucket.photos]\n[bucket.old]\n[bucket.gone]\n",
+    )
+    .unwrap();
+    let first = Buckets::open_in(&with_old, &storage, store.clone())
+        .await
+        .unwrap();
+    for bucket in ["old", "gone"] {
+        for key in ["a", "b"] {
+            first
+                .put(
+                    bucket,
+                    key,
+                    Bytes::from_static(b"bytes"),
+                    PutOptions::default(),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let second = first.for_app(&app()).await.unwrap();
+    assert_eq!(second.get("old", "a", None).await.unwrap().bytes, "bytes");
+
+    let deleted = second.delete_bucket("old").await.unwrap();
+    assert_eq!((deleted.objects, deleted.blobs_removed), (2, 2));
+    assert!(bucket_blobs(&location, "old").await.is_empty());
+
+    // `gone`'s metadata deleted, then the process died; the sweep visits
+    // it though no version declares it, and leaves what is not a blob.
+    BucketStore::delete_bucket(store.as_ref(), "gone")
+        .await
+        .unwrap()
+        .unwrap();
+    let prefix = S3Location::parse(&location).unwrap().prefix;
+    raw_client()
+        .put(
+            &BlobPath::from(format!("{prefix}/gone/README.txt")),
+            Bytes::from_static(b"not a blob").into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.sweep_orphans(Duration::ZERO).await.unwrap(), 2);
+    assert_eq!(bucket_blobs(&location, "gone").await, ["README.txt"]);
 }

@@ -1,8 +1,9 @@
-//! `nimbus bucket ...`: list buckets and objects, and put, get, head and
-//! remove objects of a running app through the admin API.
+//! `nimbus bucket ...`: list buckets and objects, put, get, head and
+//! remove objects of a running app, and delete a bucket a deployment
+//! dropped, through the admin API.
 
 use crate::client::segment;
-use crate::queue::AdminArgs;
+use crate::queue::{AdminArgs, counted};
 use anyhow::Context as _;
 use clap::Subcommand;
 use std::io::{Read as _, Write as _};
@@ -50,6 +51,10 @@ pub enum BucketCommand {
     Head { bucket: String, key: String },
     /// Remove an object.
     Rm { bucket: String, key: String },
+    /// Delete a bucket the running version no longer declares, with its
+    /// objects and their bytes (a bucket a deployment dropped is kept until
+    /// then).
+    Delete { bucket: String },
 }
 
 /// Keys keep their `/`s in the path; every other byte that needs it is
@@ -168,6 +173,15 @@ pub fn run(admin: &AdminArgs, command: BucketCommand) -> anyhow::Result<()> {
         BucketCommand::Rm { bucket, key } => {
             client.raw(reqwest::Method::DELETE, &key_path(&bucket, &key), &[], None)?;
             writeln!(out, "removed {bucket}/{key}")?;
+        }
+        BucketCommand::Delete { bucket } => {
+            let deleted = client.delete(&format!("/v1/buckets/{}", segment(&bucket)))?;
+            writeln!(
+                out,
+                "deleted bucket `{bucket}` ({}, {})",
+                counted(&deleted["objects"], "object"),
+                counted(&deleted["bytes"], "byte")
+            )?;
         }
     }
     Ok(())

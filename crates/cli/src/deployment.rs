@@ -142,11 +142,19 @@ impl Deployment {
             server.metrics.clone(),
             server.tracer.clone(),
         ));
+        // What `/v1` refuses to delete while this version is served.
+        let queues = app
+            .queues
+            .keys()
+            .cloned()
+            .chain(triggers.iter().flat_map(|t| t.queues(&app)).map(|q| q.name))
+            .collect();
         let view = Arc::new(AppView {
             functions: Functions {
                 event: event.clone(),
                 http: http.keys().cloned().collect(),
             },
+            queues,
             buckets,
             tables: app.tables.clone(),
             schedules: app.schedule_triggers.clone(),

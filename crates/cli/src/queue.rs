@@ -76,6 +76,9 @@ pub enum QueueCommand {
     Stats { queue: Option<String> },
     /// Delete every message in a queue.
     Purge { queue: String },
+    /// Delete a queue the running version no longer declares, with its
+    /// messages (a queue a deployment dropped is kept until then).
+    Delete { queue: String },
 }
 
 #[derive(Subcommand)]
@@ -96,6 +99,13 @@ pub enum DlqCommand {
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
+}
+
+/// `n` of a thing, named in the singular: `1 message`, `12 messages`.
+pub(crate) fn counted(n: &Value, thing: &str) -> String {
+    let n = n.as_u64().unwrap_or_default();
+    let plural = if n == 1 { "" } else { "s" };
+    format!("{n} {thing}{plural}")
 }
 
 pub(crate) fn print(value: &Value) {
@@ -215,6 +225,13 @@ pub fn run_queue(admin: &AdminArgs, command: QueueCommand) -> anyhow::Result<()>
         QueueCommand::Stats { queue: None } => print(&client.get("/v1/queues")?),
         QueueCommand::Purge { queue } => {
             print(&client.post(&format!("/v1/queues/{}/purge", segment(&queue)), json!({}))?)
+        }
+        QueueCommand::Delete { queue } => {
+            let deleted = client.delete(&format!("/v1/queues/{}", segment(&queue)))?;
+            println!(
+                "deleted queue `{queue}` ({})",
+                counted(&deleted["messages"], "message")
+            );
         }
     }
     Ok(())

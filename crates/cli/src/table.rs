@@ -2,7 +2,7 @@
 //! from a terminal. Answers print as JSON, so scripts can read them.
 
 use crate::client::segment;
-use crate::queue::{AdminArgs, print};
+use crate::queue::{AdminArgs, counted, print};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
@@ -63,6 +63,10 @@ pub enum TableCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Delete a table the running version no longer declares, with its
+    /// items, change records and stream checkpoints (a table a deployment
+    /// dropped is kept until then).
+    Delete { table: String },
 }
 
 /// `key=value` pairs as a query string, values percent-encoded.
@@ -164,6 +168,14 @@ pub fn run(admin: &AdminArgs, command: TableCommand) -> anyhow::Result<()> {
             "/v1/tables/{}/stream?after={after}&limit={limit}",
             segment(&table)
         ))?),
+        TableCommand::Delete { table } => {
+            let deleted = client.delete(&format!("/v1/tables/{}", segment(&table)))?;
+            println!(
+                "deleted table `{table}` ({}, {})",
+                counted(&deleted["items"], "item"),
+                counted(&deleted["change_records"], "change record")
+            );
+        }
     }
     Ok(())
 }

@@ -49,8 +49,14 @@ pub async fn pin_start(trigger: &StreamTrigger, tables: &dyn TableStore) -> Resu
     Ok(())
 }
 
+/// Under the table's consumer prefix, so deleting the table finds the
+/// checkpoints.
 fn consumer_prefix(trigger: &StreamTrigger) -> String {
-    format!("stream:{}:{}:", trigger.table, trigger.function)
+    format!(
+        "{}{}:",
+        nimbus_store::table::stream_consumer_prefix(&trigger.table),
+        trigger.function
+    )
 }
 
 fn consumer(trigger: &StreamTrigger, lane: Lane) -> String {

@@ -205,6 +205,9 @@ impl ApiHarness {
                     event: Default::default(),
                     http: [FUNCTIONS[0].to_owned()].into(),
                 },
+                queues: ["fuzz", "fuzz-dlq", SENTINEL_QUEUE]
+                    .map(str::to_owned)
+                    .into(),
                 buckets: Arc::new(buckets),
                 tables: Default::default(),
                 schedules: Vec::new(),

@@ -50,13 +50,19 @@ pub fn check_key_prefix(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `name` may name a bucket: 1 to 63 lowercase letters, digits,
+/// `-` and `_`, starting with a letter.
+pub fn is_bucket_name(name: &str) -> bool {
+    crate::resolve::valid_name(name, 63, true)
+}
+
 pub(crate) fn resolve_buckets(
     d: &mut Diagnostics,
     raw: &BTreeMap<Spanned<String>, Spanned<RawBucket>>,
 ) -> BTreeMap<String, Bucket> {
     let mut buckets = BTreeMap::new();
     for (name, spanned) in raw {
-        if !crate::resolve::valid_name(name.get_ref(), 63, true) {
+        if !is_bucket_name(name.get_ref()) {
             d.error(
                 name.span(),
                 format!("bucket name `{}` is not valid", name.get_ref()),

@@ -9,7 +9,8 @@
 
 use crate::{PgStore, Tx, in_tx, int8};
 use nimbus_store::bucket::{
-    BucketStore, EventsFor, ListPage, ListQuery, Listing, NewObject, ObjectMeta, PutOutcome,
+    BucketDeleted, BucketStore, EventsFor, ListPage, ListQuery, Listing, NewObject, ObjectMeta,
+    PutOutcome,
 };
 use nimbus_store::{StoreError, StoreResult};
 use std::collections::BTreeMap;
@@ -193,6 +194,39 @@ async fn list(tx: &Tx<'_>, bucket: &str, query: &ListQuery) -> StoreResult<ListP
     Ok(listing.finish())
 }
 
+/// The distinct buckets of `objects`, one index probe each (a loose index
+/// scan), not a pass over every object.
+const BUCKET_NAMES: &str = "WITH RECURSIVE names (name) AS (
+        SELECT (SELECT min(bucket) FROM objects)
+        UNION ALL
+        SELECT (SELECT min(bucket) FROM objects WHERE bucket > names.name)
+        FROM names WHERE names.name IS NOT NULL)
+     SELECT name FROM names WHERE name IS NOT NULL";
+
+/// Ends the bucket's upload registrations first: a commit in flight holds
+/// its registration's row until it commits, so this waits for it and the
+/// object it made is deleted next (each statement sees what committed
+/// before it); a commit after this one finds no registration and fails.
+async fn delete_bucket(tx: &Tx<'_>, bucket: &str) -> StoreResult<Option<BucketDeleted>> {
+    let uploads = tx
+        .execute("DELETE FROM uploads WHERE bucket = $1", &[&bucket])
+        .await?;
+    let row = tx
+        .query_one(
+            "WITH gone AS (DELETE FROM objects WHERE bucket = $1 RETURNING size)
+             SELECT count(*), COALESCE(sum(size), 0)::int8 FROM gone",
+            &[&bucket],
+        )
+        .await?;
+    let objects = row.get::<_, i64>(0) as u64;
+    let bytes = row.get::<_, i64>(1) as u64;
+    Ok((objects > 0 || uploads > 0).then_some(BucketDeleted {
+        objects,
+        bytes,
+        uploads,
+    }))
+}
+
 #[async_trait::async_trait]
 impl BucketStore for PgStore {
     async fn begin_upload(&self, bucket: &str, blob: &str, uploader: &str) -> StoreResult<()> {
@@ -270,6 +304,17 @@ impl BucketStore for PgStore {
 
     async fn list_objects(&self, bucket: &str, query: ListQuery) -> StoreResult<ListPage> {
         in_tx!(self, |tx| list(tx, bucket, &query).await)
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> StoreResult<Option<BucketDeleted>> {
+        in_tx!(self, |tx| delete_bucket(tx, bucket).await)
+    }
+
+    async fn buckets_with_objects(&self) -> StoreResult<Vec<String>> {
+        in_tx!(self, |tx| {
+            let rows = tx.query(BUCKET_NAMES, &[]).await?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
     }
 
     async fn unreferenced_blobs(

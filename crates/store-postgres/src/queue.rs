@@ -439,6 +439,40 @@ async fn queues(tx: &Tx<'_>) -> StoreResult<Vec<QueueConfig>> {
     Ok(rows.iter().map(config_from_row).collect())
 }
 
+/// Deletes the queue with its messages. A plain send does not lock the
+/// queue's row (it reads the settings from a cache), so a send through
+/// another process racing the deletion within [`CONFIG_TTL`] could still
+/// store a message under the name; only what the served version does not
+/// declare is deleted, so such a send is an operator's own through `/v1`.
+async fn delete_queue(tx: &Tx<'_>, queue: &str) -> StoreResult<u64> {
+    // Locked first: a concurrent deletion of the same queue waits, then
+    // finds it gone.
+    tx.query_opt("SELECT 1 FROM queues WHERE name = $1 FOR UPDATE", &[&queue])
+        .await?
+        .ok_or_else(|| StoreError::QueueNotFound(queue.to_owned()))?;
+    let source = tx
+        .query_opt(
+            "SELECT name FROM queues WHERE dead_letter_queue = $1 AND name <> $1
+             ORDER BY name LIMIT 1",
+            &[&queue],
+        )
+        .await?;
+    if let Some(row) = source {
+        return Err(StoreError::DeadLetterQueueInUse {
+            queue: queue.to_owned(),
+            source_queue: row.get(0),
+        });
+    }
+    let messages = tx
+        .execute("DELETE FROM messages WHERE queue = $1", &[&queue])
+        .await?;
+    tx.execute("DELETE FROM dedup WHERE queue = $1", &[&queue])
+        .await?;
+    tx.execute("DELETE FROM queues WHERE name = $1", &[&queue])
+        .await?;
+    Ok(messages)
+}
+
 async fn expire(tx: &Tx<'_>) -> StoreResult<u64> {
     let removed = tx
         .execute(
@@ -612,5 +646,12 @@ impl QueueStore for PgStore {
 
     async fn expire(&self) -> StoreResult<u64> {
         in_tx!(self, |tx| expire(tx).await)
+    }
+
+    async fn delete_queue(&self, queue: &str) -> StoreResult<u64> {
+        let deleted = in_tx!(self, |tx| delete_queue(tx, queue).await);
+        // Other processes forget the settings within `CONFIG_TTL`.
+        self.queue_configs.clear();
+        deleted
     }
 }

@@ -10,7 +10,8 @@
 use crate::{PgStore, Tx, in_tx, int8};
 use nimbus_store::table::{
     ChangeKind, ChangeRecord, ConditionFailed, ItemKey, ItemPage, Lane, PutCondition, SortRange,
-    StoredItem, StreamView, TableConfig, TableStore, key_hash, stream_signal,
+    StoredItem, StreamView, TableConfig, TableDeleted, TableStore, key_hash,
+    stream_consumer_prefix, stream_signal,
 };
 use nimbus_store::{StoreError, StoreResult, Timestamp};
 use tokio_postgres::Row;
@@ -376,6 +377,48 @@ async fn declare(tx: &Tx<'_>, tables: &[TableConfig]) -> StoreResult<()> {
     Ok(())
 }
 
+/// Deletes the table after locking its settings and its stream head: a
+/// streamed write numbers its record from the head as its last statement,
+/// so one that committed first is seen here, and one that comes after
+/// finds no head and fails rather than leave a record behind. (A write to
+/// an unstreamed table reads the settings without a lock, so one racing
+/// the deletion could still leave its item; only a table the served
+/// version does not declare is deleted, written then only through `/v1`.)
+async fn delete_table(tx: &Tx<'_>, table: &str) -> StoreResult<TableDeleted> {
+    tx.query_opt(
+        "SELECT 1 FROM doc_tables WHERE name = $1 FOR UPDATE",
+        &[&table],
+    )
+    .await?
+    .ok_or_else(|| StoreError::TableNotFound(table.to_owned()))?;
+    tx.execute(
+        "SELECT 1 FROM stream_heads WHERE tbl = $1 FOR UPDATE",
+        &[&table],
+    )
+    .await?;
+    let items = tx
+        .execute("DELETE FROM items WHERE tbl = $1", &[&table])
+        .await?;
+    let change_records = tx
+        .execute("DELETE FROM stream_records WHERE tbl = $1", &[&table])
+        .await?;
+    let checkpoints = tx
+        .execute(
+            "DELETE FROM stream_checkpoints WHERE starts_with(consumer, $1)",
+            &[&stream_consumer_prefix(table)],
+        )
+        .await?;
+    tx.execute("DELETE FROM stream_heads WHERE tbl = $1", &[&table])
+        .await?;
+    tx.execute("DELETE FROM doc_tables WHERE name = $1", &[&table])
+        .await?;
+    Ok(TableDeleted {
+        items,
+        change_records,
+        checkpoints,
+    })
+}
+
 #[async_trait::async_trait]
 impl TableStore for PgStore {
     async fn declare_tables(&self, tables: &[TableConfig]) -> StoreResult<()> {
@@ -547,6 +590,10 @@ impl TableStore for PgStore {
             .await
             .map(drop)
         })
+    }
+
+    async fn delete_table(&self, table: &str) -> StoreResult<TableDeleted> {
+        in_tx!(self, |tx| delete_table(tx, table).await)
     }
 
     async fn expire_streams(&self) -> StoreResult<u64> {

@@ -6,7 +6,8 @@
 use crate::writer::Tx;
 use crate::{SqliteStore, backend};
 use nimbus_store::bucket::{
-    BucketStore, EventsFor, ListPage, ListQuery, Listing, NewObject, ObjectMeta, PutOutcome,
+    BucketDeleted, BucketStore, EventsFor, ListPage, ListQuery, Listing, NewObject, ObjectMeta,
+    PutOutcome,
 };
 use nimbus_store::{StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -222,6 +223,35 @@ fn unreferenced(tx: &Tx<'_>, bucket: &str, blobs: Vec<String>) -> StoreResult<Ve
     Ok(out)
 }
 
+/// The distinct buckets of `objects`, one index probe each (a loose index
+/// scan), not a pass over every object.
+const BUCKET_NAMES: &str = "WITH RECURSIVE names (name) AS (
+        SELECT (SELECT min(bucket) FROM objects)
+        UNION ALL
+        SELECT (SELECT min(bucket) FROM objects WHERE bucket > names.name)
+        FROM names WHERE names.name IS NOT NULL)
+     SELECT name FROM names WHERE name IS NOT NULL";
+
+fn delete_bucket(tx: &Tx<'_>, bucket: &str) -> StoreResult<Option<BucketDeleted>> {
+    let (objects, bytes) = tx
+        .query_row(
+            "SELECT count(*), COALESCE(sum(size), 0) FROM objects WHERE bucket = ?1",
+            params![bucket],
+            |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64)),
+        )
+        .map_err(backend)?;
+    tx.execute("DELETE FROM objects WHERE bucket = ?1", params![bucket])
+        .map_err(backend)?;
+    let uploads = tx
+        .execute("DELETE FROM uploads WHERE bucket = ?1", params![bucket])
+        .map_err(backend)? as u64;
+    Ok((objects > 0 || uploads > 0).then_some(BucketDeleted {
+        objects,
+        bytes,
+        uploads,
+    }))
+}
+
 #[async_trait::async_trait]
 impl BucketStore for SqliteStore {
     async fn begin_upload(&self, bucket: &str, blob: &str, uploader: &str) -> StoreResult<()> {
@@ -310,6 +340,25 @@ impl BucketStore for SqliteStore {
         let bucket = bucket.to_owned();
         self.writer
             .run(move |tx| unreferenced(tx, &bucket, blobs))
+            .await
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> StoreResult<Option<BucketDeleted>> {
+        let bucket = bucket.to_owned();
+        self.writer.run(move |tx| delete_bucket(tx, &bucket)).await
+    }
+
+    async fn buckets_with_objects(&self) -> StoreResult<Vec<String>> {
+        self.writer
+            .run(|tx| {
+                tx.conn
+                    .prepare_cached(BUCKET_NAMES)
+                    .map_err(backend)?
+                    .query_map([], |row| row.get(0))
+                    .map_err(backend)?
+                    .collect::<Result<_, _>>()
+                    .map_err(backend)
+            })
             .await
     }
 }

@@ -395,6 +395,33 @@ fn queues(tx: &Tx<'_>) -> StoreResult<Vec<QueueConfig>> {
     names.iter().map(|name| load_queue(tx, name)).collect()
 }
 
+fn delete_queue(tx: &Tx<'_>, queue: &str) -> StoreResult<u64> {
+    load_queue(tx, queue)?;
+    let source: Option<String> = tx
+        .query_row(
+            "SELECT name FROM queues WHERE dead_letter_queue = ?1 AND name <> ?1
+             ORDER BY name LIMIT 1",
+            params![queue],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    if let Some(source_queue) = source {
+        return Err(StoreError::DeadLetterQueueInUse {
+            queue: queue.to_owned(),
+            source_queue,
+        });
+    }
+    let messages = tx
+        .execute("DELETE FROM messages WHERE queue = ?1", params![queue])
+        .map_err(backend)?;
+    tx.execute("DELETE FROM dedup WHERE queue = ?1", params![queue])
+        .map_err(backend)?;
+    tx.execute("DELETE FROM queues WHERE name = ?1", params![queue])
+        .map_err(backend)?;
+    Ok(messages as u64)
+}
+
 fn expire(tx: &Tx<'_>) -> StoreResult<u64> {
     let now = tx.now as i64;
     let removed = tx
@@ -554,5 +581,10 @@ impl QueueStore for SqliteStore {
 
     async fn expire(&self) -> StoreResult<u64> {
         self.writer.run(expire).await
+    }
+
+    async fn delete_queue(&self, queue: &str) -> StoreResult<u64> {
+        let queue = queue.to_owned();
+        self.writer.run(move |tx| delete_queue(tx, &queue)).await
     }
 }

@@ -6,7 +6,8 @@ use crate::writer::Tx;
 use crate::{SqliteStore, backend};
 use nimbus_store::table::{
     ChangeKind, ChangeRecord, ConditionFailed, ItemKey, ItemPage, Lane, PutCondition, SortRange,
-    StoredItem, StreamView, TableConfig, TableStore, key_hash, stream_signal,
+    StoredItem, StreamView, TableConfig, TableDeleted, TableStore, key_hash,
+    stream_consumer_prefix, stream_signal,
 };
 use nimbus_store::{StoreError, StoreResult, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -352,6 +353,29 @@ fn declare(tx: &Tx<'_>, tables: &[TableConfig]) -> StoreResult<()> {
     Ok(())
 }
 
+fn delete_table(tx: &Tx<'_>, table: &str) -> StoreResult<TableDeleted> {
+    load_table(tx, table)?;
+    let items = tx
+        .execute("DELETE FROM items WHERE tbl = ?1", params![table])
+        .map_err(backend)?;
+    let change_records = tx
+        .execute("DELETE FROM stream_records WHERE tbl = ?1", params![table])
+        .map_err(backend)?;
+    let checkpoints = tx
+        .execute(
+            "DELETE FROM stream_checkpoints WHERE substr(consumer, 1, length(?1)) = ?1",
+            params![stream_consumer_prefix(table)],
+        )
+        .map_err(backend)?;
+    tx.execute("DELETE FROM doc_tables WHERE name = ?1", params![table])
+        .map_err(backend)?;
+    Ok(TableDeleted {
+        items: items as u64,
+        change_records: change_records as u64,
+        checkpoints: checkpoints as u64,
+    })
+}
+
 #[async_trait::async_trait]
 impl TableStore for SqliteStore {
     async fn declare_tables(&self, tables: &[TableConfig]) -> StoreResult<()> {
@@ -568,6 +592,11 @@ impl TableStore for SqliteStore {
                 .map_err(backend)
             })
             .await
+    }
+
+    async fn delete_table(&self, table: &str) -> StoreResult<TableDeleted> {
+        let table = table.to_owned();
+        self.writer.run(move |tx| delete_table(tx, &table)).await
     }
 
     async fn expire_streams(&self) -> StoreResult<u64> {

@@ -191,6 +191,16 @@ impl Listing {
     }
 }
 
+/// What deleting a bucket's metadata removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BucketDeleted {
+    pub objects: u64,
+    /// The objects' sizes added up.
+    pub bytes: u64,
+    /// Upload registrations ended (uploads in flight, whose commits now fail).
+    pub uploads: u64,
+}
+
 /// A listing request, as S3's ListObjectsV2.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListQuery {
@@ -267,4 +277,16 @@ pub trait BucketStore: Send + Sync {
         bucket: &str,
         blobs: Vec<String>,
     ) -> StoreResult<Vec<String>>;
+
+    /// Deletes every object of `bucket` and ends every upload registration
+    /// in it, in one transaction and without object events, so that every
+    /// blob of the bucket is then an orphan by
+    /// [`BucketStore::unreferenced_blobs`] (a commit of an upload that was
+    /// in flight fails with `UploadNotRegistered`). `None` if the bucket
+    /// held no object and no upload.
+    async fn delete_bucket(&self, bucket: &str) -> StoreResult<Option<BucketDeleted>>;
+
+    /// The buckets holding at least one object, in byte order: the ones
+    /// being used and those a deployment dropped and kept.
+    async fn buckets_with_objects(&self) -> StoreResult<Vec<String>>;
 }

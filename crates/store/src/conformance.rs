@@ -45,7 +45,9 @@ macro_rules! queue_conformance_tests {
             peek_does_not_lease_and_delete_by_id_removes,
             receive_returns_at_most_max_and_honours_a_visibility_override,
             durations_past_the_end_of_time_are_clamped_not_fatal,
-            messages_survive_reopening_the_store
+            messages_survive_reopening_the_store,
+            deleting_a_queue_removes_its_messages_and_dedup_ids_and_frees_its_name,
+            a_dead_letter_queue_is_not_deleted_while_a_queue_names_it
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {
@@ -146,7 +148,8 @@ macro_rules! table_conformance_tests {
             a_start_time_finds_the_first_record_at_or_after_it,
             checkpoints_never_move_back_and_survive_reopening,
             change_records_expire_after_the_retention_by_the_store_clock,
-            bad_items_are_refused_with_a_reason
+            bad_items_are_refused_with_a_reason,
+            deleting_a_table_removes_its_items_records_and_checkpoints_and_no_others
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {
@@ -201,7 +204,8 @@ macro_rules! bucket_conformance_tests {
             a_put_needs_its_upload_registered_and_ends_the_registration,
             uploads_in_flight_are_not_orphans_until_their_registration_expires,
             an_upload_registered_through_one_handle_is_in_flight_for_another,
-            a_restarted_node_ends_its_own_upload_registrations_and_no_others
+            a_restarted_node_ends_its_own_upload_registrations_and_no_others,
+            deleting_a_bucket_leaves_every_blob_of_it_an_orphan_and_no_others
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {

@@ -18,7 +18,7 @@ pub mod secret;
 pub mod table;
 
 pub use bucket::{
-    BucketStore, EventsFor, ListPage, ListQuery, NewObject, ObjectMeta,
+    BucketDeleted, BucketStore, EventsFor, ListPage, ListQuery, NewObject, ObjectMeta,
     PutOutcome as ObjectPutOutcome,
 };
 pub use clock::{AlignedClock, Clock, ManualClock, SystemClock, Timestamp};
@@ -35,7 +35,7 @@ pub use schedule::{ScheduleState, ScheduleStore};
 pub use secret::{PutOutcome, SealedSecret, SecretInfo, SecretStore};
 pub use table::{
     ChangeKind, ChangeRecord, ConditionFailed, ItemKey, ItemPage, Lane, PutCondition, SortRange,
-    StoredItem, StreamView, TableConfig, TableStore,
+    StoredItem, StreamView, TableConfig, TableDeleted, TableStore,
 };
 
 /// Every store trait at once: what a server needs from its backend. Each
@@ -108,6 +108,13 @@ pub enum StoreError {
     StaleReceipt,
     #[error("message `{0}` does not exist")]
     MessageNotFound(String),
+    /// A queue deletion refused because another queue still moves its
+    /// dead letters there.
+    #[error(
+        "queue `{queue}` is the dead-letter queue of queue `{source_queue}`; \
+         delete `{source_queue}` first"
+    )]
+    DeadLetterQueueInUse { queue: String, source_queue: String },
     #[error("API key `{0}` does not exist")]
     KeyNotFound(String),
     #[error("table `{0}` does not exist")]

@@ -274,6 +274,14 @@ pub trait QueueStore: Send + Sync {
     /// The declared queues, by name.
     async fn queues(&self) -> StoreResult<Vec<QueueConfig>>;
 
+    /// Deletes a queue in one transaction: its settings, every message on
+    /// it (leased or not) and its deduplication ids; returns how many
+    /// messages went. Refused with [`StoreError::DeadLetterQueueInUse`]
+    /// while another queue names it as its dead-letter queue (that queue
+    /// would have nowhere to move messages to); an unknown queue is
+    /// [`StoreError::QueueNotFound`].
+    async fn delete_queue(&self, queue: &str) -> StoreResult<u64>;
+
     /// Drops messages past their queue's retention and expired dedup ids.
     async fn expire(&self) -> StoreResult<u64>;
 }

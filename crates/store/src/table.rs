@@ -223,6 +223,22 @@ pub fn stream_signal(table: &str) -> String {
     format!("_stream.{table}")
 }
 
+/// How the names of `table`'s stream consumers begin: a consumer keeps its
+/// checkpoint under this prefix followed by its own part (a stream
+/// trigger's function and lane), so deleting the table finds them.
+pub fn stream_consumer_prefix(table: &str) -> String {
+    format!("stream:{table}:")
+}
+
+/// What deleting a table removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableDeleted {
+    pub items: u64,
+    pub change_records: u64,
+    /// Checkpoints of its stream's consumers.
+    pub checkpoints: u64,
+}
+
 #[async_trait::async_trait]
 pub trait TableStore: Send + Sync {
     /// Creates or updates tables; tables not listed are left alone.
@@ -305,4 +321,11 @@ pub trait TableStore: Send + Sync {
     /// Removes change records past their table's stream retention; returns
     /// how many.
     async fn expire_streams(&self) -> StoreResult<u64>;
+
+    /// Deletes a table in one transaction: its items, its change records,
+    /// the checkpoints of its stream's consumers (named under
+    /// [`stream_consumer_prefix`]) and its settings. An unknown table is
+    /// [`crate::StoreError::TableNotFound`]. Declared again later, it
+    /// starts empty, its stream from the beginning.
+    async fn delete_table(&self, table: &str) -> StoreResult<TableDeleted>;
 }

@@ -1,6 +1,9 @@
 //! `/v1/buckets`: list buckets and objects (prefix, delimiter, pages), and
 //! put, get (with a single `Range`), head and delete objects. Object bodies
 //! are raw bytes with `Content-Type`, `ETag` and `x-nimbus-meta-*` headers.
+//! A bucket a deployment dropped keeps its objects, which are listed, read
+//! and removed as a declared bucket's are (not written), until the bucket
+//! is deleted.
 
 use super::{ApiError, ApiState};
 use axum::Router;
@@ -24,6 +27,7 @@ const DEFAULT_PAGE: u32 = 1000;
 pub(super) fn router() -> Router<ApiState> {
     Router::new()
         .route("/v1/buckets", get(list_buckets))
+        .route("/v1/buckets/{bucket}", axum::routing::delete(delete_bucket))
         .route("/v1/buckets/{bucket}/objects", get(list_objects))
         .route(
             "/v1/buckets/{bucket}/objects/{*key}",
@@ -40,6 +44,7 @@ impl From<BucketError> for ApiError {
     fn from(e: BucketError) -> Self {
         let status = match &e {
             BucketError::NoSuchBucket(_) | BucketError::NoSuchKey(_) => StatusCode::NOT_FOUND,
+            BucketError::Declared(_) => StatusCode::CONFLICT,
             BucketError::InvalidKey(_) | BucketError::Invalid(_) => StatusCode::BAD_REQUEST,
             BucketError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BucketError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -62,14 +67,39 @@ impl From<BucketError> for ApiError {
     }
 }
 
-async fn list_buckets(State(state): State<ApiState>) -> axum::Json<Value> {
+/// The served version's buckets, then those kept from earlier versions
+/// (holding objects, no longer declared).
+async fn list_buckets(State(state): State<ApiState>) -> Result<axum::Json<Value>, ApiError> {
     let app = state.app();
-    let buckets: Vec<Value> = app
+    let mut buckets: Vec<Value> = app
         .buckets
         .list_buckets()
-        .map(|b| json!({ "name": b.name, "max_object_bytes": b.max_object_bytes }))
+        .map(
+            |b| json!({ "name": b.name, "max_object_bytes": b.max_object_bytes, "declared": true }),
+        )
         .collect();
-    axum::Json(json!({ "buckets": buckets }))
+    for name in state.store.buckets_with_objects().await? {
+        if app.buckets.bucket(&name).is_err() {
+            buckets.push(json!({ "name": name, "declared": false }));
+        }
+    }
+    Ok(axum::Json(json!({ "buckets": buckets })))
+}
+
+/// `DELETE /v1/buckets/{bucket}`: a bucket the version being served does
+/// not declare, with its objects and their bytes.
+async fn delete_bucket(
+    State(state): State<ApiState>,
+    Path(bucket): Path<String>,
+) -> Result<Response, ApiError> {
+    let deleted = state.app().buckets.delete_bucket(&bucket).await?;
+    Ok(axum::Json(json!({
+        "bucket": bucket,
+        "objects": deleted.objects,
+        "bytes": deleted.bytes,
+        "blobs_removed": deleted.blobs_removed,
+    }))
+    .into_response())
 }
 
 #[derive(Deserialize)]

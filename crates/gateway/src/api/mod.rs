@@ -63,6 +63,10 @@ pub struct ApiState {
 /// another goes live.
 pub struct AppView {
     pub functions: Functions,
+    /// The queues it declares and the internal queues its triggers use
+    /// (`_async.F`, `_schedule.S`, `_object.F.ID`): none can be deleted
+    /// while it is served.
+    pub queues: std::collections::BTreeSet<String>,
     /// The app's object buckets.
     pub buckets: Arc<nimbus_bucket::Buckets>,
     /// The app's tables, for their key attributes.
@@ -207,6 +211,7 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let status = match &e {
+            StoreError::DeadLetterQueueInUse { .. } => StatusCode::CONFLICT,
             StoreError::QueueNotFound(_)
             | StoreError::MessageNotFound(_)
             | StoreError::KeyNotFound(_)
@@ -236,6 +241,21 @@ impl From<StoreError> for ApiError {
         };
         ApiError::new(status, e.to_string())
     }
+}
+
+/// The refusal to delete `name` (a queue, table or bucket) that the
+/// version being served declares: deleting it would take data from under
+/// the functions using it.
+pub(crate) fn declared(kind: &str, name: &str) -> ApiError {
+    let how = if name.starts_with('_') {
+        "deploy a version without the triggers that use it first"
+    } else {
+        "remove it from the manifest and deploy first"
+    };
+    ApiError::new(
+        StatusCode::CONFLICT,
+        format!("{kind} `{name}` is declared by the running version; {how}"),
+    )
 }
 
 /// The caller's W3C trace context, if it sent a valid `traceparent`: a

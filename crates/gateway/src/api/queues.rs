@@ -31,7 +31,7 @@ const MAX_PAGE: u32 = 1000;
 pub(super) fn router() -> Router<ApiState> {
     Router::new()
         .route("/v1/queues", get(list_queues))
-        .route("/v1/queues/{queue}", get(queue_stats))
+        .route("/v1/queues/{queue}", get(queue_stats).delete(delete_queue))
         .route(
             "/v1/queues/{queue}/messages",
             post(send_one).get(list_messages),
@@ -200,6 +200,20 @@ async fn queue_stats(
     let config = config_of(&state, &queue).await?;
     let stats = state.queues.stats(&queue).await?;
     Ok(axum::Json(stats_json(&config, &stats)).into_response())
+}
+
+/// `DELETE /v1/queues/{queue}`: a queue the version being served does not
+/// declare (one a deployment dropped), with its messages.
+async fn delete_queue(
+    State(state): State<ApiState>,
+    Path(queue): Path<String>,
+) -> Result<Response, ApiError> {
+    if state.app().queues.contains(&queue) {
+        return Err(super::declared("queue", &queue));
+    }
+    let messages = state.queues.delete_queue(&queue).await?;
+    tracing::info!(queue, messages, "deleted the queue");
+    Ok(axum::Json(json!({ "queue": queue, "messages": messages })).into_response())
 }
 
 async fn send_one(

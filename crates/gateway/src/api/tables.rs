@@ -1,7 +1,10 @@
 //! `/v1/tables`: put (unconditional, if absent, if the version matches),
 //! get and delete items, query a partition by sort-key range or prefix,
-//! scan, all in pages with continuation cursors; and read a table's change
-//! stream for inspection.
+//! scan, all in pages with continuation cursors; read a table's change
+//! stream for inspection; and delete a table a deployment dropped. A
+//! dropped table is kept, with its items, until it is deleted: it is
+//! listed (`"declared": false`) and its items are served as a declared
+//! table's are.
 
 use super::{ApiError, ApiState, page_limit, parse_json, traceparent};
 use axum::Router;
@@ -23,6 +26,7 @@ const MAX_PAGE: u32 = 1000;
 pub(super) fn router() -> Router<ApiState> {
     Router::new()
         .route("/v1/tables", get(list_tables))
+        .route("/v1/tables/{table}", axum::routing::delete(delete_table))
         .route("/v1/tables/{table}/items", get(list_items).post(put_item))
         .route(
             "/v1/tables/{table}/items/{partition}",
@@ -31,13 +35,37 @@ pub(super) fn router() -> Router<ApiState> {
         .route("/v1/tables/{table}/stream", get(read_stream))
 }
 
-fn config(state: &ApiState, table: &str) -> Result<nimbus_manifest::Table, ApiError> {
-    state.app().tables.get(table).cloned().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("table `{table}` does not exist"),
-        )
-    })
+/// The table's settings: the served version's, else those the store kept
+/// for a table a deployment dropped.
+async fn config(state: &ApiState, table: &str) -> Result<nimbus_manifest::Table, ApiError> {
+    if let Some(declared) = state.app().tables.get(table) {
+        return Ok(declared.clone());
+    }
+    state
+        .tables
+        .tables()
+        .await?
+        .iter()
+        .find(|t| t.name == table)
+        .map(kept_table)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("table `{table}` does not exist"),
+            )
+        })
+}
+
+/// A table as the store keeps it, in the manifest's terms.
+fn kept_table(config: &nimbus_store::TableConfig) -> nimbus_manifest::Table {
+    nimbus_manifest::Table {
+        name: config.name.clone(),
+        partition_key: config.partition_key.clone(),
+        sort_key: config.sort_key.clone(),
+        stream: config.stream.map(|view| view.as_str().to_owned()),
+        stream_retention_s: config.stream_retention_ms / 1000,
+        max_item_bytes: config.max_item_bytes as u64,
+    }
 }
 
 fn key_json(key: &ItemKey) -> Value {
@@ -81,23 +109,53 @@ fn decode_cursor(cursor: &str) -> Result<ItemKey, ApiError> {
     })
 }
 
-async fn list_tables(State(state): State<ApiState>) -> Response {
-    let tables: Vec<Value> = state
-        .app()
-        .tables
-        .values()
-        .map(|t| {
-            json!({
-                "name": t.name,
-                "partition_key": t.partition_key,
-                "sort_key": t.sort_key,
-                "stream": t.stream,
-                "stream_retention_s": t.stream_retention_s,
-                "max_item_bytes": t.max_item_bytes,
-            })
-        })
-        .collect();
-    axum::Json(json!({ "tables": tables })).into_response()
+fn table_json(t: &nimbus_manifest::Table, declared: bool) -> Value {
+    json!({
+        "name": t.name,
+        "partition_key": t.partition_key,
+        "sort_key": t.sort_key,
+        "stream": t.stream,
+        "stream_retention_s": t.stream_retention_s,
+        "max_item_bytes": t.max_item_bytes,
+        "declared": declared,
+    })
+}
+
+/// The served version's tables, then those kept from earlier versions.
+async fn list_tables(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let app = state.app();
+    let mut tables: Vec<Value> = app.tables.values().map(|t| table_json(t, true)).collect();
+    for stored in state.tables.tables().await? {
+        if !app.tables.contains_key(&stored.name) {
+            tables.push(table_json(&kept_table(&stored), false));
+        }
+    }
+    Ok(axum::Json(json!({ "tables": tables })).into_response())
+}
+
+/// `DELETE /v1/tables/{table}`: a table the version being served does not
+/// declare, with its items, change records and its consumers' checkpoints.
+async fn delete_table(
+    State(state): State<ApiState>,
+    Path(table): Path<String>,
+) -> Result<Response, ApiError> {
+    if state.app().tables.contains_key(&table) {
+        return Err(super::declared("table", &table));
+    }
+    let deleted = state.tables.delete_table(&table).await?;
+    tracing::info!(
+        table,
+        items = deleted.items,
+        change_records = deleted.change_records,
+        "deleted the table"
+    );
+    Ok(axum::Json(json!({
+        "table": table,
+        "items": deleted.items,
+        "change_records": deleted.change_records,
+        "checkpoints": deleted.checkpoints,
+    }))
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -115,7 +173,7 @@ async fn put_item(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let config = config(&state, &table)?;
+    let config = config(&state, &table).await?;
     let put: PutIn = parse_json(&headers, &body)?;
     let key = nimbus_engine::item_key(&config, &put.item).map_err(ApiError::bad_request)?;
     let condition = match (put.if_absent, put.if_version) {
@@ -159,7 +217,7 @@ async fn get_item(
     Path((table, partition)): Path<(String, String)>,
     Query(query): Query<ItemQuery>,
 ) -> Result<Response, ApiError> {
-    config(&state, &table)?;
+    config(&state, &table).await?;
     let key = ItemKey {
         partition,
         sort: query.sort,
@@ -176,7 +234,7 @@ async fn delete_item(
     Query(query): Query<ItemQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    config(&state, &table)?;
+    config(&state, &table).await?;
     let key = ItemKey {
         partition,
         sort: query.sort,
@@ -209,7 +267,7 @@ async fn list_items(
     Path(table): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    config(&state, &table)?;
+    config(&state, &table).await?;
     let limit = page_limit(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let page = match &query.partition {
@@ -256,7 +314,7 @@ async fn read_stream(
     Path(table): Path<String>,
     Query(query): Query<StreamQuery>,
 ) -> Result<Response, ApiError> {
-    let config = config(&state, &table)?;
+    let config = config(&state, &table).await?;
     if config.stream.is_none() {
         return Err(ApiError::bad_request(format!(
             "table `{table}` has no change stream"

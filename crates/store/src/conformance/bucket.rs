@@ -542,3 +542,90 @@ pub async fn a_restarted_node_ends_its_own_upload_registrations_and_no_others<
         "node-b's upload is still in flight"
     );
 }
+
+pub async fn deleting_a_bucket_leaves_every_blob_of_it_an_orphan_and_no_others<
+    S: BucketStore,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let store = open(ManualClock::new(START_MS)).await;
+    for (key, blob) in [("a", "blob-1"), ("b/c", "blob-2")] {
+        store
+            .put_registered("b", object(key, blob), no_events())
+            .await
+            .unwrap();
+    }
+    store
+        .begin_upload("b", "in-flight", "node-a")
+        .await
+        .unwrap();
+    store
+        .put_registered("kept", object("a", "blob-9"), no_events())
+        .await
+        .unwrap();
+    // Only buckets holding objects are listed (not one with an upload only).
+    store.begin_upload("d", "only", "node-a").await.unwrap();
+    assert_eq!(store.buckets_with_objects().await.unwrap(), ["b", "kept"]);
+
+    let deleted = store.delete_bucket("b").await.unwrap();
+    assert_eq!(
+        deleted,
+        Some(crate::bucket::BucketDeleted {
+            objects: 2,
+            bytes: 6,
+            uploads: 1
+        })
+    );
+    assert_eq!(store.object("b", "a").await.unwrap(), None);
+    let listed = store
+        .list_objects(
+            "b",
+            ListQuery {
+                limit: 10,
+                ..ListQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(listed.objects.is_empty());
+    let blobs = ["blob-1", "blob-2", "in-flight"]
+        .map(str::to_owned)
+        .to_vec();
+    assert_eq!(
+        store.unreferenced_blobs("b", blobs.clone()).await.unwrap(),
+        blobs
+    );
+    // The upload that was in flight cannot make its object visible now.
+    assert_eq!(
+        store
+            .commit_put("b", object("late", "in-flight"), no_events())
+            .await,
+        Err(StoreError::UploadNotRegistered("in-flight".to_owned()))
+    );
+    assert_eq!(store.delete_bucket("b").await.unwrap(), None);
+    assert_eq!(store.delete_bucket("never").await.unwrap(), None);
+    assert_eq!(store.buckets_with_objects().await.unwrap(), ["kept"]);
+    // Another bucket is untouched.
+    assert_eq!(
+        store.object("kept", "a").await.unwrap().unwrap().blob,
+        "blob-9"
+    );
+    assert!(
+        store
+            .unreferenced_blobs("kept", vec!["blob-9".to_owned()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A bucket holding only an upload in flight is deleted too.
+    assert_eq!(
+        store.delete_bucket("d").await.unwrap(),
+        Some(crate::bucket::BucketDeleted {
+            objects: 0,
+            bytes: 0,
+            uploads: 1
+        })
+    );
+}

@@ -539,3 +539,97 @@ pub async fn messages_survive_reopening_the_store<S: QueueStore, F: Future<Outpu
     let store = open(clock).await;
     assert_eq!(bodies(&store, "q", 10).await, ["kept"]);
 }
+
+pub async fn deleting_a_queue_removes_its_messages_and_dedup_ids_and_frees_its_name<
+    S: QueueStore,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let (store, _) = setup(open, &[config("q"), config("other")]).await;
+    let mut deduplicated = msg("first");
+    deduplicated.dedup_id = Some("d".to_owned());
+    store
+        .send("q", vec![deduplicated.clone(), msg("b"), msg("c")])
+        .await
+        .unwrap();
+    // One of them leased: deleted all the same.
+    assert_eq!(store.receive("q", 1, None).await.unwrap().len(), 1);
+    store.send("other", vec![msg("kept")]).await.unwrap();
+
+    assert_eq!(store.delete_queue("q").await.unwrap(), 3);
+    assert_eq!(store.queues().await.unwrap(), vec![config("other")]);
+    let missing = StoreError::QueueNotFound("q".into());
+    assert_eq!(store.stats("q").await.unwrap_err(), missing);
+    assert_eq!(
+        store.send("q", vec![msg("late")]).await.unwrap_err(),
+        missing
+    );
+    assert_eq!(store.delete_queue("q").await.unwrap_err(), missing);
+    assert_eq!(
+        store.delete_queue("never").await.unwrap_err(),
+        StoreError::QueueNotFound("never".into())
+    );
+    assert_eq!(bodies(&store, "other", 10).await, ["kept"]);
+
+    // Declared again, it starts empty and remembers no dedup id.
+    store.declare_queues(&[config("q")]).await.unwrap();
+    assert_eq!(store.stats("q").await.unwrap(), QueueStats::default());
+    assert!(store.peek("q", 10, None).await.unwrap().is_empty());
+    let again = store.send("q", vec![deduplicated]).await.unwrap();
+    assert!(!again[0].deduplicated);
+    assert_eq!(bodies(&store, "q", 10).await, ["first"]);
+}
+
+pub async fn a_dead_letter_queue_is_not_deleted_while_a_queue_names_it<
+    S: QueueStore,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let source = QueueConfig {
+        max_receive_count: Some(1),
+        dead_letter_queue: Some("dlq".to_owned()),
+        ..config("src")
+    };
+    let (store, _) = setup(open, &[source.clone(), config("dlq")]).await;
+    store.send("src", vec![msg("poison")]).await.unwrap();
+    let leased = store.receive("src", 1, None).await.unwrap();
+    store
+        .nack("src", &leased[0].receipt_handle, NackOptions::default())
+        .await
+        .unwrap();
+    // The second receive moves it to the dead-letter queue.
+    assert!(store.receive("src", 1, None).await.unwrap().is_empty());
+    assert_eq!(store.peek("dlq", 10, None).await.unwrap().len(), 1);
+
+    let refused = store.delete_queue("dlq").await.unwrap_err();
+    assert_eq!(
+        refused,
+        StoreError::DeadLetterQueueInUse {
+            queue: "dlq".to_owned(),
+            source_queue: "src".to_owned()
+        }
+    );
+    assert!(
+        refused.to_string().contains("delete `src` first"),
+        "{refused}"
+    );
+    // Nothing changed.
+    assert_eq!(store.queues().await.unwrap().len(), 2);
+    assert_eq!(store.peek("dlq", 10, None).await.unwrap().len(), 1);
+
+    // Once no queue names it (here: its source declared without it), it goes.
+    store
+        .declare_queues(&[QueueConfig {
+            max_receive_count: None,
+            dead_letter_queue: None,
+            ..source
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.delete_queue("dlq").await.unwrap(), 1);
+    assert_eq!(store.queues().await.unwrap(), vec![config("src")]);
+    assert_eq!(store.delete_queue("src").await.unwrap(), 0);
+    assert!(store.queues().await.unwrap().is_empty());
+}

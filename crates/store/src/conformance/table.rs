@@ -440,3 +440,102 @@ pub async fn bad_items_are_refused_with_a_reason<S: TableStore, F: Future<Output
     );
     assert_eq!(store.latest_seq("orders").await.unwrap(), 0);
 }
+
+pub async fn deleting_a_table_removes_its_items_records_and_checkpoints_and_no_others<
+    S: TableStore,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let (store, _) = opened(&open, Some(StreamView::NewImage)).await;
+    // A second table whose name starts like the first's.
+    let neighbour = TableConfig {
+        name: "orders2".to_owned(),
+        ..orders(Some(StreamView::KeysOnly))
+    };
+    store
+        .declare_tables(std::slice::from_ref(&neighbour))
+        .await
+        .unwrap();
+    put(&store, key("ada", "1"), r#"{"n":1}"#).await;
+    put(&store, key("ada", "2"), r#"{"n":2}"#).await;
+    put(&store, key("ada", "1"), r#"{"n":3}"#).await;
+    store
+        .put_item(
+            "orders2",
+            key("bob", "1"),
+            b"{}".to_vec(),
+            PutCondition::Always,
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    for consumer in [
+        "stream:orders:f:0/2",
+        "stream:orders:g:0/1",
+        "stream:orders2:f:0/1",
+    ] {
+        store.set_checkpoint(consumer, 1, None).await.unwrap();
+    }
+
+    let deleted = store.delete_table("orders").await.unwrap();
+    assert_eq!(
+        deleted,
+        crate::table::TableDeleted {
+            items: 2,
+            change_records: 3,
+            checkpoints: 2
+        }
+    );
+    assert_eq!(store.tables().await.unwrap(), vec![neighbour]);
+    let missing = StoreError::TableNotFound("orders".into());
+    assert_eq!(
+        store
+            .get_item("orders", &key("ada", "1"))
+            .await
+            .unwrap_err(),
+        missing
+    );
+    assert_eq!(
+        store.read_stream("orders", 0, 10, None).await.unwrap_err(),
+        missing
+    );
+    assert_eq!(store.delete_table("orders").await.unwrap_err(), missing);
+    assert_eq!(store.checkpoint("stream:orders:f:0/2").await.unwrap(), None);
+    assert_eq!(
+        store.checkpoints("stream:orders").await.unwrap(),
+        vec![("stream:orders2:f:0/1".to_owned(), 1)]
+    );
+    assert_eq!(
+        store.scan("orders2", None, 10).await.unwrap().items.len(),
+        1
+    );
+    assert_eq!(
+        store
+            .read_stream("orders2", 0, 10, None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Declared again, it starts empty, its stream from the beginning.
+    store
+        .declare_tables(&[orders(Some(StreamView::NewImage))])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .scan("orders", None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(store.latest_seq("orders").await.unwrap(), 0);
+    assert_eq!(put(&store, key("ada", "1"), r#"{"n":4}"#).await, 1);
+    let records = store.read_stream("orders", 0, 10, None).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].kind, ChangeKind::Insert);
+}
