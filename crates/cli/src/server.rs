@@ -176,7 +176,18 @@ impl Server {
                 .context("failed to load the API keys")?,
         );
         let lease = Duration::from_millis(args.lease_ms);
-        let ownership = nimbus_dispatch::ownership::Ownership::new(store.clone(), &node, lease);
+        // The test clock jumps: a live node's leases must outlast any jump.
+        let store_ttl = if test_clock.is_some() {
+            TEST_CLOCK_LEASE_TTL
+        } else {
+            lease
+        };
+        let ownership = nimbus_dispatch::ownership::Ownership::with_store_ttl(
+            store.clone(),
+            &node,
+            lease,
+            store_ttl,
+        );
         Ok(Server {
             data_dir,
             node,
@@ -421,6 +432,10 @@ impl std::fmt::Debug for StoreLocation {
         }
     }
 }
+
+/// How long leases last by the store's clock under `--test-clock`: longer
+/// than any jump a test makes (a hundred years).
+const TEST_CLOCK_LEASE_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// How often messages past their retention (and stale dedup ids) are swept.
 const EXPIRE_INTERVAL: Duration = Duration::from_secs(60);

@@ -58,10 +58,12 @@ pub struct Unit {
     users: Arc<AtomicUsize>,
 }
 
+/// The next regular round gives a unit nobody registers back: not at once,
+/// so a deployment's triggers replacing the last ones (registering the
+/// same units a moment later) usually keep their holds.
 impl Drop for Unit {
     fn drop(&mut self) {
         self.users.fetch_sub(1, Ordering::SeqCst);
-        self.balancer.notify_one();
     }
 }
 
@@ -117,6 +119,9 @@ pub struct Ownership {
     /// neither renew them nor write under them.
     owner: String,
     lease: Duration,
+    /// How long a lease lasts in the store, by the store's clock: the lease
+    /// period, unless a test clock that jumps asks for more.
+    store_ttl: Duration,
     units: Mutex<BTreeMap<String, UnitState>>,
     /// Wakes the balancer for a round at once (a unit was registered, or a
     /// worker stopped).
@@ -128,6 +133,20 @@ pub struct Ownership {
 
 impl Ownership {
     pub fn new(store: Arc<dyn LeaseStore>, node: &str, lease: Duration) -> Arc<Self> {
+        Self::with_store_ttl(store, node, lease, lease)
+    }
+
+    /// [`Ownership::new`] with leases that last `store_ttl` by the store's
+    /// clock. For `--test-clock` only: that clock jumps (by minutes, by
+    /// days) where a real one would pass while the node renewed, so a live
+    /// node's leases must outlast any jump; its holds still end by its own
+    /// clock after `lease` without renewal, so its work stops as it would.
+    pub fn with_store_ttl(
+        store: Arc<dyn LeaseStore>,
+        node: &str,
+        lease: Duration,
+        store_ttl: Duration,
+    ) -> Arc<Self> {
         Arc::new(Ownership {
             store,
             node: node.to_owned(),
@@ -137,6 +156,7 @@ impl Ownership {
                 &uuid::Uuid::new_v4().simple().to_string()[..12]
             ),
             lease,
+            store_ttl: store_ttl.max(lease),
             units: Mutex::new(BTreeMap::new()),
             wake: Arc::new(tokio::sync::Notify::new()),
             node_fence: Mutex::new(None),
@@ -246,7 +266,7 @@ impl Ownership {
     async fn round(&self, balance: &mut Balance) -> Option<Duration> {
         let started = Instant::now();
         let until = started + self.lease - self.lease / 5;
-        let ttl_ms = self.lease.as_millis() as u64;
+        let ttl_ms = self.store_ttl.as_millis() as u64;
         let node_lease = format!("{NODE_PREFIX}{}", self.node);
         // The store's time now, read from the expiry it just gave this
         // node's own lease, paired with the local instant after the answer
