@@ -160,6 +160,8 @@ fn out_of_range_listener_settings_are_refused() {
         "--max-connections",
         "--header-read-timeout-ms",
         "--body-read-timeout-ms",
+        "--pool-instances",
+        "--max-function-memory-mb",
     ] {
         let output = nimbus(
             &["up", manifest.to_str().unwrap(), flag, "0"],

@@ -8,10 +8,10 @@ mod support;
 
 use nimbus_test_programs as programs;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use support::{Nimbus, TestApp, client, get_json, until};
+use support::{Nimbus, TestApp, cli, client, get_json, until, version};
 
 /// An app whose route `/greet` answers `GREETING, world`.
 fn greeter(greeting: &str) -> TestApp {
@@ -22,26 +22,6 @@ fn greeter(greeting: &str) -> TestApp {
             &format!("env = {{ GREETING = {greeting:?} }}"),
         )
         .route("/greet", "web", "")
-}
-
-/// Writes `app`'s manifest as `name` in `dir` (the first version's
-/// directory), so versions share one app directory.
-fn version(dir: &Path, name: &str, app: &TestApp) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::copy(app.write(), &path).unwrap();
-    path
-}
-
-/// Runs `nimbus ARGS --admin ADMIN` off the async threads.
-async fn cli(nimbus: &Nimbus, args: &[&str]) -> std::process::Output {
-    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    all.extend(["--admin".to_owned(), nimbus.admin.clone()]);
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = all.iter().map(String::as_str).collect();
-        support::nimbus(&args, Path::new("/"))
-    })
-    .await
-    .unwrap()
 }
 
 async fn deploy(nimbus: &Nimbus, manifest: &Path) -> String {

@@ -10,8 +10,8 @@ mod support;
 
 use nimbus_test_programs as programs;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use support::{Nimbus, TestApp, client, get_json};
+use std::path::Path;
+use support::{Nimbus, TestApp, cli, client, get_json, version};
 
 /// What both versions declare.
 const KEPT: &str = r#"
@@ -57,25 +57,6 @@ fn v2() -> TestApp {
         .function("web", programs::HELLO, KEPT)
         .function("worker", programs::EVENTS, "")
         .route("/hello", "web", "")
-}
-
-/// Writes `app`'s manifest as `name` in `dir`, beside the first version's.
-fn version(dir: &Path, name: &str, app: &TestApp) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::copy(app.write(), &path).unwrap();
-    path
-}
-
-/// Runs `nimbus ARGS --admin ADMIN` off the async threads.
-async fn cli(nimbus: &Nimbus, args: &[&str]) -> std::process::Output {
-    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    all.extend(["--admin".to_owned(), nimbus.admin.clone()]);
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = all.iter().map(String::as_str).collect();
-        support::nimbus(&args, Path::new("/"))
-    })
-    .await
-    .unwrap()
 }
 
 /// Runs a CLI verb that must succeed; returns what it printed.

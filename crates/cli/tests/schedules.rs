@@ -580,17 +580,8 @@ async fn a_schedule_added_by_a_deploy_fires_only_the_ticks_after_it_went_live() 
     let nimbus = start_at(&without, T0).await;
     advance(&nimbus, 10 * MINUTE).await;
     let with = app("deployed-beat", "name = \"beat\"\ncron = \"* * * * *\"");
-    let manifest = without.dir.path().join("with-beat.toml");
-    std::fs::copy(with.write(), &manifest).unwrap();
-    let admin = nimbus.admin.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        support::nimbus(
-            &["deploy", manifest.to_str().unwrap(), "--admin", &admin],
-            std::path::Path::new("/"),
-        )
-    })
-    .await
-    .unwrap();
+    let manifest = support::version(without.dir.path(), "with-beat.toml", &with);
+    let output = support::cli(&nimbus, &["deploy", manifest.to_str().unwrap()]).await;
     assert!(output.status.success(), "{output:?}");
     advance(&nimbus, MINUTE).await;
     let ticks = settled(&nimbus, "beat", "2026-01-05T00:11:00.000Z").await;

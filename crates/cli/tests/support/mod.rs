@@ -352,3 +352,23 @@ pub fn nimbus(args: &[&str], cwd: &Path) -> std::process::Output {
         .output()
         .expect("failed to run nimbus")
 }
+
+/// Writes `app`'s manifest as `name` in `dir` (another version's
+/// directory), so versions of one app share it.
+pub fn version(dir: &Path, name: &str, app: &TestApp) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::copy(app.write(), &path).unwrap();
+    path
+}
+
+/// Runs `nimbus ARGS --admin ADMIN` against `nimbus`, off the async threads.
+pub async fn cli(nimbus: &Nimbus, args: &[&str]) -> std::process::Output {
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.extend(["--admin".to_owned(), nimbus.admin.clone()]);
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = all.iter().map(String::as_str).collect();
+        self::nimbus(&args, Path::new("/"))
+    })
+    .await
+    .unwrap()
+}
