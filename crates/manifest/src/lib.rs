@@ -38,6 +38,12 @@ pub fn valid_app_name(name: &str) -> bool {
     resolve::valid_name(name, 63, false)
 }
 
+/// Whether `name` may name a queue (`[queue.NAME]`): 1 to 64 lowercase
+/// letters, digits, `-` and `_`, starting with a letter.
+pub fn is_queue_name(name: &str) -> bool {
+    resolve::valid_name(name, 64, true)
+}
+
 /// A validated application: what `nimbus up` runs.
 #[derive(Debug, Clone)]
 pub struct App {

@@ -193,15 +193,68 @@ impl Vault {
         }
     }
 
-    /// Names and times of every secret; never values.
+    /// Names and times of every secret; never values. What the platform
+    /// keeps for itself (see [`Vault::set_internal`]) is left out.
     pub async fn list(&self) -> Result<Vec<SecretInfo>, VaultError> {
-        Ok(self.store.list_secrets().await?)
+        let mut secrets = self.store.list_secrets().await?;
+        secrets.retain(|s| !s.name.starts_with(INTERNAL_PREFIX));
+        Ok(secrets)
+    }
+
+    /// Seals `value` under a name the platform keeps for itself:
+    /// `_` followed by a valid secret name. No user secret can have it (a
+    /// secret name starts with a letter), so neither a grant nor `/v1`
+    /// reaches it. Access keys live here, sealed like every secret.
+    pub async fn set_internal(&self, name: &str, value: &[u8]) -> Result<PutOutcome, VaultError> {
+        check_internal_name(name)?;
+        if value.is_empty() || value.len() > MAX_SECRET_VALUE_BYTES {
+            return Err(VaultError::TooLarge { size: value.len() });
+        }
+        let sealed = seal(self.cipher().await?, name.as_bytes(), value)?;
+        Ok(self.store.put_secret(name, sealed).await?)
+    }
+
+    /// The plaintext of an internal name, if it is set.
+    pub async fn get_internal(&self, name: &str) -> Result<Option<SecretValue>, VaultError> {
+        check_internal_name(name)?;
+        // Looked up before the cipher is asked for, so a lookup of a name
+        // never set does not create the key file.
+        let Some(stored) = self.store.get_secret(name).await? else {
+            return Ok(None);
+        };
+        match unseal(self.cipher().await?, name.as_bytes(), &stored.sealed) {
+            Some(plain) => Ok(Some(SecretValue(plain))),
+            None => Err(VaultError::Corrupt(name.to_owned())),
+        }
+    }
+
+    /// Names and times of the internal names starting with `prefix`.
+    pub async fn list_internal(&self, prefix: &str) -> Result<Vec<SecretInfo>, VaultError> {
+        let mut secrets = self.store.list_secrets().await?;
+        secrets.retain(|s| s.name.starts_with(INTERNAL_PREFIX) && s.name.starts_with(prefix));
+        Ok(secrets)
+    }
+
+    /// Removes an internal name; false if it was not set.
+    pub async fn delete_internal(&self, name: &str) -> Result<bool, VaultError> {
+        check_internal_name(name)?;
+        Ok(self.store.delete_secret(name).await?)
     }
 
     /// Removes `name`; false if it was not set.
     pub async fn delete(&self, name: &str) -> Result<bool, VaultError> {
         check_secret_name(name)?;
         Ok(self.store.delete_secret(name).await?)
+    }
+}
+
+/// What every internal name starts with; no secret name can.
+const INTERNAL_PREFIX: &str = "_";
+
+fn check_internal_name(name: &str) -> Result<(), VaultError> {
+    match name.strip_prefix(INTERNAL_PREFIX) {
+        Some(rest) => Ok(check_secret_name(rest)?),
+        None => Err(VaultError::Name(SecretNameError::Pattern)),
     }
 }
 
@@ -377,5 +430,46 @@ mod tests {
             format!("{:?}", vault.get("a").await.unwrap().unwrap()),
             "SecretValue(65536 bytes)"
         );
+    }
+
+    #[tokio::test]
+    async fn internal_names_are_sealed_and_kept_out_of_the_users_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let vault = Vault::open(store.clone(), &SecretKey::generate().unwrap())
+            .await
+            .unwrap();
+        vault.set("db", b"user").await.unwrap();
+        vault
+            .set_internal("_access.K1", b"canary-record")
+            .await
+            .unwrap();
+        let sealed = store
+            .get_secret("_access.K1")
+            .await
+            .unwrap()
+            .unwrap()
+            .sealed;
+        assert!(!sealed.windows(6).any(|w| w == b"canary"));
+        let names = |list: Vec<SecretInfo>| list.into_iter().map(|s| s.name).collect::<Vec<_>>();
+        assert_eq!(names(vault.list().await.unwrap()), ["db"]);
+        assert_eq!(
+            names(vault.list_internal("_access.").await.unwrap()),
+            ["_access.K1"]
+        );
+        assert_eq!(
+            vault
+                .get_internal("_access.K1")
+                .await
+                .unwrap()
+                .unwrap()
+                .expose(),
+            b"canary-record"
+        );
+        // A user's name is no internal name, and the other way round.
+        assert!(vault.get("_access.K1").await.is_err());
+        assert!(vault.get_internal("db").await.is_err());
+        assert!(vault.delete_internal("_access.K1").await.unwrap());
+        assert!(vault.get_internal("_access.K1").await.unwrap().is_none());
     }
 }
