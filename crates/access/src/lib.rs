@@ -233,8 +233,11 @@ struct Record {
 /// The access keys, kept in the vault, with a short-lived cache of lookups.
 pub struct AccessKeys {
     vault: Arc<Vault>,
-    cache: Mutex<HashMap<String, (Instant, Option<Arc<AccessKey>>)>>,
+    cache: Mutex<HashMap<String, Cached>>,
 }
+
+/// A lookup's answer and when it was made.
+type Cached = (Instant, Option<Arc<AccessKey>>);
 
 impl std::fmt::Debug for AccessKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
