@@ -1,6 +1,7 @@
 //! The `nimbus` binary: parses the command line and hands off to the crates
 //! that do the work.
 
+mod access;
 mod bucket;
 mod build;
 mod client;
@@ -8,6 +9,7 @@ mod cluster;
 mod deploy;
 mod deployment;
 mod dev;
+mod endpoints;
 mod history;
 mod key;
 mod new;
@@ -138,6 +140,14 @@ enum Command {
         #[command(subcommand)]
         command: key::KeyCommand,
     },
+    /// Create, list and revoke the access keys the S3 and SQS endpoints
+    /// accept (`nimbus up --s3-listen/--sqs-listen`).
+    AccessKey {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        #[command(subcommand)]
+        command: access::AccessKeyCommand,
+    },
     /// Watch a running app: per-function rates, errors, latency and
     /// concurrency, and per-queue backlog, refreshed in the terminal.
     Top {
@@ -252,6 +262,7 @@ fn main() -> ExitCode {
         Command::Secret { admin, command } => secret::run(&admin, command),
         Command::Table { admin, command } => table::run(&admin, command),
         Command::Key { admin, command } => key::run(&admin, command),
+        Command::AccessKey { admin, command } => access::run(&admin, command),
         Command::Schedule { admin, command } => schedule::run(&admin, command),
         Command::Cluster { admin, command } => cluster::run(&admin, command),
         Command::Top {
