@@ -2,6 +2,7 @@
 //! and SQS endpoints accept.
 
 use crate::client::segment;
+use crate::output::{Format, Table, text, time_ms};
 use crate::queue::{AdminArgs, print};
 use clap::Subcommand;
 use serde_json::json;
@@ -20,7 +21,10 @@ pub enum AccessKeyCommand {
         grants: Vec<String>,
     },
     /// List keys with their grants (never their secrets).
-    List,
+    List {
+        #[command(flatten)]
+        format: Format,
+    },
     /// Revoke a key by id: requests signed with it are refused from then on.
     Revoke { id: String },
 }
@@ -31,7 +35,22 @@ pub fn run(admin: &AdminArgs, command: AccessKeyCommand) -> anyhow::Result<()> {
         AccessKeyCommand::Create { name, grants } => {
             print(&client.post("/v1/access-keys", json!({ "name": name, "grants": grants }))?)
         }
-        AccessKeyCommand::List => print(&client.get("/v1/access-keys")?),
+        AccessKeyCommand::List { format } => format.print(&client.get("/v1/access-keys")?, |all| {
+            Table::new(&["ID", "NAME", "CREATED", "GRANTS"]).rows(&all["access_keys"], |k| {
+                let grants: Vec<String> = k["grants"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(text)
+                    .collect();
+                vec![
+                    text(&k["id"]),
+                    text(&k["name"]),
+                    time_ms(&k["created_at"]),
+                    grants.join(" "),
+                ]
+            })
+        }),
         AccessKeyCommand::Revoke { id } => {
             client.delete(&format!("/v1/access-keys/{}", segment(&id)))?;
             println!("revoked {id}");

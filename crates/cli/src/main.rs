@@ -14,6 +14,7 @@ mod history;
 mod key;
 mod new;
 mod node;
+mod output;
 mod queue;
 mod schedule;
 mod secret;
@@ -172,6 +173,8 @@ enum Command {
         /// At most this many (1 to 1000; default 50).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: Option<u32>,
+        #[command(flatten)]
+        format: output::Format,
     },
     /// Print a function's output (`INVOCATION_ID STREAM TEXT` per line): the
     /// lines of its recent invocations, or with --follow each line as it is
@@ -275,7 +278,8 @@ fn main() -> ExitCode {
             function,
             failed,
             limit,
-        } => history::run_invocations(&admin, function.as_deref(), failed, limit),
+            format,
+        } => history::run_invocations(&admin, function.as_deref(), failed, limit, format),
         Command::Logs {
             admin,
             function,

@@ -48,7 +48,7 @@ async fn a_key_is_shown_once_listed_without_its_secret_and_revoked() {
         serde_json::json!(["queue:orders:send", "bucket:photos/uploads/:write"])
     );
 
-    let listed = cli(&nimbus, &["access-key", "list"]).await;
+    let listed = cli(&nimbus, &["access-key", "list", "-o", "json"]).await;
     let text = String::from_utf8_lossy(&listed.stdout).into_owned();
     assert!(
         !text.contains(&secret),
@@ -58,7 +58,7 @@ async fn a_key_is_shown_once_listed_without_its_secret_and_revoked() {
     assert_eq!(listed["access_keys"][0]["id"], id.as_str());
     assert_eq!(listed["access_keys"][0]["name"], "ci");
     // Kept in the vault, but never among the user's secrets.
-    let secrets = json(&cli(&nimbus, &["secret", "list"]).await);
+    let secrets = json(&cli(&nimbus, &["secret", "list", "-o", "json"]).await);
     assert_eq!(secrets["secrets"], serde_json::json!([]));
 
     // Bad grants are refused with what is accepted, and nothing is stored.
@@ -79,7 +79,7 @@ async fn a_key_is_shown_once_listed_without_its_secret_and_revoked() {
         );
     }
     assert_eq!(
-        json(&cli(&nimbus, &["access-key", "list"]).await)["access_keys"]
+        json(&cli(&nimbus, &["access-key", "list", "-o", "json"]).await)["access_keys"]
             .as_array()
             .unwrap()
             .len(),
@@ -91,12 +91,12 @@ async fn a_key_is_shown_once_listed_without_its_secret_and_revoked() {
     let mut nimbus = nimbus;
     assert_eq!(nimbus.exit_code().await, Some(0));
     let nimbus = Nimbus::start(&manifest, &app.data_dir(), &[]).await;
-    let listed = json(&cli(&nimbus, &["access-key", "list"]).await);
+    let listed = json(&cli(&nimbus, &["access-key", "list", "-o", "json"]).await);
     assert_eq!(listed["access_keys"][0]["id"], id.as_str());
 
     let revoked = cli(&nimbus, &["access-key", "revoke", &id]).await;
     assert!(revoked.status.success());
-    let listed = json(&cli(&nimbus, &["access-key", "list"]).await);
+    let listed = json(&cli(&nimbus, &["access-key", "list", "-o", "json"]).await);
     assert_eq!(listed["access_keys"], serde_json::json!([]));
     let again = cli(&nimbus, &["access-key", "revoke", &id]).await;
     assert!(!again.status.success());
