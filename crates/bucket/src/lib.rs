@@ -9,11 +9,16 @@
 mod blob;
 mod event;
 mod meta;
+mod multipart;
 mod s3;
+mod staging;
 
 pub use event::sequencer_text;
 pub use meta::{MAX_CONTENT_TYPE_BYTES, MAX_USER_METADATA_BYTES, etag, multipart_etag};
 pub use nimbus_manifest::bucket::{MAX_KEY_BYTES, check_object_key, is_bucket_name};
+pub use multipart::{
+    MAX_PART_NUMBER, MIN_PART_BYTES, MultipartError, Part, UPLOAD_KEPT, Upload, part_number,
+};
 pub use s3::{DEFAULT_REGION, S3Config, S3Location};
 
 use bytes::Bytes;
@@ -78,6 +83,12 @@ pub enum BucketError {
     Store(#[from] StoreError),
     #[error("object storage failed: {0}")]
     Blob(String),
+}
+
+impl BucketError {
+    fn blob(e: impl std::fmt::Display) -> Self {
+        BucketError::Blob(e.to_string())
+    }
 }
 
 /// What to store with an object besides its bytes.
@@ -496,6 +507,9 @@ impl Buckets {
         for bucket in &buckets {
             removed += self.sweep_bucket(bucket, grace).await?;
         }
+        // Multipart parts live apart from the buckets, so the sweep above
+        // never takes a live one; abandoned uploads go after a bound.
+        self.sweep_uploads(UPLOAD_KEPT).await?;
         Ok(removed)
     }
 
