@@ -15,10 +15,10 @@ mod staging;
 
 pub use event::sequencer_text;
 pub use meta::{MAX_CONTENT_TYPE_BYTES, MAX_USER_METADATA_BYTES, etag, multipart_etag};
-pub use nimbus_manifest::bucket::{MAX_KEY_BYTES, check_object_key, is_bucket_name};
 pub use multipart::{
     MAX_PART_NUMBER, MIN_PART_BYTES, MultipartError, Part, UPLOAD_KEPT, Upload, part_number,
 };
+pub use nimbus_manifest::bucket::{MAX_KEY_BYTES, check_object_key, is_bucket_name};
 pub use s3::{DEFAULT_REGION, S3Config, S3Location};
 
 use bytes::Bytes;
@@ -312,9 +312,7 @@ impl Buckets {
         let etag = match options.etag {
             Some(etag) if meta::is_etag(&etag) => etag,
             Some(etag) => {
-                return Err(BucketError::Invalid(format!(
-                    "`{etag}` is not an MD5 ETag"
-                )));
+                return Err(BucketError::Invalid(format!("`{etag}` is not an MD5 ETag")));
             }
             None => etag(&bytes),
         };

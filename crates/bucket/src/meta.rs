@@ -43,7 +43,9 @@ pub fn multipart_etag<'a>(part_etags: impl IntoIterator<Item = &'a str>) -> Opti
 pub(crate) fn is_etag(etag: &str) -> bool {
     let (digest, count) = etag.split_once('-').unwrap_or((etag, "1"));
     digest.len() == 32
-        && digest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && digest
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         && !count.is_empty()
         && count.len() <= 5
         && count.bytes().all(|b| b.is_ascii_digit())

@@ -34,7 +34,9 @@ pub enum MultipartError {
     InvalidPart(u32),
     #[error("the parts must be listed in ascending order of their numbers")]
     InvalidPartOrder,
-    #[error("part {number} is {size} bytes; every part but the last needs at least {MIN_PART_BYTES}")]
+    #[error(
+        "part {number} is {size} bytes; every part but the last needs at least {MIN_PART_BYTES}"
+    )]
     EntityTooSmall { number: u32, size: u64 },
     #[error("part numbers are from 1 to {MAX_PART_NUMBER}")]
     InvalidPartNumber,
@@ -134,7 +136,12 @@ impl Buckets {
     }
 
     /// Upload `id`, if it is one of `key` in `bucket`.
-    pub async fn upload(&self, bucket: &str, key: &str, id: &str) -> Result<Upload, MultipartError> {
+    pub async fn upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        id: &str,
+    ) -> Result<Upload, MultipartError> {
         let missing = || MultipartError::NoSuchUpload(id.to_owned());
         if !is_upload_id(id) {
             return Err(missing());
@@ -228,7 +235,9 @@ impl Buckets {
             .filter(|f| f.name != DESCRIPTION)
             .filter_map(|f| Some((f.name.rsplit('.').next()?.to_owned(), parse_part(f)?)))
             .collect();
-        parts.sort_by(|(a_suffix, a), (b_suffix, b)| (a.number, a_suffix).cmp(&(b.number, b_suffix)));
+        parts.sort_by(|(a_suffix, a), (b_suffix, b)| {
+            (a.number, a_suffix).cmp(&(b.number, b_suffix))
+        });
         Ok(parts.into_iter().map(|(_, p)| p).collect())
     }
 
@@ -305,13 +314,21 @@ impl Buckets {
         };
         let object = self.put(bucket, key, bytes.freeze(), options).await?;
         if let Err(e) = self.blobs.remove_staged(id).await {
-            tracing::warn!(upload = id, "could not remove a completed upload's parts (the sweep will): {e}");
+            tracing::warn!(
+                upload = id,
+                "could not remove a completed upload's parts (the sweep will): {e}"
+            );
         }
         Ok(object)
     }
 
     /// Gives upload `id` up: its parts go.
-    pub async fn abort_upload(&self, bucket: &str, key: &str, id: &str) -> Result<(), MultipartError> {
+    pub async fn abort_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        id: &str,
+    ) -> Result<(), MultipartError> {
         self.upload(bucket, key, id).await?;
         self.blobs.remove_staged(id).await?;
         Ok(())
@@ -327,8 +344,8 @@ impl Buckets {
             if !is_upload_id(&id) {
                 continue;
             }
-            let old = initiated(&id)
-                .is_some_and(|at| now.duration_since(at).unwrap_or_default() >= kept);
+            let old =
+                initiated(&id).is_some_and(|at| now.duration_since(at).unwrap_or_default() >= kept);
             if old {
                 self.blobs.remove_staged(&id).await?;
                 tracing::info!(upload = %id, "removed an unfinished multipart upload");
@@ -346,4 +363,3 @@ pub fn part_number(given: i32) -> Result<u32, MultipartError> {
         .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
         .ok_or(MultipartError::InvalidPartNumber)
 }
-

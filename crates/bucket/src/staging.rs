@@ -87,11 +87,12 @@ impl Blobs {
     /// The files of upload `id`, in name order.
     pub(crate) async fn list_staged(&self, id: &str) -> Result<Vec<Staged>, crate::BucketError> {
         let dir = self.upload_dir(id);
-        let listed: Vec<object_store::ObjectMeta> = match self.store().list(Some(&dir)).try_collect().await {
-            Ok(listed) => listed,
-            Err(object_store::Error::NotFound { .. }) => Vec::new(),
-            Err(e) => return Err(blob_error(e)),
-        };
+        let listed: Vec<object_store::ObjectMeta> =
+            match self.store().list(Some(&dir)).try_collect().await {
+                Ok(listed) => listed,
+                Err(object_store::Error::NotFound { .. }) => Vec::new(),
+                Err(e) => return Err(blob_error(e)),
+            };
         let mut files: Vec<Staged> = listed
             .into_iter()
             .filter_map(|meta| {

@@ -31,7 +31,10 @@ async fn lookup(keys: &AccessKeys, id: &str) -> S3Result<Arc<AccessKey>> {
         )),
         Err(e) => {
             tracing::error!("could not look an access key up: {e}");
-            Err(s3_error!(InternalError, "the access keys could not be read"))
+            Err(s3_error!(
+                InternalError,
+                "the access keys could not be read"
+            ))
         }
     }
 }
@@ -217,7 +220,9 @@ impl S3Access for Grants {
             },
         )?;
         match &req.input.copy_source {
-            CopySource::Bucket { bucket, key, .. } => allow(req, Action::BucketRead { bucket, key }),
+            CopySource::Bucket { bucket, key, .. } => {
+                allow(req, Action::BucketRead { bucket, key })
+            }
             _ => Err(s3_error!(NotImplemented, "Nimbus copies from buckets only")),
         }
     }

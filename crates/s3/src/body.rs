@@ -20,6 +20,28 @@ pub(crate) struct Expected {
     pub algorithm: Option<ChecksumAlgorithm>,
 }
 
+impl Expected {
+    /// The algorithm named by `x-amz-trailer` when the request's own
+    /// headers name none: its value comes after the body, so it must be
+    /// computed all the same.
+    pub(crate) fn with_trailer(mut self, headers: &http::HeaderMap) -> Self {
+        if self.algorithm.is_none()
+            && let Some(trailer) = headers.get("x-amz-trailer").and_then(|v| v.to_str().ok())
+        {
+            let algorithm = match trailer.trim().to_ascii_lowercase().as_str() {
+                "x-amz-checksum-crc32" => Some(ChecksumAlgorithm::CRC32),
+                "x-amz-checksum-crc32c" => Some(ChecksumAlgorithm::CRC32C),
+                "x-amz-checksum-sha1" => Some(ChecksumAlgorithm::SHA1),
+                "x-amz-checksum-sha256" => Some(ChecksumAlgorithm::SHA256),
+                "x-amz-checksum-crc64nvme" => Some(ChecksumAlgorithm::CRC64NVME),
+                _ => None,
+            };
+            self.algorithm = algorithm.map(ChecksumAlgorithm::from_static);
+        }
+        self
+    }
+}
+
 /// A body read in full.
 pub(crate) struct Read {
     pub bytes: Bytes,
@@ -91,7 +113,9 @@ pub(crate) async fn read(
             .decode(given)
             .ok()
             .filter(|d| d.len() == 16)
-            .ok_or_else(|| s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid."))?;
+            .ok_or_else(|| {
+                s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid.")
+            })?;
         if given[..] != md5::Digest::finalize(md5)[..] {
             return Err(s3_error!(
                 BadDigest,
@@ -175,9 +199,17 @@ fn hasher_for(expected: &Expected) -> S3Result<ChecksumHasher> {
 fn check(computed: &Checksum, expected: &Checksum) -> S3Result<()> {
     for (name, want, got) in [
         ("CRC32", &expected.checksum_crc32, &computed.checksum_crc32),
-        ("CRC32C", &expected.checksum_crc32c, &computed.checksum_crc32c),
+        (
+            "CRC32C",
+            &expected.checksum_crc32c,
+            &computed.checksum_crc32c,
+        ),
         ("SHA1", &expected.checksum_sha1, &computed.checksum_sha1),
-        ("SHA256", &expected.checksum_sha256, &computed.checksum_sha256),
+        (
+            "SHA256",
+            &expected.checksum_sha256,
+            &computed.checksum_sha256,
+        ),
         (
             "CRC64NVME",
             &expected.checksum_crc64nvme,

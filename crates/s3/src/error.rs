@@ -29,7 +29,10 @@ pub(crate) fn from_bucket(e: BucketError) -> S3Error {
         }
         e @ (BucketError::Store(_) | BucketError::Blob(_)) => {
             tracing::error!("an S3 request failed: {e}");
-            s3_error!(InternalError, "We encountered an internal error. Please try again.")
+            s3_error!(
+                InternalError,
+                "We encountered an internal error. Please try again."
+            )
         }
     }
 }

@@ -83,7 +83,8 @@ pub(crate) async fn upload_part(
             ..Default::default()
         },
         algorithm: input.checksum_algorithm,
-    };
+    }
+    .with_trailer(&req.headers);
     let read = body::read(
         input.body,
         input.content_length,
@@ -93,7 +94,13 @@ pub(crate) async fn upload_part(
     )
     .await?;
     let part = buckets
-        .put_part(&input.bucket, &input.key, &input.upload_id, number, read.bytes)
+        .put_part(
+            &input.bucket,
+            &input.key,
+            &input.upload_id,
+            number,
+            read.bytes,
+        )
         .await
         .map_err(from_multipart)?;
     let c = read.checksum;

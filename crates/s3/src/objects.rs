@@ -6,7 +6,7 @@ use crate::auth::signer;
 use crate::body::{self, Expected};
 use crate::error::{from_bucket, invalid_key};
 use nimbus_access::Action;
-use nimbus_bucket::{ByteRange, Buckets, ObjectBytes, PutOptions, check_object_key};
+use nimbus_bucket::{Buckets, ByteRange, ObjectBytes, PutOptions, check_object_key};
 use nimbus_store::ObjectMeta;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
@@ -72,7 +72,8 @@ pub(crate) async fn put_object(
             ..Default::default()
         },
         algorithm: input.checksum_algorithm,
-    };
+    }
+    .with_trailer(&req.headers);
     let read = body::read(
         input.body,
         input.content_length,
@@ -147,14 +148,15 @@ pub(crate) async fn get_object(
         .get(&input.bucket, &input.key, byte_range(input.range))
         .await
         .map_err(from_bucket)?;
-    conditions(
-        &meta,
-        input.if_match.as_ref(),
-        input.if_none_match.as_ref(),
-    )?;
-    let content_range = range
-        .as_ref()
-        .map(|r| format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), meta.size));
+    conditions(&meta, input.if_match.as_ref(), input.if_none_match.as_ref())?;
+    let content_range = range.as_ref().map(|r| {
+        format!(
+            "bytes {}-{}/{}",
+            r.start,
+            r.end.saturating_sub(1),
+            meta.size
+        )
+    });
     Ok(S3Response::new(GetObjectOutput {
         content_length: Some(bytes.len() as i64),
         body: Some(StreamingBlob::from(s3s::Body::from(bytes))),
@@ -178,11 +180,7 @@ pub(crate) async fn head_object(
         .head(&input.bucket, &input.key)
         .await
         .map_err(from_bucket)?;
-    conditions(
-        &meta,
-        input.if_match.as_ref(),
-        input.if_none_match.as_ref(),
-    )?;
+    conditions(&meta, input.if_match.as_ref(), input.if_none_match.as_ref())?;
     Ok(S3Response::new(HeadObjectOutput {
         content_length: Some(meta.size as i64),
         accept_ranges: Some("bytes".to_owned()),

@@ -50,7 +50,12 @@ def signed(method, path, body=b"", headers=None, query=""):
     import urllib3
 
     url = ENDPOINT + path + (("?" + query) if query else "")
-    request = AWSRequest(method=method, url=url, data=body, headers=headers or {})
+    headers = dict(headers or {})
+    request = AWSRequest(method=method, url=url, data=body, headers=headers)
+    if headers.get("x-amz-content-sha256") == "STREAMING-UNSIGNED-PAYLOAD-TRAILER":
+        # botocore signs its own payload hash unless told the body is
+        # aws-chunked with a trailer.
+        request.context["checksum"] = {"request_algorithm": {"in": "trailer"}}
     credentials = Credentials(
         os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
     )
