@@ -346,8 +346,7 @@ impl Buckets {
             }
             let old =
                 initiated(&id).is_some_and(|at| now.duration_since(at).unwrap_or_default() >= kept);
-            if old {
-                self.blobs.remove_staged(&id).await?;
+            if old && self.blobs.remove_staged(&id).await? {
                 tracing::info!(upload = %id, "removed an unfinished multipart upload");
                 removed += 1;
             }

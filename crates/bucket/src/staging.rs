@@ -129,23 +129,26 @@ impl Blobs {
             .collect())
     }
 
-    /// Removes every file of upload `id` (one already gone is not an error).
-    pub(crate) async fn remove_staged(&self, id: &str) -> Result<(), crate::BucketError> {
+    /// Removes every file of upload `id` (one already gone is not an
+    /// error); `false` if there was none.
+    pub(crate) async fn remove_staged(&self, id: &str) -> Result<bool, crate::BucketError> {
         if let Some(root) = self.local_root() {
             // Staging files of cut-off writes, which listings hide, go too.
             return match std::fs::remove_dir_all(root.join(AREA).join(id)) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
                 Err(e) => Err(blob_error(e)),
             };
         }
-        for file in self.list_staged(id).await? {
+        // Some services list a folder whose files are gone for a while.
+        let files = self.list_staged(id).await?;
+        for file in &files {
             let at = self.upload_dir(id).child(file.name.as_str());
             match self.store().delete(&at).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(blob_error(e)),
             }
         }
-        Ok(())
+        Ok(!files.is_empty())
     }
 }
