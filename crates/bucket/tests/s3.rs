@@ -453,7 +453,13 @@ async fn multipart_parts_on_s3_outlive_the_orphan_sweep_and_go_when_completed_or
         .await
         .unwrap();
     let part = buckets
-        .put_part("photos", "multi", &upload.id, 1, Bytes::from_static(b"parted"))
+        .put_part(
+            "photos",
+            "multi",
+            &upload.id,
+            1,
+            Bytes::from_static(b"parted"),
+        )
         .await
         .unwrap();
     assert_eq!(staged(&location).await.len(), 2, "its description and part");
@@ -461,7 +467,10 @@ async fn multipart_parts_on_s3_outlive_the_orphan_sweep_and_go_when_completed_or
     buckets.sweep_orphans(Duration::ZERO).await.unwrap();
     // A new process over the same storage finds the upload.
     let again = sqlite_buckets(dir.path(), &location).await;
-    let parts = again.list_parts("photos", "multi", &upload.id).await.unwrap();
+    let parts = again
+        .list_parts("photos", "multi", &upload.id)
+        .await
+        .unwrap();
     assert_eq!(parts.len(), 1);
     let object = again
         .complete_upload("photos", "multi", &upload.id, &[(1, part.etag)], None)
@@ -482,7 +491,13 @@ async fn multipart_parts_on_s3_outlive_the_orphan_sweep_and_go_when_completed_or
         .put_part("photos", "left", &abandoned.id, 1, Bytes::from_static(b"x"))
         .await
         .unwrap();
-    assert_eq!(again.sweep_uploads(Duration::from_secs(3600)).await.unwrap(), 0);
+    assert_eq!(
+        again
+            .sweep_uploads(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(again.sweep_uploads(Duration::ZERO).await.unwrap(), 1);
     assert_eq!(staged(&location).await, Vec::<String>::new());
 }
