@@ -227,3 +227,64 @@ fn check(computed: &Checksum, expected: &Checksum) -> S3Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read_with(expected: Expected, limit: u64) -> S3Result<Read> {
+        let body = StreamingBlob::from(s3s::Body::from(Bytes::from_static(b"hello")));
+        read(Some(body), None, limit, expected, None).await
+    }
+
+    #[tokio::test]
+    async fn checksums_given_are_checked_and_the_ones_used_computed() {
+        let expected = Expected {
+            checksum: Checksum {
+                checksum_crc32: Some("NhCmhg==".to_owned()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let read = read_with(expected, 5).await.unwrap();
+        assert_eq!(read.bytes, "hello");
+        assert_eq!(read.checksum.checksum_crc32.as_deref(), Some("NhCmhg=="));
+        let wrong = Expected {
+            checksum: Checksum {
+                checksum_crc32: Some("AAAAAA==".to_owned()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let refused = read_with(wrong, 5).await.err().unwrap();
+        assert_eq!(*refused.code(), S3ErrorCode::BadDigest);
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_or_with_a_wrong_md5_is_refused() {
+        let refused = read_with(Expected::default(), 4).await.err().unwrap();
+        assert_eq!(*refused.code(), S3ErrorCode::EntityTooLarge);
+        let md5 = Expected {
+            content_md5: Some("XUFAKrxLKna5cZ2REBfFkg==".to_owned()),
+            ..Default::default()
+        };
+        assert!(read_with(md5, 5).await.is_ok());
+        let wrong = Expected {
+            content_md5: Some("AAAAAAAAAAAAAAAAAAAAAA==".to_owned()),
+            ..Default::default()
+        };
+        let refused = read_with(wrong, 5).await.err().unwrap();
+        assert_eq!(*refused.code(), S3ErrorCode::BadDigest);
+    }
+
+    #[test]
+    fn the_trailer_header_names_the_algorithm_to_compute() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-amz-trailer", "x-amz-checksum-sha256".parse().unwrap());
+        let expected = Expected::default().with_trailer(&headers);
+        assert_eq!(
+            expected.algorithm.as_ref().map(ChecksumAlgorithm::as_str),
+            Some(ChecksumAlgorithm::SHA256)
+        );
+    }
+}

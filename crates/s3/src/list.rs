@@ -220,3 +220,24 @@ pub(crate) async fn list_objects(
         ..Default::default()
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_encoded_names_keep_their_slashes() {
+        assert_eq!(name("docs/c d+é.txt", true), "docs/c%20d%2B%C3%A9.txt");
+        assert_eq!(name("docs/c d.txt", false), "docs/c d.txt");
+        assert!(url_encoded(Some(&EncodingType::from_static(EncodingType::URL))).unwrap());
+        assert!(url_encoded(Some(&EncodingType::from_static("base64"))).is_err());
+    }
+
+    #[test]
+    fn pages_hold_at_most_a_thousand_entries() {
+        assert_eq!(page_size(None).unwrap(), 1000);
+        assert_eq!(page_size(Some(5000)).unwrap(), 1000);
+        assert_eq!(page_size(Some(0)).unwrap(), 0);
+        assert!(page_size(Some(-1)).is_err());
+    }
+}
