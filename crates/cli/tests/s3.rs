@@ -26,6 +26,11 @@ fn app(name: &str) -> TestApp {
             "object",
             "bucket = \"photos\"\nfunction = \"watcher\"\nevents = [\"created\"]",
         )
+        .function("traced", programs::EVENTS, "")
+        .route_kind(
+            "object",
+            "bucket = \"photos\"\nfunction = \"traced\"\nprefix = \"trace/\"\nevents = [\"created\"]",
+        )
 }
 
 /// Starts `app` with the S3 endpoint (over HTTPS with `tls`); returns the
@@ -160,6 +165,14 @@ async fn boto3_works_with_objects_listings_multipart_and_presigned_urls_within_i
                 .then_some(())
         })
         .await;
+    // The uploader's trace continues in the triggered invocation.
+    let records = support::until("the traced upload's invocation", || async {
+        let page = support::get_json(nimbus.admin_url("/v1/invocations?function=traced")).await;
+        let found = page["invocations"].as_array().cloned().unwrap_or_default();
+        (!found.is_empty()).then_some(found)
+    })
+    .await;
+    assert_eq!(records[0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
     // A refused upload fires nothing.
     assert!(
         !created_keys(&nimbus.stderr.snapshot())

@@ -67,7 +67,9 @@ pub(crate) async fn read(
     }
     let mut hasher = hasher_for(&expected)?;
     let mut md5 = expected.content_md5.is_some().then(md5::Md5::default);
-    let mut buf = BytesMut::new();
+    // Sized once when the length is known (never past the limit).
+    let declared = declared_length.and_then(|n| u64::try_from(n).ok());
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize);
     if let Some(mut body) = body {
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(body_error)?;

@@ -4,7 +4,7 @@
 
 use crate::body::{self, Expected};
 use crate::error::from_bucket;
-use crate::objects::{checked_key, limit, timestamp, user_metadata};
+use crate::objects::{checked_key, limit, timestamp, traceparent, user_metadata};
 use nimbus_bucket::{Buckets, MAX_PART_NUMBER, MultipartError, PutOptions, part_number};
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
@@ -119,6 +119,7 @@ pub(crate) async fn complete(
     buckets: &Buckets,
     req: S3Request<CompleteMultipartUploadInput>,
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    let trace = traceparent(&req.headers);
     let input = req.input;
     checked_key(&input.key)?;
     let parts = input
@@ -143,7 +144,7 @@ pub(crate) async fn complete(
         chosen.push((number, etag.value().to_owned()));
     }
     let object = buckets
-        .complete_upload(&input.bucket, &input.key, &input.upload_id, &chosen, None)
+        .complete_upload(&input.bucket, &input.key, &input.upload_id, &chosen, trace)
         .await
         .map_err(from_multipart)?;
     Ok(S3Response::new(CompleteMultipartUploadOutput {

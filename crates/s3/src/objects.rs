@@ -41,6 +41,16 @@ fn metadata(meta: &ObjectMeta) -> Option<Metadata> {
     })
 }
 
+/// The uploader's W3C trace context, carried on to the object's events as
+/// `/v1` carries it (an invalid one is ignored).
+pub(crate) fn traceparent(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(nimbus_trace::TraceContext::parse)
+        .map(|c| c.to_traceparent())
+}
+
 pub(crate) fn checked_key(key: &str) -> S3Result<()> {
     check_object_key(key).map_err(|why| invalid_key(&why))
 }
@@ -61,6 +71,7 @@ pub(crate) async fn put_object(
     let input = req.input;
     let limit = limit(buckets, &input.bucket)?;
     checked_key(&input.key)?;
+    let trace = traceparent(&req.headers);
     let expected = Expected {
         content_md5: input.content_md5,
         checksum: Checksum {
@@ -85,6 +96,7 @@ pub(crate) async fn put_object(
     let options = PutOptions {
         content_type: input.content_type,
         user_metadata: user_metadata(input.metadata),
+        traceparent: trace,
         ..PutOptions::default()
     };
     let meta = buckets
@@ -200,7 +212,7 @@ pub(crate) async fn delete_object(
     checked_key(&input.key)?;
     // Deleting a key that is not there succeeds, as in S3.
     buckets
-        .delete(&input.bucket, &input.key, None)
+        .delete(&input.bucket, &input.key, traceparent(&req.headers))
         .await
         .map_err(from_bucket)?;
     Ok(S3Response::new(DeleteObjectOutput::default()))
@@ -211,6 +223,7 @@ pub(crate) async fn delete_objects(
     req: S3Request<DeleteObjectsInput>,
 ) -> S3Result<S3Response<DeleteObjectsOutput>> {
     let key_of_signer = signer(&req)?;
+    let trace = traceparent(&req.headers);
     let input = req.input;
     if input.delete.objects.len() > MAX_DELETE_KEYS {
         return Err(s3_error!(
@@ -251,7 +264,7 @@ pub(crate) async fn delete_objects(
             errors.push(failed("InvalidArgument", format!("invalid key: {why}")));
             continue;
         }
-        match buckets.delete(&input.bucket, &key, None).await {
+        match buckets.delete(&input.bucket, &key, trace.clone()).await {
             Ok(_) => {
                 if !quiet {
                     deleted.push(DeletedObject {
@@ -280,6 +293,7 @@ pub(crate) async fn copy_object(
     buckets: &Buckets,
     req: S3Request<CopyObjectInput>,
 ) -> S3Result<S3Response<CopyObjectOutput>> {
+    let trace = traceparent(&req.headers);
     let input = req.input;
     let CopySource::Bucket {
         bucket: from_bucket_name,
@@ -324,12 +338,14 @@ pub(crate) async fn copy_object(
         PutOptions {
             content_type: input.content_type,
             user_metadata: user_metadata(input.metadata),
+            traceparent: trace,
             ..PutOptions::default()
         }
     } else {
         PutOptions {
             content_type: Some(source.meta.content_type.clone()),
             user_metadata: source.meta.user_metadata.clone(),
+            traceparent: trace,
             ..PutOptions::default()
         }
     };

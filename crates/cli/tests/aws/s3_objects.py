@@ -178,4 +178,14 @@ r = http.request("PUT", forged, body=b"no", retries=False)
 assert r.status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in r.data, r.data
 assert code(s3.head_object, Bucket=B, Key="docs/forged") == "404"
 
+# The uploader's trace context reaches the object's event.
+traced = client()
+traced.meta.events.register(
+    "before-sign.s3.PutObject",
+    lambda request, **_: request.headers.add_header(
+        "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    ),
+)
+traced.put_object(Bucket=B, Key="trace/one", Body=b"traced")
+
 done()
