@@ -108,18 +108,33 @@ async fn run(mut command: Command, what: &str, install: &str) -> String {
     stdout
 }
 
-async fn python(script: &str, endpoint: &str, key: &(String, String), env: &[(&str, &str)]) {
+async fn python(
+    script: &str,
+    endpoint: &str,
+    key: &(String, String),
+    env: &[(&str, &str)],
+) -> String {
+    python_args(&[script], endpoint, key, env).await
+}
+
+/// Runs a client script with arguments; returns what it printed.
+async fn python_args(
+    args: &[&str],
+    endpoint: &str,
+    key: &(String, String),
+    env: &[(&str, &str)],
+) -> String {
     let mut command = aws_command("python3", key);
-    command.arg(script).env("S3_ENDPOINT", endpoint);
+    command.args(args).env("S3_ENDPOINT", endpoint);
     for (name, value) in env {
         command.env(name, value);
     }
     run(
         command,
-        script,
+        args[0],
         "python3 -m pip install boto3 (see .ci/run for the pinned version)",
     )
-    .await;
+    .await
 }
 
 /// The object keys the `watcher` function was given created events for,
@@ -206,6 +221,35 @@ async fn boto3_works_with_objects_listings_multipart_and_presigned_urls_within_i
         .map(|o| o["key"].as_str().unwrap())
         .collect();
     assert!(keys.contains(&"docs/a.txt"), "{listed}");
+}
+
+#[tokio::test]
+async fn a_multipart_upload_survives_a_restart_of_the_server() {
+    let app = app("s3restart");
+    let (nimbus, endpoint) = start(&app, None).await;
+    let key = access_key(
+        &nimbus,
+        "mp",
+        &["bucket:photos:read", "bucket:photos:write"],
+    )
+    .await;
+    let upload = python_args(&["s3_restart.py", "begin"], &endpoint, &key, &[]).await;
+    let upload = upload.trim().to_owned();
+    nimbus.terminate();
+    let mut nimbus = nimbus;
+    assert_eq!(nimbus.exit_code().await, Some(0));
+    // The orphan sweep at start runs before the endpoint serves.
+    let (nimbus, endpoint) = start(&app, None).await;
+    python_args(&["s3_restart.py", "finish", &upload], &endpoint, &key, &[]).await;
+    nimbus
+        .stderr
+        .wait_until("the completed upload's event", |lines| {
+            created_keys(lines)
+                .iter()
+                .any(|k| k == "restart/obj")
+                .then_some(())
+        })
+        .await;
 }
 
 /// `aws s3 cp` of 20 MiB (in 8 MiB parts) up and down, and `aws s3 sync`.
