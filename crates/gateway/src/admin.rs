@@ -29,6 +29,10 @@ pub struct AdminApi {
 impl AdminApi {
     pub fn new(ready: Arc<AtomicBool>, api: api::ApiState) -> Self {
         let admin_token = api.admin_token.clone();
+        let console = crate::console::ConsoleState {
+            token: admin_token.clone(),
+            sessions: Arc::new(crate::console::Sessions::default()),
+        };
         let readiness = Readiness {
             ready,
             store: api.store.clone(),
@@ -39,7 +43,7 @@ impl AdminApi {
         let v1 = api::router(api)
             .merge(metrics)
             .layer(axum::middleware::from_fn_with_state(
-                admin_token,
+                console.clone(),
                 require_token,
             ));
         let router = Router::new()
@@ -49,6 +53,7 @@ impl AdminApi {
             )
             .route("/readyz", axum::routing::get(readyz).with_state(readiness))
             .merge(v1)
+            .merge(crate::console::router(console))
             .fallback(|uri: Uri| async move {
                 api::ApiError::new(
                     StatusCode::NOT_FOUND,
@@ -67,13 +72,47 @@ impl AdminToken {
     pub fn new(token: &str) -> Self {
         AdminToken(token.into())
     }
+
+    /// Whether `given` is the token (compared in constant time).
+    pub(crate) fn matches(&self, given: &str) -> bool {
+        crate::auth::constant_time_eq(given.as_bytes(), self.0.as_bytes())
+    }
 }
 
+/// Lets a request through with the admin token, or from the console with a
+/// live session's cookie; a console request that changes anything must also
+/// carry the session's CSRF token (a cross-site form cannot).
 async fn require_token(
-    State(token): State<AdminToken>,
+    State(console): State<crate::console::ConsoleState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let token = &console.token;
+    if request.headers().get(header::AUTHORIZATION).is_none()
+        && let Some(session) = crate::console::session_id(request.headers())
+        && console.sessions.csrf(session).is_some()
+    {
+        let safe = matches!(
+            *request.method(),
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        );
+        let csrf = request
+            .headers()
+            .get(crate::console::CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if safe || console.sessions.check_csrf(session, csrf) {
+            return next.run(request).await;
+        }
+        return api::ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "a console request that changes something needs the session's `{}` header",
+                crate::console::CSRF_HEADER
+            ),
+        )
+        .into_response();
+    }
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
