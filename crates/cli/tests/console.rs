@@ -24,6 +24,8 @@ fn app() -> TestApp {
             "\n[queue.jobs]\ndead_letter_queue = \"jobs-dlq\"\nmax_receive_count = 1\n\n[queue.jobs-dlq]\n\n[bucket.files]\n",
         )
         .route("/print", "printer", "")
+        .function("echo", programs::ECHO, "")
+        .route("/echo", "echo", "")
 }
 
 async fn admin(
@@ -216,6 +218,54 @@ async fn pages_and_actions_need_a_session_and_writes_its_csrf_token() {
         .await
         .unwrap();
     assert_eq!(read.status(), 200);
+    // A wrong bearer token is refused whatever cookie comes with it.
+    let wrong_bearer = http
+        .get(nimbus.admin_url("/v1/queues/jobs"))
+        .header("cookie", &cookie)
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_bearer.status(), 401);
+    // The session's cookie never reaches a function on this host.
+    let echoed = http
+        .get(nimbus.url("/echo"))
+        .header("cookie", format!("theirs=1; {cookie}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        echoed.contains("theirs=1") && !echoed.contains("nimbus_console"),
+        "{echoed}"
+    );
+    // An object is a download that runs nothing, whatever its type.
+    let put = http
+        .put(nimbus.admin_url("/v1/buckets/files/objects/page.html"))
+        .bearer_auth(support::ADMIN_TOKEN)
+        .header("content-type", "text/html")
+        .body("<script>alert(1)</script>")
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+    let object = http
+        .get(nimbus.admin_url("/v1/buckets/files/objects/page.html"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(object.status(), 200);
+    assert_eq!(object.headers()["content-disposition"], "attachment");
+    assert_eq!(object.headers()["x-content-type-options"], "nosniff");
+    assert!(
+        object.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox")
+    );
     // A forged cross-site action (the cookie, no CSRF token) is refused and
     // changes nothing.
     admin(
@@ -225,6 +275,13 @@ async fn pages_and_actions_need_a_session_and_writes_its_csrf_token() {
         json!({ "body": "keep" }),
     )
     .await;
+    let without_token = http
+        .post(nimbus.admin_url("/v1/queues/jobs/purge"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without_token.status(), 403);
     let forged = http
         .post(nimbus.admin_url("/v1/queues/jobs/purge"))
         .header("cookie", &cookie)

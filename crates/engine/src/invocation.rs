@@ -259,10 +259,19 @@ impl FunctionCore {
             .as_ref()
             .map(|output| output.take_kept())
             .unwrap_or_default();
-        let outbound_bytes = context.output.as_ref().map_or(0, |o| o.outbound_bytes());
-        // Whole milliseconds, rounded up: a run of 0.3 ms bills 1.
-        let billed_ms = took.as_micros().div_ceil(1000) as u64;
-        if outcome != Outcome::Throttled {
+        // A throttled invocation never ran: it bills nothing. Otherwise whole
+        // milliseconds, rounded up: a run of 0.3 ms bills 1.
+        let ran = outcome != Outcome::Throttled;
+        let outbound_bytes = match &context.output {
+            Some(output) if ran => output.outbound_bytes(),
+            _ => 0,
+        };
+        let billed_ms = if ran {
+            took.as_micros().div_ceil(1000) as u64
+        } else {
+            0
+        };
+        if ran {
             let metrics = self.metrics();
             let function: &str = &self.name;
             metrics.usage_billed_ms.with(&[function]).inc_by(billed_ms);

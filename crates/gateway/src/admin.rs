@@ -81,16 +81,47 @@ impl AdminToken {
 
 /// Lets a request through with the admin token, or from the console with a
 /// live session's cookie; a console request that changes anything must also
-/// carry the session's CSRF token (a cross-site form cannot).
+/// carry the session's CSRF token (a cross-site form cannot). Every answer is
+/// hardened for a browser that holds the console's cookie: no answer may run
+/// a script on the admin origin (an object uploaded as HTML included), and an
+/// object is a download, never a page.
 async fn require_token(
     State(console): State<crate::console::ConsoleState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let token = &console.token;
+    let object_read = request.method() == http::Method::GET
+        && request.uri().path().starts_with("/v1/buckets/")
+        && request.uri().path().contains("/objects/");
+    let mut response = match admit(&console, &request) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => *refused,
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if object_read {
+        headers.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment"),
+        );
+    }
+    response
+}
+
+/// Whether `request` may reach `/v1`, or the refusal.
+fn admit(
+    console: &crate::console::ConsoleState,
+    request: &axum::extract::Request,
+) -> Result<(), Box<Response>> {
     if request.headers().get(header::AUTHORIZATION).is_none()
-        && let Some(session) = crate::console::session_id(request.headers())
-        && console.sessions.csrf(session).is_some()
+        && let Some(session) = crate::console::live_session(request.headers(), &console.sessions)
     {
         let safe = matches!(
             *request.method(),
@@ -101,17 +132,19 @@ async fn require_token(
             .get(crate::console::CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        if safe || console.sessions.check_csrf(session, csrf) {
-            return next.run(request).await;
+        if safe || console.sessions.check_csrf(&session, csrf) {
+            return Ok(());
         }
-        return api::ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "a console request that changes something needs the session's `{}` header",
-                crate::console::CSRF_HEADER
-            ),
-        )
-        .into_response();
+        return Err(Box::new(
+            api::ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "a console request that changes something needs the session's `{}` header",
+                    crate::console::CSRF_HEADER
+                ),
+            )
+            .into_response(),
+        ));
     }
     let presented = request
         .headers()
@@ -122,9 +155,7 @@ async fn require_token(
         None => {
             "missing admin token: send `Authorization: Bearer TOKEN` (the CLI: --admin-token or NIMBUS_ADMIN_TOKEN; `nimbus up` stores a generated token in DATA_DIR/admin-token)"
         }
-        Some(given) if crate::auth::constant_time_eq(given.as_bytes(), token.0.as_bytes()) => {
-            return next.run(request).await;
-        }
+        Some(given) if console.token.matches(given) => return Ok(()),
         Some(_) => "wrong admin token",
     };
     let mut response = api::ApiError::new(StatusCode::UNAUTHORIZED, problem).into_response();
@@ -132,7 +163,7 @@ async fn require_token(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"nimbus-admin\""),
     );
-    response
+    Err(Box::new(response))
 }
 
 /// What `/readyz` looks at.

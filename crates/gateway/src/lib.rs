@@ -4,7 +4,7 @@
 mod admin;
 pub mod api;
 pub mod auth;
-mod console;
+pub mod console;
 mod live;
 mod metrics;
 mod public;

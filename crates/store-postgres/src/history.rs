@@ -40,21 +40,19 @@ fn record(row: &Row, logs: Option<&str>) -> InvocationRecord {
     }
 }
 
-/// Adds the usage of the metered records among `records` that are not
-/// stored yet (so a batch stored again counts once), one upsert per batch.
-async fn add_usage(tx: &Tx<'_>, records: &[&InvocationRecord]) -> StoreResult<()> {
-    let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
-    let stored: HashSet<String> = tx
-        .query("SELECT id FROM invocations WHERE id = ANY($1)", &[&ids])
-        .await?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+/// Adds the usage of the metered records among `records` whose ids the
+/// insert just created (a record stored again, even by a retry racing its
+/// first commit, adds nothing), one upsert per batch.
+async fn add_usage(
+    tx: &Tx<'_>,
+    records: &[&InvocationRecord],
+    inserted: &HashSet<String>,
+) -> StoreResult<()> {
     // (function, hour) -> [invocations, billed_ms, mb_ms, outbound_bytes]
     let mut sums: BTreeMap<(&str, u64), [u64; 4]> = BTreeMap::new();
     for r in records
         .iter()
-        .filter(|r| r.metered() && !stored.contains(&r.id))
+        .filter(|r| r.metered() && inserted.contains(&r.id))
     {
         let sum = sums
             .entry((r.function.as_str(), r.usage_hour()))
@@ -99,7 +97,6 @@ async fn insert(tx: &Tx<'_>, records: &[InvocationRecord]) -> StoreResult<()> {
     if records.is_empty() {
         return Ok(());
     }
-    add_usage(tx, &records).await?;
     let column =
         |f: fn(&InvocationRecord) -> String| records.iter().map(|r| f(r)).collect::<Vec<_>>();
     let number = |f: fn(&InvocationRecord) -> i64| records.iter().map(|r| f(r)).collect::<Vec<_>>();
@@ -118,8 +115,9 @@ async fn insert(tx: &Tx<'_>, records: &[InvocationRecord]) -> StoreResult<()> {
     let traces: Vec<Option<String>> = records.iter().map(|r| r.trace_id.clone()).collect();
     let truncated: Vec<bool> = records.iter().map(|r| r.logs_truncated).collect();
     let nodes: Vec<Option<String>> = records.iter().map(|r| r.node.clone()).collect();
-    tx.execute(
-        "INSERT INTO invocations
+    let rows = tx
+        .query(
+            "INSERT INTO invocations
             (id, function, trigger, source, started_at, recorded_at, duration_ms, outcome, error,
              attempt, trace_id, logs, logs_truncated, node, memory_mb, billed_ms, outbound_bytes)
          SELECT id, function, trigger, source, started_at, $13, duration_ms, outcome, error,
@@ -138,29 +136,38 @@ async fn insert(tx: &Tx<'_>, records: &[InvocationRecord]) -> StoreResult<()> {
             trace_id = excluded.trace_id, logs = excluded.logs,
             logs_truncated = excluded.logs_truncated, node = excluded.node,
             memory_mb = excluded.memory_mb, billed_ms = excluded.billed_ms,
-            outbound_bytes = excluded.outbound_bytes",
-        &[
-            &column(|r| r.id.clone()),
-            &column(|r| r.function.clone()),
-            &column(|r| r.trigger.clone()),
-            &column(|r| r.source.clone()),
-            &number(|r| int8(r.started_at)),
-            &number(|r| int8(r.duration_ms)),
-            &column(|r| r.outcome.clone()),
-            &errors,
-            &number(|r| i64::from(r.attempt)),
-            &traces,
-            &logs,
-            &truncated,
-            &tx.now,
-            &nodes,
-            &number(|r| i64::from(r.memory_mb)),
-            &number(|r| int8(r.billed_ms)),
-            &number(|r| int8(r.outbound_bytes)),
-        ],
-    )
-    .await?;
-    Ok(())
+            outbound_bytes = excluded.outbound_bytes
+         RETURNING id, (xmax = 0) AS inserted",
+            &[
+                &column(|r| r.id.clone()),
+                &column(|r| r.function.clone()),
+                &column(|r| r.trigger.clone()),
+                &column(|r| r.source.clone()),
+                &number(|r| int8(r.started_at)),
+                &number(|r| int8(r.duration_ms)),
+                &column(|r| r.outcome.clone()),
+                &errors,
+                &number(|r| i64::from(r.attempt)),
+                &traces,
+                &logs,
+                &truncated,
+                &tx.now,
+                &nodes,
+                &number(|r| i64::from(r.memory_mb)),
+                &number(|r| int8(r.billed_ms)),
+                &number(|r| int8(r.outbound_bytes)),
+            ],
+        )
+        .await?;
+    // `xmax = 0` marks a row this statement created rather than updated:
+    // decided under the row's lock, so two writers of one id cannot both
+    // see it as new.
+    let inserted: HashSet<String> = rows
+        .iter()
+        .filter(|row| row.get::<_, bool>(1))
+        .map(|row| row.get(0))
+        .collect();
+    add_usage(tx, &records, &inserted).await
 }
 
 async fn list(tx: &Tx<'_>, filter: &InvocationFilter) -> StoreResult<Vec<InvocationRecord>> {

@@ -37,8 +37,6 @@ async fn stores_starting_at_once_on_an_empty_database_all_open_it() {
     }
 }
 
-/// Turns a schema this binary wrote back into what a version-3 binary
-/// leaves: no deployments or components.
 /// Turns a schema this binary wrote back into what a version-4 binary
 /// leaves: no usage table, no metered columns.
 fn rewind_to_version_4(server: &nimbus_test_postgres::Server, schema: &str) {
@@ -50,6 +48,8 @@ fn rewind_to_version_4(server: &nimbus_test_postgres::Server, schema: &str) {
     ));
 }
 
+/// Turns a schema this binary wrote back into what a version-3 binary
+/// leaves: no deployments or components.
 fn rewind_to_version_3(server: &nimbus_test_postgres::Server, schema: &str) {
     rewind_to_version_4(server, schema);
     server.sql(&format!(

@@ -215,6 +215,15 @@ fn expire(tx: &Tx<'_>, retention_ms: u64, max_records: u64) -> StoreResult<u64> 
 #[async_trait::async_trait]
 impl HistoryStore for SqliteStore {
     async fn record_invocations(&self, records: Vec<InvocationRecord>) -> StoreResult<()> {
+        // Of an id repeated within the batch, the last record wins (as
+        // separate writes would have it), and only it is metered.
+        let mut seen = std::collections::HashSet::new();
+        let mut records: Vec<InvocationRecord> = records
+            .into_iter()
+            .rev()
+            .filter(|r| seen.insert(r.id.clone()))
+            .collect();
+        records.reverse();
         self.writer
             .run(move |tx| records.iter().try_for_each(|r| insert(tx, r)))
             .await

@@ -52,8 +52,6 @@ fn schema_numbers(dir: &tempfile::TempDir) -> (Option<u32>, u32) {
         .unwrap()
 }
 
-/// Turns a file this binary wrote back into what a version-3 binary leaves:
-/// no deployments or components.
 /// Turns a file this binary wrote back into what a version-4 binary
 /// leaves: no usage table, no metered columns.
 fn rewind_to_version_4(dir: &tempfile::TempDir) {
@@ -69,6 +67,8 @@ fn rewind_to_version_4(dir: &tempfile::TempDir) {
         .unwrap();
 }
 
+/// Turns a file this binary wrote back into what a version-3 binary leaves:
+/// no deployments or components.
 fn rewind_to_version_3(dir: &tempfile::TempDir) {
     rewind_to_version_4(dir);
     rusqlite::Connection::open(dir.path().join("nimbus.db"))

@@ -51,10 +51,16 @@ async fn usage(
 ) -> Result<Response, ApiError> {
     let params = query(params)?;
     let now = state.clock.now_ms();
-    let to = params.to_ms.unwrap_or(now + 1);
+    // Times past what either backend stores (i64 milliseconds) mean "the
+    // end of time".
+    let to = params.to_ms.unwrap_or(now + 1).min(i64::MAX as u64);
     let from = params
         .from_ms
-        .unwrap_or_else(|| to.saturating_sub(DEFAULT_RANGE_MS));
+        .unwrap_or_else(|| to.saturating_sub(DEFAULT_RANGE_MS))
+        .min(i64::MAX as u64);
+    // Usage is kept by the hour: a range starting within an hour takes
+    // that whole hour (and says so in `from_ms`).
+    let from = from - from % nimbus_store::history::HOUR_MS;
     if from >= to {
         return Err(ApiError::bad_request("`from_ms` must be before `to_ms`"));
     }

@@ -100,20 +100,57 @@ fn see_other(location: &str) -> Response {
     secured(response)
 }
 
-/// The session id in the request's cookie, if any.
-pub(crate) fn session_id(headers: &HeaderMap) -> Option<&str> {
+/// Every value of the session cookie in the request (a page on another
+/// port of the same host may have set one of its own under a longer path,
+/// which the browser sends first).
+fn session_cookies(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .filter(|(name, _)| *name == SESSION_COOKIE)
         .map(|(_, value)| value)
 }
 
+/// The live session the request's cookies name, if any.
+pub(crate) fn live_session(headers: &HeaderMap, sessions: &Sessions) -> Option<String> {
+    session_cookies(headers)
+        .find(|id| sessions.csrf(id).is_some())
+        .map(str::to_owned)
+}
+
+/// Removes the console's session cookie from a request's headers: what is
+/// forwarded to a function or another endpoint on this host never carries
+/// the admin's session (browsers send a host's cookies to every port).
+pub fn strip_session_cookie(headers: &mut HeaderMap) {
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| {
+            let rest: Vec<&str> = v
+                .split(';')
+                .map(str::trim)
+                .filter(|pair| {
+                    pair.split_once('=')
+                        .is_none_or(|(name, _)| name != SESSION_COOKIE)
+                })
+                .collect();
+            (!rest.is_empty()).then(|| rest.join("; "))
+        })
+        .filter_map(|v| HeaderValue::from_str(&v).ok())
+        .collect();
+    headers.remove(header::COOKIE);
+    for value in kept {
+        headers.append(header::COOKIE, value);
+    }
+}
+
 async fn index(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
-    let Some(csrf) = session_id(&headers).and_then(|id| state.sessions.csrf(id)) else {
+    let live = live_session(&headers, &state.sessions);
+    let Some(csrf) = live.and_then(|id| state.sessions.csrf(&id)) else {
         return see_other("/console/login");
     };
     html(StatusCode::OK, INDEX_HTML.replace("{{csrf}}", &csrf))
@@ -192,11 +229,11 @@ async fn login(State(state): State<ConsoleState>, body: Bytes) -> Response {
 /// set a header, so the CSRF token comes as a form field here.
 async fn logout(State(state): State<ConsoleState>, headers: HeaderMap, body: Bytes) -> Response {
     let body = String::from_utf8_lossy(&body);
-    let Some(id) = session_id(&headers) else {
+    let Some(id) = live_session(&headers, &state.sessions) else {
         return see_other("/console/login");
     };
     let given = form_field(&body, "csrf").unwrap_or_default();
-    if !state.sessions.check_csrf(id, &given) {
+    if !state.sessions.check_csrf(&id, &given) {
         return secured(
             crate::api::ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -205,7 +242,7 @@ async fn logout(State(state): State<ConsoleState>, headers: HeaderMap, body: Byt
             .into_response(),
         );
     }
-    state.sessions.end(id);
+    state.sessions.end(&id);
     let mut response = see_other("/console/login");
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -229,12 +266,24 @@ mod tests {
     }
 
     #[test]
-    fn the_session_cookie_is_found_among_others() {
+    fn the_live_session_is_found_among_other_cookies() {
+        let sessions = Sessions::default();
+        let live = sessions.start().unwrap();
         let mut headers = HeaderMap::new();
+        // A planted cookie of the same name comes first.
         headers.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=b; nimbus_console=s1; c=d"),
+            HeaderValue::from_str(&format!(
+                "a=b; nimbus_console=planted; nimbus_console={live}; c=d"
+            ))
+            .unwrap(),
         );
-        assert_eq!(session_id(&headers), Some("s1"));
+        assert_eq!(live_session(&headers, &sessions), Some(live));
+        strip_session_cookie(&mut headers);
+        assert_eq!(headers[header::COOKIE], "a=b; c=d");
+        let mut only = HeaderMap::new();
+        only.insert(header::COOKIE, HeaderValue::from_static("nimbus_console=x"));
+        strip_session_cookie(&mut only);
+        assert!(only.get(header::COOKIE).is_none());
     }
 }

@@ -196,7 +196,11 @@ pub async fn usage_adds_up_each_metered_record_once_and_outlives_them<
         at("04", "f", "throttled", hour + 40, 0),
         at("05", "f", "success", hour + HOUR_MS + 5, 2),
     ];
-    store.record_invocations(batch.clone()).await.unwrap();
+    // An id repeated within a batch: the last copy is stored and metered,
+    // once.
+    let mut with_repeat = batch.clone();
+    with_repeat.insert(0, at("05", "f", "success", hour + HOUR_MS + 5, 40));
+    store.record_invocations(with_repeat).await.unwrap();
     // The same records stored again (a batch retried after an outcome
     // unknown) add nothing.
     store.record_invocations(batch[..2].to_vec()).await.unwrap();

@@ -310,7 +310,11 @@ async function tablesPage() {
 async function tablePage(name, params) {
   const partition = params.get("partition");
   const items = await api(`/v1/tables/${enc(name)}/items?limit=100${partition ? `&partition=${enc(partition)}` : ""}`);
-  const stream = await api(`/v1/tables/${enc(name)}/stream?after=0&limit=100`).catch(() => ({ records: [] }));
+  // The newest 50 change records: ask where the stream's head is, then
+  // read from just before it.
+  const head = await api(`/v1/tables/${enc(name)}/stream?after=0&limit=1`).catch(() => null);
+  const after = head && head.latest ? Math.max(0, head.latest - 50) : 0;
+  const stream = await api(`/v1/tables/${enc(name)}/stream?after=${after}&limit=50`).catch(() => ({ records: [] }));
   show(`Table ${name}`,
     el("h2", {}, partition ? `Partition ${partition}` : "Items"),
     table(["Partition", "Sort", { label: "Version", num: true }, "Item"],
@@ -319,7 +323,7 @@ async function tablePage(name, params) {
         i.key.sort || "-", i.version, el("code", {}, JSON.stringify(i.item))])),
     el("h2", {}, "Change stream"),
     table([{ label: "Sequence", num: true }, "Event", "Key", "When"],
-      (stream.records || []).slice(-50).map((r) => [r.sequence, r.kind, JSON.stringify(r.key), when(r.time)])));
+      (stream.records || []).map((r) => [r.sequence, r.kind, JSON.stringify(r.key), when(r.time)])));
 }
 
 async function bucketsPage() {
@@ -328,8 +332,10 @@ async function bucketsPage() {
     buckets.buckets.map((b) => [el("a", { href: `#/bucket/${enc(b.name)}` }, b.name), bytes(b.max_object_bytes)])));
 }
 
+/// The key encoded whole (its slashes too, which the API decodes), so no
+/// `.` or `..` segment of a key or prefix can move the request elsewhere.
 function objectPath(bucket, key) {
-  return `/v1/buckets/${enc(bucket)}/objects/${key.split("/").map(enc).join("/")}`;
+  return `/v1/buckets/${enc(bucket)}/objects/${enc(key)}`;
 }
 
 async function bucketPage(name, params, notice) {
