@@ -33,6 +33,8 @@ pages = {
     "keys": ["/v1/keys", "/v1/access-keys"],
     "secrets": ["/v1/secrets"],
     "usage": ["/v1/usage"],
+    "deployments": ["/v1/deployments"],
+    "cluster": ["/v1/cluster"],
 }
 print(f"{'page':<24} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
 for name, paths in pages.items():

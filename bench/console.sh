@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORDS=${RECORDS:-100000} REPS=${REPS:-50}
 
-cargo build --release --locked -p nimbus-cli -p nimbus-bench --bin history-seed
+cargo build --release --locked -p nimbus-cli
+cargo build --release --locked -p nimbus-bench --bin history-seed
 (cd tests/programs && cargo build --release --locked --target wasm32-wasip2 --example hello)
 HELLO=$PWD/tests/programs/target/wasm32-wasip2/release/examples/hello.wasm
 WORK=$(mktemp -d -p "$PWD/target")

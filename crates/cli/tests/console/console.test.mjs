@@ -84,7 +84,7 @@ try {
   expect(downloaded.equals(readFileSync(UPLOAD)), `the downloaded ${name} to equal the upload`);
 
   step("the other pages draw");
-  for (const [hash, heading] of [["#/queues", "Queues"], ["#/tables", "Tables"], ["#/keys", "Keys"], ["#/secrets", "Secrets"], ["#/usage", "Usage, the last day"]]) {
+  for (const [hash, heading] of [["#/queues", "Queues"], ["#/tables", "Tables"], ["#/keys", "Keys"], ["#/secrets", "Secrets"], ["#/usage", "Usage, the last day"], ["#/deployments", "Deployments"], ["#/cluster", "Cluster"]]) {
     await page.goto(`${ADMIN}/console/${hash}`);
     await page.getByRole("heading", { name: heading, exact: true }).waitFor();
     await shot(page, hash.slice(2));

@@ -403,6 +403,35 @@ async function usagePage() {
     table(["Hour", "Function", { label: "Invocations", num: true }, { label: "Billed", num: true }, { label: "GB-seconds", num: true }, { label: "Outbound", num: true }], rows));
 }
 
+async function deploymentsPage(_name, _params, notice) {
+  const listing = await api("/v1/deployments");
+  const status = el("p", { id: "status", role: "status" }, notice || "");
+  show("Deployments", status,
+    table([{ label: "Id", num: true }, "Created", "Activated", "Functions", "Digest", ""],
+      listing.deployments.map((d) => [
+        d.id, when(d.created), when(d.activated), (d.functions || []).join(", "),
+        el("span", { class: "mono" }, String(d.digest).slice(0, 12)),
+        d.active ? el("strong", {}, "serving") : el("button", {
+          onclick: async () => {
+            try {
+              await api(`/v1/deployments/${enc(d.id)}/activate`, { method: "POST" });
+              await deploymentsPage(null, null, `deployment ${d.id} is serving`);
+            } catch (e) { fail(e); }
+          },
+        }, "Roll back to this")])));
+}
+
+async function clusterPage() {
+  const cluster = await api("/v1/cluster");
+  show("Cluster",
+    el("p", { class: "muted" }, `This console is served by node ${cluster.node}.`),
+    table(["Node", "Live", "Version", "Started", "Last heartbeat", { label: "In flight", num: true }, "Leases"],
+      cluster.nodes.map((n) => [
+        el("span", { class: "mono" }, n.id), el("span", { class: n.live ? "ok" : "bad" }, n.live ? "live" : "gone"),
+        n.version || "-", when(n.started_at), when(n.last_heartbeat), n.in_flight ?? "-",
+        (n.leases || []).map((l) => l.name).join(", ") || "-"])));
+}
+
 const routes = [
   [/^\/$/, overview],
   [/^\/function\/(.+)$/, functionPage],
@@ -416,6 +445,8 @@ const routes = [
   [/^\/keys$/, keysPage],
   [/^\/secrets$/, secretsPage],
   [/^\/usage$/, usagePage],
+  [/^\/deployments$/, deploymentsPage],
+  [/^\/cluster$/, clusterPage],
 ];
 
 async function route() {
