@@ -1,8 +1,9 @@
 //! The S3 endpoint through the real server and real clients: boto3 (objects,
 //! listings, copies, checksums, multipart, presigned URLs, malformed XML,
 //! an object trigger firing on S3 uploads, every operation refused without
-//! a grant), the AWS CLI from PyPI and Debian's (`aws s3 cp` of 20 MiB in
-//! parts, `aws s3 sync`), and HTTPS with a self-signed certificate, where
+//! a grant, parts surviving a restart), the AWS CLI from PyPI and Debian's
+//! (`aws s3 cp` of 20 MiB in parts up, down and within the store, `aws s3
+//! sync`), and HTTPS with a self-signed certificate, where
 //! SDKs send `aws-chunked` bodies with trailing checksums. The client
 //! scripts are in `tests/aws/s3_*.py`.
 
@@ -313,6 +314,34 @@ async fn cp_and_sync(
     assert!(
         std::fs::read(&down).unwrap() == big,
         "{program}: the 20 MiB came back different"
+    );
+    // A copy within the store goes in parts copied from the object.
+    let copied = work.join("copied.bin");
+    run(
+        aws(&[
+            "s3",
+            "cp",
+            &format!("{prefix}/big.bin"),
+            &format!("{prefix}/copy.bin"),
+        ]),
+        program,
+        install,
+    )
+    .await;
+    run(
+        aws(&[
+            "s3",
+            "cp",
+            &format!("{prefix}/copy.bin"),
+            copied.to_str().unwrap(),
+        ]),
+        program,
+        install,
+    )
+    .await;
+    assert!(
+        std::fs::read(&copied).unwrap() == big,
+        "{program}: the copy differs"
     );
     let tree = work.join("tree");
     run(

@@ -67,12 +67,14 @@ const SERVED: &[&str] = &[
     "ListObjectsV2",
     "GetObject",
     "HeadObject",
+    "GetObjectTagging",
     "PutObject",
     "DeleteObject",
     "DeleteObjects",
     "CopyObject",
     "CreateMultipartUpload",
     "UploadPart",
+    "UploadPartCopy",
     "CompleteMultipartUpload",
     "AbortMultipartUpload",
     "ListParts",
@@ -185,6 +187,16 @@ impl S3Access for Grants {
         )
     }
 
+    async fn get_object_tagging(&self, req: &mut S3Request<GetObjectTaggingInput>) -> S3Result<()> {
+        allow(
+            req,
+            Action::BucketRead {
+                bucket: &req.input.bucket,
+                key: &req.input.key,
+            },
+        )
+    }
+
     async fn put_object(&self, req: &mut S3Request<PutObjectInput>) -> S3Result<()> {
         allow(
             req,
@@ -248,6 +260,22 @@ impl S3Access for Grants {
                 key: &req.input.key,
             },
         )
+    }
+
+    async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
+        allow(
+            req,
+            Action::BucketWrite {
+                bucket: &req.input.bucket,
+                key: &req.input.key,
+            },
+        )?;
+        match &req.input.copy_source {
+            CopySource::Bucket { bucket, key, .. } => {
+                allow(req, Action::BucketRead { bucket, key })
+            }
+            _ => Err(s3_error!(NotImplemented, "Nimbus copies from buckets only")),
+        }
     }
 
     async fn complete_multipart_upload(

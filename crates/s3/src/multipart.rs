@@ -5,7 +5,7 @@
 use crate::body::{self, Expected};
 use crate::error::from_bucket;
 use crate::objects::{checked_key, limit, timestamp, traceparent, user_metadata};
-use nimbus_bucket::{Buckets, MAX_PART_NUMBER, MultipartError, PutOptions, part_number};
+use nimbus_bucket::{Buckets, ByteRange, MAX_PART_NUMBER, MultipartError, PutOptions, part_number};
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
@@ -111,6 +111,88 @@ pub(crate) async fn upload_part(
         checksum_sha1: c.checksum_sha1,
         checksum_sha256: c.checksum_sha256,
         checksum_crc64nvme: c.checksum_crc64nvme,
+        ..Default::default()
+    }))
+}
+
+/// `bytes=FIRST-LAST` of `x-amz-copy-source-range`.
+fn copy_range(given: &str) -> S3Result<ByteRange> {
+    let invalid = || {
+        s3_error!(
+            InvalidArgument,
+            "The x-amz-copy-source-range value must be of the form bytes=first-last"
+        )
+    };
+    let (first, last) = given
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .ok_or_else(invalid)?;
+    let first: u64 = first.parse().map_err(|_| invalid())?;
+    let last: u64 = last.parse().map_err(|_| invalid())?;
+    if last < first {
+        return Err(invalid());
+    }
+    Ok(ByteRange::From {
+        first,
+        last: Some(last),
+    })
+}
+
+/// A part copied from an object (all of it, or a range): how clients copy
+/// large objects within the store.
+pub(crate) async fn upload_part_copy(
+    buckets: &Buckets,
+    req: S3Request<UploadPartCopyInput>,
+) -> S3Result<S3Response<UploadPartCopyOutput>> {
+    let input = req.input;
+    checked_key(&input.key)?;
+    let number = part_number(input.part_number).map_err(from_multipart)?;
+    let CopySource::Bucket {
+        bucket: source_bucket,
+        key: source_key,
+        ..
+    } = &input.copy_source
+    else {
+        return Err(s3_error!(NotImplemented, "Nimbus copies from buckets only"));
+    };
+    checked_key(source_key)?;
+    buckets
+        .upload(&input.bucket, &input.key, &input.upload_id)
+        .await
+        .map_err(from_multipart)?;
+    let range = input
+        .copy_source_range
+        .as_deref()
+        .map(copy_range)
+        .transpose()?;
+    let source = buckets
+        .get(source_bucket, source_key, range)
+        .await
+        .map_err(from_bucket)?;
+    if let Some(ETagCondition::ETag(want)) = &input.copy_source_if_match
+        && want.value() != source.meta.etag
+    {
+        return Err(s3_error!(
+            PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold"
+        ));
+    }
+    let part = buckets
+        .put_part(
+            &input.bucket,
+            &input.key,
+            &input.upload_id,
+            number,
+            source.bytes,
+        )
+        .await
+        .map_err(from_multipart)?;
+    Ok(S3Response::new(UploadPartCopyOutput {
+        copy_part_result: Some(CopyPartResult {
+            e_tag: Some(ETag::Strong(part.etag)),
+            last_modified: Some(timestamp(part.modified_ms)),
+            ..Default::default()
+        }),
         ..Default::default()
     }))
 }

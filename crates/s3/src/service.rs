@@ -70,6 +70,13 @@ impl S3 for NimbusS3 {
         objects::head_object(&(self.buckets)(), req).await
     }
 
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        objects::get_object_tagging(&(self.buckets)(), req).await
+    }
+
     async fn put_object(
         &self,
         req: S3Request<PutObjectInput>,
@@ -110,6 +117,13 @@ impl S3 for NimbusS3 {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         multipart::upload_part(&(self.buckets)(), req).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        multipart::upload_part_copy(&(self.buckets)(), req).await
     }
 
     async fn complete_multipart_upload(

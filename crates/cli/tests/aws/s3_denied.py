@@ -23,6 +23,7 @@ assert code(s3.get_bucket_location, Bucket="third") == DENIED
 # Reads of photos: none granted.
 assert code(s3.get_object, Bucket=B, Key="secret.txt") == DENIED
 assert code(s3.head_object, Bucket=B, Key="secret.txt") == "403"
+assert code(s3.get_object_tagging, Bucket=B, Key="secret.txt") == DENIED
 assert code(s3.list_objects_v2, Bucket=B) == DENIED
 assert code(s3.list_objects_v2, Bucket=B, Prefix="inbox/") == DENIED
 assert code(s3.list_objects, Bucket=B) == DENIED
@@ -40,6 +41,12 @@ assert code(s3.abort_multipart_upload, Bucket=B, Key="up", UploadId=upload) == D
 # A copy needs a read grant on its source and a write grant on its target.
 assert code(s3.copy_object, Bucket=B, Key="inbox/copy", CopySource=f"{B}/secret.txt") == DENIED
 assert code(s3.copy_object, Bucket="other", Key="x", CopySource=f"{B}/inbox/x") == DENIED
+mine = s3.create_multipart_upload(Bucket=B, Key="inbox/parted")["UploadId"]
+assert code(
+    s3.upload_part_copy, Bucket=B, Key="inbox/parted", UploadId=mine, PartNumber=1,
+    CopySource=f"{B}/secret.txt",
+) == DENIED
+s3.abort_multipart_upload(Bucket=B, Key="inbox/parted", UploadId=mine)
 # Batch deletion: each key refused on its own.
 answer = s3.delete_objects(Bucket=B, Delete={"Objects": [{"Key": "secret.txt"}, {"Key": "inbox/nothing"}]})
 assert [(e["Key"], e["Code"]) for e in answer.get("Errors", [])] == [("secret.txt", DENIED)], answer

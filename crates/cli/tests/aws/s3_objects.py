@@ -42,6 +42,7 @@ assert code(s3.get_object, Bucket=B, Key="docs/a.txt", Range="bytes=100-200") ==
 head = s3.head_object(Bucket=B, Key="docs/a.txt")
 assert head["ContentLength"] == len(body) and head["ETag"] == put["ETag"]
 assert head["Metadata"] == {"owner": "ada"}
+assert s3.get_object_tagging(Bucket=B, Key="docs/a.txt")["TagSet"] == []
 
 # Errors as SDKs know them.
 assert code(s3.get_object, Bucket=B, Key="docs/none") == "NoSuchKey"
