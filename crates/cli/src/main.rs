@@ -236,8 +236,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The S3 wire library logs every client error (a missing key, bad XML)
+    // at error level; the endpoint logs real failures itself. Silenced
+    // unless NIMBUS_LOG names it.
+    let mut directives = std::env::var("NIMBUS_LOG").unwrap_or_else(|_| "info".to_owned());
+    if !directives.contains("s3s") {
+        directives.push_str(",s3s=off");
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,s3s=off"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
