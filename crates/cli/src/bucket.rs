@@ -3,6 +3,7 @@
 //! dropped, through the admin API.
 
 use crate::client::segment;
+use crate::output::{Format, Output, Table, size, text, time_text};
 use crate::queue::{AdminArgs, counted};
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -11,9 +12,11 @@ use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum BucketCommand {
-    /// List the buckets, or the objects of one (as JSON).
+    /// List the buckets, or the objects of one.
     Ls {
         bucket: Option<String>,
+        #[command(flatten)]
+        format: Format,
         #[arg(long, default_value = "")]
         prefix: String,
         /// Group keys by this separator after the prefix (e.g. `/`).
@@ -76,11 +79,22 @@ pub fn run(admin: &AdminArgs, command: BucketCommand) -> anyhow::Result<()> {
     let client = admin.client()?;
     let mut out = std::io::stdout().lock();
     match command {
-        BucketCommand::Ls { bucket: None, .. } => {
-            writeln!(out, "{:#}", client.get("/v1/buckets")?)?
-        }
+        BucketCommand::Ls {
+            bucket: None,
+            format,
+            ..
+        } => format.print(&client.get("/v1/buckets")?, |all| {
+            Table::new(&["BUCKET", "MAX OBJECT SIZE", "DECLARED"]).rows(&all["buckets"], |b| {
+                vec![
+                    text(&b["name"]),
+                    size(&b["max_object_bytes"]),
+                    text(&b["declared"]),
+                ]
+            })
+        }),
         BucketCommand::Ls {
             bucket: Some(bucket),
+            format,
             prefix,
             delimiter,
             start_after,
@@ -93,7 +107,31 @@ pub fn run(admin: &AdminArgs, command: BucketCommand) -> anyhow::Result<()> {
                 ("limit", Some(limit.to_string())),
             ]);
             let path = format!("/v1/buckets/{}/objects?{q}", segment(&bucket));
-            writeln!(out, "{:#}", client.get(&path)?)?;
+            let page = client.get(&path)?;
+            format.print(&page, |page| {
+                let mut table = Table::new(&["KEY", "SIZE", "CONTENT TYPE", "LAST MODIFIED"]);
+                // Keys grouped by the delimiter, as `aws s3 ls` shows them.
+                for prefix in page["common_prefixes"].as_array().into_iter().flatten() {
+                    table.row(vec![
+                        text(prefix),
+                        "(prefix)".into(),
+                        "-".into(),
+                        "-".into(),
+                    ]);
+                }
+                table.rows(&page["objects"], |o| {
+                    vec![
+                        text(&o["key"]),
+                        size(&o["size"]),
+                        text(&o["content_type"]),
+                        time_text(&o["last_modified"]),
+                    ]
+                })
+            });
+            if let (Output::Table, Some(after)) = (format.output, page["next_start_after"].as_str())
+            {
+                eprintln!("more objects follow: --start-after {after:?}");
+            }
         }
         BucketCommand::Put {
             bucket,

@@ -2,16 +2,18 @@
 //! function output of a running app, read through `/v1`.
 
 use crate::client::segment;
-use crate::queue::{AdminArgs, print};
+use crate::output::{Format, Table, clipped, duration_ms, text, time_text};
+use crate::queue::AdminArgs;
 use serde_json::Value;
 
-/// Lists invocation records, newest first, as JSON (the API's page:
-/// `invocations` and the `next` cursor).
+/// Lists invocation records, newest first: a table, or the API's page
+/// (`invocations` and the `next` cursor) with `-o json`.
 pub fn run_invocations(
     admin: &AdminArgs,
     function: Option<&str>,
     failed: bool,
     limit: Option<u32>,
+    format: Format,
 ) -> anyhow::Result<()> {
     let client = admin.client()?;
     let mut query = Vec::new();
@@ -24,7 +26,33 @@ pub fn run_invocations(
     if let Some(limit) = limit {
         query.push(format!("limit={limit}"));
     }
-    print(&client.get(&format!("/v1/invocations?{}", query.join("&")))?);
+    let page = client.get(&format!("/v1/invocations?{}", query.join("&")))?;
+    format.print(&page, |page| {
+        Table::new(&[
+            "INVOCATION",
+            "FUNCTION",
+            "TRIGGER",
+            "SOURCE",
+            "OUTCOME",
+            "ATTEMPT",
+            "DURATION",
+            "STARTED",
+            "ERROR",
+        ])
+        .rows(&page["invocations"], |i| {
+            vec![
+                text(&i["id"]),
+                text(&i["function"]),
+                text(&i["trigger"]),
+                text(&i["source"]),
+                text(&i["outcome"]),
+                text(&i["attempt"]),
+                duration_ms(&i["duration_ms"]),
+                time_text(&i["started_at"]),
+                clipped(&text(&i["error"]), 60),
+            ]
+        })
+    });
     Ok(())
 }
 

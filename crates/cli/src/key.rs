@@ -2,6 +2,7 @@
 //! `auth = "api_key"` routes accept.
 
 use crate::client::segment;
+use crate::output::{Format, Table, duration_ms, text, time_ms};
 use crate::queue::{AdminArgs, print};
 use clap::Subcommand;
 use serde_json::json;
@@ -26,7 +27,10 @@ pub enum KeyCommand {
         quota_period: Option<String>,
     },
     /// List keys (never the keys themselves), revoked ones included.
-    List,
+    List {
+        #[command(flatten)]
+        format: Format,
+    },
     /// Revoke a key by id: it is refused from then on.
     Revoke { id: String },
 }
@@ -54,7 +58,33 @@ pub fn run(admin: &AdminArgs, command: KeyCommand) -> anyhow::Result<()> {
             }
             print(&client.post("/v1/keys", request)?);
         }
-        KeyCommand::List => print(&client.get("/v1/keys")?),
+        KeyCommand::List { format } => format.print(&client.get("/v1/keys")?, |all| {
+            Table::new(&["ID", "NAME", "CREATED", "REVOKED", "RATE", "QUOTA", "USED"]).rows(
+                &all["keys"],
+                |k| {
+                    let rate = match (k["rate_per_s"].as_f64(), k["burst"].as_u64()) {
+                        (Some(rate), Some(burst)) => format!("{rate}/s (burst {burst})"),
+                        (Some(rate), None) => format!("{rate}/s"),
+                        _ => "-".to_owned(),
+                    };
+                    let quota = match (k["quota"].as_u64(), k["quota_period_s"].as_u64()) {
+                        (Some(quota), Some(period)) => {
+                            format!("{quota} per {}", duration_ms(&(period * 1000).into()))
+                        }
+                        _ => "-".to_owned(),
+                    };
+                    vec![
+                        text(&k["id"]),
+                        text(&k["name"]),
+                        time_ms(&k["created_at_ms"]),
+                        time_ms(&k["revoked_at_ms"]),
+                        rate,
+                        quota,
+                        text(&k["quota_used"]),
+                    ]
+                },
+            )
+        }),
         KeyCommand::Revoke { id } => print(&client.delete(&format!("/v1/keys/{}", segment(&id)))?),
     }
     Ok(())

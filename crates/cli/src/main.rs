@@ -1,6 +1,7 @@
 //! The `nimbus` binary: parses the command line and hands off to the crates
 //! that do the work.
 
+mod access;
 mod bucket;
 mod build;
 mod client;
@@ -8,10 +9,12 @@ mod cluster;
 mod deploy;
 mod deployment;
 mod dev;
+mod endpoints;
 mod history;
 mod key;
 mod new;
 mod node;
+mod output;
 mod queue;
 mod schedule;
 mod secret;
@@ -138,6 +141,14 @@ enum Command {
         #[command(subcommand)]
         command: key::KeyCommand,
     },
+    /// Create, list and revoke the access keys the S3 and SQS endpoints
+    /// accept (`nimbus up --s3-listen/--sqs-listen`).
+    AccessKey {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        #[command(subcommand)]
+        command: access::AccessKeyCommand,
+    },
     /// Watch a running app: per-function rates, errors, latency and
     /// concurrency, and per-queue backlog, refreshed in the terminal.
     Top {
@@ -162,6 +173,8 @@ enum Command {
         /// At most this many (1 to 1000; default 50).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: Option<u32>,
+        #[command(flatten)]
+        format: output::Format,
     },
     /// Print a function's output (`INVOCATION_ID STREAM TEXT` per line): the
     /// lines of its recent invocations, or with --follow each line as it is
@@ -252,6 +265,7 @@ fn main() -> ExitCode {
         Command::Secret { admin, command } => secret::run(&admin, command),
         Command::Table { admin, command } => table::run(&admin, command),
         Command::Key { admin, command } => key::run(&admin, command),
+        Command::AccessKey { admin, command } => access::run(&admin, command),
         Command::Schedule { admin, command } => schedule::run(&admin, command),
         Command::Cluster { admin, command } => cluster::run(&admin, command),
         Command::Top {
@@ -264,7 +278,8 @@ fn main() -> ExitCode {
             function,
             failed,
             limit,
-        } => history::run_invocations(&admin, function.as_deref(), failed, limit),
+            format,
+        } => history::run_invocations(&admin, function.as_deref(), failed, limit, format),
         Command::Logs {
             admin,
             function,

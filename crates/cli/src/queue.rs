@@ -2,6 +2,7 @@
 //! Answers print as JSON, so scripts can read them.
 
 use crate::client::{AdminClient, segment};
+use crate::output::{Format, Table, clipped, duration_ms, size, text, time_ms};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -72,8 +73,12 @@ pub enum QueueCommand {
         #[arg(long)]
         delete: bool,
     },
-    /// Show a queue's statistics, or every queue's.
-    Stats { queue: Option<String> },
+    /// Show a queue's statistics and settings, or every queue's counts.
+    Stats {
+        queue: Option<String>,
+        #[command(flatten)]
+        format: Format,
+    },
     /// Delete every message in a queue.
     Purge { queue: String },
     /// Delete a queue the running version no longer declares, with its
@@ -84,12 +89,17 @@ pub enum QueueCommand {
 #[derive(Subcommand)]
 pub enum DlqCommand {
     /// List dead-letter queues, their source queues and depth.
-    List,
+    List {
+        #[command(flatten)]
+        format: Format,
+    },
     /// Print the messages in a dead-letter queue without leasing them.
     Show {
         queue: String,
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        #[command(flatten)]
+        format: Format,
     },
     /// Move messages back to the queue each came from, or to `--to`.
     Redrive {
@@ -106,6 +116,31 @@ pub(crate) fn counted(n: &Value, thing: &str) -> String {
     let n = n.as_u64().unwrap_or_default();
     let plural = if n == 1 { "" } else { "s" };
     format!("{n} {thing}{plural}")
+}
+
+/// One queue's counts and settings, a row each.
+fn queue_settings(q: &Value) -> Table {
+    let mut table = Table::new(&["SETTING", "VALUE"]);
+    for (name, value) in [
+        ("queue", text(&q["name"])),
+        ("visible", text(&q["visible"])),
+        ("in flight", text(&q["in_flight"])),
+        ("delayed", text(&q["delayed"])),
+        ("oldest message", duration_ms(&q["oldest_age_ms"])),
+        (
+            "visibility timeout",
+            duration_ms(&q["visibility_timeout_ms"]),
+        ),
+        ("retention", duration_ms(&q["retention_ms"])),
+        ("delay", duration_ms(&q["delay_ms"])),
+        ("max message size", size(&q["max_message_bytes"])),
+        ("dedup window", duration_ms(&q["dedup_window_ms"])),
+        ("max receive count", text(&q["max_receive_count"])),
+        ("dead-letter queue", text(&q["dead_letter_queue"])),
+    ] {
+        table.row(vec![name.to_owned(), value]);
+    }
+    table
 }
 
 pub(crate) fn print(value: &Value) {
@@ -219,10 +254,36 @@ pub fn run_queue(admin: &AdminArgs, command: QueueCommand) -> anyhow::Result<()>
                 }
             }
         }
-        QueueCommand::Stats { queue: Some(queue) } => {
-            print(&client.get(&format!("/v1/queues/{}", segment(&queue)))?)
-        }
-        QueueCommand::Stats { queue: None } => print(&client.get("/v1/queues")?),
+        QueueCommand::Stats {
+            queue: Some(queue),
+            format,
+        } => format.print(
+            &client.get(&format!("/v1/queues/{}", segment(&queue)))?,
+            queue_settings,
+        ),
+        QueueCommand::Stats {
+            queue: None,
+            format,
+        } => format.print(&client.get("/v1/queues")?, |all| {
+            Table::new(&[
+                "QUEUE",
+                "VISIBLE",
+                "IN FLIGHT",
+                "DELAYED",
+                "OLDEST",
+                "DEAD-LETTER QUEUE",
+            ])
+            .rows(&all["queues"], |q| {
+                vec![
+                    text(&q["name"]),
+                    text(&q["visible"]),
+                    text(&q["in_flight"]),
+                    text(&q["delayed"]),
+                    duration_ms(&q["oldest_age_ms"]),
+                    text(&q["dead_letter_queue"]),
+                ]
+            })
+        }),
         QueueCommand::Purge { queue } => {
             print(&client.post(&format!("/v1/queues/{}/purge", segment(&queue)), json!({}))?)
         }
@@ -240,11 +301,60 @@ pub fn run_queue(admin: &AdminArgs, command: QueueCommand) -> anyhow::Result<()>
 pub fn run_dlq(admin: &AdminArgs, command: DlqCommand) -> anyhow::Result<()> {
     let client = AdminClient::new(&admin.admin, admin.admin_token.as_deref())?;
     match command {
-        DlqCommand::List => print(&client.get("/v1/dead-letter-queues")?),
-        DlqCommand::Show { queue, limit } => print(&client.get(&format!(
-            "/v1/queues/{}/messages?limit={limit}",
-            segment(&queue)
-        ))?),
+        DlqCommand::List { format } => {
+            format.print(&client.get("/v1/dead-letter-queues")?, |all| {
+                Table::new(&["DEAD-LETTER QUEUE", "FROM", "DEPTH", "OLDEST"]).rows(
+                    &all["dead_letter_queues"],
+                    |q| {
+                        let from: Vec<String> = q["source_queues"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(text)
+                            .collect();
+                        vec![
+                            text(&q["name"]),
+                            from.join(", "),
+                            text(&q["depth"]),
+                            duration_ms(&q["oldest_age_ms"]),
+                        ]
+                    },
+                )
+            })
+        }
+        DlqCommand::Show {
+            queue,
+            limit,
+            format,
+        } => format.print(
+            &client.get(&format!(
+                "/v1/queues/{}/messages?limit={limit}",
+                segment(&queue)
+            ))?,
+            |page| {
+                Table::new(&[
+                    "MESSAGE ID",
+                    "SENT",
+                    "RECEIVES",
+                    "FROM",
+                    "LAST ERROR",
+                    "BODY",
+                ])
+                .rows(&page["messages"], |m| {
+                    let body = m["body"]
+                        .as_str()
+                        .map_or_else(|| "(binary)".to_owned(), |b| clipped(b, 40));
+                    vec![
+                        text(&m["message_id"]),
+                        time_ms(&m["sent_at_ms"]),
+                        text(&m["receive_count"]),
+                        text(&m["source_queue"]),
+                        clipped(&text(&m["last_error"]), 40),
+                        body,
+                    ]
+                })
+            },
+        ),
         DlqCommand::Redrive { queue, to, limit } => {
             let mut request = json!({ "limit": limit });
             if let Some(to) = to {

@@ -5,6 +5,7 @@
 //! the vault.
 
 use crate::client::segment;
+use crate::output::{Format, Table, text, time_ms};
 use crate::queue::AdminArgs;
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -23,7 +24,10 @@ pub enum SecretCommand {
         file: Option<PathBuf>,
     },
     /// List secrets: names and times, never values.
-    List,
+    List {
+        #[command(flatten)]
+        format: Format,
+    },
     /// Delete a secret.
     Delete { name: String },
 }
@@ -49,13 +53,15 @@ pub fn run(admin: &AdminArgs, command: SecretCommand) -> anyhow::Result<()> {
             client.put_bytes(&format!("/v1/secrets/{}", segment(&name)), value)?;
             eprintln!("secret `{name}` set");
         }
-        SecretCommand::List => {
-            let listing = client.get("/v1/secrets")?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&listing).unwrap_or_default()
-            );
-        }
+        SecretCommand::List { format } => format.print(&client.get("/v1/secrets")?, |all| {
+            Table::new(&["NAME", "CREATED", "UPDATED"]).rows(&all["secrets"], |s| {
+                vec![
+                    text(&s["name"]),
+                    time_ms(&s["created_at_ms"]),
+                    time_ms(&s["updated_at_ms"]),
+                ]
+            })
+        }),
         SecretCommand::Delete { name } => {
             client.delete(&format!("/v1/secrets/{}", segment(&name)))?;
             eprintln!("secret `{name}` deleted");

@@ -57,6 +57,10 @@ pub struct Server {
     admin_listen: SocketAddr,
     history_retention: Duration,
     lease: Duration,
+    /// The S3 and SQS endpoints asked for.
+    endpoints: crate::endpoints::EndpointSettings,
+    /// The keys those endpoints accept, sealed in the vault.
+    pub(crate) access_keys: Arc<nimbus_access::AccessKeys>,
 }
 
 impl Server {
@@ -188,6 +192,7 @@ impl Server {
             lease,
             store_ttl,
         );
+        let access_keys = Arc::new(nimbus_access::AccessKeys::new(secrets.clone()));
         Ok(Server {
             data_dir,
             node,
@@ -219,6 +224,12 @@ impl Server {
             admin_listen: args.admin_listen,
             history_retention: Duration::from_secs(args.history_retention_s),
             lease,
+            endpoints: crate::endpoints::EndpointSettings {
+                s3: args.s3_listen,
+                sqs: args.sqs_listen,
+                tls: args.aws_tls_cert.clone().zip(args.aws_tls_key.clone()),
+            },
+            access_keys,
         })
     }
 
@@ -272,6 +283,7 @@ impl Server {
             schedule_store: store.clone(),
             store: store.clone(),
             deployer: Some(serving.clone()),
+            access_keys: self.access_keys.clone(),
         };
         let signalled = shutdown_signal()?;
         let public = TcpListener::bind(self.listen)
@@ -288,6 +300,10 @@ impl Server {
             writeln!(out, "admin listening on http://{}", admin.local_addr()?)?;
             out.flush()?;
         }
+        let endpoints = self
+            .endpoints
+            .bind(&serving, store, &self.access_keys)
+            .await?;
         tracing::info!(app = %app_name, node = %self.node, "serving");
         let limits = self.limits;
         // The triggers' stop, started at the signal alongside the drain of
@@ -306,8 +322,16 @@ impl Server {
                 let _ = stopping_tx.send(stopping);
             }
         };
-        let drain =
-            nimbus_gateway::run(public, admin, serving.gateway(), api, limits, shutdown).await;
+        let drain = nimbus_gateway::run(
+            public,
+            admin,
+            serving.gateway(),
+            api,
+            endpoints,
+            limits,
+            shutdown,
+        )
+        .await;
         let stopping = stopping_rx.await.ok();
         let _ = follower.await;
         key_flusher.abort();

@@ -1,7 +1,9 @@
 //! `nimbus table ...`: items and change streams of a running app's tables
-//! from a terminal. Answers print as JSON, so scripts can read them.
+//! from a terminal. Listings print as tables (`-o json` for the API's
+//! JSON); item writes and reads print the API's JSON.
 
 use crate::client::segment;
+use crate::output::{Format, Table, text, time_text};
 use crate::queue::{AdminArgs, counted, print};
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -9,7 +11,10 @@ use serde_json::{Value, json};
 #[derive(Subcommand)]
 pub enum TableCommand {
     /// List the app's tables.
-    Ls,
+    Ls {
+        #[command(flatten)]
+        format: Format,
+    },
     /// Write an item (a JSON object holding the table's key attributes);
     /// prints its keys and new version.
     Put {
@@ -54,6 +59,8 @@ pub enum TableCommand {
         to: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        #[command(flatten)]
+        format: Format,
     },
     /// Print a table's change records after a sequence number.
     Stream {
@@ -85,7 +92,20 @@ fn query_string(pairs: &[(&str, Option<String>)]) -> String {
 pub fn run(admin: &AdminArgs, command: TableCommand) -> anyhow::Result<()> {
     let client = admin.client()?;
     match command {
-        TableCommand::Ls => print(&client.get("/v1/tables")?),
+        TableCommand::Ls { format } => format.print(&client.get("/v1/tables")?, |all| {
+            Table::new(&["TABLE", "PARTITION KEY", "SORT KEY", "STREAM", "DECLARED"]).rows(
+                &all["tables"],
+                |t| {
+                    vec![
+                        text(&t["name"]),
+                        text(&t["partition_key"]),
+                        text(&t["sort_key"]),
+                        text(&t["stream"]),
+                        text(&t["declared"]),
+                    ]
+                },
+            )
+        }),
         TableCommand::Put {
             table,
             item,
@@ -134,6 +154,7 @@ pub fn run(admin: &AdminArgs, command: TableCommand) -> anyhow::Result<()> {
             from,
             to,
             limit,
+            format,
         } => {
             let mut items = Vec::new();
             let mut cursor: Option<String> = None;
@@ -158,7 +179,20 @@ pub fn run(admin: &AdminArgs, command: TableCommand) -> anyhow::Result<()> {
                     None => break,
                 }
             }
-            print(&json!({ "items": items }));
+            format.print(&json!({ "items": items }), |all| {
+                Table::new(&["PARTITION", "SORT", "VERSION", "UPDATED", "ITEM"]).rows(
+                    &all["items"],
+                    |i| {
+                        vec![
+                            text(&i["key"]["partition"]),
+                            text(&i["key"]["sort"]),
+                            text(&i["version"]),
+                            time_text(&i["updated_at"]),
+                            i["item"].to_string(),
+                        ]
+                    },
+                )
+            });
         }
         TableCommand::Stream {
             table,

@@ -33,6 +33,21 @@ pub struct UpArgs {
     /// Address of the admin listener (health, readiness).
     #[arg(long, default_value = "127.0.0.1:3001", value_name = "ADDR")]
     pub(crate) admin_listen: SocketAddr,
+    /// Serve the S3 API over the app's buckets on this address (off unless
+    /// given; requests are signed with `nimbus access-key` keys).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) s3_listen: Option<SocketAddr>,
+    /// Serve the SQS API over the app's queues on this address (off unless
+    /// given; requests are signed with `nimbus access-key` keys).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) sqs_listen: Option<SocketAddr>,
+    /// Certificate chain (PEM) the S3 and SQS endpoints serve HTTPS with;
+    /// without it they speak plain HTTP.
+    #[arg(long, value_name = "PEM", requires = "aws_tls_key")]
+    pub(crate) aws_tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "aws_tls_cert")]
+    pub(crate) aws_tls_key: Option<PathBuf>,
     /// Where Nimbus keeps its state, such as compiled artifacts
     /// [default: $XDG_DATA_HOME/nimbus/APP, else ~/.local/share/nimbus/APP].
     #[arg(long, value_name = "DIR")]

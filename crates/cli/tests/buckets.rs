@@ -611,9 +611,10 @@ async fn the_bucket_cli_puts_gets_lists_heads_and_removes() {
     let head: Value = serde_json::from_str(&run(&["head", "files", "dir/in.txt"])).unwrap();
     assert_eq!(head["x-nimbus-meta-owner"], "ada");
     assert_eq!(head["content-length"], "12");
-    let listed: Value = serde_json::from_str(&run(&["ls", "files", "--delimiter", "/"])).unwrap();
+    let listed: Value =
+        serde_json::from_str(&run(&["ls", "files", "--delimiter", "/", "-o", "json"])).unwrap();
     assert_eq!(listed["common_prefixes"], serde_json::json!(["dir/"]));
-    let buckets: Value = serde_json::from_str(&run(&["ls"])).unwrap();
+    let buckets: Value = serde_json::from_str(&run(&["ls", "-o", "json"])).unwrap();
     assert_eq!(buckets["buckets"][0]["name"], "files");
     run(&["rm", "files", "dir/in.txt"]);
     let output = support::nimbus(

@@ -133,7 +133,7 @@ async fn invocations_are_listed_and_filtered_and_a_failure_keeps_its_error() {
 
     // The CLI: --failed finds the failure only; a function filter; newest first.
     let list = |args: &[&str]| {
-        let mut all = vec!["invocations"];
+        let mut all = vec!["invocations", "-o", "json"];
         all.extend_from_slice(args);
         all.extend_from_slice(&["--admin", &nimbus.admin]);
         let output = support::nimbus(&all, app.dir.path());

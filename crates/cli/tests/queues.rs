@@ -758,7 +758,8 @@ async fn the_queue_and_dlq_verbs_drive_the_api() {
     let sent: Value =
         serde_json::from_str(&cli(&["queue", "send", "jobs", "--data", "from the cli"])).unwrap();
     assert_eq!(sent["deduplicated"], false);
-    let stats: Value = serde_json::from_str(&cli(&["queue", "stats", "jobs"])).unwrap();
+    let stats: Value =
+        serde_json::from_str(&cli(&["queue", "stats", "jobs", "-o", "json"])).unwrap();
     assert_eq!(stats["visible"], 1);
 
     let line = cli(&["queue", "receive", "jobs", "--visibility-timeout-ms", "0"]);
@@ -768,9 +769,10 @@ async fn the_queue_and_dlq_verbs_drive_the_api() {
     // Two receives used up max_receive_count: the next one dead-letters it.
     assert_eq!(cli(&["queue", "receive", "jobs"]), "");
 
-    let dlqs: Value = serde_json::from_str(&cli(&["dlq", "list"])).unwrap();
+    let dlqs: Value = serde_json::from_str(&cli(&["dlq", "list", "-o", "json"])).unwrap();
     assert_eq!(dlqs["dead_letter_queues"][0]["depth"], 1);
-    let shown: Value = serde_json::from_str(&cli(&["dlq", "show", "jobs-dlq"])).unwrap();
+    let shown: Value =
+        serde_json::from_str(&cli(&["dlq", "show", "jobs-dlq", "-o", "json"])).unwrap();
     assert_eq!(shown["messages"][0]["body"], "from the cli");
     let moved: Value = serde_json::from_str(&cli(&["dlq", "redrive", "jobs-dlq"])).unwrap();
     assert_eq!(moved["moved"], 1);

@@ -603,7 +603,7 @@ async fn api_keys_are_created_limited_and_revoked_through_the_cli() {
     );
 
     // Listings never show a key or its hash.
-    let listed = key_cli(&nimbus, &["list"]);
+    let listed = key_cli(&nimbus, &["list", "-o", "json"]);
     let text = listed.to_string();
     assert!(!text.contains(&key[4..]), "{text}");
     assert!(!text.contains("hash"), "{text}");
@@ -674,7 +674,7 @@ async fn api_keys_are_created_limited_and_revoked_through_the_cli() {
         "revoked after restart",
     )
     .await;
-    let listed = key_cli(&nimbus, &["list"]);
+    let listed = key_cli(&nimbus, &["list", "-o", "json"]);
     let metered = listed["keys"]
         .as_array()
         .unwrap()

@@ -133,7 +133,7 @@ async fn a_canary_secret_reaches_a_granted_function_and_nowhere_else() {
     answers.push(format!("{set:?}"));
 
     // Listed by name and time, never by value.
-    let listed = secret_cli(&nimbus, &["list"], b"").await;
+    let listed = secret_cli(&nimbus, &["list", "-o", "json"], b"").await;
     assert!(listed.status.success(), "{listed:?}");
     let listing: Value = serde_json::from_slice(&listed.stdout).unwrap();
     let names: Vec<_> = listing["secrets"]
@@ -350,7 +350,7 @@ async fn the_default_key_file_is_created_private_in_the_config_directory_when_fi
     let nimbus = Nimbus::spawn(up()).await;
     let (line, _) = read_secret(&nimbus, "reader", "absent").await;
     assert!(line.contains("absent"), "{line}");
-    let list = secret_cli(&nimbus, &["list"], b"").await;
+    let list = secret_cli(&nimbus, &["list", "-o", "json"], b"").await;
     assert!(list.status.success(), "{list:?}");
     stop(nimbus).await;
     assert!(

@@ -547,7 +547,7 @@ async fn the_table_cli_puts_gets_queries_and_reads_the_stream() {
         serde_json::from_str::<Value>(&out).unwrap()["item"]["order"],
         "a 1"
     );
-    let (_, out, _) = run(&["query", "orders", "ann", "--prefix", "a"]);
+    let (_, out, _) = run(&["query", "orders", "ann", "--prefix", "a", "-o", "json"]);
     let items = serde_json::from_str::<Value>(&out).unwrap()["items"].clone();
     assert_eq!(items.as_array().unwrap().len(), 1);
     let (_, out, _) = run(&["stream", "orders"]);

@@ -197,6 +197,7 @@ impl ApiHarness {
         let buckets =
             nimbus_bucket::Buckets::open(&bucket_app, &dir.path().join("buckets"), store.clone())
                 .expect("open the buckets");
+        let access_keys = Arc::new(nimbus_access::AccessKeys::new(secrets.clone()));
         let state = ApiState {
             queues: store.clone(),
             waiters: store.signals().clone(),
@@ -227,6 +228,7 @@ impl ApiHarness {
             schedule_store: store.clone(),
             store: store.clone(),
             deployer: None,
+            access_keys,
         };
         ApiHarness {
             runtime,

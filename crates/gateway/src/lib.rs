@@ -16,7 +16,7 @@ pub use live::Live;
 pub use public::PublicGateway;
 pub use response::INVOCATION_ID_HEADER;
 pub use router::{Routed, Router};
-pub use server::{Drain, Handler, RequestBody, ServerLimits, serve};
+pub use server::{Drain, Endpoint, Handler, RequestBody, ServerLimits, serve};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,12 +35,28 @@ pub async fn run(
     admin: TcpListener,
     gateway: Arc<Live<PublicGateway>>,
     api: api::ApiState,
+    endpoints: Vec<Endpoint>,
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) -> Drain {
     let ready = Arc::new(AtomicBool::new(true));
     let admin_api = Arc::new(AdminApi::new(ready.clone(), api));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    // The endpoints stop accepting with the public listener and drain
+    // alongside it.
+    let endpoints: Vec<_> = endpoints
+        .into_iter()
+        .map(|endpoint| {
+            let mut stop_rx = stop_tx.subscribe();
+            endpoint.run(
+                limits,
+                Box::pin(async move {
+                    let _ = stop_rx.wait_for(|stop| *stop).await;
+                }),
+            )
+        })
+        .collect();
+    let endpoints = join_all(endpoints);
     let (public_done_tx, public_done_rx) = tokio::sync::oneshot::channel::<()>();
     let public_task = async move {
         let stopped = async move {
@@ -65,6 +81,22 @@ pub async fn run(
         tracing::info!("shutting down: no new connections; waiting for in-flight requests");
         let _ = stop_tx.send(true);
     };
-    let (drain, _, ()) = tokio::join!(public_task, admin_task, signal);
+    let (drain, _, (), _) = tokio::join!(public_task, admin_task, signal, endpoints);
     drain
+}
+
+/// Awaits every future (the endpoints' drains), each in its own task.
+async fn join_all<F>(futures: Vec<F>) -> Vec<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut outputs = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        if let Ok(output) = task.await {
+            outputs.push(output);
+        }
+    }
+    outputs
 }

@@ -156,6 +156,46 @@ pub async fn serve<H: Handler>(
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) -> Drain {
+    serve_with(listener, None, handler, limits, shutdown).await
+}
+
+/// A listener served beside the public one (the S3 and SQS endpoints),
+/// over plain HTTP or TLS, and stopped with it.
+pub struct Endpoint {
+    serve: Box<dyn FnOnce(ServerLimits, StopSignal) -> BoxedDrain + Send>,
+}
+
+type StopSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
+type BoxedDrain = Pin<Box<dyn Future<Output = Drain> + Send>>;
+
+impl Endpoint {
+    /// `handler` answering on `listener`, over TLS when `tls` is given.
+    pub fn new<H: Handler>(
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        handler: Arc<H>,
+    ) -> Self {
+        Endpoint {
+            serve: Box::new(move |limits, stop| {
+                Box::pin(serve_with(listener, tls, handler, limits, stop))
+            }),
+        }
+    }
+
+    pub(crate) fn run(self, limits: ServerLimits, stop: StopSignal) -> BoxedDrain {
+        (self.serve)(limits, stop)
+    }
+}
+
+/// [`serve`], over TLS when `tls` is given: the handshake must finish
+/// within the header-read timeout, as a plain request head must.
+async fn serve_with<H: Handler>(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    handler: Arc<H>,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) -> Drain {
     let local = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -203,7 +243,27 @@ pub async fn serve<H: Handler>(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let first_byte_timeout = limits.header_read_timeout;
+        let tls = tls.clone();
         tokio::spawn(async move {
+            if let Some(tls) = tls {
+                let stream =
+                    match tokio::time::timeout(first_byte_timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!("TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                if let Err(e) = watcher.watch(connection).await {
+                    tracing::debug!("connection ended with an error: {e}");
+                }
+                drop(permit);
+                return;
+            }
             // Protocol detection has no timeout of its own: a client must
             // send enough to tell HTTP/1 from HTTP/2 within the header
             // timeout (from then on hyper's timeouts apply) or lose its slot.

@@ -1,6 +1,7 @@
 //! The `/v1` admin API: JSON in, JSON out, every error a status with
 //! `{"error": "..."}`. The OpenAPI document is served at `/v1/openapi.json`.
 
+mod access_keys;
 mod buckets;
 mod cluster;
 pub mod deployments;
@@ -57,6 +58,8 @@ pub struct ApiState {
     pub store: Arc<dyn nimbus_store::Store>,
     /// What puts new versions live; without it `/v1/deployments` only lists.
     pub deployer: Option<Arc<dyn deployments::Deployer>>,
+    /// The keys the S3 and SQS endpoints accept.
+    pub access_keys: Arc<nimbus_access::AccessKeys>,
 }
 
 /// What `/v1` sees of the deployment being served, swapped whole when
@@ -101,6 +104,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(functions::router())
         .merge(secrets::router())
         .merge(keys::router())
+        .merge(access_keys::router())
         .merge(invocations::router())
         .merge(tables::router())
         .merge(schedules::router())
