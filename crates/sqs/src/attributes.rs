@@ -79,7 +79,8 @@ fn is_number(text: &str) -> bool {
     };
     let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    let mantissa_ok = (!whole.is_empty() || !fraction.is_empty()) && digits(whole) && digits(fraction);
+    let mantissa_ok =
+        (!whole.is_empty() || !fraction.is_empty()) && digits(whole) && digits(fraction);
     let exponent_ok = exponent.is_none_or(|e| {
         let e = e.strip_prefix(['-', '+']).unwrap_or(e);
         !e.is_empty() && e.len() <= 4 && digits(e)
@@ -133,7 +134,9 @@ pub fn to_stored(
                 if !valid_text(text) {
                     return Err(SqsError::new(
                         crate::error::SqsErrorKind::InvalidMessageContents,
-                        format!("the message attribute `{name}` holds characters SQS does not allow"),
+                        format!(
+                            "the message attribute `{name}` holds characters SQS does not allow"
+                        ),
                     ));
                 }
                 text.clone()
@@ -303,7 +306,10 @@ mod tests {
     fn typed_attributes_round_trip_through_plain_strings() {
         let sent = BTreeMap::from([
             ("city".to_owned(), typed("String", Some("Zürich"), None)),
-            ("count".to_owned(), typed("Number.int", Some("-12.5e3"), None)),
+            (
+                "count".to_owned(),
+                typed("Number.int", Some("-12.5e3"), None),
+            ),
             ("blob".to_owned(), typed("Binary", None, Some("AP8="))),
         ]);
         let stored = to_stored(&sent).unwrap();
@@ -318,12 +324,17 @@ mod tests {
         assert_eq!(md5_of_attributes(&received), md5_of_attributes(&sent));
         // All plain strings: stored exactly as sent, nothing added.
         let plain = BTreeMap::from([("k".to_owned(), typed("String", Some("v"), None))]);
-        assert_eq!(to_stored(&plain).unwrap(), BTreeMap::from([("k".to_owned(), "v".to_owned())]));
+        assert_eq!(
+            to_stored(&plain).unwrap(),
+            BTreeMap::from([("k".to_owned(), "v".to_owned())])
+        );
     }
 
     #[test]
     fn what_sqs_refuses_is_refused() {
-        let one = |name: &str, value: AttributeValue| to_stored(&BTreeMap::from([(name.to_owned(), value)]));
+        let one = |name: &str, value: AttributeValue| {
+            to_stored(&BTreeMap::from([(name.to_owned(), value)]))
+        };
         assert!(one("n", typed("Number", Some("12x"), None)).is_err());
         assert!(one("n", typed("Integer", Some("1"), None)).is_err());
         assert!(one("n", typed("String.", Some("1"), None)).is_err());

@@ -85,7 +85,15 @@ pub async fn verify(
         *request.headers_mut() = parts.headers.clone();
         request
     };
-    let signed = check(copy(&parts), &region, service, key.clone(), now, SignatureOptions::default()).await;
+    let signed = check(
+        copy(&parts),
+        &region,
+        service,
+        key.clone(),
+        now,
+        SignatureOptions::default(),
+    )
+    .await;
     match signed {
         Ok(()) => Ok((parts, body)),
         // Query-protocol clients hash a form body as the payload, as SigV4
@@ -108,7 +116,11 @@ fn is_form(parts: &http::request::Parts) -> bool {
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
 }
 
 /// One signature check, with the body canonicalized as `options` say.

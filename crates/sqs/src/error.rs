@@ -77,7 +77,9 @@ impl SqsErrorKind {
             K::QueueDoesNotExist => "AWS.SimpleQueueService.NonExistentQueue",
             K::QueueNameExists => "QueueAlreadyExists",
             K::EmptyBatchRequest => "AWS.SimpleQueueService.EmptyBatchRequest",
-            K::TooManyEntriesInBatchRequest => "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
+            K::TooManyEntriesInBatchRequest => {
+                "AWS.SimpleQueueService.TooManyEntriesInBatchRequest"
+            }
             K::BatchEntryIdsNotDistinct => "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
             K::InvalidBatchEntryId => "AWS.SimpleQueueService.InvalidBatchEntryId",
             K::BatchRequestTooLong => "AWS.SimpleQueueService.BatchRequestTooLong",
@@ -141,7 +143,9 @@ impl SqsError {
     pub fn no_queue(queue: &str) -> Self {
         SqsError::new(
             SqsErrorKind::QueueDoesNotExist,
-            format!("the queue `{queue}` does not exist (the version being served does not declare it)"),
+            format!(
+                "the queue `{queue}` does not exist (the version being served does not declare it)"
+            ),
         )
     }
 
@@ -164,9 +168,9 @@ impl From<StoreError> for SqsError {
             StoreError::MessageTooLarge { size, limit } => SqsError::invalid(format!(
                 "One or more parameters are invalid. Reason: the message with its attributes is {size} bytes, over the queue's limit of {limit} bytes"
             )),
-            StoreError::InvalidMessage(why) => SqsError::invalid(format!(
-                "One or more parameters are invalid. Reason: {why}"
-            )),
+            StoreError::InvalidMessage(why) => {
+                SqsError::invalid(format!("One or more parameters are invalid. Reason: {why}"))
+            }
             StoreError::Unavailable(why) => {
                 tracing::warn!(error = %why, "sqs: the store is unavailable");
                 SqsError::new(

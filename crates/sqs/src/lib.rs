@@ -114,7 +114,10 @@ impl SqsEndpoint {
         )
         .await?;
         let Some(key) = key else {
-            return Err(SqsError::new(SqsErrorKind::InvalidClientTokenId, "unknown key"));
+            return Err(SqsError::new(
+                SqsErrorKind::InvalidClientTokenId,
+                "unknown key",
+            ));
         };
         let region = credential.map_or_else(|| DEFAULT_REGION.to_owned(), |c| c.region);
         let (action, input) = protocol.decode(&parts, &body)?;
@@ -144,7 +147,11 @@ fn host(parts: &http::request::Parts) -> String {
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
-    if plausible { host.to_owned() } else { "localhost".to_owned() }
+    if plausible {
+        host.to_owned()
+    } else {
+        "localhost".to_owned()
+    }
 }
 
 impl Handler for SqsEndpoint {

@@ -130,7 +130,11 @@ const SUITE: &[(&str, &str, &str, bool, &str, &str, &str)] = &[
 #[tokio::test]
 async fn aws_test_suite_vectors_verify() {
     for (name, method, uri, form, body, signed, signature) in SUITE {
-        let result = check_at(request(method, uri, *form, body, signed, signature), suite_time()).await;
+        let result = check_at(
+            request(method, uri, *form, body, signed, signature),
+            suite_time(),
+        )
+        .await;
         assert_eq!(result, Ok(()), "{name}");
     }
 }
@@ -140,23 +144,57 @@ async fn a_changed_byte_anywhere_breaks_the_signature() {
     for (name, method, uri, form, body, signed, signature) in SUITE {
         // Another body, another query, another signature.
         let tampered_body = format!("{body}x");
-        let r = check_at(request(method, uri, *form, &tampered_body, signed, signature), suite_time()).await;
-        assert_eq!(r.unwrap_err().kind, SqsErrorKind::SignatureDoesNotMatch, "{name}");
-        let tampered_uri = if uri.contains('?') { format!("{uri}&x=1") } else { format!("{uri}?x=1") };
-        let r = check_at(request(method, &tampered_uri, *form, body, signed, signature), suite_time()).await;
-        assert_eq!(r.unwrap_err().kind, SqsErrorKind::SignatureDoesNotMatch, "{name}");
+        let r = check_at(
+            request(method, uri, *form, &tampered_body, signed, signature),
+            suite_time(),
+        )
+        .await;
+        assert_eq!(
+            r.unwrap_err().kind,
+            SqsErrorKind::SignatureDoesNotMatch,
+            "{name}"
+        );
+        let tampered_uri = if uri.contains('?') {
+            format!("{uri}&x=1")
+        } else {
+            format!("{uri}?x=1")
+        };
+        let r = check_at(
+            request(method, &tampered_uri, *form, body, signed, signature),
+            suite_time(),
+        )
+        .await;
+        assert_eq!(
+            r.unwrap_err().kind,
+            SqsErrorKind::SignatureDoesNotMatch,
+            "{name}"
+        );
         let mut flipped = signature.to_string();
         let last = if flipped.ends_with('0') { "1" } else { "0" };
         flipped.replace_range(63.., last);
-        let r = check_at(request(method, uri, *form, body, signed, &flipped), suite_time()).await;
-        assert_eq!(r.unwrap_err().kind, SqsErrorKind::SignatureDoesNotMatch, "{name}");
+        let r = check_at(
+            request(method, uri, *form, body, signed, &flipped),
+            suite_time(),
+        )
+        .await;
+        assert_eq!(
+            r.unwrap_err().kind,
+            SqsErrorKind::SignatureDoesNotMatch,
+            "{name}"
+        );
     }
 }
 
 #[tokio::test]
 async fn an_unknown_key_is_an_invalid_client_token_id() {
     let (_, method, uri, form, body, signed, signature) = SUITE[0];
-    let r = verify(request(method, uri, form, body, signed, signature), "service", None, suite_time()).await;
+    let r = verify(
+        request(method, uri, form, body, signed, signature),
+        "service",
+        None,
+        suite_time(),
+    )
+    .await;
     assert_eq!(r.unwrap_err().kind, SqsErrorKind::InvalidClientTokenId);
 }
 
@@ -165,10 +203,18 @@ async fn a_clock_skew_past_fifteen_minutes_is_refused() {
     let (_, method, uri, form, body, signed, signature) = SUITE[0];
     let at = |minutes: i64| suite_time() + chrono::Duration::minutes(minutes);
     for ok in [-14, 14] {
-        assert_eq!(check_at(request(method, uri, form, body, signed, signature), at(ok)).await, Ok(()));
+        assert_eq!(
+            check_at(request(method, uri, form, body, signed, signature), at(ok)).await,
+            Ok(())
+        );
     }
     for late in [-16, 16, 60 * 24] {
-        let error = check_at(request(method, uri, form, body, signed, signature), at(late)).await.unwrap_err();
+        let error = check_at(
+            request(method, uri, form, body, signed, signature),
+            at(late),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(error.kind, SqsErrorKind::SignatureDoesNotMatch, "{late}");
         assert!(error.message.contains("Signature"), "{}", error.message);
     }
@@ -177,18 +223,40 @@ async fn a_clock_skew_past_fifteen_minutes_is_refused() {
 #[tokio::test]
 async fn another_service_is_refused_and_any_region_is_accepted() {
     let (_, method, uri, form, body, signed, signature) = SUITE[0];
-    let r = verify(request(method, uri, form, body, signed, signature), "sqs", key(), suite_time()).await;
+    let r = verify(
+        request(method, uri, form, body, signed, signature),
+        "sqs",
+        key(),
+        suite_time(),
+    )
+    .await;
     assert_eq!(r.unwrap_err().kind, SqsErrorKind::SignatureDoesNotMatch);
     // The region is read from the credential scope: a request scoped to
     // another region fails only because its signature was made for
     // us-east-1, not because of the region.
     let scoped = request(method, uri, form, body, signed, signature);
     let (mut parts, body) = scoped.into_parts();
-    let header = parts.headers["authorization"].to_str().unwrap().replace("us-east-1", "eu-west-3");
-    parts.headers.insert("authorization", header.parse().unwrap());
-    let error = verify(http::Request::from_parts(parts, body), "service", key(), suite_time()).await.unwrap_err();
+    let header = parts.headers["authorization"]
+        .to_str()
+        .unwrap()
+        .replace("us-east-1", "eu-west-3");
+    parts
+        .headers
+        .insert("authorization", header.parse().unwrap());
+    let error = verify(
+        http::Request::from_parts(parts, body),
+        "service",
+        key(),
+        suite_time(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(error.kind, SqsErrorKind::SignatureDoesNotMatch);
-    assert!(error.message.contains("does not match"), "{}", error.message);
+    assert!(
+        error.message.contains("does not match"),
+        "{}",
+        error.message
+    );
 }
 
 #[tokio::test]
@@ -199,7 +267,9 @@ async fn a_request_without_a_signature_is_missing_authentication() {
         .header("host", "example.amazonaws.com")
         .body(Bytes::new())
         .unwrap();
-    let error = verify(request, "sqs", key(), suite_time()).await.unwrap_err();
+    let error = verify(request, "sqs", key(), suite_time())
+        .await
+        .unwrap_err();
     assert_eq!(error.kind, SqsErrorKind::MissingAuthenticationToken);
 }
 
@@ -209,6 +279,9 @@ fn the_credential_scope_names_the_key_and_region() {
     let (parts, _) = r.into_parts();
     assert_eq!(
         credential(&parts),
-        Some(Credential { key_id: KEY_ID.to_owned(), region: "us-east-1".to_owned() })
+        Some(Credential {
+            key_id: KEY_ID.to_owned(),
+            region: "us-east-1".to_owned()
+        })
     );
 }

@@ -68,11 +68,7 @@ impl Context<'_> {
 
     /// The queue a `QueueUrl` names (its last path segment, whatever the
     /// host), once the key may do `action` on it and it is declared.
-    pub fn queue<'q>(
-        &self,
-        url: &'q str,
-        grant: Grant,
-    ) -> Result<&'q str, SqsError> {
+    pub fn queue<'q>(&self, url: &'q str, grant: Grant) -> Result<&'q str, SqsError> {
         let name = url.trim_end_matches('/').rsplit('/').next().unwrap_or("");
         self.allow(grant.on(name))?;
         if !self.declared(name) {
@@ -128,14 +124,22 @@ pub async fn run(context: &Context<'_>, action: &str, body: Value) -> Result<Val
         "DeleteMessageBatch" => settle::delete_batch(context, input(body)?).await,
         "ChangeMessageVisibility" => settle::visibility(context, input(body)?).await,
         "ChangeMessageVisibilityBatch" => settle::visibility_batch(context, input(body)?).await,
-        "SetQueueAttributes" | "DeleteQueue" | "AddPermission" | "RemovePermission"
-        | "TagQueue" | "UntagQueue" | "ListQueueTags" | "ListDeadLetterSourceQueues"
-        | "StartMessageMoveTask" | "CancelMessageMoveTask" | "ListMessageMoveTasks" => {
-            Err(SqsError::new(
-                SqsErrorKind::UnsupportedOperation,
-                format!("{action} is not supported: Nimbus queues are declared as [queue.NAME] in nimbus.toml and change by deploying"),
-            ))
-        }
+        "SetQueueAttributes"
+        | "DeleteQueue"
+        | "AddPermission"
+        | "RemovePermission"
+        | "TagQueue"
+        | "UntagQueue"
+        | "ListQueueTags"
+        | "ListDeadLetterSourceQueues"
+        | "StartMessageMoveTask"
+        | "CancelMessageMoveTask"
+        | "ListMessageMoveTasks" => Err(SqsError::new(
+            SqsErrorKind::UnsupportedOperation,
+            format!(
+                "{action} is not supported: Nimbus queues are declared as [queue.NAME] in nimbus.toml and change by deploying"
+            ),
+        )),
         other => Err(SqsError::new(
             SqsErrorKind::InvalidAction,
             format!("the action {other} is not valid for this endpoint"),
@@ -162,7 +166,9 @@ pub fn check_entry_ids<'a>(ids: impl Iterator<Item = &'a str> + Clone) -> Result
     for id in ids {
         let valid = !id.is_empty()
             && id.len() <= 80
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !valid {
             return Err(SqsError::new(
                 SqsErrorKind::InvalidBatchEntryId,

@@ -32,7 +32,7 @@ pub async fn create(context: &Context<'_>, input: CreateQueue) -> Result<Value, 
         return Err(SqsError::new(
             SqsErrorKind::UnsupportedOperation,
             format!(
-                "queue `{name}` is not declared: Nimbus creates queues from nimbus.toml; declare [queue.{name}] there and deploy"
+                "queue `{name}` is not declared: declare [queue.{name}] in nimbus.toml and deploy (Nimbus creates queues from the manifest, not through CreateQueue)"
             ),
         ));
     }
@@ -55,7 +55,10 @@ pub async fn create(context: &Context<'_>, input: CreateQueue) -> Result<Value, 
                 },
             };
             if !same {
-                let now = declared.get(attribute).and_then(Value::as_str).unwrap_or("not set");
+                let now = declared
+                    .get(attribute)
+                    .and_then(Value::as_str)
+                    .unwrap_or("not set");
                 return Err(SqsError::new(
                     SqsErrorKind::QueueNameExists,
                     format!(
@@ -73,7 +76,9 @@ fn same_redrive(given: &str, config: &QueueConfig) -> bool {
     let Ok(policy) = serde_json::from_str::<Value>(given) else {
         return false;
     };
-    let target = policy["deadLetterTargetArn"].as_str().and_then(|arn| arn.rsplit(':').next());
+    let target = policy["deadLetterTargetArn"]
+        .as_str()
+        .and_then(|arn| arn.rsplit(':').next());
     let count = match &policy["maxReceiveCount"] {
         Value::Number(n) => n.as_u64(),
         Value::String(s) => s.parse().ok(),
@@ -123,14 +128,21 @@ pub fn list(context: &Context<'_>, input: ListQueues) -> Result<Value, SqsError>
     let mut names = declared
         .iter()
         .filter(|q| q.starts_with(&input.queue_name_prefix))
-        .filter(|q| input.next_token.as_deref().is_none_or(|after| q.as_str() > after))
+        .filter(|q| {
+            input
+                .next_token
+                .as_deref()
+                .is_none_or(|after| q.as_str() > after)
+        })
         .filter(|q| context.key.allows(Action::QueueSee(q)));
     let page: Vec<&String> = names.by_ref().take(limit).collect();
     let more = input.max_results.is_some() && names.next().is_some();
     let mut out = Map::new();
     out.insert(
         "QueueUrls".to_owned(),
-        page.iter().map(|q| Value::from(context.queue_url(q))).collect(),
+        page.iter()
+            .map(|q| Value::from(context.queue_url(q)))
+            .collect(),
     );
     if more && let Some(last) = page.last() {
         out.insert("NextToken".to_owned(), Value::from(last.as_str()));
@@ -153,14 +165,27 @@ async fn config(context: &Context<'_>, name: &str) -> Result<QueueConfig, SqsErr
 fn queue_attributes(context: &Context<'_>, config: &QueueConfig) -> Map<String, Value> {
     let seconds = |ms: u64| Value::from((ms / 1000).to_string());
     let mut out = Map::new();
-    out.insert("VisibilityTimeout".into(), seconds(config.visibility_timeout_ms));
-    out.insert("MessageRetentionPeriod".into(), seconds(config.retention_ms));
+    out.insert(
+        "VisibilityTimeout".into(),
+        seconds(config.visibility_timeout_ms),
+    );
+    out.insert(
+        "MessageRetentionPeriod".into(),
+        seconds(config.retention_ms),
+    );
     out.insert("DelaySeconds".into(), seconds(config.delay_ms));
-    out.insert("MaximumMessageSize".into(), Value::from(config.max_message_bytes.to_string()));
+    out.insert(
+        "MaximumMessageSize".into(),
+        Value::from(config.max_message_bytes.to_string()),
+    );
     out.insert("ReceiveMessageWaitTimeSeconds".into(), Value::from("0"));
-    out.insert("QueueArn".into(), Value::from(context.queue_arn(&config.name)));
+    out.insert(
+        "QueueArn".into(),
+        Value::from(context.queue_arn(&config.name)),
+    );
     if let (Some(dlq), Some(count)) = (&config.dead_letter_queue, config.max_receive_count) {
-        let policy = json!({ "deadLetterTargetArn": context.queue_arn(dlq), "maxReceiveCount": count });
+        let policy =
+            json!({ "deadLetterTargetArn": context.queue_arn(dlq), "maxReceiveCount": count });
         out.insert("RedrivePolicy".into(), Value::from(policy.to_string()));
     }
     out
@@ -196,7 +221,10 @@ pub struct GetQueueAttributes {
     attribute_names: Vec<String>,
 }
 
-pub async fn attributes(context: &Context<'_>, input: GetQueueAttributes) -> Result<Value, SqsError> {
+pub async fn attributes(
+    context: &Context<'_>,
+    input: GetQueueAttributes,
+) -> Result<Value, SqsError> {
     let name = context.queue(&input.queue_url, Grant::See)?;
     let config = config(context, name).await?;
     let mut all = queue_attributes(context, &config);
@@ -214,7 +242,12 @@ pub async fn attributes(context: &Context<'_>, input: GetQueueAttributes) -> Res
             ));
         }
     }
-    if all_wanted || input.attribute_names.iter().any(|a| COUNTS.contains(&a.as_str())) {
+    if all_wanted
+        || input
+            .attribute_names
+            .iter()
+            .any(|a| COUNTS.contains(&a.as_str()))
+    {
         let stats = context.endpoint.store.stats(name).await?;
         all.insert(COUNTS[0].into(), Value::from(stats.visible.to_string()));
         all.insert(COUNTS[1].into(), Value::from(stats.in_flight.to_string()));
@@ -242,4 +275,3 @@ pub async fn purge(context: &Context<'_>, input: PurgeQueue) -> Result<Value, Sq
     tracing::info!(queue = name, purged, key = %context.key.id, "sqs: purged the queue");
     Ok(json!({}))
 }
-

@@ -3,10 +3,10 @@
 //! queue, as `/v1`'s receive), and gives each with the system and message
 //! attributes asked for.
 
+use super::Grant;
 use super::{Context, MAX_BATCH, seconds_ms};
 use crate::attributes::{from_stored, md5_hex, md5_of_attributes};
 use crate::error::SqsError;
-use super::Grant;
 use nimbus_store::queue::ReceivedMessage;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -105,8 +105,10 @@ fn wanted(name: &str, filters: &[String]) -> bool {
         f == "All"
             || f == ".*"
             || f == name
-            || f.strip_suffix(".*")
-                .is_some_and(|prefix| name.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('.')))
+            || f.strip_suffix(".*").is_some_and(|prefix| {
+                name.strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('.'))
+            })
     })
 }
 
@@ -119,13 +121,19 @@ fn message(m: &ReceivedMessage, system: &[&str], filters: &[String]) -> Value {
     let body = String::from_utf8_lossy(&m.body);
     let mut out = Map::new();
     out.insert("MessageId".into(), Value::from(m.message_id.clone()));
-    out.insert("ReceiptHandle".into(), Value::from(m.receipt_handle.clone()));
+    out.insert(
+        "ReceiptHandle".into(),
+        Value::from(m.receipt_handle.clone()),
+    );
     out.insert("MD5OfBody".into(), Value::from(md5_hex(body.as_bytes())));
     out.insert("Body".into(), Value::from(body.as_ref()));
     let all = system.contains(&"All");
     let mut attributes = Map::new();
     if all || system.contains(&"ApproximateReceiveCount") {
-        attributes.insert("ApproximateReceiveCount".into(), Value::from(m.receive_count.to_string()));
+        attributes.insert(
+            "ApproximateReceiveCount".into(),
+            Value::from(m.receive_count.to_string()),
+        );
     }
     if all || system.contains(&"SentTimestamp") {
         attributes.insert("SentTimestamp".into(), Value::from(m.sent_at.to_string()));

@@ -2,10 +2,10 @@
 //! SQS checks them, stored as Nimbus messages (see `attributes`), answered
 //! with the MD5 digests clients verify.
 
+use super::Grant;
 use super::{Context, check_entry_ids, failed, seconds_ms};
 use crate::attributes::{AttributeValue, md5_hex, md5_of_attributes, to_stored, valid_text};
 use crate::error::{SqsError, SqsErrorKind};
-use super::Grant;
 use nimbus_store::queue::{SendMessage as Message, check_message, message_size};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -102,7 +102,10 @@ fn prepare(entry: Entry) -> Result<Prepared, SqsError> {
 fn sent(message_id: String, prepared: &Prepared) -> Map<String, Value> {
     let mut out = Map::new();
     out.insert("MessageId".into(), Value::from(message_id));
-    out.insert("MD5OfMessageBody".into(), Value::from(prepared.md5_of_body.clone()));
+    out.insert(
+        "MD5OfMessageBody".into(),
+        Value::from(prepared.md5_of_body.clone()),
+    );
     if let Some(md5) = &prepared.md5_of_attributes {
         out.insert("MD5OfMessageAttributes".into(), Value::from(md5.clone()));
     }
@@ -153,7 +156,9 @@ pub async fn batch(context: &Context<'_>, input: SendBatch) -> Result<Value, Sqs
     if total > MAX_BATCH_BYTES {
         return Err(SqsError::new(
             SqsErrorKind::BatchRequestTooLong,
-            format!("the batch's messages total {total} bytes, over the limit of {MAX_BATCH_BYTES}"),
+            format!(
+                "the batch's messages total {total} bytes, over the limit of {MAX_BATCH_BYTES}"
+            ),
         ));
     }
     let mut successful = Vec::new();

@@ -2,9 +2,9 @@
 //! ChangeMessageVisibility(Batch), by Nimbus receipt handles (a handle that
 //! is not the message's current one is `ReceiptHandleIsInvalid`).
 
+use super::Grant;
 use super::{Context, check_entry_ids, failed, seconds_ms};
 use crate::error::SqsError;
-use super::Grant;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -56,7 +56,12 @@ pub async fn delete_batch(context: &Context<'_>, input: DeleteBatch) -> Result<V
     let (mut successful, mut failures) = (Vec::new(), Vec::new());
     for entry in &input.entries {
         let result = match handle(&entry.receipt_handle) {
-            Ok(h) => context.endpoint.store.delete(queue, h).await.map_err(SqsError::from),
+            Ok(h) => context
+                .endpoint
+                .store
+                .delete(queue, h)
+                .await
+                .map_err(SqsError::from),
             Err(e) => Err(e),
         };
         match result {

@@ -48,7 +48,12 @@ impl Protocol {
         }
     }
 
-    pub fn answer(self, action: &str, output: &Value, request_id: &str) -> http::Response<Full<Bytes>> {
+    pub fn answer(
+        self,
+        action: &str,
+        output: &Value,
+        request_id: &str,
+    ) -> http::Response<Full<Bytes>> {
         match self {
             Protocol::Json => json::answer(output, request_id),
             Protocol::Query => query::answer(action, output, request_id),

@@ -35,9 +35,16 @@ const LISTS: &[(&str, &str)] = &[
 const MAPS: &[(&str, &str, &str, &str)] = &[
     ("Attribute", "Attributes", "Name", "Value"),
     ("MessageAttribute", "MessageAttributes", "Name", "Value"),
-    ("MessageSystemAttribute", "MessageSystemAttributes", "Name", "Value"),
+    (
+        "MessageSystemAttribute",
+        "MessageSystemAttributes",
+        "Name",
+        "Value",
+    ),
     ("Tag", "tags", "Key", "Value"),
 ];
+/// The operations without an output (their answer holds only metadata).
+const NO_RESULT: &[&str] = &["DeleteMessage", "ChangeMessageVisibility", "PurgeQueue"];
 /// Parameters that are integers in the JSON shapes.
 const INTEGERS: &[&str] = &[
     "MaxNumberOfMessages",
@@ -70,15 +77,16 @@ pub fn decode(parts: &http::request::Parts, body: &[u8]) -> Result<(String, Valu
             .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_none_or(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+            .is_none_or(|v| {
+                v.to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            });
         if !form {
             return Err(SqsError::invalid(
                 "a query-protocol request has a form body (application/x-www-form-urlencoded); a JSON request names its operation in X-Amz-Target",
             ));
         }
-        pairs.extend(
-            form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())),
-        );
+        pairs.extend(form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())));
     }
     if pairs.len() > MAX_PARAMETERS {
         return Err(malformed(format!(
@@ -125,7 +133,11 @@ fn insert(root: &mut BTreeMap<String, Node>, key: &str, value: String) -> Result
             .or_insert_with(|| Node::Branch(BTreeMap::new()));
         branch = match node {
             Node::Branch(next) => next,
-            Node::Leaf(_) => return Err(malformed(format!("the parameter `{key}` conflicts with another"))),
+            Node::Leaf(_) => {
+                return Err(malformed(format!(
+                    "the parameter `{key}` conflicts with another"
+                )));
+            }
         };
     }
     Ok(())
@@ -135,11 +147,11 @@ fn insert(root: &mut BTreeMap<String, Node>, key: &str, value: String) -> Result
 fn numbered(branch: BTreeMap<String, Node>, name: &str) -> Result<Vec<Node>, SqsError> {
     let mut items = Vec::with_capacity(branch.len());
     for (index, node) in branch {
-        let n: u32 = index
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| malformed(format!("`{name}.{index}`: `{name}` parameters are numbered from 1")))?;
+        let n: u32 = index.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            malformed(format!(
+                "`{name}.{index}`: `{name}` parameters are numbered from 1"
+            ))
+        })?;
         items.push((n, node));
     }
     items.sort_by_key(|(n, _)| *n);
@@ -162,25 +174,35 @@ fn object(branch: BTreeMap<String, Node>) -> Result<Map<String, Value>, SqsError
             MAPS.iter().find(|(q, ..)| *q == key)
         {
             let Node::Branch(children) = node else {
-                return Err(malformed(format!("`{key}` parameters are numbered: `{key}.1.{key_field}`")));
+                return Err(malformed(format!(
+                    "`{key}` parameters are numbered: `{key}.1.{key_field}`"
+                )));
             };
             let mut map = Map::new();
             for item in numbered(children, &key)? {
                 let Node::Branch(mut fields) = item else {
-                    return Err(malformed(format!("each `{key}.N` has a `{key_field}` and a `{value_field}`")));
+                    return Err(malformed(format!(
+                        "each `{key}.N` has a `{key_field}` and a `{value_field}`"
+                    )));
                 };
-                let (Some(Node::Leaf(name)), Some(entry)) = (fields.remove(*key_field), fields.remove(*value_field)) else {
-                    return Err(malformed(format!("each `{key}.N` has a `{key_field}` and a `{value_field}`")));
+                let (Some(Node::Leaf(name)), Some(entry)) =
+                    (fields.remove(*key_field), fields.remove(*value_field))
+                else {
+                    return Err(malformed(format!(
+                        "each `{key}.N` has a `{key_field}` and a `{value_field}`"
+                    )));
                 };
                 map.insert(name, value(entry)?);
             }
             out.insert((*json_name).to_owned(), Value::Object(map));
         } else {
             let converted = match node {
-                Node::Leaf(text) if INTEGERS.contains(&key.as_str()) => match text.trim().parse::<i64>() {
-                    Ok(n) => Value::from(n),
-                    Err(_) => Value::from(text),
-                },
+                Node::Leaf(text) if INTEGERS.contains(&key.as_str()) => {
+                    match text.trim().parse::<i64>() {
+                        Ok(n) => Value::from(n),
+                        Err(_) => Value::from(text),
+                    }
+                }
                 other => value(other)?,
             };
             out.insert(key, converted);
@@ -200,22 +222,33 @@ pub fn answer(action: &str, output: &Value, request_id: &str) -> http::Response<
     let mut xml = String::with_capacity(256);
     xml.push_str("<?xml version=\"1.0\"?>");
     xml.push_str(&format!("<{action}Response xmlns=\"{NAMESPACE}\">"));
-    if let Some(fields) = output.as_object()
-        && !fields.is_empty()
-    {
+    // Clients look for the result element of every operation that has an
+    // output, even an empty one (a receive that found nothing).
+    if !NO_RESULT.contains(&action) {
         xml.push_str(&format!("<{action}Result>"));
-        write_fields(&mut xml, action, fields);
+        if let Some(fields) = output.as_object() {
+            write_fields(&mut xml, action, fields);
+        }
         xml.push_str(&format!("</{action}Result>"));
     }
     xml.push_str("<ResponseMetadata><RequestId>");
     escape(&mut xml, request_id);
-    xml.push_str(&format!("</RequestId></ResponseMetadata></{action}Response>"));
-    response(http::StatusCode::OK, "text/xml", request_id, xml.into_bytes())
+    xml.push_str(&format!(
+        "</RequestId></ResponseMetadata></{action}Response>"
+    ));
+    response(
+        http::StatusCode::OK,
+        "text/xml",
+        request_id,
+        xml.into_bytes(),
+    )
 }
 
 pub fn error(error: &SqsError, request_id: &str) -> http::Response<Full<Bytes>> {
     let mut xml = String::with_capacity(256);
-    xml.push_str(&format!("<?xml version=\"1.0\"?><ErrorResponse xmlns=\"{NAMESPACE}\"><Error><Type>"));
+    xml.push_str(&format!(
+        "<?xml version=\"1.0\"?><ErrorResponse xmlns=\"{NAMESPACE}\"><Error><Type>"
+    ));
     xml.push_str(error.kind.fault());
     xml.push_str("</Type><Code>");
     xml.push_str(error.kind.query_code());
@@ -224,7 +257,12 @@ pub fn error(error: &SqsError, request_id: &str) -> http::Response<Full<Bytes>> 
     xml.push_str("</Message><Detail/></Error><RequestId>");
     escape(&mut xml, request_id);
     xml.push_str("</RequestId></ErrorResponse>");
-    response(error.kind.status(), "text/xml", request_id, xml.into_bytes())
+    response(
+        error.kind.status(),
+        "text/xml",
+        request_id,
+        xml.into_bytes(),
+    )
 }
 
 /// The XML element a list field's items are written as (lists are
@@ -244,7 +282,11 @@ fn write_fields(xml: &mut String, action: &str, fields: &Map<String, Value>) {
         match (name.as_str(), value) {
             (_, Value::Null) => {}
             ("Attributes" | "MessageAttributes", Value::Object(map)) => {
-                let element = if name == "Attributes" { "Attribute" } else { "MessageAttribute" };
+                let element = if name == "Attributes" {
+                    "Attribute"
+                } else {
+                    "MessageAttribute"
+                };
                 for (key, entry) in map {
                     xml.push_str(&format!("<{element}><Name>"));
                     escape(xml, key);
@@ -307,7 +349,10 @@ mod tests {
         let (parts, ()) = http::Request::builder()
             .method("POST")
             .uri(uri)
-            .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
+            .header(
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )
             .body(())
             .unwrap()
             .into_parts();
@@ -360,7 +405,10 @@ mod tests {
         }
         let e = decode(&parts("/"), b"QueueUrl=x").unwrap_err();
         assert_eq!(e.kind, SqsErrorKind::MissingParameter);
-        let many = (0..=MAX_PARAMETERS).map(|i| format!("P{i}=1")).collect::<Vec<_>>().join("&");
+        let many = (0..=MAX_PARAMETERS)
+            .map(|i| format!("P{i}=1"))
+            .collect::<Vec<_>>()
+            .join("&");
         assert!(decode(&parts("/"), many.as_bytes()).is_err());
     }
 
@@ -371,19 +419,33 @@ mod tests {
                           "MessageAttributes": {"n": {"DataType": "Number", "StringValue": "7"}}}],
         });
         let response = answer("ReceiveMessage", &output, "rid");
-        let body = http_body_util::BodyExt::collect(response.into_body());
-        let body = futures_lite(body);
-        assert!(body.contains("<ReceiveMessageResult><Message><Attributes>") == false, "{body}");
+        let body = read(response);
+        assert!(
+            body.contains("<ReceiveMessageResult><Message><Attribute>"),
+            "{body}"
+        );
         assert!(body.contains("<Message><Attribute><Name>ApproximateReceiveCount</Name><Value>2</Value></Attribute>"), "{body}");
         assert!(body.contains("<Body>a&lt;b &amp; &#xD;</Body>"), "{body}");
         assert!(body.contains("<MessageAttribute><Name>n</Name><Value><DataType>Number</DataType><StringValue>7</StringValue></Value></MessageAttribute>"), "{body}");
         assert!(body.contains("<RequestId>rid</RequestId>"), "{body}");
+        // An empty result is still there; operations without output have none.
+        let empty = read(answer("ReceiveMessage", &json!({}), "r"));
+        assert!(
+            empty.contains("<ReceiveMessageResult></ReceiveMessageResult>"),
+            "{empty}"
+        );
+        let none = read(answer("DeleteMessage", &json!({}), "r"));
+        assert!(
+            !none.contains("Result>") && none.contains("<DeleteMessageResponse"),
+            "{none}"
+        );
     }
 
-    fn futures_lite(
-        collect: http_body_util::combinators::Collect<Full<Bytes>>,
-    ) -> String {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    fn read(response: http::Response<Full<Bytes>>) -> String {
+        let collect = http_body_util::BodyExt::collect(response.into_body());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let bytes = rt.block_on(collect).unwrap().to_bytes();
         String::from_utf8(bytes.to_vec()).unwrap()
     }
