@@ -51,15 +51,15 @@ async fn create_key(nimbus: &Nimbus, name: &str, grants: &[&str]) -> (String, St
 }
 
 async fn start() -> Endpoint {
-    let dir = tempfile::tempdir().unwrap();
+    start_with(tempfile::tempdir().unwrap(), &[]).await
+}
+
+async fn start_with(dir: tempfile::TempDir, extra: &[&str]) -> Endpoint {
     let manifest = dir.path().join("nimbus.toml");
     std::fs::write(&manifest, MANIFEST).unwrap();
-    let nimbus = Nimbus::start(
-        &manifest,
-        &dir.path().join("data"),
-        &["--sqs-listen", "127.0.0.1:0"],
-    )
-    .await;
+    let mut args = vec!["--sqs-listen", "127.0.0.1:0"];
+    args.extend(extra);
+    let nimbus = Nimbus::start(&manifest, &dir.path().join("data"), &args).await;
     let line = nimbus
         .stdout
         .wait_for("announcing the SQS endpoint", |l| {
@@ -125,6 +125,35 @@ async fn run_script(endpoint: &Endpoint, script: &str, python: &str) {
         endpoint.nimbus.stderr.text()
     );
     println!("{stdout}");
+}
+
+/// Runs a short boto3 program (`sqs` is a client of `endpoint` with its
+/// main key) and returns what it prints.
+async fn boto3(endpoint: &Endpoint, program: &str) -> String {
+    require("python3", "boto3", "pip install boto3==1.43.11");
+    let setup = format!(
+        "import boto3\nsqs = boto3.client('sqs', endpoint_url='{}', region_name='us-east-1', \
+         aws_access_key_id='{}', aws_secret_access_key='{}', verify=False)\n",
+        endpoint.url, endpoint.key.0, endpoint.key.1
+    );
+    let program = format!("{setup}{program}");
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-W", "ignore", "-c", &program])
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n--- server\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        endpoint.nimbus.stderr.text()
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn require(python: &str, module: &str, install: &str) {
@@ -238,31 +267,64 @@ async fn unsigned_and_malformed_requests_get_protocol_errors_and_the_server_stay
     let answer = support::raw_request(&host, b"\x16\x03\x01\x02\x00garbage\r\n\r\n").await;
     assert!(!answer.contains(" 200 "), "{answer}");
     // Still serving: a signed request through the real client works.
-    require("python3", "boto3", "pip install boto3==1.43.11");
-    let check = format!(
-        "import boto3; c = boto3.client('sqs', endpoint_url='{}', region_name='us-east-1', \
-         aws_access_key_id='{}', aws_secret_access_key='{}'); \
-         print(c.get_queue_url(QueueName='work')['QueueUrl'])",
-        endpoint.url, endpoint.key.0, endpoint.key.1
-    );
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .args(["-c", &check])
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let url = boto3(
+        &endpoint,
+        "print(sqs.get_queue_url(QueueName='work')['QueueUrl'])",
+    )
+    .await;
+    assert!(url.trim_end().ends_with("/000000000000/work"), "{url}");
+}
+
+#[tokio::test]
+async fn over_https_queue_urls_name_https_and_messages_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl makes the test certificate: apt-get install openssl");
     assert!(
-        output.status.success(),
+        made.status.success(),
         "{}",
-        String::from_utf8_lossy(&output.stderr)
+        String::from_utf8_lossy(&made.stderr)
     );
+    let (cert, key) = (
+        cert.to_str().unwrap().to_owned(),
+        key.to_str().unwrap().to_owned(),
+    );
+    let endpoint = start_with(dir, &["--aws-tls-cert", &cert, "--aws-tls-key", &key]).await;
     assert!(
-        String::from_utf8_lossy(&output.stdout)
-            .trim_end()
-            .ends_with("/000000000000/work")
+        endpoint.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        endpoint.url
+    );
+    let out = boto3(
+        &endpoint,
+        "url = sqs.get_queue_url(QueueName='work')['QueueUrl']\n\
+         print(url)\n\
+         sqs.send_message(QueueUrl=url, MessageBody='over tls')\n\
+         print(sqs.receive_message(QueueUrl=url, WaitTimeSeconds=20)['Messages'][0]['Body'])\n",
+    )
+    .await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("{}/000000000000/work", endpoint.url).as_str(),
+            "over tls"
+        ]
     );
 }
