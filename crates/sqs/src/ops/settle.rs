@@ -1,15 +1,33 @@
 //! Settling leased messages: DeleteMessage(Batch) and
 //! ChangeMessageVisibility(Batch), by Nimbus receipt handles (a handle that
-//! is not the message's current one is `ReceiptHandleIsInvalid`).
+//! is not the message's current one is `ReceiptHandleIsInvalid`). A
+//! batch's entries run concurrently, each with its own outcome.
 
 use super::Grant;
 use super::{Context, check_entry_ids, failed, seconds_ms};
 use crate::error::SqsError;
+use futures_util::future::join_all;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// Longest receipt handle passed to the store.
 const MAX_HANDLE_LEN: usize = 1024;
+
+/// `Successful` and `Failed` of a batch whose entries ran concurrently.
+fn outcomes<E>(
+    entries: &[E],
+    id: impl Fn(&E) -> &String,
+    results: Vec<Result<(), SqsError>>,
+) -> (Vec<Value>, Vec<Value>) {
+    let (mut successful, mut failures) = (Vec::new(), Vec::new());
+    for (entry, result) in entries.iter().zip(results) {
+        match result {
+            Ok(()) => successful.push(json!({ "Id": id(entry) })),
+            Err(error) => failures.push(failed(id(entry), &error)),
+        }
+    }
+    (successful, failures)
+}
 
 fn handle(handle: &str) -> Result<&str, SqsError> {
     if handle.is_empty() || handle.len() > MAX_HANDLE_LEN {
@@ -53,22 +71,13 @@ pub struct DeleteBatch {
 pub async fn delete_batch(context: &Context<'_>, input: DeleteBatch) -> Result<Value, SqsError> {
     let queue = context.queue(&input.queue_url, Grant::Receive)?;
     check_entry_ids(input.entries.iter().map(|e| e.id.as_str()))?;
-    let (mut successful, mut failures) = (Vec::new(), Vec::new());
-    for entry in &input.entries {
-        let result = match handle(&entry.receipt_handle) {
-            Ok(h) => context
-                .endpoint
-                .store
-                .delete(queue, h)
-                .await
-                .map_err(SqsError::from),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => successful.push(json!({ "Id": entry.id })),
-            Err(error) => failures.push(failed(&entry.id, &error)),
-        }
-    }
+    let results = join_all(input.entries.iter().map(|entry| async move {
+        let h = handle(&entry.receipt_handle)?;
+        context.endpoint.store.delete(queue, h).await?;
+        Ok::<(), SqsError>(())
+    }))
+    .await;
+    let (successful, failures) = outcomes(&input.entries, |e| &e.id, results);
     Ok(json!({ "Successful": successful, "Failed": failures }))
 }
 
@@ -121,23 +130,17 @@ pub async fn visibility_batch(
 ) -> Result<Value, SqsError> {
     let queue = context.queue(&input.queue_url, Grant::Receive)?;
     check_entry_ids(input.entries.iter().map(|e| e.id.as_str()))?;
-    let (mut successful, mut failures) = (Vec::new(), Vec::new());
-    for entry in &input.entries {
-        let result = async {
-            let timeout = timeout_ms(entry.visibility_timeout.unwrap_or(0))?;
-            let h = handle(&entry.receipt_handle)?;
-            context
-                .endpoint
-                .store
-                .change_visibility(queue, h, timeout)
-                .await
-                .map_err(SqsError::from)
-        }
-        .await;
-        match result {
-            Ok(()) => successful.push(json!({ "Id": entry.id })),
-            Err(error) => failures.push(failed(&entry.id, &error)),
-        }
-    }
+    let results = join_all(input.entries.iter().map(|entry| async move {
+        let timeout = timeout_ms(entry.visibility_timeout.unwrap_or(0))?;
+        let h = handle(&entry.receipt_handle)?;
+        context
+            .endpoint
+            .store
+            .change_visibility(queue, h, timeout)
+            .await?;
+        Ok::<(), SqsError>(())
+    }))
+    .await;
+    let (successful, failures) = outcomes(&input.entries, |e| &e.id, results);
     Ok(json!({ "Successful": successful, "Failed": failures }))
 }
