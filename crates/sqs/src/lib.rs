@@ -9,6 +9,18 @@
 //! the error. Only the queues the version being served declares are
 //! reachable; queues are created and changed through nimbus.toml, never
 //! through SQS.
+//!
+//! What differs from AWS, by choice: CreateQueue answers for declared
+//! queues only, and refuses attributes other than the declared ones
+//! (`QueueNameExists`, as SQS does for an existing queue); SetQueueAttributes,
+//! DeleteQueue, tags and permissions are `UnsupportedOperation`.
+//! `MessageDeduplicationId` is Nimbus's `dedup_id` (standard queues dedup
+//! within the queue's window); `MessageGroupId` (FIFO) is refused.
+//! `ApproximateFirstReceiveTimestamp`, `SenderId` and sequence numbers are
+//! not kept, so receives give `ApproximateReceiveCount` and `SentTimestamp`
+//! only. Typed attributes are stored as plain strings (see `attributes`).
+//! A body that is not UTF-8 (sent through `/v1`) is received with U+FFFD
+//! in place of what is not text.
 
 pub mod attributes;
 pub mod auth;
