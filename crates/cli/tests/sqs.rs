@@ -182,7 +182,7 @@ async fn debian_awscli_speaks_sqs_over_the_query_protocol() {
 }
 
 #[tokio::test]
-async fn unsigned_and_malformed_requests_get_protocol_errors_and_the_server_stays_up() {
+async fn unsigned_malformed_and_revoked_requests_are_refused_and_the_server_stays_up() {
     let endpoint = start().await;
     let http = reqwest::Client::new();
     let url = format!("{}/", endpoint.url);
@@ -273,6 +273,29 @@ async fn unsigned_and_malformed_requests_get_protocol_errors_and_the_server_stay
     )
     .await;
     assert!(url.trim_end().ends_with("/000000000000/work"), "{url}");
+
+    // A revoked key is refused at once.
+    let limited = |id: &str, secret: &str| {
+        format!(
+            "l = boto3.client('sqs', endpoint_url='{}', region_name='us-east-1', \
+             aws_access_key_id='{id}', aws_secret_access_key='{secret}')\n\
+             try:\n    l.send_message(QueueUrl=sqs.get_queue_url(QueueName='work')['QueueUrl'].replace('/work', '/other'), MessageBody='x')\n    print('sent')\n\
+             except l.exceptions.ClientError as e:\n    print(e.response['Error']['Code'])\n",
+            endpoint.url
+        )
+    };
+    let (id, secret) = &endpoint.limited;
+    assert_eq!(boto3(&endpoint, &limited(id, secret)).await.trim(), "sent");
+    let revoked = cli(&endpoint.nimbus, &["access-key", "revoke", id]).await;
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    assert_eq!(
+        boto3(&endpoint, &limited(id, secret)).await.trim(),
+        "InvalidClientTokenId"
+    );
 }
 
 #[tokio::test]
