@@ -234,6 +234,9 @@ struct Record {
 pub struct AccessKeys {
     vault: Arc<Vault>,
     cache: Mutex<HashMap<String, Cached>>,
+    /// Moved on by every creation and revocation here: a lookup that read
+    /// the vault before one does not cache what it read.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// A lookup's answer and when it was made.
@@ -250,6 +253,7 @@ impl AccessKeys {
         AccessKeys {
             vault,
             cache: Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -340,11 +344,15 @@ impl AccessKeys {
         {
             return Ok(key.clone());
         }
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
         let key = self.read(id).await?.map(Arc::new);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         // Bounded by the number of keys plus the ids tried in one second.
         cache.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
-        cache.insert(id.to_owned(), (Instant::now(), key.clone()));
+        // A revocation since the read may have removed what was read.
+        if self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
+            cache.insert(id.to_owned(), (Instant::now(), key.clone()));
+        }
         Ok(key)
     }
 
@@ -369,10 +377,12 @@ impl AccessKeys {
     }
 
     fn forget(&self, id: &str) {
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        // Under the cache's lock, so a lookup cannot check the generation
+        // between the bump and the removal.
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        cache.remove(id);
     }
 }
 

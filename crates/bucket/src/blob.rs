@@ -46,7 +46,7 @@ enum Removal {
     Object(BlobPath),
 }
 
-fn blob_error(e: impl std::fmt::Display) -> crate::BucketError {
+pub(crate) fn blob_error(e: impl std::fmt::Display) -> crate::BucketError {
     crate::BucketError::Blob(one_line(e))
 }
 
@@ -77,6 +77,27 @@ impl Blobs {
                 describe: config.describe(),
             },
         })
+    }
+
+    pub(crate) fn store(&self) -> &dyn ObjectStore {
+        self.store.as_ref()
+    }
+
+    /// The directory the blobs are under, when they are on this machine.
+    pub(crate) fn local_root(&self) -> Option<&std::path::Path> {
+        match &self.kind {
+            Kind::Local { root } => Some(root),
+            Kind::S3 { .. } => None,
+        }
+    }
+
+    /// The prefix everything is under on S3 (`None` for the bucket's root,
+    /// or locally).
+    pub(crate) fn root_prefix(&self) -> Option<BlobPath> {
+        match &self.kind {
+            Kind::Local { .. } => None,
+            Kind::S3 { location, .. } => location.root_path(),
+        }
     }
 
     /// Whether the blobs are on this machine (so only this process writes
@@ -335,6 +356,22 @@ pub(crate) fn prepare_dir(root: &std::path::Path, bucket: &str) -> Result<(), cr
         std::fs::File::open(synced)
             .and_then(|d| d.sync_all())
             .map_err(blob_error)?;
+    }
+    Ok(())
+}
+
+/// Makes `file`, under `root`, durable: the file, then each folder from
+/// its own up to `root`, so neither it nor a folder created for it can
+/// vanish on power loss.
+pub(crate) fn sync_local(root: &std::path::Path, file: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(file)?.sync_all()?;
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        std::fs::File::open(d)?.sync_all()?;
+        if d == root {
+            break;
+        }
+        dir = d.parent();
     }
     Ok(())
 }

@@ -9,11 +9,16 @@
 mod blob;
 mod event;
 mod meta;
+mod multipart;
 mod s3;
+mod staging;
 
 pub use event::sequencer_text;
-pub use meta::{MAX_CONTENT_TYPE_BYTES, MAX_USER_METADATA_BYTES};
-pub use nimbus_manifest::bucket::{MAX_KEY_BYTES, check_object_key};
+pub use meta::{MAX_CONTENT_TYPE_BYTES, MAX_USER_METADATA_BYTES, etag, multipart_etag};
+pub use multipart::{
+    MAX_PART_NUMBER, MIN_PART_BYTES, MultipartError, Part, UPLOAD_KEPT, Upload, part_number,
+};
+pub use nimbus_manifest::bucket::{MAX_KEY_BYTES, check_object_key, is_bucket_name};
 pub use s3::{DEFAULT_REGION, S3Config, S3Location};
 
 use bytes::Bytes;
@@ -80,6 +85,12 @@ pub enum BucketError {
     Blob(String),
 }
 
+impl BucketError {
+    fn blob(e: impl std::fmt::Display) -> Self {
+        BucketError::Blob(e.to_string())
+    }
+}
+
 /// What to store with an object besides its bytes.
 #[derive(Debug, Clone, Default)]
 pub struct PutOptions {
@@ -87,6 +98,9 @@ pub struct PutOptions {
     pub user_metadata: BTreeMap<String, String>,
     /// The uploader's trace context, carried on to the object's events.
     pub traceparent: Option<String>,
+    /// The ETag to store instead of the bytes' MD5: a multipart upload's
+    /// ([`multipart_etag`]), which S3 clients check against the parts.
+    pub etag: Option<String>,
 }
 
 /// A byte range asked for by a reader, before it is checked against the
@@ -250,7 +264,7 @@ impl Buckets {
         if self.buckets.contains_key(bucket) {
             return Ok(());
         }
-        if !nimbus_manifest::bucket::is_bucket_name(bucket) {
+        if !is_bucket_name(bucket) {
             return Err(BucketError::NoSuchBucket(bucket.to_owned()));
         }
         let probe = ListQuery {
@@ -295,7 +309,13 @@ impl Buckets {
         }
         let content_type = meta::content_type(options.content_type)?;
         meta::check_user_metadata(&options.user_metadata)?;
-        let etag = meta::etag(&bytes);
+        let etag = match options.etag {
+            Some(etag) if meta::is_etag(&etag) => etag,
+            Some(etag) => {
+                return Err(BucketError::Invalid(format!("`{etag}` is not an MD5 ETag")));
+            }
+            None => etag(&bytes),
+        };
         let blob = blob::Blobs::new_name();
         // Registered before a byte is written, so no node's sweep can take
         // the blob for an orphan while it is in flight.
@@ -485,6 +505,9 @@ impl Buckets {
         for bucket in &buckets {
             removed += self.sweep_bucket(bucket, grace).await?;
         }
+        // Multipart parts live apart from the buckets, so the sweep above
+        // never takes a live one; abandoned uploads go after a bound.
+        self.sweep_uploads(UPLOAD_KEPT).await?;
         Ok(removed)
     }
 
@@ -521,7 +544,7 @@ impl Buckets {
             return Err(BucketError::Declared(bucket.to_owned()));
         }
         // Only a name a bucket may have ever reaches the storage's paths.
-        if !nimbus_manifest::bucket::is_bucket_name(bucket) {
+        if !is_bucket_name(bucket) {
             return Err(BucketError::NoSuchBucket(bucket.to_owned()));
         }
         let deleted = self

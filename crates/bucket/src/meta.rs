@@ -1,8 +1,9 @@
 //! What is stored beside an object's bytes: its content type, user
-//! metadata (bounded as S3 bounds it) and ETag (hex SHA-256 of the bytes).
+//! metadata (bounded as S3 bounds it) and ETag (hex MD5 of the bytes, as S3
+//! clients check it; a multipart upload's is given by the uploader).
 
 use crate::BucketError;
-use sha2::{Digest, Sha256};
+use md5::{Digest, Md5};
 use std::collections::BTreeMap;
 
 /// Longest content type accepted.
@@ -10,11 +11,48 @@ pub const MAX_CONTENT_TYPE_BYTES: usize = 256;
 /// Most bytes of user metadata (names plus values) per object, as S3.
 pub const MAX_USER_METADATA_BYTES: usize = 2048;
 
-pub(crate) fn etag(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// The ETag of an object stored in one piece: the lowercase hex MD5 of its
+/// bytes (unquoted; the APIs quote it in the `ETag` header).
+pub fn etag(bytes: &[u8]) -> String {
+    hex(&Md5::digest(bytes))
+}
+
+/// The ETag S3 gives an object put together from parts: the hex MD5 of
+/// the parts' binary MD5s one after another, then `-` and how many parts.
+/// `None` if a part's ETag is not 32 hex digits.
+pub fn multipart_etag<'a>(part_etags: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut md5 = Md5::new();
+    let mut count = 0usize;
+    for part in part_etags {
+        let part = part.trim_matches('"');
+        if part.len() != 32 {
+            return None;
+        }
+        let mut binary = [0u8; 16];
+        for (i, byte) in binary.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(part.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        md5.update(binary);
+        count += 1;
+    }
+    Some(format!("{}-{count}", hex(&md5.finalize())))
+}
+
+/// Whether `etag` may be stored as an object's ETag: what
+/// [`multipart_etag`] or [`etag`] makes.
+pub(crate) fn is_etag(etag: &str) -> bool {
+    let (digest, count) = etag.split_once('-').unwrap_or((etag, "1"));
+    digest.len() == 32
+        && digest
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && !count.is_empty()
+        && count.len() <= 5
+        && count.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub(crate) fn content_type(given: Option<String>) -> Result<String, BucketError> {
@@ -60,11 +98,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_etag_is_the_hex_sha256_of_the_bytes() {
+    fn the_etag_is_the_hex_md5_of_the_bytes() {
+        assert_eq!(etag(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(etag(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert!(is_etag(&etag(b"abc")));
+    }
+
+    #[test]
+    fn a_multipart_etag_is_the_md5_of_the_part_md5s_with_the_count() {
+        // Two parts "abc" and "def": MD5 over the 32 binary bytes.
+        let parts = [etag(b"abc"), etag(b"def")];
+        let mut both = Vec::new();
+        for p in &parts {
+            both.extend((0..16).map(|i| u8::from_str_radix(&p[2 * i..2 * i + 2], 16).unwrap()));
+        }
+        let expected = format!("{}-2", etag(&both));
+        let quoted = format!("\"{}\"", parts[0]);
         assert_eq!(
-            etag(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            multipart_etag([quoted.as_str(), parts[1].as_str()]),
+            Some(expected.clone())
         );
+        assert!(is_etag(&expected));
+        assert_eq!(multipart_etag(["not-an-md5"]), None);
+        assert!(!is_etag("abc-2"));
     }
 
     #[test]

@@ -431,3 +431,73 @@ async fn deleting_a_dropped_bucket_on_s3_takes_its_blobs_and_the_sweep_finishes_
     assert_eq!(second.sweep_orphans(Duration::ZERO).await.unwrap(), 2);
     assert_eq!(bucket_blobs(&location, "gone").await, ["README.txt"]);
 }
+
+/// The files of multipart uploads under `location`.
+async fn staged(location: &str) -> Vec<String> {
+    let prefix = S3Location::parse(location).unwrap().prefix;
+    let listed: Vec<_> = raw_client()
+        .list(Some(&BlobPath::from(format!("{prefix}/_uploads"))))
+        .try_collect()
+        .await
+        .unwrap();
+    listed.into_iter().map(|m| m.location.to_string()).collect()
+}
+
+#[tokio::test]
+async fn multipart_parts_on_s3_outlive_the_orphan_sweep_and_go_when_completed_or_abandoned() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = nimbus_test_s3::server().fresh_location();
+    let buckets = sqlite_buckets(dir.path(), &location).await;
+    let upload = buckets
+        .create_upload("photos", "multi", PutOptions::default())
+        .await
+        .unwrap();
+    let part = buckets
+        .put_part(
+            "photos",
+            "multi",
+            &upload.id,
+            1,
+            Bytes::from_static(b"parted"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(staged(&location).await.len(), 2, "its description and part");
+    // Beside the buckets: the orphan sweep never looks there.
+    buckets.sweep_orphans(Duration::ZERO).await.unwrap();
+    // A new process over the same storage finds the upload.
+    let again = sqlite_buckets(dir.path(), &location).await;
+    let parts = again
+        .list_parts("photos", "multi", &upload.id)
+        .await
+        .unwrap();
+    assert_eq!(parts.len(), 1);
+    let object = again
+        .complete_upload("photos", "multi", &upload.id, &[(1, part.etag)], None)
+        .await
+        .unwrap();
+    assert!(object.etag.ends_with("-1"), "{}", object.etag);
+    assert_eq!(
+        again.get("photos", "multi", None).await.unwrap().bytes,
+        "parted"
+    );
+    assert_eq!(staged(&location).await, Vec::<String>::new());
+
+    let abandoned = again
+        .create_upload("photos", "left", PutOptions::default())
+        .await
+        .unwrap();
+    again
+        .put_part("photos", "left", &abandoned.id, 1, Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        again
+            .sweep_uploads(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(again.sweep_uploads(Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(staged(&location).await, Vec::<String>::new());
+}

@@ -19,11 +19,24 @@ use tokio::net::TcpListener;
 pub(crate) struct EndpointSettings {
     pub s3: Option<SocketAddr>,
     pub sqs: Option<SocketAddr>,
-    /// Certificate chain and key files.
-    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Made from the certificate and key files as the server opens, so a
+    /// bad file stops the start before anything is served.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl EndpointSettings {
+    pub(crate) fn new(
+        s3: Option<SocketAddr>,
+        sqs: Option<SocketAddr>,
+        tls: Option<(PathBuf, PathBuf)>,
+    ) -> anyhow::Result<Self> {
+        let tls = match tls {
+            Some((cert, key)) => Some(tls_acceptor(&cert, &key)?),
+            None => None,
+        };
+        Ok(EndpointSettings { s3, sqs, tls })
+    }
+
     /// Binds the endpoints asked for and prints where each listens.
     pub(crate) async fn bind(
         &self,
@@ -31,10 +44,7 @@ impl EndpointSettings {
         store: &Arc<dyn Store>,
         keys: &Arc<AccessKeys>,
     ) -> anyhow::Result<Vec<Endpoint>> {
-        let tls = match &self.tls {
-            Some((cert, key)) => Some(tls_acceptor(cert, key)?),
-            None => None,
-        };
+        let tls = self.tls.clone();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let mut endpoints = Vec::new();
         if let Some(addr) = self.s3 {

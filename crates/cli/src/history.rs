@@ -2,7 +2,7 @@
 //! function output of a running app, read through `/v1`.
 
 use crate::client::segment;
-use crate::output::{Format, Table, clipped, duration_ms, text, time_text};
+use crate::output::{Format, Output, Table, clipped, duration_ms, text, time_text};
 use crate::queue::AdminArgs;
 use serde_json::Value;
 
@@ -53,6 +53,9 @@ pub fn run_invocations(
             ]
         })
     });
+    if format.output == Output::Table && !page["next"].is_null() {
+        eprintln!("older invocations follow: raise --limit (up to 1000) or add filters");
+    }
     Ok(())
 }
 

@@ -23,6 +23,7 @@ mod serving;
 mod table;
 mod top;
 mod up;
+mod usage;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -176,6 +177,14 @@ enum Command {
         #[command(flatten)]
         format: output::Format,
     },
+    /// Show each function's metered use per hour: invocations, billed time
+    /// (rounded up per invocation), GB-seconds and outbound bytes.
+    Usage {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        #[command(flatten)]
+        args: usage::UsageArgs,
+    },
     /// Print a function's output (`INVOCATION_ID STREAM TEXT` per line): the
     /// lines of its recent invocations, or with --follow each line as it is
     /// written.
@@ -266,6 +275,7 @@ fn main() -> ExitCode {
         Command::Table { admin, command } => table::run(&admin, command),
         Command::Key { admin, command } => key::run(&admin, command),
         Command::AccessKey { admin, command } => access::run(&admin, command),
+        Command::Usage { admin, args } => usage::run(&admin, args),
         Command::Schedule { admin, command } => schedule::run(&admin, command),
         Command::Cluster { admin, command } => cluster::run(&admin, command),
         Command::Top {

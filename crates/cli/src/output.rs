@@ -99,11 +99,16 @@ impl Table {
     }
 }
 
-/// A cell for a value that may be absent (`-`).
+/// A cell for a value that may be absent (`-`). Control characters (a
+/// newline or an escape sequence in a name) show as spaces: a cell never
+/// breaks its row or writes to the terminal.
 pub fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => s
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect(),
         other => other.to_string(),
     }
 }
@@ -216,6 +221,12 @@ mod tests {
         assert_eq!(duration_ms(&json!(250_000)), "4 min 10 s");
         assert_eq!(duration_ms(&json!(25_200_000)), "7 h");
         assert_eq!(duration_ms(&json!(345_600_000)), "4 d");
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        assert_eq!(text(&json!("a\nb\u{1b}[31m")), "a b [31m");
+        assert_eq!(text(&json!(null)), "-");
     }
 
     #[test]

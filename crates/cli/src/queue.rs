@@ -2,7 +2,7 @@
 //! Answers print as JSON, so scripts can read them.
 
 use crate::client::{AdminClient, segment};
-use crate::output::{Format, Table, clipped, duration_ms, size, text, time_ms};
+use crate::output::{Format, Output, Table, clipped, duration_ms, size, text, time_ms};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -326,12 +326,15 @@ pub fn run_dlq(admin: &AdminArgs, command: DlqCommand) -> anyhow::Result<()> {
             queue,
             limit,
             format,
-        } => format.print(
-            &client.get(&format!(
+        } => {
+            let page = client.get(&format!(
                 "/v1/queues/{}/messages?limit={limit}",
                 segment(&queue)
-            ))?,
-            |page| {
+            ))?;
+            if format.output == Output::Table && !page["next"].is_null() {
+                eprintln!("more messages follow: raise --limit");
+            }
+            format.print(&page, |page| {
                 Table::new(&[
                     "MESSAGE ID",
                     "SENT",
@@ -353,8 +356,8 @@ pub fn run_dlq(admin: &AdminArgs, command: DlqCommand) -> anyhow::Result<()> {
                         body,
                     ]
                 })
-            },
-        ),
+            });
+        }
         DlqCommand::Redrive { queue, to, limit } => {
             let mut request = json!({ "limit": limit });
             if let Some(to) = to {

@@ -56,6 +56,8 @@ pub struct Server {
     listen: SocketAddr,
     admin_listen: SocketAddr,
     history_retention: Duration,
+    /// `--history-max-records`.
+    history_max_records: u64,
     lease: Duration,
     /// The S3 and SQS endpoints asked for.
     endpoints: crate::endpoints::EndpointSettings,
@@ -193,6 +195,11 @@ impl Server {
             store_ttl,
         );
         let access_keys = Arc::new(nimbus_access::AccessKeys::new(secrets.clone()));
+        let endpoints = crate::endpoints::EndpointSettings::new(
+            args.s3_listen,
+            args.sqs_listen,
+            args.aws_tls_cert.clone().zip(args.aws_tls_key.clone()),
+        )?;
         Ok(Server {
             data_dir,
             node,
@@ -223,12 +230,9 @@ impl Server {
             listen: args.listen,
             admin_listen: args.admin_listen,
             history_retention: Duration::from_secs(args.history_retention_s),
+            history_max_records: args.history_max_records,
             lease,
-            endpoints: crate::endpoints::EndpointSettings {
-                s3: args.s3_listen,
-                sqs: args.sqs_listen,
-                tls: args.aws_tls_cert.clone().zip(args.aws_tls_key.clone()),
-            },
+            endpoints,
             access_keys,
         })
     }
@@ -375,6 +379,7 @@ impl Server {
         let ownership = &self.ownership;
         let store = &self.store;
         let retention = self.history_retention;
+        let max_records = self.history_max_records;
         let mut tasks = vec![
             tokio::spawn(ownership.clone().singleton(
                 "sweep:messages",
@@ -400,7 +405,7 @@ impl Server {
                 stopped.clone(),
                 {
                     let store = store.clone();
-                    move || expire_history(store.clone(), retention)
+                    move || expire_history(store.clone(), retention, max_records)
                 },
             )),
         ];
@@ -608,12 +613,9 @@ fn history_expiry_interval(retention: Duration) -> Duration {
     (retention / 2).clamp(Duration::from_millis(250), EXPIRE_INTERVAL)
 }
 
-async fn expire_history(store: Arc<dyn Store>, retention: Duration) {
+async fn expire_history(store: Arc<dyn Store>, retention: Duration, max_records: u64) {
     let retention_ms = retention.as_millis() as u64;
-    match store
-        .expire_invocations(retention_ms, nimbus_engine::MAX_HISTORY_RECORDS)
-        .await
-    {
+    match store.expire_invocations(retention_ms, max_records).await {
         Ok(0) => {}
         Ok(n) => tracing::debug!("removed {n} invocation records past their retention"),
         Err(e) => tracing::warn!("failed to remove old invocation records: {e}"),

@@ -132,9 +132,13 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 30_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) body_read_timeout_ms: u64,
     /// How long invocation records (and their captured output) are kept, in
-    /// seconds; at most `MAX_HISTORY_RECORDS` are kept whatever this says.
+    /// seconds; at most `--history-max-records` are kept whatever this says.
     #[arg(long, default_value_t = 86_400, value_name = "S", value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
     pub(crate) history_retention_s: u64,
+    /// Invocation records kept at most, whatever the retention: the oldest
+    /// go first (each holds up to 64 KiB of captured output).
+    #[arg(long, default_value_t = nimbus_engine::MAX_HISTORY_RECORDS, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub(crate) history_max_records: u64,
     /// This node's id, in its logs and leases; nodes sharing a store need
     /// different ones [default: kept in the data directory, generated on
     /// first start].

@@ -211,3 +211,59 @@ async fn an_unreadable_certificate_stops_the_start_with_the_flag_named() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--aws-tls-cert"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_client_silent_after_its_tls_handshake_is_closed_at_the_header_timeout() {
+    let app = app();
+    let manifest = app.write();
+    let (cert, key) = certificate(app.dir.path());
+    let nimbus = Nimbus::start(
+        &manifest,
+        &app.data_dir(),
+        &[
+            "--s3-listen",
+            "127.0.0.1:0",
+            "--aws-tls-cert",
+            &cert,
+            "--aws-tls-key",
+            &key,
+            "--header-read-timeout-ms",
+            "300",
+        ],
+    )
+    .await;
+    let line = nimbus
+        .stdout
+        .wait_for("s3", |l| l.starts_with("s3 listening on "))
+        .await;
+    let addr = line.rsplit("https://").next().unwrap().to_owned();
+    // openssl completes the handshake, then sends nothing (its stdin stays
+    // open); it exits when the server closes the connection.
+    let mut client = tokio::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect", &addr])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl runs: apt-get install openssl");
+    let closed = tokio::time::timeout(support::PATIENCE, client.wait()).await;
+    assert!(
+        closed.is_ok(),
+        "the server kept a silent TLS connection open"
+    );
+    let mut stderr = String::new();
+    use tokio::io::AsyncReadExt as _;
+    client
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    // It did get as far as a handshake (the certificate's subject shows).
+    assert!(
+        stderr.contains("CN = localhost") || stderr.contains("CN=localhost"),
+        "{stderr}"
+    );
+}

@@ -221,6 +221,40 @@ async fn records_past_the_retention_are_removed() {
 }
 
 #[tokio::test]
+async fn past_the_record_cap_the_oldest_records_go() {
+    let app = TestApp::new("history-cap")
+        .function("stdio", programs::STDIO, "")
+        .route("/stdio", "stdio", "");
+    let manifest = app.write();
+    let nimbus = Nimbus::start(&manifest, &app.data_dir(), &[]).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let response = reqwest::get(nimbus.url("/stdio")).await.unwrap();
+        ids.push(invocation_id(&response));
+    }
+    for id in &ids {
+        record(&nimbus, id).await;
+    }
+    nimbus.terminate();
+    let mut nimbus = nimbus;
+    assert_eq!(nimbus.exit_code().await, Some(0));
+    // The sweep runs as the node starts: down to the two newest.
+    let nimbus = Nimbus::start(&manifest, &app.data_dir(), &["--history-max-records", "2"]).await;
+    let kept = until("the records past the cap to go", || async {
+        let page = get_json(nimbus.admin_url("/v1/invocations")).await;
+        let kept: Vec<String> = page["invocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        (kept.len() == 2).then_some(kept)
+    })
+    .await;
+    assert_eq!(kept, [ids[4].clone(), ids[3].clone()]);
+}
+
+#[tokio::test]
 async fn a_throttled_request_leaves_a_throttled_record() {
     let app = TestApp::new("history-throttle")
         .function(

@@ -31,7 +31,8 @@ pub const MAX_RECORD_LOG_BYTES: u64 = 64 * 1024;
 /// Live lines buffered for followers; one that falls further behind loses
 /// lines (and is told how many) instead of slowing functions down.
 pub const LIVE_LINES: usize = 1024;
-/// Records kept at most, whatever the retention: the oldest go first. With
+/// Records kept at most by default (`--history-max-records`), whatever the
+/// retention: the oldest go first. With
 /// at most `MAX_RECORD_LOG_BYTES` of output each, the history stays under
 /// about 3 GiB even when every function logs its fill.
 pub const MAX_HISTORY_RECORDS: u64 = 50_000;

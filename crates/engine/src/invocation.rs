@@ -198,6 +198,7 @@ impl FunctionCore {
                 invocation_id.clone(),
                 self.services.tracer.clone(),
                 trace,
+                output.clone(),
             ),
         );
         let mut store = Store::new(engine, state);
@@ -255,8 +256,34 @@ impl FunctionCore {
     ) {
         let (logs, logs_truncated) = context
             .output
+            .as_ref()
             .map(|output| output.take_kept())
             .unwrap_or_default();
+        // A throttled invocation never ran: it bills nothing. Otherwise whole
+        // milliseconds, rounded up: a run of 0.3 ms bills 1.
+        let ran = outcome != Outcome::Throttled;
+        let outbound_bytes = match &context.output {
+            Some(output) if ran => output.outbound_bytes(),
+            _ => 0,
+        };
+        let billed_ms = if ran {
+            took.as_micros().div_ceil(1000) as u64
+        } else {
+            0
+        };
+        if ran {
+            let metrics = self.metrics();
+            let function: &str = &self.name;
+            metrics.usage_billed_ms.with(&[function]).inc_by(billed_ms);
+            metrics
+                .usage_mb_ms
+                .with(&[function])
+                .inc_by(u64::from(self.memory_mb) * billed_ms);
+            metrics
+                .usage_outbound_bytes
+                .with(&[function])
+                .inc_by(outbound_bytes);
+        }
         let now_ms = crate::time::now_ms();
         self.services
             .history
@@ -274,6 +301,9 @@ impl FunctionCore {
                 logs,
                 logs_truncated,
                 node: Some(self.services.history.node().to_owned()),
+                memory_mb: self.memory_mb,
+                billed_ms,
+                outbound_bytes,
             });
     }
 

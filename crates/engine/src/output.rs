@@ -30,12 +30,15 @@ impl Stream {
     }
 }
 
-/// Shared by an invocation's stdout and stderr: the bytes it may still log.
+/// Shared by an invocation's stdout and stderr: the bytes it may still log;
+/// and what else its record collects while it runs (the bytes it sends out).
 pub struct OutputBudget {
     function: Arc<str>,
     invocation_id: Arc<str>,
     history: Arc<History>,
     state: Mutex<BudgetState>,
+    /// Bytes of outbound HTTP request bodies sent so far, for usage.
+    outbound_bytes: std::sync::atomic::AtomicU64,
 }
 
 struct BudgetState {
@@ -74,7 +77,20 @@ impl OutputBudget {
                 keep_remaining: max_bytes.min(MAX_RECORD_LOG_BYTES),
                 kept_truncated: false,
             }),
+            outbound_bytes: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Counts `n` bytes sent out over outbound HTTP.
+    pub fn count_outbound(&self, n: u64) {
+        self.outbound_bytes
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Bytes sent out over outbound HTTP so far.
+    pub fn outbound_bytes(&self) -> u64 {
+        self.outbound_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Keeps a line that was logged for the record (while the record's bound

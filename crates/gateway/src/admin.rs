@@ -29,6 +29,10 @@ pub struct AdminApi {
 impl AdminApi {
     pub fn new(ready: Arc<AtomicBool>, api: api::ApiState) -> Self {
         let admin_token = api.admin_token.clone();
+        let console = crate::console::ConsoleState {
+            token: admin_token.clone(),
+            sessions: Arc::new(crate::console::Sessions::default()),
+        };
         let readiness = Readiness {
             ready,
             store: api.store.clone(),
@@ -39,7 +43,7 @@ impl AdminApi {
         let v1 = api::router(api)
             .merge(metrics)
             .layer(axum::middleware::from_fn_with_state(
-                admin_token,
+                console.clone(),
                 require_token,
             ));
         let router = Router::new()
@@ -49,6 +53,7 @@ impl AdminApi {
             )
             .route("/readyz", axum::routing::get(readyz).with_state(readiness))
             .merge(v1)
+            .merge(crate::console::router(console))
             .fallback(|uri: Uri| async move {
                 api::ApiError::new(
                     StatusCode::NOT_FOUND,
@@ -67,13 +72,80 @@ impl AdminToken {
     pub fn new(token: &str) -> Self {
         AdminToken(token.into())
     }
+
+    /// Whether `given` is the token (compared in constant time).
+    pub(crate) fn matches(&self, given: &str) -> bool {
+        crate::auth::constant_time_eq(given.as_bytes(), self.0.as_bytes())
+    }
 }
 
+/// Lets a request through with the admin token, or from the console with a
+/// live session's cookie; a console request that changes anything must also
+/// carry the session's CSRF token (a cross-site form cannot). Every answer is
+/// hardened for a browser that holds the console's cookie: no answer may run
+/// a script on the admin origin (an object uploaded as HTML included), and an
+/// object is a download, never a page.
 async fn require_token(
-    State(token): State<AdminToken>,
+    State(console): State<crate::console::ConsoleState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let object_read = request.method() == http::Method::GET
+        && request.uri().path().starts_with("/v1/buckets/")
+        && request.uri().path().contains("/objects/");
+    let mut response = match admit(&console, &request) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => *refused,
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if object_read {
+        headers.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment"),
+        );
+    }
+    response
+}
+
+/// Whether `request` may reach `/v1`, or the refusal.
+fn admit(
+    console: &crate::console::ConsoleState,
+    request: &axum::extract::Request,
+) -> Result<(), Box<Response>> {
+    if request.headers().get(header::AUTHORIZATION).is_none()
+        && let Some(session) = crate::console::live_session(request.headers(), &console.sessions)
+    {
+        let safe = matches!(
+            *request.method(),
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        );
+        let csrf = request
+            .headers()
+            .get(crate::console::CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if safe || console.sessions.check_csrf(&session, csrf) {
+            return Ok(());
+        }
+        return Err(Box::new(
+            api::ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "a console request that changes something needs the session's `{}` header",
+                    crate::console::CSRF_HEADER
+                ),
+            )
+            .into_response(),
+        ));
+    }
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -83,9 +155,7 @@ async fn require_token(
         None => {
             "missing admin token: send `Authorization: Bearer TOKEN` (the CLI: --admin-token or NIMBUS_ADMIN_TOKEN; `nimbus up` stores a generated token in DATA_DIR/admin-token)"
         }
-        Some(given) if crate::auth::constant_time_eq(given.as_bytes(), token.0.as_bytes()) => {
-            return next.run(request).await;
-        }
+        Some(given) if console.token.matches(given) => return Ok(()),
         Some(_) => "wrong admin token",
     };
     let mut response = api::ApiError::new(StatusCode::UNAUTHORIZED, problem).into_response();
@@ -93,7 +163,7 @@ async fn require_token(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"nimbus-admin\""),
     );
-    response
+    Err(Box::new(response))
 }
 
 /// What `/readyz` looks at.

@@ -4,6 +4,7 @@
 mod admin;
 pub mod api;
 pub mod auth;
+pub mod console;
 mod live;
 mod metrics;
 mod public;

@@ -195,6 +195,9 @@ impl PublicGateway {
         for name in spoofed {
             parts.headers.remove(name);
         }
+        // The console's session (the browser sends it to every port of
+        // this host) is the admin's, never the function's.
+        crate::console::strip_session_cookie(&mut parts.headers);
         // Before the body is read: an unauthenticated caller costs no upload.
         if let Err(denied) = self.auth.admit(&trigger.auth, &mut parts.headers).await {
             return denied.into_response();

@@ -243,6 +243,7 @@ async fn serve_with<H: Handler>(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let first_byte_timeout = limits.header_read_timeout;
+        let max_header_bytes = limits.max_header_bytes;
         let tls = tls.clone();
         tokio::spawn(async move {
             if let Some(tls) = tls {
@@ -255,9 +256,14 @@ async fn serve_with<H: Handler>(
                         }
                         Err(_) => return,
                     };
-                let connection = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
+                // HTTP/1.1 only (the only protocol the endpoints' ALPN
+                // offers), so the header-read timeout runs from the first
+                // moment: a client silent after its handshake is closed.
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(first_byte_timeout)
+                    .max_buf_size(max_header_bytes)
+                    .serve_connection(TokioIo::new(stream), service);
                 if let Err(e) = watcher.watch(connection).await {
                     tracing::debug!("connection ended with an error: {e}");
                 }

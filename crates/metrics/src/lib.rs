@@ -8,7 +8,9 @@
 
 pub mod registry;
 
-pub use registry::{Counter, Family, Gauge, Histogram, LATENCY_BUCKETS, SIZE_BUCKETS};
+pub use registry::{
+    Counter, Family, Gauge, Histogram, LATENCY_BUCKETS, SIZE_BUCKETS, ScaledCounter,
+};
 
 use std::time::Duration;
 
@@ -41,6 +43,9 @@ pub struct Metrics {
     pub invocation_duration: Family<Histogram>,
     pub concurrent_executions: Family<Gauge>,
     pub instance_starts: Family<Counter>,
+    pub usage_billed_ms: Family<ScaledCounter>,
+    pub usage_mb_ms: Family<ScaledCounter>,
+    pub usage_outbound_bytes: Family<Counter>,
     pub instance_start_duration: Family<Histogram>,
     pub function_loads: Family<Counter>,
     pub event_retries: Family<Counter>,
@@ -89,6 +94,24 @@ impl Default for Metrics {
                 "Invocations of the function running now.",
                 &["function"],
                 Gauge::default(),
+            ),
+            usage_billed_ms: Family::new(
+                "nimbus_usage_billed_seconds_total",
+                "Billed run time by function: each invocation's run time rounded up to whole milliseconds, added (this node's since it started; `/v1/usage` has every node's by hour).",
+                &["function"],
+                ScaledCounter::new(1000),
+            ),
+            usage_mb_ms: Family::new(
+                "nimbus_usage_gigabyte_seconds_total",
+                "Memory over time by function: each invocation's memory_mb times its billed time, in GB-seconds (1 GB = 1024 MB).",
+                &["function"],
+                ScaledCounter::new(1_024_000),
+            ),
+            usage_outbound_bytes: Family::new(
+                "nimbus_usage_outbound_bytes_total",
+                "Bytes of outbound HTTP request bodies functions sent, by function.",
+                &["function"],
+                Counter::default(),
             ),
             instance_starts: Family::new(
                 "nimbus_instance_starts_total",
@@ -239,6 +262,9 @@ impl Metrics {
         self.invocation_duration.render(&mut out);
         self.concurrent_executions.render(&mut out);
         self.instance_starts.render(&mut out);
+        self.usage_billed_ms.render(&mut out);
+        self.usage_mb_ms.render(&mut out);
+        self.usage_outbound_bytes.render(&mut out);
         self.instance_start_duration.render(&mut out);
         self.function_loads.render(&mut out);
         self.event_retries.render(&mut out);

@@ -31,6 +31,32 @@ impl Counter {
     }
 }
 
+/// A counter kept in whole small units and shown in a base unit, exactly:
+/// milliseconds counted, seconds shown (`per_base_unit` 1000).
+#[derive(Debug)]
+pub struct ScaledCounter {
+    units: AtomicU64,
+    per_base_unit: u64,
+}
+
+impl ScaledCounter {
+    pub fn new(per_base_unit: u64) -> Self {
+        ScaledCounter {
+            units: AtomicU64::new(0),
+            per_base_unit,
+        }
+    }
+
+    pub fn inc_by(&self, units: u64) {
+        self.units.fetch_add(units, Relaxed);
+    }
+
+    /// The count in small units.
+    pub fn get_units(&self) -> u64 {
+        self.units.load(Relaxed)
+    }
+}
+
 /// A value that goes up and down.
 #[derive(Debug, Default)]
 pub struct Gauge(AtomicI64);
@@ -108,6 +134,17 @@ impl Metric for Counter {
     }
     fn render(&self, name: &str, labels: &str, out: &mut String) {
         let _ = writeln!(out, "{name}{labels} {}", self.get());
+    }
+}
+
+impl Metric for ScaledCounter {
+    const TYPE: &'static str = "counter";
+    fn new_series(&self) -> Self {
+        ScaledCounter::new(self.per_base_unit)
+    }
+    fn render(&self, name: &str, labels: &str, out: &mut String) {
+        let value = self.get_units() as f64 / self.per_base_unit as f64;
+        let _ = writeln!(out, "{name}{labels} {value}");
     }
 }
 

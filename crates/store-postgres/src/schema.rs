@@ -10,16 +10,16 @@ use nimbus_store::StoreResult;
 use nimbus_store::schema::SchemaState;
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// `MIGRATIONS[v]` takes the schema from version `v` to `v + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4, V5];
 
 /// What each version asks of binaries: `REQUIRES[v - 1]` is the oldest
-/// schema version that can use a database at version `v`. Versions 3 and 4
+/// schema version that can use a database at version `v`. Versions 3 to 5
 /// only add, so version-2 nodes keep running on them during a rolling
-/// upgrade.
-const REQUIRES: [u32; SCHEMA_VERSION as usize] = [1, 2, 2, 2];
+/// upgrade (records older nodes write meter nothing).
+const REQUIRES: [u32; SCHEMA_VERSION as usize] = [1, 2, 2, 2, 2];
 
 /// Held while migrating, so two processes starting at once migrate once.
 const MIGRATION_LOCK: i64 = 0x6e69_6d62_7573; // "nimbus"
@@ -240,6 +240,25 @@ CREATE TABLE deployment_state (
     active int8
 );
 INSERT INTO deployment_state (id, last_id, active) VALUES (1, 0, NULL);
+"#;
+
+/// What each invocation record meters, and the usage they add up to (per
+/// function and hour, added to in the transaction that stores a new record,
+/// kept after the records expire). Only additions.
+const V5: &str = r#"
+ALTER TABLE invocations
+    ADD COLUMN memory_mb int8 NOT NULL DEFAULT 0,
+    ADD COLUMN billed_ms int8 NOT NULL DEFAULT 0,
+    ADD COLUMN outbound_bytes int8 NOT NULL DEFAULT 0;
+CREATE TABLE usage (
+    function text COLLATE "C" NOT NULL,
+    hour int8 NOT NULL,
+    invocations int8 NOT NULL,
+    billed_ms int8 NOT NULL,
+    mb_ms int8 NOT NULL,
+    outbound_bytes int8 NOT NULL,
+    PRIMARY KEY (hour, function)
+);
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`], or refuses it if it needs a

@@ -37,9 +37,21 @@ async fn stores_starting_at_once_on_an_empty_database_all_open_it() {
     }
 }
 
+/// Turns a schema this binary wrote back into what a version-4 binary
+/// leaves: no usage table, no metered columns.
+fn rewind_to_version_4(server: &nimbus_test_postgres::Server, schema: &str) {
+    server.sql(&format!(
+        "DROP TABLE {schema}.usage;
+         ALTER TABLE {schema}.invocations DROP COLUMN memory_mb, DROP COLUMN billed_ms,
+            DROP COLUMN outbound_bytes;
+         UPDATE {schema}.nimbus_schema SET applied = 4"
+    ));
+}
+
 /// Turns a schema this binary wrote back into what a version-3 binary
 /// leaves: no deployments or components.
 fn rewind_to_version_3(server: &nimbus_test_postgres::Server, schema: &str) {
+    rewind_to_version_4(server, schema);
     server.sql(&format!(
         "DROP TABLE {schema}.components; DROP TABLE {schema}.deployments;
          DROP TABLE {schema}.deployment_components; DROP TABLE {schema}.deployment_state;
@@ -102,6 +114,44 @@ async fn a_version_2_schema_migrates_forward_and_still_admits_version_2_nodes() 
 }
 
 #[tokio::test]
+async fn a_version_4_schema_gains_usage_and_still_admits_older_nodes() {
+    use nimbus_store::history::{HistoryStore, UsageFilter};
+    let server = nimbus_test_postgres::server();
+    let fresh = server.fresh();
+    let store = PgStore::connect(&options(&fresh.url), None).await.unwrap();
+    store.declare_queues(&[queue()]).await.unwrap();
+    drop(store);
+    rewind_to_version_4(server, &fresh.schema);
+    // A record an older node wrote, without the metered columns.
+    server.sql(&format!(
+        "INSERT INTO {}.invocations (id, function, trigger, source, started_at, recorded_at,
+            duration_ms, outcome, error, attempt, trace_id, logs, logs_truncated, node)
+         VALUES ('01', 'f', 'http', '/', 1, 1, 5, 'success', NULL, 1, NULL, '[]', false, NULL)",
+        fresh.schema
+    ));
+
+    let store = PgStore::connect(&options(&fresh.url), None).await.unwrap();
+    let old = store.get_invocation("01").await.unwrap().unwrap();
+    assert_eq!(
+        (old.memory_mb, old.billed_ms, old.outbound_bytes),
+        (0, 0, 0)
+    );
+    let all = UsageFilter {
+        from: 0,
+        to: u64::MAX / 2,
+        function: None,
+    };
+    assert_eq!(store.usage(all).await.unwrap(), []);
+    assert_eq!(
+        server.query(&format!(
+            "SELECT applied || ' ' || version FROM {}.nimbus_schema",
+            fresh.schema
+        )),
+        format!("{SCHEMA_VERSION} 2")
+    );
+}
+
+#[tokio::test]
 async fn a_version_3_schema_gains_the_deployment_tables_and_still_admits_version_2_nodes() {
     let server = nimbus_test_postgres::server();
     let fresh = server.fresh();
@@ -132,7 +182,7 @@ async fn a_version_3_schema_gains_the_deployment_tables_and_still_admits_version
     assert_eq!(made.id, 1);
     store.activate(made.id).await.unwrap();
     assert_eq!(store.active_deployment_id().await.unwrap(), Some(1));
-    assert_eq!(numbers(), "4 2");
+    assert_eq!(numbers(), format!("{SCHEMA_VERSION} 2"));
 }
 
 #[tokio::test]

@@ -1,10 +1,13 @@
 //! `HistoryStore` on SQLite: one row per invocation, its captured lines as
-//! a JSON array of `[stream, text]` pairs.
+//! a JSON array of `[stream, text]` pairs; usage, one row per function and
+//! hour, added to in the savepoint that stores a new record.
 
 use crate::writer::Tx;
 use crate::{SqliteStore, backend};
 use nimbus_store::StoreResult;
-use nimbus_store::history::{HistoryStore, InvocationFilter, InvocationRecord, LogLine};
+use nimbus_store::history::{
+    HistoryStore, InvocationFilter, InvocationRecord, LogLine, UsageFilter, UsageRow,
+};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -42,7 +45,32 @@ pub(crate) fn migrate_node(conn: &Connection) -> StoreResult<()> {
     Ok(())
 }
 
-const COLUMNS: &str = "id, function, trigger, source, started_at, duration_ms, outcome, error, attempt, trace_id, logs_truncated, node";
+/// Schema version 5: what each record meters, and the usage it adds up to.
+/// Older records meter nothing (they were never added to usage).
+pub(crate) fn migrate_usage(conn: &Connection) -> StoreResult<()> {
+    for column in ["memory_mb", "billed_ms", "outbound_bytes"] {
+        if !crate::schema::has_column(conn, "invocations", column)? {
+            conn.execute_batch(&format!(
+                "ALTER TABLE invocations ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0;"
+            ))
+            .map_err(backend)?;
+        }
+    }
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS usage (
+            function TEXT NOT NULL,
+            hour INTEGER NOT NULL,
+            invocations INTEGER NOT NULL,
+            billed_ms INTEGER NOT NULL,
+            mb_ms INTEGER NOT NULL,
+            outbound_bytes INTEGER NOT NULL,
+            PRIMARY KEY (hour, function)
+        );",
+    )
+    .map_err(backend)
+}
+
+const COLUMNS: &str = "id, function, trigger, source, started_at, duration_ms, outcome, error, attempt, trace_id, logs_truncated, node, memory_mb, billed_ms, outbound_bytes";
 
 fn record(row: &Row<'_>, logs: Option<String>) -> rusqlite::Result<InvocationRecord> {
     let logs = logs
@@ -65,6 +93,9 @@ fn record(row: &Row<'_>, logs: Option<String>) -> rusqlite::Result<InvocationRec
         logs,
         logs_truncated: row.get::<_, i64>(10)? != 0,
         node: row.get(11)?,
+        memory_mb: row.get::<_, i64>(12)? as u32,
+        billed_ms: row.get::<_, i64>(13)? as u64,
+        outbound_bytes: row.get::<_, i64>(14)? as u64,
     })
 }
 
@@ -75,10 +106,38 @@ fn insert(tx: &Tx<'_>, r: &InvocationRecord) -> StoreResult<()> {
         .map(|line| (line.stream.as_str(), line.text.as_str()))
         .collect();
     let logs = serde_json::to_string(&logs).map_err(backend)?;
+    let stored_before = tx
+        .query_row(
+            "SELECT 1 FROM invocations WHERE id = ?1",
+            params![r.id],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(backend)?
+        .is_some();
+    if r.metered() && !stored_before {
+        tx.execute(
+            "INSERT INTO usage (function, hour, invocations, billed_ms, mb_ms, outbound_bytes)
+             VALUES (?1, ?2, 1, ?3, ?4, ?5)
+             ON CONFLICT (hour, function) DO UPDATE SET
+                invocations = invocations + 1,
+                billed_ms = billed_ms + excluded.billed_ms,
+                mb_ms = mb_ms + excluded.mb_ms,
+                outbound_bytes = outbound_bytes + excluded.outbound_bytes",
+            params![
+                r.function,
+                r.usage_hour() as i64,
+                r.billed_ms as i64,
+                (u64::from(r.memory_mb) * r.billed_ms) as i64,
+                r.outbound_bytes as i64,
+            ],
+        )
+        .map_err(backend)?;
+    }
     tx.execute(
         "INSERT OR REPLACE INTO invocations
-         (id, function, trigger, source, started_at, recorded_at, duration_ms, outcome, error, attempt, trace_id, logs, logs_truncated, node)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+         (id, function, trigger, source, started_at, recorded_at, duration_ms, outcome, error, attempt, trace_id, logs, logs_truncated, node, memory_mb, billed_ms, outbound_bytes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         params![
             r.id,
             r.function,
@@ -94,6 +153,9 @@ fn insert(tx: &Tx<'_>, r: &InvocationRecord) -> StoreResult<()> {
             logs,
             i64::from(r.logs_truncated),
             r.node,
+            i64::from(r.memory_mb),
+            r.billed_ms as i64,
+            r.outbound_bytes as i64,
         ],
     )
     .map_err(backend)?;
@@ -126,7 +188,7 @@ fn list(tx: &Tx<'_>, filter: &InvocationFilter) -> StoreResult<Vec<InvocationRec
     let mut statement = tx.conn.prepare_cached(&sql).map_err(backend)?;
     let rows = statement
         .query_map(rusqlite::params_from_iter(values), |row| {
-            record(row, row.get(12)?)
+            record(row, row.get(15)?)
         })
         .map_err(backend)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(backend)
@@ -153,6 +215,15 @@ fn expire(tx: &Tx<'_>, retention_ms: u64, max_records: u64) -> StoreResult<u64> 
 #[async_trait::async_trait]
 impl HistoryStore for SqliteStore {
     async fn record_invocations(&self, records: Vec<InvocationRecord>) -> StoreResult<()> {
+        // Of an id repeated within the batch, the last record wins (as
+        // separate writes would have it), and only it is metered.
+        let mut seen = std::collections::HashSet::new();
+        let mut records: Vec<InvocationRecord> = records
+            .into_iter()
+            .rev()
+            .filter(|r| seen.insert(r.id.clone()))
+            .collect();
+        records.reverse();
         self.writer
             .run(move |tx| records.iter().try_for_each(|r| insert(tx, r)))
             .await
@@ -165,6 +236,38 @@ impl HistoryStore for SqliteStore {
         self.writer.run(move |tx| list(tx, &filter)).await
     }
 
+    async fn usage(&self, filter: UsageFilter) -> StoreResult<Vec<UsageRow>> {
+        self.writer
+            .run(move |tx| {
+                let mut statement = tx
+                    .conn
+                    .prepare_cached(
+                        "SELECT function, hour, invocations, billed_ms, mb_ms, outbound_bytes
+                         FROM usage WHERE hour >= ?1 AND hour < ?2
+                           AND (?3 IS NULL OR function = ?3)
+                         ORDER BY hour, function",
+                    )
+                    .map_err(backend)?;
+                let rows = statement
+                    .query_map(
+                        params![filter.from as i64, filter.to as i64, filter.function],
+                        |row| {
+                            Ok(UsageRow {
+                                function: row.get(0)?,
+                                hour: row.get::<_, i64>(1)? as u64,
+                                invocations: row.get::<_, i64>(2)? as u64,
+                                billed_ms: row.get::<_, i64>(3)? as u64,
+                                mb_ms: row.get::<_, i64>(4)? as u64,
+                                outbound_bytes: row.get::<_, i64>(5)? as u64,
+                            })
+                        },
+                    )
+                    .map_err(backend)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+            })
+            .await
+    }
+
     async fn get_invocation(&self, id: &str) -> StoreResult<Option<InvocationRecord>> {
         let id = id.to_owned();
         self.writer
@@ -172,7 +275,7 @@ impl HistoryStore for SqliteStore {
                 tx.query_row(
                     &format!("SELECT {COLUMNS}, logs FROM invocations WHERE id = ?1"),
                     params![id],
-                    |row| record(row, row.get(12)?),
+                    |row| record(row, row.get(15)?),
                 )
                 .optional()
                 .map_err(backend)

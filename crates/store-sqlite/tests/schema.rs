@@ -52,9 +52,25 @@ fn schema_numbers(dir: &tempfile::TempDir) -> (Option<u32>, u32) {
         .unwrap()
 }
 
+/// Turns a file this binary wrote back into what a version-4 binary
+/// leaves: no usage table, no metered columns.
+fn rewind_to_version_4(dir: &tempfile::TempDir) {
+    rusqlite::Connection::open(dir.path().join("nimbus.db"))
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE usage;
+             ALTER TABLE invocations DROP COLUMN memory_mb;
+             ALTER TABLE invocations DROP COLUMN billed_ms;
+             ALTER TABLE invocations DROP COLUMN outbound_bytes;
+             UPDATE nimbus_schema SET applied = 4;",
+        )
+        .unwrap();
+}
+
 /// Turns a file this binary wrote back into what a version-3 binary leaves:
 /// no deployments or components.
 fn rewind_to_version_3(dir: &tempfile::TempDir) {
+    rewind_to_version_4(dir);
     rusqlite::Connection::open(dir.path().join("nimbus.db"))
         .unwrap()
         .execute_batch(
@@ -178,7 +194,42 @@ async fn a_version_3_file_gains_the_deployment_tables_and_still_admits_version_2
     store.activate(made.id).await.unwrap();
     assert_eq!(store.active_deployment_id().await.unwrap(), Some(1));
     drop(store);
+    assert_eq!(schema_numbers(&dir), (Some(SCHEMA_VERSION), 2));
+}
+
+#[tokio::test]
+async fn a_version_4_file_gains_usage_and_still_admits_older_binaries() {
+    use nimbus_store::history::{HistoryStore, UsageFilter};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap();
+    store.declare_queues(&[queue()]).await.unwrap();
+    drop(store);
+    rewind_to_version_4(&dir);
     assert_eq!(schema_numbers(&dir), (Some(4), 2));
+    // A record an older binary wrote, without the metered columns.
+    rusqlite::Connection::open(dir.path().join("nimbus.db"))
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO invocations (id, function, trigger, source, started_at, recorded_at,
+                duration_ms, outcome, error, attempt, trace_id, logs, logs_truncated, node)
+             VALUES ('01', 'f', 'http', '/', 1, 1, 5, 'success', NULL, 1, NULL, '[]', 0, NULL)",
+        )
+        .unwrap();
+
+    let store = SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap();
+    let old = store.get_invocation("01").await.unwrap().unwrap();
+    assert_eq!(
+        (old.memory_mb, old.billed_ms, old.outbound_bytes),
+        (0, 0, 0)
+    );
+    let all = UsageFilter {
+        from: 0,
+        to: u64::MAX / 2,
+        function: None,
+    };
+    assert_eq!(store.usage(all).await.unwrap(), []);
+    drop(store);
+    assert_eq!(schema_numbers(&dir), (Some(SCHEMA_VERSION), 2));
 }
 
 #[tokio::test]

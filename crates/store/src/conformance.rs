@@ -118,7 +118,8 @@ macro_rules! history_conformance_tests {
         $crate::history_conformance_tests!(@cases $backend;
             invocation_records_round_trip_with_their_logs,
             invocations_are_listed_newest_first_by_filter_and_page,
-            expiry_removes_records_past_retention_then_past_the_cap
+            expiry_removes_records_past_retention_then_past_the_cap,
+            usage_adds_up_each_metered_record_once_and_outlives_them
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {

@@ -1,5 +1,7 @@
 //! Invocation history: one record per invocation (who ran, why, how it
-//! ended, what it printed), kept for a retention and under a hard cap.
+//! ended, what it printed), kept for a retention and under a hard cap; and
+//! usage, each function's metered use per hour, added up from the same
+//! records as they are stored and kept after they expire.
 
 use crate::{StoreResult, Timestamp};
 
@@ -29,6 +31,54 @@ pub struct InvocationRecord {
     pub logs_truncated: bool,
     /// The node that ran it (`None` in records from before nodes were kept).
     pub node: Option<String>,
+    /// The function's `memory_mb` when it ran.
+    pub memory_mb: u32,
+    /// Its run time in whole milliseconds, rounded up (0 when it never ran:
+    /// throttled).
+    pub billed_ms: u64,
+    /// Bytes it sent out over outbound HTTP (request bodies).
+    pub outbound_bytes: u64,
+}
+
+impl InvocationRecord {
+    /// Whether the invocation is metered: every one that ran (a throttled
+    /// one never did).
+    pub fn metered(&self) -> bool {
+        self.outcome != "throttled"
+    }
+
+    /// The hour (ms since the epoch, a multiple of [`HOUR_MS`]) its usage
+    /// counts in: the hour it started.
+    pub fn usage_hour(&self) -> Timestamp {
+        self.started_at - self.started_at % HOUR_MS
+    }
+}
+
+/// The length of a usage period.
+pub const HOUR_MS: u64 = 3_600_000;
+
+/// One function's use in one hour, added up from its metered records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    pub function: String,
+    /// The hour's start (ms since the epoch).
+    pub hour: Timestamp,
+    pub invocations: u64,
+    /// Billed milliseconds (each invocation's rounded up, then added).
+    pub billed_ms: u64,
+    /// Megabyte-milliseconds: each invocation's `memory_mb` times its billed
+    /// milliseconds, added (GB-seconds are this / 1024 / 1000, exactly).
+    pub mb_ms: u64,
+    pub outbound_bytes: u64,
+}
+
+/// Which usage to read: hours starting in `[from, to)`, of one function or
+/// all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageFilter {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub function: Option<String>,
 }
 
 /// One line a function wrote.
@@ -55,8 +105,14 @@ pub struct InvocationFilter {
 
 #[async_trait::async_trait]
 pub trait HistoryStore: Send + Sync {
-    /// Stores records; an id already stored is replaced.
+    /// Stores records; an id already stored is replaced. The usage of each
+    /// metered record not stored before is added to its function's hour in
+    /// the same transaction, so usage is exactly the sum of the records
+    /// (a record stored twice, as after a retried batch, counts once).
     async fn record_invocations(&self, records: Vec<InvocationRecord>) -> StoreResult<()>;
+
+    /// Usage rows matching `filter`, by hour, then function.
+    async fn usage(&self, filter: UsageFilter) -> StoreResult<Vec<UsageRow>>;
 
     /// Records matching `filter`, newest (highest id) first.
     async fn list_invocations(

@@ -23,7 +23,9 @@ pub use bucket::{
 };
 pub use clock::{AlignedClock, Clock, ManualClock, SystemClock, Timestamp};
 pub use deployment::{Deployment, DeploymentStore, DeploymentSummary, NewDeployment};
-pub use history::{HistoryStore, InvocationFilter, InvocationRecord, LogLine};
+pub use history::{
+    HistoryStore, InvocationFilter, InvocationRecord, LogLine, UsageFilter, UsageRow,
+};
 pub use keys::{ApiKeyRecord, KeyStore, KeyUsage};
 pub use lease::{Fence, Lease, LeaseStore};
 pub use node::{NodeReport, NodeStore};

@@ -207,7 +207,10 @@ impl Vault {
     /// reaches it. Access keys live here, sealed like every secret.
     pub async fn set_internal(&self, name: &str, value: &[u8]) -> Result<PutOutcome, VaultError> {
         check_internal_name(name)?;
-        if value.is_empty() || value.len() > MAX_SECRET_VALUE_BYTES {
+        if value.is_empty() {
+            return Err(VaultError::Empty);
+        }
+        if value.len() > MAX_SECRET_VALUE_BYTES {
             return Err(VaultError::TooLarge { size: value.len() });
         }
         let sealed = seal(self.cipher().await?, name.as_bytes(), value)?;

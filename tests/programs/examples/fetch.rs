@@ -1,14 +1,15 @@
 //! Fetches the URL given as the request body through wasi:http's outgoing
 //! handler. Replies 200 with the upstream body and its status in
 //! `x-upstream-status`, or 502 with `error: ` and the error the host
-//! reported. `?first_byte_timeout_ms=N` sets that request option.
+//! reported. `?first_byte_timeout_ms=N` sets that request option;
+//! `?send_bytes=N` makes it a POST with an N-byte body.
 
 use nimbus_guest_programs as guest;
 use wasip2::exports::http::incoming_handler::Guest;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
-    Fields, IncomingBody, IncomingRequest, OutgoingRequest, RequestOptions, ResponseOutparam,
-    Scheme, http_error_code,
+    Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingRequest, RequestOptions,
+    ResponseOutparam, Scheme, http_error_code,
 };
 use wasip2::io::streams::StreamError;
 
@@ -19,10 +20,12 @@ impl Guest for Program {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let first_byte_timeout_ms = guest::query_param(&request, "first_byte_timeout_ms")
             .and_then(|v| v.parse::<u64>().ok());
+        let send_bytes =
+            guest::query_param(&request, "send_bytes").and_then(|v| v.parse::<usize>().ok());
         let url = String::from_utf8_lossy(&guest::read_body(&request))
             .trim()
             .to_owned();
-        match fetch(&url, first_byte_timeout_ms) {
+        match fetch(&url, first_byte_timeout_ms, send_bytes) {
             Ok((status, body)) => guest::respond(
                 out,
                 200,
@@ -34,13 +37,23 @@ impl Guest for Program {
     }
 }
 
-fn fetch(url: &str, first_byte_timeout_ms: Option<u64>) -> Result<(u16, Vec<u8>), String> {
+fn fetch(
+    url: &str,
+    first_byte_timeout_ms: Option<u64>,
+    send_bytes: Option<usize>,
+) -> Result<(u16, Vec<u8>), String> {
     let (scheme, rest) = url.split_once("://").ok_or("the URL has no scheme")?;
     let (authority, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),
         None => (rest, "/"),
     };
-    let request = OutgoingRequest::new(Fields::new());
+    let headers = Fields::new();
+    if let Some(n) = send_bytes {
+        headers
+            .append("content-length", n.to_string().as_bytes())
+            .map_err(|e| format!("{e:?}"))?;
+    }
+    let request = OutgoingRequest::new(headers);
     let scheme = match scheme {
         "http" => Scheme::Http,
         "https" => Scheme::Https,
@@ -63,7 +76,31 @@ fn fetch(url: &str, first_byte_timeout_ms: Option<u64>) -> Result<(u16, Vec<u8>)
         options
     });
 
+    let body = match send_bytes {
+        Some(_) => {
+            request
+                .set_method(&Method::Post)
+                .map_err(|()| "invalid method".to_owned())?;
+            Some(request.body().map_err(|()| "no request body".to_owned())?)
+        }
+        None => None,
+    };
     let pending = outgoing_handler::handle(request, options).map_err(|e| format!("{e:?}"))?;
+    if let (Some(body), Some(n)) = (body, send_bytes) {
+        {
+            let stream = body.write().map_err(|()| "no body stream".to_owned())?;
+            let chunk = vec![b'x'; 4096];
+            let mut left = n;
+            while left > 0 {
+                let take = left.min(chunk.len());
+                stream
+                    .blocking_write_and_flush(&chunk[..take])
+                    .map_err(|e| format!("writing the body: {e:?}"))?;
+                left -= take;
+            }
+        }
+        OutgoingBody::finish(body, None).map_err(|e| format!("{e:?}"))?;
+    }
     pending.subscribe().block();
     let response = match pending.get() {
         Some(Ok(Ok(response))) => response,

@@ -72,6 +72,8 @@ pub(crate) struct EgressHooks {
     /// [`crate::limits::MAX_OUTBOUND_CONNECTIONS`]), held from the request
     /// until the guest drops the response body.
     connections: Arc<tokio::sync::Semaphore>,
+    /// Where the bytes of request bodies sent are counted, for usage.
+    meter: Arc<crate::output::OutputBudget>,
 }
 
 impl EgressHooks {
@@ -81,6 +83,7 @@ impl EgressHooks {
         invocation_id: Arc<str>,
         tracer: nimbus_trace::Tracer,
         trace: nimbus_trace::TraceContext,
+        meter: Arc<crate::output::OutputBudget>,
     ) -> Self {
         EgressHooks {
             policy,
@@ -88,6 +91,7 @@ impl EgressHooks {
             invocation_id,
             tracer,
             trace,
+            meter,
             connections: Arc::new(tokio::sync::Semaphore::new(
                 crate::limits::MAX_OUTBOUND_CONNECTIONS,
             )),
@@ -135,6 +139,18 @@ impl WasiHttpHooks for EgressHooks {
         if let Ok(value) = http::HeaderValue::from_str(&span.context.to_traceparent()) {
             request.headers_mut().insert("traceparent", value);
         }
+        // Each body frame is counted as it goes out: what the invocation
+        // sent is metered, not what it meant to send.
+        let meter = self.meter.clone();
+        let request = request.map(|body| {
+            body.map_frame(move |frame| {
+                if let Some(data) = frame.data_ref() {
+                    meter.count_outbound(data.len() as u64);
+                }
+                frame
+            })
+            .boxed_unsync()
+        });
         Box::new(async move {
             let result = send(&policy, &audit, request, options)
                 .await

@@ -301,6 +301,7 @@ async fn put_object(
             .and_then(|v| v.to_str().ok())
             .and_then(nimbus_trace::TraceContext::parse)
             .map(|c| c.to_traceparent()),
+        etag: None,
     };
     let meta = buckets.put(&bucket, &key, body, options).await?;
     let mut response = (StatusCode::OK, axum::Json(object_json(&meta))).into_response();

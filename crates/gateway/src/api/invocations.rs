@@ -54,7 +54,7 @@ struct ListQuery {
     before: Option<String>,
 }
 
-fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(super) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     query
         .map(|Query(q)| q)
         .map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))
@@ -129,6 +129,9 @@ fn record_json(r: &InvocationRecord, with_logs: bool) -> Value {
         "trace_id": r.trace_id,
         "logs_truncated": r.logs_truncated,
         "node": r.node,
+        "memory_mb": r.memory_mb,
+        "billed_ms": r.billed_ms,
+        "outbound_bytes": r.outbound_bytes,
     });
     if with_logs {
         out["logs"] = r

@@ -12,6 +12,7 @@ mod queues;
 mod schedules;
 mod secrets;
 mod tables;
+mod usage;
 
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -106,6 +107,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(keys::router())
         .merge(access_keys::router())
         .merge(invocations::router())
+        .merge(usage::router())
         .merge(tables::router())
         .merge(schedules::router())
         .merge(cluster::router())

@@ -1,9 +1,12 @@
 //! Invocation history cases: records round-trip with their logs, listing
 //! filters and pages newest first, and expiry honours both the retention
-//! (by the store's clock) and the record cap.
+//! (by the store's clock) and the record cap; usage adds up exactly what
+//! the metered records say, once per record, and outlives them.
 
 use crate::ManualClock;
-use crate::history::{HistoryStore, InvocationFilter, InvocationRecord, LogLine};
+use crate::history::{
+    HOUR_MS, HistoryStore, InvocationFilter, InvocationRecord, LogLine, UsageFilter, UsageRow,
+};
 use std::future::Future;
 
 const START_MS: u64 = 1_700_000_000_000;
@@ -32,6 +35,9 @@ fn record(id: &str, function: &str, outcome: &str) -> InvocationRecord {
         ],
         logs_truncated: outcome == "error",
         node: Some("node-a".to_owned()),
+        memory_mb: 128,
+        billed_ms: 13,
+        outbound_bytes: 100,
     }
 }
 
@@ -162,4 +168,84 @@ pub async fn expiry_removes_records_past_retention_then_past_the_cap<
         ["04", "03"]
     );
     assert_eq!(store.expire_invocations(60_000, 2).await.unwrap(), 0);
+}
+
+pub async fn usage_adds_up_each_metered_record_once_and_outlives_them<
+    S: HistoryStore,
+    F: Future<Output = S>,
+>(
+    open: impl Fn(ManualClock) -> F,
+) {
+    let clock = ManualClock::new(START_MS);
+    let store = open(clock.clone()).await;
+    let at = |id: &str, function: &str, outcome: &str, started_at: u64, billed_ms: u64| {
+        InvocationRecord {
+            started_at,
+            billed_ms,
+            memory_mb: if function == "f" { 256 } else { 128 },
+            outbound_bytes: billed_ms * 10,
+            ..record(id, function, outcome)
+        }
+    };
+    let hour = START_MS - START_MS % HOUR_MS;
+    let batch = vec![
+        at("01", "f", "success", hour + 10, 1),
+        at("02", "f", "error", hour + 20, 7),
+        at("03", "g", "timeout", hour + 30, 100),
+        // A throttled invocation never ran: it is recorded, not metered.
+        at("04", "f", "throttled", hour + 40, 0),
+        at("05", "f", "success", hour + HOUR_MS + 5, 2),
+    ];
+    // An id repeated within a batch: the last copy is stored and metered,
+    // once.
+    let mut with_repeat = batch.clone();
+    with_repeat.insert(0, at("05", "f", "success", hour + HOUR_MS + 5, 40));
+    store.record_invocations(with_repeat).await.unwrap();
+    // The same records stored again (a batch retried after an outcome
+    // unknown) add nothing.
+    store.record_invocations(batch[..2].to_vec()).await.unwrap();
+    let all = UsageFilter {
+        from: 0,
+        to: u64::MAX / 2,
+        function: None,
+    };
+    let row = |function: &str, hour, invocations, billed_ms, mb: u64| UsageRow {
+        function: function.to_owned(),
+        hour,
+        invocations,
+        billed_ms,
+        mb_ms: mb * billed_ms,
+        outbound_bytes: billed_ms * 10,
+    };
+    let expected = vec![
+        row("f", hour, 2, 8, 256),
+        row("g", hour, 1, 100, 128),
+        row("f", hour + HOUR_MS, 1, 2, 256),
+    ];
+    assert_eq!(store.usage(all.clone()).await.unwrap(), expected);
+    // By function, and by the hours asked for.
+    assert_eq!(
+        store
+            .usage(UsageFilter {
+                function: Some("g".to_owned()),
+                ..all.clone()
+            })
+            .await
+            .unwrap(),
+        expected[1..2]
+    );
+    assert_eq!(
+        store
+            .usage(UsageFilter {
+                from: hour + 1,
+                ..all.clone()
+            })
+            .await
+            .unwrap(),
+        expected[2..]
+    );
+    // The records expire; the usage they added stays.
+    clock.advance_ms(10 * HOUR_MS);
+    assert_eq!(store.expire_invocations(1, 100).await.unwrap(), 5);
+    assert_eq!(store.usage(all).await.unwrap(), expected);
 }

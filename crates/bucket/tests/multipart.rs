@@ -1,0 +1,231 @@
+//! Multipart uploads in `Buckets` over the SQLite store and a scratch
+//! directory: parts survive a restart (a new `Buckets` over the same
+//! storage), the orphan sweep never takes them, completing stores the
+//! object with S3's multipart ETag and its event, and an abandoned upload
+//! goes with the upload sweep.
+
+use bytes::Bytes;
+use nimbus_bucket::{Buckets, MIN_PART_BYTES, MultipartError, PutOptions, etag, multipart_etag};
+use nimbus_manifest::App;
+use nimbus_store::{QueueStore, SystemClock};
+use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+const MANIFEST: &str = r#"
+[app]
+name = "t"
+
+[function.f]
+component = "f.wasm"
+
+[bucket.photos]
+max_object_bytes = 16777216
+
+[[trigger.object]]
+bucket = "photos"
+function = "f"
+"#;
+
+async fn open(dir: &Path) -> (Buckets, Arc<SqliteStore>) {
+    let app = App::parse(Path::new("nimbus.toml"), MANIFEST).unwrap();
+    let options = SqliteOptions {
+        path: dir.join("nimbus.db"),
+        durability: Durability::Fsync,
+    };
+    let store = Arc::new(SqliteStore::open(&options, Arc::new(SystemClock)).unwrap());
+    let queue = nimbus_store::QueueConfig {
+        name: app.object_triggers[0].queue.clone(),
+        visibility_timeout_ms: 30_000,
+        retention_ms: 86_400_000,
+        delay_ms: 0,
+        max_message_bytes: 65_536,
+        dedup_window_ms: 0,
+        max_receive_count: None,
+        dead_letter_queue: None,
+    };
+    store.declare_queues(&[queue]).await.unwrap();
+    let buckets = Buckets::open(&app, &dir.join("buckets"), store.clone()).unwrap();
+    (buckets, store)
+}
+
+#[tokio::test]
+async fn parts_survive_a_restart_and_the_orphan_sweep_then_complete_into_the_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = vec![7u8; MIN_PART_BYTES as usize];
+    let upload = {
+        let (buckets, _) = open(dir.path()).await;
+        let options = PutOptions {
+            content_type: Some("text/plain".into()),
+            user_metadata: [("owner".to_owned(), "ada".to_owned())].into(),
+            ..PutOptions::default()
+        };
+        let upload = buckets
+            .create_upload("photos", "big/file", options)
+            .await
+            .unwrap();
+        let part = buckets
+            .put_part(
+                "photos",
+                "big/file",
+                &upload.id,
+                1,
+                Bytes::from(first.clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(part.etag, etag(&first));
+        upload.id
+    };
+    // A new process over the same storage: the part is there, and the
+    // orphan sweep (at start, no grace) leaves it.
+    let (buckets, store) = open(dir.path()).await;
+    buckets.sweep_orphans_at_start().await.unwrap();
+    buckets
+        .put_part(
+            "photos",
+            "big/file",
+            &upload,
+            2,
+            Bytes::from_static(b"tail"),
+        )
+        .await
+        .unwrap();
+    let parts = buckets
+        .list_parts("photos", "big/file", &upload)
+        .await
+        .unwrap();
+    assert_eq!(
+        parts.iter().map(|p| (p.number, p.size)).collect::<Vec<_>>(),
+        [(1, MIN_PART_BYTES), (2, 4)]
+    );
+    // The upload belongs to its key: another key cannot see or finish it.
+    assert!(matches!(
+        buckets.list_parts("photos", "other", &upload).await,
+        Err(MultipartError::NoSuchUpload(_))
+    ));
+    let chosen: Vec<(u32, String)> = parts.iter().map(|p| (p.number, p.etag.clone())).collect();
+    let object = buckets
+        .complete_upload("photos", "big/file", &upload, &chosen, None)
+        .await
+        .unwrap();
+    let expected = multipart_etag(parts.iter().map(|p| p.etag.as_str())).unwrap();
+    assert_eq!(object.etag, expected);
+    assert!(expected.ends_with("-2"));
+    let got = buckets.get("photos", "big/file", None).await.unwrap();
+    assert_eq!(got.bytes.len(), first.len() + 4);
+    assert_eq!(got.meta.content_type, "text/plain");
+    assert_eq!(got.meta.user_metadata["owner"], "ada");
+    // Its event, as for any upload.
+    let queue = buckets_queue();
+    let received = store.receive(&queue, 10, None).await.unwrap();
+    assert_eq!(received.len(), 1);
+    // The upload is gone with its parts.
+    assert!(matches!(
+        buckets.list_parts("photos", "big/file", &upload).await,
+        Err(MultipartError::NoSuchUpload(_))
+    ));
+    assert!(!dir.path().join("buckets/_uploads").join(&upload).exists());
+}
+
+fn buckets_queue() -> String {
+    let app = App::parse(Path::new("nimbus.toml"), MANIFEST).unwrap();
+    app.object_triggers[0].queue.clone()
+}
+
+#[tokio::test]
+async fn abandoned_uploads_go_with_the_upload_sweep_and_aborted_ones_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (buckets, _) = open(dir.path()).await;
+    let kept = buckets
+        .create_upload("photos", "a", PutOptions::default())
+        .await
+        .unwrap();
+    let aborted = buckets
+        .create_upload("photos", "b", PutOptions::default())
+        .await
+        .unwrap();
+    buckets
+        .put_part("photos", "b", &aborted.id, 1, Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    buckets
+        .abort_upload("photos", "b", &aborted.id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        buckets
+            .put_part("photos", "b", &aborted.id, 2, Bytes::from_static(b"y"))
+            .await,
+        Err(MultipartError::NoSuchUpload(_))
+    ));
+    // Younger than the bound: kept; past it: removed.
+    assert_eq!(
+        buckets
+            .sweep_uploads(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+    buckets.list_parts("photos", "a", &kept.id).await.unwrap();
+    assert_eq!(buckets.sweep_uploads(Duration::ZERO).await.unwrap(), 1);
+    assert!(matches!(
+        buckets.list_parts("photos", "a", &kept.id).await,
+        Err(MultipartError::NoSuchUpload(_))
+    ));
+    // Hostile ids never reach a path.
+    assert!(matches!(
+        buckets.list_parts("photos", "a", "../../nimbus.db").await,
+        Err(MultipartError::NoSuchUpload(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_completion_checks_order_etags_part_sizes_and_the_object_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (buckets, _) = open(dir.path()).await;
+    let id = buckets
+        .create_upload("photos", "k", PutOptions::default())
+        .await
+        .unwrap()
+        .id;
+    let small = buckets
+        .put_part("photos", "k", &id, 1, Bytes::from_static(b"small"))
+        .await
+        .unwrap();
+    let last = buckets
+        .put_part("photos", "k", &id, 2, Bytes::from_static(b"last"))
+        .await
+        .unwrap();
+    let complete = |chosen: Vec<(u32, String)>| {
+        let buckets = &buckets;
+        let id = id.clone();
+        async move {
+            buckets
+                .complete_upload("photos", "k", &id, &chosen, None)
+                .await
+        }
+    };
+    assert!(matches!(
+        complete(vec![(2, last.etag.clone()), (1, small.etag.clone())]).await,
+        Err(MultipartError::InvalidPartOrder)
+    ));
+    assert!(matches!(
+        complete(vec![(1, "0".repeat(32))]).await,
+        Err(MultipartError::InvalidPart(1))
+    ));
+    assert!(matches!(
+        complete(vec![(1, small.etag.clone()), (2, last.etag.clone())]).await,
+        Err(MultipartError::EntityTooSmall { number: 1, .. })
+    ));
+    assert!(matches!(
+        buckets
+            .put_part("photos", "k", &id, 10_001, Bytes::new())
+            .await,
+        Err(MultipartError::InvalidPartNumber)
+    ));
+    // One part alone may be small.
+    let object = complete(vec![(1, small.etag.clone())]).await.unwrap();
+    assert_eq!(object.size, 5);
+}
