@@ -83,7 +83,8 @@ impl EndpointSettings {
                 store.signals().clone(),
                 queues,
                 keys.clone(),
-            );
+            )
+            .https(tls.is_some());
             endpoints.push(Endpoint::new(listener, tls, Arc::new(handler)));
         }
         Ok(endpoints)
