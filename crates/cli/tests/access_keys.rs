@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{Nimbus, TestApp, cli};
+use support::{Nimbus, TestApp, certificate, cli};
 
 fn json(output: &std::process::Output) -> serde_json::Value {
     assert!(
@@ -101,37 +101,6 @@ async fn a_key_is_shown_once_listed_without_its_secret_and_revoked() {
     let again = cli(&nimbus, &["access-key", "revoke", &id]).await;
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("404"));
-}
-
-/// A self-signed certificate for 127.0.0.1, made with openssl.
-fn certificate(dir: &std::path::Path) -> (String, String) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl makes the test certificate: apt-get install openssl");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    (
-        cert.to_str().unwrap().to_owned(),
-        key.to_str().unwrap().to_owned(),
-    )
 }
 
 #[tokio::test]

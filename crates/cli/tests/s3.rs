@@ -415,41 +415,10 @@ async fn the_aws_cli_from_pypi_and_debian_copies_20_mib_in_parts_and_syncs() {
     }
 }
 
-/// A self-signed certificate for 127.0.0.1, made with openssl.
-fn certificate(dir: &Path) -> (String, String) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl makes the test certificate: apt-get install openssl");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    (
-        cert.to_str().unwrap().to_owned(),
-        key.to_str().unwrap().to_owned(),
-    )
-}
-
 #[tokio::test]
 async fn over_https_bodies_with_trailing_checksums_are_checked_and_stored() {
     let app = app("s3tls");
-    let tls = certificate(app.dir.path());
+    let tls = support::certificate(app.dir.path());
     let (nimbus, endpoint) = start(&app, Some(&tls)).await;
     assert!(endpoint.starts_with("https://"), "{endpoint}");
     let key = access_key(

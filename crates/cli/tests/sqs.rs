@@ -301,33 +301,7 @@ async fn unsigned_malformed_and_revoked_requests_are_refused_and_the_server_stay
 #[tokio::test]
 async fn over_https_queue_urls_name_https_and_messages_flow() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl makes the test certificate: apt-get install openssl");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let (cert, key) = (
-        cert.to_str().unwrap().to_owned(),
-        key.to_str().unwrap().to_owned(),
-    );
+    let (cert, key) = support::certificate(dir.path());
     let endpoint = start_with(dir, &["--aws-tls-cert", &cert, "--aws-tls-key", &key]).await;
     assert!(
         endpoint.url.starts_with("https://127.0.0.1:"),
