@@ -171,6 +171,18 @@ impl Vault {
     /// Seals `value` and stores it under `name`, replacing any earlier value.
     pub async fn set(&self, name: &str, value: &[u8]) -> Result<PutOutcome, VaultError> {
         check_secret_name(name)?;
+        self.put_sealed(name, value).await
+    }
+
+    /// The plaintext of `name`, if it is set.
+    pub async fn get(&self, name: &str) -> Result<Option<SecretValue>, VaultError> {
+        check_secret_name(name)?;
+        self.get_sealed(name).await
+    }
+
+    /// Seals and stores under a name already checked (a secret's or an
+    /// internal one).
+    async fn put_sealed(&self, name: &str, value: &[u8]) -> Result<PutOutcome, VaultError> {
         if value.is_empty() {
             return Err(VaultError::Empty);
         }
@@ -181,9 +193,10 @@ impl Vault {
         Ok(self.store.put_secret(name, sealed).await?)
     }
 
-    /// The plaintext of `name`, if it is set.
-    pub async fn get(&self, name: &str) -> Result<Option<SecretValue>, VaultError> {
-        check_secret_name(name)?;
+    /// Reads and opens a name already checked. The stored value is looked
+    /// up before the cipher is asked for, so reading a name never set does
+    /// not create the key file.
+    async fn get_sealed(&self, name: &str) -> Result<Option<SecretValue>, VaultError> {
         let Some(stored) = self.store.get_secret(name).await? else {
             return Ok(None);
         };
@@ -207,28 +220,13 @@ impl Vault {
     /// reaches it. Access keys live here, sealed like every secret.
     pub async fn set_internal(&self, name: &str, value: &[u8]) -> Result<PutOutcome, VaultError> {
         check_internal_name(name)?;
-        if value.is_empty() {
-            return Err(VaultError::Empty);
-        }
-        if value.len() > MAX_SECRET_VALUE_BYTES {
-            return Err(VaultError::TooLarge { size: value.len() });
-        }
-        let sealed = seal(self.cipher().await?, name.as_bytes(), value)?;
-        Ok(self.store.put_secret(name, sealed).await?)
+        self.put_sealed(name, value).await
     }
 
     /// The plaintext of an internal name, if it is set.
     pub async fn get_internal(&self, name: &str) -> Result<Option<SecretValue>, VaultError> {
         check_internal_name(name)?;
-        // Looked up before the cipher is asked for, so a lookup of a name
-        // never set does not create the key file.
-        let Some(stored) = self.store.get_secret(name).await? else {
-            return Ok(None);
-        };
-        match unseal(self.cipher().await?, name.as_bytes(), &stored.sealed) {
-            Some(plain) => Ok(Some(SecretValue(plain))),
-            None => Err(VaultError::Corrupt(name.to_owned())),
-        }
+        self.get_sealed(name).await
     }
 
     /// Names and times of the internal names starting with `prefix`.
