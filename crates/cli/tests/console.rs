@@ -26,6 +26,44 @@ fn app() -> TestApp {
         .route("/print", "printer", "")
         .function("echo", programs::ECHO, "")
         .route("/echo", "echo", "")
+        .function(
+            "caller",
+            programs::EVENTS,
+            "allow = [\"function:callee:invoke\"]",
+        )
+        .function("callee", programs::EVENTS, "")
+}
+
+/// Invokes `caller`, which calls `callee`: one trace over two records.
+/// Returns the caller's invocation id once both records are stored.
+async fn traced_call(nimbus: &Nimbus) -> String {
+    let answer: serde_json::Value = client()
+        .post(nimbus.admin_url("/v1/functions/caller/invoke"))
+        .bearer_auth(support::ADMIN_TOKEN)
+        .body("invoke:callee:hi")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = answer["invocation_id"].as_str().unwrap().to_owned();
+    // Records reach the store in batches: the caller's may not be there
+    // yet (404) on the first looks.
+    support::until("for both records of the trace", || async {
+        let record = support::get_json(nimbus.admin_url(&format!("/v1/invocations/{id}"))).await;
+        let trace = record["trace_id"].as_str()?.to_owned();
+        let page = admin(
+            nimbus,
+            "GET",
+            &format!("/v1/invocations?trace_id={trace}"),
+            json!(null),
+        )
+        .await;
+        (page["invocations"].as_array()?.len() == 2).then_some(())
+    })
+    .await;
+    id
 }
 
 async fn admin(
@@ -95,6 +133,7 @@ async fn a_person_signs_in_watches_invocations_redrives_and_moves_files() {
     npm_install();
     let nimbus = app().start().await;
     dead_letter_one(&nimbus).await;
+    let traced = traced_call(&nimbus).await;
     std::fs::create_dir_all(SHOTS).unwrap();
     let upload = tempfile::tempdir().unwrap();
     let file = upload.path().join("report.txt");
@@ -109,7 +148,8 @@ async fn a_person_signs_in_watches_invocations_redrives_and_moves_files() {
         .env("GATEWAY", &nimbus.gateway)
         .env("SHOTS", SHOTS)
         .env("CHROMIUM", CHROMIUM)
-        .env("UPLOAD", &file);
+        .env("UPLOAD", &file)
+        .env("TRACED", &traced);
     let output = tokio::time::timeout(support::PATIENCE * 3, command.output())
         .await
         .expect("the browser run ends")
@@ -124,6 +164,7 @@ async fn a_person_signs_in_watches_invocations_redrives_and_moves_files() {
         "overview",
         "function",
         "invocation",
+        "trace",
         "dead-letter-queue",
         "bucket",
         "usage",

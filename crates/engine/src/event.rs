@@ -58,7 +58,7 @@ impl EventFunction {
         let permit = match self.core.try_permit() {
             Ok(permit) => permit,
             Err(e) => {
-                let context = record_context(&events, trigger, None);
+                let context = record_context(&events, trigger, None, None);
                 self.core.record_throttled(invocation_id, context);
                 return Err(e);
             }
@@ -82,16 +82,17 @@ impl EventFunction {
         let parent = events
             .iter()
             .find_map(|e| e.traceparent.as_deref().and_then(TraceContext::parse));
-        let span = self.core.invocation_span(&invocation_id, parent.as_ref());
-        let mut store = self.core.store(
-            self.pre.engine(),
-            &invocation_id,
-            deadline,
-            depth,
-            span.context,
+        let trace = self.core.invocation_trace(&invocation_id, parent.as_ref());
+        let mut store = self
+            .core
+            .store(self.pre.engine(), &invocation_id, deadline, depth, &trace);
+        let mut context = record_context(
+            &events,
+            trigger,
+            Some(store.data().output.clone()),
+            Some(trace.recorder.clone()),
         );
-        let mut context = record_context(&events, trigger, Some(store.data().output.clone()));
-        context.trace_id = Some(span.context.trace_id_hex());
+        context.trace_id = Some(trace.span.context.trace_id_hex());
         tracing::debug!(function = %self.core.name, invocation_id = %invocation_id, events = events.len(), "invocation started");
         let run = async {
             let instantiating = Instant::now();
@@ -111,9 +112,9 @@ impl EventFunction {
         };
         drop(store);
         drop(permit);
+        self.core.end_span(trace.span, &result);
         self.core
             .log_outcome(&invocation_id, started, &result, context);
-        self.core.end_span(span, &result);
         result
     }
 }
@@ -123,6 +124,7 @@ fn record_context(
     events: &[Event],
     trigger: Trigger,
     output: Option<Arc<crate::output::OutputBudget>>,
+    spans: Option<nimbus_trace::SpanRecorder>,
 ) -> RecordContext {
     RecordContext {
         trigger,
@@ -131,5 +133,6 @@ fn record_context(
             .iter()
             .find_map(|e| e.traceparent.as_deref().and_then(trace_id)),
         output,
+        spans,
     }
 }

@@ -66,35 +66,38 @@ impl HttpFunction {
             header("x-nimbus-route").unwrap_or_default(),
         );
         let incoming_trace = header("traceparent").as_deref().and_then(trace_id);
-        let context = |output, trace: Option<String>| RecordContext {
+        let context = |output, trace: Option<String>, spans| RecordContext {
             trigger: trigger.clone(),
             attempt: 1,
             trace_id: trace,
             output,
+            spans,
         };
         let permit = match self.core.try_permit() {
             Ok(permit) => permit,
             Err(e) => {
                 self.core
-                    .record_throttled(invocation_id, context(None, incoming_trace));
+                    .record_throttled(invocation_id, context(None, incoming_trace, None));
                 return Err(e);
             }
         };
         let started = Instant::now();
         let deadline = started + self.core.timeout;
         let invocation_id: Arc<str> = invocation_id.into();
-        let span = self.core.invocation_span(&invocation_id, parent);
-        if let Ok(value) = http::HeaderValue::from_str(&span.context.to_traceparent()) {
+        let trace = self.core.invocation_trace(&invocation_id, parent);
+        if let Ok(value) = http::HeaderValue::from_str(&trace.span.context.to_traceparent()) {
             request.headers_mut().insert("traceparent", value);
         }
-        let mut store =
-            self.core
-                .store(self.pre.engine(), &invocation_id, deadline, 0, span.context);
+        let mut store = self
+            .core
+            .store(self.pre.engine(), &invocation_id, deadline, 0, &trace);
         let name = self.core.name.clone();
         let record = context(
             Some(store.data().output.clone()),
-            Some(span.context.trace_id_hex()),
+            Some(trace.span.context.trace_id_hex()),
+            Some(trace.recorder.clone()),
         );
+        let span = trace.span;
 
         let (sender, receiver) = oneshot::channel();
         let setup = (|| {
@@ -132,8 +135,8 @@ impl HttpFunction {
             // Stop the instance (and flush its output) before reporting.
             drop(store);
             drop(permit);
-            core.log_outcome(&id, started, &result, record);
             core.end_span(span, &result);
+            core.log_outcome(&id, started, &result, record);
             result
         });
 

@@ -127,23 +127,31 @@ impl FunctionCore {
     }
 
     /// Starts the span of one invocation, under `parent` (the trigger's
-    /// context) or as a new trace.
-    pub fn invocation_span(
+    /// context) or as a new trace, with a recorder that keeps it and the
+    /// spans of its host calls for its record.
+    pub fn invocation_trace(
         &self,
         invocation_id: &str,
         parent: Option<&nimbus_trace::TraceContext>,
-    ) -> nimbus_trace::Span {
-        let mut span = self.services.tracer.start(
+    ) -> InvocationTrace {
+        let recorder = nimbus_trace::SpanRecorder::default();
+        let tracer = self.services.tracer.recording(&recorder);
+        let mut span = tracer.start(
             format!("invoke {}", self.name),
             nimbus_trace::SpanKind::Internal,
             parent,
         );
         span.set("faas.invocation_id", invocation_id);
         span.set("nimbus.function", self.name.as_ref());
-        span
+        InvocationTrace {
+            span,
+            tracer,
+            recorder,
+        }
     }
 
-    /// Ends an invocation's span with its outcome.
+    /// Ends an invocation's span with its outcome; its spans are then ready
+    /// for the record.
     pub fn end_span<T>(&self, mut span: nimbus_trace::Span, result: &Result<T, InvokeError>) {
         if let Err(e) = result {
             span.fail(e.to_string());
@@ -171,8 +179,10 @@ impl FunctionCore {
         invocation_id: &Arc<str>,
         deadline: Instant,
         depth: u32,
-        trace: nimbus_trace::TraceContext,
+        trace: &InvocationTrace,
     ) -> Store<InvocationState> {
+        let tracer = trace.tracer.clone();
+        let trace = trace.span.context;
         let output = OutputBudget::new(
             self.name.clone(),
             invocation_id.clone(),
@@ -185,6 +195,7 @@ impl FunctionCore {
             function: self.name.clone(),
             invocation_id: invocation_id.clone(),
             depth,
+            tracer: tracer.clone(),
             trace,
         };
         let state = InvocationState::new(
@@ -196,7 +207,7 @@ impl FunctionCore {
                 self.egress.clone(),
                 self.name.clone(),
                 invocation_id.clone(),
-                self.services.tracer.clone(),
+                tracer,
                 trace,
                 output.clone(),
             ),
@@ -284,6 +295,14 @@ impl FunctionCore {
                 .with(&[function])
                 .inc_by(outbound_bytes);
         }
+        let (spans, spans_dropped) = context
+            .spans
+            .as_ref()
+            .map(|recorder| {
+                let (spans, dropped) = recorder.take();
+                (spans.iter().map(span_record).collect(), dropped)
+            })
+            .unwrap_or_default();
         let now_ms = crate::time::now_ms();
         self.services
             .history
@@ -304,6 +323,8 @@ impl FunctionCore {
                 memory_mb: self.memory_mb,
                 billed_ms,
                 outbound_bytes,
+                spans,
+                spans_dropped,
             });
     }
 
@@ -354,6 +375,36 @@ pub(crate) struct RecordContext {
     pub trace_id: Option<String>,
     /// The invocation's output, when it got as far as having some.
     pub output: Option<Arc<OutputBudget>>,
+    /// Its spans, when it got as far as having a span (its own span ended
+    /// before the record is made, so it is among them).
+    pub spans: Option<nimbus_trace::SpanRecorder>,
+}
+
+/// An invocation's span, the tracer its host calls start their spans with,
+/// and where all of them are kept for its record.
+pub(crate) struct InvocationTrace {
+    pub span: nimbus_trace::Span,
+    tracer: nimbus_trace::Tracer,
+    pub recorder: nimbus_trace::SpanRecorder,
+}
+
+/// A span as its invocation's record keeps it.
+fn span_record(span: &nimbus_trace::FinishedSpan) -> nimbus_store::SpanRecord {
+    let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
+    nimbus_store::SpanRecord {
+        span_id: hex(&span.context.span_id),
+        parent_id: span.parent.as_ref().map(|p| hex(p)),
+        name: span.name.clone(),
+        kind: span.kind.as_str().to_owned(),
+        start_us: span.start_ns / 1000,
+        duration_us: span.end_ns.saturating_sub(span.start_ns) / 1000,
+        attributes: span
+            .attributes
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+        error: span.error.clone(),
+    }
 }
 
 /// One line for the log: the error chain without the (multi-line) wasm

@@ -1,11 +1,12 @@
 //! `HistoryStore` on PostgreSQL: one row per invocation, its captured lines
-//! as a JSON array of `[stream, text]` pairs; a batch of records is one
+//! as a JSON array of `[stream, text]` pairs, its spans as JSON; a batch of records is one
 //! statement, and the usage of its new records one more.
 
 use crate::{PgStore, Tx, in_tx, int8};
 use nimbus_store::StoreResult;
 use nimbus_store::history::{
     HistoryStore, InvocationFilter, InvocationRecord, LogLine, UsageFilter, UsageRow,
+    spans_from_json, spans_to_json,
 };
 use std::collections::{BTreeMap, HashSet};
 use tokio_postgres::Row;
@@ -13,8 +14,11 @@ use tokio_postgres::Row;
 const COLUMNS: &str = "id, function, trigger, source, started_at, duration_ms, outcome, error, \
      attempt, trace_id, logs_truncated, node, memory_mb, billed_ms, outbound_bytes";
 
-fn record(row: &Row, logs: Option<&str>) -> InvocationRecord {
-    let logs = logs
+/// A row of [`COLUMNS`] then the logs and spans (NULL when not loaded).
+fn record(row: &Row) -> InvocationRecord {
+    let (spans, spans_dropped) = spans_from_json(row.get(16));
+    let logs = row
+        .get::<_, Option<&str>>(15)
         .and_then(|text| serde_json::from_str::<Vec<(String, String)>>(text).ok())
         .unwrap_or_default()
         .into_iter()
@@ -37,6 +41,8 @@ fn record(row: &Row, logs: Option<&str>) -> InvocationRecord {
         memory_mb: row.get::<_, i64>(12) as u32,
         billed_ms: row.get::<_, i64>(13) as u64,
         outbound_bytes: row.get::<_, i64>(14) as u64,
+        spans,
+        spans_dropped,
     }
 }
 
@@ -115,20 +121,25 @@ async fn insert(tx: &Tx<'_>, records: &[InvocationRecord]) -> StoreResult<()> {
     let traces: Vec<Option<String>> = records.iter().map(|r| r.trace_id.clone()).collect();
     let truncated: Vec<bool> = records.iter().map(|r| r.logs_truncated).collect();
     let nodes: Vec<Option<String>> = records.iter().map(|r| r.node.clone()).collect();
+    let spans: Vec<Option<String>> = records
+        .iter()
+        .map(|r| spans_to_json(&r.spans, r.spans_dropped))
+        .collect();
     let rows = tx
         .query(
             "INSERT INTO invocations
             (id, function, trigger, source, started_at, recorded_at, duration_ms, outcome, error,
-             attempt, trace_id, logs, logs_truncated, node, memory_mb, billed_ms, outbound_bytes)
+             attempt, trace_id, logs, logs_truncated, node, memory_mb, billed_ms, outbound_bytes,
+             spans)
          SELECT id, function, trigger, source, started_at, $13, duration_ms, outcome, error,
                 attempt, trace_id, logs, logs_truncated, node, memory_mb, billed_ms,
-                outbound_bytes
+                outbound_bytes, spans
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[],
                      $7::text[], $8::text[], $9::int8[], $10::text[], $11::text[], $12::bool[],
-                     $14::text[], $15::int8[], $16::int8[], $17::int8[])
+                     $14::text[], $15::int8[], $16::int8[], $17::int8[], $18::text[])
               AS r(id, function, trigger, source, started_at, duration_ms, outcome, error,
                    attempt, trace_id, logs, logs_truncated, node, memory_mb, billed_ms,
-                   outbound_bytes)
+                   outbound_bytes, spans)
          ON CONFLICT (id) DO UPDATE SET function = excluded.function, trigger = excluded.trigger,
             source = excluded.source, started_at = excluded.started_at,
             recorded_at = excluded.recorded_at, duration_ms = excluded.duration_ms,
@@ -136,7 +147,7 @@ async fn insert(tx: &Tx<'_>, records: &[InvocationRecord]) -> StoreResult<()> {
             trace_id = excluded.trace_id, logs = excluded.logs,
             logs_truncated = excluded.logs_truncated, node = excluded.node,
             memory_mb = excluded.memory_mb, billed_ms = excluded.billed_ms,
-            outbound_bytes = excluded.outbound_bytes
+            outbound_bytes = excluded.outbound_bytes, spans = excluded.spans
          RETURNING id, (xmax = 0) AS inserted",
             &[
                 &column(|r| r.id.clone()),
@@ -156,6 +167,7 @@ async fn insert(tx: &Tx<'_>, records: &[InvocationRecord]) -> StoreResult<()> {
                 &number(|r| i64::from(r.memory_mb)),
                 &number(|r| int8(r.billed_ms)),
                 &number(|r| int8(r.outbound_bytes)),
+                &spans,
             ],
         )
         .await?;
@@ -172,9 +184,9 @@ async fn insert(tx: &Tx<'_>, records: &[InvocationRecord]) -> StoreResult<()> {
 
 async fn list(tx: &Tx<'_>, filter: &InvocationFilter) -> StoreResult<Vec<InvocationRecord>> {
     let logs = if filter.with_logs {
-        "logs"
+        "logs, spans"
     } else {
-        "NULL::text"
+        "NULL::text, NULL::text"
     };
     let outcomes: Option<&Vec<String>> = (!filter.outcomes.is_empty()).then_some(&filter.outcomes);
     let rows = tx
@@ -184,6 +196,7 @@ async fn list(tx: &Tx<'_>, filter: &InvocationFilter) -> StoreResult<Vec<Invocat
                  WHERE ($1::text IS NULL OR function = $1)
                    AND ($2::text IS NULL OR id < $2)
                    AND ($3::text[] IS NULL OR outcome = ANY($3))
+                   AND ($5::text IS NULL OR trace_id = $5)
                  ORDER BY id DESC LIMIT $4"
             ),
             &[
@@ -191,10 +204,11 @@ async fn list(tx: &Tx<'_>, filter: &InvocationFilter) -> StoreResult<Vec<Invocat
                 &filter.before,
                 &outcomes,
                 &i64::from(filter.limit),
+                &filter.trace_id,
             ],
         )
         .await?;
-    Ok(rows.iter().map(|row| record(row, row.get(15))).collect())
+    Ok(rows.iter().map(record).collect())
 }
 
 async fn expire(tx: &Tx<'_>, retention_ms: u64, max_records: u64) -> StoreResult<u64> {
@@ -254,11 +268,11 @@ impl HistoryStore for PgStore {
         in_tx!(self, |tx| {
             let row = tx
                 .query_opt(
-                    &format!("SELECT {COLUMNS}, logs FROM invocations WHERE id = $1"),
+                    &format!("SELECT {COLUMNS}, logs, spans FROM invocations WHERE id = $1"),
                     &[&id],
                 )
                 .await?;
-            Ok(row.map(|row| record(&row, row.get(15))))
+            Ok(row.map(|row| record(&row)))
         })
     }
 

@@ -10,16 +10,16 @@ use nimbus_store::StoreResult;
 use nimbus_store::schema::SchemaState;
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// `MIGRATIONS[v]` takes the schema from version `v` to `v + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4, V5];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4, V5, V6];
 
 /// What each version asks of binaries: `REQUIRES[v - 1]` is the oldest
-/// schema version that can use a database at version `v`. Versions 3 to 5
+/// schema version that can use a database at version `v`. Versions 3 to 6
 /// only add, so version-2 nodes keep running on them during a rolling
-/// upgrade (records older nodes write meter nothing).
-const REQUIRES: [u32; SCHEMA_VERSION as usize] = [1, 2, 2, 2, 2];
+/// upgrade (records older nodes write meter nothing and keep no spans).
+const REQUIRES: [u32; SCHEMA_VERSION as usize] = [1, 2, 2, 2, 2, 2];
 
 /// Held while migrating, so two processes starting at once migrate once.
 const MIGRATION_LOCK: i64 = 0x6e69_6d62_7573; // "nimbus"
@@ -259,6 +259,14 @@ CREATE TABLE usage (
     outbound_bytes int8 NOT NULL,
     PRIMARY KEY (hour, function)
 );
+"#;
+
+/// Each invocation record's spans (JSON text by
+/// `nimbus_store::history::spans_to_json`, NULL without spans), and an index
+/// to find the records of one trace. Only additions.
+const V6: &str = r#"
+ALTER TABLE invocations ADD COLUMN spans text;
+CREATE INDEX invocations_trace ON invocations (trace_id) WHERE trace_id IS NOT NULL;
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`], or refuses it if it needs a

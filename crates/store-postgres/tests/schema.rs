@@ -37,9 +37,20 @@ async fn stores_starting_at_once_on_an_empty_database_all_open_it() {
     }
 }
 
+/// Turns a schema this binary wrote back into what a version-5 binary
+/// leaves: no spans column, no index by trace.
+fn rewind_to_version_5(server: &nimbus_test_postgres::Server, schema: &str) {
+    server.sql(&format!(
+        "DROP INDEX {schema}.invocations_trace;
+         ALTER TABLE {schema}.invocations DROP COLUMN spans;
+         UPDATE {schema}.nimbus_schema SET applied = 5"
+    ));
+}
+
 /// Turns a schema this binary wrote back into what a version-4 binary
 /// leaves: no usage table, no metered columns.
 fn rewind_to_version_4(server: &nimbus_test_postgres::Server, schema: &str) {
+    rewind_to_version_5(server, schema);
     server.sql(&format!(
         "DROP TABLE {schema}.usage;
          ALTER TABLE {schema}.invocations DROP COLUMN memory_mb, DROP COLUMN billed_ms,
@@ -111,6 +122,44 @@ async fn a_version_2_schema_migrates_forward_and_still_admits_version_2_nodes() 
     ));
     let record = store.get_invocation("01").await.unwrap().unwrap();
     assert_eq!(record.node, None);
+}
+
+#[tokio::test]
+async fn a_version_5_schema_gains_spans_and_keeps_its_records() {
+    use nimbus_store::history::{HistoryStore, InvocationFilter};
+    let server = nimbus_test_postgres::server();
+    let fresh = server.fresh();
+    drop(PgStore::connect(&options(&fresh.url), None).await.unwrap());
+    rewind_to_version_5(server, &fresh.schema);
+    // A record a version-5 node wrote, without spans.
+    server.sql(&format!(
+        "INSERT INTO {}.invocations (id, function, trigger, source, started_at, recorded_at,
+            duration_ms, outcome, error, attempt, trace_id, logs, logs_truncated, node,
+            memory_mb, billed_ms, outbound_bytes)
+         VALUES ('01', 'f', 'http', '/', 1, 1, 5, 'success', NULL, 1,
+            '4bf92f3577b34da6a3ce929d0e0e4736', '[]', false, NULL, 128, 5, 0)",
+        fresh.schema
+    ));
+
+    let store = PgStore::connect(&options(&fresh.url), None).await.unwrap();
+    let old = store.get_invocation("01").await.unwrap().unwrap();
+    assert_eq!((old.spans.len(), old.spans_dropped), (0, 0));
+    let traced = store
+        .list_invocations(InvocationFilter {
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned()),
+            limit: 10,
+            ..InvocationFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(traced.len(), 1);
+    assert_eq!(
+        server.query(&format!(
+            "SELECT applied || ' ' || version FROM {}.nimbus_schema",
+            fresh.schema
+        )),
+        format!("{SCHEMA_VERSION} 2")
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! `HistoryStore` on SQLite: one row per invocation, its captured lines as
-//! a JSON array of `[stream, text]` pairs; usage, one row per function and
+//! a JSON array of `[stream, text]` pairs, its spans as JSON; usage, one row per function and
 //! hour, added to in the savepoint that stores a new record.
 
 use crate::writer::Tx;
@@ -7,6 +7,7 @@ use crate::{SqliteStore, backend};
 use nimbus_store::StoreResult;
 use nimbus_store::history::{
     HistoryStore, InvocationFilter, InvocationRecord, LogLine, UsageFilter, UsageRow,
+    spans_from_json, spans_to_json,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -72,7 +73,26 @@ pub(crate) fn migrate_usage(conn: &Connection) -> StoreResult<()> {
 
 const COLUMNS: &str = "id, function, trigger, source, started_at, duration_ms, outcome, error, attempt, trace_id, logs_truncated, node, memory_mb, billed_ms, outbound_bytes";
 
-fn record(row: &Row<'_>, logs: Option<String>) -> rusqlite::Result<InvocationRecord> {
+/// Schema version 6: each record's spans (JSON, by
+/// [`nimbus_store::history::spans_to_json`]; NULL without spans), and an
+/// index to find a trace's records.
+pub(crate) fn migrate_spans(conn: &Connection) -> StoreResult<()> {
+    if !crate::schema::has_column(conn, "invocations", "spans")? {
+        conn.execute_batch("ALTER TABLE invocations ADD COLUMN spans TEXT;")
+            .map_err(backend)?;
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS invocations_trace ON invocations (trace_id)
+         WHERE trace_id IS NOT NULL;",
+    )
+    .map_err(backend)
+}
+
+/// A row of [`COLUMNS`] then the logs and spans (NULL when not loaded).
+fn record(row: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
+    let logs: Option<String> = row.get(15)?;
+    let spans: Option<String> = row.get(16)?;
+    let (spans, spans_dropped) = spans_from_json(spans.as_deref());
     let logs = logs
         .and_then(|text| serde_json::from_str::<Vec<(String, String)>>(&text).ok())
         .unwrap_or_default()
@@ -96,6 +116,8 @@ fn record(row: &Row<'_>, logs: Option<String>) -> rusqlite::Result<InvocationRec
         memory_mb: row.get::<_, i64>(12)? as u32,
         billed_ms: row.get::<_, i64>(13)? as u64,
         outbound_bytes: row.get::<_, i64>(14)? as u64,
+        spans,
+        spans_dropped,
     })
 }
 
@@ -136,8 +158,8 @@ fn insert(tx: &Tx<'_>, r: &InvocationRecord) -> StoreResult<()> {
     }
     tx.execute(
         "INSERT OR REPLACE INTO invocations
-         (id, function, trigger, source, started_at, recorded_at, duration_ms, outcome, error, attempt, trace_id, logs, logs_truncated, node, memory_mb, billed_ms, outbound_bytes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+         (id, function, trigger, source, started_at, recorded_at, duration_ms, outcome, error, attempt, trace_id, logs, logs_truncated, node, memory_mb, billed_ms, outbound_bytes, spans)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         params![
             r.id,
             r.function,
@@ -156,6 +178,7 @@ fn insert(tx: &Tx<'_>, r: &InvocationRecord) -> StoreResult<()> {
             i64::from(r.memory_mb),
             r.billed_ms as i64,
             r.outbound_bytes as i64,
+            spans_to_json(&r.spans, r.spans_dropped),
         ],
     )
     .map_err(backend)?;
@@ -165,12 +188,17 @@ fn insert(tx: &Tx<'_>, r: &InvocationRecord) -> StoreResult<()> {
 fn list(tx: &Tx<'_>, filter: &InvocationFilter) -> StoreResult<Vec<InvocationRecord>> {
     let mut sql = format!(
         "SELECT {COLUMNS}, {} FROM invocations WHERE 1 = 1",
-        if filter.with_logs { "logs" } else { "NULL" }
+        if filter.with_logs {
+            "logs, spans"
+        } else {
+            "NULL, NULL"
+        }
     );
     let mut values: Vec<Value> = Vec::new();
     for (column, value) in [
         ("function = ?", &filter.function),
         ("id < ?", &filter.before),
+        ("trace_id = ?", &filter.trace_id),
     ] {
         if let Some(value) = value {
             sql.push_str(" AND ");
@@ -187,9 +215,7 @@ fn list(tx: &Tx<'_>, filter: &InvocationFilter) -> StoreResult<Vec<InvocationRec
     values.push(Value::Integer(i64::from(filter.limit)));
     let mut statement = tx.conn.prepare_cached(&sql).map_err(backend)?;
     let rows = statement
-        .query_map(rusqlite::params_from_iter(values), |row| {
-            record(row, row.get(15)?)
-        })
+        .query_map(rusqlite::params_from_iter(values), record)
         .map_err(backend)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(backend)
 }
@@ -273,9 +299,9 @@ impl HistoryStore for SqliteStore {
         self.writer
             .run(move |tx| {
                 tx.query_row(
-                    &format!("SELECT {COLUMNS}, logs FROM invocations WHERE id = ?1"),
+                    &format!("SELECT {COLUMNS}, logs, spans FROM invocations WHERE id = ?1"),
                     params![id],
-                    |row| record(row, row.get(15)?),
+                    record,
                 )
                 .optional()
                 .map_err(backend)

@@ -52,9 +52,23 @@ fn schema_numbers(dir: &tempfile::TempDir) -> (Option<u32>, u32) {
         .unwrap()
 }
 
+/// Turns a file this binary wrote back into what a version-5 binary
+/// leaves: no spans column, no index by trace.
+fn rewind_to_version_5(dir: &tempfile::TempDir) {
+    rusqlite::Connection::open(dir.path().join("nimbus.db"))
+        .unwrap()
+        .execute_batch(
+            "DROP INDEX invocations_trace;
+             ALTER TABLE invocations DROP COLUMN spans;
+             UPDATE nimbus_schema SET applied = 5;",
+        )
+        .unwrap();
+}
+
 /// Turns a file this binary wrote back into what a version-4 binary
 /// leaves: no usage table, no metered columns.
 fn rewind_to_version_4(dir: &tempfile::TempDir) {
+    rewind_to_version_5(dir);
     rusqlite::Connection::open(dir.path().join("nimbus.db"))
         .unwrap()
         .execute_batch(
@@ -193,6 +207,41 @@ async fn a_version_3_file_gains_the_deployment_tables_and_still_admits_version_2
     assert_eq!(made.id, 1);
     store.activate(made.id).await.unwrap();
     assert_eq!(store.active_deployment_id().await.unwrap(), Some(1));
+    drop(store);
+    assert_eq!(schema_numbers(&dir), (Some(SCHEMA_VERSION), 2));
+}
+
+#[tokio::test]
+async fn a_version_5_file_gains_spans_and_keeps_its_records() {
+    use nimbus_store::history::{HistoryStore, InvocationFilter};
+    let dir = tempfile::tempdir().unwrap();
+    drop(SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap());
+    rewind_to_version_5(&dir);
+    assert_eq!(schema_numbers(&dir), (Some(5), 2));
+    // A record a version-5 binary wrote, without spans.
+    rusqlite::Connection::open(dir.path().join("nimbus.db"))
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO invocations (id, function, trigger, source, started_at, recorded_at,
+                duration_ms, outcome, error, attempt, trace_id, logs, logs_truncated, node,
+                memory_mb, billed_ms, outbound_bytes)
+             VALUES ('01', 'f', 'http', '/', 1, 1, 5, 'success', NULL, 1,
+                '4bf92f3577b34da6a3ce929d0e0e4736', '[]', 0, NULL, 128, 5, 0)",
+        )
+        .unwrap();
+
+    let store = SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap();
+    let old = store.get_invocation("01").await.unwrap().unwrap();
+    assert_eq!((old.spans.len(), old.spans_dropped), (0, 0));
+    let traced = store
+        .list_invocations(InvocationFilter {
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned()),
+            limit: 10,
+            ..InvocationFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(traced.len(), 1);
     drop(store);
     assert_eq!(schema_numbers(&dir), (Some(SCHEMA_VERSION), 2));
 }

@@ -1,7 +1,9 @@
 //! Invocation history: one record per invocation (who ran, why, how it
 //! ended, what it printed), kept for a retention and under a hard cap; and
 //! usage, each function's metered use per hour, added up from the same
-//! records as they are stored and kept after they expire.
+//! records as they are stored and kept after they expire. A record keeps
+//! the invocation's spans, so its trace can be drawn without an OTLP
+//! collector.
 
 use crate::{StoreResult, Timestamp};
 
@@ -38,6 +40,11 @@ pub struct InvocationRecord {
     pub billed_ms: u64,
     /// Bytes it sent out over outbound HTTP (request bodies).
     pub outbound_bytes: u64,
+    /// Its spans (the invocation's own and its host calls'), in the order
+    /// they ended, up to the engine's bound.
+    pub spans: Vec<SpanRecord>,
+    /// How many spans past the bound were left out.
+    pub spans_dropped: u32,
 }
 
 impl InvocationRecord {
@@ -89,6 +96,57 @@ pub struct LogLine {
     pub text: String,
 }
 
+/// One span of an invocation's trace, as kept with its record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SpanRecord {
+    /// 16 hex digits.
+    pub span_id: String,
+    /// The span it is a child of (16 hex digits), which may belong to
+    /// another invocation or to no record at all (the gateway's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    pub name: String,
+    /// OTLP's span kind in lower case: `internal`, `server`, `client`,
+    /// `producer` or `consumer`.
+    pub kind: String,
+    /// Microseconds since the Unix epoch.
+    pub start_us: u64,
+    pub duration_us: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attributes: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// How a backend keeps a record's spans: one JSON text, `None` for a record
+/// without spans (as every record written before spans were kept).
+pub fn spans_to_json(spans: &[SpanRecord], dropped: u32) -> Option<String> {
+    if spans.is_empty() && dropped == 0 {
+        return None;
+    }
+    let stored = StoredSpans {
+        spans: spans.to_vec(),
+        dropped,
+    };
+    serde_json::to_string(&stored).ok()
+}
+
+/// The spans of a record kept by [`spans_to_json`]; nothing when the text
+/// is missing or unreadable (a record's spans are never worth failing a
+/// read for).
+pub fn spans_from_json(text: Option<&str>) -> (Vec<SpanRecord>, u32) {
+    text.and_then(|text| serde_json::from_str::<StoredSpans>(text).ok())
+        .map(|stored| (stored.spans, stored.dropped))
+        .unwrap_or_default()
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredSpans {
+    spans: Vec<SpanRecord>,
+    #[serde(default)]
+    dropped: u32,
+}
+
 /// Which records to list, newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InvocationFilter {
@@ -97,9 +155,12 @@ pub struct InvocationFilter {
     pub outcomes: Vec<String>,
     /// Only records with an id below this one (the cursor for the next page).
     pub before: Option<String>,
+    /// Only records of this trace (32 hex digits).
+    pub trace_id: Option<String>,
     /// At most this many (the caller bounds it).
     pub limit: u32,
-    /// Whether to load the captured lines (large) or leave `logs` empty.
+    /// Whether to load the captured lines and spans (large) or leave `logs`
+    /// and `spans` empty.
     pub with_logs: bool,
 }
 

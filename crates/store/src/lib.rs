@@ -24,7 +24,7 @@ pub use bucket::{
 pub use clock::{AlignedClock, Clock, ManualClock, SystemClock, Timestamp};
 pub use deployment::{Deployment, DeploymentStore, DeploymentSummary, NewDeployment};
 pub use history::{
-    HistoryStore, InvocationFilter, InvocationRecord, LogLine, UsageFilter, UsageRow,
+    HistoryStore, InvocationFilter, InvocationRecord, LogLine, SpanRecord, UsageFilter, UsageRow,
 };
 pub use keys::{ApiKeyRecord, KeyStore, KeyUsage};
 pub use lease::{Fence, Lease, LeaseStore};

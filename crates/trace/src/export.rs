@@ -38,7 +38,13 @@ pub fn spawn_exporter(endpoint: &str, app: &str) -> (Tracer, Exporter) {
     let (flushes, flush_requests) = mpsc::channel(16);
     let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
     tokio::spawn(run(url, app.to_owned(), spans, flush_requests));
-    (Tracer { sink: Some(sink) }, Exporter { flushes })
+    (
+        Tracer {
+            sink: Some(sink),
+            recorder: None,
+        },
+        Exporter { flushes },
+    )
 }
 
 async fn run(

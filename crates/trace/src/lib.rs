@@ -2,11 +2,14 @@
 //! every hop, spans for gateway requests, invocations and host calls, and
 //! their export over OTLP/HTTP (JSON encoding) when an endpoint is
 //! configured. Without an endpoint, spans cost an id and nothing is sent.
+//! A [`SpanRecorder`] also keeps the spans of one invocation for its
+//! history record, exporter or not.
 
 mod export;
 
 pub use export::{Exporter, spawn_exporter};
 
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
@@ -70,6 +73,19 @@ pub enum SpanKind {
     Consumer = 5,
 }
 
+impl SpanKind {
+    /// OTLP's name for the kind, in lower case.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanKind::Internal => "internal",
+            SpanKind::Server => "server",
+            SpanKind::Client => "client",
+            SpanKind::Producer => "producer",
+            SpanKind::Consumer => "consumer",
+        }
+    }
+}
+
 /// A span in progress; [`Span::end`] sends it to the exporter.
 #[derive(Debug)]
 pub struct Span {
@@ -81,6 +97,7 @@ pub struct Span {
     attributes: Vec<(&'static str, String)>,
     error: Option<String>,
     sink: Option<mpsc::Sender<FinishedSpan>>,
+    recorder: Option<SpanRecorder>,
 }
 
 impl Span {
@@ -99,9 +116,9 @@ impl Span {
     }
 
     pub fn end(self) {
-        let Some(sink) = &self.sink else {
+        if self.sink.is_none() && self.recorder.is_none() {
             return;
-        };
+        }
         let finished = FinishedSpan {
             context: self.context,
             parent: self.parent,
@@ -112,8 +129,17 @@ impl Span {
             attributes: self.attributes,
             error: self.error,
         };
-        if sink.try_send(finished).is_err() {
-            tracing::debug!("span dropped: the exporter is behind");
+        match (&self.sink, &self.recorder) {
+            (Some(sink), recorder) => {
+                if let Some(recorder) = recorder {
+                    recorder.keep(finished.clone());
+                }
+                if sink.try_send(finished).is_err() {
+                    tracing::debug!("span dropped: the exporter is behind");
+                }
+            }
+            (None, Some(recorder)) => recorder.keep(finished),
+            (None, None) => {}
         }
     }
 }
@@ -131,17 +157,62 @@ pub struct FinishedSpan {
     pub error: Option<String>,
 }
 
+/// The most spans one recorder keeps; past it, spans are counted, not kept
+/// (a guest making thousands of host calls must not grow its record
+/// without bound).
+pub const MAX_RECORDED_SPANS: usize = 128;
+
+/// Keeps the spans of one unit of work as they end (sampled or not: the
+/// record is local, whatever the caller asked of its own tracing), up to
+/// [`MAX_RECORDED_SPANS`]. Cheap to clone; clones share the spans.
+#[derive(Clone, Debug, Default)]
+pub struct SpanRecorder(Arc<Mutex<Recorded>>);
+
+#[derive(Debug, Default)]
+struct Recorded {
+    spans: Vec<FinishedSpan>,
+    dropped: u32,
+}
+
+impl SpanRecorder {
+    fn keep(&self, span: FinishedSpan) {
+        let mut recorded = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if recorded.spans.len() < MAX_RECORDED_SPANS {
+            recorded.spans.push(span);
+        } else {
+            recorded.dropped = recorded.dropped.saturating_add(1);
+        }
+    }
+
+    /// The spans kept so far, in the order they ended, and how many were
+    /// left out; the recorder starts over empty.
+    pub fn take(&self) -> (Vec<FinishedSpan>, u32) {
+        let mut recorded = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = std::mem::take(&mut *recorded);
+        (taken.spans, taken.dropped)
+    }
+}
+
 /// Starts spans; cheap to clone. Without an exporter, spans still get ids
 /// (so context propagates) but are never sent.
 #[derive(Clone, Debug, Default)]
 pub struct Tracer {
     sink: Option<mpsc::Sender<FinishedSpan>>,
+    recorder: Option<SpanRecorder>,
 }
 
 impl Tracer {
     /// A tracer whose spans go nowhere.
     pub fn disabled() -> Self {
         Tracer::default()
+    }
+
+    /// This tracer, also keeping every span it starts in `recorder`.
+    pub fn recording(&self, recorder: &SpanRecorder) -> Tracer {
+        Tracer {
+            sink: self.sink.clone(),
+            recorder: Some(recorder.clone()),
+        }
     }
 
     /// Starts a span under `parent`, or a new trace without one.
@@ -168,6 +239,7 @@ impl Tracer {
             attributes: Vec::new(),
             error: None,
             sink: self.sink.clone().filter(|_| sampled),
+            recorder: self.recorder.clone(),
         }
     }
 }
@@ -228,6 +300,40 @@ mod tests {
         ] {
             assert_eq!(TraceContext::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_recording_tracer_keeps_its_spans_up_to_the_bound_sampled_or_not() {
+        let recorder = SpanRecorder::default();
+        let tracer = Tracer::disabled().recording(&recorder);
+        let unsampled =
+            TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap();
+        let mut root = tracer.start("root", SpanKind::Internal, Some(&unsampled));
+        root.set("k", "v");
+        let mut child = tracer.start("child", SpanKind::Client, Some(&root.context));
+        child.fail("refused");
+        child.end();
+        root.end();
+        Tracer::disabled()
+            .start("elsewhere", SpanKind::Internal, None)
+            .end();
+        let (spans, dropped) = recorder.take();
+        assert_eq!(dropped, 0);
+        let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["child", "root"]);
+        assert_eq!(spans[0].parent, Some(spans[1].context.span_id));
+        assert_eq!(spans[0].error.as_deref(), Some("refused"));
+        assert_eq!(spans[1].attributes, [("k", "v".to_owned())]);
+        assert!(spans[1].end_ns >= spans[1].start_ns);
+
+        for i in 0..MAX_RECORDED_SPANS + 5 {
+            tracer
+                .start(format!("call {i}"), SpanKind::Internal, None)
+                .end();
+        }
+        let (spans, dropped) = recorder.take();
+        assert_eq!((spans.len(), dropped), (MAX_RECORDED_SPANS, 5));
+        assert_eq!(recorder.take().0.len(), 0);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! usage: history-seed DB_PATH N
 
-use nimbus_store::{HistoryStore as _, InvocationRecord, LogLine, SystemClock};
+use nimbus_store::{HistoryStore as _, InvocationRecord, LogLine, SpanRecord, SystemClock};
 use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use std::sync::Arc;
 
@@ -42,7 +42,7 @@ async fn main() {
                     outcome: if failed { "error" } else { "success" }.into(),
                     error: failed.then(|| "the handler returned an error".into()),
                     attempt: 1,
-                    trace_id: None,
+                    trace_id: Some(format!("{i:032x}")),
                     logs: (0..3)
                         .map(|l| LogLine {
                             stream: "stdout".into(),
@@ -54,6 +54,31 @@ async fn main() {
                     memory_mb: 128,
                     billed_ms: i % 40 + 1,
                     outbound_bytes: 0,
+                    // An invocation span and one host call under it, as an
+                    // HTTP function that sends a message leaves.
+                    spans: vec![
+                        SpanRecord {
+                            span_id: format!("{:016x}", 2 * i + 1),
+                            parent_id: None,
+                            name: format!("invoke f{}", i % 10),
+                            kind: "internal".into(),
+                            start_us: started_at * 1000,
+                            duration_us: (i % 40) * 1000,
+                            attributes: vec![("faas.invocation_id".into(), i.to_string())],
+                            error: None,
+                        },
+                        SpanRecord {
+                            span_id: format!("{:016x}", 2 * i + 2),
+                            parent_id: Some(format!("{:016x}", 2 * i + 1)),
+                            name: "send orders".into(),
+                            kind: "producer".into(),
+                            start_us: started_at * 1000 + 100,
+                            duration_us: 300,
+                            attributes: Vec::new(),
+                            error: None,
+                        },
+                    ],
+                    spans_dropped: 0,
                 }
             })
             .collect();

@@ -1,12 +1,12 @@
 // Drives the Nimbus console in Debian's chromium through playwright-core,
 // as a person would: signs in, watches invocations and a live log line
-// arrive, opens an invocation, redrives a dead-letter queue, uploads and
+// arrive, opens an invocation and its trace, redrives a dead-letter queue, uploads and
 // downloads an object, signs out. Screenshots of each page go to $SHOTS.
 // Run by crates/cli/tests/console.rs, which starts the server and seeds it.
 import { chromium } from "playwright-core";
 import { readFileSync } from "node:fs";
 
-const { ADMIN, TOKEN, GATEWAY, SHOTS, CHROMIUM, UPLOAD } = process.env;
+const { ADMIN, TOKEN, GATEWAY, SHOTS, CHROMIUM, UPLOAD, TRACED } = process.env;
 const step = (what) => console.log(`step: ${what}`);
 const shot = (page, name) => page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
 const expect = (ok, what) => { if (!ok) throw new Error(`expected ${what}`); };
@@ -41,8 +41,9 @@ try {
     expect(response.ok, "the function to answer");
   }
   await page.goto(`${ADMIN}/console/#/function/printer`);
-  await page.locator("table a.mono").first().waitFor();
-  expect((await page.locator("table a.mono").count()) >= 3, "three invocations listed");
+  // Records reach the store in batches and the list refreshes every 2 s:
+  // wait for the third to be listed.
+  await page.locator("table a.mono").nth(2).waitFor();
 
   step("a new log line appears live");
   await page.locator("#log").waitFor();
@@ -62,6 +63,23 @@ try {
   const output = await page.locator("#output").textContent();
   expect(output.includes("stdout line 0 of 1") && output.includes("stderr says hi"), `the output, got ${output}`);
   await shot(page, "invocation");
+
+  step("an invocation's trace as a span tree");
+  await page.goto(`${ADMIN}/console/#/invocation/${TRACED}`);
+  await page.locator("#spans").waitFor();
+  // invoke caller > call callee > invoke callee, the last one another
+  // invocation's, linked.
+  const root = page.locator("#spans > li.current");
+  expect((await root.locator(":scope > .span-row .span-name").textContent()) === "invoke caller", "the caller's span at the root");
+  const call = root.locator(":scope > ul > li.current");
+  expect((await call.locator(":scope > .span-row .span-name").textContent()) === "call callee", "the call under it");
+  const callee = call.locator(":scope > ul > li:not(.current)");
+  expect((await callee.locator(":scope > .span-row .span-name").textContent()) === "invoke callee", "the callee's span under the call");
+  await callee.locator(":scope > .span-row a", { hasText: "callee" }).click();
+  await page.locator("h1", { hasText: "Invocation" }).waitFor();
+  await page.locator("#spans li.current .span-name", { hasText: "invoke callee" }).waitFor();
+  expect(!page.url().endsWith(TRACED), "the callee's own page");
+  await shot(page, "trace");
 
   step("redrive a dead-letter queue");
   await page.goto(`${ADMIN}/console/#/queue/jobs-dlq`);

@@ -28,7 +28,8 @@ pub struct Services {
     pub functions: FunctionDirectory,
     /// Where invocations are counted.
     pub metrics: Arc<nimbus_metrics::Metrics>,
-    /// Where spans go (nowhere unless an OTLP endpoint is configured).
+    /// Where spans go (nowhere unless an OTLP endpoint is configured;
+    /// each invocation also keeps its own for its record).
     pub tracer: nimbus_trace::Tracer,
     /// Where invocations leave their records and live output.
     pub history: Arc<crate::history::History>,
@@ -98,6 +99,9 @@ pub(crate) struct CapabilityCtx {
     /// Synchronous calls between this invocation and its trigger (0 when a
     /// trigger invoked it directly).
     pub depth: u32,
+    /// Starts host calls' spans, kept with the invocation's record (and
+    /// exported when an endpoint is configured).
+    pub tracer: nimbus_trace::Tracer,
     /// The invocation's span: host calls are its children, and what they
     /// send on carries their context.
     pub trace: nimbus_trace::TraceContext,
@@ -106,7 +110,7 @@ pub(crate) struct CapabilityCtx {
 impl CapabilityCtx {
     /// A span for one host call, a child of the invocation's.
     fn span(&self, name: String, kind: nimbus_trace::SpanKind) -> nimbus_trace::Span {
-        self.services.tracer.start(name, kind, Some(&self.trace))
+        self.tracer.start(name, kind, Some(&self.trace))
     }
 
     /// Sends one message as the host call `span`: the message carries the

@@ -1,5 +1,5 @@
 //! `/v1/invocations`: the invocation history (list with filters, one record
-//! with its captured output), and `/v1/functions/{name}/logs`: a function's
+//! with its captured output and spans), and `/v1/functions/{name}/logs`: a function's
 //! output from recent records, or followed live as newline-delimited JSON.
 
 use super::{ApiError, ApiState};
@@ -52,6 +52,7 @@ struct ListQuery {
     outcome: Option<String>,
     limit: Option<u32>,
     before: Option<String>,
+    trace_id: Option<String>,
 }
 
 pub(super) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
@@ -91,6 +92,7 @@ async fn list_invocations(
         function: bounded("function", q.function)?,
         outcomes,
         before: bounded("before", q.before)?,
+        trace_id: q.trace_id.map(super::traces::trace_id).transpose()?,
         limit: super::page_limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?,
         with_logs: false,
     };
@@ -115,7 +117,7 @@ async fn get_invocation(
     }
 }
 
-fn record_json(r: &InvocationRecord, with_logs: bool) -> Value {
+pub(super) fn record_json(r: &InvocationRecord, with_logs: bool) -> Value {
     let mut out = json!({
         "id": r.id,
         "function": r.function,
@@ -139,6 +141,8 @@ fn record_json(r: &InvocationRecord, with_logs: bool) -> Value {
             .iter()
             .map(|line| json!({ "stream": line.stream, "text": line.text }))
             .collect();
+        out["spans"] = r.spans.iter().map(super::traces::span_json).collect();
+        out["spans_dropped"] = r.spans_dropped.into();
     }
     out
 }

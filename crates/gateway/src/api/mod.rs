@@ -12,6 +12,7 @@ mod queues;
 mod schedules;
 mod secrets;
 mod tables;
+mod traces;
 mod usage;
 
 use axum::Router;
@@ -107,6 +108,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(keys::router())
         .merge(access_keys::router())
         .merge(invocations::router())
+        .merge(traces::router())
         .merge(usage::router())
         .merge(tables::router())
         .merge(schedules::router())

@@ -1,11 +1,12 @@
-//! Invocation history cases: records round-trip with their logs, listing
-//! filters and pages newest first, and expiry honours both the retention
+//! Invocation history cases: records round-trip with their logs and spans,
+//! listing filters (by function, outcome and trace) and pages newest first, and expiry honours both the retention
 //! (by the store's clock) and the record cap; usage adds up exactly what
 //! the metered records say, once per record, and outlives them.
 
 use crate::ManualClock;
 use crate::history::{
-    HOUR_MS, HistoryStore, InvocationFilter, InvocationRecord, LogLine, UsageFilter, UsageRow,
+    HOUR_MS, HistoryStore, InvocationFilter, InvocationRecord, LogLine, SpanRecord, UsageFilter,
+    UsageRow,
 };
 use std::future::Future;
 
@@ -38,6 +39,29 @@ fn record(id: &str, function: &str, outcome: &str) -> InvocationRecord {
         memory_mb: 128,
         billed_ms: 13,
         outbound_bytes: 100,
+        spans: vec![
+            SpanRecord {
+                span_id: "00f067aa0ba902b7".to_owned(),
+                parent_id: Some("b7ad6b7169203331".to_owned()),
+                name: format!("invoke {function}"),
+                kind: "internal".to_owned(),
+                start_us: START_MS * 1000 + 5,
+                duration_us: 12_345,
+                attributes: vec![("faas.invocation_id".to_owned(), id.to_owned())],
+                error: (outcome != "success").then(|| "it \"failed\"\nbadly".to_owned()),
+            },
+            SpanRecord {
+                span_id: "53995c3f42cd8ad8".to_owned(),
+                parent_id: Some("00f067aa0ba902b7".to_owned()),
+                name: "send orders".to_owned(),
+                kind: "producer".to_owned(),
+                start_us: START_MS * 1000 + 900,
+                duration_us: 400,
+                attributes: Vec::new(),
+                error: None,
+            },
+        ],
+        spans_dropped: if outcome == "error" { 3 } else { 0 },
     }
 }
 
@@ -75,8 +99,21 @@ pub async fn invocation_records_round_trip_with_their_logs<
         .unwrap();
     assert_eq!(listed, [b.clone(), a]);
     let without_logs = store.list_invocations(filter(10)).await.unwrap();
-    assert!(without_logs.iter().all(|r| r.logs.is_empty()));
+    assert!(
+        without_logs
+            .iter()
+            .all(|r| r.logs.is_empty() && r.spans.is_empty())
+    );
     assert_eq!(without_logs[0].error, b.error);
+    // A record without spans (as every one before spans were kept) reads
+    // back without them.
+    let bare = InvocationRecord {
+        spans: Vec::new(),
+        spans_dropped: 0,
+        ..record("01c", "f", "success")
+    };
+    store.record_invocations(vec![bare.clone()]).await.unwrap();
+    assert_eq!(store.get_invocation("01c").await.unwrap(), Some(bare));
 }
 
 pub async fn invocations_are_listed_newest_first_by_filter_and_page<
@@ -86,17 +123,44 @@ pub async fn invocations_are_listed_newest_first_by_filter_and_page<
     open: impl Fn(ManualClock) -> F,
 ) {
     let store = open(ManualClock::new(START_MS)).await;
+    let other_trace = InvocationRecord {
+        trace_id: Some("0af7651916cd43dd8448eb211c80319c".to_owned()),
+        ..record("02", "g", "error")
+    };
+    let untraced = InvocationRecord {
+        trace_id: None,
+        ..record("05", "g", "success")
+    };
     store
         .record_invocations(vec![
             record("01", "f", "success"),
-            record("02", "g", "error"),
+            other_trace,
             record("03", "f", "timeout"),
             record("04", "f", "success"),
+            untraced,
         ])
         .await
         .unwrap();
+    let trace = |id: &str| InvocationFilter {
+        trace_id: Some(id.to_owned()),
+        ..filter(10)
+    };
+    assert_eq!(
+        ids(&store
+            .list_invocations(trace("4bf92f3577b34da6a3ce929d0e0e4736"))
+            .await
+            .unwrap()),
+        ["04", "03", "01"]
+    );
+    assert_eq!(
+        ids(&store
+            .list_invocations(trace("0af7651916cd43dd8448eb211c80319c"))
+            .await
+            .unwrap()),
+        ["02"]
+    );
     let all = store.list_invocations(filter(10)).await.unwrap();
-    assert_eq!(ids(&all), ["04", "03", "02", "01"]);
+    assert_eq!(ids(&all), ["05", "04", "03", "02", "01"]);
     let f = InvocationFilter {
         function: Some("f".into()),
         ..filter(10)

@@ -79,7 +79,7 @@ function table(headers, rows) {
 }
 
 function show(title, ...content) {
-  page.replaceChildren(el("h1", {}, title), ...content);
+  page.replaceChildren(el("h1", {}, title), ...content.filter((c) => c !== null && c !== undefined));
 }
 
 function fail(error) {
@@ -235,8 +235,68 @@ async function functionPage(name) {
     .catch((e) => { if (e.name !== "AbortError") fail(e); });
 }
 
+function micros(value) {
+  if (value < 1000) return `${value} µs`;
+  if (value < 1000000) return `${(value / 1000).toFixed(1)} ms`;
+  return ms(value / 1000);
+}
+
+/// A trace's spans as a tree: each span under its parent, children by start
+/// time (roots are spans whose parent no record kept, such as the
+/// gateway's), each with a bar placed on the trace's timeline. Spans of
+/// other invocations link to them.
+function spanTree(spans, current) {
+  if (!spans.length) return el("p", { class: "muted", id: "spans" }, "(no spans recorded)");
+  const nodes = new Map(spans.map((s) => [s.span_id, { span: s, children: [] }]));
+  const roots = [];
+  for (const node of nodes.values()) {
+    const parent = node.span.parent_id ? nodes.get(node.span.parent_id) : null;
+    (parent && parent !== node ? parent.children : roots).push(node);
+  }
+  const start = Math.min(...spans.map((s) => s.start_us));
+  const end = Math.max(...spans.map((s) => s.start_us + s.duration_us));
+  const total = Math.max(1, end - start);
+  const width = 320;
+  const byStart = (a, b) => a.span.start_us - b.span.start_us;
+  const drawn = new Set();
+  const item = (node) => {
+    const s = node.span;
+    drawn.add(s.span_id);
+    const bar = svg("svg", { class: "span-bar", width, height: 10, viewBox: `0 0 ${width} 10`, "aria-hidden": "true" });
+    bar.append(svg("rect", {
+      class: s.error ? "bad" : "",
+      x: ((s.start_us - start) / total) * width, y: 1,
+      width: Math.max(1, (s.duration_us / total) * width), height: 8,
+    }));
+    const mine = !s.invocation_id || s.invocation_id === current;
+    // A parent pointer loop (only a forged traceparent could make one) is
+    // drawn once, not forever.
+    const children = node.children.filter((c) => !drawn.has(c.span.span_id)).sort(byStart);
+    return el("li", { class: mine ? "span current" : "span" },
+      el("div", { class: "span-row" },
+        el("span", { class: "span-name" }, s.name),
+        mine ? null : el("a", { href: `#/invocation/${enc(s.invocation_id)}` }, s.function),
+        el("span", { class: "muted" }, micros(s.duration_us)),
+        s.error ? el("span", { class: "bad" }, s.error) : null,
+        // Right-aligned, so every bar shares one timeline whatever its depth.
+        bar),
+      children.length ? el("ul", {}, children.map(item)) : null);
+  };
+  return el("ul", { class: "span-tree", id: "spans" }, roots.sort(byStart).map(item));
+}
+
 async function invocationPage(id) {
   const r = await api(`/v1/invocations/${enc(id)}`);
+  // The whole trace when the history holds it (the invocations before and
+  // after this one); else this record's own spans.
+  let spans = r.spans, truncated = false;
+  if (r.trace_id) {
+    try {
+      const trace = await api(`/v1/traces/${enc(r.trace_id)}`);
+      spans = trace.spans;
+      truncated = trace.truncated;
+    } catch (_) { /* this record's spans are still worth showing */ }
+  }
   show(`Invocation ${id}`,
     el("dl", {},
       el("dt", {}, "Function"), el("dd", {}, el("a", { href: `#/function/${enc(r.function)}` }, r.function)),
@@ -251,7 +311,11 @@ async function invocationPage(id) {
     r.error ? el("h2", {}, "Error") : null, r.error ? el("pre", { class: "bad" }, r.error) : null,
     el("h2", {}, "Output"),
     el("pre", { id: "output" }, r.logs.length ? r.logs.map((l) => `${l.stream}  ${l.text}\n`).join("") : "(no output)"),
-    r.logs_truncated ? el("p", { class: "muted" }, "Output past the record's bound was left out.") : null);
+    r.logs_truncated ? el("p", { class: "muted" }, "Output past the record's bound was left out.") : null,
+    el("h2", {}, "Trace"),
+    spanTree(spans, r.id),
+    r.spans_dropped ? el("p", { class: "muted" }, `${r.spans_dropped} spans past the record's bound were left out.`) : null,
+    truncated ? el("p", { class: "muted" }, "The trace has more invocations than were read.") : null);
 }
 
 async function queuesPage() {
