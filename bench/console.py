@@ -20,12 +20,13 @@ signed = http.request(
 assert signed.status == 303, signed.status
 cookie = {"cookie": signed.headers["set-cookie"].split(";")[0]}
 newest = http.request("GET", f"{admin}/v1/invocations?function=f3&limit=1", headers=cookie)
-invocation = __import__("json").loads(newest.data)["invocations"][0]["id"]
+newest = __import__("json").loads(newest.data)["invocations"][0]
+invocation, trace = newest["id"], newest["trace_id"]
 
 pages = {
     "overview": ["/console/", "/v1/functions", "/v1/queues", "/v1/schedules", "/metrics"],
     "function (1000 newest)": ["/v1/invocations?function=f3&limit=1000"],
-    "invocation": [f"/v1/invocations/{invocation}"],
+    "invocation (and trace)": [f"/v1/invocations/{invocation}", f"/v1/traces/{trace}"],
     "queues": ["/v1/queues", "/v1/dead-letter-queues"],
     "queue": ["/v1/queues/jobs", "/v1/queues/jobs/messages?limit=100"],
     "tables": ["/v1/tables"],

@@ -162,7 +162,7 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
-    /// List invocation records of a running app, newest first, as JSON.
+    /// List invocation records of a running app, newest first.
     Invocations {
         #[command(flatten)]
         admin: queue::AdminArgs,
@@ -174,6 +174,17 @@ enum Command {
         /// At most this many (1 to 1000; default 50).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: Option<u32>,
+        #[command(flatten)]
+        format: output::Format,
+    },
+    /// Show one trace from the invocation history: each span under its
+    /// parent, across every recorded invocation of the trace.
+    Trace {
+        #[command(flatten)]
+        admin: queue::AdminArgs,
+        /// The trace id (32 hex digits, as `nimbus invocations -o json`
+        /// and the console show it).
+        trace_id: String,
         #[command(flatten)]
         format: output::Format,
     },
@@ -302,6 +313,11 @@ fn main() -> ExitCode {
             function,
             follow,
         } => history::run_logs(&admin, &function, follow),
+        Command::Trace {
+            admin,
+            trace_id,
+            format,
+        } => history::run_trace(&admin, &trace_id, format),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,7 +2,8 @@
 //! each record keeps its invocation's span and its host calls' spans, and
 //! `/v1/traces/{id}` joins the records of one trace into a tree across
 //! functions (a call to another function, a message to a queue consumed by
-//! a third), continuing the caller's `traceparent`.
+//! a third), continuing the caller's `traceparent`; `nimbus trace` prints
+//! that tree.
 
 mod support;
 
@@ -64,7 +65,8 @@ fn assert_child(child: &Value, parent: &Value) {
 
 #[tokio::test]
 async fn a_trace_is_drawn_from_the_records_of_every_invocation_in_it() {
-    let nimbus = app().start().await;
+    let app = app();
+    let nimbus = app.start().await;
     let response = client()
         .post(nimbus.admin_url("/v1/functions/caller/invoke"))
         .header("traceparent", format!("00-{TRACE}-{CALLER_SPAN}-01"))
@@ -152,6 +154,49 @@ async fn a_trace_is_drawn_from_the_records_of_every_invocation_in_it() {
     assert_eq!(record["spans_dropped"], 0);
     // Listing leaves spans out, as it leaves out output.
     assert!(listed.iter().all(|r| r.get("spans").is_none()));
+
+    // The CLI prints the tree, each span indented under its parent.
+    let output = support::nimbus(&["trace", TRACE, "--admin", &nimbus.admin], app.dir.path());
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let names: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .map(|line| line.split("  ").find(|cell| !cell.is_empty()).unwrap())
+        .collect();
+    assert!(text.starts_with("SPAN "), "{text}");
+    assert_eq!(
+        names,
+        [
+            "invoke caller",
+            "call callee",
+            "invoke callee",
+            "send jobs",
+            "invoke worker"
+        ],
+        "{text}"
+    );
+    for (line, depth) in text.lines().skip(1).zip(0..) {
+        assert!(
+            line.starts_with(&format!("{}{}", "  ".repeat(depth), names[depth])),
+            "depth {depth}: {text}"
+        );
+    }
+    assert!(text.contains(&caller_id), "{text}");
+    let unknown = support::nimbus(
+        &[
+            "trace",
+            "0af7651916cd43dd8448eb211c80319c",
+            "--admin",
+            &nimbus.admin,
+        ],
+        app.dir.path(),
+    );
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no invocation of trace"),
+        "{unknown:?}"
+    );
 }
 
 #[tokio::test]
