@@ -186,7 +186,7 @@ fn list(tx: &Tx<'_>, bucket: &str, query: &ListQuery) -> StoreResult<ListPage> {
         .conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM objects WHERE bucket = ?1 AND key >= ?2
-             AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4"
+             AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT +?4"
         ))
         .map_err(backend)?;
     let mut listing = Listing::new(query);

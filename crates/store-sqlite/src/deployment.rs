@@ -191,7 +191,7 @@ fn list(tx: &Tx<'_>, limit: u32) -> StoreResult<Vec<DeploymentSummary>> {
         .conn
         .prepare_cached(
             "SELECT id, created_at, digest, activated_at FROM deployments
-             ORDER BY id DESC LIMIT ?1",
+             ORDER BY id DESC LIMIT +?1",
         )
         .map_err(backend)?
         .query_map(params![limit], |row| {
@@ -220,7 +220,7 @@ fn prune(tx: &Tx<'_>, keep: u32) -> StoreResult<u64> {
         .conn
         .prepare_cached(
             "SELECT id FROM deployments WHERE id <> ?2
-                AND id NOT IN (SELECT id FROM deployments ORDER BY id DESC LIMIT ?1)",
+                AND id NOT IN (SELECT id FROM deployments ORDER BY id DESC LIMIT +?1)",
         )
         .map_err(backend)?
         .query_map(params![keep, active], |row| row.get(0))

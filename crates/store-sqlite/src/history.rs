@@ -211,7 +211,7 @@ fn list(tx: &Tx<'_>, filter: &InvocationFilter) -> StoreResult<Vec<InvocationRec
         sql.push_str(&format!(" AND outcome IN ({marks})"));
         values.extend(filter.outcomes.iter().cloned().map(Value::Text));
     }
-    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    sql.push_str(" ORDER BY id DESC LIMIT +?");
     values.push(Value::Integer(i64::from(filter.limit)));
     let mut statement = tx.conn.prepare_cached(&sql).map_err(backend)?;
     let rows = statement
@@ -231,7 +231,7 @@ fn expire(tx: &Tx<'_>, retention_ms: u64, max_records: u64) -> StoreResult<u64> 
     let over = tx
         .execute(
             "DELETE FROM invocations WHERE id IN
-             (SELECT id FROM invocations ORDER BY id DESC LIMIT -1 OFFSET ?1)",
+             (SELECT id FROM invocations ORDER BY id DESC LIMIT -1 OFFSET +?1)",
             params![max_records.min(i64::MAX as u64) as i64],
         )
         .map_err(backend)?;

@@ -95,6 +95,17 @@ fn new_id() -> String {
 /// The end of a message's life by its queue's retention.
 const LIVE: &str = "m.sent_at + q.retention_ms > ?2";
 
+/// The next visible, live messages of queue ?1 at time ?2 after sequence ?3,
+/// at most ?4. (The queue is bound as `+?1`: a bare parameter in an
+/// equality beside `ORDER BY` makes SQLite prepare the statement again at
+/// every bind; see [`crate::writer::Tx::execute`].)
+pub(crate) const RECEIVE: &str =
+    "SELECT m.seq, m.message_id, m.body, m.attributes, m.sent_at, m.receive_count
+     FROM messages m JOIN queues q ON q.name = m.queue
+     WHERE m.queue = +?1 AND m.visible_at <= ?2 AND m.sent_at + q.retention_ms > ?2
+       AND m.seq > ?3
+     ORDER BY m.seq LIMIT +?4";
+
 fn declare(tx: &Tx<'_>, queues: &[QueueConfig]) -> StoreResult<()> {
     for q in queues {
         tx.execute(
@@ -200,15 +211,7 @@ fn receive(
     let mut after_seq = 0i64;
     while (out.len() as u32) < max {
         let want = (max - out.len() as u32) as i64;
-        let mut select = tx
-            .conn
-            .prepare_cached(&format!(
-                "SELECT m.seq, m.message_id, m.body, m.attributes, m.sent_at, m.receive_count
-                 FROM messages m JOIN queues q ON q.name = m.queue
-                 WHERE m.queue = ?1 AND m.visible_at <= ?2 AND {LIVE} AND m.seq > ?3
-                 ORDER BY m.seq LIMIT ?4"
-            ))
-            .map_err(backend)?;
+        let mut select = tx.conn.prepare_cached(RECEIVE).map_err(backend)?;
         let candidates = select
             .query_map(params![queue, tx.now as i64, after_seq, want], |row| {
                 Ok((
@@ -331,7 +334,7 @@ fn peek(
         .conn
         .prepare_cached(
             "SELECT message_id, body, attributes, sent_at, receive_count, last_error, source_queue
-             FROM messages WHERE queue = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+             FROM messages WHERE queue = ?1 AND seq > ?2 ORDER BY seq LIMIT +?3",
         )
         .map_err(backend)?;
     let rows = select
@@ -366,7 +369,7 @@ fn redrive(tx: &Tx<'_>, from: &str, to: Option<&str>, limit: u32) -> StoreResult
              WHERE seq IN (
                 SELECT seq FROM messages
                 WHERE queue = ?1 AND (?2 IS NOT NULL OR source_queue IN (SELECT name FROM queues))
-                ORDER BY seq LIMIT ?4)
+                ORDER BY seq LIMIT +?4)
              RETURNING queue",
         )
         .map_err(backend)?;

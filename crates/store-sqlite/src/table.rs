@@ -256,11 +256,11 @@ fn query(
         tx,
         &config,
         "SELECT pk, sk, document, version, updated_at FROM items
-         WHERE tbl = ?1 AND pk = ?2
+         WHERE tbl = +?1 AND pk = +?2
            AND (?3 IS NULL OR sk >= ?3) AND (?4 IS NULL OR sk <= ?4)
            AND (?5 IS NULL OR substr(sk, 1, length(?5)) = ?5)
            AND (?6 IS NULL OR sk > ?6)
-         ORDER BY sk LIMIT ?7",
+         ORDER BY sk LIMIT +?7",
         &[&table, &partition, &from, &to, &prefix, &after_sk, &fetch],
         limit,
     )
@@ -275,12 +275,20 @@ fn scan(tx: &Tx<'_>, table: &str, after: Option<&ItemKey>, limit: u32) -> StoreR
         tx,
         &config,
         "SELECT pk, sk, document, version, updated_at FROM items
-         WHERE tbl = ?1 AND (?2 IS NULL OR (pk, sk) > (?2, ?3))
-         ORDER BY pk, sk LIMIT ?4",
+         WHERE tbl = +?1 AND (?2 IS NULL OR (pk, sk) > (?2, ?3))
+         ORDER BY pk, sk LIMIT +?4",
         &[&table, &after_pk, &after_sk, &fetch],
         limit,
     )
 }
+
+/// Change records of table ?1 after sequence ?2 in lane ?4 of ?3, at most
+/// ?5. (`+?1`: see [`crate::queue::RECEIVE`].)
+pub(crate) const READ_STREAM: &str =
+    "SELECT seq, kind, pk, sk, new_image, old_image, version, at, trace
+     FROM stream_records
+     WHERE tbl = +?1 AND seq > ?2 AND key_hash % ?3 = ?4
+     ORDER BY seq LIMIT +?5";
 
 fn read_stream(
     tx: &Tx<'_>,
@@ -291,15 +299,7 @@ fn read_stream(
 ) -> StoreResult<Vec<ChangeRecord>> {
     load_table(tx, table)?;
     let (lanes, index) = lane.map_or((1, 0), |l| (i64::from(l.lanes.max(1)), i64::from(l.index)));
-    let mut statement = tx
-        .conn
-        .prepare_cached(
-            "SELECT seq, kind, pk, sk, new_image, old_image, version, at, trace
-             FROM stream_records
-             WHERE tbl = ?1 AND seq > ?2 AND key_hash % ?3 = ?4
-             ORDER BY seq LIMIT ?5",
-        )
-        .map_err(backend)?;
+    let mut statement = tx.conn.prepare_cached(READ_STREAM).map_err(backend)?;
     let after = i64::try_from(after).unwrap_or(i64::MAX);
     statement
         .query_map(

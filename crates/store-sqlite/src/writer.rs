@@ -39,6 +39,11 @@ impl Tx<'_> {
 impl Tx<'_> {
     /// Runs a statement through the connection's statement cache: every
     /// request repeats the same few statements, so they are parsed once.
+    /// (A `LIMIT` or `OFFSET` is bound as `+?N`, never `?N`, and so is an
+    /// equality beside an `ORDER BY` in the hot reads: SQLite plans for the
+    /// value of a bare parameter there and prepares the statement again
+    /// each time one is bound, which cost every receive a parse and a
+    /// plan. The unary plus keeps the plan and the index.)
     pub(crate) fn execute(
         &self,
         sql: &str,
@@ -138,9 +143,8 @@ impl Writer {
 }
 
 fn in_savepoint<T>(tx: &Tx<'_>, work: impl FnOnce(&Tx<'_>) -> StoreResult<T>) -> StoreResult<T> {
-    tx.conn
-        .execute_batch("SAVEPOINT request")
-        .map_err(backend)?;
+    // Prepared once, like every statement: these run twice per request.
+    tx.execute("SAVEPOINT request", []).map_err(backend)?;
     let moves_before = tx.dead_lettered.borrow().len();
     let signals_before = tx.signalled.borrow().len();
     let result = work(tx);
@@ -148,12 +152,10 @@ fn in_savepoint<T>(tx: &Tx<'_>, work: impl FnOnce(&Tx<'_>) -> StoreResult<T>) ->
         tx.dead_lettered.borrow_mut().truncate(moves_before);
         tx.signalled.borrow_mut().truncate(signals_before);
     }
-    let end = if result.is_ok() {
-        "RELEASE request"
-    } else {
-        "ROLLBACK TO request; RELEASE request"
-    };
-    tx.conn.execute_batch(end).map_err(backend)?;
+    if result.is_err() {
+        tx.execute("ROLLBACK TO request", []).map_err(backend)?;
+    }
+    tx.execute("RELEASE request", []).map_err(backend)?;
     result
 }
 
@@ -233,6 +235,110 @@ mod tests {
             })
             .await
             .unwrap()
+    }
+
+    /// How often the cached `sql` was prepared again after binding limits of
+    /// 1, 2 and 3 in turn.
+    fn reprepares(conn: &Connection, sql: &str) -> i32 {
+        for limit in 1..=3 {
+            let mut statement = conn.prepare_cached(sql).unwrap();
+            let rows = statement.query_map([limit], |row| row.get::<_, i64>(0));
+            assert_eq!(rows.unwrap().count(), limit as usize);
+        }
+        conn.prepare_cached(sql)
+            .unwrap()
+            .get_status(rusqlite::StatementStatus::RePrepare)
+    }
+
+    #[test]
+    fn a_limit_bound_as_plus_parameter_keeps_its_prepared_plan() {
+        let conn = Connection::open_in_memory().unwrap();
+        let rows = "SELECT value FROM json_each('[1,2,3]') ORDER BY value";
+        assert!(reprepares(&conn, &format!("{rows} LIMIT ?1")) >= 2);
+        assert_eq!(reprepares(&conn, &format!("{rows} LIMIT +?1")), 0);
+        // And no statement of this store binds a bare one.
+        for (file, source) in [
+            ("queue.rs", include_str!("queue.rs")),
+            ("history.rs", include_str!("history.rs")),
+            ("table.rs", include_str!("table.rs")),
+            ("bucket.rs", include_str!("bucket.rs")),
+            ("deployment.rs", include_str!("deployment.rs")),
+            ("keys.rs", include_str!("keys.rs")),
+            ("lease.rs", include_str!("lease.rs")),
+            ("node.rs", include_str!("node.rs")),
+            ("schedule.rs", include_str!("schedule.rs")),
+            ("secret.rs", include_str!("secret.rs")),
+        ] {
+            for bare in ["LIMIT ?", "OFFSET ?"] {
+                assert!(!source.contains(bare), "{file} binds `{bare}`");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn receives_and_stream_reads_reuse_their_prepared_statements() {
+        use nimbus_store::{
+            QueueConfig, QueueStore as _, SendMessage, TableConfig, TableStore as _,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::SqliteStore::open(
+            &SqliteOptions {
+                path: dir.path().join("db"),
+                durability: Durability::Fsync,
+            },
+            Arc::new(SystemClock),
+        )
+        .unwrap();
+        let queue = |name: &str| QueueConfig {
+            name: name.into(),
+            visibility_timeout_ms: 30_000,
+            retention_ms: 3_600_000,
+            delay_ms: 0,
+            max_message_bytes: 1024,
+            dedup_window_ms: 0,
+            max_receive_count: None,
+            dead_letter_queue: None,
+        };
+        store
+            .declare_queues(&[queue("a"), queue("b")])
+            .await
+            .unwrap();
+        store
+            .declare_tables(&[TableConfig {
+                name: "t".into(),
+                partition_key: "pk".into(),
+                sort_key: None,
+                stream: Some(nimbus_store::StreamView::NewImage),
+                stream_retention_ms: 3_600_000,
+                max_item_bytes: 1024,
+            }])
+            .await
+            .unwrap();
+        for (i, name) in ["a", "b", "a", "b"].into_iter().enumerate() {
+            let message = SendMessage {
+                body: vec![b'x'],
+                ..SendMessage::default()
+            };
+            store.send(name, vec![message]).await.unwrap();
+            store.receive(name, 1 + i as u32, None).await.unwrap();
+            store.read_stream("t", i as u64, 10, None).await.unwrap();
+        }
+        let reprepared = store
+            .writer
+            .run(|tx| {
+                [crate::queue::RECEIVE, crate::table::READ_STREAM]
+                    .map(|sql| {
+                        tx.conn
+                            .prepare_cached(sql)
+                            .map(|s| s.get_status(rusqlite::StatementStatus::RePrepare))
+                    })
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(backend)
+            })
+            .await
+            .unwrap();
+        assert_eq!(reprepared, [0, 0]);
     }
 
     #[tokio::test]
