@@ -1,5 +1,7 @@
 //! `QueueStore` on SQLite: the schema and one function per operation, each
-//! run by the writer inside the batch's transaction.
+//! run by the writer inside the batch's transaction. Every operation needs
+//! its queue's settings; they come from a cache on the writer thread
+//! ([`ConfigCache`]) rather than a lookup per request.
 
 use crate::writer::Tx;
 use crate::{SqliteStore, backend};
@@ -9,7 +11,39 @@ use nimbus_store::queue::{
 };
 use nimbus_store::{StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+/// How long queue settings are trusted without reading them again, so a
+/// declaration written by another process applies here within that time.
+const CONFIG_TTL: Duration = Duration::from_secs(1);
+
+/// Queue settings read recently on the writer thread, by name. Only what a
+/// committed or in-progress transaction shows is kept, and anything that may
+/// make an entry wrong empties it: a declaration or deletion here, a request
+/// that rolls back (its reads may have seen its own undone writes) and a
+/// failed commit.
+#[derive(Default)]
+pub(crate) struct ConfigCache(RefCell<HashMap<String, (QueueConfig, Instant)>>);
+
+impl ConfigCache {
+    fn get(&self, name: &str) -> Option<QueueConfig> {
+        let cache = self.0.borrow();
+        let (config, read) = cache.get(name)?;
+        (read.elapsed() < CONFIG_TTL).then(|| config.clone())
+    }
+
+    fn put(&self, config: &QueueConfig) {
+        self.0
+            .borrow_mut()
+            .insert(config.name.clone(), (config.clone(), Instant::now()));
+    }
+
+    pub(crate) fn clear(&self) {
+        self.0.borrow_mut().clear();
+    }
+}
 
 pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
     conn.execute_batch(
@@ -50,27 +84,33 @@ pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
 }
 
 fn load_queue(tx: &Tx<'_>, name: &str) -> StoreResult<QueueConfig> {
-    tx.query_row(
-        "SELECT visibility_timeout_ms, retention_ms, delay_ms, max_message_bytes,
+    if let Some(config) = tx.queue_configs.get(name) {
+        return Ok(config);
+    }
+    let config = tx
+        .query_row(
+            "SELECT visibility_timeout_ms, retention_ms, delay_ms, max_message_bytes,
                     dedup_window_ms, max_receive_count, dead_letter_queue
              FROM queues WHERE name = ?1",
-        params![name],
-        |row| {
-            Ok(QueueConfig {
-                name: name.to_owned(),
-                visibility_timeout_ms: row.get::<_, i64>(0)? as u64,
-                retention_ms: row.get::<_, i64>(1)? as u64,
-                delay_ms: row.get::<_, i64>(2)? as u64,
-                max_message_bytes: row.get::<_, i64>(3)? as usize,
-                dedup_window_ms: row.get::<_, i64>(4)? as u64,
-                max_receive_count: row.get::<_, Option<i64>>(5)?.map(|n| n as u32),
-                dead_letter_queue: row.get(6)?,
-            })
-        },
-    )
-    .optional()
-    .map_err(backend)?
-    .ok_or_else(|| StoreError::QueueNotFound(name.to_owned()))
+            params![name],
+            |row| {
+                Ok(QueueConfig {
+                    name: name.to_owned(),
+                    visibility_timeout_ms: row.get::<_, i64>(0)? as u64,
+                    retention_ms: row.get::<_, i64>(1)? as u64,
+                    delay_ms: row.get::<_, i64>(2)? as u64,
+                    max_message_bytes: row.get::<_, i64>(3)? as usize,
+                    dedup_window_ms: row.get::<_, i64>(4)? as u64,
+                    max_receive_count: row.get::<_, Option<i64>>(5)?.map(|n| n as u32),
+                    dead_letter_queue: row.get(6)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::QueueNotFound(name.to_owned()))?;
+    tx.queue_configs.put(&config);
+    Ok(config)
 }
 
 /// `after_ms` past `now` as a stored time. Durations come from callers, so
@@ -107,6 +147,7 @@ pub(crate) const RECEIVE: &str =
      ORDER BY m.seq LIMIT +?4";
 
 fn declare(tx: &Tx<'_>, queues: &[QueueConfig]) -> StoreResult<()> {
+    tx.queue_configs.clear();
     for q in queues {
         tx.execute(
                 "INSERT INTO queues (name, visibility_timeout_ms, retention_ms, delay_ms, max_message_bytes,
@@ -400,6 +441,7 @@ fn queues(tx: &Tx<'_>) -> StoreResult<Vec<QueueConfig>> {
 
 fn delete_queue(tx: &Tx<'_>, queue: &str) -> StoreResult<u64> {
     load_queue(tx, queue)?;
+    tx.queue_configs.clear();
     let source: Option<String> = tx
         .query_row(
             "SELECT name FROM queues WHERE dead_letter_queue = ?1 AND name <> ?1

@@ -27,6 +27,8 @@ pub(crate) struct Tx<'a> {
     pub dead_lettered: RefCell<Vec<String>>,
     /// Signal names (queues sent to, streams written) to wake once it commits.
     pub signalled: RefCell<Vec<String>>,
+    /// Queue settings, kept across transactions on this thread.
+    pub queue_configs: &'a crate::queue::ConfigCache,
 }
 
 impl Tx<'_> {
@@ -151,6 +153,7 @@ fn in_savepoint<T>(tx: &Tx<'_>, work: impl FnOnce(&Tx<'_>) -> StoreResult<T>) ->
     if result.is_err() {
         tx.dead_lettered.borrow_mut().truncate(moves_before);
         tx.signalled.borrow_mut().truncate(signals_before);
+        tx.queue_configs.clear();
     }
     if result.is_err() {
         tx.execute("ROLLBACK TO request", []).map_err(backend)?;
@@ -166,6 +169,7 @@ fn run(
     counters: &CommitCounters,
     signals: &QueueSignals,
 ) {
+    let queue_configs = crate::queue::ConfigCache::default();
     while let Some(first) = receiver.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -181,6 +185,7 @@ fn run(
             now: clock.now_ms(),
             dead_lettered: RefCell::new(Vec::new()),
             signalled: RefCell::new(Vec::new()),
+            queue_configs: &queue_configs,
         };
         let replies: Vec<Reply> = batch
             .into_iter()
@@ -194,6 +199,7 @@ fn run(
         if let Err(e) = &committed {
             tracing::error!("store commit failed: {e}");
             let _ = conn.execute_batch("ROLLBACK");
+            queue_configs.clear();
         } else {
             if let Some(observer) = counters.observer.get() {
                 observer.committed(replies.len(), started.elapsed());

@@ -342,7 +342,11 @@ pub async fn redrive_moves_messages_back_keeping_their_send_time<
 pub async fn declared_queues_are_listed_and_updated<S: QueueStore, F: Future<Output = S>>(
     open: impl Fn(ManualClock) -> F,
 ) {
-    let (store, _) = setup(open, &[config("b"), config("a")]).await;
+    let (store, clock) = setup(open, &[config("b"), config("a")]).await;
+    // The old settings in use (and remembered, where a backend caches them).
+    store.send("a", vec![msg("before")]).await.unwrap();
+    let got = store.receive("a", 1, None).await.unwrap();
+    store.delete("a", &got[0].receipt_handle).await.unwrap();
     let changed = QueueConfig {
         delay_ms: 7,
         ..config("a")
@@ -352,6 +356,11 @@ pub async fn declared_queues_are_listed_and_updated<S: QueueStore, F: Future<Out
         .await
         .unwrap();
     assert_eq!(store.queues().await.unwrap(), vec![changed, config("b")]);
+    // The next send already takes the new delay.
+    store.send("a", vec![msg("after")]).await.unwrap();
+    assert!(store.receive("a", 1, None).await.unwrap().is_empty());
+    clock.advance_ms(7);
+    assert_eq!(store.receive("a", 1, None).await.unwrap()[0].body, b"after");
 }
 
 pub async fn purge_and_stats_count_messages_by_state<S: QueueStore, F: Future<Output = S>>(
