@@ -37,7 +37,8 @@ pages = {
     "deployments": ["/v1/deployments"],
     "cluster": ["/v1/cluster"],
 }
-print(f"{'page':<24} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+print("| page | p50 ms | p99 ms | max ms |")
+print("| --- | ---: | ---: | ---: |")
 for name, paths in pages.items():
     times = []
     for _ in range(reps):
@@ -48,4 +49,4 @@ for name, paths in pages.items():
         times.append((time.perf_counter() - start) * 1000)
     times.sort()
     p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
-    print(f"{name:<24} {statistics.median(times):8.1f} {p99:8.1f} {times[-1]:8.1f}")
+    print(f"| {name} | {statistics.median(times):.1f} | {p99:.1f} | {times[-1]:.1f} |")

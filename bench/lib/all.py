@@ -5,8 +5,9 @@ usage: all.py BENCHMARKS.md RESULTS_DIR COMMAND BENCH...
 RESULTS_DIR holds BENCH.txt (the script's standard output) and BENCH.status
 ("ok" or how it failed) for each BENCH. The section between the markers
 below is replaced (appended the first time): the date, machine and commit,
-each script's Markdown tables and key=value figures as it printed them, and
-every figure more than 10% worse than in the section it replaces. Whether a
+each script's output (its Markdown tables as tables, the rest as printed),
+and every figure more than 10% worse than in the section it replaces. A
+run of some benchmarks (`ONLY=`) keeps the others' parts. Whether a
 figure is better higher or lower is read from its name and unit: times,
 latencies and sizes are better lower, everything else (rates, ratios)
 higher.
@@ -25,7 +26,8 @@ END = "<!-- end of bench/all.sh section -->"
 WORSE = 0.10
 # Runs that are not just `bench/NAME.sh`.
 COMMANDS = {"queue-64": "CLIENTS=64 bench/queue.sh"}
-KEY_VALUE = re.compile(r"^([a-z][a-z0-9_]*)=(-?[0-9][0-9.,]*)\s*$")
+# `key=value`, the value a number with an optional unit (`rate=1000/s`).
+PAIR = re.compile(r"\b([a-z][a-z0-9_]*)=(-?[0-9][0-9,]*(?:\.[0-9]+)?)([a-zA-Zµ/%]*)")
 NUMBER = re.compile(r"-?[0-9][0-9,]*(?:\.[0-9]+)?")
 HIGHER_IS_BETTER = re.compile(r"(per_s\b|/s\b|per second|^x |\bx\b|ratio|\bvs\b)", re.IGNORECASE)
 LOWER_IS_BETTER = re.compile(
@@ -58,21 +60,25 @@ def is_separator(line):
 
 def figures(bench, text):
     """Every figure in a script's output: {(bench, row, column): (value,
-    lower_is_better)}. A script's tables are its figures; its key=value
-    lines count only when it printed no table (they are then its figures;
-    a key printed again is numbered: `messages_per_s#2`)."""
+    lower_is_better)}. A script's Markdown tables are its figures; when it
+    printed none, its `key=value` pairs are (anywhere in a line, named with
+    the words before the first pair: `== stream p99_ms=3.1` is `== stream
+    p99_ms`; a name printed again is numbered: `messages_per_s#2`)."""
     tables, values = {}, {}
     header = None
     lines = [line.strip() for line in text.splitlines()]
     for i, line in enumerate(lines):
-        match = KEY_VALUE.match(line)
-        if match:
-            key, value = match.groups()
-            name, n = key, 1
-            while (bench, name, "") in values:
-                n += 1
-                name = f"{key}#{n}"
-            values[(bench, name, "")] = (float(value.replace(",", "")), lower_is_better(key))
+        pairs = list(PAIR.finditer(line))
+        if pairs and not line.startswith("|"):
+            label = line[: pairs[0].start()].strip()
+            for pair in pairs:
+                key = f"{label} {pair.group(1)}".strip()
+                name, n = key, 1
+                while (bench, name, "") in values:
+                    n += 1
+                    name = f"{key}#{n}"
+                value = float(pair.group(2).replace(",", ""))
+                values[(bench, name, "")] = (value, lower_is_better(pair.group(1), pair.group(3)))
             header = None
             continue
         if not line.startswith("|"):
@@ -122,11 +128,19 @@ def section_of(text):
     return None
 
 
+def parts_of(section):
+    """The section's part for each benchmark, as written: {bench: text}."""
+    body = section.split("### Worse than", 1)[0]
+    out = {}
+    for part in re.split(r"^(?=### `)", body, flags=re.MULTILINE)[1:]:
+        out[part[len("### `"):].split("`", 1)[0]] = part.rstrip("\n") + "\n"
+    return out
+
+
 def parse_section(section):
     """The figures of a generated section, by bench."""
     out = {}
-    for part in re.split(r"^### `", section, flags=re.MULTILINE)[1:]:
-        bench = part.split("`", 1)[0]
+    for bench, part in parts_of(section).items():
         out.update(figures(bench, part))
     return out
 
@@ -157,62 +171,72 @@ def commit():
         return "unknown"
 
 
-def render(results_dir, command, benches, previous):
-    current = {}
-    parts = [
-        BEGIN,
-        "## Latest full run (`bench/all.sh`)",
-        "",
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit `{commit()}`, "
-        f"{machine()}. Command: `{command}`. Each script's own tables and figures follow, "
-        "as it printed them; the sections above explain what each measures.",
-        "",
-    ]
+def part(bench, status, text, when):
+    """One benchmark's part: its command, when, and what it printed: its
+    Markdown tables as tables, every other line as it was, in a block."""
+    lines = [f"### `{bench}`", "", f"`{COMMANDS.get(bench, f'bench/{bench}.sh')}`, {when}.", ""]
+    if status != "ok":
+        lines += [f"Failed ({status}); its output was in `target/bench-all/{bench}.err`.", ""]
+        return "\n".join(lines)
+    tables, other = [], []
+    for line in text.splitlines():
+        if line.strip().startswith("|"):
+            tables.append(line.strip())
+        else:
+            if tables and tables[-1] != "":
+                tables.append("")
+            if line.strip():
+                other.append(line.rstrip())
+    lines += [line for line in tables]
+    if other:
+        lines += ["", "```", *other, "```"]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def render(results_dir, command, benches, old_parts):
+    """The new section: the benchmarks run now, then those of the section it
+    replaces that were not run now (an `ONLY=` run keeps the others' last
+    figures), and what got worse since the last run of each."""
+    when = (
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit `{commit()}`"
+    )
+    previous, current, parts = {}, {}, []
     for bench in benches:
         status = open(os.path.join(results_dir, f"{bench}.status")).read().strip()
         text = open(os.path.join(results_dir, f"{bench}.txt")).read()
-        parts.append(f"### `{bench}`")
-        parts.append("")
-        parts.append(f"`{COMMANDS.get(bench, f'bench/{bench}.sh')}`")
-        parts.append("")
-        if status != "ok":
-            parts.append(f"Failed ({status}); its output was in `target/bench-all/{bench}.err`.")
-            parts.append("")
-            continue
-        current.update(figures(bench, text))
-        tables, values = [], []
-        for line in text.splitlines():
-            if line.strip().startswith("|"):
-                tables.append(line.strip())
-            elif KEY_VALUE.match(line.strip()):
-                if tables and tables[-1] != "":
-                    tables.append("")
-                values.append(line.strip())
-            elif tables and tables[-1] != "":
-                tables.append("")
-        parts.extend(line for line in tables)
-        if values:
-            parts.extend(["", "```", *values, "```"])
-        parts.append("")
+        parts.append(part(bench, status, text, when))
+        if status == "ok":
+            current.update(figures(bench, text))
+        if bench in old_parts:
+            previous.update(figures(bench, old_parts[bench]))
+    parts += [text for bench, text in old_parts.items() if bench not in benches]
     regressions = worse(previous, current)
-    parts.append("### Worse than the previous full run by more than 10%")
-    parts.append("")
+    head = [
+        BEGIN,
+        "## Latest full run (`bench/all.sh`)",
+        "",
+        f"Machine: {machine()}. Last command: `{command}`. Each part says when it ran and "
+        "shows the script's own tables and figures as it printed them; the sections above "
+        "explain what each measures.",
+        "",
+    ]
+    tail = ["### Worse than the previous full run by more than 10%", ""]
     if not previous:
-        parts.append("No previous full run to compare with.")
+        tail.append("No previous run of these benchmarks to compare with.")
     elif regressions:
-        parts.extend(regressions)
+        tail.extend(regressions)
     else:
-        parts.append("None.")
-    parts.append("")
-    parts.append(END)
-    return "\n".join(parts), regressions
+        tail.append("None.")
+    tail += ["", END]
+    return "\n".join(head + parts + tail), regressions
 
 
 def rewrite(path, results_dir, command, benches):
     text = open(path).read()
     where = section_of(text)
-    previous = parse_section(text[where[0]:where[1]]) if where else {}
-    section, regressions = render(results_dir, command, benches, previous)
+    old_parts = parts_of(text[where[0]:where[1]]) if where else {}
+    section, regressions = render(results_dir, command, benches, old_parts)
     if where:
         text = text[: where[0]] + section + text[where[1]:]
     else:
@@ -252,6 +276,29 @@ messages_per_s=8,956
     assert len(lines) == 1 and "store / messages/s: 8956 -> 7000 (-22%)" in lines[0], lines
     section = f"{BEGIN}\n### `queue`\n\n`bench/queue.sh`\n\n{out}\n{END}"
     assert parse_section(section) == found
+    # What bench/latency.sh and bench/stream-latency.sh print.
+    latency = figures("latency", "messages=5000 rate=1000/s p50_ms=1.36 p99_ms=51.98\n")
+    assert latency[("latency", "rate", "")] == (1000.0, False), latency
+    assert latency[("latency", "p99_ms", "")] == (51.98, True), latency
+    stream = figures("s", "== postgres p99_ms=3.1 max_ms=9\nsentence without figures\n")
+    assert stream == {("s", "== postgres p99_ms", ""): (3.1, True), ("s", "== postgres max_ms", ""): (9.0, True)}
+
+    # A run of one benchmark keeps the other's part and compares its own.
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as results:
+        path = os.path.join(results, "BENCHMARKS.md")
+        old_latency = part("latency", "ok", "messages=10 p99_ms=2.0\n", "before")
+        old_queue = part("queue", "ok", out, "before")
+        open(path, "w").write(f"# Benchmarks\n\n{BEGIN}\n{old_queue}\n{old_latency}\n{END}\n")
+        open(os.path.join(results, "queue.status"), "w").write("ok\n")
+        slower = out.replace("| Nimbus SQLite store | 8956 |", "| Nimbus SQLite store | 7000 |")
+        open(os.path.join(results, "queue.txt"), "w").write(slower)
+        regressions = rewrite(path, results, "bench/all.sh", ["queue"])
+        assert len(regressions) == 1 and "8956 -> 7000" in regressions[0], regressions
+        text = open(path).read()
+        assert text.count(BEGIN) == 1 and "p99_ms=2.0" in text and "| 7000 |" in text, text
+        assert "8956 -> 7000" in text and text.startswith("# Benchmarks"), text
     print("all.py self-test passed")
 
 

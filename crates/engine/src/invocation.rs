@@ -300,7 +300,7 @@ impl FunctionCore {
             .as_ref()
             .map(|recorder| {
                 let (spans, dropped) = recorder.take();
-                (spans.iter().map(span_record).collect(), dropped)
+                kept_spans(spans, dropped)
             })
             .unwrap_or_default();
         let now_ms = crate::time::now_ms();
@@ -388,22 +388,62 @@ pub(crate) struct InvocationTrace {
     pub recorder: nimbus_trace::SpanRecorder,
 }
 
-/// A span as its invocation's record keeps it.
-fn span_record(span: &nimbus_trace::FinishedSpan) -> nimbus_store::SpanRecord {
+/// Bytes of span text (names, attribute values, errors) one record keeps:
+/// a guest making many host calls with long arguments must not grow the
+/// history, or the writer thread's work, without bound.
+pub(crate) const MAX_RECORD_SPAN_BYTES: usize = 32 * 1024;
+/// Longest attribute value or span error kept, in characters.
+const MAX_SPAN_TEXT_CHARS: usize = 512;
+
+/// The spans a record keeps, in the order they ended, within
+/// [`MAX_RECORD_SPAN_BYTES`], and how many were left out. The latest are
+/// kept first: the invocation's own span ends last.
+fn kept_spans(
+    spans: Vec<nimbus_trace::FinishedSpan>,
+    mut dropped: u32,
+) -> (Vec<nimbus_store::SpanRecord>, u32) {
+    let mut budget = MAX_RECORD_SPAN_BYTES;
+    let mut kept = Vec::with_capacity(spans.len());
+    for span in spans.into_iter().rev() {
+        let record = span_record(span);
+        let size = record.name.len()
+            + record.error.as_ref().map_or(0, String::len)
+            + record
+                .attributes
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        if size > budget {
+            dropped = dropped.saturating_add(1);
+            continue;
+        }
+        budget -= size;
+        kept.push(record);
+    }
+    kept.reverse();
+    (kept, dropped)
+}
+
+/// A span as its invocation's record keeps it, its texts clipped.
+fn span_record(span: nimbus_trace::FinishedSpan) -> nimbus_store::SpanRecord {
     let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
+    let clip = |text: String| match text.char_indices().nth(MAX_SPAN_TEXT_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
+    };
     nimbus_store::SpanRecord {
         span_id: hex(&span.context.span_id),
         parent_id: span.parent.as_ref().map(|p| hex(p)),
-        name: span.name.clone(),
+        name: clip(span.name),
         kind: span.kind.as_str().to_owned(),
         start_us: span.start_ns / 1000,
         duration_us: span.end_ns.saturating_sub(span.start_ns) / 1000,
         attributes: span
             .attributes
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), clip(v)))
             .collect(),
-        error: span.error.clone(),
+        error: span.error.map(clip),
     }
 }
 
@@ -417,4 +457,51 @@ pub(crate) fn describe(error: &anyhow::Error) -> String {
         .collect::<Vec<_>>()
         .join(": ")
         .replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nimbus_trace::{SpanKind, SpanRecorder, Tracer};
+
+    #[test]
+    fn a_record_keeps_its_latest_spans_within_the_byte_budget_with_texts_clipped() {
+        let recorder = SpanRecorder::default();
+        let tracer = Tracer::disabled().recording(&recorder);
+        let root = tracer.start("invoke f", SpanKind::Internal, None);
+        for i in 0..100 {
+            let mut call = tracer.start(format!("call {i}"), SpanKind::Client, Some(&root.context));
+            call.set("url.full", "x".repeat(2_000));
+            call.end();
+        }
+        root.end();
+        let (spans, dropped) = recorder.take();
+        let (kept, dropped) = kept_spans(spans, dropped);
+        let size: usize = kept
+            .iter()
+            .map(|s| {
+                s.name.len()
+                    + s.attributes
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len())
+                        .sum::<usize>()
+            })
+            .sum();
+        assert!(size <= MAX_RECORD_SPAN_BYTES, "{size}");
+        assert_eq!(kept.len() as u32 + dropped, 101);
+        assert!(dropped > 0);
+        let last = &kept[kept.len() - 1];
+        assert_eq!(last.name, "invoke f", "the invocation's own span is kept");
+        assert_eq!(
+            kept[kept.len() - 2].name,
+            "call 99",
+            "then the latest calls"
+        );
+        let value = &kept[0].attributes[0].1;
+        assert_eq!(
+            value.chars().count(),
+            MAX_SPAN_TEXT_CHARS + 1,
+            "clipped, with an ellipsis"
+        );
+    }
 }

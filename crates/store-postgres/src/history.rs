@@ -183,12 +183,21 @@ async fn insert(tx: &Tx<'_>, records: &[InvocationRecord]) -> StoreResult<()> {
 }
 
 async fn list(tx: &Tx<'_>, filter: &InvocationFilter) -> StoreResult<Vec<InvocationRecord>> {
-    let logs = if filter.with_logs {
-        "logs, spans"
-    } else {
-        "NULL::text, NULL::text"
+    let logs = match (filter.with_logs, filter.with_spans) {
+        (true, true) => "logs, spans",
+        (true, false) => "logs, NULL::text",
+        (false, true) => "NULL::text, spans",
+        (false, false) => "NULL::text, NULL::text",
     };
     let outcomes: Option<&Vec<String>> = (!filter.outcomes.is_empty()).then_some(&filter.outcomes);
+    // A trace's records are found by the trace index, so its condition is
+    // a plain one (a cached generic plan for `$5 IS NULL OR trace_id = $5`
+    // could not use the index); `$5` is an empty string when unused.
+    let trace = if filter.trace_id.is_some() {
+        "trace_id = $5"
+    } else {
+        "$5::text = ''"
+    };
     let rows = tx
         .query(
             &format!(
@@ -196,7 +205,7 @@ async fn list(tx: &Tx<'_>, filter: &InvocationFilter) -> StoreResult<Vec<Invocat
                  WHERE ($1::text IS NULL OR function = $1)
                    AND ($2::text IS NULL OR id < $2)
                    AND ($3::text[] IS NULL OR outcome = ANY($3))
-                   AND ($5::text IS NULL OR trace_id = $5)
+                   AND {trace}
                  ORDER BY id DESC LIMIT $4"
             ),
             &[
@@ -204,7 +213,7 @@ async fn list(tx: &Tx<'_>, filter: &InvocationFilter) -> StoreResult<Vec<Invocat
                 &filter.before,
                 &outcomes,
                 &i64::from(filter.limit),
-                &filter.trace_id,
+                &filter.trace_id.as_deref().unwrap_or_default(),
             ],
         )
         .await?;

@@ -187,12 +187,9 @@ fn insert(tx: &Tx<'_>, r: &InvocationRecord) -> StoreResult<()> {
 
 fn list(tx: &Tx<'_>, filter: &InvocationFilter) -> StoreResult<Vec<InvocationRecord>> {
     let mut sql = format!(
-        "SELECT {COLUMNS}, {} FROM invocations WHERE 1 = 1",
-        if filter.with_logs {
-            "logs, spans"
-        } else {
-            "NULL, NULL"
-        }
+        "SELECT {COLUMNS}, {}, {} FROM invocations WHERE 1 = 1",
+        if filter.with_logs { "logs" } else { "NULL" },
+        if filter.with_spans { "spans" } else { "NULL" },
     );
     let mut values: Vec<Value> = Vec::new();
     for (column, value) in [

@@ -159,9 +159,10 @@ pub struct InvocationFilter {
     pub trace_id: Option<String>,
     /// At most this many (the caller bounds it).
     pub limit: u32,
-    /// Whether to load the captured lines and spans (large) or leave `logs`
-    /// and `spans` empty.
+    /// Whether to load the captured lines (large) or leave `logs` empty.
     pub with_logs: bool,
+    /// Whether to load the spans or leave `spans` empty.
+    pub with_spans: bool,
 }
 
 #[async_trait::async_trait]

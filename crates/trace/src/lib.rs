@@ -115,21 +115,28 @@ impl Span {
         self.error = Some(message.into());
     }
 
-    pub fn end(self) {
-        if self.sink.is_none() && self.recorder.is_none() {
+    pub fn end(mut self) {
+        self.finish();
+    }
+
+    /// Sends the span on, once: later calls (and the drop after `end`) do
+    /// nothing.
+    fn finish(&mut self) {
+        let (sink, recorder) = (self.sink.take(), self.recorder.take());
+        if sink.is_none() && recorder.is_none() {
             return;
         }
         let finished = FinishedSpan {
             context: self.context,
             parent: self.parent,
-            name: self.name,
+            name: std::mem::take(&mut self.name),
             kind: self.kind,
             start_ns: self.start_ns,
             end_ns: now_ns(),
-            attributes: self.attributes,
-            error: self.error,
+            attributes: std::mem::take(&mut self.attributes),
+            error: self.error.take(),
         };
-        match (&self.sink, &self.recorder) {
+        match (sink, recorder) {
             (Some(sink), recorder) => {
                 if let Some(recorder) = recorder {
                     recorder.keep(finished.clone());
@@ -140,6 +147,20 @@ impl Span {
             }
             (None, Some(recorder)) => recorder.keep(finished),
             (None, None) => {}
+        }
+    }
+}
+
+/// A span dropped without [`Span::end`] (its work was cut off: an invocation
+/// stopped at its deadline with an outbound request in flight, a client
+/// that went away) still ends, as failed, so the trace shows where the time
+/// went.
+impl Drop for Span {
+    fn drop(&mut self) {
+        if self.sink.is_some() || self.recorder.is_some() {
+            self.error
+                .get_or_insert_with(|| "cancelled before it ended".to_owned());
+            self.finish();
         }
     }
 }
@@ -334,6 +355,13 @@ mod tests {
         let (spans, dropped) = recorder.take();
         assert_eq!((spans.len(), dropped), (MAX_RECORDED_SPANS, 5));
         assert_eq!(recorder.take().0.len(), 0);
+
+        // A span dropped unended is kept too, as cancelled.
+        let cut = tracer.start("cut off", SpanKind::Client, None);
+        drop(cut);
+        let (spans, _) = recorder.take();
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].error.as_deref(), Some("cancelled before it ended"));
     }
 
     #[test]

@@ -135,7 +135,7 @@ impl WasiHttpHooks for EgressHooks {
             nimbus_trace::SpanKind::Client,
             Some(&self.trace),
         );
-        span.set("url.full", request.uri().to_string());
+        span.set("url.full", redacted_url(request.uri()));
         if let Ok(value) = http::HeaderValue::from_str(&span.context.to_traceparent()) {
             request.headers_mut().insert("traceparent", value);
         }
@@ -307,9 +307,32 @@ fn server_name(host: &str) -> Result<ServerName<'static>, Error> {
     }
 }
 
+/// The URL a span records: scheme, host, port and path. The query and any
+/// `user:password@` are left out, since a guest may carry a secret there and
+/// the span is kept with the invocation's record and shown to operators.
+fn redacted_url(uri: &http::Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let host = uri.host().unwrap_or("");
+    match uri.port_u16() {
+        Some(port) => format!("{scheme}://{host}:{port}{}", uri.path()),
+        None => format!("{scheme}://{host}{}", uri.path()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recorded_url_keeps_no_query_or_credentials() {
+        let uri: http::Uri =
+            "https://user:hunter2@api.example.com:8443/v1/charge?api_key=sk_live_1"
+                .parse()
+                .unwrap();
+        assert_eq!(redacted_url(&uri), "https://api.example.com:8443/v1/charge");
+        let uri: http::Uri = "http://example.com/?token=abc".parse().unwrap();
+        assert_eq!(redacted_url(&uri), "http://example.com/");
+    }
 
     #[test]
     fn guest_request_options_shorten_waits_but_never_lengthen_them() {

@@ -95,6 +95,7 @@ async fn list_invocations(
         trace_id: q.trace_id.map(super::traces::trace_id).transpose()?,
         limit: super::page_limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?,
         with_logs: false,
+        with_spans: false,
     };
     let records = state.history_store.list_invocations(filter.clone()).await?;
     let next = (records.len() as u32 == filter.limit)

@@ -1,5 +1,5 @@
 //! `/v1/traces/{trace_id}`: one trace as the invocation records in it keep
-//! it: every span of every recorded invocation of the trace, each naming
+//! it: every span of the trace's recorded invocations (the newest 50), each naming
 //! its invocation, so a client can draw the tree across functions (an HTTP
 //! function, the queue message it sent, the function that consumed it).
 
@@ -13,8 +13,9 @@ use axum::routing::get;
 use nimbus_store::{InvocationFilter, SpanRecord};
 use serde_json::{Value, json};
 
-/// Most records one trace answer reads (each may hold up to 128 spans and
-/// its output); a trace with more says `truncated`.
+/// Most records one trace answer reads (each keeps up to 128 spans, 32 KiB
+/// of their text): the newest of the trace; a trace with more says
+/// `truncated`.
 const MAX_TRACE_RECORDS: u32 = 50;
 
 pub(super) fn router() -> Router<ApiState> {
@@ -62,11 +63,14 @@ async fn get_trace(
         .history_store
         .list_invocations(InvocationFilter {
             trace_id: Some(trace.clone()),
-            limit: MAX_TRACE_RECORDS,
-            with_logs: true,
+            // One more than is answered: whether the trace has more.
+            limit: MAX_TRACE_RECORDS + 1,
+            with_spans: true,
             ..InvocationFilter::default()
         })
         .await?;
+    let truncated = records.len() as u32 > MAX_TRACE_RECORDS;
+    let records = &records[..records.len().min(MAX_TRACE_RECORDS as usize)];
     if records.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -74,7 +78,7 @@ async fn get_trace(
         ));
     }
     let mut spans: Vec<(u64, Value)> = Vec::new();
-    for record in &records {
+    for record in records {
         for span in &record.spans {
             let mut out = span_json(span);
             out["invocation_id"] = record.id.as_str().into();
@@ -96,7 +100,7 @@ async fn get_trace(
         "trace_id": trace,
         "invocations": invocations,
         "spans": spans.into_iter().map(|(_, span)| span).collect::<Vec<_>>(),
-        "truncated": records.len() as u32 == MAX_TRACE_RECORDS,
+        "truncated": truncated,
     }))
     .into_response())
 }

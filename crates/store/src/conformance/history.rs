@@ -93,6 +93,7 @@ pub async fn invocation_records_round_trip_with_their_logs<
     let listed = store
         .list_invocations(InvocationFilter {
             with_logs: true,
+            with_spans: true,
             ..filter(10)
         })
         .await
@@ -105,6 +106,24 @@ pub async fn invocation_records_round_trip_with_their_logs<
             .all(|r| r.logs.is_empty() && r.spans.is_empty())
     );
     assert_eq!(without_logs[0].error, b.error);
+    let spans_only = store
+        .list_invocations(InvocationFilter {
+            with_spans: true,
+            ..filter(10)
+        })
+        .await
+        .unwrap();
+    assert!(spans_only.iter().all(|r| r.logs.is_empty()));
+    assert_eq!(spans_only[0].spans, b.spans);
+    let logs_only = store
+        .list_invocations(InvocationFilter {
+            with_logs: true,
+            ..filter(10)
+        })
+        .await
+        .unwrap();
+    assert!(logs_only.iter().all(|r| r.spans.is_empty()));
+    assert_eq!(logs_only[0].logs, b.logs);
     // A record without spans (as every one before spans were kept) reads
     // back without them.
     let bare = InvocationRecord {

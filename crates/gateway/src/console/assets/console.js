@@ -282,7 +282,13 @@ function spanTree(spans, current) {
         bar),
       children.length ? el("ul", {}, children.map(item)) : null);
   };
-  return el("ul", { class: "span-tree", id: "spans" }, roots.sort(byStart).map(item));
+  const tree = roots.sort(byStart).map(item);
+  // Spans reachable only through a parent loop (a forged traceparent) are
+  // shown at the top level rather than not at all.
+  for (const node of [...nodes.values()].sort(byStart)) {
+    if (!drawn.has(node.span.span_id)) tree.push(item(node));
+  }
+  return el("ul", { class: "span-tree", id: "spans" }, tree);
 }
 
 async function invocationPage(id) {
@@ -295,6 +301,10 @@ async function invocationPage(id) {
       const trace = await api(`/v1/traces/${enc(r.trace_id)}`);
       spans = trace.spans;
       truncated = trace.truncated;
+      // A trace answer holds its newest records: this one may be older.
+      if (!trace.invocations.some((i) => i.id === r.id)) {
+        spans = spans.concat(r.spans.map((s) => Object.assign({ invocation_id: r.id, function: r.function }, s)));
+      }
     } catch (_) { /* this record's spans are still worth showing */ }
   }
   show(`Invocation ${id}`,
