@@ -426,7 +426,14 @@ fn kept_spans(
 
 /// A span as its invocation's record keeps it, its texts clipped.
 fn span_record(span: nimbus_trace::FinishedSpan) -> nimbus_store::SpanRecord {
-    let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
+    let hex = |bytes: &[u8]| -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        bytes
+            .iter()
+            .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]])
+            .map(char::from)
+            .collect()
+    };
     let clip = |text: String| match text.char_indices().nth(MAX_SPAN_TEXT_CHARS) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text,
