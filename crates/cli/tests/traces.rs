@@ -251,3 +251,45 @@ async fn bad_and_unknown_trace_ids_are_refused() {
         404
     );
 }
+
+#[tokio::test]
+async fn a_host_call_cut_off_by_the_deadline_is_kept_as_cancelled() {
+    let nimbus = TestApp::new("traces-cut")
+        .function(
+            "caller",
+            programs::EVENTS,
+            "timeout_ms = 300\nallow = [\"function:callee:invoke\"]",
+        )
+        .function("callee", programs::EVENTS, "")
+        .start()
+        .await;
+    let response = client()
+        .post(nimbus.admin_url("/v1/functions/caller/invoke"))
+        .body("invoke:callee:sleep:5000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 504);
+    let answer: Value = response.json().await.unwrap();
+    let id = answer["invocation_id"].as_str().unwrap().to_owned();
+    let record = until("for the record", || async {
+        let response = client()
+            .get(nimbus.admin_url(&format!("/v1/invocations/{id}")))
+            .send()
+            .await
+            .unwrap();
+        (response.status() == 200).then_some(())?;
+        Some(response.json::<Value>().await.unwrap())
+    })
+    .await;
+    assert_eq!(record["outcome"], "timeout");
+    let spans = record["spans"].as_array().unwrap();
+    let call = span(spans, "call callee");
+    assert_eq!(call["error"], "cancelled before it ended");
+    let own = span(spans, "invoke caller");
+    assert!(
+        own["error"].as_str().unwrap().contains("300 ms deadline"),
+        "{own}"
+    );
+    assert_child(call, own);
+}
