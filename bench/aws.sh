@@ -11,11 +11,13 @@ N=${N:-500}
 
 cargo build --release --locked -p nimbus-cli
 (cd tests/programs && cargo build --release --locked --target wasm32-wasip2 --example hello)
-HELLO=$PWD/tests/programs/target/wasm32-wasip2/release/examples/hello.wasm
-NIMBUS=$PWD/target/release/nimbus
+HELLO=${CARGO_TARGET_DIR:-$PWD/tests/programs/target}/wasm32-wasip2/release/examples/hello.wasm
+TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+NIMBUS=$TARGET/release/nimbus
 # On the project's disk: a tmpfs would make fsync free.
-WORK=$(mktemp -d -p "$PWD/target")
-trap 'pkill -f "$WORK" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+WORK=$(mktemp -d -p "$TARGET")
+SERVER=
+trap '[ -z "$SERVER" ] || kill "$SERVER" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 export NIMBUS_ADMIN_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
 export XDG_CONFIG_HOME=$WORK/config AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 
@@ -34,6 +36,7 @@ TOML
 "$NIMBUS" up "$WORK/nimbus.toml" --data-dir "$WORK/data" --listen 127.0.0.1:3910 \
   --admin-listen 127.0.0.1:3911 --s3-listen 127.0.0.1:3912 --sqs-listen 127.0.0.1:3913 \
   >"$WORK/out" 2>"$WORK/err" &
+SERVER=$!
 until grep -q '^sqs listening' "$WORK/out" 2>/dev/null; do sleep 0.01; done
 export NIMBUS_ADMIN=http://127.0.0.1:3911
 KEY=$("$NIMBUS" access-key create bench --allow bucket:bench:read --allow bucket:bench:write \

@@ -14,7 +14,10 @@ mod s3;
 mod staging;
 
 pub use event::sequencer_text;
-pub use meta::{MAX_CONTENT_TYPE_BYTES, MAX_USER_METADATA_BYTES, etag, multipart_etag};
+pub use meta::{
+    CHECKSUM_ALGORITHMS, Checksums, MAX_CONTENT_TYPE_BYTES, MAX_USER_METADATA_BYTES, etag,
+    multipart_etag,
+};
 pub use multipart::{
     MAX_PART_NUMBER, MIN_PART_BYTES, MultipartError, Part, UPLOAD_KEPT, Upload, part_number,
 };
@@ -298,6 +301,20 @@ impl Buckets {
         bytes: Bytes,
         options: PutOptions,
     ) -> Result<ObjectMeta, BucketError> {
+        self.put_with_checksums(bucket, key, bytes, options, Checksums::default())
+            .await
+    }
+
+    /// [`Buckets::put`], keeping `checksums` (checked by the caller against
+    /// `bytes`) with the object for [`Buckets::get_with_checksums`].
+    pub async fn put_with_checksums(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: Bytes,
+        options: PutOptions,
+        checksums: Checksums,
+    ) -> Result<ObjectMeta, BucketError> {
         let b = self.checked(bucket, key)?;
         let size = bytes.len() as u64;
         if size > b.max_object_bytes {
@@ -327,12 +344,14 @@ impl Buckets {
             self.discard(bucket, &blob).await;
             return Err(e);
         }
+        let mut user_metadata = options.user_metadata;
+        checksums.store_in(&mut user_metadata);
         let new = NewObject {
             key: key.to_owned(),
             size,
             etag,
             content_type,
-            user_metadata: options.user_metadata,
+            user_metadata,
             blob: blob.clone(),
         };
         let triggers = self.triggers.get(bucket).cloned().unwrap_or_default();
@@ -352,7 +371,9 @@ impl Buckets {
                 if let Some(old) = outcome.replaced_blob {
                     self.blobs.remove(bucket, &old).await;
                 }
-                Ok(outcome.object)
+                let mut object = outcome.object;
+                Checksums::take_from(&mut object.user_metadata);
+                Ok(object)
             }
             // A closed or unreachable store may or may not have committed:
             // the blob and its registration stay; once the registration
@@ -387,11 +408,23 @@ impl Buckets {
     }
 
     pub async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, BucketError> {
+        Ok(self.head_with_checksums(bucket, key).await?.0)
+    }
+
+    /// [`Buckets::head`], with the checksums kept at upload.
+    pub async fn head_with_checksums(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(ObjectMeta, Checksums), BucketError> {
         self.readable_key(bucket, key).await?;
-        self.store
+        let mut meta = self
+            .store
             .object(bucket, key)
             .await?
-            .ok_or_else(|| BucketError::NoSuchKey(key.to_owned()))
+            .ok_or_else(|| BucketError::NoSuchKey(key.to_owned()))?;
+        let checksums = Checksums::take_from(&mut meta.user_metadata);
+        Ok((meta, checksums))
     }
 
     /// An object's bytes, or the part of them in `range`.
@@ -401,10 +434,21 @@ impl Buckets {
         key: &str,
         range: Option<ByteRange>,
     ) -> Result<ObjectBytes, BucketError> {
+        Ok(self.get_with_checksums(bucket, key, range).await?.0)
+    }
+
+    /// [`Buckets::get`], with the checksums kept at upload (of the whole
+    /// object, whatever the range).
+    pub async fn get_with_checksums(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<(ObjectBytes, Checksums), BucketError> {
         // A put or delete may remove the blob between reading the metadata
         // and reading the bytes; then the metadata is read again.
         for _ in 0..READ_ATTEMPTS {
-            let meta = self.head(bucket, key).await?;
+            let (meta, checksums) = self.head_with_checksums(bucket, key).await?;
             let range = match range {
                 None => None,
                 Some(r) => Some(
@@ -413,7 +457,7 @@ impl Buckets {
                 ),
             };
             if let Some(bytes) = self.blobs.read(bucket, &meta.blob, range.clone()).await? {
-                return Ok(ObjectBytes { meta, bytes, range });
+                return Ok((ObjectBytes { meta, bytes, range }, checksums));
             }
         }
         Err(BucketError::Blob(format!(
@@ -457,7 +501,11 @@ impl Buckets {
                 "`limit` must be from 1 to {MAX_LIST_LIMIT}"
             )));
         }
-        Ok(self.store.list_objects(bucket, query).await?)
+        let mut page = self.store.list_objects(bucket, query).await?;
+        for object in &mut page.objects {
+            Checksums::take_from(&mut object.user_metadata);
+        }
+        Ok(page)
     }
 
     /// The sweep at start, before this process serves. With local blobs no

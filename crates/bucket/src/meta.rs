@@ -1,6 +1,7 @@
 //! What is stored beside an object's bytes: its content type, user
-//! metadata (bounded as S3 bounds it) and ETag (hex MD5 of the bytes, as S3
-//! clients check it; a multipart upload's is given by the uploader).
+//! metadata (bounded as S3 bounds it), ETag (hex MD5 of the bytes, as S3
+//! clients check it; a multipart upload's is given by the uploader) and the
+//! checksums an S3 client had checked on upload ([`Checksums`]).
 
 use crate::BucketError;
 use md5::{Digest, Md5};
@@ -49,6 +50,72 @@ pub(crate) fn is_etag(etag: &str) -> bool {
         && !count.is_empty()
         && count.len() <= 5
         && count.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Checksums of an object's bytes, checked when it was uploaded, by
+/// algorithm (`crc32`, `crc32c`, `sha1`, `sha256`, `crc64nvme`; values in
+/// base64, as S3 gives them), to give back to S3 clients that ask.
+///
+/// They live in the object's user metadata under names a user's metadata
+/// cannot have (`:` is not allowed there), so they need no column of their
+/// own; [`Buckets`](crate::Buckets) takes them out of every object it
+/// hands on, so `/v1`, functions and listings never see them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checksums(BTreeMap<String, String>);
+
+/// The algorithms kept, as S3 names them in lower case.
+pub const CHECKSUM_ALGORITHMS: [&str; 5] = ["crc32", "crc32c", "sha1", "sha256", "crc64nvme"];
+/// Longest checksum value kept (a SHA-256 in base64 is 44).
+const MAX_CHECKSUM_BYTES: usize = 64;
+/// What a stored checksum's name starts with.
+const CHECKSUM_NAME: &str = "nimbus:checksum:";
+
+impl Checksums {
+    /// Adds the checksum of `algorithm` (one of [`CHECKSUM_ALGORITHMS`]);
+    /// an unknown algorithm or a value that is not short base64 is
+    /// refused.
+    pub fn insert(&mut self, algorithm: &str, value: &str) -> Result<(), BucketError> {
+        let base64 = value.len() <= MAX_CHECKSUM_BYTES
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
+        if !CHECKSUM_ALGORITHMS.contains(&algorithm) || !base64 {
+            return Err(BucketError::Invalid(format!(
+                "`{algorithm}` checksum `{value}` cannot be stored"
+            )));
+        }
+        self.0.insert(algorithm.to_owned(), value.to_owned());
+        Ok(())
+    }
+
+    /// The checksum of `algorithm`, if one was kept.
+    pub fn get(&self, algorithm: &str) -> Option<&str> {
+        self.0.get(algorithm).map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Puts them into `user_metadata` (already checked as a user's).
+    pub(crate) fn store_in(self, user_metadata: &mut BTreeMap<String, String>) {
+        for (algorithm, value) in self.0 {
+            user_metadata.insert(format!("{CHECKSUM_NAME}{algorithm}"), value);
+        }
+    }
+
+    /// Takes them out of `user_metadata`, leaving the user's own.
+    pub(crate) fn take_from(user_metadata: &mut BTreeMap<String, String>) -> Self {
+        let mut taken = Checksums::default();
+        user_metadata.retain(|name, value| match name.strip_prefix(CHECKSUM_NAME) {
+            Some(algorithm) => {
+                taken.0.insert(algorithm.to_owned(), std::mem::take(value));
+                false
+            }
+            None => true,
+        });
+        taken
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -121,6 +188,29 @@ mod tests {
         assert!(is_etag(&expected));
         assert_eq!(multipart_etag(["not-an-md5"]), None);
         assert!(!is_etag("abc-2"));
+    }
+
+    #[test]
+    fn checksums_go_into_user_metadata_and_come_out_again_alone() {
+        let mut checksums = Checksums::default();
+        checksums.insert("crc32", "NhCmhg==").unwrap();
+        checksums
+            .insert("sha256", "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=")
+            .unwrap();
+        assert!(checksums.insert("md4", "AAAA").is_err());
+        assert!(checksums.insert("crc32", "not base64!").is_err());
+        assert!(checksums.insert("crc32", &"A".repeat(65)).is_err());
+        let mut user = BTreeMap::from([("owner".to_owned(), "me".to_owned())]);
+        check_user_metadata(&user).unwrap();
+        checksums.clone().store_in(&mut user);
+        // A user cannot give such a name.
+        assert!(check_user_metadata(&user).is_err());
+        assert_eq!(Checksums::take_from(&mut user), checksums);
+        assert_eq!(
+            user,
+            BTreeMap::from([("owner".to_owned(), "me".to_owned())])
+        );
+        assert_eq!(checksums.get("crc32"), Some("NhCmhg=="));
     }
 
     #[test]

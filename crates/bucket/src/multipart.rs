@@ -146,16 +146,25 @@ impl Buckets {
         if !is_upload_id(id) {
             return Err(missing());
         }
-        let bytes = self
-            .blobs
-            .read_staged(id, DESCRIPTION)
-            .await?
-            .ok_or_else(missing)?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(BucketError::blob)?;
-        let text = |name: &str| value[name].as_str().map(str::to_owned);
-        if text("bucket").as_deref() != Some(bucket) || text("key").as_deref() != Some(key) {
+        let upload = self.described(id).await?.ok_or_else(missing)?;
+        if upload.bucket != bucket || upload.key != key {
             return Err(missing());
         }
+        Ok(upload)
+    }
+
+    /// Upload `id` as its description says; `None` if it has none (gone,
+    /// or not yet written).
+    async fn described(&self, id: &str) -> Result<Option<Upload>, MultipartError> {
+        let Some(bytes) = self.blobs.read_staged(id, DESCRIPTION).await? else {
+            return Ok(None);
+        };
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(BucketError::blob)?;
+        let text = |name: &str| value[name].as_str().map(str::to_owned);
+        // A description without them names no upload anyone can reach.
+        let (Some(bucket), Some(key)) = (text("bucket"), text("key")) else {
+            return Ok(None);
+        };
         let user_metadata = value["user_metadata"]
             .as_object()
             .map(|m| {
@@ -164,14 +173,42 @@ impl Buckets {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(Upload {
+        Ok(Some(Upload {
             id: id.to_owned(),
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
+            bucket,
+            key,
             content_type: text("content_type"),
             user_metadata,
             initiated_ms: initiated(id).map(ms).unwrap_or_default(),
-        })
+        }))
+    }
+
+    /// The uploads in progress into `bucket` whose keys start with
+    /// `prefix`, by key and then by when they began. Each upload's
+    /// description is read, so this costs a read per upload in the staging
+    /// area (uploads are few, and swept after [`UPLOAD_KEPT`]).
+    pub async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<Upload>, MultipartError> {
+        self.bucket(bucket)?;
+        let mut found = Vec::new();
+        for id in self.blobs.staged_uploads().await? {
+            if !is_upload_id(&id) {
+                continue;
+            }
+            // An upload completed or aborted meanwhile is simply not there.
+            let Some(upload) = self.described(&id).await? else {
+                continue;
+            };
+            if upload.bucket == bucket && upload.key.starts_with(prefix) {
+                found.push(upload);
+            }
+        }
+        // UUIDv7 ids sort by when the uploads began.
+        found.sort_by(|a, b| (&a.key, &a.id).cmp(&(&b.key, &b.id)));
+        Ok(found)
     }
 
     /// Stores part `number` of upload `id`; it is durable when this

@@ -229,3 +229,47 @@ async fn a_completion_checks_order_etags_part_sizes_and_the_object_limit() {
     let object = complete(vec![(1, small.etag.clone())]).await.unwrap();
     assert_eq!(object.size, 5);
 }
+
+#[tokio::test]
+async fn uploads_in_progress_are_listed_by_key_and_age_within_their_bucket_and_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (buckets, _) = open(dir.path()).await;
+    let mut ids = Vec::new();
+    for key in ["docs/b", "docs/a", "img/c", "docs/a"] {
+        let upload = buckets
+            .create_upload("photos", key, PutOptions::default())
+            .await
+            .unwrap();
+        ids.push(upload.id);
+    }
+    let listed = buckets.list_uploads("photos", "docs/").await.unwrap();
+    let seen: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|u| (u.key.as_str(), u.id.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("docs/a", ids[1].as_str()),
+            ("docs/a", ids[3].as_str()),
+            ("docs/b", ids[0].as_str()),
+        ]
+    );
+    assert_eq!(buckets.list_uploads("photos", "").await.unwrap().len(), 4);
+    // Completed or aborted ones are gone from the listing.
+    buckets
+        .abort_upload("photos", "img/c", &ids[2])
+        .await
+        .unwrap();
+    assert!(
+        buckets
+            .list_uploads("photos", "img/")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        buckets.list_uploads("nope", "").await,
+        Err(MultipartError::Bucket(_))
+    ));
+}

@@ -1,7 +1,8 @@
 //! The AWS-compatible endpoints beside the gateway: the S3 endpoint over
 //! the served version's buckets and the SQS endpoint over its queues, each
 //! on its own listener (`--s3-listen`, `--sqs-listen`), over HTTPS when a
-//! certificate is given (`--aws-tls-cert`, `--aws-tls-key`).
+//! certificate is given (`--aws-tls-cert`, `--aws-tls-key`); the S3 one
+//! with virtual-hosted-style buckets under `--s3-domain`.
 
 use crate::serving::Serving;
 use anyhow::Context as _;
@@ -18,6 +19,8 @@ use tokio::net::TcpListener;
 #[derive(Clone, Default)]
 pub(crate) struct EndpointSettings {
     pub s3: Option<SocketAddr>,
+    /// Checked as the settings are made, so a bad one stops the start.
+    pub s3_domain: Option<String>,
     pub sqs: Option<SocketAddr>,
     /// Made from the certificate and key files as the server opens, so a
     /// bad file stops the start before anything is served.
@@ -27,6 +30,7 @@ pub(crate) struct EndpointSettings {
 impl EndpointSettings {
     pub(crate) fn new(
         s3: Option<SocketAddr>,
+        s3_domain: Option<String>,
         sqs: Option<SocketAddr>,
         tls: Option<(PathBuf, PathBuf)>,
     ) -> anyhow::Result<Self> {
@@ -34,7 +38,15 @@ impl EndpointSettings {
             Some((cert, key)) => Some(tls_acceptor(&cert, &key)?),
             None => None,
         };
-        Ok(EndpointSettings { s3, sqs, tls })
+        if let Some(domain) = &s3_domain {
+            nimbus_s3::check_domain(domain).context("--s3-domain")?;
+        }
+        Ok(EndpointSettings {
+            s3,
+            s3_domain,
+            sqs,
+            tls,
+        })
     }
 
     /// Binds the endpoints asked for and prints where each listens.
@@ -56,7 +68,9 @@ impl EndpointSettings {
             let handler = nimbus_s3::S3Endpoint::new(
                 Arc::new(move || view.get().buckets.clone()),
                 keys.clone(),
-            );
+                self.s3_domain.as_deref(),
+            )
+            .context("--s3-domain")?;
             endpoints.push(Endpoint::new(listener, tls.clone(), Arc::new(handler)));
         }
         if let Some(addr) = self.sqs {

@@ -197,6 +197,7 @@ impl Server {
         let access_keys = Arc::new(nimbus_access::AccessKeys::new(secrets.clone()));
         let endpoints = crate::endpoints::EndpointSettings::new(
             args.s3_listen,
+            args.s3_domain.clone(),
             args.sqs_listen,
             args.aws_tls_cert.clone().zip(args.aws_tls_key.clone()),
         )?;

@@ -37,6 +37,10 @@ pub struct UpArgs {
     /// given; requests are signed with `nimbus access-key` keys).
     #[arg(long, value_name = "ADDR")]
     pub(crate) s3_listen: Option<SocketAddr>,
+    /// The S3 endpoint's domain: requests to `BUCKET.DOMAIN` name their
+    /// bucket in the host (virtual-hosted style), besides path style.
+    #[arg(long, value_name = "DOMAIN", requires = "s3_listen")]
+    pub(crate) s3_domain: Option<String>,
     /// Serve the SQS API over the app's queues on this address (off unless
     /// given; requests are signed with `nimbus access-key` keys).
     #[arg(long, value_name = "ADDR")]

@@ -3,9 +3,11 @@
 //! an object trigger firing on S3 uploads, every operation refused without
 //! a grant, parts surviving a restart), the AWS CLI from PyPI and Debian's
 //! (`aws s3 cp` of 20 MiB in parts up, down and within the store, `aws s3
-//! sync`), and HTTPS with a self-signed certificate, where
-//! SDKs send `aws-chunked` bodies with trailing checksums. The client
-//! scripts are in `tests/aws/s3_*.py`.
+//! sync`), and HTTPS with a self-signed certificate (both CLIs), where
+//! SDKs send `aws-chunked` bodies with trailing checksums; uploads in
+//! progress listed, date conditions, checksums kept (CRC32C through
+//! `awscrt`), and virtual-hosted-style buckets under `--s3-domain`. The
+//! client scripts are in `tests/aws/s3_*.py`.
 
 mod support;
 
@@ -37,11 +39,23 @@ fn app(name: &str) -> TestApp {
 /// Starts `app` with the S3 endpoint (over HTTPS with `tls`); returns the
 /// server and the endpoint's URL.
 async fn start(app: &TestApp, tls: Option<&(String, String)>) -> (Nimbus, String) {
+    let mut args = Vec::new();
+    if let Some((cert, key)) = tls {
+        args.extend([
+            "--aws-tls-cert",
+            cert.as_str(),
+            "--aws-tls-key",
+            key.as_str(),
+        ]);
+    }
+    start_with(app, &args).await
+}
+
+/// Starts `app` with the S3 endpoint and `extra` arguments.
+async fn start_with(app: &TestApp, extra: &[&str]) -> (Nimbus, String) {
     let manifest = app.write();
     let mut args = vec!["--s3-listen", "127.0.0.1:0"];
-    if let Some((cert, key)) = tls {
-        args.extend(["--aws-tls-cert", cert, "--aws-tls-key", key]);
-    }
+    args.extend(extra);
     let nimbus = Nimbus::start(&manifest, &app.data_dir(), &args).await;
     let line = nimbus
         .stdout
@@ -222,6 +236,92 @@ async fn boto3_works_with_objects_listings_multipart_and_presigned_urls_within_i
         .map(|o| o["key"].as_str().unwrap())
         .collect();
     assert!(keys.contains(&"docs/a.txt"), "{listed}");
+}
+
+#[tokio::test]
+async fn boto3_lists_uploads_in_progress_weighs_dates_and_gets_the_checksums_kept() {
+    let app = app("s3more");
+    let (nimbus, endpoint) = start(&app, None).await;
+    let key = access_key(
+        &nimbus,
+        "more",
+        &["bucket:photos:read", "bucket:photos:write"],
+    )
+    .await;
+    python("s3_more.py", &endpoint, &key, &[]).await;
+    // The checksums kept are no user metadata for /v1.
+    let response = support::client()
+        .get(nimbus.admin_url("/v1/buckets/photos/objects/kept/CRC32"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        !response
+            .headers()
+            .keys()
+            .any(|name| name.as_str().starts_with("x-nimbus-meta-")),
+        "{:?}",
+        response.headers()
+    );
+    let listed =
+        support::get_json(nimbus.admin_url("/v1/buckets/photos/objects?prefix=kept/")).await;
+    for object in listed["objects"].as_array().unwrap() {
+        assert_eq!(object["metadata"], serde_json::json!({}), "{listed}");
+    }
+}
+
+#[tokio::test]
+async fn under_s3_domain_a_host_names_its_bucket_and_path_style_keeps_working() {
+    let app = app("s3vhost");
+    let (nimbus, endpoint) = start_with(&app, &["--s3-domain", "s3.example.test"]).await;
+    let key = access_key(
+        &nimbus,
+        "vhost",
+        &[
+            "bucket:photos:read",
+            "bucket:photos:write",
+            "bucket:other:read",
+            "bucket:other:write",
+        ],
+    )
+    .await;
+    python("s3_vhost.py", &endpoint, &key, &[]).await;
+}
+
+#[tokio::test]
+async fn an_s3_domain_that_is_no_domain_name_stops_the_start() {
+    let app = app("s3baddomain");
+    let manifest = app.write();
+    let data_dir = app.data_dir();
+    let child = tokio::process::Command::new(support::nimbus_bin())
+        .arg("up")
+        .arg(&manifest)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--admin-token", support::ADMIN_TOKEN])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args([
+            "--s3-listen",
+            "127.0.0.1:0",
+            "--s3-domain",
+            "s3.example.test:9000",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let output = tokio::time::timeout(support::PATIENCE, child.wait_with_output())
+        .await
+        .expect("nimbus up kept running with a bad --s3-domain")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("--s3-domain") && stderr.contains("s3.example.test:9000"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -429,14 +529,16 @@ async fn over_https_bodies_with_trailing_checksums_are_checked_and_stored() {
     .await;
     // The clients trust the certificate as their CA bundle.
     python("s3_https.py", &endpoint, &key, &[("S3_CA_BUNDLE", &tls.0)]).await;
-    cp_and_sync(
-        "aws",
-        &endpoint,
-        &key,
-        app.dir.path(),
-        &["--ca-bundle", &tls.0],
-    )
-    .await;
+    for program in ["aws", "/usr/bin/aws"] {
+        cp_and_sync(
+            program,
+            &endpoint,
+            &key,
+            app.dir.path(),
+            &["--ca-bundle", &tls.0],
+        )
+        .await;
+    }
     nimbus
         .stderr
         .wait_until("the event of the upload over HTTPS", |lines| {

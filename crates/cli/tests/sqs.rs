@@ -1,7 +1,7 @@
 //! The SQS endpoint through the real `nimbus up --sqs-listen` and real
 //! clients: boto3 (the AWS JSON 1.0 protocol) and Debian's AWS CLI (the
-//! query protocol), driven by the scripts in `tests/aws/`, plus raw
-//! malformed requests the server must answer and survive.
+//! query protocol), driven by the scripts in `tests/aws/`, both over HTTPS
+//! too, plus raw malformed requests the server must answer and survive.
 
 mod support;
 
@@ -304,6 +304,10 @@ async fn over_https_queue_urls_name_https_and_messages_flow() {
     let (cert, key) = support::certificate(dir.path());
     let endpoint = start_with(dir, &["--aws-tls-cert", &cert, "--aws-tls-key", &key]).await;
     assert!(
+        Path::new("/usr/bin/aws").exists(),
+        "Debian's awscli is missing: apt-get install -y awscli"
+    );
+    assert!(
         endpoint.url.starts_with("https://127.0.0.1:"),
         "{}",
         endpoint.url
@@ -324,4 +328,68 @@ async fn over_https_queue_urls_name_https_and_messages_flow() {
             "over tls"
         ]
     );
+    // Debian's CLI (the query protocol) trusts the certificate as its CA
+    // bundle.
+    let (url, id, secret) = (
+        endpoint.url.clone(),
+        endpoint.key.0.clone(),
+        endpoint.key.1.clone(),
+    );
+    let debian = |args: Vec<String>| {
+        let mut command = std::process::Command::new("/usr/bin/aws");
+        command
+            .args([
+                "--endpoint-url",
+                &url,
+                "--ca-bundle",
+                &cert,
+                "--output",
+                "json",
+                "sqs",
+            ])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", &id)
+            .env("AWS_SECRET_ACCESS_KEY", &secret)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_PAGER", "");
+        async move {
+            let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+                .await
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+        }
+    };
+    let queue = debian(vec![
+        "get-queue-url".into(),
+        "--queue-name".into(),
+        "work".into(),
+    ])
+    .await;
+    let queue = queue["QueueUrl"].as_str().unwrap().to_owned();
+    assert_eq!(queue, format!("{}/000000000000/work", endpoint.url));
+    debian(vec![
+        "send-message".into(),
+        "--queue-url".into(),
+        queue.clone(),
+        "--message-body".into(),
+        "debian over tls".into(),
+    ])
+    .await;
+    let received = debian(vec![
+        "receive-message".into(),
+        "--queue-url".into(),
+        queue,
+        "--wait-time-seconds".into(),
+        "20".into(),
+    ])
+    .await;
+    assert_eq!(received["Messages"][0]["Body"], "debian over tls");
 }

@@ -78,6 +78,7 @@ const SERVED: &[&str] = &[
     "CompleteMultipartUpload",
     "AbortMultipartUpload",
     "ListParts",
+    "ListMultipartUploads",
 ];
 
 /// The signing key of a request that passed [`Grants::check`].
@@ -311,6 +312,21 @@ impl S3Access for Grants {
             Action::BucketWrite {
                 bucket: &req.input.bucket,
                 key: &req.input.key,
+            },
+        )
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: &mut S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<()> {
+        // Uploads in progress name keys: seeing them is listing the prefix.
+        let prefix = req.input.prefix.as_deref().unwrap_or_default();
+        allow(
+            req,
+            Action::BucketList {
+                bucket: &req.input.bucket,
+                prefix,
             },
         )
     }

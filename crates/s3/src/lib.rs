@@ -8,11 +8,13 @@
 //! before an operation runs; the operations themselves (`objects`, `list`,
 //! `multipart`) go through `nimbus_bucket::Buckets`, so an object written
 //! here is stored, limited and announced to object triggers exactly as one
-//! written through `/v1` or a function.
+//! written through `/v1` or a function. Buckets are named in the path, and
+//! in the host too when the endpoint has a domain ([`host`]).
 
 mod auth;
 mod body;
 mod error;
+mod host;
 mod list;
 mod multipart;
 mod objects;
@@ -23,6 +25,13 @@ use nimbus_bucket::Buckets;
 use nimbus_gateway::{Handler, RequestBody};
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+pub use host::InvalidDomain;
+
+/// Whether `domain` can be the endpoint's `--s3-domain`.
+pub fn check_domain(domain: &str) -> Result<(), InvalidDomain> {
+    host::BucketDomain::new(domain).map(drop)
+}
 
 /// The buckets of the version being served now.
 pub type CurrentBuckets = Arc<dyn Fn() -> Arc<Buckets> + Send + Sync>;
@@ -37,8 +46,17 @@ pub struct S3Endpoint {
 }
 
 impl S3Endpoint {
-    pub fn new(buckets: CurrentBuckets, keys: Arc<AccessKeys>) -> Self {
+    /// The endpoint over `buckets`; with `domain`, hosts under it name
+    /// their bucket (`photos.DOMAIN`) besides path-style requests.
+    pub fn new(
+        buckets: CurrentBuckets,
+        keys: Arc<AccessKeys>,
+        domain: Option<&str>,
+    ) -> Result<Self, InvalidDomain> {
         let mut builder = s3s::service::S3ServiceBuilder::new(service::NimbusS3::new(buckets));
+        if let Some(domain) = domain {
+            builder.set_host(host::BucketDomain::new(domain)?);
+        }
         builder.set_auth(auth::KeyAuth::new(keys.clone()));
         builder.set_access(auth::Grants::new(keys));
         builder.set_validation(auth::BucketNames);
@@ -47,9 +65,9 @@ impl S3Endpoint {
         builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
             config,
         ))));
-        S3Endpoint {
+        Ok(S3Endpoint {
             service: builder.build(),
-        }
+        })
     }
 }
 

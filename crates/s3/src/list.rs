@@ -14,7 +14,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 const TOKEN: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-fn owner() -> Owner {
+pub(crate) fn owner() -> Owner {
     Owner {
         display_name: Some("nimbus".to_owned()),
         id: Some("nimbus".to_owned()),
@@ -58,7 +58,7 @@ pub(crate) async fn exists(buckets: &Buckets, bucket: &str) -> S3Result<()> {
 }
 
 /// The page size asked for: 1,000 when not given, never more.
-fn page_size(max_keys: Option<i32>) -> S3Result<u32> {
+pub(crate) fn page_size(max_keys: Option<i32>) -> S3Result<u32> {
     match max_keys {
         None => Ok(MAX_LIST_LIMIT),
         Some(n) if n < 0 => Err(s3_error!(
@@ -70,7 +70,7 @@ fn page_size(max_keys: Option<i32>) -> S3Result<u32> {
 }
 
 /// Whether names in the answer are URL-encoded.
-fn url_encoded(encoding: Option<&EncodingType>) -> S3Result<bool> {
+pub(crate) fn url_encoded(encoding: Option<&EncodingType>) -> S3Result<bool> {
     match encoding.map(EncodingType::as_str) {
         None => Ok(false),
         Some(EncodingType::URL) => Ok(true),
@@ -83,7 +83,7 @@ fn url_encoded(encoding: Option<&EncodingType>) -> S3Result<bool> {
 
 /// A name as the answer carries it: URL-encoded (keeping `/`, as S3) when
 /// asked for, since XML cannot carry every character a key may hold.
-fn name(text: &str, encode: bool) -> String {
+pub(crate) fn name(text: &str, encode: bool) -> String {
     if encode {
         urlencoding::encode(text).replace("%2F", "/")
     } else {

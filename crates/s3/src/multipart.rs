@@ -1,9 +1,10 @@
-//! Multipart uploads (create, upload part, complete, abort, list parts)
-//! over `Buckets`' staging area; completing one stores the object through
+//! Multipart uploads (create, upload part, complete, abort, list parts,
+//! list uploads) over `Buckets`' staging area; completing one stores the object through
 //! `Buckets::put`, so object triggers fire as for any other upload.
 
 use crate::body::{self, Expected};
 use crate::error::from_bucket;
+use crate::list::{name, owner, page_size, url_encoded};
 use crate::objects::{checked_key, limit, timestamp, traceparent, user_metadata};
 use nimbus_bucket::{Buckets, ByteRange, MAX_PART_NUMBER, MultipartError, PutOptions, part_number};
 use s3s::dto::*;
@@ -296,4 +297,191 @@ pub(crate) async fn list_parts(
         storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
         ..Default::default()
     }))
+}
+
+/// One entry of a ListMultipartUploads page: an upload, or the common
+/// prefix standing for every upload whose key has the delimiter after the
+/// prefix.
+enum Listed<'a> {
+    Upload(&'a nimbus_bucket::Upload),
+    Prefix(String),
+}
+
+impl Listed<'_> {
+    fn key(&self) -> &str {
+        match self {
+            Listed::Upload(u) => &u.key,
+            Listed::Prefix(p) => p,
+        }
+    }
+}
+
+/// The entries of `uploads` (sorted by key and id) after the markers,
+/// uploads sharing a common prefix folded into one.
+fn entries<'a>(
+    uploads: &'a [nimbus_bucket::Upload],
+    prefix: &str,
+    delimiter: Option<&str>,
+    key_marker: Option<&str>,
+    upload_id_marker: Option<&str>,
+) -> Vec<Listed<'a>> {
+    let mut out: Vec<Listed<'a>> = Vec::new();
+    for upload in uploads {
+        let folded = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
+            let rest = &upload.key[prefix.len()..];
+            rest.find(d)
+                .map(|at| format!("{prefix}{}", &rest[..at + d.len()]))
+        });
+        let entry = match folded {
+            Some(common) => Listed::Prefix(common),
+            None => Listed::Upload(upload),
+        };
+        // An upload id marker counts only with a key marker, as in S3.
+        let past = match (key_marker, &entry) {
+            (None, _) => true,
+            (Some(km), Listed::Upload(u)) => match upload_id_marker {
+                Some(im) => (u.key.as_str(), u.id.as_str()) > (km, im),
+                None => u.key.as_str() > km,
+            },
+            (Some(km), Listed::Prefix(p)) => p.as_str() > km,
+        };
+        if !past {
+            continue;
+        }
+        if let (Listed::Prefix(p), Some(Listed::Prefix(last))) = (&entry, out.last())
+            && p == last
+        {
+            continue;
+        }
+        out.push(entry);
+    }
+    out
+}
+
+/// ListMultipartUploads: the uploads in progress into a bucket, by key and
+/// then by age, with prefix, delimiter, key and upload id markers and
+/// max-uploads.
+pub(crate) async fn list_uploads(
+    buckets: &Buckets,
+    req: S3Request<ListMultipartUploadsInput>,
+) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+    let input = req.input;
+    let max = page_size(input.max_uploads)? as usize;
+    let encode = url_encoded(input.encoding_type.as_ref())?;
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let key_marker = input.key_marker.as_deref().filter(|m| !m.is_empty());
+    let upload_id_marker = input.upload_id_marker.as_deref().filter(|m| !m.is_empty());
+    let all = buckets
+        .list_uploads(&input.bucket, &prefix)
+        .await
+        .map_err(from_multipart)?;
+    let listed = entries(
+        &all,
+        &prefix,
+        input.delimiter.as_deref(),
+        key_marker,
+        upload_id_marker,
+    );
+    let truncated = max > 0 && listed.len() > max;
+    let page = &listed[..listed.len().min(max)];
+    let (next_key, next_id) = match page.last().filter(|_| truncated) {
+        Some(last) => (
+            Some(name(last.key(), encode)),
+            match last {
+                Listed::Upload(u) => Some(u.id.clone()),
+                Listed::Prefix(_) => None,
+            },
+        ),
+        None => (None, None),
+    };
+    let mut uploads = Vec::new();
+    let mut prefixes = Vec::new();
+    for entry in page {
+        match entry {
+            Listed::Upload(u) => uploads.push(MultipartUpload {
+                key: Some(name(&u.key, encode)),
+                upload_id: Some(u.id.clone()),
+                initiated: Some(timestamp(u.initiated_ms)),
+                initiator: Some(Initiator {
+                    display_name: Some("nimbus".to_owned()),
+                    id: Some("nimbus".to_owned()),
+                }),
+                owner: Some(owner()),
+                storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                ..Default::default()
+            }),
+            Listed::Prefix(p) => prefixes.push(CommonPrefix {
+                prefix: Some(name(p, encode)),
+            }),
+        }
+    }
+    Ok(S3Response::new(ListMultipartUploadsOutput {
+        bucket: Some(input.bucket),
+        prefix: Some(name(&prefix, encode)),
+        delimiter: input.delimiter.map(|d| name(&d, encode)),
+        key_marker: Some(name(key_marker.unwrap_or_default(), encode)),
+        upload_id_marker: Some(upload_id_marker.unwrap_or_default().to_owned()),
+        next_key_marker: next_key,
+        next_upload_id_marker: next_id,
+        max_uploads: Some(max as i32),
+        is_truncated: Some(truncated),
+        uploads: Some(uploads),
+        common_prefixes: Some(prefixes),
+        encoding_type: input.encoding_type,
+        ..Default::default()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upload(key: &str, id: &str) -> nimbus_bucket::Upload {
+        nimbus_bucket::Upload {
+            id: id.to_owned(),
+            bucket: "b".to_owned(),
+            key: key.to_owned(),
+            content_type: None,
+            user_metadata: Default::default(),
+            initiated_ms: 0,
+        }
+    }
+
+    fn keys(listed: &[Listed<'_>]) -> Vec<String> {
+        listed
+            .iter()
+            .map(|e| match e {
+                Listed::Upload(u) => format!("{}@{}", u.key, u.id),
+                Listed::Prefix(p) => p.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn markers_skip_what_was_listed_and_a_delimiter_folds_keys_into_prefixes() {
+        let all = [
+            upload("a", "1"),
+            upload("a", "2"),
+            upload("d/x", "3"),
+            upload("d/y", "4"),
+            upload("e", "5"),
+        ];
+        assert_eq!(
+            keys(&entries(&all, "", Some("/"), None, None)),
+            ["a@1", "a@2", "d/", "e@5"]
+        );
+        assert_eq!(
+            keys(&entries(&all, "", Some("/"), Some("a"), Some("1"))),
+            ["a@2", "d/", "e@5"]
+        );
+        // A common prefix given back as the key marker is past.
+        assert_eq!(
+            keys(&entries(&all, "", Some("/"), Some("d/"), None)),
+            ["e@5"]
+        );
+        assert_eq!(
+            keys(&entries(&all[2..4], "d/", None, None, None)),
+            ["d/x@3", "d/y@4"]
+        );
+    }
 }

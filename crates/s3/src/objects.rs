@@ -6,7 +6,7 @@ use crate::auth::signer;
 use crate::body::{self, Expected};
 use crate::error::{from_bucket, invalid_key};
 use nimbus_access::Action;
-use nimbus_bucket::{Buckets, ByteRange, ObjectBytes, PutOptions, check_object_key};
+use nimbus_bucket::{Buckets, ByteRange, Checksums, ObjectBytes, PutOptions, check_object_key};
 use nimbus_store::ObjectMeta;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
@@ -99,11 +99,11 @@ pub(crate) async fn put_object(
         traceparent: trace,
         ..PutOptions::default()
     };
+    let c = read.checksum;
     let meta = buckets
-        .put(&input.bucket, &input.key, read.bytes, options)
+        .put_with_checksums(&input.bucket, &input.key, read.bytes, options, kept(&c)?)
         .await
         .map_err(from_bucket)?;
-    let c = read.checksum;
     Ok(S3Response::new(PutObjectOutput {
         e_tag: Some(etag(&meta)),
         checksum_crc32: c.checksum_crc32,
@@ -115,6 +115,43 @@ pub(crate) async fn put_object(
     }))
 }
 
+/// The checksums of an upload, checked on the way in, to keep with the
+/// object.
+fn kept(c: &Checksum) -> S3Result<Checksums> {
+    let mut kept = Checksums::default();
+    for (algorithm, value) in [
+        ("crc32", &c.checksum_crc32),
+        ("crc32c", &c.checksum_crc32c),
+        ("sha1", &c.checksum_sha1),
+        ("sha256", &c.checksum_sha256),
+        ("crc64nvme", &c.checksum_crc64nvme),
+    ] {
+        if let Some(value) = value {
+            kept.insert(algorithm, value).map_err(from_bucket)?;
+        }
+    }
+    Ok(kept)
+}
+
+/// The kept checksums as S3 answers them, when the request asked with
+/// `x-amz-checksum-mode: ENABLED` (of the whole object only: a range has
+/// none).
+fn shown(mode: Option<&ChecksumMode>, whole: bool, kept: &Checksums) -> Checksum {
+    let enabled = mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED));
+    if !enabled || !whole || kept.is_empty() {
+        return Checksum::default();
+    }
+    let get = |algorithm: &str| kept.get(algorithm).map(str::to_owned);
+    Checksum {
+        checksum_crc32: get("crc32"),
+        checksum_crc32c: get("crc32c"),
+        checksum_sha1: get("sha1"),
+        checksum_sha256: get("sha256"),
+        checksum_crc64nvme: get("crc64nvme"),
+        checksum_type: Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
+    }
+}
+
 fn byte_range(range: Option<Range>) -> Option<ByteRange> {
     range.map(|r| match r {
         Range::Int { first, last } => ByteRange::From { first, last },
@@ -122,29 +159,48 @@ fn byte_range(range: Option<Range>) -> Option<ByteRange> {
     })
 }
 
-/// `If-Match` and `If-None-Match` against the object's ETag: a failed
-/// `If-Match` is 412, a matching `If-None-Match` 304.
-fn conditions(
-    meta: &ObjectMeta,
-    if_match: Option<&ETagCondition>,
-    if_none_match: Option<&ETagCondition>,
-) -> S3Result<()> {
+/// The preconditions of a read, as S3 (and RFC 9110) weighs them.
+#[derive(Default)]
+struct Conditions<'a> {
+    if_match: Option<&'a ETagCondition>,
+    if_none_match: Option<&'a ETagCondition>,
+    if_modified_since: Option<&'a Timestamp>,
+    if_unmodified_since: Option<&'a Timestamp>,
+}
+
+/// Whole seconds since the epoch: HTTP dates carry no finer time, so an
+/// object is compared by the `Last-Modified` it is shown with.
+fn seconds(t: &Timestamp) -> i64 {
+    time::OffsetDateTime::from(t.clone()).unix_timestamp()
+}
+
+/// `If-Match` against the object's ETag, else `If-Unmodified-Since`
+/// against its time: failing is 412. `If-None-Match`, else
+/// `If-Modified-Since`: an object that matches or is unchanged is 304.
+fn conditions(meta: &ObjectMeta, given: Conditions<'_>) -> S3Result<()> {
     let ours = etag(meta);
     let matches = |c: &ETagCondition| match c {
         ETagCondition::Any => true,
         ETagCondition::ETag(e) => e.value() == ours.value(),
     };
-    if let Some(c) = if_match
-        && !matches(c)
-    {
+    let modified = (meta.created_at / 1000) as i64;
+    let failed = match (given.if_match, given.if_unmodified_since) {
+        (Some(c), _) => !matches(c),
+        (None, Some(since)) => modified > seconds(since),
+        (None, None) => false,
+    };
+    if failed {
         return Err(s3_error!(
             PreconditionFailed,
             "At least one of the pre-conditions you specified did not hold"
         ));
     }
-    if let Some(c) = if_none_match
-        && matches(c)
-    {
+    let unchanged = match (given.if_none_match, given.if_modified_since) {
+        (Some(c), _) => matches(c),
+        (None, Some(since)) => modified <= seconds(since),
+        (None, None) => false,
+    };
+    if unchanged {
         return Err(s3_error!(NotModified));
     }
     Ok(())
@@ -156,11 +212,19 @@ pub(crate) async fn get_object(
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
     checked_key(&input.key)?;
-    let ObjectBytes { meta, bytes, range } = buckets
-        .get(&input.bucket, &input.key, byte_range(input.range))
+    let (ObjectBytes { meta, bytes, range }, checksums) = buckets
+        .get_with_checksums(&input.bucket, &input.key, byte_range(input.range))
         .await
         .map_err(from_bucket)?;
-    conditions(&meta, input.if_match.as_ref(), input.if_none_match.as_ref())?;
+    conditions(
+        &meta,
+        Conditions {
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+        },
+    )?;
     let content_range = range.as_ref().map(|r| {
         format!(
             "bytes {}-{}/{}",
@@ -169,7 +233,14 @@ pub(crate) async fn get_object(
             meta.size
         )
     });
+    let c = shown(input.checksum_mode.as_ref(), range.is_none(), &checksums);
     Ok(S3Response::new(GetObjectOutput {
+        checksum_crc32: c.checksum_crc32,
+        checksum_crc32c: c.checksum_crc32c,
+        checksum_sha1: c.checksum_sha1,
+        checksum_sha256: c.checksum_sha256,
+        checksum_crc64nvme: c.checksum_crc64nvme,
+        checksum_type: c.checksum_type,
         content_length: Some(bytes.len() as i64),
         body: Some(StreamingBlob::from(s3s::Body::from(bytes))),
         content_range,
@@ -188,12 +259,27 @@ pub(crate) async fn head_object(
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = req.input;
     checked_key(&input.key)?;
-    let meta = buckets
-        .head(&input.bucket, &input.key)
+    let (meta, checksums) = buckets
+        .head_with_checksums(&input.bucket, &input.key)
         .await
         .map_err(from_bucket)?;
-    conditions(&meta, input.if_match.as_ref(), input.if_none_match.as_ref())?;
+    conditions(
+        &meta,
+        Conditions {
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+        },
+    )?;
+    let c = shown(input.checksum_mode.as_ref(), true, &checksums);
     Ok(S3Response::new(HeadObjectOutput {
+        checksum_crc32: c.checksum_crc32,
+        checksum_crc32c: c.checksum_crc32c,
+        checksum_sha1: c.checksum_sha1,
+        checksum_sha256: c.checksum_sha256,
+        checksum_crc64nvme: c.checksum_crc64nvme,
+        checksum_type: c.checksum_type,
         content_length: Some(meta.size as i64),
         accept_ranges: Some("bytes".to_owned()),
         content_type: Some(meta.content_type.clone()),
@@ -320,10 +406,15 @@ pub(crate) async fn copy_object(
         .get(from_bucket_name, from_key, None)
         .await
         .map_err(from_bucket)?;
+    // Every failed copy condition is 412, as S3 answers them.
     conditions(
         &source.meta,
-        input.copy_source_if_match.as_ref(),
-        input.copy_source_if_none_match.as_ref(),
+        Conditions {
+            if_match: input.copy_source_if_match.as_ref(),
+            if_none_match: input.copy_source_if_none_match.as_ref(),
+            if_modified_since: input.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+        },
     )
     .map_err(|_| {
         s3_error!(
@@ -379,4 +470,64 @@ pub(crate) async fn get_object_tagging(
         tag_set: Vec::new(),
         version_id: None,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(created_at: u64) -> ObjectMeta {
+        ObjectMeta {
+            bucket: "b".into(),
+            key: "k".into(),
+            size: 0,
+            etag: "d41d8cd98f00b204e9800998ecf8427e".into(),
+            content_type: "text/plain".into(),
+            user_metadata: BTreeMap::new(),
+            blob: "x".into(),
+            created_at,
+            sequencer: 1,
+        }
+    }
+
+    fn code(r: S3Result<()>) -> Option<String> {
+        r.err().map(|e| e.code().as_str().to_owned())
+    }
+
+    #[test]
+    fn dates_are_weighed_in_whole_seconds_and_after_the_etag_conditions() {
+        // Modified at 1,000.5 s: shown as 1,000.
+        let meta = object(1_000_500);
+        let at = |s: u64| timestamp(s * 1000);
+        let (before, same) = (at(999), at(1000));
+        let since = |t| Conditions {
+            if_modified_since: Some(t),
+            ..Default::default()
+        };
+        assert_eq!(code(conditions(&meta, since(&before))), None);
+        assert_eq!(
+            code(conditions(&meta, since(&same))).as_deref(),
+            Some("NotModified")
+        );
+        let unmodified = |t| Conditions {
+            if_unmodified_since: Some(t),
+            ..Default::default()
+        };
+        assert_eq!(code(conditions(&meta, unmodified(&same))), None);
+        assert_eq!(
+            code(conditions(&meta, unmodified(&before))).as_deref(),
+            Some("PreconditionFailed")
+        );
+        // A matching If-Match outweighs a failed If-Unmodified-Since, and
+        // a failed If-None-Match outweighs If-Modified-Since.
+        let ours = ETagCondition::ETag(etag(&meta));
+        let other = ETagCondition::ETag(ETag::Strong("0".repeat(32)));
+        let both = Conditions {
+            if_match: Some(&ours),
+            if_unmodified_since: Some(&before),
+            if_none_match: Some(&other),
+            if_modified_since: Some(&same),
+        };
+        assert_eq!(code(conditions(&meta, both)), None);
+    }
 }

@@ -146,4 +146,11 @@ impl S3 for NimbusS3 {
     ) -> S3Result<S3Response<ListPartsOutput>> {
         multipart::list_parts(&(self.buckets)(), req).await
     }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        multipart::list_uploads(&(self.buckets)(), req).await
+    }
 }

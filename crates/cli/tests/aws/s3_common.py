@@ -79,11 +79,24 @@ def signed_at(when, sign):
 
     import botocore.auth
 
-    real = botocore.auth.get_current_datetime
-    botocore.auth.get_current_datetime = lambda remove_tzinfo=True: datetime.datetime.fromtimestamp(
-        when, datetime.timezone.utc
-    ).replace(tzinfo=None)
+    def at(remove_tzinfo=True):
+        moment = datetime.datetime.fromtimestamp(when, datetime.timezone.utc)
+        return moment.replace(tzinfo=None) if remove_tzinfo else moment
+
+    # botocore signs through awscrt when it is installed (for CRC32C), and
+    # that signer reads the clock through its own module.
+    modules = [botocore.auth]
+    try:
+        import botocore.crt.auth
+
+        modules.append(botocore.crt.auth)
+    except ImportError:
+        pass
+    real = [m.get_current_datetime for m in modules]
+    for m in modules:
+        m.get_current_datetime = at
     try:
         return sign()
     finally:
-        botocore.auth.get_current_datetime = real
+        for m, clock in zip(modules, real):
+            m.get_current_datetime = clock
