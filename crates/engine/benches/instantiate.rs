@@ -55,7 +55,7 @@ fn setup() -> Setup {
         nimbus_bucket::Buckets::open(&app, &dir.path().join("buckets"), store.clone())
             .expect("buckets"),
     );
-    let _in_runtime = tokio.enter();
+    let in_runtime = tokio.enter();
     let secrets = tokio
         .block_on(nimbus_vault::Vault::open(store.clone(), &secret_key))
         .expect("vault");
@@ -83,7 +83,7 @@ fn setup() -> Setup {
     let LoadedFunction::Http(function) = loaded else {
         panic!("hello is not an HTTP function");
     };
-    drop(_in_runtime);
+    drop(in_runtime);
     Setup {
         tokio,
         function,

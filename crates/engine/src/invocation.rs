@@ -328,8 +328,8 @@ impl FunctionCore {
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         match result {
             // Debug, not info: the history record holds the same (function,
-            // id, duration, outcome), and a line per request on stderr cost
-            // about a tenth of an HTTP function's throughput (BENCHMARKS.md).
+            // id, duration, outcome), and formatting and writing a line per
+            // request to stderr is a cost every HTTP request paid (issue 17).
             Ok(_) => {
                 tracing::debug!(function = %name, invocation_id, duration_ms, "invocation finished")
             }
