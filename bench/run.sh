@@ -7,6 +7,8 @@
 #
 #   bench/run.sh                      # 10 s per measurement
 #   DURATION=30 RATE=2000 bench/run.sh
+#   NIMBUS=/path/to/other/nimbus bench/run.sh   # measure another build
+#   NIMBUS_BASELINE=/path/to/old/nimbus bench/run.sh  # add a row for an older build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,8 +25,9 @@ chmod +x "$WASMTIME"
 cargo build --release --locked -p nimbus-cli -p nimbus-bench
 (cd tests/programs && cargo build --release --locked --target wasm32-wasip2 --example hello)
 HELLO=$PWD/tests/programs/target/wasm32-wasip2/release/examples/hello.wasm
-NIMBUS=$PWD/target/release/nimbus
-HYPER=$PWD/target/release/hyper-hello
+TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+NIMBUS=${NIMBUS:-$TARGET/release/nimbus}  # NIMBUS=path measures another build
+HYPER=$TARGET/release/hyper-hello
 
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -78,6 +81,12 @@ port=$(free_port)
 start wasmtime "$port" "$WASMTIME" serve -O pooling-allocator=y -Scli --addr "127.0.0.1:$port" "$HELLO"
 measure wasmtime "$port"; stop
 
+if [ -n "${NIMBUS_BASELINE:-}" ]; then # another build, measured in the same run
+  port=$(free_port)
+  start nimbus-baseline "$port" "$NIMBUS_BASELINE" up "$WORK/nimbus.toml" --listen "127.0.0.1:$port" --admin-listen 127.0.0.1:0 --data-dir "$WORK/data-baseline"
+  measure nimbus-baseline "$port"; stop
+fi
+
 port=$(free_port)
 start nimbus "$port" "$NIMBUS" up "$WORK/nimbus.toml" --listen "127.0.0.1:$port" --admin-listen 127.0.0.1:0 --data-dir "$WORK/data"
 measure nimbus "$port"; stop
@@ -86,17 +95,25 @@ port=$(free_port)
 NIMBUS_LOG=warn start nimbus-quiet "$port" "$NIMBUS" up "$WORK/nimbus.toml" --listen "127.0.0.1:$port" --admin-listen 127.0.0.1:0 --data-dir "$WORK/data"
 measure nimbus-quiet "$port"; stop
 
-startup_ms() { # time from `nimbus up` to the first 200, in ms
-  local port; port=$(free_port)
-  local t0; t0=$(date +%s%N)
-  start startup "$port" "$NIMBUS" up "$WORK/nimbus.toml" --listen "127.0.0.1:$port" --admin-listen 127.0.0.1:0 --data-dir "$WORK/startup-data"
-  local t1; t1=$(date +%s%N)
-  stop
-  echo $(( (t1 - t0) / 1000000 ))
+# `nimbus up` to its first 200, in ms: the median of STARTS starts, polled
+# every 0.2 ms by bench/first_response.py on core 1. The first start compiles
+# the component (no cached artifact); the cached figure is the median of the
+# starts after it.
+STARTS=${STARTS:-11}
+port=$(free_port)
+startup() { # RUNS
+  taskset -c 1 python3 bench/first_response.py "$port" "$1" 0 -- "$NIMBUS" up "$WORK/nimbus.toml" \
+    --listen "127.0.0.1:$port" --admin-listen 127.0.0.1:0 --data-dir "$WORK/startup-data"
 }
 rm -rf "$WORK/startup-data"
-COLD=$(startup_ms)
-WARM=$(startup_ms)
+COLD=$(startup 1 | awk '/median/ {print $2}')
+WARM=$(startup "$STARTS" | awk '/median/ {print $2}')
+BASE_WARM=
+if [ -n "${NIMBUS_BASELINE:-}" ]; then
+  BASE_WARM=$(taskset -c 1 python3 bench/first_response.py "$port" "$STARTS" 0 -- "$NIMBUS_BASELINE" up "$WORK/nimbus.toml" \
+    --listen "127.0.0.1:$port" --admin-listen 127.0.0.1:0 --data-dir "$WORK/startup-data" | awk '/median/ {print $2}')
+fi
+echo "measured startup: $COLD ms compiling, $WARM ms with a cached artifact (median of $STARTS)" >&2
 
 ratio() { python3 -c "print(f'{$1 / $2:.2f}x')"; }
 cat <<REPORT
@@ -107,9 +124,11 @@ cat <<REPORT
 | wasmtime serve $WASMTIME_VERSION (pooling) | ${RPS[wasmtime]} | $(ratio "${RPS[wasmtime]}" "${RPS[hyper]}") | 1.00x | ${P50[wasmtime]} | ${P99[wasmtime]} |
 | nimbus up (log level info) | ${RPS[nimbus]} | $(ratio "${RPS[nimbus]}" "${RPS[hyper]}") | $(ratio "${RPS[nimbus]}" "${RPS[wasmtime]}") | ${P50[nimbus]} | ${P99[nimbus]} |
 | nimbus up (NIMBUS_LOG=warn) | ${RPS[nimbus-quiet]} | $(ratio "${RPS[nimbus-quiet]}" "${RPS[hyper]}") | $(ratio "${RPS[nimbus-quiet]}" "${RPS[wasmtime]}") | ${P50[nimbus-quiet]} | ${P99[nimbus-quiet]} |
+$([ -n "${NIMBUS_BASELINE:-}" ] && echo "| nimbus up, baseline build (log level info) | ${RPS[nimbus-baseline]} | $(ratio "${RPS[nimbus-baseline]}" "${RPS[hyper]}") | $(ratio "${RPS[nimbus-baseline]}" "${RPS[wasmtime]}") | ${P50[nimbus-baseline]} | ${P99[nimbus-baseline]} |")
 
 | nimbus up to first response | ms |
 | --- | ---: |
 | no cached artifact (compiles) | $COLD |
-| cached artifact | $WARM |
+| cached artifact (median of $STARTS) | $WARM |
+$([ -n "$BASE_WARM" ] && echo "| cached artifact, baseline build (median of $STARTS) | $BASE_WARM |")
 REPORT

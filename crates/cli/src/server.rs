@@ -70,6 +70,21 @@ impl Server {
     /// the default data directory and secret key, and whose buckets and
     /// function limits shape the object storage and the instance pool).
     pub async fn open(args: &UpArgs, app: &App) -> anyhow::Result<Server> {
+        // The engine's instance pool (a guard page per fiber stack: a
+        // thousand `mprotect` calls by default) needs nothing else opened
+        // here, so it is built on a thread of its own while the store, vault
+        // and buckets open. Sized by the server's settings, not one
+        // version's functions: every version deployed later runs in the
+        // same pool.
+        let settings = EngineSettings {
+            max_memory_mb: args.max_function_memory_mb,
+            pooled_instances: args.pool_instances,
+            max_wasm_stack_kb: args.max_wasm_stack_kb,
+        };
+        let engine = std::thread::Builder::new()
+            .name("nimbus-engine-init".into())
+            .spawn(move || Runtime::new(settings))
+            .context("failed to start the engine's creation")?;
         let data_dir = match args.data_dir.clone() {
             Some(dir) => dir,
             None => default_data_dir(&app.name)?,
@@ -168,13 +183,9 @@ impl Server {
             None => (nimbus_trace::Tracer::disabled(), None),
         };
         let history = nimbus_engine::History::start(store.clone(), metrics.clone(), &node);
-        // Sized by the server's settings, not one version's functions: every
-        // version deployed later runs in the same pool.
-        let runtime = Runtime::new(EngineSettings {
-            max_memory_mb: args.max_function_memory_mb,
-            pooled_instances: args.pool_instances,
-            max_wasm_stack_kb: args.max_wasm_stack_kb,
-        })?;
+        let runtime = engine
+            .join()
+            .map_err(|_| anyhow::anyhow!("creating the wasmtime engine panicked"))??;
         let cache = ArtifactCache::new(data_dir.join("artifacts"));
         let keys = Arc::new(
             ApiKeys::load(store.clone())

@@ -348,8 +348,11 @@ impl FunctionCore {
         self.metrics().invocation(name, outcome, ran);
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         match result {
+            // Debug, not info: the history record holds the same (function,
+            // id, duration, outcome), and formatting and writing a line per
+            // request to stderr is a cost every HTTP request paid (issue 17).
             Ok(_) => {
-                tracing::info!(function = %name, invocation_id, duration_ms, "invocation finished")
+                tracing::debug!(function = %name, invocation_id, duration_ms, "invocation finished")
             }
             Err(InvokeError::Failed(e)) => {
                 tracing::error!(function = %name, invocation_id, duration_ms, "invocation failed: {}", describe(e));

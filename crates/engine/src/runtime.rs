@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// How often the engine's epoch advances. Deadlines are checked, and running
@@ -23,6 +23,13 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Upper bound on pooled instance slots, whatever the app asks for.
 pub const MAX_POOLED_INSTANCES: u32 = 1000;
+
+/// Written pages of one slot's linear memory reset in place (and kept
+/// resident) rather than given back to the kernel, when the kernel supports
+/// PAGEMAP_SCAN: at most this much resident memory per used pool slot.
+const MEMORY_KEEP_RESIDENT: usize = 1 << 20;
+/// The same for one slot's tables.
+const TABLE_KEEP_RESIDENT: usize = 256 << 10;
 
 /// Engine settings derived from the app; they shape the instance pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +88,19 @@ impl Runtime {
             .total_tables(n.saturating_mul(8))
             .total_stacks(n)
             .max_memory_size((settings.max_memory_mb as usize) << 20);
+        // A fresh instance per request reuses a slot another instance just
+        // left. By default its memory is handed back to the kernel
+        // (`madvise`) and every page the next instance touches faults in
+        // again: a fifth of an HTTP request's time (BENCHMARKS.md). Where
+        // the kernel can say which pages were written (PAGEMAP_SCAN, Linux
+        // 6.7+), those pages are instead reset to their initial contents in
+        // place, up to these sizes per slot; the rest is still given back.
+        // The next instance starts from the same initial state either way.
+        if PoolingAllocationConfig::is_pagemap_scan_available() {
+            pool.pagemap_scan(Enabled::Yes)
+                .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+                .table_keep_resident(TABLE_KEEP_RESIDENT);
+        }
 
         let max_wasm_stack = (settings.max_wasm_stack_kb as usize) << 10;
         let mut config = Config::new();

@@ -9,6 +9,9 @@ mod export;
 
 pub use export::{Exporter, spawn_exporter};
 
+use std::cell::Cell;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher as _, Hasher as _};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -265,15 +268,30 @@ impl Tracer {
     }
 }
 
+/// A random, non-zero id (W3C trace context forbids all zeroes), from a
+/// per-thread SplitMix64 sequence whose start comes from the OS (through
+/// std's randomly keyed hasher) once per thread. Ids must be unique, not
+/// secret; a getrandom call per id cost a syscall for every span of every
+/// request.
 fn random_id<const N: usize>() -> [u8; N] {
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(RandomState::new().build_hasher().finish());
+    }
     let mut id = [0u8; N];
-    loop {
-        let bytes = uuid::Uuid::new_v4().into_bytes();
-        id.copy_from_slice(&bytes[..N]);
-        if id != [0; N] {
-            return id;
+    while id == [0; N] {
+        for chunk in id.chunks_mut(8) {
+            let word = STATE.with(|state| {
+                let next = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+                state.set(next);
+                let mut z = next;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^ (z >> 31)
+            });
+            chunk.copy_from_slice(&word.to_le_bytes()[..chunk.len()]);
         }
     }
+    id
 }
 
 fn now_ns() -> u64 {
