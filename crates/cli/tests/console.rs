@@ -48,11 +48,9 @@ async fn traced_call(nimbus: &Nimbus) -> String {
         .await
         .unwrap();
     let id = answer["invocation_id"].as_str().unwrap().to_owned();
-    // Records reach the store in batches: the caller's may not be there
-    // yet (404) on the first looks.
+    let record = support::invocation_record(nimbus, &id).await;
+    let trace = record["trace_id"].as_str().unwrap().to_owned();
     support::until("for both records of the trace", || async {
-        let record = support::get_json(nimbus.admin_url(&format!("/v1/invocations/{id}"))).await;
-        let trace = record["trace_id"].as_str()?.to_owned();
         let page = admin(
             nimbus,
             "GET",

@@ -9,22 +9,9 @@ mod support;
 use nimbus_test_programs as programs;
 use serde_json::Value;
 use support::{
-    ADMIN_TOKEN, CONFIG_HOME, Nimbus, TestApp, client, get_json, invocation_id, nimbus_bin, until,
+    ADMIN_TOKEN, CONFIG_HOME, Nimbus, TestApp, client, get_json, invocation_id, invocation_record,
+    nimbus_bin, until,
 };
-
-/// The record of `id`, once it is stored.
-async fn record(nimbus: &Nimbus, id: &str) -> Value {
-    let url = nimbus.admin_url(&format!("/v1/invocations/{id}"));
-    until("for the invocation record", || async {
-        let response = client().get(&url).send().await.unwrap();
-        match response.status().as_u16() {
-            200 => Some(response.json::<Value>().await.unwrap()),
-            404 => None,
-            other => panic!("GET {url} answered {other}"),
-        }
-    })
-    .await
-}
 
 #[tokio::test]
 async fn logs_follow_shows_a_printed_line_tagged_with_its_invocation_id() {
@@ -66,7 +53,7 @@ async fn logs_follow_shows_a_printed_line_tagged_with_its_invocation_id() {
     follower.kill().await.unwrap();
 
     // Without --follow: the lines of recent records.
-    record(&nimbus, &id).await;
+    invocation_record(&nimbus, &id).await;
     let output = support::nimbus(&["logs", "stdio", "--admin", &nimbus.admin], app.dir.path());
     assert!(output.status.success(), "{output:?}");
     let text = String::from_utf8(output.stdout).unwrap();
@@ -102,7 +89,7 @@ async fn invocations_are_listed_and_filtered_and_a_failure_keeps_its_error() {
     let response = reqwest::get(nimbus.url("/stdio/x")).await.unwrap();
     let http = invocation_id(&response);
 
-    let failure = record(&nimbus, &failed).await;
+    let failure = invocation_record(&nimbus, &failed).await;
     assert_eq!(failure["function"], "worker");
     assert_eq!(failure["outcome"], "error");
     assert_eq!(failure["trigger"], "invoke");
@@ -119,7 +106,7 @@ async fn invocations_are_listed_and_filtered_and_a_failure_keeps_its_error() {
                 .starts_with("handled data=error")),
         "{failure}"
     );
-    let served = record(&nimbus, &http).await;
+    let served = invocation_record(&nimbus, &http).await;
     assert_eq!(served["trigger"], "http");
     assert_eq!(served["source"], "/stdio/{name}");
     assert_eq!(served["outcome"], "success");
@@ -129,7 +116,7 @@ async fn invocations_are_listed_and_filtered_and_a_failure_keeps_its_error() {
         trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()),
         "{trace_id}"
     );
-    record(&nimbus, &ok).await;
+    invocation_record(&nimbus, &ok).await;
 
     // The CLI: --failed finds the failure only; a function filter; newest first.
     let list = |args: &[&str]| {
@@ -183,13 +170,13 @@ async fn captured_output_stays_within_its_bound_and_is_marked_truncated() {
         .route("/stdio", "stdio", "");
     let nimbus = app.start().await;
     let small = reqwest::get(nimbus.url("/stdio?lines=2")).await.unwrap();
-    let small = record(&nimbus, &invocation_id(&small)).await;
+    let small = invocation_record(&nimbus, &invocation_id(&small)).await;
     assert_eq!(small["logs_truncated"], false);
     assert_eq!(small["logs"].as_array().unwrap().len(), 3);
 
     let large = reqwest::get(nimbus.url("/stdio?lines=500")).await.unwrap();
     assert_eq!(large.status(), 200);
-    let large = record(&nimbus, &invocation_id(&large)).await;
+    let large = invocation_record(&nimbus, &invocation_id(&large)).await;
     assert_eq!(large["logs_truncated"], true);
     let logs = large["logs"].as_array().unwrap();
     let bytes: usize = logs
@@ -209,7 +196,7 @@ async fn records_past_the_retention_are_removed() {
     let nimbus = app.start_with(&["--history-retention-s", "1"]).await;
     let response = reqwest::get(nimbus.url("/stdio")).await.unwrap();
     let id = invocation_id(&response);
-    record(&nimbus, &id).await;
+    invocation_record(&nimbus, &id).await;
     let url = nimbus.admin_url(&format!("/v1/invocations/{id}"));
     until("for the record to pass its retention", || async {
         let status = client().get(&url).send().await.unwrap().status();
@@ -233,7 +220,7 @@ async fn past_the_record_cap_the_oldest_records_go() {
         ids.push(invocation_id(&response));
     }
     for id in &ids {
-        record(&nimbus, id).await;
+        invocation_record(&nimbus, id).await;
     }
     nimbus.terminate();
     let mut nimbus = nimbus;

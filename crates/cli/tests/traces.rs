@@ -139,7 +139,7 @@ async fn a_trace_is_drawn_from_the_records_of_every_invocation_in_it() {
     assert!(starts.is_sorted(), "{starts:?}");
 
     // One record keeps its own spans.
-    let record = get_json(nimbus.admin_url(&format!("/v1/invocations/{caller_id}"))).await;
+    let record = support::invocation_record(&nimbus, &caller_id).await;
     let own: Vec<&str> = record["spans"]
         .as_array()
         .unwrap()
@@ -210,18 +210,7 @@ async fn an_http_invocation_keeps_its_span_under_the_gateways() {
         .unwrap();
     assert_eq!(response.status(), 200);
     let id = invocation_id(&response);
-    let record = until("for the record", || async {
-        let response = client()
-            .get(nimbus.admin_url(&format!("/v1/invocations/{id}")))
-            .send()
-            .await
-            .unwrap();
-        match response.status().as_u16() {
-            200 => Some(response.json::<Value>().await.unwrap()),
-            _ => None,
-        }
-    })
-    .await;
+    let record = support::invocation_record(&nimbus, &id).await;
     assert_eq!(record["trace_id"], TRACE);
     let spans = record["spans"].as_array().unwrap();
     assert_eq!(spans.len(), 1, "{spans:#?}");
@@ -272,16 +261,7 @@ async fn a_host_call_cut_off_by_the_deadline_is_kept_as_cancelled() {
     assert_eq!(response.status(), 504);
     let answer: Value = response.json().await.unwrap();
     let id = answer["invocation_id"].as_str().unwrap().to_owned();
-    let record = until("for the record", || async {
-        let response = client()
-            .get(nimbus.admin_url(&format!("/v1/invocations/{id}")))
-            .send()
-            .await
-            .unwrap();
-        (response.status() == 200).then_some(())?;
-        Some(response.json::<Value>().await.unwrap())
-    })
-    .await;
+    let record = support::invocation_record(&nimbus, &id).await;
     assert_eq!(record["outcome"], "timeout");
     let spans = record["spans"].as_array().unwrap();
     let call = span(spans, "call callee");

@@ -231,7 +231,12 @@ pub fn trace_id(traceparent: &str) -> Option<String> {
 }
 
 pub(crate) fn short_error(text: String) -> String {
-    match text.char_indices().nth(MAX_ERROR_CHARS) {
+    clip(text, MAX_ERROR_CHARS)
+}
+
+/// `text` cut to `max` characters, an ellipsis marking the cut.
+pub(crate) fn clip(text: String, max: usize) -> String {
+    match text.char_indices().nth(max) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text,
     }

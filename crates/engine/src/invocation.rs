@@ -429,18 +429,8 @@ fn kept_spans(
 
 /// A span as its invocation's record keeps it, its texts clipped.
 fn span_record(span: nimbus_trace::FinishedSpan) -> nimbus_store::SpanRecord {
-    let hex = |bytes: &[u8]| -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        bytes
-            .iter()
-            .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]])
-            .map(char::from)
-            .collect()
-    };
-    let clip = |text: String| match text.char_indices().nth(MAX_SPAN_TEXT_CHARS) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text,
-    };
+    use nimbus_trace::to_hex as hex;
+    let clip = |text: String| crate::history::clip(text, MAX_SPAN_TEXT_CHARS);
     nimbus_store::SpanRecord {
         span_id: hex(&span.context.span_id),
         parent_id: span.parent.as_ref().map(|p| hex(p)),

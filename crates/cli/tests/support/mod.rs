@@ -298,6 +298,22 @@ pub async fn until<T, F: Future<Output = Option<T>>>(what: &str, check: impl Fn(
     }
 }
 
+/// The history's record of invocation `id` (`GET /v1/invocations/ID`),
+/// once it is stored (records are written in batches after the invocation
+/// answers).
+pub async fn invocation_record(nimbus: &Nimbus, id: &str) -> serde_json::Value {
+    let url = nimbus.admin_url(&format!("/v1/invocations/{id}"));
+    until("for the invocation record", || async {
+        let response = client().get(&url).send().await.unwrap();
+        match response.status().as_u16() {
+            200 => Some(response.json().await.unwrap()),
+            404 => None,
+            other => panic!("GET {url} answered {other}"),
+        }
+    })
+    .await
+}
+
 /// GETs `url` (presenting the admin token) and parses the JSON answer.
 pub async fn get_json(url: impl reqwest::IntoUrl) -> serde_json::Value {
     client()
