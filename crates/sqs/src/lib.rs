@@ -16,9 +16,9 @@
 //! DeleteQueue, tags and permissions are `UnsupportedOperation`.
 //! `MessageDeduplicationId` is Nimbus's `dedup_id` (standard queues dedup
 //! within the queue's window); `MessageGroupId` (FIFO) is refused.
-//! `ApproximateFirstReceiveTimestamp`, `SenderId` and sequence numbers are
-//! not kept, so receives give `ApproximateReceiveCount` and `SentTimestamp`
-//! only. Typed attributes are stored as plain strings (see `attributes`).
+//! `SenderId` and sequence numbers are not kept, so receives give
+//! `ApproximateReceiveCount`, `SentTimestamp` and
+//! `ApproximateFirstReceiveTimestamp` only. Typed attributes are stored as plain strings (see `attributes`).
 //! A body that is not UTF-8 (sent through `/v1`) is received with U+FFFD
 //! in place of what is not text.
 

@@ -293,10 +293,12 @@ static RECEIVE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             WHERE m.queue = $1 AND m.visible_at <= n.ms AND m.sent_at > n.ms - $2
             ORDER BY m.seq LIMIT $3 FOR UPDATE OF m SKIP LOCKED)
          UPDATE messages m SET receipt = {},
-                receive_count = m.receive_count + 1, visible_at = nimbus_later(n.ms, $4)
+                receive_count = m.receive_count + 1, visible_at = nimbus_later(n.ms, $4),
+                first_received_at = COALESCE(m.first_received_at, n.ms)
          FROM picked, n WHERE m.seq = picked.seq
-         RETURNING m.seq, m.message_id, m.body, m.attributes, m.sent_at, m.receive_count, m.receipt",
-        crate::queue::NEW_RECEIPT
+         RETURNING {}",
+        crate::queue::NEW_RECEIPT,
+        crate::queue::LEASED
     )
 });
 

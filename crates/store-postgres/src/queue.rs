@@ -291,9 +291,10 @@ async fn receive(
                       AND ($4::int4 IS NULL OR receive_count < $4)
                     ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED)
                  UPDATE messages m SET receipt = {NEW_RECEIPT},
-                        receive_count = m.receive_count + 1, visible_at = $6
+                        receive_count = m.receive_count + 1, visible_at = $6,
+                        first_received_at = COALESCE(m.first_received_at, $2)
                  FROM picked WHERE m.seq = picked.seq
-                 RETURNING m.seq, m.message_id, m.body, m.attributes, m.sent_at, m.receive_count, m.receipt"),
+                 RETURNING {LEASED}"),
                 &[&queue, &tx.now, &since, &max_receives, &want, &lease_until],
             )
             .await?;
@@ -322,8 +323,11 @@ fn receipt_seq(receipt: &str) -> Option<i64> {
     receipt.split_once('.')?.0.parse().ok()
 }
 
-/// Leased messages from `RETURNING seq, message_id, body, attributes,
-/// sent_at, receive_count, receipt`, oldest first.
+/// What a lease returns, for [`leased`].
+pub(crate) const LEASED: &str =
+    "m.seq, m.message_id, m.body, m.attributes, m.sent_at, m.receive_count, m.receipt, m.first_received_at";
+
+/// Leased messages from `RETURNING` [`LEASED`], oldest first.
 pub(crate) fn leased(rows: &[Row]) -> Vec<ReceivedMessage> {
     let mut batch: Vec<(i64, ReceivedMessage)> = rows
         .iter()
@@ -337,6 +341,7 @@ pub(crate) fn leased(rows: &[Row]) -> Vec<ReceivedMessage> {
                     sent_at: row.get::<_, i64>(4) as u64,
                     receive_count: row.get::<_, i32>(5) as u32,
                     receipt_handle: row.get(6),
+                    first_received_at: row.get::<_, i64>(7) as u64,
                 },
             )
         })
@@ -417,7 +422,7 @@ async fn redrive(tx: &Tx<'_>, from: &str, to: Option<&str>, limit: u32) -> Store
             WHERE queue = $1 AND ($2::text IS NOT NULL OR source_queue IN (SELECT name FROM queues))
             ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)
          UPDATE messages m SET queue = COALESCE($2, m.source_queue), visible_at = $3, receive_count = 0,
-                receipt = NULL, source_queue = NULL
+                first_received_at = NULL, receipt = NULL, source_queue = NULL
          FROM moving WHERE m.seq = moving.seq
          RETURNING m.queue",
         &[&from, &to, &tx.now, &i64::from(limit)],

@@ -10,16 +10,17 @@ use nimbus_store::StoreResult;
 use nimbus_store::schema::SchemaState;
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// `MIGRATIONS[v]` takes the schema from version `v` to `v + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4, V5, V6, V7];
 
 /// What each version asks of binaries: `REQUIRES[v - 1]` is the oldest
-/// schema version that can use a database at version `v`. Versions 3 to 6
+/// schema version that can use a database at version `v`. Versions 3 to 7
 /// only add, so version-2 nodes keep running on them during a rolling
-/// upgrade (records older nodes write meter nothing and keep no spans).
-const REQUIRES: [u32; SCHEMA_VERSION as usize] = [1, 2, 2, 2, 2, 2];
+/// upgrade (records older nodes write meter nothing and keep no spans;
+/// messages they receive keep no first receive time).
+const REQUIRES: [u32; SCHEMA_VERSION as usize] = [1, 2, 2, 2, 2, 2, 2];
 
 /// Held while migrating, so two processes starting at once migrate once.
 const MIGRATION_LOCK: i64 = 0x6e69_6d62_7573; // "nimbus"
@@ -267,6 +268,14 @@ CREATE TABLE usage (
 const V6: &str = r#"
 ALTER TABLE invocations ADD COLUMN spans text;
 CREATE INDEX invocations_trace ON invocations (trace_id) WHERE trace_id IS NOT NULL;
+"#;
+
+/// Each message's first receive time (for SQS's
+/// `ApproximateFirstReceiveTimestamp`); an unindexed column, so a lease
+/// stays a heap-only update. Messages older nodes received have none, and
+/// take their next receive's.
+const V7: &str = r#"
+ALTER TABLE messages ADD COLUMN first_received_at int8;
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`], or refuses it if it needs a

@@ -37,9 +37,19 @@ async fn stores_starting_at_once_on_an_empty_database_all_open_it() {
     }
 }
 
+/// Turns a schema this binary wrote back into what a version-6 binary
+/// leaves: no first receive time on messages.
+fn rewind_to_version_6(server: &nimbus_test_postgres::Server, schema: &str) {
+    server.sql(&format!(
+        "ALTER TABLE {schema}.messages DROP COLUMN first_received_at;
+         UPDATE {schema}.nimbus_schema SET applied = 6"
+    ));
+}
+
 /// Turns a schema this binary wrote back into what a version-5 binary
 /// leaves: no spans column, no index by trace.
 fn rewind_to_version_5(server: &nimbus_test_postgres::Server, schema: &str) {
+    rewind_to_version_6(server, schema);
     server.sql(&format!(
         "DROP INDEX {schema}.invocations_trace;
          ALTER TABLE {schema}.invocations DROP COLUMN spans;
@@ -122,6 +132,48 @@ async fn a_version_2_schema_migrates_forward_and_still_admits_version_2_nodes() 
     ));
     let record = store.get_invocation("01").await.unwrap().unwrap();
     assert_eq!(record.node, None);
+}
+
+#[tokio::test]
+async fn a_version_6_schema_gains_first_receive_times_and_keeps_its_messages() {
+    let server = nimbus_test_postgres::server();
+    let fresh = server.fresh();
+    let store = PgStore::connect(&options(&fresh.url), None).await.unwrap();
+    store.declare_queues(&[queue()]).await.unwrap();
+    store
+        .send("q", vec![nimbus_store::SendMessage::default()])
+        .await
+        .unwrap();
+    drop(store);
+    rewind_to_version_6(server, &fresh.schema);
+    // Received once by a version-6 node, its lease over.
+    server.sql(&format!(
+        "UPDATE {}.messages SET receive_count = 1",
+        fresh.schema
+    ));
+
+    let store = PgStore::connect(&options(&fresh.url), None).await.unwrap();
+    let first = store.receive("q", 1, Some(0)).await.unwrap().remove(0);
+    assert_eq!(first.receive_count, 2);
+    // No first receive was kept, so this one's time stands in (the
+    // database's clock, within a minute of this machine's).
+    let local = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(first.first_received_at.abs_diff(local) < 60_000);
+    let again = store.receive("q", 1, None).await.unwrap().remove(0);
+    assert_eq!(
+        (again.receive_count, again.first_received_at),
+        (3, first.first_received_at)
+    );
+    assert_eq!(
+        server.query(&format!(
+            "SELECT applied || ' ' || version FROM {}.nimbus_schema",
+            fresh.schema
+        )),
+        format!("{SCHEMA_VERSION} 2")
+    );
 }
 
 #[tokio::test]

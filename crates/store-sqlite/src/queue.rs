@@ -128,6 +128,17 @@ fn decode_attributes(text: &str) -> BTreeMap<String, String> {
     serde_json::from_str(text).unwrap_or_default()
 }
 
+/// Version 7: each message's first receive time (for SQS's
+/// `ApproximateFirstReceiveTimestamp`). Messages older binaries received
+/// have none, and take their next receive's.
+pub(crate) fn migrate_first_receive(conn: &Connection) -> StoreResult<()> {
+    if !crate::schema::has_column(conn, "messages", "first_received_at")? {
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN first_received_at INTEGER;")
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -140,7 +151,8 @@ const LIVE: &str = "m.sent_at + q.retention_ms > ?2";
 /// equality beside `ORDER BY` makes SQLite prepare the statement again at
 /// every bind; see [`crate::writer::Tx::execute`].)
 pub(crate) const RECEIVE: &str =
-    "SELECT m.seq, m.message_id, m.body, m.attributes, m.sent_at, m.receive_count
+    "SELECT m.seq, m.message_id, m.body, m.attributes, m.sent_at, m.receive_count,
+            m.first_received_at
      FROM messages m JOIN queues q ON q.name = m.queue
      WHERE m.queue = +?1 AND m.visible_at <= ?2 AND m.sent_at + q.retention_ms > ?2
        AND m.seq > ?3
@@ -262,6 +274,7 @@ fn receive(
                     row.get::<_, String>(3)?,
                     row.get::<_, i64>(4)?,
                     row.get::<_, i64>(5)? as u32,
+                    row.get::<_, Option<i64>>(6)?,
                 ))
             })
             .map_err(backend)?
@@ -270,7 +283,9 @@ fn receive(
         if candidates.is_empty() {
             break;
         }
-        for (seq, message_id, body, attributes, sent_at, receive_count) in candidates {
+        for (seq, message_id, body, attributes, sent_at, receive_count, first_received_at) in
+            candidates
+        {
             after_seq = seq;
             if let Some((max_receives, dlq)) = dead_letter
                 && receive_count >= max_receives
@@ -288,9 +303,10 @@ fn receive(
             }
             let receipt_handle = new_id();
             tx.execute(
-                    "UPDATE messages SET receipt = ?1, receive_count = receive_count + 1, visible_at = ?2
+                    "UPDATE messages SET receipt = ?1, receive_count = receive_count + 1, visible_at = ?2,
+                                         first_received_at = COALESCE(first_received_at, ?4)
                      WHERE seq = ?3",
-                    params![receipt_handle, later(tx.now, lease_ms), seq],
+                    params![receipt_handle, later(tx.now, lease_ms), seq, tx.now as i64],
                 )
                 .map_err(backend)?;
             out.push(ReceivedMessage {
@@ -300,6 +316,7 @@ fn receive(
                 receipt_handle,
                 receive_count: receive_count + 1,
                 sent_at: sent_at as u64,
+                first_received_at: first_received_at.map_or(tx.now, |t| t as u64),
             });
         }
     }
@@ -406,7 +423,7 @@ fn redrive(tx: &Tx<'_>, from: &str, to: Option<&str>, limit: u32) -> StoreResult
         .conn
         .prepare_cached(
             "UPDATE messages SET queue = COALESCE(?2, source_queue), visible_at = ?3, receive_count = 0,
-                                 receipt = NULL, source_queue = NULL
+                                 first_received_at = NULL, receipt = NULL, source_queue = NULL
              WHERE seq IN (
                 SELECT seq FROM messages
                 WHERE queue = ?1 AND (?2 IS NOT NULL OR source_queue IN (SELECT name FROM queues))

@@ -7,7 +7,9 @@
 //! uploads in flight; 3 adds node reports, the node of each invocation
 //! record and the node of each upload; 4 adds deployments and their
 //! components; 5 adds what each invocation record meters and the usage
-//! table; 6 adds each record's spans and an index by trace); a binary refuses a file that needs a newer one.
+//! table; 6 adds each record's spans and an index by trace; 7 adds each
+//! message's first receive time); a binary refuses a file that needs a newer
+//! one.
 
 use crate::backend;
 use nimbus_store::StoreResult;
@@ -15,14 +17,14 @@ use nimbus_store::schema::SchemaState;
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// What each version asks of binaries: `REQUIRES[v - 1]` is the oldest
-/// schema version that can use a file at version `v`. Versions 3 to 6 only
+/// schema version that can use a file at version `v`. Versions 3 to 7 only
 /// add, so version-2 binaries keep running on them during a rolling upgrade
 /// (records a version-4 binary writes meter nothing; records older binaries
-/// write keep no spans).
-const REQUIRES: [u32; SCHEMA_VERSION as usize] = [1, 2, 2, 2, 2, 2];
+/// write keep no spans; messages they receive keep no first receive time).
+const REQUIRES: [u32; SCHEMA_VERSION as usize] = [1, 2, 2, 2, 2, 2, 2];
 
 /// Whether `table` has `column` (SQLite has no `ADD COLUMN IF NOT EXISTS`).
 pub(crate) fn has_column(conn: &Connection, table: &str, column: &str) -> StoreResult<bool> {
@@ -103,6 +105,9 @@ fn migrate_in_transaction(conn: &Connection) -> StoreResult<()> {
     }
     if found.applied < 6 {
         crate::history::migrate_spans(conn)?;
+    }
+    if found.applied < 7 {
+        crate::queue::migrate_first_receive(conn)?;
     }
     let now = found.migrated(&REQUIRES);
     conn.execute(

@@ -2,7 +2,7 @@
 //! the versions named, a newer file that still allows this binary is used,
 //! a version 2 file moves forward and still admits version 2 binaries (a
 //! rolling upgrade), a version 3 file gains the deployment tables and still
-//! admits them too, a version 1 file moves forward keeping its data, and a
+//! admits them too, later versions add columns and keep what the file held, a version 1 file moves forward keeping its data, and a
 //! file from before versions were kept is adopted.
 
 use nimbus_store::bucket::BucketStore;
@@ -10,7 +10,7 @@ use nimbus_store::deployment::{DeploymentStore, NewDeployment, component_digest}
 use nimbus_store::lease::LeaseStore;
 use nimbus_store::node::{NodeReport, NodeStore};
 use nimbus_store::queue::QueueStore;
-use nimbus_store::{StoreError, SystemClock};
+use nimbus_store::{Clock, StoreError, SystemClock};
 use nimbus_store_sqlite::{Durability, SCHEMA_VERSION, SqliteOptions, SqliteStore};
 use std::sync::Arc;
 
@@ -52,9 +52,22 @@ fn schema_numbers(dir: &tempfile::TempDir) -> (Option<u32>, u32) {
         .unwrap()
 }
 
+/// Turns a file this binary wrote back into what a version-6 binary
+/// leaves: no first receive time on messages.
+fn rewind_to_version_6(dir: &tempfile::TempDir) {
+    rusqlite::Connection::open(dir.path().join("nimbus.db"))
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE messages DROP COLUMN first_received_at;
+             UPDATE nimbus_schema SET applied = 6;",
+        )
+        .unwrap();
+}
+
 /// Turns a file this binary wrote back into what a version-5 binary
 /// leaves: no spans column, no index by trace.
 fn rewind_to_version_5(dir: &tempfile::TempDir) {
+    rewind_to_version_6(dir);
     rusqlite::Connection::open(dir.path().join("nimbus.db"))
         .unwrap()
         .execute_batch(
@@ -207,6 +220,39 @@ async fn a_version_3_file_gains_the_deployment_tables_and_still_admits_version_2
     assert_eq!(made.id, 1);
     store.activate(made.id).await.unwrap();
     assert_eq!(store.active_deployment_id().await.unwrap(), Some(1));
+    drop(store);
+    assert_eq!(schema_numbers(&dir), (Some(SCHEMA_VERSION), 2));
+}
+
+#[tokio::test]
+async fn a_version_6_file_gains_first_receive_times_and_keeps_its_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap();
+    store.declare_queues(&[queue()]).await.unwrap();
+    store
+        .send("q", vec![nimbus_store::SendMessage::default()])
+        .await
+        .unwrap();
+    drop(store);
+    rewind_to_version_6(&dir);
+    // Received once by a version-6 binary, its lease over.
+    rusqlite::Connection::open(dir.path().join("nimbus.db"))
+        .unwrap()
+        .execute_batch("UPDATE messages SET receive_count = 1")
+        .unwrap();
+    assert_eq!(schema_numbers(&dir), (Some(6), 2));
+
+    let before = SystemClock.now_ms();
+    let store = SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap();
+    let first = store.receive("q", 1, Some(0)).await.unwrap().remove(0);
+    assert_eq!(first.receive_count, 2);
+    // No first receive was kept, so this one's time stands in.
+    assert!((before..=SystemClock.now_ms()).contains(&first.first_received_at));
+    let again = store.receive("q", 1, None).await.unwrap().remove(0);
+    assert_eq!(
+        (again.receive_count, again.first_received_at),
+        (3, first.first_received_at)
+    );
     drop(store);
     assert_eq!(schema_numbers(&dir), (Some(SCHEMA_VERSION), 2));
 }

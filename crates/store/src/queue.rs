@@ -176,6 +176,10 @@ pub struct ReceivedMessage {
     pub receive_count: u32,
     /// When the message was first sent (kept through dead-lettering).
     pub sent_at: Timestamp,
+    /// When the message was first received (this receive, if it is the
+    /// first; kept through dead-lettering, forgotten by a redrive, which
+    /// also starts the count again).
+    pub first_received_at: Timestamp,
 }
 
 /// A message as stored, for inspection (for example of a dead-letter queue)

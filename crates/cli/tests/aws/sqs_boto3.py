@@ -159,6 +159,8 @@ for m in messages:
     assert m["Attributes"]["ApproximateReceiveCount"] == "1", m["Attributes"]
     sent_at = int(m["Attributes"]["SentTimestamp"])
     assert abs(sent_at - time.time() * 1000) < 600_000, sent_at
+    first_received = int(m["Attributes"]["ApproximateFirstReceiveTimestamp"])
+    assert sent_at <= first_received <= time.time() * 1000 + 1000, (sent_at, first_received)
     assert "traceparent" not in m["MessageAttributes"]
 ok("receive 10 with typed attributes, MD5s and system attributes")
 
@@ -169,9 +171,14 @@ filtered = sqs.change_message_visibility_batch(
 )
 assert [s["Id"] for s in filtered["Successful"]] == ["a"], filtered
 assert filtered["Failed"][0]["Id"] == "b" and filtered["Failed"][0]["Code"] == "ReceiptHandleIsInvalid", filtered
-again = receive(work, MessageAttributeNames=["ci.*", "count"], AttributeNames=["ApproximateReceiveCount"])
+again = receive(work, MessageAttributeNames=["ci.*", "count"],
+                AttributeNames=["ApproximateReceiveCount", "ApproximateFirstReceiveTimestamp"])
 assert len(again) == 1 and again[0]["Body"] == messages[0]["Body"], again
-assert again[0]["Attributes"] == {"ApproximateReceiveCount": "2"}, again[0]
+# The second receive keeps the first one's time.
+assert again[0]["Attributes"] == {
+    "ApproximateReceiveCount": "2",
+    "ApproximateFirstReceiveTimestamp": messages[0]["Attributes"]["ApproximateFirstReceiveTimestamp"],
+}, again[0]
 assert again[0]["MessageAttributes"] == {"count": attributes["count"]}, again[0]
 assert again[0]["MD5OfMessageAttributes"] == md5_of_attributes({"count": attributes["count"]})
 ok("change_message_visibility_batch, attribute filters")

@@ -113,8 +113,9 @@ fn wanted(name: &str, filters: &[String]) -> bool {
 }
 
 /// One received message. The system attributes Nimbus knows are
-/// `ApproximateReceiveCount` and `SentTimestamp`; it keeps no first-receive
-/// time, sender or sequence number, so those are not given.
+/// `ApproximateReceiveCount`, `SentTimestamp` and
+/// `ApproximateFirstReceiveTimestamp`; it keeps no sender or sequence
+/// number, so those are not given.
 fn message(m: &ReceivedMessage, system: &[&str], filters: &[String]) -> Value {
     // SQS bodies are text; a body sent as other bytes through `/v1` is
     // shown with U+FFFD for what is not UTF-8, its MD5 that of the text.
@@ -137,6 +138,12 @@ fn message(m: &ReceivedMessage, system: &[&str], filters: &[String]) -> Value {
     }
     if all || system.contains(&"SentTimestamp") {
         attributes.insert("SentTimestamp".into(), Value::from(m.sent_at.to_string()));
+    }
+    if all || system.contains(&"ApproximateFirstReceiveTimestamp") {
+        attributes.insert(
+            "ApproximateFirstReceiveTimestamp".into(),
+            Value::from(m.first_received_at.to_string()),
+        );
     }
     if !attributes.is_empty() {
         out.insert("Attributes".into(), Value::Object(attributes));

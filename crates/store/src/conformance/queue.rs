@@ -244,6 +244,9 @@ pub async fn a_message_moves_to_the_dead_letter_queue_after_max_receive_count<
     for attempt in 1..=2 {
         let m = store.receive("q", 1, None).await.unwrap().remove(0);
         assert_eq!(m.receive_count, attempt);
+        // The first receive's time, kept by the second.
+        assert_eq!(m.first_received_at, START_MS + 1_000);
+        clock.advance_ms(500);
         let error = format!("failed on attempt {attempt}");
         store
             .nack(
@@ -325,10 +328,10 @@ pub async fn redrive_moves_messages_back_keeping_their_send_time<
     assert_eq!(store.redrive("dlq", Some("other"), 10).await.unwrap(), 1);
     let back = store.receive("q", 10, None).await.unwrap();
     assert_eq!(back.len(), 2);
-    assert!(
-        back.iter()
-            .all(|m| m.receive_count == 1 && m.sent_at == START_MS)
-    );
+    // Their count starts again, and so does their first receive.
+    assert!(back.iter().all(|m| m.receive_count == 1
+        && m.sent_at == START_MS
+        && m.first_received_at == START_MS + 10_000));
     assert_eq!(bodies(&store, "other", 10).await, ["c"]);
     assert_eq!(
         store.redrive("dlq", Some("missing"), 1).await,
