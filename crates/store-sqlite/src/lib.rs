@@ -1,13 +1,16 @@
-//! The embedded store: SQLite (bundled) in WAL mode, `synchronous=FULL`
-//! unless a lossy mode is asked for by name. One writer thread owns the
-//! connection and commits every request waiting for it in one transaction
-//! (group commit), so durable throughput is not one fsync per request.
+//! The embedded store: SQLite (bundled) in WAL mode, every acknowledged
+//! write synced to disk unless a lossy mode is asked for by name. One writer
+//! thread owns the connection and commits every request waiting for it in
+//! one transaction (group commit), so durable throughput is not one fsync per
+//! request; a sync thread beside it makes the log durable, so the writer
+//! runs the next commit while the disk syncs the last.
 
 mod bucket;
 mod deployment;
 mod history;
 mod keys;
 mod lease;
+mod log;
 mod node;
 mod queue;
 mod schedule;
@@ -26,11 +29,13 @@ pub use schema::SCHEMA_VERSION;
 /// How hard a commit tries to reach the disk before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// `synchronous=FULL`: an acknowledged write survives power loss.
+    /// An acknowledged write survives power loss: what `synchronous=FULL`
+    /// gives, with the log's sync made by the store's sync thread (SQLite
+    /// itself runs at `synchronous=NORMAL`) before any answer.
     #[default]
     Fsync,
-    /// `synchronous=NORMAL`: faster; the last commits before a power loss or
-    /// OS crash can be lost (a process crash loses nothing). Logs a warning.
+    /// `synchronous=NORMAL` and no sync thread: faster; the last commits
+    /// before a power loss or OS crash can be lost (a process crash loses nothing). Logs a warning.
     RelaxedMayLoseRecentWrites,
 }
 

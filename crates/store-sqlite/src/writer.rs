@@ -1,8 +1,15 @@
 //! The writer thread and group commit. Requests queue on a bounded channel;
 //! the thread takes everything waiting (up to `MAX_BATCH`), runs each request
 //! in its own savepoint inside one transaction, commits once, and only then
-//! answers every request with the commit's outcome.
+//! answers every request with the commit's outcome. With
+//! [`Durability::Fsync`] the answers wait for the sync thread
+//! ([`crate::log`]): SQLite commits to the write-ahead log without syncing
+//! it (`synchronous=NORMAL`), and the sync thread syncs the log and answers
+//! every commit made before that sync began, while the writer thread runs
+//! the next batch. So the disk's sync time is off the writer's path, and
+//! nothing is acknowledged before it is on disk.
 
+use crate::log::{Committed, SYNC_FAILED, SyncFn, Syncer};
 use crate::{Durability, SqliteOptions, backend};
 use nimbus_store::StoreObserver;
 use nimbus_store::{Clock, QueueSignals, StoreError, StoreResult, Timestamp};
@@ -68,7 +75,7 @@ impl Tx<'_> {
 /// Distinct statements the store keeps prepared.
 const STATEMENT_CACHE: usize = 64;
 
-type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
+pub(crate) type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// `None` when the batch's transaction could not begin.
 type Job = Box<dyn FnOnce(Option<&Tx<'_>>) -> Reply + Send>;
 
@@ -95,24 +102,43 @@ impl Writer {
         if let Some(dir) = options.path.parent() {
             std::fs::create_dir_all(dir).map_err(backend)?;
         }
-        let conn = Connection::open(&options.path).map_err(backend)?;
-        let synchronous = match options.durability {
-            Durability::Fsync => "FULL",
-            Durability::RelaxedMayLoseRecentWrites => "NORMAL",
-        };
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000;"
-        ))
+        let mut conn = Connection::open(&options.path).map_err(backend)?;
+        // NORMAL either way: a commit writes the log without syncing it
+        // (SQLite syncs it before each checkpoint, so a crash loses at most
+        // the last commits, never the file); with `Fsync` the sync thread
+        // syncs it before any answer.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+        )
         .map_err(backend)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         crate::schema::migrate(&conn)?;
+        crate::log::start_checkpoints(&mut conn, &options.path)?;
+        let sync = match options.durability {
+            Durability::Fsync => Some(crate::log::log_sync(&conn, &options.path)?),
+            Durability::RelaxedMayLoseRecentWrites => None,
+        };
+        Self::spawn(conn, clock, signals, sync)
+    }
 
+    /// Starts the writer thread on `conn`, and the sync thread when `sync`
+    /// is given: what makes the log durable.
+    fn spawn(
+        conn: Connection,
+        clock: Arc<dyn Clock>,
+        signals: QueueSignals,
+        sync: Option<SyncFn>,
+    ) -> StoreResult<Self> {
         let (jobs, receiver) = mpsc::channel(MAX_PENDING);
         let stats = Arc::new(CommitCounters::default());
         let counters = stats.clone();
+        let syncer = match sync {
+            Some(sync) => Some(Syncer::start(sync, stats.clone())?),
+            None => None,
+        };
         std::thread::Builder::new()
             .name("nimbus-store-writer".into())
-            .spawn(move || run(conn, receiver, clock, &counters, &signals))
+            .spawn(move || run(conn, receiver, clock, &counters, &signals, syncer))
             .map_err(backend)?;
         Ok(Writer { jobs, stats })
     }
@@ -168,6 +194,7 @@ fn run(
     clock: Arc<dyn Clock>,
     counters: &CommitCounters,
     signals: &QueueSignals,
+    syncer: Option<Syncer>,
 ) {
     let queue_configs = crate::queue::ConfigCache::default();
     while let Some(first) = receiver.blocking_recv() {
@@ -177,6 +204,14 @@ fn run(
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
+        }
+        if let Some(syncer) = &syncer
+            && syncer.failed()
+        {
+            for job in batch {
+                job(None)(Err(StoreError::Backend(SYNC_FAILED.into())));
+            }
+            continue;
         }
         let started = Instant::now();
         let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(backend);
@@ -202,11 +237,15 @@ fn run(
             queue_configs.clear();
         } else {
             if let Some(observer) = counters.observer.get() {
-                observer.committed(replies.len(), started.elapsed());
+                if syncer.is_none() {
+                    observer.committed(replies.len(), started.elapsed());
+                }
                 for queue in tx.dead_lettered.take() {
                     observer.dead_lettered(&queue, 1);
                 }
             }
+            // Waking waiters before the sync is safe: what they do next is
+            // a request of a later commit, answered after a later sync.
             let mut names = tx.signalled.take();
             names.sort_unstable();
             names.dedup();
@@ -214,8 +253,13 @@ fn run(
                 signals.notify(&name);
             }
         }
-        for reply in replies {
-            reply(committed.clone());
+        match (&syncer, committed) {
+            (Some(syncer), Ok(())) => syncer.hand_over(Committed { replies, started }),
+            (_, committed) => {
+                for reply in replies {
+                    reply(committed.clone());
+                }
+            }
         }
     }
 }
@@ -348,11 +392,123 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn durability_fsync_is_synchronous_full_and_relaxed_is_normal() {
-        assert_eq!(synchronous_mode(Durability::Fsync).await, 2);
+    async fn sqlite_never_syncs_at_commit_the_sync_thread_does() {
+        assert_eq!(synchronous_mode(Durability::Fsync).await, 1);
         assert_eq!(
             synchronous_mode(Durability::RelaxedMayLoseRecentWrites).await,
             1
         );
+    }
+
+    /// A writer on a scratch file whose log sync is `sync`.
+    fn writer_with_sync(dir: &tempfile::TempDir, sync: SyncFn) -> Writer {
+        let conn = Connection::open(dir.path().join("db")).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+             CREATE TABLE t (v INTEGER);",
+        )
+        .unwrap();
+        Writer::spawn(
+            conn,
+            Arc::new(SystemClock),
+            QueueSignals::default(),
+            Some(sync),
+        )
+        .unwrap()
+    }
+
+    async fn insert(writer: &Writer, v: i64) -> StoreResult<()> {
+        writer
+            .run(move |tx| {
+                tx.execute("INSERT INTO t (v) VALUES (?1)", [v])
+                    .map(|_| ())
+                    .map_err(backend)
+            })
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_write_is_answered_only_after_a_log_sync_that_began_after_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncs = Arc::new(AtomicU64::new(0));
+        let counted = syncs.clone();
+        let writer = writer_with_sync(
+            &dir,
+            Box::new(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }),
+        );
+        for v in 0..3 {
+            insert(&writer, v).await.unwrap();
+            // Its commit's sync ran before the answer: one at least per
+            // answered write, since each waited for the one before.
+            assert!(syncs.load(Ordering::SeqCst) > v as u64);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_log_is_checkpointed_beside_the_writer_and_starts_again_from_its_beginning() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteOptions {
+            path: dir.path().join("db"),
+            durability: Durability::Fsync,
+        };
+        let writer =
+            Writer::start(&options, Arc::new(SystemClock), QueueSignals::default()).unwrap();
+        // The writer's connection never checkpoints by itself (below the
+        // bound far past this test's pages)...
+        let automatic: i64 = writer
+            .run(|tx| {
+                tx.conn
+                    .execute_batch("CREATE TABLE pages (page BLOB)")
+                    .and_then(|()| {
+                        tx.conn
+                            .query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))
+                    })
+                    .map_err(backend)
+            })
+            .await
+            .unwrap();
+        assert_eq!(automatic, 0);
+        let log = dir.path().join("db-wal");
+        let page = 4096u64;
+        let w = &writer;
+        // Each row takes four pages (a 16,000-byte value overflows).
+        let write_rows = |n: usize| async move {
+            for _ in 0..n {
+                w.run(|tx| {
+                    tx.execute("INSERT INTO pages (page) VALUES (zeroblob(16000))", [])
+                        .map(|_| ())
+                        .map_err(backend)
+                })
+                .await
+                .unwrap();
+            }
+        };
+        // ...so past the checkpoint point, it is the checkpoint thread that
+        // copies the log into the database file.
+        write_rows(300).await;
+        let deadline = Instant::now() + std::time::Duration::from_secs(60);
+        while std::fs::metadata(dir.path().join("db")).unwrap().len() < 1_000 * page {
+            assert!(Instant::now() < deadline, "nothing was checkpointed");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // And the log starts again once all of it is copied, instead of
+        // growing: three times as many pages leave it far smaller.
+        write_rows(900).await;
+        let size = std::fs::metadata(&log).unwrap().len();
+        assert!(size < 3_000 * page, "the log grew to {size} bytes");
+    }
+
+    #[tokio::test]
+    async fn a_failed_log_sync_fails_its_writes_and_every_write_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer_with_sync(&dir, Box::new(|| Err(std::io::Error::other("EIO"))));
+        let failed = StoreError::Backend(SYNC_FAILED.into());
+        // Committed to the log, but never known to be on disk: not
+        // acknowledged, and nothing after it is either.
+        assert_eq!(insert(&writer, 1).await, Err(failed.clone()));
+        assert_eq!(insert(&writer, 2).await, Err(failed));
     }
 }
