@@ -285,7 +285,8 @@ async fn receive(
         }
         let rows = tx
             .query(
-                &format!("WITH picked AS (
+                &format!(
+                    "WITH picked AS (
                     SELECT seq FROM messages
                     WHERE queue = $1 AND visible_at <= $2 AND sent_at > $3
                       AND ($4::int4 IS NULL OR receive_count < $4)
@@ -294,7 +295,8 @@ async fn receive(
                         receive_count = m.receive_count + 1, visible_at = $6,
                         first_received_at = COALESCE(m.first_received_at, $2)
                  FROM picked WHERE m.seq = picked.seq
-                 RETURNING {LEASED}"),
+                 RETURNING {LEASED}"
+                ),
                 &[&queue, &tx.now, &since, &max_receives, &want, &lease_until],
             )
             .await?;
@@ -324,8 +326,7 @@ fn receipt_seq(receipt: &str) -> Option<i64> {
 }
 
 /// What a lease returns, for [`leased`].
-pub(crate) const LEASED: &str =
-    "m.seq, m.message_id, m.body, m.attributes, m.sent_at, m.receive_count, m.receipt, m.first_received_at";
+pub(crate) const LEASED: &str = "m.seq, m.message_id, m.body, m.attributes, m.sent_at, m.receive_count, m.receipt, m.first_received_at";
 
 /// Leased messages from `RETURNING` [`LEASED`], oldest first.
 pub(crate) fn leased(rows: &[Row]) -> Vec<ReceivedMessage> {
