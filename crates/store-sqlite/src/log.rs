@@ -114,9 +114,13 @@ impl Syncer {
 /// Log pages after which a commit asks the checkpoint thread to copy the
 /// log into the database file (SQLite's own automatic checkpoint point).
 const CHECKPOINT_PAGES: i32 = 1000;
-/// Log pages past which the writer checkpoints by itself, if the checkpoint
-/// thread has not kept up: the log must not grow without bound.
-const WRITER_CHECKPOINT_PAGES: i32 = 16 * CHECKPOINT_PAGES;
+/// Log pages past which the writer checkpoints by itself: the log must not
+/// grow without bound. The log starts again from its beginning only at a
+/// commit that begins when all of it is copied; under a writer that never
+/// pauses, that moment rarely comes between two commits, so the writer
+/// makes it (by then the checkpoint thread has copied nearly everything, so
+/// this is the two syncs and little more, every 16 MiB of log).
+pub(crate) const WRITER_CHECKPOINT_PAGES: i32 = 4 * CHECKPOINT_PAGES;
 
 /// Moves checkpoints off the writer thread. SQLite's automatic checkpoint
 /// runs inside the commit that crosses its threshold, so that commit (and

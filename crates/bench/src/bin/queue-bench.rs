@@ -1,11 +1,11 @@
 //! Durable queue throughput, for `bench/queue.sh`: the raw fsync rate of the
 //! directory's disk, then clients each doing send + receive + delete of 1 KiB
-//! messages against the SQLite store with `synchronous=FULL` or, given a
-//! URL, against the PostgreSQL store, in one run.
+//! messages against the SQLite store (every answer after its commit is
+//! synced) or, given a URL, against the PostgreSQL store, in one run.
 //!
 //! `queue-bench DIR [SECONDS] [CLIENTS] [postgres://...]`; prints
 //! `key=value` lines. `QUEUE_BENCH_DURABILITY=relaxed` runs the SQLite store
-//! with `synchronous=NORMAL` instead: without an fsync per commit the writer
+//! without its sync thread instead: without an fsync per commit the writer
 //! thread's own cost per request is what limits it, which is what changes to
 //! that thread are measured by when the disk is shared and noisy.
 
