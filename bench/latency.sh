@@ -7,10 +7,14 @@
 #
 #   bench/latency.sh                   # 2000 messages at 200/s
 #   COUNT=5000 RATE=500 bench/latency.sh
+#   NIMBUS_BASELINE=/path/to/old/nimbus ROUNDS=2 bench/latency.sh
+#       # the baseline build too, in alternating rounds (baseline, this build, ...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${COUNT:-2000}
 RATE=${RATE:-200}
+ROUNDS=${ROUNDS:-1}
+NIMBUS=${NIMBUS:-./target/release/nimbus}
 
 cargo build --release --locked -p nimbus-cli -p nimbus-bench
 (cd tests/programs && cargo build --release --locked --target wasm32-wasip2 --example events)
@@ -33,14 +37,24 @@ batch_size = 1
 max_concurrency = 4
 TOML
 export NIMBUS_ADMIN_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
-# Server on core 0, sender on core 1, as in bench/run.sh.
-NIMBUS_LOG=info taskset -c 0 ./target/release/nimbus up "$WORK/nimbus.toml" --listen 127.0.0.1:0 \
-  --admin-listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/out" 2>"$WORK/log" &
-until grep -q "admin listening" "$WORK/out"; do sleep 0.05; done
-ADMIN=$(awk '/admin listening on/ {print $4}' "$WORK/out")
-taskset -c 1 ./target/release/queue-send "$ADMIN" jobs "$COUNT" "$RATE" >"$WORK/acks"
-until [ "$(grep -c 'handled data=lat-' "$WORK/log")" -ge "$(wc -l <"$WORK/acks")" ]; do sleep 0.1; done
-python3 - "$WORK/acks" "$WORK/log" "$RATE" <<'PY'
+
+# One measurement of the build $1, labelled $2: a fresh data directory, the
+# server on core 0, the sender on core 1, as in bench/run.sh.
+measure() {
+  local bin=$1 label=$2 run="$WORK/$2.$3"
+  mkdir -p "$run"
+  NIMBUS_LOG=info taskset -c 0 "$bin" up "$WORK/nimbus.toml" --listen 127.0.0.1:0 \
+    --admin-listen 127.0.0.1:0 --data-dir "$run/data" >"$run/out" 2>"$run/log" &
+  local server=$!
+  until grep -q "admin listening" "$run/out"; do sleep 0.05; done
+  local admin
+  admin=$(awk '/admin listening on/ {print $4}' "$run/out")
+  taskset -c 1 ./target/release/queue-send "$admin" jobs "$COUNT" "$RATE" >"$run/acks"
+  until [ "$(grep -c 'handled data=lat-' "$run/log")" -ge "$(wc -l <"$run/acks")" ]; do sleep 0.1; done
+  kill "$server"; wait "$server" 2>/dev/null || true
+  # The baseline's lines say so; this build's are as they always were.
+  if [ "$label" = baseline ]; then printf 'baseline '; fi
+  python3 - "$run/acks" "$run/log" "$RATE" <<'PY'
 import sys, re, datetime
 acks = dict(line.split() for line in open(sys.argv[1]))
 started = {}
@@ -53,3 +67,9 @@ lat = sorted((started[k] - int(v)) / 1000 for k, v in acks.items() if k in start
 pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
 print(f"messages={len(lat)} rate={sys.argv[3]}/s p50_ms={pick(0.50):.2f} p99_ms={pick(0.99):.2f} max_ms={lat[-1]:.2f}")
 PY
+}
+
+for round in $(seq "$ROUNDS"); do
+  if [ -n "${NIMBUS_BASELINE:-}" ]; then measure "$NIMBUS_BASELINE" baseline "$round"; fi
+  measure "$NIMBUS" nimbus "$round"
+done

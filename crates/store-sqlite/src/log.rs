@@ -23,11 +23,13 @@ pub(crate) const SYNC_FAILED: &str = "the disk failed to sync the store's log: r
 /// first sync of the log, which `synchronous=NORMAL` never makes).
 pub(crate) fn log_sync(conn: &Connection, path: &Path) -> StoreResult<SyncFn> {
     let log = std::fs::File::open(log_path(conn, path)).map_err(backend)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(backend)?;
-    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(backend)?;
     log.sync_data().map_err(backend)?;
     Ok(Box::new(move || log.sync_data()))
 }
