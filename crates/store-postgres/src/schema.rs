@@ -19,7 +19,8 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4, V5, V6, V7]
 /// schema version that can use a database at version `v`. Versions 3 to 7
 /// only add, so version-2 nodes keep running on them during a rolling
 /// upgrade (records older nodes write meter nothing and keep no spans;
-/// messages they receive keep no first receive time).
+/// messages they receive keep no first receive time, and a message they
+/// redrive keeps the one it had).
 const REQUIRES: [u32; SCHEMA_VERSION as usize] = [1, 2, 2, 2, 2, 2, 2];
 
 /// Held while migrating, so two processes starting at once migrate once.

@@ -19,11 +19,13 @@ pub(crate) const SYNC_FAILED: &str = "the disk failed to sync the store's log: r
 
 /// The sync of `conn`'s write-ahead log (`PATH-wal`, which SQLite keeps
 /// while the connection is open). The directory is synced once here, so the
-/// log's name is as durable as what it holds (SQLite would sync it at its
-/// first sync of the log, which `synchronous=NORMAL` never makes).
+/// log's name is as durable as what it holds (SQLite syncs the directory at
+/// its first sync of a new log, which at `synchronous=NORMAL` may come only
+/// with the first checkpoint).
 pub(crate) fn log_sync(conn: &Connection, path: &Path) -> StoreResult<SyncFn> {
-    let log = std::fs::File::open(log_path(conn, path)).map_err(backend)?;
-    let dir = path
+    let log_path = log_path(conn, path);
+    let log = std::fs::File::open(&log_path).map_err(backend)?;
+    let dir = log_path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
@@ -53,24 +55,56 @@ pub(crate) struct Committed {
     pub started: Instant,
 }
 
+/// What the process does when a sync of the log fails.
+pub(crate) type OnSyncFailure = Box<dyn Fn() + Send>;
+
+/// Stops the process after a failed sync of the log. Linux may have marked
+/// the pages it could not write clean: a later sync would succeed without
+/// writing them, and a checkpoint (the checkpoint thread's, the writer's,
+/// the one at close) could copy them into the database file, so that after
+/// a power cut the surviving start of the log would be replayed over newer
+/// pages. As PostgreSQL does, the process stops at once, having answered
+/// nothing that was not synced; the next start recovers from the file.
+pub(crate) fn stop_the_process() {
+    eprintln!("nimbus: {SYNC_FAILED}; stopping so that nothing unsynced is checkpointed");
+    std::process::abort();
+}
+
 /// The sync thread: takes every commit made since its last sync, syncs the
 /// log once for all of them, then answers them. A failed sync answers them
-/// with the error and stops the store taking writes: what is in the log is
-/// no longer known to be on disk, so nothing after it may be acknowledged
-/// (as PostgreSQL does, the process must restart and recover from the file).
+/// with the error and calls its `on_failure` ([`stop_the_process`] in a
+/// server); should the process go on, the store takes no more writes.
 pub(crate) struct Syncer {
     commits: std::sync::mpsc::Sender<Committed>,
     failed: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// Marks the store failed if the sync thread ends by a panic (an observer's,
+/// say): its commits can no longer be answered, so none may be made.
+struct FailOnPanic(Arc<AtomicBool>);
+
+impl Drop for FailOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Release);
+        }
+    }
 }
 
 impl Syncer {
-    pub(crate) fn start(mut sync: SyncFn, counters: Arc<CommitCounters>) -> StoreResult<Self> {
+    pub(crate) fn start(
+        mut sync: SyncFn,
+        on_failure: OnSyncFailure,
+        counters: Arc<CommitCounters>,
+    ) -> StoreResult<Self> {
         let (commits, waiting) = std::sync::mpsc::channel::<Committed>();
         let failed = Arc::new(AtomicBool::new(false));
         let flag = failed.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("nimbus-store-sync".into())
             .spawn(move || {
+                let _guard = FailOnPanic(flag.clone());
                 while let Ok(first) = waiting.recv() {
                     let mut batch = vec![first];
                     batch.extend(waiting.try_iter());
@@ -83,6 +117,9 @@ impl Syncer {
                             StoreError::Backend(SYNC_FAILED.into())
                         })
                     };
+                    if outcome.is_err() {
+                        on_failure();
+                    }
                     for commit in batch {
                         if outcome.is_ok()
                             && let Some(observer) = counters.observer.get()
@@ -96,7 +133,11 @@ impl Syncer {
                 }
             })
             .map_err(backend)?;
-        Ok(Syncer { commits, failed })
+        Ok(Syncer {
+            commits,
+            failed,
+            thread,
+        })
     }
 
     /// Whether a sync has failed: then nothing more may be written.
@@ -106,10 +147,15 @@ impl Syncer {
 
     /// Hands a commit over, to be answered after the next sync.
     pub(crate) fn hand_over(&self, commit: Committed) {
-        // The sync thread outlives the writer unless it panicked; then
-        // nothing can be acknowledged, and the requests fail as their
-        // answers are dropped.
+        // The sync thread outlives the writer unless it panicked (then the
+        // store is marked failed): the requests fail as their answers drop.
         let _ = self.commits.send(commit);
+    }
+
+    /// Answers what was handed over, then ends the thread.
+    pub(crate) fn finish(self) {
+        drop(self.commits);
+        let _ = self.thread.join();
     }
 }
 
@@ -133,16 +179,21 @@ pub(crate) const WRITER_CHECKPOINT_PAGES: i32 = 4 * CHECKPOINT_PAGES;
 /// passive checkpoint on a connection of its own: it copies what is synced
 /// while the writer goes on, and once it has copied everything, the writer's
 /// next commit starts the log again from its beginning.
-pub(crate) fn start_checkpoints(writer: &mut Connection, path: &Path) -> StoreResult<()> {
+///
+/// The thread ends when the writer's connection (and its hook) is dropped;
+/// the handle returned is for joining it.
+pub(crate) fn start_checkpoints(
+    writer: &mut Connection,
+    path: &Path,
+) -> StoreResult<std::thread::JoinHandle<()>> {
     let checkpointer = Connection::open(db_path(writer, path)).map_err(backend)?;
     checkpointer
         .execute_batch("PRAGMA synchronous = NORMAL;")
         .map_err(backend)?;
     let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("nimbus-store-checkpoint".into())
         .spawn(move || {
-            // Ends when the writer's connection (and its hook) is dropped.
             while woken.recv().is_ok() {
                 if let Err(e) = checkpointer
                     .wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE)
@@ -155,14 +206,18 @@ pub(crate) fn start_checkpoints(writer: &mut Connection, path: &Path) -> StoreRe
     writer
         .wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages| {
             if pages >= WRITER_CHECKPOINT_PAGES {
-                // An error here would fail a statement whose commit stands;
-                // a checkpoint that cannot run now runs at a later commit.
-                let _ = wal.checkpoint_v2(rusqlite::wal::CheckpointMode::PASSIVE);
+                // An error here must not fail the statement: its commit
+                // stands. A checkpoint that cannot run now (the thread's is
+                // running) runs at a later commit.
+                if let Err(e) = wal.checkpoint_v2(rusqlite::wal::CheckpointMode::PASSIVE) {
+                    tracing::debug!("store checkpoint at commit deferred: {e}");
+                }
             } else if pages >= CHECKPOINT_PAGES {
                 // Already awake or waking: nothing to add.
                 let _ = wake.try_send(());
             }
             Ok(())
         }))
-        .map_err(backend)
+        .map_err(backend)?;
+    Ok(thread)
 }

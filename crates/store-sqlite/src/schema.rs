@@ -23,7 +23,8 @@ pub const SCHEMA_VERSION: u32 = 7;
 /// schema version that can use a file at version `v`. Versions 3 to 7 only
 /// add, so version-2 binaries keep running on them during a rolling upgrade
 /// (records a version-4 binary writes meter nothing; records older binaries
-/// write keep no spans; messages they receive keep no first receive time).
+/// write keep no spans; messages they receive keep no first receive time,
+/// and a message they redrive keeps the one it had).
 const REQUIRES: [u32; SCHEMA_VERSION as usize] = [1, 2, 2, 2, 2, 2, 2];
 
 /// Whether `table` has `column` (SQLite has no `ADD COLUMN IF NOT EXISTS`).

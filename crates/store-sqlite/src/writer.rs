@@ -9,7 +9,7 @@
 //! the next batch. So the disk's sync time is off the writer's path, and
 //! nothing is acknowledged before it is on disk.
 
-use crate::log::{Committed, SYNC_FAILED, SyncFn, Syncer};
+use crate::log::{Committed, OnSyncFailure, SYNC_FAILED, SyncFn, Syncer};
 use crate::{Durability, SqliteOptions, backend};
 use nimbus_store::StoreObserver;
 use nimbus_store::{Clock, QueueSignals, StoreError, StoreResult, Timestamp};
@@ -82,6 +82,21 @@ type Job = Box<dyn FnOnce(Option<&Tx<'_>>) -> Reply + Send>;
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
     stats: Arc<CommitCounters>,
+    /// Joined on drop, so the file is closed (and its log checkpointed)
+    /// before the store is gone: a store opened again at once finds it so.
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer's loop once it has run what
+        // was sent; it then ends the sync and checkpoint threads.
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.jobs, closed));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// How many commits the writer made and how many requests they carried.
@@ -113,34 +128,53 @@ impl Writer {
         .map_err(backend)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         crate::schema::migrate(&conn)?;
-        crate::log::start_checkpoints(&mut conn, &options.path)?;
+        let checkpoints = crate::log::start_checkpoints(&mut conn, &options.path)?;
         let sync = match options.durability {
-            Durability::Fsync => Some(crate::log::log_sync(&conn, &options.path)?),
+            Durability::Fsync => Some((
+                crate::log::log_sync(&conn, &options.path)?,
+                Box::new(crate::log::stop_the_process) as OnSyncFailure,
+            )),
             Durability::RelaxedMayLoseRecentWrites => None,
         };
-        Self::spawn(conn, clock, signals, sync)
+        Self::spawn(conn, clock, signals, sync, Some(checkpoints))
     }
 
     /// Starts the writer thread on `conn`, and the sync thread when `sync`
-    /// is given: what makes the log durable.
+    /// is given: what makes the log durable, and what to do if it fails.
     fn spawn(
         conn: Connection,
         clock: Arc<dyn Clock>,
         signals: QueueSignals,
-        sync: Option<SyncFn>,
+        sync: Option<(SyncFn, OnSyncFailure)>,
+        checkpoints: Option<std::thread::JoinHandle<()>>,
     ) -> StoreResult<Self> {
         let (jobs, receiver) = mpsc::channel(MAX_PENDING);
         let stats = Arc::new(CommitCounters::default());
         let counters = stats.clone();
         let syncer = match sync {
-            Some(sync) => Some(Syncer::start(sync, stats.clone())?),
+            Some((sync, on_failure)) => Some(Syncer::start(sync, on_failure, stats.clone())?),
             None => None,
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("nimbus-store-writer".into())
-            .spawn(move || run(conn, receiver, clock, &counters, &signals, syncer))
+            .spawn(move || {
+                run(&conn, receiver, clock, &counters, &signals, syncer.as_ref());
+                // The connection first: that drops its log hook, which ends
+                // the checkpoint thread, whose connection closes last.
+                drop(conn);
+                if let Some(syncer) = syncer {
+                    syncer.finish();
+                }
+                if let Some(checkpoints) = checkpoints {
+                    let _ = checkpoints.join();
+                }
+            })
             .map_err(backend)?;
-        Ok(Writer { jobs, stats })
+        Ok(Writer {
+            jobs,
+            stats,
+            thread: Some(thread),
+        })
     }
 
     pub(crate) fn counters(&self) -> &CommitCounters {
@@ -189,12 +223,12 @@ fn in_savepoint<T>(tx: &Tx<'_>, work: impl FnOnce(&Tx<'_>) -> StoreResult<T>) ->
 }
 
 fn run(
-    conn: Connection,
+    conn: &Connection,
     mut receiver: mpsc::Receiver<Job>,
     clock: Arc<dyn Clock>,
     counters: &CommitCounters,
     signals: &QueueSignals,
-    syncer: Option<Syncer>,
+    syncer: Option<&Syncer>,
 ) {
     let queue_configs = crate::queue::ConfigCache::default();
     while let Some(first) = receiver.blocking_recv() {
@@ -205,7 +239,7 @@ fn run(
                 Err(_) => break,
             }
         }
-        if let Some(syncer) = &syncer
+        if let Some(syncer) = syncer
             && syncer.failed()
         {
             for job in batch {
@@ -216,7 +250,7 @@ fn run(
         let started = Instant::now();
         let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(backend);
         let tx = Tx {
-            conn: &conn,
+            conn,
             now: clock.now_ms(),
             dead_lettered: RefCell::new(Vec::new()),
             signalled: RefCell::new(Vec::new()),
@@ -253,7 +287,7 @@ fn run(
                 signals.notify(&name);
             }
         }
-        match (&syncer, committed) {
+        match (syncer, committed) {
             (Some(syncer), Ok(())) => syncer.hand_over(Committed { replies, started }),
             (_, committed) => {
                 for reply in replies {
@@ -392,7 +426,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sqlite_never_syncs_at_commit_the_sync_thread_does() {
+    async fn sqlite_itself_never_syncs_at_commit() {
         assert_eq!(synchronous_mode(Durability::Fsync).await, 1);
         assert_eq!(
             synchronous_mode(Durability::RelaxedMayLoseRecentWrites).await,
@@ -400,8 +434,13 @@ mod tests {
         );
     }
 
-    /// A writer on a scratch file whose log sync is `sync`.
-    fn writer_with_sync(dir: &tempfile::TempDir, sync: SyncFn) -> Writer {
+    /// A writer on a scratch file whose log sync is `sync`, and whose
+    /// failed sync calls `on_failure` instead of stopping the process.
+    fn writer_with_sync(
+        dir: &tempfile::TempDir,
+        sync: SyncFn,
+        on_failure: OnSyncFailure,
+    ) -> Writer {
         let conn = Connection::open(dir.path().join("db")).unwrap();
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
@@ -412,7 +451,8 @@ mod tests {
             conn,
             Arc::new(SystemClock),
             QueueSignals::default(),
-            Some(sync),
+            Some((sync, on_failure)),
+            None,
         )
         .unwrap()
     }
@@ -429,22 +469,43 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_is_answered_only_after_a_log_sync_that_began_after_its_commit() {
+        use std::future::Future as _;
+        use std::task::{Context, Poll, Waker};
         let dir = tempfile::tempdir().unwrap();
-        let syncs = Arc::new(AtomicU64::new(0));
-        let counted = syncs.clone();
+        // The sync says when it begins, then waits to be let go.
+        let (began, sync_began) = std::sync::mpsc::channel::<()>();
+        let (let_go, wait) = std::sync::mpsc::channel::<()>();
+        let wait = std::sync::Mutex::new(wait);
         let writer = writer_with_sync(
             &dir,
             Box::new(move || {
-                counted.fetch_add(1, Ordering::SeqCst);
+                let _ = began.send(());
+                let _ = wait.lock().unwrap().recv();
                 Ok(())
             }),
+            Box::new(|| panic!("no sync fails here")),
         );
-        for v in 0..3 {
-            insert(&writer, v).await.unwrap();
-            // Its commit's sync ran before the answer: one at least per
-            // answered write, since each waited for the one before.
-            assert!(syncs.load(Ordering::SeqCst) > v as u64);
-        }
+        // Let go before the writer is dropped, even if an assertion fails,
+        // or dropping it would wait for this sync forever.
+        let let_go = let_go;
+        let mut write = std::pin::pin!(insert(&writer, 7));
+        let mut cx = Context::from_waker(Waker::noop());
+        // The first poll hands the request to the writer.
+        assert!(write.as_mut().poll(&mut cx).is_pending());
+        // (Blocking this thread holds nothing up: the writer and the sync
+        // are threads of their own.)
+        sync_began.recv().unwrap();
+        // The sync began after the commit: another connection sees the row.
+        let other = Connection::open(dir.path().join("db")).unwrap();
+        let seen: i64 = other
+            .query_row("SELECT count(*) FROM t WHERE v = 7", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(seen, 1);
+        // But the write is not answered while its sync runs (an answer
+        // given at the commit would be waiting for this poll already).
+        assert!(write.as_mut().poll(&mut cx).is_pending());
+        let_go.send(()).unwrap();
+        write.await.unwrap();
     }
 
     #[tokio::test]
@@ -473,17 +534,32 @@ mod tests {
         assert_eq!(automatic, 0);
         let log = dir.path().join("db-wal");
         let page = 4096u64;
-        let w = &writer;
-        // Each row takes four pages (a 16,000-byte value overflows).
-        let write_rows = |n: usize| async move {
-            for _ in 0..n {
-                w.run(|tx| {
-                    tx.execute("INSERT INTO pages (page) VALUES (zeroblob(16000))", [])
-                        .map(|_| ())
-                        .map_err(backend)
-                })
-                .await
-                .unwrap();
+        let writer = Arc::new(writer);
+        // Each row takes four pages (a 16,000-byte value overflows), written
+        // by 16 clients at once, so the writer seldom pauses.
+        let write_rows = |n: usize| {
+            let writer = writer.clone();
+            async move {
+                let mut clients = tokio::task::JoinSet::new();
+                for _ in 0..16 {
+                    let writer = writer.clone();
+                    clients.spawn(async move {
+                        for _ in 0..n / 16 {
+                            writer
+                                .run(|tx| {
+                                    tx.execute(
+                                        "INSERT INTO pages (page) VALUES (zeroblob(16000))",
+                                        [],
+                                    )
+                                    .map(|_| ())
+                                    .map_err(backend)
+                                })
+                                .await
+                                .unwrap();
+                        }
+                    });
+                }
+                clients.join_all().await;
             }
         };
         // ...so past the checkpoint point (1,000 log pages, reached within
@@ -500,9 +576,7 @@ mod tests {
         // commit that begins when all of it is copied; when they do not (a
         // slow disk), when the writer checkpoints past its bound. 9,600
         // pages more leave it within that bound and a few commits.
-        for _ in 0..4 {
-            write_rows(600).await;
-        }
+        write_rows(2_400).await;
         let size = std::fs::metadata(&log).unwrap().len();
         let bound = (crate::log::WRITER_CHECKPOINT_PAGES as u64 + 200) * (page + 24);
         assert!(size < bound, "the log grew to {size} bytes");
@@ -511,11 +585,26 @@ mod tests {
     #[tokio::test]
     async fn a_failed_log_sync_fails_its_writes_and_every_write_after_it() {
         let dir = tempfile::tempdir().unwrap();
-        let writer = writer_with_sync(&dir, Box::new(|| Err(std::io::Error::other("EIO"))));
+        // The first sync fails, every later one would succeed.
+        let syncs = AtomicU64::new(0);
+        let stopped = Arc::new(AtomicU64::new(0));
+        let stops = stopped.clone();
+        let writer = writer_with_sync(
+            &dir,
+            Box::new(move || match syncs.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(std::io::Error::other("EIO")),
+                _ => Ok(()),
+            }),
+            Box::new(move || {
+                stops.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
         let failed = StoreError::Backend(SYNC_FAILED.into());
         // Committed to the log, but never known to be on disk: not
-        // acknowledged, and nothing after it is either.
+        // acknowledged, the process told to stop, and should it go on,
+        // nothing after it is acknowledged either.
         assert_eq!(insert(&writer, 1).await, Err(failed.clone()));
+        assert_eq!(stopped.load(Ordering::SeqCst), 1);
         assert_eq!(insert(&writer, 2).await, Err(failed));
     }
 }
