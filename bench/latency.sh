@@ -43,6 +43,7 @@ export NIMBUS_ADMIN_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(
 measure() {
   local bin=$1 label=$2 run="$WORK/$2.$3"
   mkdir -p "$run"
+  : >"$run/out"
   NIMBUS_LOG=info taskset -c 0 "$bin" up "$WORK/nimbus.toml" --listen 127.0.0.1:0 \
     --admin-listen 127.0.0.1:0 --data-dir "$run/data" >"$run/out" 2>"$run/log" &
   local server=$!
