@@ -9,6 +9,7 @@
 use crate::staging::Staged;
 use crate::{BucketError, Buckets, PutOptions, UploadError, Written, meta};
 use bytes::Bytes;
+use futures::future::{BoxFuture, FutureExt as _};
 use futures::{StreamExt as _, TryStreamExt as _};
 use nimbus_store::ObjectMeta;
 use std::collections::BTreeMap;
@@ -410,18 +411,29 @@ impl Buckets {
         };
         // The parts one after another, each read as it is written into the
         // object's blob: never the whole object in memory.
-        let blobs = &self.blobs;
-        let body = futures::stream::iter(picked.iter().map(|p| (p.data.as_str(), p.part.number)))
-            .then(move |(data, number)| async move {
-                match blobs.read_staged_stream(id, data).await {
-                    Ok(Some(bytes)) => Ok(bytes.map_err(MultipartError::from)),
-                    Ok(None) => Err(MultipartError::InvalidPart(number)),
-                    Err(e) => Err(e.into()),
+        // Owned, so the stream is `'static` (and `Send` for any caller).
+        let files: Vec<(String, u32)> = picked
+            .iter()
+            .map(|p| (p.data.clone(), p.part.number))
+            .collect();
+        let (blobs, upload_id) = (self.blobs.clone(), id.to_owned());
+        let body = futures::stream::iter(files)
+            .then(move |(data, number)| {
+                let (blobs, upload_id) = (blobs.clone(), upload_id.clone());
+                let opened: BoxFuture<'static, _> = async move {
+                    match blobs.read_staged_stream(&upload_id, &data).await {
+                        Ok(Some(bytes)) => Ok(bytes.map_err(MultipartError::from)),
+                        Ok(None) => Err(MultipartError::InvalidPart(number)),
+                        Err(e) => Err(e.into()),
+                    }
                 }
+                .boxed();
+                opened
             })
-            .try_flatten();
+            .try_flatten()
+            .boxed();
         let object = self
-            .put_stream(bucket, key, Box::pin(body), options, |_, _| {
+            .put_stream(bucket, key, body, options, |_, _| {
                 Ok(crate::Checksums::default())
             })
             .await
