@@ -205,7 +205,9 @@ impl Blobs {
     ) -> Result<Option<BoxStream<'static, Result<Bytes, crate::BucketError>>>, crate::BucketError>
     {
         match self.store.get(at).await {
-            Ok(got) => Ok(Some(got.into_stream().map(|r| r.map_err(blob_error)).boxed())),
+            Ok(got) => Ok(Some(
+                got.into_stream().map(|r| r.map_err(blob_error)).boxed(),
+            )),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(blob_error(e)),
         }
@@ -454,9 +456,15 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(written.size, bytes.len() as u64);
-        assert_eq!(written.md5.map(|m| crate::meta::hex(&m)), Some(crate::etag(&bytes)));
+        assert_eq!(
+            written.md5.map(|m| crate::meta::hex(&m)),
+            Some(crate::etag(&bytes))
+        );
         let read = blobs.read("photos", "streamed", None).await.unwrap();
-        assert!(read.as_deref() == Some(&bytes[..]), "the blob read back differs");
+        assert!(
+            read.as_deref() == Some(&bytes[..]),
+            "the blob read back differs"
+        );
 
         let mut body = futures::stream::iter(chunks);
         let refused = blobs
@@ -474,7 +482,9 @@ mod tests {
             .await;
         assert!(matches!(
             refused,
-            Err(crate::UploadError::Bucket(crate::BucketError::TooLarge { .. }))
+            Err(crate::UploadError::Bucket(
+                crate::BucketError::TooLarge { .. }
+            ))
         ));
         assert_eq!(blobs.read("photos", "over", None).await.unwrap(), None);
     }

@@ -193,7 +193,10 @@ impl Drop for InFlight {
         // removes the blob.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let (blobs, store) = (self.blobs.clone(), self.store.clone());
-            let (bucket, blob) = (std::mem::take(&mut self.bucket), std::mem::take(&mut self.blob));
+            let (bucket, blob) = (
+                std::mem::take(&mut self.bucket),
+                std::mem::take(&mut self.blob),
+            );
             runtime.spawn(async move { discard(&blobs, store.as_ref(), &bucket, &blob).await });
         }
     }

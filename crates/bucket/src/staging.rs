@@ -7,9 +7,9 @@
 
 use crate::blob::{Blobs, blob_error, sync_local};
 use crate::write::Target;
-use futures::stream::BoxStream;
 use bytes::Bytes;
 use futures::TryStreamExt as _;
+use futures::stream::BoxStream;
 use object_store::path::Path as BlobPath;
 use object_store::{PutMode, PutOptions, PutPayload};
 use std::time::SystemTime;
@@ -73,9 +73,9 @@ impl Blobs {
     pub(crate) fn staged_target(&self, id: &str, name: &str) -> Target {
         Target {
             at: self.upload_dir(id).child(name),
-            local: self.local_root().map(|root| {
-                (root.join(AREA).join(id).join(name), root.to_owned())
-            }),
+            local: self
+                .local_root()
+                .map(|root| (root.join(AREA).join(id).join(name), root.to_owned())),
         }
     }
 

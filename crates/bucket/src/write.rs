@@ -7,8 +7,8 @@
 //! a multipart upload of such parts (at most [`S3_PARTS_IN_FLIGHT`] being
 //! sent at once), which S3 makes visible, whole, only at its completion.
 
-use crate::blob::{Blobs, blob_error, sync_local};
 use crate::BucketError;
+use crate::blob::{Blobs, blob_error, sync_local};
 use bytes::Bytes;
 use futures::{Stream, StreamExt as _};
 use md5::{Digest as _, Md5};

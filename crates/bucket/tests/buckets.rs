@@ -477,7 +477,12 @@ async fn streamed_uploads_refused_or_cut_off_leave_no_object_and_no_blob() {
         Err(BucketError::NoSuchKey(_))
     ));
     let put = buckets
-        .put("photos", "k", Bytes::from_static(b"fits"), PutOptions::default())
+        .put(
+            "photos",
+            "k",
+            Bytes::from_static(b"fits"),
+            PutOptions::default(),
+        )
         .await
         .unwrap();
     assert_eq!(put.size, 4);

@@ -293,8 +293,14 @@ async fn a_refused_part_leaves_nothing_and_a_part_in_the_earlier_layout_still_co
             Err("checksum")
         })
         .await;
-    assert!(matches!(refused, Err(nimbus_bucket::UploadError::Body("checksum"))));
-    assert_eq!(buckets.list_parts("photos", "k", &upload.id).await.unwrap(), []);
+    assert!(matches!(
+        refused,
+        Err(nimbus_bucket::UploadError::Body("checksum"))
+    ));
+    assert_eq!(
+        buckets.list_parts("photos", "k", &upload.id).await.unwrap(),
+        []
+    );
     let staged = dir.path().join("buckets/_uploads").join(&upload.id);
     let files: Vec<String> = std::fs::read_dir(&staged)
         .unwrap()

@@ -272,7 +272,8 @@ mod tests {
                 return Err(too_large(limit));
             }
         }
-        let md5: [u8; 16] = md5::Digest::finalize(<md5::Md5 as md5::Digest>::new_with_prefix(&bytes)).into();
+        let md5: [u8; 16] =
+            md5::Digest::finalize(<md5::Md5 as md5::Digest>::new_with_prefix(&bytes)).into();
         let checksum = checked.finish(Some(md5))?;
         Ok(Read {
             bytes: Bytes::from(bytes),

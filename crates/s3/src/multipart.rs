@@ -96,10 +96,16 @@ pub(crate) async fn upload_part(
     )?;
     let mut echoed = Checksum::default();
     let part = buckets
-        .put_part_stream(&input.bucket, &input.upload_id, number, body, |body, written| {
-            echoed = body.finish(written.md5)?;
-            Ok(())
-        })
+        .put_part_stream(
+            &input.bucket,
+            &input.upload_id,
+            number,
+            body,
+            |body, written| {
+                echoed = body.finish(written.md5)?;
+                Ok(())
+            },
+        )
         .await
         .map_err(from_upload)?;
     let c = echoed;
