@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The S3 and SQS endpoints against /v1 in one run (bench/aws.py), then
 # `aws s3 cp` of a 100 MiB file against writing it to the same disk with
-# fsync (dd conv=fsync). Release build, SQLite store, local blobs.
+# fsync (dd conv=fsync), with the server's peak resident memory (VmHWM)
+# before and after the copy. Release build, SQLite store, local blobs.
+# NIMBUS=PATH runs that binary instead of building one.
 #
 #   bench/aws.sh             # 500 operations per figure
 #   N=2000 bench/aws.sh
@@ -9,11 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-500}
 
-cargo build --release --locked -p nimbus-cli
+[ -n "${NIMBUS:-}" ] || cargo build --release --locked -p nimbus-cli
 (cd tests/programs && cargo build --release --locked --target wasm32-wasip2 --example hello)
 HELLO=${CARGO_TARGET_DIR:-$PWD/tests/programs/target}/wasm32-wasip2/release/examples/hello.wasm
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
-NIMBUS=$TARGET/release/nimbus
+NIMBUS=${NIMBUS:-$TARGET/release/nimbus}
 # On the project's disk: a tmpfs would make fsync free.
 WORK=$(mktemp -d -p "$TARGET")
 SERVER=
@@ -49,16 +51,20 @@ python3 bench/aws.py "$NIMBUS_ADMIN" http://127.0.0.1:3912 http://127.0.0.1:3913
 
 echo "== 100 MiB: aws s3 cp (multipart) against dd with fsync on the same disk"
 head -c $((100 * 1024 * 1024)) /dev/urandom >"$WORK/big"
+peak() { awk '/^VmHWM:/ {print $2}' "/proc/$SERVER/status"; }
+PEAK_BEFORE=$(peak)
 t0=$(date +%s%N)
 dd if="$WORK/big" of="$WORK/big.copy" bs=8M conv=fsync status=none
 t1=$(date +%s%N)
 AWS_ACCESS_KEY_ID=$KEY_ID AWS_SECRET_ACCESS_KEY=$SECRET AWS_DEFAULT_REGION=us-east-1 \
   aws --endpoint-url http://127.0.0.1:3912 s3 cp "$WORK/big" s3://bench/big --only-show-errors
 t2=$(date +%s%N)
-python3 - "$t0" "$t1" "$t2" <<'PY'
+PEAK_AFTER=$(peak)
+python3 - "$t0" "$t1" "$t2" "$PEAK_BEFORE" "$PEAK_AFTER" <<'PY'
 import sys
-t0, t1, t2 = map(int, sys.argv[1:])
+t0, t1, t2, before, after = map(int, sys.argv[1:])
 disk, cp = (t1 - t0) / 1e9, (t2 - t1) / 1e9
 print(f"dd conv=fsync  {disk:6.2f} s  {100 / disk:7.1f} MiB/s")
 print(f"aws s3 cp      {cp:6.2f} s  {100 / cp:7.1f} MiB/s  ({cp / disk:.2f}x the disk's time)")
+print(f"server peak resident memory {before / 1024:.0f} MiB before the copy, {after / 1024:.0f} MiB after")
 PY

@@ -1,17 +1,19 @@
 //! Blob I/O through `object_store`, on the local filesystem under the data
 //! directory or in an S3 bucket shared by every node. Every upload goes to
-//! a fresh name with a create-only put (never over an existing blob), is
-//! durable when the write returns (locally the file and its directory are
-//! fsynced, which `LocalFileSystem` does not do; S3 acknowledges a PUT only
-//! once stored), and is only then referenced by metadata. Blobs written but
-//! never referenced are orphans; `candidates` lists the sweep's suspects.
+//! a fresh name, streamed (`write`): locally a create-only file, on S3 a
+//! create-only put or, past one part, a multipart upload; it is durable
+//! when the write returns (locally the file and its directory are fsynced;
+//! S3 acknowledges a PUT or a completion only once stored), and is only
+//! then referenced by metadata. Blobs written but never referenced are
+//! orphans; `candidates` lists the sweep's suspects.
 
 use crate::s3::S3Config;
+use crate::write::Target;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt as _};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as BlobPath;
-use object_store::{GetOptions, GetRange, ObjectStore, PutMode, PutOptions, PutPayload};
+use object_store::{GetOptions, GetRange, ObjectStore};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -40,8 +42,10 @@ pub(crate) struct Candidate {
 }
 
 enum Removal {
-    /// A local file: a blob, or a staging file `LocalFileSystem` was
-    /// writing when it was cut off (`BLOB#N`, which its listing hides).
+    /// A local file: a blob (perhaps cut off mid-write), or a staging file
+    /// `LocalFileSystem` was writing when it was cut off (`BLOB#N`, which
+    /// its listing hides; blobs were written through it before uploads
+    /// were streamed).
     File(PathBuf),
     Object(BlobPath),
 }
@@ -158,43 +162,55 @@ impl Blobs {
         name.len() == 32 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     }
 
+    /// Where a streamed write of `blob` goes: locally the file, fsynced
+    /// with the bucket's folder.
+    pub(crate) fn blob_target(&self, bucket: &str, blob: &str) -> Target {
+        Target {
+            at: self.location(bucket, blob),
+            local: match &self.kind {
+                Kind::Local { root } => {
+                    let dir = root.join(bucket);
+                    Some((dir.join(blob), dir))
+                }
+                Kind::S3 { .. } => None,
+            },
+        }
+    }
+
     /// Writes `bytes` under `blob`, which must not exist, and makes them
     /// durable.
+    #[cfg(test)]
     pub(crate) async fn write(
         &self,
         bucket: &str,
         blob: &str,
         bytes: Bytes,
     ) -> Result<(), crate::BucketError> {
-        let at = self.location(bucket, blob);
-        let payload = PutPayload::from_bytes(bytes);
-        let create = PutOptions {
-            mode: PutMode::Create,
-            ..PutOptions::default()
-        };
-        match self.store.put_opts(&at, payload.clone(), create).await {
-            Ok(_) => {}
-            // Conditional puts turned off for a service without them
-            // (`AWS_CONDITIONAL_PUT=disabled`): a plain put of the fresh name.
-            Err(object_store::Error::NotImplemented) => {
-                self.store.put(&at, payload).await.map_err(blob_error)?;
-            }
-            Err(e) => return Err(blob_error(e)),
+        let mut body = futures::stream::iter([Ok::<_, std::convert::Infallible>(bytes)]);
+        self.write_stream(
+            self.blob_target(bucket, blob),
+            &mut body,
+            u64::MAX,
+            false,
+            |_| unreachable!("no limit"),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The bytes of `blob` from its start, as they are read.
+    pub(crate) async fn read_stream(
+        &self,
+        at: &BlobPath,
+    ) -> Result<Option<BoxStream<'static, Result<Bytes, crate::BucketError>>>, crate::BucketError>
+    {
+        match self.store.get(at).await {
+            Ok(got) => Ok(Some(
+                got.into_stream().map(|r| r.map_err(blob_error)).boxed(),
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(blob_error(e)),
         }
-        let Kind::Local { root } = &self.kind else {
-            return Ok(());
-        };
-        let file = root.join(bucket).join(blob);
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            std::fs::File::open(&file)?.sync_all()?;
-            if let Some(dir) = file.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(blob_error)?
-        .map_err(blob_error)
     }
 
     /// The bytes of `blob` in `range` (all of them without one); `None` if
@@ -416,6 +432,85 @@ mod tests {
         assert!(second.is_err(), "a blob was overwritten");
         let read = blobs.read("photos", "same", None).await.unwrap();
         assert_eq!(read.as_deref(), Some(&b"first"[..]));
+    }
+
+    /// A body of several S3 parts (and many local write slices) streams in
+    /// and reads back whole, with its MD5; one past its limit leaves no blob.
+    async fn a_streamed_write_reads_back_whole_and_an_over_limit_one_leaves_nothing(blobs: Blobs) {
+        let bytes: Vec<u8> = (0..(2 * crate::write::S3_PART_BYTES + 12345) as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let chunks: Vec<Result<Bytes, std::convert::Infallible>> = bytes
+            .chunks(100_000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let mut body = futures::stream::iter(chunks.clone());
+        let written = blobs
+            .write_stream(
+                blobs.blob_target("photos", "streamed"),
+                &mut body,
+                bytes.len() as u64,
+                true,
+                |_| unreachable!("within the limit"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(written.size, bytes.len() as u64);
+        assert_eq!(
+            written.md5.map(|m| crate::meta::hex(&m)),
+            Some(crate::etag(&bytes))
+        );
+        let read = blobs.read("photos", "streamed", None).await.unwrap();
+        assert!(
+            read.as_deref() == Some(&bytes[..]),
+            "the blob read back differs"
+        );
+
+        let mut body = futures::stream::iter(chunks);
+        let refused = blobs
+            .write_stream(
+                blobs.blob_target("photos", "over"),
+                &mut body,
+                bytes.len() as u64 - 1,
+                false,
+                |size| crate::BucketError::TooLarge {
+                    bucket: "photos".into(),
+                    size,
+                    limit: 0,
+                },
+            )
+            .await;
+        assert!(matches!(
+            refused,
+            Err(crate::UploadError::Bucket(
+                crate::BucketError::TooLarge { .. }
+            ))
+        ));
+        assert_eq!(blobs.read("photos", "over", None).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn local_streamed_writes_are_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::local(dir.path().to_owned()).unwrap();
+        prepare_dir(dir.path(), "photos").unwrap();
+        a_streamed_write_reads_back_whole_and_an_over_limit_one_leaves_nothing(blobs).await;
+        assert!(!dir.path().join("photos").join("over").exists());
+    }
+
+    #[tokio::test]
+    async fn s3_streamed_writes_are_whole() {
+        let server = nimbus_test_s3::server();
+        let config = S3Config::with_static_credentials(
+            crate::S3Location::parse(&server.fresh_location()).unwrap(),
+            Some(server.endpoint()),
+            None,
+            nimbus_test_s3::ACCESS_KEY_ID,
+            nimbus_test_s3::SECRET_ACCESS_KEY,
+        );
+        let blobs = Blobs::s3(&config).unwrap();
+        blobs.prepare("photos").await.unwrap();
+        a_streamed_write_reads_back_whole_and_an_over_limit_one_leaves_nothing(blobs).await;
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ mod meta;
 mod multipart;
 mod s3;
 mod staging;
+mod write;
 
 pub use event::sequencer_text;
 pub use meta::{
@@ -23,6 +24,7 @@ pub use multipart::{
 };
 pub use nimbus_manifest::bucket::{MAX_KEY_BYTES, check_object_key, is_bucket_name};
 pub use s3::{DEFAULT_REGION, S3Config, S3Location};
+pub use write::{UploadError, Written};
 
 use bytes::Bytes;
 use futures::StreamExt as _;
@@ -148,6 +150,66 @@ pub struct ObjectBytes {
     pub bytes: Bytes,
     /// The part returned, when a range was asked for.
     pub range: Option<std::ops::Range<u64>>,
+}
+
+/// A blob being uploaded: given up (removed, its registration ended)
+/// unless kept, also when dropped mid-upload, in a task of its own.
+struct InFlight {
+    blobs: Arc<blob::Blobs>,
+    store: Arc<dyn BucketStore>,
+    bucket: String,
+    blob: String,
+    settled: bool,
+}
+
+impl InFlight {
+    fn new(buckets: &Buckets, bucket: &str, blob: &str) -> Self {
+        InFlight {
+            blobs: buckets.blobs.clone(),
+            store: buckets.store.clone(),
+            bucket: bucket.to_owned(),
+            blob: blob.to_owned(),
+            settled: false,
+        }
+    }
+
+    /// The blob is referenced by a commit (or may be: the sweep decides).
+    fn keep(mut self) {
+        self.settled = true;
+    }
+
+    async fn discard(mut self) {
+        self.settled = true;
+        discard(&self.blobs, self.store.as_ref(), &self.bucket, &self.blob).await;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        // No runtime (the process is ending): the sweep at the next start
+        // removes the blob.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (blobs, store) = (self.blobs.clone(), self.store.clone());
+            let (bucket, blob) = (
+                std::mem::take(&mut self.bucket),
+                std::mem::take(&mut self.blob),
+            );
+            runtime.spawn(async move { discard(&blobs, store.as_ref(), &bucket, &blob).await });
+        }
+    }
+}
+
+/// Removes the blob of an upload given up on, then its registration; if
+/// either fails, the sweep removes the blob once the registration ends or
+/// expires.
+async fn discard(blobs: &blob::Blobs, store: &dyn BucketStore, bucket: &str, blob: &str) {
+    blobs.remove(bucket, blob).await;
+    if let Err(e) = store.abandon_upload(bucket, blob).await {
+        tracing::warn!(bucket, blob, "could not end an upload's registration: {e}");
+    }
 }
 
 /// The app's buckets.
@@ -315,23 +377,50 @@ impl Buckets {
         options: PutOptions,
         checksums: Checksums,
     ) -> Result<ObjectMeta, BucketError> {
-        let b = self.checked(bucket, key)?;
+        let limit = self.checked(bucket, key)?.max_object_bytes;
         let size = bytes.len() as u64;
-        if size > b.max_object_bytes {
+        if size > limit {
             return Err(BucketError::TooLarge {
                 bucket: bucket.to_owned(),
                 size,
-                limit: b.max_object_bytes,
+                limit,
             });
         }
+        let body = futures::stream::iter([Ok::<_, std::convert::Infallible>(bytes)]);
+        Ok(self
+            .put_stream(bucket, key, body, options, |_, _| Ok(checksums))
+            .await?)
+    }
+
+    /// Stores an object whose bytes arrive as `body`, written to object
+    /// storage as they come (memory stays bounded whatever the size) and
+    /// refused with [`BucketError::TooLarge`] as soon as they pass the
+    /// bucket's limit. Once the body has ended and its bytes are durable,
+    /// `check` is given the body and what was written (its size, and its
+    /// MD5 unless `options` names the ETag), and says which checksums to
+    /// keep, or refuses the upload; only then is the object committed and
+    /// visible. Whatever fails, no object is stored and the blob goes (or,
+    /// should even that fail, is left to the orphan sweep).
+    pub async fn put_stream<S, E>(
+        &self,
+        bucket: &str,
+        key: &str,
+        mut body: S,
+        options: PutOptions,
+        check: impl FnOnce(S, &Written) -> Result<Checksums, E>,
+    ) -> Result<ObjectMeta, UploadError<E>>
+    where
+        S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
+    {
+        let limit = self.checked(bucket, key)?.max_object_bytes;
         let content_type = meta::content_type(options.content_type)?;
         meta::check_user_metadata(&options.user_metadata)?;
-        let etag = match options.etag {
-            Some(etag) if meta::is_etag(&etag) => etag,
+        let given_etag = match options.etag {
+            Some(etag) if meta::is_etag(&etag) => Some(etag),
             Some(etag) => {
-                return Err(BucketError::Invalid(format!("`{etag}` is not an MD5 ETag")));
+                return Err(BucketError::Invalid(format!("`{etag}` is not an MD5 ETag")).into());
             }
-            None => etag(&bytes),
+            None => None,
         };
         let blob = blob::Blobs::new_name();
         // Registered before a byte is written, so no node's sweep can take
@@ -339,16 +428,43 @@ impl Buckets {
         self.store
             .begin_upload(bucket, &blob, &self.uploader)
             .await?;
-        if let Err(e) = self.blobs.write(bucket, &blob, bytes).await {
-            // A failed put may have stored the bytes all the same.
-            self.discard(bucket, &blob).await;
-            return Err(e);
-        }
+        // Should this future be dropped mid-upload (its client went away),
+        // the guard gives the blob and its registration up.
+        let guard = InFlight::new(self, bucket, &blob);
+        let too_large = |size| BucketError::TooLarge {
+            bucket: bucket.to_owned(),
+            size,
+            limit,
+        };
+        let target = self.blobs.blob_target(bucket, &blob);
+        let written = match self
+            .blobs
+            .write_stream(target, &mut body, limit, given_etag.is_none(), too_large)
+            .await
+        {
+            Ok(written) => written,
+            Err(e) => {
+                guard.discard().await;
+                return Err(e);
+            }
+        };
+        let checksums = match check(body, &written) {
+            Ok(checksums) => checksums,
+            Err(e) => {
+                guard.discard().await;
+                return Err(UploadError::Body(e));
+            }
+        };
+        let etag = match (given_etag, written.md5) {
+            (Some(etag), _) => etag,
+            (None, Some(md5)) => meta::hex(&md5),
+            (None, None) => unreachable!("the MD5 is taken when no ETag is given"),
+        };
         let mut user_metadata = options.user_metadata;
         checksums.store_in(&mut user_metadata);
         let new = NewObject {
             key: key.to_owned(),
-            size,
+            size: written.size,
             etag,
             content_type,
             user_metadata,
@@ -367,6 +483,7 @@ impl Buckets {
         let committed = self.store.commit_put(bucket, new, events).await;
         match committed {
             Ok(outcome) => {
+                guard.keep();
                 self.counted(bucket, ObjectEventKind::Created);
                 if let Some(old) = outcome.replaced_blob {
                     self.blobs.remove(bucket, &old).await;
@@ -378,21 +495,14 @@ impl Buckets {
             // A closed or unreachable store may or may not have committed:
             // the blob and its registration stay; once the registration
             // expires, the sweep removes the blob if nothing refers to it.
-            Err(e @ (StoreError::Closed | StoreError::Unavailable(_))) => Err(e.into()),
-            Err(e) => {
-                self.discard(bucket, &blob).await;
+            Err(e @ (StoreError::Closed | StoreError::Unavailable(_))) => {
+                guard.keep();
                 Err(e.into())
             }
-        }
-    }
-
-    /// Removes the blob of an upload given up on, then its registration; if
-    /// either fails, the sweep removes the blob once the registration ends
-    /// or expires.
-    async fn discard(&self, bucket: &str, blob: &str) {
-        self.blobs.remove(bucket, blob).await;
-        if let Err(e) = self.store.abandon_upload(bucket, blob).await {
-            tracing::warn!(bucket, blob, "could not end an upload's registration: {e}");
+            Err(e) => {
+                guard.discard().await;
+                Err(e.into())
+            }
         }
     }
 

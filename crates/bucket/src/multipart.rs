@@ -3,12 +3,14 @@
 //! it is acknowledged and still there after a restart; completing one puts
 //! the parts together and stores the object through [`Buckets::put`], so
 //! its metadata, limits and object events are those of any other upload.
-//! Parts are held in memory while they are put together (at most the
-//! bucket's `max_object_bytes`).
+//! Parts are streamed in and streamed again into the object's blob as it is
+//! put together, so memory stays bounded whatever the sizes.
 
 use crate::staging::Staged;
-use crate::{BucketError, Buckets, PutOptions, meta};
-use bytes::{Bytes, BytesMut};
+use crate::{BucketError, Buckets, PutOptions, UploadError, Written, meta};
+use bytes::Bytes;
+use futures::future::{BoxFuture, FutureExt as _};
+use futures::{StreamExt as _, TryStreamExt as _};
 use nimbus_store::ObjectMeta;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -82,22 +84,55 @@ fn ms(at: SystemTime) -> u64 {
         .as_millis() as u64
 }
 
-/// A part's file name: its number, MD5 and a fresh suffix, so a part sent
-/// again is a new file and a completion picks the one whose ETag it names.
-fn part_name(number: u32, etag: &str) -> String {
-    format!("{number:05}.{etag}.{}", uuid::Uuid::now_v7().simple())
+/// A part's files: its bytes under `NUMBER.SUFFIX` (the suffix fresh, so
+/// a part sent again is a new file), written as they arrive, then, once
+/// they are durable and checked, an empty marker `NUMBER.ETAG.SUFFIX.SIZE`
+/// that makes the part exist, so a completion picks the one whose ETag it
+/// names. (Before parts were streamed, a part was one file
+/// `NUMBER.ETAG.SUFFIX` holding its bytes; such parts are still read.)
+fn part_data_name(number: u32, suffix: &str) -> String {
+    format!("{number:05}.{suffix}")
 }
 
-fn parse_part(file: &Staged) -> Option<Part> {
-    let mut fields = file.name.split('.');
-    let number = fields.next()?.parse().ok()?;
-    let etag = fields.next()?.to_owned();
-    fields.next()?;
-    Some(Part {
-        number,
-        etag,
-        size: file.size,
-        modified_ms: ms(file.modified),
+fn part_marker_name(number: u32, etag: &str, suffix: &str, size: u64) -> String {
+    format!("{number:05}.{etag}.{suffix}.{size}")
+}
+
+/// A part found in the staging area.
+struct StagedPart {
+    part: Part,
+    /// Its time-ordered suffix: of a part sent twice, the later is greater.
+    suffix: String,
+    /// The file holding its bytes.
+    data: String,
+}
+
+fn parse_part(file: &Staged) -> Option<StagedPart> {
+    let fields: Vec<&str> = file.name.split('.').collect();
+    let (number, etag, suffix, size, data) = match fields[..] {
+        [number, etag, suffix, size] => (
+            number,
+            etag,
+            suffix,
+            size.parse().ok()?,
+            part_data_name(number.parse().ok()?, suffix),
+        ),
+        [number, etag, suffix] => (number, etag, suffix, file.size, file.name.clone()),
+        _ => return None,
+    };
+    let hex = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex(etag) || !hex(suffix) {
+        return None;
+    }
+    Some(StagedPart {
+        part: Part {
+            number: number.parse().ok()?,
+            etag: etag.to_owned(),
+            size,
+            modified_ms: ms(file.modified),
+        },
+        suffix: suffix.to_owned(),
+        data,
     })
 }
 
@@ -225,25 +260,68 @@ impl Buckets {
         if !(1..=MAX_PART_NUMBER).contains(&number) {
             return Err(MultipartError::InvalidPartNumber);
         }
-        let limit = self.bucket(bucket)?.max_object_bytes;
-        let size = bytes.len() as u64;
-        if size > limit {
-            return Err(BucketError::TooLarge {
-                bucket: bucket.to_owned(),
-                size,
-                limit,
-            }
-            .into());
-        }
         self.upload(bucket, key, id).await?;
-        let etag = meta::etag(&bytes);
-        self.blobs
-            .write_staged(id, &part_name(number, &etag), bytes)
-            .await?;
+        let body = futures::stream::iter([Ok::<_, std::convert::Infallible>(bytes)]);
+        Ok(self
+            .put_part_stream(bucket, id, number, body, |_, _| Ok(()))
+            .await
+            .map_err(BucketError::from)?)
+    }
+
+    /// Stores part `number` of upload `id` (one [`Buckets::upload`] found)
+    /// from `body`, written as it arrives and refused once it passes the
+    /// bucket's object limit. Once its bytes are durable, `check` is given
+    /// the body and what was written, and may refuse the part; only then
+    /// does the part exist. A part refused leaves nothing that a listing or
+    /// completion sees.
+    pub async fn put_part_stream<S, E>(
+        &self,
+        bucket: &str,
+        id: &str,
+        number: u32,
+        mut body: S,
+        check: impl FnOnce(S, &Written) -> Result<(), E>,
+    ) -> Result<Part, UploadError<E>>
+    where
+        S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
+    {
+        if !(1..=MAX_PART_NUMBER).contains(&number) || !is_upload_id(id) {
+            return Err(BucketError::Invalid(format!("no part {number} of upload `{id}`")).into());
+        }
+        let limit = self.bucket(bucket)?.max_object_bytes;
+        let suffix = uuid::Uuid::now_v7().simple().to_string();
+        let data = part_data_name(number, &suffix);
+        let too_large = |size| BucketError::TooLarge {
+            bucket: bucket.to_owned(),
+            size,
+            limit,
+        };
+        let target = self.blobs.staged_target(id, &data);
+        let written = match self
+            .blobs
+            .write_stream(target, &mut body, limit, true, too_large)
+            .await
+        {
+            Ok(written) => written,
+            Err(e) => {
+                self.blobs.remove_staged_file(id, &data).await;
+                return Err(e);
+            }
+        };
+        if let Err(e) = check(body, &written) {
+            self.blobs.remove_staged_file(id, &data).await;
+            return Err(UploadError::Body(e));
+        }
+        let etag = meta::hex(&written.md5.expect("the MD5 was asked for"));
+        let marker = part_marker_name(number, &etag, &suffix, written.size);
+        if let Err(e) = self.blobs.write_staged(id, &marker, Bytes::new()).await {
+            self.blobs.remove_staged_file(id, &data).await;
+            return Err(e.into());
+        }
         Ok(Part {
             number,
             etag,
-            size,
+            size: written.size,
             modified_ms: ms(SystemTime::now()),
         })
     }
@@ -259,23 +337,21 @@ impl Buckets {
         self.upload(bucket, key, id).await?;
         let mut parts: BTreeMap<u32, Part> = BTreeMap::new();
         // Names sort by number, then by their time-ordered suffix.
-        for part in self.staged_parts(id).await? {
-            parts.insert(part.number, part);
+        for staged in self.staged_parts(id).await? {
+            parts.insert(staged.part.number, staged.part);
         }
         Ok(parts.into_values().collect())
     }
 
-    async fn staged_parts(&self, id: &str) -> Result<Vec<Part>, MultipartError> {
+    async fn staged_parts(&self, id: &str) -> Result<Vec<StagedPart>, MultipartError> {
         let files = self.blobs.list_staged(id).await?;
-        let mut parts: Vec<(String, Part)> = files
+        let mut parts: Vec<StagedPart> = files
             .iter()
             .filter(|f| f.name != DESCRIPTION)
-            .filter_map(|f| Some((f.name.rsplit('.').next()?.to_owned(), parse_part(f)?)))
+            .filter_map(parse_part)
             .collect();
-        parts.sort_by(|(a_suffix, a), (b_suffix, b)| {
-            (a.number, a_suffix).cmp(&(b.number, b_suffix))
-        });
-        Ok(parts.into_iter().map(|(_, p)| p).collect())
+        parts.sort_by(|a, b| (a.part.number, &a.suffix).cmp(&(b.part.number, &b.suffix)));
+        Ok(parts)
     }
 
     /// Puts the parts named (number and ETag, in ascending order) together
@@ -298,32 +374,25 @@ impl Buckets {
             return Err(MultipartError::InvalidPartOrder);
         }
         let staged = self.staged_parts(id).await?;
-        let files = self.blobs.list_staged(id).await?;
-        let mut picked: Vec<(String, Part)> = Vec::with_capacity(chosen.len());
+        let mut picked: Vec<&StagedPart> = Vec::with_capacity(chosen.len());
         for (number, etag) in chosen {
             let etag = etag.trim_matches('"').to_ascii_lowercase();
             let part = staged
                 .iter()
                 .rev()
-                .find(|p| p.number == *number && p.etag == etag)
+                .find(|p| p.part.number == *number && p.part.etag == etag)
                 .ok_or(MultipartError::InvalidPart(*number))?;
-            let name = files
-                .iter()
-                .rev()
-                .find(|f| parse_part(f).is_some_and(|p| p.number == *number && p.etag == etag))
-                .map(|f| f.name.clone())
-                .ok_or(MultipartError::InvalidPart(*number))?;
-            picked.push((name, part.clone()));
+            picked.push(part);
         }
-        for (_, part) in &picked[..picked.len() - 1] {
-            if part.size < MIN_PART_BYTES {
+        for staged in &picked[..picked.len() - 1] {
+            if staged.part.size < MIN_PART_BYTES {
                 return Err(MultipartError::EntityTooSmall {
-                    number: part.number,
-                    size: part.size,
+                    number: staged.part.number,
+                    size: staged.part.size,
                 });
             }
         }
-        let size: u64 = picked.iter().map(|(_, p)| p.size).sum();
+        let size: u64 = picked.iter().map(|p| p.part.size).sum();
         if size > limit {
             return Err(BucketError::TooLarge {
                 bucket: bucket.to_owned(),
@@ -332,16 +401,7 @@ impl Buckets {
             }
             .into());
         }
-        let mut bytes = BytesMut::with_capacity(size as usize);
-        for (name, part) in &picked {
-            let read = self
-                .blobs
-                .read_staged(id, name)
-                .await?
-                .ok_or(MultipartError::InvalidPart(part.number))?;
-            bytes.extend_from_slice(&read);
-        }
-        let etag = meta::multipart_etag(picked.iter().map(|(_, p)| p.etag.as_str()))
+        let etag = meta::multipart_etag(picked.iter().map(|p| p.part.etag.as_str()))
             .ok_or(MultipartError::InvalidPart(0))?;
         let options = PutOptions {
             content_type: upload.content_type,
@@ -349,7 +409,38 @@ impl Buckets {
             traceparent,
             etag: Some(etag),
         };
-        let object = self.put(bucket, key, bytes.freeze(), options).await?;
+        // The parts one after another, each read as it is written into the
+        // object's blob: never the whole object in memory.
+        // Owned, so the stream is `'static` (and `Send` for any caller).
+        let files: Vec<(String, u32)> = picked
+            .iter()
+            .map(|p| (p.data.clone(), p.part.number))
+            .collect();
+        let (blobs, upload_id) = (self.blobs.clone(), id.to_owned());
+        let body = futures::stream::iter(files)
+            .then(move |(data, number)| {
+                let (blobs, upload_id) = (blobs.clone(), upload_id.clone());
+                let opened: BoxFuture<'static, _> = async move {
+                    match blobs.read_staged_stream(&upload_id, &data).await {
+                        Ok(Some(bytes)) => Ok(bytes.map_err(MultipartError::from)),
+                        Ok(None) => Err(MultipartError::InvalidPart(number)),
+                        Err(e) => Err(e.into()),
+                    }
+                }
+                .boxed();
+                opened
+            })
+            .try_flatten()
+            .boxed();
+        let object = self
+            .put_stream(bucket, key, body, options, |_, _| {
+                Ok(crate::Checksums::default())
+            })
+            .await
+            .map_err(|e| match e {
+                UploadError::Body(e) => e,
+                UploadError::Bucket(e) => e.into(),
+            })?;
         if let Err(e) = self.blobs.remove_staged(id).await {
             tracing::warn!(
                 upload = id,

@@ -6,8 +6,10 @@
 //! completed or aborted, or with the sweep of uploads older than a bound.
 
 use crate::blob::{Blobs, blob_error, sync_local};
+use crate::write::Target;
 use bytes::Bytes;
 use futures::TryStreamExt as _;
+use futures::stream::BoxStream;
 use object_store::path::Path as BlobPath;
 use object_store::{PutMode, PutOptions, PutPayload};
 use std::time::SystemTime;
@@ -64,6 +66,40 @@ impl Blobs {
                 .map_err(blob_error)?;
         }
         Ok(())
+    }
+
+    /// Where a streamed write of `name` of upload `id` goes: locally the
+    /// file, fsynced with the folders up to the data directory's root.
+    pub(crate) fn staged_target(&self, id: &str, name: &str) -> Target {
+        Target {
+            at: self.upload_dir(id).child(name),
+            local: self
+                .local_root()
+                .map(|root| (root.join(AREA).join(id).join(name), root.to_owned())),
+        }
+    }
+
+    /// The bytes of `name` of upload `id` as they are read; `None` if it is
+    /// not there.
+    pub(crate) async fn read_staged_stream(
+        &self,
+        id: &str,
+        name: &str,
+    ) -> Result<Option<BoxStream<'static, Result<Bytes, crate::BucketError>>>, crate::BucketError>
+    {
+        self.read_stream(&self.upload_dir(id).child(name)).await
+    }
+
+    /// Removes `name` of upload `id`; one already gone is not an error.
+    pub(crate) async fn remove_staged_file(&self, id: &str, name: &str) {
+        let at = self.upload_dir(id).child(name);
+        match self.store().delete(&at).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(
+                upload = id,
+                "could not remove a part's bytes (they go with the upload): {e}"
+            ),
+        }
     }
 
     /// The bytes of `name` of upload `id`; `None` if it is not there.

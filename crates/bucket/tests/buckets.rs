@@ -1,10 +1,11 @@
 //! `Buckets` over the SQLite store and a scratch directory: bytes, ranges,
 //! refused keys and sizes, events with the object, the orphan sweep, and
 //! buckets a new version drops: read until deleted, then gone with their
-//! blobs.
+//! blobs; streamed uploads refused or cut off leave nothing.
 
 use bytes::Bytes;
-use nimbus_bucket::{BucketError, Buckets, ByteRange, PutOptions};
+use futures::StreamExt as _;
+use nimbus_bucket::{BucketError, Buckets, ByteRange, Checksums, PutOptions, UploadError};
 use nimbus_manifest::App;
 use nimbus_store::{ListQuery, QueueStore, SystemClock};
 use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
@@ -407,4 +408,82 @@ async fn the_sweep_takes_the_blobs_a_bucket_deletion_left_and_keeps_a_dropped_bu
     assert_eq!(files(&root.join("gone")), 0);
     assert_eq!(files(&root.join("old")), 1);
     assert_eq!(second.get("old", "k", None).await.unwrap().bytes, "bytes");
+}
+
+/// Waits (at most 10 s) until `dir` holds `count` files.
+async fn until_files(dir: &Path, count: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while files(dir) != count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} files in {dir:?}, not {count}",
+            files(dir)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A streamed upload refused as it passes the limit, refused by its
+/// caller's check once read, or cut off (its future dropped mid-body)
+/// leaves no object and, once given up, no blob; the bucket then takes
+/// an upload as before.
+#[tokio::test]
+async fn streamed_uploads_refused_or_cut_off_leave_no_object_and_no_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let (buckets, _store) = open(dir.path()).await;
+    let blobs = dir.path().join("buckets/photos");
+    let chunks = || {
+        futures::stream::iter(
+            [&b"0123456789"[..], b"0123456789"].map(|c| Ok::<_, &str>(Bytes::from_static(c))),
+        )
+    };
+    let over = buckets
+        .put_stream("photos", "k", chunks(), PutOptions::default(), |_, _| {
+            Ok(Checksums::default())
+        })
+        .await;
+    assert!(matches!(
+        over,
+        Err(UploadError::Bucket(BucketError::TooLarge { limit: 16, .. }))
+    ));
+    let body = futures::stream::iter([Ok::<_, &str>(Bytes::from_static(b"checked"))]);
+    let refused = buckets
+        .put_stream("photos", "k", body, PutOptions::default(), |_, written| {
+            assert_eq!(written.md5.map(|m| m.len()), Some(16));
+            Err("bad digest")
+        })
+        .await;
+    assert!(matches!(refused, Err(UploadError::Body("bad digest"))));
+    assert!(matches!(
+        buckets.head("photos", "k").await,
+        Err(BucketError::NoSuchKey(_))
+    ));
+    assert_eq!(files(&blobs), 0);
+
+    // A body that stops arriving after its first bytes, given up on once
+    // its blob exists.
+    let stalled = futures::stream::iter([Ok::<_, &str>(Bytes::from_static(b"first"))])
+        .chain(futures::stream::pending());
+    let upload = buckets.put_stream("photos", "k", stalled, PutOptions::default(), |_, _| {
+        Ok(Checksums::default())
+    });
+    tokio::select! {
+        _ = upload => panic!("a stalled body finished"),
+        () = until_files(&blobs, 1) => {}
+    }
+    until_files(&blobs, 0).await;
+    assert!(matches!(
+        buckets.head("photos", "k").await,
+        Err(BucketError::NoSuchKey(_))
+    ));
+    let put = buckets
+        .put(
+            "photos",
+            "k",
+            Bytes::from_static(b"fits"),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(put.size, 4);
 }

@@ -462,7 +462,11 @@ async fn multipart_parts_on_s3_outlive_the_orphan_sweep_and_go_when_completed_or
         )
         .await
         .unwrap();
-    assert_eq!(staged(&location).await.len(), 2, "its description and part");
+    assert_eq!(
+        staged(&location).await.len(),
+        3,
+        "its description, and its part's bytes and marker"
+    );
     // Beside the buckets: the orphan sweep never looks there.
     buckets.sweep_orphans(Duration::ZERO).await.unwrap();
     // A new process over the same storage finds the upload.

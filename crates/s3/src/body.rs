@@ -1,10 +1,11 @@
-//! Upload bodies: read up to the bucket's object limit (refused as soon as
-//! they pass it), their MD5 (the ETag) taken on the way, and the checksums
-//! the client sent checked: `Content-MD5`, and `x-amz-checksum-*` as a
-//! header or as a trailer of an `aws-chunked` body (s3s has decoded the
-//! chunks and verified their signatures by then).
+//! Upload bodies as they stream to the bucket (which enforces the object
+//! limit and takes the MD5, the ETag, on the way): the checksums the client
+//! sent computed as the bytes pass and checked once the body has ended,
+//! before the object or part exists: `Content-MD5`, and `x-amz-checksum-*`
+//! as a header or as a trailer of an `aws-chunked` body (s3s has decoded
+//! the chunks and verified their signatures by then).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt as _;
 use s3s::checksum::ChecksumHasher;
 use s3s::dto::{Checksum, ChecksumAlgorithm, StreamingBlob};
@@ -42,93 +43,118 @@ impl Expected {
     }
 }
 
-/// A body read in full.
-pub(crate) struct Read {
-    pub bytes: Bytes,
-    /// The checksums computed, for the algorithms the client used (to echo
-    /// them back, as S3 does).
-    pub checksum: Checksum,
+/// An upload body as it arrives, its checksums taken on the way; s3s's
+/// failures (a bad chunk signature, a client gone) become S3 errors.
+pub(crate) struct Checked {
+    body: Option<StreamingBlob>,
+    hasher: ChecksumHasher,
+    expected: Expected,
+    trailers: Option<TrailingHeaders>,
 }
 
-/// Reads `body`, at most `limit` bytes (else `EntityTooLarge`), and checks
-/// it against `expected` (else `BadDigest`, or `InvalidDigest` for a
-/// malformed `Content-MD5`).
-pub(crate) async fn read(
+/// Begins reading `body`: refused at once (`EntityTooLarge`) when its
+/// declared length passes `limit`, and for an unsupported checksum
+/// algorithm. The size limit itself is enforced as the bytes are written.
+pub(crate) fn checked(
     body: Option<StreamingBlob>,
     declared_length: Option<i64>,
     limit: u64,
-    mut expected: Expected,
+    expected: Expected,
     trailers: Option<TrailingHeaders>,
-) -> S3Result<Read> {
+) -> S3Result<Checked> {
     if let Some(length) = declared_length
         && u64::try_from(length).unwrap_or(0) > limit
     {
         return Err(too_large(limit));
     }
-    let mut hasher = hasher_for(&expected)?;
-    let mut md5 = expected.content_md5.is_some().then(md5::Md5::default);
-    // Sized once when the length is known (never past the limit).
-    let declared = declared_length.and_then(|n| u64::try_from(n).ok());
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize);
-    if let Some(mut body) = body {
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(body_error)?;
-            if (buf.len() + chunk.len()) as u64 > limit {
-                return Err(too_large(limit));
-            }
-            hasher.update(&chunk);
-            if let Some(md5) = &mut md5 {
-                md5::Digest::update(md5, &chunk);
-            }
-            buf.extend_from_slice(&chunk);
-        }
-    }
-    if let Some(trailers) = trailers.and_then(|t| t.take()) {
-        let take = |name: &str| -> S3Result<Option<String>> {
-            trailers
-                .get(name)
-                .map(|v| {
-                    v.to_str()
-                        .map(str::to_owned)
-                        .map_err(|_| s3_error!(InvalidArgument, "invalid trailer {name}"))
-                })
-                .transpose()
-        };
-        let c = &mut expected.checksum;
-        for (name, slot) in [
-            ("x-amz-checksum-crc32", &mut c.checksum_crc32),
-            ("x-amz-checksum-crc32c", &mut c.checksum_crc32c),
-            ("x-amz-checksum-sha1", &mut c.checksum_sha1),
-            ("x-amz-checksum-sha256", &mut c.checksum_sha256),
-            ("x-amz-checksum-crc64nvme", &mut c.checksum_crc64nvme),
-        ] {
-            if let Some(value) = take(name)? {
-                *slot = Some(value);
-            }
-        }
-    }
-    let computed = hasher.finalize();
-    check(&computed, &expected.checksum)?;
-    if let (Some(given), Some(md5)) = (&expected.content_md5, md5) {
-        use base64::Engine as _;
-        let given = base64::engine::general_purpose::STANDARD
-            .decode(given)
-            .ok()
-            .filter(|d| d.len() == 16)
-            .ok_or_else(|| {
-                s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid.")
-            })?;
-        if given[..] != md5::Digest::finalize(md5)[..] {
-            return Err(s3_error!(
-                BadDigest,
-                "The Content-MD5 you specified did not match what we received."
-            ));
-        }
-    }
-    Ok(Read {
-        bytes: buf.freeze(),
-        checksum: computed,
+    Ok(Checked {
+        body,
+        hasher: hasher_for(&expected)?,
+        expected,
+        trailers,
     })
+}
+
+impl futures::Stream for Checked {
+    type Item = S3Result<Bytes>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let Some(body) = &mut this.body else {
+            return std::task::Poll::Ready(None);
+        };
+        match body.poll_next_unpin(cx) {
+            std::task::Poll::Ready(Some(Ok(chunk))) => {
+                this.hasher.update(&chunk);
+                std::task::Poll::Ready(Some(Ok(chunk)))
+            }
+            std::task::Poll::Ready(Some(Err(e))) => {
+                std::task::Poll::Ready(Some(Err(body_error(e))))
+            }
+            std::task::Poll::Ready(None) => {
+                this.body = None;
+                std::task::Poll::Ready(None)
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl Checked {
+    /// Once the whole body is read: checks it against the checksums given
+    /// (trailers included; else `BadDigest`, or `InvalidDigest` for a
+    /// malformed `Content-MD5`, compared with `md5`, the body's) and
+    /// returns those computed, for the algorithms the client used (to echo
+    /// them back, as S3 does).
+    pub(crate) fn finish(self, md5: Option<[u8; 16]>) -> S3Result<Checksum> {
+        let mut expected = self.expected;
+        if let Some(trailers) = self.trailers.and_then(|t| t.take()) {
+            let take = |name: &str| -> S3Result<Option<String>> {
+                trailers
+                    .get(name)
+                    .map(|v| {
+                        v.to_str()
+                            .map(str::to_owned)
+                            .map_err(|_| s3_error!(InvalidArgument, "invalid trailer {name}"))
+                    })
+                    .transpose()
+            };
+            let c = &mut expected.checksum;
+            for (name, slot) in [
+                ("x-amz-checksum-crc32", &mut c.checksum_crc32),
+                ("x-amz-checksum-crc32c", &mut c.checksum_crc32c),
+                ("x-amz-checksum-sha1", &mut c.checksum_sha1),
+                ("x-amz-checksum-sha256", &mut c.checksum_sha256),
+                ("x-amz-checksum-crc64nvme", &mut c.checksum_crc64nvme),
+            ] {
+                if let Some(value) = take(name)? {
+                    *slot = Some(value);
+                }
+            }
+        }
+        let computed = self.hasher.finalize();
+        check(&computed, &expected.checksum)?;
+        if let Some(given) = &expected.content_md5 {
+            use base64::Engine as _;
+            let given = base64::engine::general_purpose::STANDARD
+                .decode(given)
+                .ok()
+                .filter(|d| d.len() == 16)
+                .ok_or_else(|| {
+                    s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid.")
+                })?;
+            if md5.is_none_or(|md5| given[..] != md5[..]) {
+                return Err(s3_error!(
+                    BadDigest,
+                    "The Content-MD5 you specified did not match what we received."
+                ));
+            }
+        }
+        Ok(computed)
+    }
 }
 
 pub(crate) fn too_large(limit: u64) -> S3Error {
@@ -234,9 +260,30 @@ fn check(computed: &Checksum, expected: &Checksum) -> S3Result<()> {
 mod tests {
     use super::*;
 
+    /// Reads "hello" as an upload would, the size limit enforced by the
+    /// caller as the bucket does.
     async fn read_with(expected: Expected, limit: u64) -> S3Result<Read> {
         let body = StreamingBlob::from(s3s::Body::from(Bytes::from_static(b"hello")));
-        read(Some(body), None, limit, expected, None).await
+        let mut checked = checked(Some(body), None, limit, expected, None)?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = checked.next().await {
+            bytes.extend_from_slice(&chunk?);
+            if bytes.len() as u64 > limit {
+                return Err(too_large(limit));
+            }
+        }
+        let md5: [u8; 16] =
+            md5::Digest::finalize(<md5::Md5 as md5::Digest>::new_with_prefix(&bytes)).into();
+        let checksum = checked.finish(Some(md5))?;
+        Ok(Read {
+            bytes: Bytes::from(bytes),
+            checksum,
+        })
+    }
+
+    struct Read {
+        bytes: Bytes,
+        checksum: Checksum,
     }
 
     #[tokio::test]

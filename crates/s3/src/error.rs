@@ -37,6 +37,15 @@ pub(crate) fn from_bucket(e: BucketError) -> S3Error {
     }
 }
 
+/// A streamed upload's failure: its body's own S3 error (a signature or
+/// checksum refused), or the bucket's.
+pub(crate) fn from_upload(e: nimbus_bucket::UploadError<S3Error>) -> S3Error {
+    match e {
+        nimbus_bucket::UploadError::Body(e) => e,
+        nimbus_bucket::UploadError::Bucket(e) => from_bucket(e),
+    }
+}
+
 /// A key Nimbus's key rule refuses: too long is S3's own code, anything
 /// else (a `..` segment, a leading `/`, a control character) is an
 /// argument S3 clients report as given.

@@ -1,9 +1,10 @@
 //! Multipart uploads (create, upload part, complete, abort, list parts,
 //! list uploads) over `Buckets`' staging area; completing one stores the object through
-//! `Buckets::put`, so object triggers fire as for any other upload.
+//! `Buckets::put_stream`, so object triggers fire as for any other upload.
+//! Part bodies stream into the staging area, checked as they pass.
 
 use crate::body::{self, Expected};
-use crate::error::from_bucket;
+use crate::error::{from_bucket, from_upload};
 use crate::list::{name, owner, page_size, url_encoded};
 use crate::objects::{checked_key, limit, timestamp, traceparent, user_metadata};
 use nimbus_bucket::{Buckets, ByteRange, MAX_PART_NUMBER, MultipartError, PutOptions, part_number};
@@ -86,25 +87,28 @@ pub(crate) async fn upload_part(
         algorithm: input.checksum_algorithm,
     }
     .with_trailer(&req.headers);
-    let read = body::read(
+    let body = body::checked(
         input.body,
         input.content_length,
         limit,
         expected,
         req.trailing_headers,
-    )
-    .await?;
+    )?;
+    let mut echoed = Checksum::default();
     let part = buckets
-        .put_part(
+        .put_part_stream(
             &input.bucket,
-            &input.key,
             &input.upload_id,
             number,
-            read.bytes,
+            body,
+            |body, written| {
+                echoed = body.finish(written.md5)?;
+                Ok(())
+            },
         )
         .await
-        .map_err(from_multipart)?;
-    let c = read.checksum;
+        .map_err(from_upload)?;
+    let c = echoed;
     Ok(S3Response::new(UploadPartOutput {
         e_tag: Some(ETag::Strong(part.etag)),
         checksum_crc32: c.checksum_crc32,

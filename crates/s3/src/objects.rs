@@ -4,7 +4,7 @@
 
 use crate::auth::signer;
 use crate::body::{self, Expected};
-use crate::error::{from_bucket, invalid_key};
+use crate::error::{from_bucket, from_upload, invalid_key};
 use nimbus_access::Action;
 use nimbus_bucket::{Buckets, ByteRange, Checksums, ObjectBytes, PutOptions, check_object_key};
 use nimbus_store::ObjectMeta;
@@ -85,25 +85,31 @@ pub(crate) async fn put_object(
         algorithm: input.checksum_algorithm,
     }
     .with_trailer(&req.headers);
-    let read = body::read(
+    let body = body::checked(
         input.body,
         input.content_length,
         limit,
         expected,
         req.trailing_headers,
-    )
-    .await?;
+    )?;
     let options = PutOptions {
         content_type: input.content_type,
         user_metadata: user_metadata(input.metadata),
         traceparent: trace,
         ..PutOptions::default()
     };
-    let c = read.checksum;
+    // The checksums computed, echoed back as S3 does.
+    let mut echoed = Checksum::default();
     let meta = buckets
-        .put_with_checksums(&input.bucket, &input.key, read.bytes, options, kept(&c)?)
+        .put_stream(&input.bucket, &input.key, body, options, |body, written| {
+            let c = body.finish(written.md5)?;
+            let keep = kept(&c)?;
+            echoed = c;
+            Ok(keep)
+        })
         .await
-        .map_err(from_bucket)?;
+        .map_err(from_upload)?;
+    let c = echoed;
     Ok(S3Response::new(PutObjectOutput {
         e_tag: Some(etag(&meta)),
         checksum_crc32: c.checksum_crc32,

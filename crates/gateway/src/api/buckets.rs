@@ -1,6 +1,7 @@
 //! `/v1/buckets`: list buckets and objects (prefix, delimiter, pages), and
 //! put, get (with a single `Range`), head and delete objects. Object bodies
-//! are raw bytes with `Content-Type`, `ETag` and `x-nimbus-meta-*` headers.
+//! are raw bytes with `Content-Type`, `ETag` and `x-nimbus-meta-*` headers;
+//! an upload streams to object storage as it arrives (bounded memory).
 //! A bucket a deployment dropped keeps its objects, which are listed, read
 //! and removed as a declared bucket's are (not written), until the bucket
 //! is deleted.
@@ -12,8 +13,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http_body_util::BodyExt as _;
-use nimbus_bucket::{BucketError, ByteRange, PutOptions};
+use nimbus_bucket::{BucketError, ByteRange, PutOptions, UploadError};
 use nimbus_store::{ListQuery, ObjectMeta, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -267,29 +267,18 @@ async fn put_object(
     let limit = buckets.bucket(&bucket)?.max_object_bytes;
     nimbus_bucket::check_object_key(&key).map_err(BucketError::InvalidKey)?;
     let headers = request.headers().clone();
-    let too_large = |size: u64| BucketError::TooLarge {
-        bucket: bucket.clone(),
-        size,
-        limit,
-    };
     if let Some(length) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         && length > limit
     {
-        return Err(too_large(length).into());
+        return Err(BucketError::TooLarge {
+            bucket: bucket.clone(),
+            size: length,
+            limit,
+        }
+        .into());
     }
-    let body = http_body_util::Limited::new(request.into_body(), limit as usize)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                ApiError::from(too_large(limit + 1))
-            } else {
-                ApiError::bad_request(format!("the body could not be read: {e}"))
-            }
-        })?
-        .to_bytes();
     let options = PutOptions {
         content_type: headers
             .get(header::CONTENT_TYPE)
@@ -303,7 +292,20 @@ async fn put_object(
             .map(|c| c.to_traceparent()),
         etag: None,
     };
-    let meta = buckets.put(&bucket, &key, body, options).await?;
+    // Streamed to object storage as it arrives; the bucket refuses it once
+    // it passes the limit (a 413), and nothing is stored.
+    let body = request.into_body().into_data_stream();
+    let meta = buckets
+        .put_stream(&bucket, &key, body, options, |_, _| {
+            Ok(nimbus_bucket::Checksums::default())
+        })
+        .await
+        .map_err(|e| match e {
+            UploadError::Body(e) => {
+                ApiError::bad_request(format!("the body could not be read: {e}"))
+            }
+            UploadError::Bucket(e) => e.into(),
+        })?;
     let mut response = (StatusCode::OK, axum::Json(object_json(&meta))).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", meta.etag)) {
         response.headers_mut().insert(header::ETAG, v);
