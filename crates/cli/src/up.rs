@@ -220,29 +220,48 @@ async fn deploy_local(server: &Server, app: App) -> anyhow::Result<(LocalApp, De
     let store = &server.store;
     let manifest_text = std::fs::read_to_string(&app.manifest_path)
         .with_context(|| format!("failed to read {}", app.manifest_path.display()))?;
-    let Staged {
-        manifest,
-        components,
-        bytes,
-    } = stage(store.as_ref(), &app, manifest_text).await?;
-    let digest = deployment_digest(&manifest, &components);
-    let newest = store
-        .deployments(1)
-        .await
-        .context("failed to list the deployments")?;
-    let record = store
-        .create_deployment(NewDeployment {
-            manifest,
-            components,
-            digest: digest.clone(),
-        })
-        .await
-        .context("failed to record the deployment")?;
-    let new = newest.first().is_none_or(|n| n.id < record.id);
+    let staged = read_local(&app, manifest_text)?;
+    let digest = deployment_digest(&staged.manifest, &staged.components);
     let active = store
         .active_deployment_id()
         .await
         .context("failed to read the active deployment")?;
+    // A restart on the version already active (the common case) writes
+    // nothing: the components are kept (the active deployment names them,
+    // and pruning keeps the active one), the deployment exists, and
+    // activating it again would only move its `activated` time and signal
+    // every node to reload what they serve. Each of those writes was a
+    // commit with an fsync before the first request could be served
+    // (issue 17).
+    let already_active = match active {
+        Some(id) => store
+            .deployment(id)
+            .await
+            .context("failed to read the active deployment")?
+            .filter(|d| d.digest == digest),
+        None => None,
+    };
+    let (record, new) = match already_active {
+        Some(record) => (record, false),
+        None => {
+            put_missing_components(store.as_ref(), &app, &staged).await?;
+            let newest = store
+                .deployments(1)
+                .await
+                .context("failed to list the deployments")?;
+            let record = store
+                .create_deployment(NewDeployment {
+                    manifest: staged.manifest.clone(),
+                    components: staged.components.clone(),
+                    digest: digest.clone(),
+                })
+                .await
+                .context("failed to record the deployment")?;
+            let new = newest.first().is_none_or(|n| n.id < record.id);
+            (record, new)
+        }
+    };
+    let bytes = staged.bytes;
     let started_with_path = server.data_dir.join(STARTED_WITH_FILE);
     let started_with = std::fs::read_to_string(&started_with_path)
         .ok()
@@ -287,17 +306,22 @@ async fn deploy_local(server: &Server, app: App) -> anyhow::Result<(LocalApp, De
         _ => {
             let first = Deployment::prepare(server, record.id, app, &bytes).await?;
             print_report(&mut out, &first)?;
-            store
-                .activate(record.id)
-                .await
-                .context("failed to activate the deployment")?;
+            if active != Some(record.id) {
+                store
+                    .activate(record.id)
+                    .await
+                    .context("failed to activate the deployment")?;
+            }
             writeln!(out, "deployment {} active", record.id)?;
             first
         }
     };
-    // Only once it prepared: a start that failed did not start with it.
-    write_atomically(&started_with_path, digest.as_bytes())
-        .with_context(|| format!("failed to write {}", started_with_path.display()))?;
+    // Only once it prepared: a start that failed did not start with it. A
+    // file that already says so is left alone (no write, no fsync).
+    if started_with.as_deref() != Some(digest.as_str()) {
+        write_atomically(&started_with_path, digest.as_bytes())
+            .with_context(|| format!("failed to write {}", started_with_path.display()))?;
+    }
     Ok((local, first))
 }
 
@@ -334,6 +358,14 @@ pub(crate) async fn stage(
     app: &App,
     manifest: String,
 ) -> anyhow::Result<Staged> {
+    let staged = read_local(app, manifest)?;
+    put_missing_components(store, app, &staged).await?;
+    Ok(staged)
+}
+
+/// `app`'s components read and digested; `manifest` is the text `app` was
+/// parsed from. Touches no store.
+fn read_local(app: &App, manifest: String) -> anyhow::Result<Staged> {
     let mut bytes = HashMap::new();
     let mut components = BTreeMap::new();
     for function in app.functions.values() {
@@ -344,23 +376,33 @@ pub(crate) async fn stage(
         components.insert(function.name.clone(), digest);
         bytes.insert(function.name.clone(), Arc::new(component));
     }
-    let wanted: Vec<String> = components.values().cloned().collect();
-    let missing = store
-        .missing_components(&wanted)
-        .await
-        .context("failed to read the store's components")?;
-    for function in app.functions.values() {
-        let digest = &components[&function.name];
-        if missing.contains(digest) {
-            store
-                .put_component(digest, bytes[&function.name].to_vec())
-                .await
-                .with_context(|| format!("failed to store the component of `{}`", function.name))?;
-        }
-    }
     Ok(Staged {
         manifest,
         components,
         bytes,
     })
+}
+
+/// Puts the components of `staged` the store lacks into it (the ones it
+/// keeps get a new grace).
+async fn put_missing_components(
+    store: &dyn nimbus_store::Store,
+    app: &App,
+    staged: &Staged,
+) -> anyhow::Result<()> {
+    let wanted: Vec<String> = staged.components.values().cloned().collect();
+    let missing = store
+        .missing_components(&wanted)
+        .await
+        .context("failed to read the store's components")?;
+    for function in app.functions.values() {
+        let digest = &staged.components[&function.name];
+        if missing.contains(digest) {
+            store
+                .put_component(digest, staged.bytes[&function.name].to_vec())
+                .await
+                .with_context(|| format!("failed to store the component of `{}`", function.name))?;
+        }
+    }
+    Ok(())
 }

@@ -562,3 +562,49 @@ async fn a_twenty_mib_component_uploads_and_a_wrong_digest_is_refused() {
         .unwrap();
     assert_eq!(response.status(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_on_the_active_version_writes_no_deployment_and_no_started_with() {
+    let one = greeter("one");
+    let mut nimbus = one.start().await;
+    assert_eq!(greeting(&nimbus).await, "one, world\n");
+    let before = get_json(nimbus.admin_url("/v1/deployments")).await;
+    let started_with = one.data_dir().join("started-with");
+    let file_before = std::fs::metadata(&started_with).expect("started-with written");
+    let digest = std::fs::read_to_string(&started_with).unwrap();
+    nimbus.terminate();
+    assert_eq!(nimbus.exit_code().await, Some(0));
+
+    // The same manifest, the same components: the version is the active
+    // one, so it is served as it is, neither activated again (its
+    // `activated` time stays) nor recorded again, and `started-with`, which
+    // already names it, is not rewritten (a rewrite renames a new file in).
+    let mut nimbus = one.start().await;
+    assert_eq!(greeting(&nimbus).await, "one, world\n");
+    nimbus
+        .stdout
+        .wait_for("the deployment served", |l| l == "deployment 1 active")
+        .await;
+    let after = get_json(nimbus.admin_url("/v1/deployments")).await;
+    assert_eq!(after, before, "the deployments are as they were");
+    assert_eq!(before["deployments"][0]["active"], true, "{before}");
+    let file_after = std::fs::metadata(&started_with).unwrap();
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(
+        file_after.ino(),
+        file_before.ino(),
+        "started-with rewritten"
+    );
+    assert_eq!(std::fs::read_to_string(&started_with).unwrap(), digest);
+    nimbus.terminate();
+    assert_eq!(nimbus.exit_code().await, Some(0));
+
+    // An edited manifest is still recorded, activated and remembered.
+    let two = greeter("two");
+    let nimbus = Nimbus::start(&two.write(), &one.data_dir(), &[]).await;
+    assert_eq!(greeting(&nimbus).await, "two, world\n");
+    let listed = get_json(nimbus.admin_url("/v1/deployments")).await;
+    assert_eq!(listed["deployments"][0]["id"], 2, "{listed}");
+    assert_eq!(listed["deployments"][0]["active"], true, "{listed}");
+    assert_ne!(std::fs::read_to_string(&started_with).unwrap(), digest);
+}

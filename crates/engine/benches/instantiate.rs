@@ -1,11 +1,17 @@
-//! Instantiation microbenchmark: one invocation of the `hello` test
-//! component (a fresh instance, its `wasi:http/incoming-handler.handle`
-//! export called with a GET, the response body read to its end) through the
-//! engine exactly as `nimbus up` sets it up: `Runtime::new` with the
-//! server's default pool (1000 slots, 4096 MiB per memory), the same linker,
-//! `HttpFunction::handle` with its store, limits, WASI and wasi:http context,
-//! history record and metrics. Criterion's median is the p50 to compare with
-//! issue 17's aim (under 20 µs).
+//! Instantiation microbenchmark, two figures through the engine exactly as
+//! `nimbus up` sets it up (`Runtime::new` with the server's default pool:
+//! 1000 slots, 4096 MiB per memory; the same linker):
+//!
+//! - `bare`: what issue 17 asks for. A fresh store set up as every
+//!   invocation's is (memory limiter, epoch deadline, WASI and wasi:http
+//!   context, resource table, output budget, span), a trivial component
+//!   (one core function returning 42, lifted as `run: func() -> u32`)
+//!   instantiated in it, `run` called once. Criterion's median is the p50
+//!   to compare with the aim (under 20 µs).
+//! - `hello`: a whole `HttpFunction::handle` of the `hello` test component
+//!   (the same store, a Rust guest's instantiation, its
+//!   `wasi:http/incoming-handler.handle` called with a GET, the response
+//!   body read to its end, the history record and the metrics).
 //!
 //!   CARGO_TARGET_DIR=... cargo bench -p nimbus-engine --bench instantiate
 
@@ -13,8 +19,8 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::{BodyExt as _, Full};
 use nimbus_engine::{
-    ArtifactCache, EngineSettings, HttpFunction, LoadedFunction, MAX_POOLED_INSTANCES, Runtime,
-    Services,
+    ArtifactCache, BareFunction, EngineSettings, HttpFunction, LoadedFunction,
+    MAX_POOLED_INSTANCES, Runtime, Services,
 };
 use nimbus_manifest::App;
 use nimbus_store::SystemClock;
@@ -24,9 +30,12 @@ use std::sync::Arc;
 /// `nimbus up`'s default `--max-function-memory-mb`.
 const SERVER_MAX_MEMORY_MB: u32 = 4096;
 
+const INVOCATION_ID: &str = "0193a0c0-0000-7000-8000-000000000000";
+
 struct Setup {
     tokio: tokio::runtime::Runtime,
     function: HttpFunction,
+    bare: BareFunction,
     _runtime: Runtime,
     _dir: tempfile::TempDir,
 }
@@ -83,13 +92,61 @@ fn setup() -> Setup {
     let LoadedFunction::Http(function) = loaded else {
         panic!("hello is not an HTTP function");
     };
+    let trivial = wasmtime::component::Component::new(runtime.engine(), trivial_component())
+        .expect("trivial component compiles");
+    let bare = BareFunction::new(
+        &runtime,
+        &app.functions["hello"],
+        &trivial,
+        "run",
+        &services,
+    )
+    .expect("trivial component links");
     drop(in_runtime);
     Setup {
         tokio,
         function,
+        bare,
         _runtime: runtime,
         _dir: dir,
     }
+}
+
+/// A component with no imports and one export, `run: func() -> u32`,
+/// lifted from a core function that returns 42.
+fn trivial_component() -> Vec<u8> {
+    use wasm_encoder::{
+        CodeSection, ComponentBuilder, ComponentExportKind, ComponentValType, ExportKind,
+        ExportSection, Function, FunctionSection, Module, PrimitiveValType, TypeSection, ValType,
+    };
+    let mut module = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([], [ValType::I32]);
+    module.section(&types);
+    let mut functions = FunctionSection::new();
+    functions.function(0);
+    module.section(&functions);
+    let mut exports = ExportSection::new();
+    exports.export("run", ExportKind::Func, 0);
+    module.section(&exports);
+    let mut code = CodeSection::new();
+    let mut body = Function::new([]);
+    body.instructions().i32_const(42).end();
+    code.function(&body);
+    module.section(&code);
+
+    let mut component = ComponentBuilder::default();
+    let module = component.core_module(None, &module);
+    let instance = component.core_instantiate(None, module, []);
+    let core_run = component.core_alias_export(None, instance, "run", ExportKind::Func);
+    let (run_type, encoder) = component.ty(None);
+    encoder
+        .function()
+        .params::<[(&str, ComponentValType); 0], _>([])
+        .result(Some(ComponentValType::Primitive(PrimitiveValType::U32)));
+    let run = component.lift_func(None, core_run, run_type, []);
+    component.export("run", ComponentExportKind::Func, run, None);
+    component.finish()
 }
 
 async fn invoke(function: &HttpFunction) -> Bytes {
@@ -98,7 +155,7 @@ async fn invoke(function: &HttpFunction) -> Bytes {
         .body(Full::new(Bytes::new()))
         .expect("request");
     let response = function
-        .handle(request, "0193a0c0-0000-7000-8000-000000000000", None)
+        .handle(request, INVOCATION_ID, None)
         .await
         .expect("hello answers");
     assert_eq!(response.status(), 200);
@@ -115,6 +172,24 @@ fn instantiate_and_call(c: &mut Criterion) {
     assert_eq!(
         &setup.tokio.block_on(invoke(&setup.function))[..],
         b"hello, world\n"
+    );
+    assert_eq!(
+        setup
+            .tokio
+            .block_on(setup.bare.call(INVOCATION_ID))
+            .expect("run"),
+        42
+    );
+    c.bench_function(
+        "bare: fresh store (as an invocation's) + trivial instance + call",
+        |b| {
+            b.iter(|| {
+                setup
+                    .tokio
+                    .block_on(setup.bare.call(INVOCATION_ID))
+                    .expect("run")
+            })
+        },
     );
     c.bench_function(
         "hello: fresh instance + handle (HttpFunction::handle)",

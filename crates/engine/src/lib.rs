@@ -12,6 +12,7 @@ mod invocation;
 mod kind;
 mod limits;
 mod output;
+mod probe;
 mod runtime;
 mod state;
 mod time;
@@ -33,6 +34,7 @@ pub use limits::{
     MAX_HOST_OUTBOUND_BYTES, MAX_OUTBOUND_CONNECTIONS, MAX_OUTBOUND_READ_BUFFER_BYTES,
     MAX_RESOURCE_HANDLES, MemoryLimitExceeded,
 };
+pub use probe::BareFunction;
 pub use runtime::{
     DEFAULT_MAX_WASM_STACK_KB, EngineSettings, LoadedFunction, MAX_POOLED_INSTANCES, Runtime,
 };

@@ -138,6 +138,10 @@ impl Runtime {
         &self.engine
     }
 
+    pub(crate) fn linker(&self) -> &Linker<InvocationState> {
+        &self.linker
+    }
+
     /// Compiles (or loads from `cache`) a function's component and prepares it
     /// for per-invocation instantiation: as an HTTP function if it exports
     /// `wasi:http/incoming-handler`, as an event function if it exports
