@@ -470,7 +470,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_is_answered_only_after_a_log_sync_that_began_after_its_commit() {
         use std::future::Future as _;
-        use std::task::{Context, Poll, Waker};
+        use std::task::{Context, Waker};
         let dir = tempfile::tempdir().unwrap();
         // The sync says when it begins, then waits to be let go.
         let (began, sync_began) = std::sync::mpsc::channel::<()>();
