@@ -34,7 +34,10 @@ def answered_200(port: int) -> bool:
         return False
 
 
-def one_run(port: int, cpu: int, command: list[str]) -> float:
+def first_answer(port: int, cpu: int, command: list[str], at_answer=lambda pid: None):
+    """Starts `command` pinned to core `cpu`, polls `port` until it answers
+    200, and returns the milliseconds that took and what `at_answer(pid)`
+    read at that moment; the server is stopped with SIGTERM."""
     t0 = time.perf_counter()
     server = subprocess.Popen(
         command,
@@ -45,11 +48,12 @@ def one_run(port: int, cpu: int, command: list[str]) -> float:
     try:
         while not answered_200(port):
             if server.poll() is not None:
-                sys.exit(f"the server exited ({server.returncode}) before answering")
+                sys.exit(f"{command[0]} exited ({server.returncode}) before answering")
             if time.perf_counter() - t0 > GIVE_UP_S:
-                sys.exit("the server did not answer within 30 s")
+                sys.exit(f"{command[0]} did not answer within 30 s")
             time.sleep(POLL_INTERVAL_S)
-        return (time.perf_counter() - t0) * 1000.0
+        ms = (time.perf_counter() - t0) * 1000.0
+        return ms, at_answer(server.pid)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait()
@@ -60,7 +64,7 @@ def main() -> None:
     if sys.argv[4] != "--":
         sys.exit(__doc__)
     command = sys.argv[5:]
-    figures = [one_run(port, cpu, command) for _ in range(runs)]
+    figures = [first_answer(port, cpu, command)[0] for _ in range(runs)]
     for ms in figures:
         print(f"{ms:.1f}")
     print(f"median {statistics.median(figures):.1f}")

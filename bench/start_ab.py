@@ -17,16 +17,15 @@ per build the medians, and the medians' ratios B/A.
 
 import os
 import shutil
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
-POLL_INTERVAL_S = 0.0002
-GIVE_UP_S = 30.0
+# The start and the poll for its first answer are first_response.py's.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from first_response import first_answer  # noqa: E402
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -34,15 +33,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def answered_200(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            s.sendall(b"GET /bench HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            return s.recv(64).startswith(b"HTTP/1.1 200")
-    except OSError:
-        return False
 
 
 def proc_stat(pid: int) -> tuple[int, float]:
@@ -58,26 +48,8 @@ def one_start(binary: str, manifest: str, data_dir: str, cpu: int) -> tuple[floa
     port = free_port()
     command = [binary, "up", manifest, "--listen", f"127.0.0.1:{port}",
                "--admin-listen", "127.0.0.1:0", "--data-dir", data_dir]
-    t0 = time.perf_counter()
-    server = subprocess.Popen(
-        command,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
-    )
-    try:
-        while not answered_200(port):
-            if server.poll() is not None:
-                sys.exit(f"{binary} exited ({server.returncode}) before answering")
-            if time.perf_counter() - t0 > GIVE_UP_S:
-                sys.exit(f"{binary} did not answer within 30 s")
-            time.sleep(POLL_INTERVAL_S)
-        ms = (time.perf_counter() - t0) * 1000.0
-        faults, cpu_s = proc_stat(server.pid)
-        return ms, faults, cpu_s
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait()
+    ms, (faults, cpu_s) = first_answer(port, cpu, command, proc_stat)
+    return ms, faults, cpu_s
 
 
 def main() -> None:
