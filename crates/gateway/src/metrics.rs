@@ -28,16 +28,13 @@ pub(crate) async fn scrape(State(state): State<ApiState>) -> Response {
 /// Replaces the queue gauges with what the store holds now; queues that no
 /// longer exist disappear from the scrape.
 async fn refresh_queue_gauges(state: &ApiState) -> Result<(), nimbus_store::StoreError> {
-    let queues = state.queues.queues().await?;
-    let mut stats = Vec::with_capacity(queues.len());
-    for queue in &queues {
-        stats.push((queue.name.clone(), state.queues.stats(&queue.name).await?));
-    }
+    let stats = state.queues.all_stats().await?;
     let metrics = &state.metrics;
     metrics.queue_messages.clear();
     metrics.queue_oldest_age.clear();
     metrics.dead_letter_messages.clear();
-    for (name, s) in &stats {
+    for (config, s) in &stats {
+        let name = &config.name;
         for (state_label, n) in [
             ("visible", s.visible),
             ("in_flight", s.in_flight),
@@ -52,9 +49,9 @@ async fn refresh_queue_gauges(state: &ApiState) -> Result<(), nimbus_store::Stor
             .queue_oldest_age
             .with(&[name])
             .set((s.oldest_age_ms.unwrap_or(0) / 1000) as i64);
-        if queues
+        if stats
             .iter()
-            .any(|q| q.dead_letter_queue.as_deref() == Some(name))
+            .any(|(q, _)| q.dead_letter_queue.as_deref() == Some(name))
         {
             metrics
                 .dead_letter_messages

@@ -97,6 +97,8 @@ impl PgStore {
 
 const CONFIG_COLUMNS: &str = "name, visibility_timeout_ms, retention_ms, delay_ms, \
      max_message_bytes, dedup_window_ms, max_receive_count, dead_letter_queue";
+/// How many columns [`CONFIG_COLUMNS`] names: [`config_from_row`] reads them.
+const CONFIG_COLUMN_COUNT: usize = 8;
 
 fn config_from_row(row: &Row) -> QueueConfig {
     QueueConfig {
@@ -374,6 +376,42 @@ async fn stats(tx: &Tx<'_>, queue: &str) -> StoreResult<QueueStats> {
     })
 }
 
+/// Every queue's counts from one statement, so from one snapshot (each
+/// statement of a READ COMMITTED transaction takes its own).
+async fn all_stats(tx: &Tx<'_>) -> StoreResult<Vec<(QueueConfig, QueueStats)>> {
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {CONFIG_COLUMNS},
+                    count(m.seq) FILTER (WHERE m.visible_at <= $1),
+                    count(m.seq) FILTER (WHERE m.visible_at > $1 AND m.receipt IS NOT NULL),
+                    count(m.seq) FILTER (WHERE m.visible_at > $1 AND m.receipt IS NULL),
+                    min(m.sent_at)
+                 FROM queues q
+                 LEFT JOIN messages m ON m.queue = q.name AND m.sent_at > $1 - q.retention_ms
+                 GROUP BY q.name
+                 ORDER BY q.name"
+            ),
+            &[&tx.now],
+        )
+        .await?;
+    let first = CONFIG_COLUMN_COUNT;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let stats = QueueStats {
+                visible: row.get::<_, i64>(first) as u64,
+                in_flight: row.get::<_, i64>(first + 1) as u64,
+                delayed: row.get::<_, i64>(first + 2) as u64,
+                oldest_age_ms: row
+                    .get::<_, Option<i64>>(first + 3)
+                    .map(|sent| tx.now.saturating_sub(sent).max(0) as u64),
+            };
+            (config_from_row(row), stats)
+        })
+        .collect())
+}
+
 async fn peek(
     tx: &Tx<'_>,
     queue: &str,
@@ -615,6 +653,10 @@ impl QueueStore for PgStore {
 
     async fn stats(&self, queue: &str) -> StoreResult<QueueStats> {
         in_tx!(self, |tx| stats(tx, queue).await)
+    }
+
+    async fn all_stats(&self) -> StoreResult<Vec<(QueueConfig, QueueStats)>> {
+        in_tx!(self, |tx| all_stats(tx).await)
     }
 
     async fn peek(

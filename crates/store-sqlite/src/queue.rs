@@ -599,6 +599,21 @@ impl QueueStore for SqliteStore {
         self.writer.run(move |tx| stats(tx, &queue)).await
     }
 
+    async fn all_stats(&self) -> StoreResult<Vec<(QueueConfig, QueueStats)>> {
+        // One writer transaction: no commit lands between two queues' counts.
+        self.writer
+            .run(|tx| {
+                queues(tx)?
+                    .into_iter()
+                    .map(|config| {
+                        let stats = stats(tx, &config.name)?;
+                        Ok((config, stats))
+                    })
+                    .collect()
+            })
+            .await
+    }
+
     async fn peek(
         &self,
         queue: &str,

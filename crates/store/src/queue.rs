@@ -258,6 +258,12 @@ pub trait QueueStore: Send + Sync {
 
     async fn stats(&self, queue: &str) -> StoreResult<QueueStats>;
 
+    /// Every queue, by name, with its counts as of one moment: a message
+    /// being dead-lettered is counted in its source queue or in the
+    /// dead-letter queue, never in both or neither (reading [`Self::stats`]
+    /// queue by queue could show either).
+    async fn all_stats(&self) -> StoreResult<Vec<(QueueConfig, QueueStats)>>;
+
     /// Lists messages without leasing them, oldest first, after `after_id`.
     async fn peek(
         &self,

@@ -185,11 +185,9 @@ async fn config_of(state: &ApiState, queue: &str) -> Result<QueueConfig, ApiErro
 }
 
 async fn list_queues(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let mut out = Vec::new();
-    for config in state.queues.queues().await? {
-        let stats = state.queues.stats(&config.name).await?;
-        out.push(stats_json(&config, &stats));
-    }
+    let out: Vec<Value> = (state.queues.all_stats().await?.iter())
+        .map(|(config, stats)| stats_json(config, stats))
+        .collect();
     Ok(axum::Json(json!({ "queues": out })).into_response())
 }
 
@@ -415,9 +413,9 @@ async fn redrive(
 }
 
 async fn list_dead_letter_queues(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let configs = state.queues.queues().await?;
+    let all = state.queues.all_stats().await?;
     let mut sources: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for config in &configs {
+    for (config, _) in &all {
         if let Some(dlq) = &config.dead_letter_queue {
             sources
                 .entry(dlq.clone())
@@ -427,7 +425,10 @@ async fn list_dead_letter_queues(State(state): State<ApiState>) -> Result<Respon
     }
     let mut out = Vec::new();
     for (name, source_queues) in sources {
-        let stats = state.queues.stats(&name).await?;
+        let Some((_, stats)) = all.iter().find(|(q, _)| q.name == name) else {
+            // A dead-letter queue named but not declared holds nothing.
+            continue;
+        };
         out.push(json!({
             "name": name,
             "source_queues": source_queues,

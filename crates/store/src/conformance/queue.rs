@@ -369,18 +369,32 @@ pub async fn declared_queues_are_listed_and_updated<S: QueueStore, F: Future<Out
 pub async fn purge_and_stats_count_messages_by_state<S: QueueStore, F: Future<Output = S>>(
     open: impl Fn(ManualClock) -> F,
 ) {
-    let (store, clock) = setup(open, &[config("q")]).await;
+    let short = QueueConfig {
+        retention_ms: 1_000,
+        ..config("short")
+    };
+    let (store, clock) = setup(open, &[config("q"), short.clone(), config("empty")]).await;
     let mut later = msg("later");
     later.delay_ms = Some(60_000);
     store
         .send("q", vec![msg("a"), msg("b"), later])
         .await
         .unwrap();
+    store.send("short", vec![msg("gone")]).await.unwrap();
     store.receive("q", 1, None).await.unwrap();
     clock.advance_ms(1_500);
     let stats = store.stats("q").await.unwrap();
     assert_eq!((stats.visible, stats.in_flight, stats.delayed), (1, 1, 1));
     assert_eq!(stats.oldest_age_ms, Some(1_500));
+    // Every queue at once, by name; a message past retention is not counted.
+    assert_eq!(
+        store.all_stats().await.unwrap(),
+        vec![
+            (config("empty"), QueueStats::default()),
+            (config("q"), stats),
+            (short, QueueStats::default()),
+        ]
+    );
     assert_eq!(store.purge("q").await.unwrap(), 3);
     assert_eq!(store.stats("q").await.unwrap(), QueueStats::default());
 }
