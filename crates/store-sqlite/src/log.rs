@@ -7,8 +7,8 @@ use crate::writer::{CommitCounters, Reply};
 use nimbus_store::{StoreError, StoreResult};
 use rusqlite::Connection;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Makes everything written to the log so far durable.
@@ -53,6 +53,11 @@ fn log_path(conn: &Connection, path: &Path) -> std::path::PathBuf {
 pub(crate) struct Committed {
     pub replies: Vec<Reply>,
     pub started: Instant,
+    /// Whether the commit appended to the log. One that did not (its
+    /// requests only read) needs no sync of its own; it is answered once
+    /// every commit handed over before it is synced, since what it read may
+    /// be theirs.
+    pub wrote: bool,
 }
 
 /// What the process does when a sync of the log fails.
@@ -108,8 +113,12 @@ impl Syncer {
                 while let Ok(first) = waiting.recv() {
                     let mut batch = vec![first];
                     batch.extend(waiting.try_iter());
+                    // Commits come in order: when no commit of this batch
+                    // wrote, every earlier one was synced by an earlier turn.
                     let outcome = if flag.load(Ordering::Acquire) {
                         Err(StoreError::Backend(SYNC_FAILED.into()))
+                    } else if !batch.iter().any(|commit| commit.wrote) {
+                        Ok(())
                     } else {
                         sync().map_err(|e| {
                             tracing::error!("store log sync failed: {e}");
@@ -170,31 +179,43 @@ const CHECKPOINT_PAGES: i32 = 1000;
 /// this is the two syncs and little more, every 16 MiB of log).
 pub(crate) const WRITER_CHECKPOINT_PAGES: i32 = 4 * CHECKPOINT_PAGES;
 
+/// The writer's side of the checkpoint thread ([`start_checkpoints`]).
+pub(crate) struct Checkpoints {
+    wake: std::sync::mpsc::SyncSender<()>,
+    /// Held by whoever checkpoints: a checkpoint begun while another runs
+    /// fails at once (SQLite calls no busy handler for it), so the writer,
+    /// past its bound, waits here for the thread's to end instead.
+    turn: Arc<Mutex<()>>,
+}
+
 /// Moves checkpoints off the writer thread. SQLite's automatic checkpoint
 /// runs inside the commit that crosses its threshold, so that commit (and
 /// every request waiting behind it) waited for the log's sync, the copy into
 /// the database file and that file's sync. Instead each commit reports the
-/// log's size (`sqlite3_wal_hook`, which replaces the automatic checkpoint)
-/// and, past [`CHECKPOINT_PAGES`], wakes the checkpoint thread, which runs a
-/// passive checkpoint on a connection of its own: it copies what is synced
-/// while the writer goes on, and once it has copied everything, the writer's
-/// next commit starts the log again from its beginning.
+/// log's size ([`watch_log`]) and, past [`CHECKPOINT_PAGES`], wakes the
+/// checkpoint thread started here, which runs a passive checkpoint on a
+/// connection of its own: it copies what is synced while the writer goes
+/// on, and once it has copied everything, the writer's next commit starts
+/// the log again from its beginning.
 ///
-/// The thread ends when the writer's connection (and its hook) is dropped;
-/// the handle returned is for joining it.
+/// The thread ends when the waker returned is dropped (with the writer's
+/// connection and its hook); the handle returned is for joining it.
 pub(crate) fn start_checkpoints(
-    writer: &mut Connection,
+    writer: &Connection,
     path: &Path,
-) -> StoreResult<std::thread::JoinHandle<()>> {
+) -> StoreResult<(std::thread::JoinHandle<()>, Checkpoints)> {
     let checkpointer = Connection::open(db_path(writer, path)).map_err(backend)?;
     checkpointer
         .execute_batch("PRAGMA synchronous = NORMAL;")
         .map_err(backend)?;
     let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+    let turn = Arc::new(Mutex::new(()));
+    let ours = turn.clone();
     let thread = std::thread::Builder::new()
         .name("nimbus-store-checkpoint".into())
         .spawn(move || {
             while woken.recv().is_ok() {
+                let _turn = ours.lock().unwrap_or_else(|e| e.into_inner());
                 if let Err(e) = checkpointer
                     .wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE)
                 {
@@ -203,21 +224,45 @@ pub(crate) fn start_checkpoints(
             }
         })
         .map_err(backend)?;
+    Ok((thread, Checkpoints { wake, turn }))
+}
+
+/// Installs the writer's log hook (`sqlite3_wal_hook`, which replaces
+/// SQLite's automatic checkpoint): after every commit that appended to the
+/// log it counts that commit in the counter returned, and checkpoints as
+/// [`start_checkpoints`] says (waking `checkpoints` if given). A commit that
+/// appended nothing (a batch of reads) leaves the counter as it was, so the
+/// sync thread knows it has nothing to sync for it.
+pub(crate) fn watch_log(
+    writer: &mut Connection,
+    checkpoints: Option<Checkpoints>,
+) -> StoreResult<Arc<AtomicU64>> {
+    let written = Arc::new(AtomicU64::new(0));
+    let count = written.clone();
     writer
         .wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages| {
+            count.fetch_add(1, Ordering::Relaxed);
             if pages >= WRITER_CHECKPOINT_PAGES {
+                // After the thread's checkpoint, if one runs: the writer's
+                // then copies what is left, so the next commit starts the
+                // log from its beginning and the log stays within the bound
+                // however slowly the thread's checkpoints go.
+                let _turn = checkpoints
+                    .as_ref()
+                    .map(|c| c.turn.lock().unwrap_or_else(|e| e.into_inner()));
                 // An error here must not fail the statement: its commit
-                // stands. A checkpoint that cannot run now (the thread's is
-                // running) runs at a later commit.
+                // stands, and the next commit tries again.
                 if let Err(e) = wal.checkpoint_v2(rusqlite::wal::CheckpointMode::PASSIVE) {
-                    tracing::debug!("store checkpoint at commit deferred: {e}");
+                    tracing::warn!("store checkpoint at commit failed: {e}");
                 }
-            } else if pages >= CHECKPOINT_PAGES {
+            } else if pages >= CHECKPOINT_PAGES
+                && let Some(checkpoints) = &checkpoints
+            {
                 // Already awake or waking: nothing to add.
-                let _ = wake.try_send(());
+                let _ = checkpoints.wake.try_send(());
             }
             Ok(())
         }))
         .map_err(backend)?;
-    Ok(thread)
+    Ok(written)
 }

@@ -7,7 +7,8 @@
 //! it (`synchronous=NORMAL`), and the sync thread syncs the log and answers
 //! every commit made before that sync began, while the writer thread runs
 //! the next batch. So the disk's sync time is off the writer's path, and
-//! nothing is acknowledged before it is on disk.
+//! nothing is acknowledged before it is on disk. A commit that wrote
+//! nothing (its requests only read) adds no sync of its own.
 
 use crate::log::{Committed, OnSyncFailure, SYNC_FAILED, SyncFn, Syncer};
 use crate::{Durability, SqliteOptions, backend};
@@ -117,7 +118,7 @@ impl Writer {
         if let Some(dir) = options.path.parent() {
             std::fs::create_dir_all(dir).map_err(backend)?;
         }
-        let mut conn = Connection::open(&options.path).map_err(backend)?;
+        let conn = Connection::open(&options.path).map_err(backend)?;
         // NORMAL either way: a commit writes the log without syncing it
         // (SQLite syncs it before each checkpoint, so a crash loses at most
         // the last commits, never the file); with `Fsync` the sync thread
@@ -128,7 +129,7 @@ impl Writer {
         .map_err(backend)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         crate::schema::migrate(&conn)?;
-        let checkpoints = crate::log::start_checkpoints(&mut conn, &options.path)?;
+        let checkpoints = crate::log::start_checkpoints(&conn, &options.path)?;
         let sync = match options.durability {
             Durability::Fsync => Some((
                 crate::log::log_sync(&conn, &options.path)?,
@@ -142,12 +143,14 @@ impl Writer {
     /// Starts the writer thread on `conn`, and the sync thread when `sync`
     /// is given: what makes the log durable, and what to do if it fails.
     fn spawn(
-        conn: Connection,
+        mut conn: Connection,
         clock: Arc<dyn Clock>,
         signals: QueueSignals,
         sync: Option<(SyncFn, OnSyncFailure)>,
-        checkpoints: Option<std::thread::JoinHandle<()>>,
+        checkpoints: Option<(std::thread::JoinHandle<()>, crate::log::Checkpoints)>,
     ) -> StoreResult<Self> {
+        let (checkpoints, wake) = checkpoints.unzip();
+        let written = crate::log::watch_log(&mut conn, wake)?;
         let (jobs, receiver) = mpsc::channel(MAX_PENDING);
         let stats = Arc::new(CommitCounters::default());
         let counters = stats.clone();
@@ -158,7 +161,11 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("nimbus-store-writer".into())
             .spawn(move || {
-                run(&conn, receiver, clock, &counters, &signals, syncer.as_ref());
+                let log = Log {
+                    written: &written,
+                    syncer: syncer.as_ref(),
+                };
+                run(&conn, receiver, clock, &counters, &signals, log);
                 // The connection first: that drops its log hook, which ends
                 // the checkpoint thread, whose connection closes last.
                 drop(conn);
@@ -222,14 +229,22 @@ fn in_savepoint<T>(tx: &Tx<'_>, work: impl FnOnce(&Tx<'_>) -> StoreResult<T>) ->
     result
 }
 
+/// What the writer thread knows of the log: how many commits appended to
+/// it ([`crate::log::watch_log`]), and the sync thread, if commits wait for one.
+struct Log<'a> {
+    written: &'a AtomicU64,
+    syncer: Option<&'a Syncer>,
+}
+
 fn run(
     conn: &Connection,
     mut receiver: mpsc::Receiver<Job>,
     clock: Arc<dyn Clock>,
     counters: &CommitCounters,
     signals: &QueueSignals,
-    syncer: Option<&Syncer>,
+    log: Log<'_>,
 ) {
+    let syncer = log.syncer;
     let queue_configs = crate::queue::ConfigCache::default();
     while let Some(first) = receiver.blocking_recv() {
         let mut batch = vec![first];
@@ -260,7 +275,9 @@ fn run(
             .into_iter()
             .map(|job| job(began.is_ok().then_some(&tx)))
             .collect();
+        let written_before = log.written.load(Ordering::Relaxed);
         let committed = began.and_then(|()| conn.execute_batch("COMMIT").map_err(backend));
+        let wrote = log.written.load(Ordering::Relaxed) != written_before;
         counters.commits.fetch_add(1, Ordering::Relaxed);
         counters
             .requests
@@ -288,7 +305,11 @@ fn run(
             }
         }
         match (syncer, committed) {
-            (Some(syncer), Ok(())) => syncer.hand_over(Committed { replies, started }),
+            (Some(syncer), Ok(())) => syncer.hand_over(Committed {
+                replies,
+                started,
+                wrote,
+            }),
             (_, committed) => {
                 for reply in replies {
                     reply(committed.clone());
@@ -506,6 +527,80 @@ mod tests {
         assert!(write.as_mut().poll(&mut cx).is_pending());
         let_go.send(()).unwrap();
         write.await.unwrap();
+    }
+
+    /// A request that only reads.
+    async fn count(writer: &Writer, ran: Option<std::sync::mpsc::Sender<()>>) -> i64 {
+        writer
+            .run(move |tx| {
+                if let Some(ran) = ran {
+                    let _ = ran.send(());
+                }
+                tx.query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+                    .map_err(backend)
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_read_syncs_nothing_itself_but_waits_for_the_sync_of_the_writes_before_it() {
+        use std::future::Future as _;
+        use std::sync::atomic::AtomicBool;
+        use std::task::{Context, Waker};
+        let dir = tempfile::tempdir().unwrap();
+        let syncs = Arc::new(AtomicU64::new(0));
+        let hold = Arc::new(AtomicBool::new(false));
+        let (began, sync_began) = std::sync::mpsc::channel::<()>();
+        let (let_go, wait) = std::sync::mpsc::channel::<()>();
+        let wait = std::sync::Mutex::new(wait);
+        let writer = {
+            let (syncs, hold) = (syncs.clone(), hold.clone());
+            writer_with_sync(
+                &dir,
+                Box::new(move || {
+                    syncs.fetch_add(1, Ordering::SeqCst);
+                    if hold.load(Ordering::SeqCst) {
+                        let _ = began.send(());
+                        let _ = wait.lock().unwrap().recv();
+                    }
+                    Ok(())
+                }),
+                Box::new(|| panic!("no sync fails here")),
+            )
+        };
+        let let_go = let_go;
+        // Nothing written yet: the read is answered with no sync at all.
+        assert_eq!(count(&writer, None).await, 0);
+        assert_eq!(syncs.load(Ordering::SeqCst), 0);
+        insert(&writer, 1).await.unwrap();
+        assert_eq!(syncs.load(Ordering::SeqCst), 1);
+
+        // A write whose sync is held, then a read that sees its row.
+        hold.store(true, Ordering::SeqCst);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut write = std::pin::pin!(insert(&writer, 2));
+        assert!(write.as_mut().poll(&mut cx).is_pending());
+        sync_began.recv().unwrap();
+        let (ran, read_ran) = std::sync::mpsc::channel();
+        let mut read = std::pin::pin!(count(&writer, Some(ran)));
+        assert!(read.as_mut().poll(&mut cx).is_pending());
+        read_ran.recv().unwrap();
+        // A request sent once the read ran goes in a later batch, so when it
+        // runs, the read's batch has committed and been handed over.
+        let (ran, probe_ran) = std::sync::mpsc::channel();
+        let mut probe = std::pin::pin!(count(&writer, Some(ran)));
+        assert!(probe.as_mut().poll(&mut cx).is_pending());
+        probe_ran.recv().unwrap();
+        // The read saw an unsynced row: it is not answered before that sync.
+        assert!(read.as_mut().poll(&mut cx).is_pending());
+        hold.store(false, Ordering::SeqCst);
+        let_go.send(()).unwrap();
+        write.await.unwrap();
+        assert_eq!(read.await, 2);
+        assert_eq!(probe.await, 2);
+        // Two writes, two syncs: the reads added none.
+        assert_eq!(syncs.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
