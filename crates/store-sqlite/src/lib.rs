@@ -78,6 +78,9 @@ impl SqliteStore {
 pub struct CommitStats {
     pub commits: u64,
     pub requests: u64,
+    /// Syncs of the log (with `Durability::Fsync`; each answers every
+    /// commit made before it began).
+    pub syncs: u64,
 }
 
 #[async_trait::async_trait]
@@ -113,6 +116,7 @@ impl SqliteStore {
         CommitStats {
             commits: counters.commits.load(Relaxed),
             requests: counters.requests.load(Relaxed),
+            syncs: counters.syncs.load(Relaxed),
         }
     }
 }

@@ -120,7 +120,9 @@ impl Syncer {
                     } else if !batch.iter().any(|commit| commit.wrote) {
                         Ok(())
                     } else {
-                        sync().map_err(|e| {
+                        let synced = sync();
+                        counters.syncs.fetch_add(1, Ordering::Relaxed);
+                        synced.map_err(|e| {
                             tracing::error!("store log sync failed: {e}");
                             flag.store(true, Ordering::Release);
                             StoreError::Backend(SYNC_FAILED.into())

@@ -105,6 +105,7 @@ impl Drop for Writer {
 pub(crate) struct CommitCounters {
     pub commits: AtomicU64,
     pub requests: AtomicU64,
+    pub syncs: AtomicU64,
     /// Set once, by whoever wants to hear about commits.
     pub observer: OnceLock<Arc<dyn StoreObserver>>,
 }

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 const MESSAGE_BYTES: usize = 1024;
 
-/// Reads (commits, requests) so far, where the store counts them.
-type CommitStats = Box<dyn Fn() -> (u64, u64)>;
+/// Reads (commits, requests, log syncs) so far, where the store counts
+/// them (the PostgreSQL store counts no syncs: the server makes them).
+type CommitStats = Box<dyn Fn() -> (u64, u64, u64)>;
 
 #[tokio::main]
 async fn main() {
@@ -56,6 +57,7 @@ async fn main() {
                     (
                         counts.commits.load(Ordering::Relaxed),
                         counts.requests.load(Ordering::Relaxed),
+                        0,
                     )
                 }),
             )
@@ -78,7 +80,7 @@ async fn main() {
                 store,
                 Box::new(move || {
                     let s = stats.commit_stats();
-                    (s.commits, s.requests)
+                    (s.commits, s.requests, s.syncs)
                 }),
             )
         }
@@ -135,6 +137,11 @@ async fn main() {
         println!("store_requests_per_s={:.0}", requests / elapsed);
         println!("commits_per_s={:.0}", commits / elapsed);
         println!("requests_per_commit={:.1}", requests / commits.max(1.0));
+        if after.2 > before.2 {
+            let syncs = (after.2 - before.2) as f64;
+            println!("syncs_per_s={:.0}", syncs / elapsed);
+            println!("requests_per_sync={:.1}", requests / syncs);
+        }
     }
     println!("messages_per_fsync_ratio={:.2}", messages / fsyncs);
 }
