@@ -99,6 +99,7 @@ async fn main() {
         .await
         .unwrap();
     let before = commit_stats();
+    let cpu_before = cpu_ticks();
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -128,9 +129,18 @@ async fn main() {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let after = commit_stats();
+    let cpu_ticks_used = cpu_ticks() - cpu_before;
     let messages = done.load(Ordering::Relaxed) as f64 / elapsed;
     println!("clients={clients}");
     println!("messages_per_s={messages:.0}");
+    // CPU time this process spent per message (its threads: clients,
+    // runtime, writer, sync, checkpoints; and the kernel's work for them),
+    // which a busy machine disturbs far less than the rate.
+    let total = done.load(Ordering::Relaxed).max(1) as f64;
+    println!(
+        "cpu_us_per_message={:.1}",
+        cpu_ticks_used as f64 * 1e6 / TICKS_PER_S / total
+    );
     if after.0 > before.0 {
         let commits = (after.0 - before.0) as f64;
         let requests = (after.1 - before.1) as f64;
@@ -144,6 +154,25 @@ async fn main() {
         }
     }
     println!("messages_per_fsync_ratio={:.2}", messages / fsyncs);
+}
+
+/// `sysconf(_SC_CLK_TCK)` on Linux: what `/proc` counts CPU time in.
+const TICKS_PER_S: f64 = 100.0;
+
+/// User plus system CPU time of this process so far, in clock ticks.
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces), from `state`:
+    // utime and stime are the 12th and 13th.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
 }
 
 /// Counts the PostgreSQL store's commits and the requests they carried.
