@@ -5,13 +5,16 @@ parts' MD5s with `-3`) and ranges across the object; `get FILE` reads the
 PutObject's object whole as it arrives, its MD5 and length the file's;
 `copy FILE` copies it with CopyObject and into a multipart upload of two
 UploadPartCopy ranges, checking each ETag against the file's bytes and
-ranges across the copies; `refused` sends a body whose Content-MD5 is wrong
+ranges across the copies; `cut` reads `whole` after the test cut its blob
+short, which must fail rather than end as if whole; `refused` sends a body whose Content-MD5 is wrong
 and one past the bucket's limit, both refused with nothing stored."""
 
 import base64
 import hashlib
 import os
 import sys
+
+import botocore.exceptions
 
 from s3_common import client, code, done
 
@@ -127,6 +130,14 @@ elif sys.argv[1] == "copy":
         assert sent["CopyPartResult"]["ETag"] == '"%s"' % digests[-1].hex(), sent
         parts.append({"PartNumber": number, "ETag": sent["CopyPartResult"]["ETag"]})
     completed("copied-parts", uid, parts, digests, path, size)
+elif sys.argv[1] == "cut":
+    got = s3.get_object(Bucket=B, Key="whole")
+    try:
+        got["Body"].read()
+    except botocore.exceptions.BotoCoreError:
+        pass
+    else:
+        raise AssertionError("a body cut short read as whole")
 else:
     body = os.urandom(3 << 20)
     wrong = base64.b64encode(hashlib.md5(b"other").digest()).decode()
