@@ -162,9 +162,9 @@ pub struct ObjectStream {
     pub checksums: Checksums,
     /// The part being read, when a range was asked for.
     pub range: Option<std::ops::Range<u64>>,
-    /// Exactly [`ObjectStream::content_length`] bytes; should the blob end early or
-    /// storage fail, an error ends it instead, so no reader takes a cut-off
-    /// body for the object.
+    /// Exactly [`ObjectStream::content_length`] bytes; should the blob end
+    /// early or storage fail, an error ends it instead, so no reader takes a
+    /// cut-off body for the object.
     pub body: futures::stream::BoxStream<'static, Result<Bytes, BucketError>>,
 }
 
