@@ -4,8 +4,10 @@
 //! create-only put or, past one part, a multipart upload; it is durable
 //! when the write returns (locally the file and its directory are fsynced;
 //! S3 acknowledges a PUT or a completion only once stored), and is only
-//! then referenced by metadata. Blobs written but never referenced are
-//! orphans; `candidates` lists the sweep's suspects.
+//! then referenced by metadata. Reads (`read_blob`) stream, ranged or
+//! whole, and keep delivering what they opened whatever removes the blob
+//! meanwhile. Blobs written but never referenced are orphans; `candidates`
+//! lists the sweep's suspects.
 
 use crate::s3::S3Config;
 use crate::write::Target;
@@ -13,9 +15,19 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt as _};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as BlobPath;
-use object_store::{GetOptions, GetRange, ObjectStore};
+use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore};
+use std::io::{Read as _, Seek as _, SeekFrom};
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
+
+/// Bytes of one local file read (a blocking call off the runtime's
+/// threads): `object_store`'s own slices of 8 KiB would make a 192 MiB read
+/// 24,576 of them.
+pub(crate) const LOCAL_READ_BYTES: usize = 1 << 20;
+
+/// A blob's bytes as they are read.
+pub(crate) type ByteStream = BoxStream<'static, Result<Bytes, crate::BucketError>>;
 
 /// Where a bucket's bytes live.
 pub(crate) struct Blobs {
@@ -198,50 +210,72 @@ impl Blobs {
         Ok(())
     }
 
-    /// The bytes of `blob` from its start, as they are read.
+    /// The bytes at `at` from its start, as they are read; `None` if it is
+    /// not there.
     pub(crate) async fn read_stream(
         &self,
         at: &BlobPath,
-    ) -> Result<Option<BoxStream<'static, Result<Bytes, crate::BucketError>>>, crate::BucketError>
-    {
-        match self.store.get(at).await {
-            Ok(got) => Ok(Some(
-                got.into_stream().map(|r| r.map_err(blob_error)).boxed(),
-            )),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(blob_error(e)),
-        }
+    ) -> Result<Option<ByteStream>, crate::BucketError> {
+        self.open(at, None).await
     }
 
-    /// The bytes of `blob` in `range` (all of them without one); `None` if
-    /// the blob is gone (its object was replaced or removed meanwhile).
-    pub(crate) async fn read(
+    /// The bytes of `blob` in `range` (all of them without one) as they are
+    /// read; `None` if the blob is gone (its object was replaced or removed
+    /// meanwhile).
+    pub(crate) async fn read_blob(
         &self,
         bucket: &str,
         blob: &str,
-        range: Option<std::ops::Range<u64>>,
-    ) -> Result<Option<Bytes>, crate::BucketError> {
+        range: Option<Range<u64>>,
+    ) -> Result<Option<ByteStream>, crate::BucketError> {
+        self.open(&self.location(bucket, blob), range).await
+    }
+
+    /// Opens `at`. Once open, the stream delivers the bytes it opened even
+    /// if the blob is removed meanwhile (a put replacing its object, a
+    /// delete, the sweep): locally `object_store` has opened the file by
+    /// the time `get_opts` returns, and an open file outlives its unlink;
+    /// on S3 the GET's response is already streaming, and should it be cut
+    /// off, `object_store` asks again for the rest only of the same ETag, so
+    /// a blob removed by then fails the stream instead of mixing in other
+    /// bytes (blob names are never reused anyway).
+    async fn open(
+        &self,
+        at: &BlobPath,
+        range: Option<Range<u64>>,
+    ) -> Result<Option<ByteStream>, crate::BucketError> {
         if range.as_ref().is_some_and(|r| r.is_empty()) {
-            return Ok(Some(Bytes::new()));
+            return Ok(Some(futures::stream::empty().boxed()));
         }
         let options = GetOptions {
             range: range.map(GetRange::Bounded),
             ..GetOptions::default()
         };
-        let got = match self
-            .store
-            .get_opts(&self.location(bucket, blob), options)
-            .await
-        {
+        let got = match self.store.get_opts(at, options).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(blob_error(e)),
         };
-        match got.bytes().await {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(blob_error(e)),
-        }
+        Ok(Some(match got.payload {
+            GetResultPayload::File(file, _) => file_chunks(file, got.range),
+            GetResultPayload::Stream(body) => body.map(|r| r.map_err(blob_error)).boxed(),
+        }))
+    }
+
+    /// The bytes of `blob` in `range` (all of them without one); `None` if
+    /// the blob is gone.
+    #[cfg(test)]
+    pub(crate) async fn read(
+        &self,
+        bucket: &str,
+        blob: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<Option<Bytes>, crate::BucketError> {
+        let Some(body) = self.read_blob(bucket, blob, range).await? else {
+            return Ok(None);
+        };
+        let chunks: Vec<Bytes> = futures::TryStreamExt::try_collect(body).await?;
+        Ok(Some(chunks.concat().into()))
     }
 
     /// Removes `blob`; one already gone is not an error.
@@ -392,6 +426,35 @@ pub(crate) fn sync_local(root: &std::path::Path, file: &std::path::Path) -> std:
     Ok(())
 }
 
+/// `range` of a local file, read in slices of [`LOCAL_READ_BYTES`], each a
+/// blocking call off the runtime's threads. It ends early if the file does
+/// (the caller checks the length it expected).
+fn file_chunks(file: std::fs::File, range: Range<u64>) -> ByteStream {
+    futures::stream::try_unfold((file, range), |(mut file, range)| async move {
+        if range.is_empty() {
+            return Ok(None);
+        }
+        let want = (range.end - range.start).min(LOCAL_READ_BYTES as u64);
+        let at = range.start;
+        let (file, read) = tokio::task::spawn_blocking(move || {
+            let mut chunk = Vec::with_capacity(want as usize);
+            let read = file
+                .seek(SeekFrom::Start(at))
+                .and_then(|_| (&mut file).take(want).read_to_end(&mut chunk));
+            (file, read.map(|_| chunk))
+        })
+        .await
+        .map_err(blob_error)?;
+        let chunk = read.map_err(blob_error)?;
+        if chunk.is_empty() {
+            return Ok(None);
+        }
+        let next = at + chunk.len() as u64..range.end;
+        Ok(Some((Bytes::from(chunk), (file, next))))
+    })
+    .boxed()
+}
+
 /// Files in `dir` older than `grace`, by blob name (a staging file's name
 /// up to its `#`).
 fn local_candidates(dir: PathBuf, grace: Duration) -> impl Iterator<Item = Candidate> {
@@ -435,7 +498,8 @@ mod tests {
     }
 
     /// A body of several S3 parts (and many local write slices) streams in
-    /// and reads back whole, with its MD5; one past its limit leaves no blob.
+    /// and reads back whole and in a range, with its MD5; one past its limit
+    /// leaves no blob.
     async fn a_streamed_write_reads_back_whole_and_an_over_limit_one_leaves_nothing(blobs: Blobs) {
         let bytes: Vec<u8> = (0..(2 * crate::write::S3_PART_BYTES + 12345) as u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -464,6 +528,16 @@ mod tests {
         assert!(
             read.as_deref() == Some(&bytes[..]),
             "the blob read back differs"
+        );
+        // A range across local read slices and S3 parts.
+        let range = LOCAL_READ_BYTES as u64 - 7..crate::write::S3_PART_BYTES as u64 + 5;
+        let read = blobs
+            .read("photos", "streamed", Some(range.clone()))
+            .await
+            .unwrap();
+        assert!(
+            read.as_deref() == Some(&bytes[range.start as usize..range.end as usize]),
+            "the range read back differs"
         );
 
         let mut body = futures::stream::iter(chunks);

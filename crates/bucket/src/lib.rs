@@ -3,8 +3,10 @@
 //! object events through the store. An upload registers itself in the
 //! store, writes a fresh blob, makes it durable, then commits the metadata
 //! and its events in one transaction, which ends the registration; only
-//! then is the object visible. Keys, content types, user metadata and sizes
-//! are checked here, for the API and the bucket capability alike.
+//! then is the object visible. A read streams the blob's bytes out as the
+//! caller sends them (`get_stream`), memory bounded whatever the size. Keys,
+//! content types, user metadata and sizes are checked here, for the API and
+//! the bucket capability alike.
 
 mod blob;
 mod event;
@@ -150,6 +152,59 @@ pub struct ObjectBytes {
     pub bytes: Bytes,
     /// The part returned, when a range was asked for.
     pub range: Option<std::ops::Range<u64>>,
+}
+
+/// An object's bytes (or the requested part of them) as they are read,
+/// with its metadata.
+pub struct ObjectStream {
+    pub meta: ObjectMeta,
+    /// The checksums kept at upload, of the whole object whatever the range.
+    pub checksums: Checksums,
+    /// The part being read, when a range was asked for.
+    pub range: Option<std::ops::Range<u64>>,
+    /// Exactly [`ObjectStream::content_length`] bytes; should the blob end
+    /// early or storage fail, an error ends it instead, so no reader takes a
+    /// cut-off body for the object.
+    pub body: futures::stream::BoxStream<'static, Result<Bytes, BucketError>>,
+}
+
+impl ObjectStream {
+    /// The bytes the body delivers: the range's, else the object's.
+    pub fn content_length(&self) -> u64 {
+        self.range
+            .as_ref()
+            .map_or(self.meta.size, |r| r.end - r.start)
+    }
+}
+
+impl std::fmt::Debug for ObjectStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectStream")
+            .field("meta", &self.meta)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `body`, checked to hold exactly `len` bytes: an error takes the place of
+/// its end when it holds fewer, or of the chunk that passes `len`.
+fn exactly(body: blob::ByteStream, len: u64) -> blob::ByteStream {
+    futures::stream::try_unfold((body, len), move |(mut body, left)| async move {
+        match body.next().await.transpose()? {
+            Some(chunk) if chunk.len() as u64 > left => Err(BucketError::Blob(format!(
+                "the blob held more than the {len} bytes being read"
+            ))),
+            Some(chunk) => {
+                let left = left - chunk.len() as u64;
+                Ok(Some((chunk, (body, left))))
+            }
+            None if left == 0 => Ok(None),
+            None => Err(BucketError::Blob(format!(
+                "the blob ended {left} bytes short of the {len} being read"
+            ))),
+        }
+    })
+    .boxed()
 }
 
 /// A blob being uploaded: given up (removed, its registration ended)
@@ -368,7 +423,7 @@ impl Buckets {
     }
 
     /// [`Buckets::put`], keeping `checksums` (checked by the caller against
-    /// `bytes`) with the object for [`Buckets::get_with_checksums`].
+    /// `bytes`) with the object for [`Buckets::get_stream`].
     pub async fn put_with_checksums(
         &self,
         bucket: &str,
@@ -537,26 +592,41 @@ impl Buckets {
         Ok((meta, checksums))
     }
 
-    /// An object's bytes, or the part of them in `range`.
+    /// An object's bytes, or the part of them in `range`, whole in memory
+    /// (for guests, whose objects a call returns whole; the API and the S3
+    /// endpoint stream them with [`Buckets::get_stream`]).
     pub async fn get(
         &self,
         bucket: &str,
         key: &str,
         range: Option<ByteRange>,
     ) -> Result<ObjectBytes, BucketError> {
-        Ok(self.get_with_checksums(bucket, key, range).await?.0)
+        let got = self.get_stream(bucket, key, range).await?;
+        let mut bytes = Vec::with_capacity(usize::try_from(got.content_length()).unwrap_or(0));
+        let mut body = got.body;
+        while let Some(chunk) = body.next().await {
+            bytes.extend_from_slice(&chunk?);
+        }
+        Ok(ObjectBytes {
+            meta: got.meta,
+            bytes: bytes.into(),
+            range: got.range,
+        })
     }
 
-    /// [`Buckets::get`], with the checksums kept at upload (of the whole
-    /// object, whatever the range).
-    pub async fn get_with_checksums(
+    /// An object's bytes, or the part of them in `range`, as they are read
+    /// from object storage (memory stays bounded whatever the size), with
+    /// its metadata and the checksums kept at upload. The body delivers
+    /// exactly [`ObjectStream::content_length`] bytes or ends with an error.
+    pub async fn get_stream(
         &self,
         bucket: &str,
         key: &str,
         range: Option<ByteRange>,
-    ) -> Result<(ObjectBytes, Checksums), BucketError> {
+    ) -> Result<ObjectStream, BucketError> {
         // A put or delete may remove the blob between reading the metadata
-        // and reading the bytes; then the metadata is read again.
+        // and opening it; then the metadata is read again. Once open, the
+        // blob's bytes keep coming whatever removes it (see `Blobs::open`).
         for _ in 0..READ_ATTEMPTS {
             let (meta, checksums) = self.head_with_checksums(bucket, key).await?;
             let range = match range {
@@ -566,8 +636,20 @@ impl Buckets {
                         .ok_or(BucketError::RangeNotSatisfiable { size: meta.size })?,
                 ),
             };
-            if let Some(bytes) = self.blobs.read(bucket, &meta.blob, range.clone()).await? {
-                return Ok((ObjectBytes { meta, bytes, range }, checksums));
+            if let Some(body) = self
+                .blobs
+                .read_blob(bucket, &meta.blob, range.clone())
+                .await?
+            {
+                let mut got = ObjectStream {
+                    body,
+                    meta,
+                    checksums,
+                    range,
+                };
+                let len = got.content_length();
+                got.body = exactly(got.body, len);
+                return Ok(got);
             }
         }
         Err(BucketError::Blob(format!(

@@ -1,13 +1,14 @@
 //! `Buckets` over the SQLite store and a scratch directory: bytes, ranges,
 //! refused keys and sizes, events with the object, the orphan sweep, and
 //! buckets a new version drops: read until deleted, then gone with their
-//! blobs; streamed uploads refused or cut off leave nothing.
+//! blobs; streamed uploads refused or cut off leave nothing; a streamed
+//! read outlives its blob's removal, and fails on a blob cut short.
 
 use bytes::Bytes;
-use futures::StreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use nimbus_bucket::{BucketError, Buckets, ByteRange, Checksums, PutOptions, UploadError};
 use nimbus_manifest::App;
-use nimbus_store::{ListQuery, QueueStore, SystemClock};
+use nimbus_store::{BucketStore as _, ListQuery, QueueStore, SystemClock};
 use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
 use std::path::Path;
 use std::sync::Arc;
@@ -486,4 +487,69 @@ async fn streamed_uploads_refused_or_cut_off_leave_no_object_and_no_blob() {
         .await
         .unwrap();
     assert_eq!(put.size, 4);
+}
+
+/// A read opened before its object is replaced (which removes the blob) or
+/// swept still delivers the bytes it opened; one whose blob turns out
+/// shorter than its object ends with an error, never early as if whole.
+#[tokio::test]
+async fn an_open_read_outlives_its_blobs_removal_and_a_short_blob_fails_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (buckets, store) = open(dir.path()).await;
+    let blobs = dir.path().join("buckets/photos");
+    let put = |bytes: &'static [u8]| {
+        buckets.put(
+            "photos",
+            "k",
+            Bytes::from_static(bytes),
+            PutOptions::default(),
+        )
+    };
+    put(b"first bytes").await.unwrap();
+    let opened = buckets
+        .get_stream(
+            "photos",
+            "k",
+            Some(ByteRange::From {
+                first: 6,
+                last: None,
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(opened.content_length(), 5);
+    assert_eq!(opened.range, Some(6..11));
+    let old_blob = blobs.join(&opened.meta.blob);
+    put(b"second").await.unwrap();
+    assert!(!old_blob.exists(), "the replaced blob is still there");
+    let read: Vec<Bytes> = opened.body.try_collect().await.unwrap();
+    assert_eq!(read.concat(), b"bytes");
+
+    // The sweep removing a blob mid-read: its object's metadata gone as a
+    // process that died before removing the blob leaves it, so the blob is
+    // an orphan the sweep (no grace) takes.
+    let opened = buckets.get_stream("photos", "k", None).await.unwrap();
+    let orphan = blobs.join(&opened.meta.blob);
+    store
+        .commit_delete("photos", "k", Box::new(|_| Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(buckets.sweep_orphans(Duration::ZERO).await.unwrap(), 1);
+    assert!(!orphan.exists(), "the sweep left the orphan");
+    let read: Vec<Bytes> = opened.body.try_collect().await.unwrap();
+    assert_eq!(read.concat(), b"second");
+
+    put(b"second").await.unwrap();
+    let current = blobs.join(buckets.head("photos", "k").await.unwrap().blob);
+    std::fs::write(&current, b"sec").unwrap();
+    let cut = buckets.get_stream("photos", "k", None).await.unwrap();
+    let read: Result<Vec<Bytes>, _> = cut.body.try_collect().await;
+    assert!(
+        matches!(read, Err(BucketError::Blob(ref why)) if why.contains("short")),
+        "{read:?}"
+    );
+    assert!(matches!(
+        buckets.get("photos", "k", None).await,
+        Err(BucketError::Blob(_))
+    ));
 }

@@ -3,12 +3,16 @@
 //! sent computed as the bytes pass and checked once the body has ended,
 //! before the object or part exists: `Content-MD5`, and `x-amz-checksum-*`
 //! as a header or as a trailer of an `aws-chunked` body (s3s has decoded
-//! the chunks and verified their signatures by then).
+//! the chunks and verified their signatures by then). And object bodies
+//! streamed out to GetObject as the bucket reads them ([`download`]).
 
 use bytes::Bytes;
 use futures::StreamExt as _;
+use futures::stream::BoxStream;
+use nimbus_bucket::{BucketError, ObjectStream};
 use s3s::checksum::ChecksumHasher;
 use s3s::dto::{Checksum, ChecksumAlgorithm, StreamingBlob};
+use s3s::stream::{ByteStream, RemainingLength};
 use s3s::{S3Error, S3ErrorCode, S3Result, TrailingHeaders, s3_error};
 
 /// The checksums a client asked to be checked, by algorithm.
@@ -154,6 +158,55 @@ impl Checked {
             }
         }
         Ok(computed)
+    }
+}
+
+/// An object's bytes as GetObject sends them, read from the bucket as they
+/// go out, their length known (so `Content-Length` is exact). A failure
+/// mid-way is an error of the body, which makes the server cut the
+/// response off rather than end it as if complete.
+pub(crate) fn download(got: ObjectStream) -> StreamingBlob {
+    let remaining = got.content_length();
+    StreamingBlob::new(Download {
+        // A `Mutex` only to make the stream `Sync`, as s3s asks: it is
+        // reached through `&mut` (`get_mut`), never locked.
+        body: std::sync::Mutex::new(got.body),
+        remaining,
+    })
+}
+
+struct Download {
+    body: std::sync::Mutex<BoxStream<'static, Result<Bytes, BucketError>>>,
+    remaining: u64,
+}
+
+impl futures::Stream for Download {
+    type Item = Result<Bytes, s3s::StdError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let body = this.body.get_mut().unwrap_or_else(|e| e.into_inner());
+        match body.poll_next_unpin(cx) {
+            std::task::Poll::Ready(Some(Ok(chunk))) => {
+                this.remaining = this.remaining.saturating_sub(chunk.len() as u64);
+                std::task::Poll::Ready(Some(Ok(chunk)))
+            }
+            std::task::Poll::Ready(Some(Err(e))) => {
+                tracing::error!("an S3 GetObject failed after its headers went out: {e}");
+                std::task::Poll::Ready(Some(Err(Box::new(e))))
+            }
+            std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl ByteStream for Download {
+    fn remaining_length(&self) -> RemainingLength {
+        RemainingLength::new_exact(usize::try_from(self.remaining).unwrap_or(usize::MAX))
     }
 }
 

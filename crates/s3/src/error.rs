@@ -46,6 +46,16 @@ pub(crate) fn from_upload(e: nimbus_bucket::UploadError<S3Error>) -> S3Error {
     }
 }
 
+/// A copy's failure: reading its source (the body streamed in) or storing
+/// it, both the bucket's errors.
+pub(crate) fn from_read_upload(e: nimbus_bucket::UploadError<BucketError>) -> S3Error {
+    match e {
+        nimbus_bucket::UploadError::Body(e) | nimbus_bucket::UploadError::Bucket(e) => {
+            from_bucket(e)
+        }
+    }
+}
+
 /// A key Nimbus's key rule refuses: too long is S3's own code, anything
 /// else (a `..` segment, a leading `/`, a control character) is an
 /// argument S3 clients report as given.

@@ -4,7 +4,7 @@
 //! Part bodies stream into the staging area, checked as they pass.
 
 use crate::body::{self, Expected};
-use crate::error::{from_bucket, from_upload};
+use crate::error::{from_bucket, from_read_upload, from_upload};
 use crate::list::{name, owner, page_size, url_encoded};
 use crate::objects::{checked_key, limit, timestamp, traceparent, user_metadata};
 use nimbus_bucket::{Buckets, ByteRange, MAX_PART_NUMBER, MultipartError, PutOptions, part_number};
@@ -171,7 +171,7 @@ pub(crate) async fn upload_part_copy(
         .map(copy_range)
         .transpose()?;
     let source = buckets
-        .get(source_bucket, source_key, range)
+        .get_stream(source_bucket, source_key, range)
         .await
         .map_err(from_bucket)?;
     if let Some(ETagCondition::ETag(want)) = &input.copy_source_if_match
@@ -182,16 +182,18 @@ pub(crate) async fn upload_part_copy(
             "At least one of the pre-conditions you specified did not hold"
         ));
     }
+    // The source's bytes piped into the part as they are read (memory stays
+    // bounded); a source cut off fails the part, which then does not exist.
     let part = buckets
-        .put_part(
+        .put_part_stream(
             &input.bucket,
-            &input.key,
             &input.upload_id,
             number,
-            source.bytes,
+            source.body,
+            |_, _| Ok(()),
         )
         .await
-        .map_err(from_multipart)?;
+        .map_err(from_read_upload)?;
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(ETag::Strong(part.etag)),

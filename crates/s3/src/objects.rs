@@ -1,12 +1,13 @@
 //! Object operations: put, get (with ranges), head, delete (one or many)
 //! and copy, through `Buckets` so limits, key rules, metadata rules and
-//! object events are the same as for `/v1`.
+//! object events are the same as for `/v1`. Bytes stream both ways: a get
+//! sends them as they are read, a copy writes them as they are read.
 
 use crate::auth::signer;
 use crate::body::{self, Expected};
-use crate::error::{from_bucket, from_upload, invalid_key};
+use crate::error::{from_bucket, from_read_upload, from_upload, invalid_key};
 use nimbus_access::Action;
-use nimbus_bucket::{Buckets, ByteRange, Checksums, ObjectBytes, PutOptions, check_object_key};
+use nimbus_bucket::{Buckets, ByteRange, Checksums, PutOptions, check_object_key};
 use nimbus_store::ObjectMeta;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
@@ -218,10 +219,13 @@ pub(crate) async fn get_object(
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
     checked_key(&input.key)?;
-    let (ObjectBytes { meta, bytes, range }, checksums) = buckets
-        .get_with_checksums(&input.bucket, &input.key, byte_range(input.range))
+    let got = buckets
+        .get_stream(&input.bucket, &input.key, byte_range(input.range))
         .await
         .map_err(from_bucket)?;
+    let meta = got.meta.clone();
+    // Refused after opening the bytes, from the metadata they were opened
+    // with; dropping the stream closes them.
     conditions(
         &meta,
         Conditions {
@@ -231,6 +235,7 @@ pub(crate) async fn get_object(
             if_unmodified_since: input.if_unmodified_since.as_ref(),
         },
     )?;
+    let range = got.range.clone();
     let content_range = range.as_ref().map(|r| {
         format!(
             "bytes {}-{}/{}",
@@ -239,7 +244,12 @@ pub(crate) async fn get_object(
             meta.size
         )
     });
-    let c = shown(input.checksum_mode.as_ref(), range.is_none(), &checksums);
+    let c = shown(
+        input.checksum_mode.as_ref(),
+        range.is_none(),
+        &got.checksums,
+    );
+    let content_length = got.content_length() as i64;
     Ok(S3Response::new(GetObjectOutput {
         checksum_crc32: c.checksum_crc32,
         checksum_crc32c: c.checksum_crc32c,
@@ -247,8 +257,8 @@ pub(crate) async fn get_object(
         checksum_sha256: c.checksum_sha256,
         checksum_crc64nvme: c.checksum_crc64nvme,
         checksum_type: c.checksum_type,
-        content_length: Some(bytes.len() as i64),
-        body: Some(StreamingBlob::from(s3s::Body::from(bytes))),
+        content_length: Some(content_length),
+        body: Some(body::download(got)),
         content_range,
         accept_ranges: Some("bytes".to_owned()),
         content_type: Some(meta.content_type.clone()),
@@ -409,7 +419,7 @@ pub(crate) async fn copy_object(
         ));
     }
     let source = buckets
-        .get(from_bucket_name, from_key, None)
+        .get_stream(from_bucket_name, from_key, None)
         .await
         .map_err(from_bucket)?;
     // Every failed copy condition is 412, as S3 answers them.
@@ -446,10 +456,16 @@ pub(crate) async fn copy_object(
             ..PutOptions::default()
         }
     };
+    // The source's bytes piped into the copy as they are read: memory stays
+    // bounded, and a source cut off fails the copy (its stream ends with an
+    // error), which then stores nothing. Its checksums are not carried over,
+    // as before the copy was streamed.
     let meta = buckets
-        .put(&input.bucket, &input.key, source.bytes, options)
+        .put_stream(&input.bucket, &input.key, source.body, options, |_, _| {
+            Ok(Checksums::default())
+        })
         .await
-        .map_err(from_bucket)?;
+        .map_err(from_read_upload)?;
     Ok(S3Response::new(CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(etag(&meta)),

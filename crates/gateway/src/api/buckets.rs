@@ -1,7 +1,8 @@
 //! `/v1/buckets`: list buckets and objects (prefix, delimiter, pages), and
 //! put, get (with a single `Range`), head and delete objects. Object bodies
 //! are raw bytes with `Content-Type`, `ETag` and `x-nimbus-meta-*` headers;
-//! an upload streams to object storage as it arrives (bounded memory).
+//! an upload streams to object storage as it arrives, and a read streams
+//! out of it as it is sent (bounded memory both ways).
 //! A bucket a deployment dropped keeps its objects, which are listed, read
 //! and removed as a declared bucket's are (not written), until the bucket
 //! is deleted.
@@ -13,6 +14,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures::TryStreamExt as _;
 use nimbus_bucket::{BucketError, ByteRange, PutOptions, UploadError};
 use nimbus_store::{ListQuery, ObjectMeta, StoreError};
 use serde::Deserialize;
@@ -208,7 +210,7 @@ async fn get_object(
         None => None,
         Some(v) => Some(parse_range(v.to_str().unwrap_or_default())?),
     };
-    let got = match state.app().buckets.get(&bucket, &key, range).await {
+    let got = match state.app().buckets.get_stream(&bucket, &key, range).await {
         Err(BucketError::RangeNotSatisfiable { size }) => {
             let mut response =
                 ApiError::from(BucketError::RangeNotSatisfiable { size }).into_response();
@@ -220,6 +222,13 @@ async fn get_object(
         other => other?,
     };
     let mut response_headers = object_headers(&got.meta);
+    // Set, since the body's own length is not known to hyper: a body that
+    // then ends short of it (it cannot: the bucket's stream errs instead)
+    // would be cut off, not taken as complete.
+    response_headers.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(got.content_length()),
+    );
     let status = match &got.range {
         Some(r) => {
             let content_range = format!("bytes {}-{}/{}", r.start, r.end - 1, got.meta.size);
@@ -230,7 +239,12 @@ async fn get_object(
         }
         None => StatusCode::OK,
     };
-    Ok((status, response_headers, Body::from(got.bytes)).into_response())
+    // Sent as it is read; an error mid-way (storage failing) aborts the
+    // response, so the client sees a cut-off body, never a complete one.
+    let body = got.body.inspect_err(|e| {
+        tracing::error!("an object read behind /v1 failed after its headers went out: {e}");
+    });
+    Ok((status, response_headers, Body::from_stream(body)).into_response())
 }
 
 async fn head_object(
