@@ -297,8 +297,10 @@ fn run(
                 batch.run(jobs, clock.as_ref());
             }
         }
+        // A failed sync thread answers nothing more: the batch commits now
+        // and its requests fail at the hand-over rather than wait forever.
         let ready = open.as_ref().is_some_and(|batch| {
-            log.syncer.is_none()
+            log.syncer.is_none_or(Syncer::failed)
                 || unanswered == 0
                 || batch.replies.len() >= MAX_BATCH
                 || batch.began.is_err()
