@@ -3,7 +3,7 @@
 //! checkpoints into the database file (the checkpoint thread).
 
 use crate::backend;
-use crate::writer::{CommitCounters, Reply, Work};
+use crate::writer::{CommitCounters, Reply};
 use nimbus_store::{StoreError, StoreResult};
 use rusqlite::Connection;
 use std::path::Path;
@@ -98,14 +98,10 @@ impl Drop for FailOnPanic {
 }
 
 impl Syncer {
-    /// `writer` hears how many commits each turn answered
-    /// ([`Work::Synced`]); weak, so the writer's channel still closes when
-    /// the store is dropped.
     pub(crate) fn start(
         mut sync: SyncFn,
         on_failure: OnSyncFailure,
         counters: Arc<CommitCounters>,
-        writer: tokio::sync::mpsc::WeakSender<Work>,
     ) -> StoreResult<Self> {
         let (commits, waiting) = std::sync::mpsc::channel::<Committed>();
         let failed = Arc::new(AtomicBool::new(false));
@@ -135,7 +131,6 @@ impl Syncer {
                     if outcome.is_err() {
                         on_failure();
                     }
-                    let answered = batch.len();
                     for commit in batch {
                         if outcome.is_ok()
                             && let Some(observer) = counters.observer.get()
@@ -145,11 +140,6 @@ impl Syncer {
                         for reply in commit.replies {
                             reply(outcome.clone());
                         }
-                    }
-                    // Blocks only while the writer's channel is full, which
-                    // the writer is draining meanwhile.
-                    if let Some(writer) = writer.upgrade() {
-                        let _ = writer.blocking_send(Work::Synced(answered));
                     }
                 }
             })

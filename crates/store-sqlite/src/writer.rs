@@ -8,9 +8,7 @@
 //! every commit made before that sync began, while the writer thread runs
 //! the next batch. So the disk's sync time is off the writer's path, and
 //! nothing is acknowledged before it is on disk. A commit that wrote
-//! nothing (its requests only read) adds no sync of its own. While a sync
-//! runs, requests go on running into the open transaction, which commits
-//! once the sync ends.
+//! nothing (its requests only read) adds no sync of its own.
 
 use crate::log::{Committed, OnSyncFailure, SYNC_FAILED, SyncFn, Syncer};
 use crate::{Durability, SqliteOptions, backend};
@@ -82,15 +80,8 @@ pub(crate) type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// `None` when the batch's transaction could not begin.
 type Job = Box<dyn FnOnce(Option<&Tx<'_>>) -> Reply + Send>;
 
-/// What the writer thread takes from its channel.
-pub(crate) enum Work {
-    Job(Job),
-    /// The sync thread answered this many commits.
-    Synced(usize),
-}
-
 pub(crate) struct Writer {
-    jobs: mpsc::Sender<Work>,
+    jobs: mpsc::Sender<Job>,
     stats: Arc<CommitCounters>,
     /// Joined on drop, so the file is closed (and its log checkpointed)
     /// before the store is gone: a store opened again at once finds it so.
@@ -165,12 +156,7 @@ impl Writer {
         let stats = Arc::new(CommitCounters::default());
         let counters = stats.clone();
         let syncer = match sync {
-            Some((sync, on_failure)) => Some(Syncer::start(
-                sync,
-                on_failure,
-                stats.clone(),
-                jobs.downgrade(),
-            )?),
+            Some((sync, on_failure)) => Some(Syncer::start(sync, on_failure, stats.clone())?),
             None => None,
         };
         let thread = std::thread::Builder::new()
@@ -221,10 +207,7 @@ impl Writer {
                 let _ = sender.send(commit.and(result));
             })
         });
-        self.jobs
-            .send(Work::Job(job))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
         receiver.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -256,109 +239,43 @@ struct Log<'a> {
 
 fn run(
     conn: &Connection,
-    mut receiver: mpsc::Receiver<Work>,
+    mut receiver: mpsc::Receiver<Job>,
     clock: Arc<dyn Clock>,
     counters: &CommitCounters,
     signals: &QueueSignals,
     log: Log<'_>,
 ) {
+    let syncer = log.syncer;
     let queue_configs = crate::queue::ConfigCache::default();
-    // Commits handed to the sync thread and not yet answered. While there
-    // are any, a sync is running (or about to), and a commit made now would
-    // wait for it to end and then for one more sync anyway; so requests run
-    // into one open transaction until then, and commit together as that
-    // sync ends. Fewer, larger commits write each hot page to the log once
-    // per sync instead of once per commit.
-    let mut unanswered = 0usize;
-    let mut open: Option<Batch<'_>> = None;
-    while let Some(work) = receiver.blocking_recv() {
-        let mut jobs = Vec::new();
-        let mut next = Some(work);
-        while let Some(work) = next {
-            match work {
-                Work::Job(job) => jobs.push(job),
-                Work::Synced(n) => unanswered = unanswered.saturating_sub(n),
-            }
-            next = if jobs.len() < MAX_BATCH {
-                receiver.try_recv().ok()
-            } else {
-                None
-            };
-        }
-        if !jobs.is_empty() {
-            if let Some(syncer) = log.syncer
-                && syncer.failed()
-            {
-                for job in jobs {
-                    job(None)(Err(StoreError::Backend(SYNC_FAILED.into())));
-                }
-            } else {
-                let batch = open.get_or_insert_with(|| Batch::begin(conn, &queue_configs));
-                batch.run(jobs, clock.as_ref());
+    while let Some(first) = receiver.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
             }
         }
-        // A failed sync thread answers nothing more: the batch commits now
-        // and its requests fail at the hand-over rather than wait forever.
-        let ready = open.as_ref().is_some_and(|batch| {
-            log.syncer.is_none_or(Syncer::failed)
-                || unanswered == 0
-                || batch.replies.len() >= MAX_BATCH
-                || batch.began.is_err()
-        });
-        if ready
-            && let Some(batch) = open.take()
-            && batch.commit(counters, signals, &log)
+        if let Some(syncer) = syncer
+            && syncer.failed()
         {
-            unanswered += 1;
+            for job in batch {
+                job(None)(Err(StoreError::Backend(SYNC_FAILED.into())));
+            }
+            continue;
         }
-    }
-    if let Some(batch) = open {
-        batch.commit(counters, signals, &log);
-    }
-}
-
-/// One transaction's requests, run as they come, answered at its commit.
-struct Batch<'a> {
-    tx: Tx<'a>,
-    began: StoreResult<()>,
-    replies: Vec<Reply>,
-    started: Instant,
-}
-
-impl<'a> Batch<'a> {
-    fn begin(conn: &'a Connection, queue_configs: &'a crate::queue::ConfigCache) -> Self {
-        Batch {
-            began: conn.execute_batch("BEGIN IMMEDIATE").map_err(backend),
-            tx: Tx {
-                conn,
-                now: 0,
-                dead_lettered: RefCell::new(Vec::new()),
-                signalled: RefCell::new(Vec::new()),
-                queue_configs,
-            },
-            replies: Vec::new(),
-            started: Instant::now(),
-        }
-    }
-
-    /// Runs `jobs`, each in its own savepoint, with the clock read now (but
-    /// never earlier than what this transaction's earlier requests saw).
-    fn run(&mut self, jobs: Vec<Job>, clock: &dyn Clock) {
-        self.tx.now = self.tx.now.max(clock.now_ms());
-        let tx = self.began.is_ok().then_some(&self.tx);
-        self.replies.extend(jobs.into_iter().map(|job| job(tx)));
-    }
-
-    /// Commits and answers, or hands the answers to the sync thread: then
-    /// `true`, and the sync thread says when it has answered them.
-    fn commit(self, counters: &CommitCounters, signals: &QueueSignals, log: &Log<'_>) -> bool {
-        let Batch {
-            tx,
-            began,
-            replies,
-            started,
-        } = self;
-        let conn = tx.conn;
+        let started = Instant::now();
+        let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(backend);
+        let tx = Tx {
+            conn,
+            now: clock.now_ms(),
+            dead_lettered: RefCell::new(Vec::new()),
+            signalled: RefCell::new(Vec::new()),
+            queue_configs: &queue_configs,
+        };
+        let replies: Vec<Reply> = batch
+            .into_iter()
+            .map(|job| job(began.is_ok().then_some(&tx)))
+            .collect();
         let written_before = log.written.load(Ordering::Relaxed);
         let committed = began.and_then(|()| conn.execute_batch("COMMIT").map_err(backend));
         let wrote = log.written.load(Ordering::Relaxed) != written_before;
@@ -369,10 +286,10 @@ impl<'a> Batch<'a> {
         if let Err(e) = &committed {
             tracing::error!("store commit failed: {e}");
             let _ = conn.execute_batch("ROLLBACK");
-            tx.queue_configs.clear();
+            queue_configs.clear();
         } else {
             if let Some(observer) = counters.observer.get() {
-                if log.syncer.is_none() {
+                if syncer.is_none() {
                     observer.committed(replies.len(), started.elapsed());
                 }
                 for queue in tx.dead_lettered.take() {
@@ -388,20 +305,16 @@ impl<'a> Batch<'a> {
                 signals.notify(&name);
             }
         }
-        match (log.syncer, committed) {
-            (Some(syncer), Ok(())) => {
-                syncer.hand_over(Committed {
-                    replies,
-                    started,
-                    wrote,
-                });
-                true
-            }
+        match (syncer, committed) {
+            (Some(syncer), Ok(())) => syncer.hand_over(Committed {
+                replies,
+                started,
+                wrote,
+            }),
             (_, committed) => {
                 for reply in replies {
                     reply(committed.clone());
                 }
-                false
             }
         }
     }
@@ -674,67 +587,21 @@ mod tests {
         let mut read = std::pin::pin!(count(&writer, Some(ran)));
         assert!(read.as_mut().poll(&mut cx).is_pending());
         read_ran.recv().unwrap();
+        // A request sent once the read ran goes in a later batch, so when it
+        // runs, the read's batch has committed and been handed over.
+        let (ran, probe_ran) = std::sync::mpsc::channel();
+        let mut probe = std::pin::pin!(count(&writer, Some(ran)));
+        assert!(probe.as_mut().poll(&mut cx).is_pending());
+        probe_ran.recv().unwrap();
         // The read saw an unsynced row: it is not answered before that sync.
         assert!(read.as_mut().poll(&mut cx).is_pending());
         hold.store(false, Ordering::SeqCst);
         let_go.send(()).unwrap();
         write.await.unwrap();
         assert_eq!(read.await, 2);
-        // Two writes, two syncs: the read added none.
+        assert_eq!(probe.await, 2);
+        // Two writes, two syncs: the reads added none.
         assert_eq!(syncs.load(Ordering::SeqCst), 2);
-    }
-
-    #[tokio::test]
-    async fn requests_arriving_during_a_sync_share_the_commit_made_when_it_ends() {
-        use std::future::Future as _;
-        use std::task::{Context, Waker};
-        let dir = tempfile::tempdir().unwrap();
-        let (began, sync_began) = std::sync::mpsc::channel::<()>();
-        let (let_go, wait) = std::sync::mpsc::channel::<()>();
-        let wait = std::sync::Mutex::new(wait);
-        let writer = writer_with_sync(
-            &dir,
-            Box::new(move || {
-                let _ = began.send(());
-                let _ = wait.lock().unwrap().recv();
-                Ok(())
-            }),
-            Box::new(|| panic!("no sync fails here")),
-        );
-        let let_go = let_go;
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut first = std::pin::pin!(insert(&writer, 1));
-        assert!(first.as_mut().poll(&mut cx).is_pending());
-        sync_began.recv().unwrap();
-        let commits = || writer.counters().commits.load(Ordering::SeqCst);
-        assert_eq!(commits(), 1);
-        // Three writes, each sent only once the one before it ran, so each
-        // would be a commit of its own if the writer committed at once.
-        let mut later = Vec::new();
-        for v in 2..5 {
-            let (ran, has_run) = std::sync::mpsc::channel();
-            let mut write = Box::pin(writer.run(move |tx| {
-                let _ = ran.send(());
-                tx.execute("INSERT INTO t (v) VALUES (?1)", [v])
-                    .map(|_| ())
-                    .map_err(backend)
-            }));
-            assert!(write.as_mut().poll(&mut cx).is_pending());
-            has_run.recv().unwrap();
-            later.push(write);
-        }
-        // They ran, but nothing commits while the sync runs...
-        assert_eq!(commits(), 1);
-        let_go.send(()).unwrap();
-        first.await.unwrap();
-        // ...and once it ends, one commit carries all three, synced once.
-        sync_began.recv().unwrap();
-        let_go.send(()).unwrap();
-        for write in later {
-            write.await.unwrap();
-        }
-        assert_eq!(commits(), 2);
-        assert_eq!(writer.counters().syncs.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
