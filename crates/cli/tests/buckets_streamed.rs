@@ -272,20 +272,15 @@ async fn s3_uploads_far_past_the_memory_bound_stream_and_a_wrong_digest_stores_n
     std::fs::write(&file, object_bytes()).unwrap();
 
     let script = |args: Vec<String>| {
-        let mut command = std::process::Command::new("python3");
+        let mut command = support::aws::aws_command(
+            "python3",
+            key["id"].as_str().unwrap(),
+            key["secret"].as_str().unwrap(),
+        );
         command
-            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws"))
             .arg("s3_streamed.py")
             .args(args)
-            .env("S3_ENDPOINT", &endpoint)
-            .env("AWS_ACCESS_KEY_ID", key["id"].as_str().unwrap())
-            .env("AWS_SECRET_ACCESS_KEY", key["secret"].as_str().unwrap())
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_ENDPOINT_URL")
-            .env_remove("AWS_CA_BUNDLE");
+            .env("S3_ENDPOINT", &endpoint);
         async move {
             let shown = format!("{command:?}");
             let output = tokio::task::spawn_blocking(move || command.output())

@@ -12,8 +12,9 @@
 mod support;
 
 use nimbus_test_programs as programs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+use support::aws::aws_command;
 use support::{Nimbus, TestApp, cli};
 
 /// The buckets every test here serves: `photos` (32 MiB objects, with an
@@ -84,27 +85,6 @@ async fn access_key(nimbus: &Nimbus, name: &str, grants: &[&str]) -> (String, St
     )
 }
 
-fn scripts() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws")
-}
-
-/// An AWS client command with `key` and nothing from the user's own AWS
-/// configuration.
-fn aws_command(program: &str, key: &(String, String)) -> Command {
-    let mut command = Command::new(program);
-    command
-        .current_dir(scripts())
-        .env("AWS_ACCESS_KEY_ID", &key.0)
-        .env("AWS_SECRET_ACCESS_KEY", &key.1)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_CA_BUNDLE");
-    command
-}
-
 /// Runs a command to its end off the runtime's threads; fails the test
 /// with its output unless it succeeds (a missing client fails with the
 /// command that installs it).
@@ -139,7 +119,7 @@ async fn python_args(
     key: &(String, String),
     env: &[(&str, &str)],
 ) -> String {
-    let mut command = aws_command("python3", key);
+    let mut command = aws_command("python3", &key.0, &key.1);
     command.args(args).env("S3_ENDPOINT", endpoint);
     for (name, value) in env {
         command.env(name, value);
@@ -377,7 +357,7 @@ async fn cp_and_sync(
     std::fs::write(work.join("tree/sub/b.txt"), "b").unwrap();
     let prefix = format!("s3://photos/{name}{}", program.len());
     let aws = |args: &[&str]| {
-        let mut command = aws_command(program, key);
+        let mut command = aws_command(program, &key.0, &key.1);
         command
             .args(["--endpoint-url", endpoint])
             .args(tls)

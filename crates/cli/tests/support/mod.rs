@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod aws;
 pub mod crash;
 
 use std::path::{Path, PathBuf};
