@@ -71,7 +71,6 @@ pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
             source_queue TEXT
         );
         CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_at, seq);
-        CREATE INDEX IF NOT EXISTS messages_receipt ON messages (receipt);
         CREATE TABLE IF NOT EXISTS dedup (
             queue TEXT NOT NULL,
             dedup_id TEXT NOT NULL,
@@ -139,8 +138,34 @@ pub(crate) fn migrate_first_receive(conn: &Connection) -> StoreResult<()> {
     Ok(())
 }
 
-fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+/// Version 8: receipt handles name their message's seq, so the index on
+/// receipts goes (every receive inserted into it and every delete removed
+/// from it, at a random page). Binaries before version 8 still work on the
+/// file: their lookups by receipt scan the queue's messages instead.
+pub(crate) fn migrate_receipts_by_seq(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch("DROP INDEX IF EXISTS messages_receipt;")
+        .map_err(backend)
+}
+
+/// A new message id: time-ordered (UUIDv7), so each send appends to the
+/// end of the id index instead of dirtying a page at random in it.
+fn new_message_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// A new receipt handle for the message `seq`: the seq, so the message is
+/// found by its key (no index on receipts to keep up at every receive and
+/// delete), and a random part, so only this lease's holder knows it. The
+/// PostgreSQL store's handles have the same shape.
+fn new_receipt(seq: i64) -> String {
+    format!("{seq}.{}", uuid::Uuid::new_v4())
+}
+
+/// The seq a receipt handle names, if it is one of ours (handles of
+/// binaries before schema version 8 name none: they are stale, and their
+/// messages come back when their leases end).
+fn receipt_seq(receipt: &str) -> Option<i64> {
+    receipt.split_once('.')?.0.parse().ok()
 }
 
 /// The end of a message's life by its queue's retention.
@@ -217,7 +242,7 @@ pub(crate) fn send(
                 continue;
             }
         }
-        let message_id = new_id();
+        let message_id = new_message_id();
         let delay = message.delay_ms.unwrap_or(config.delay_ms);
         tx.execute(
             "INSERT INTO messages (message_id, queue, body, attributes, sent_at, visible_at)
@@ -301,7 +326,7 @@ fn receive(
                 tx.signal(dlq);
                 continue;
             }
-            let receipt_handle = new_id();
+            let receipt_handle = new_receipt(seq);
             tx.execute(
                     "UPDATE messages SET receipt = ?1, receive_count = receive_count + 1, visible_at = ?2,
                                          first_received_at = COALESCE(first_received_at, ?4)
@@ -323,8 +348,9 @@ fn receive(
     Ok(out)
 }
 
-/// Runs `sql` (parameters: queue, receipt, then `extra`) against the message
-/// holding `receipt`; no such message means the handle is stale.
+/// Runs `sql` (parameters: queue, receipt, the seq the receipt names, then
+/// `extra`) against the message holding `receipt`; no such message means
+/// the handle is stale.
 fn with_receipt(
     tx: &Tx<'_>,
     queue: &str,
@@ -333,7 +359,10 @@ fn with_receipt(
     extra: &[&dyn rusqlite::ToSql],
 ) -> StoreResult<()> {
     load_queue(tx, queue)?;
-    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&queue, &receipt];
+    let Some(seq) = receipt_seq(receipt) else {
+        return Err(StoreError::StaleReceipt);
+    };
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&queue, &receipt, &seq];
     values.extend_from_slice(extra);
     let changed = tx.execute(sql, values.as_slice()).map_err(backend)?;
     if changed == 0 {
@@ -530,7 +559,7 @@ impl QueueStore for SqliteStore {
                 with_receipt(
                     tx,
                     &queue,
-                    "DELETE FROM messages WHERE queue = ?1 AND receipt = ?2",
+                    "DELETE FROM messages WHERE seq = ?3 AND queue = ?1 AND receipt = ?2",
                     &receipt,
                     &[],
                 )
@@ -551,7 +580,7 @@ impl QueueStore for SqliteStore {
                 with_receipt(
                     tx,
                     &queue,
-                    "UPDATE messages SET visible_at = ?3 WHERE queue = ?1 AND receipt = ?2",
+                    "UPDATE messages SET visible_at = ?4 WHERE seq = ?3 AND queue = ?1 AND receipt = ?2",
                     &receipt,
                     &[&visible_at],
                 )
@@ -572,8 +601,8 @@ impl QueueStore for SqliteStore {
                 with_receipt(
                     tx,
                     &queue,
-                    "UPDATE messages SET visible_at = ?3, last_error = COALESCE(?4, last_error), receipt = NULL
-                     WHERE queue = ?1 AND receipt = ?2",
+                    "UPDATE messages SET visible_at = ?4, last_error = COALESCE(?5, last_error), receipt = NULL
+                     WHERE seq = ?3 AND queue = ?1 AND receipt = ?2",
                     &receipt,
                     &[&visible_at, &options.error],
                 )

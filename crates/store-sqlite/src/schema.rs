@@ -8,7 +8,8 @@
 //! record and the node of each upload; 4 adds deployments and their
 //! components; 5 adds what each invocation record meters and the usage
 //! table; 6 adds each record's spans and an index by trace; 7 adds each
-//! message's first receive time); a binary refuses a file that needs a newer
+//! message's first receive time; 8 drops the index on receipt handles, which
+//! now name their message's seq); a binary refuses a file that needs a newer
 //! one.
 
 use crate::backend;
@@ -17,15 +18,18 @@ use nimbus_store::schema::SchemaState;
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// What each version asks of binaries: `REQUIRES[v - 1]` is the oldest
-/// schema version that can use a file at version `v`. Versions 3 to 7 only
-/// add, so version-2 binaries keep running on them during a rolling upgrade
-/// (records a version-4 binary writes meter nothing; records older binaries
-/// write keep no spans; messages they receive keep no first receive time,
-/// and a message they redrive keeps the one it had).
-const REQUIRES: [u32; SCHEMA_VERSION as usize] = [1, 2, 2, 2, 2, 2, 2];
+/// schema version that can use a file at version `v`. Versions 3 to 8 keep
+/// every table and column, so version-2 binaries keep running on them during
+/// a rolling upgrade (records a version-4 binary writes meter nothing;
+/// records older binaries write keep no spans; messages they receive keep no
+/// first receive time, and a message they redrive keeps the one it had;
+/// without version 8's index on receipts their deletes scan the queue, and
+/// the receipt handles they hand out are stale to newer binaries, so those
+/// messages come back when their leases end).
+const REQUIRES: [u32; SCHEMA_VERSION as usize] = [1, 2, 2, 2, 2, 2, 2, 2];
 
 /// Whether `table` has `column` (SQLite has no `ADD COLUMN IF NOT EXISTS`).
 pub(crate) fn has_column(conn: &Connection, table: &str, column: &str) -> StoreResult<bool> {
@@ -109,6 +113,9 @@ fn migrate_in_transaction(conn: &Connection) -> StoreResult<()> {
     }
     if found.applied < 7 {
         crate::queue::migrate_first_receive(conn)?;
+    }
+    if found.applied < 8 {
+        crate::queue::migrate_receipts_by_seq(conn)?;
     }
     let now = found.migrated(&REQUIRES);
     conn.execute(

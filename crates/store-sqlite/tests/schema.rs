@@ -2,8 +2,11 @@
 //! the versions named, a newer file that still allows this binary is used,
 //! a version 2 file moves forward and still admits version 2 binaries (a
 //! rolling upgrade), a version 3 file gains the deployment tables and still
-//! admits them too, later versions add columns and keep what the file held, a version 1 file moves forward keeping its data, and a
-//! file from before versions were kept is adopted.
+//! admits them too, later versions add columns and keep what the file held,
+//! version 8 drops the index on receipt handles (handles an older binary
+//! gave out are stale, their messages come back), a version 1 file moves
+//! forward keeping its data, and a file from before versions were kept is
+//! adopted.
 
 use nimbus_store::bucket::BucketStore;
 use nimbus_store::deployment::{DeploymentStore, NewDeployment, component_digest};
@@ -52,9 +55,33 @@ fn schema_numbers(dir: &tempfile::TempDir) -> (Option<u32>, u32) {
         .unwrap()
 }
 
+/// Turns a file this binary wrote back into what a version-7 binary
+/// leaves: an index on receipt handles.
+fn rewind_to_version_7(dir: &tempfile::TempDir) {
+    rusqlite::Connection::open(dir.path().join("nimbus.db"))
+        .unwrap()
+        .execute_batch(
+            "CREATE INDEX messages_receipt ON messages (receipt);
+             UPDATE nimbus_schema SET applied = 7;",
+        )
+        .unwrap();
+}
+
+fn has_receipt_index(dir: &tempfile::TempDir) -> bool {
+    rusqlite::Connection::open(dir.path().join("nimbus.db"))
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'messages_receipt'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap()
+}
+
 /// Turns a file this binary wrote back into what a version-6 binary
 /// leaves: no first receive time on messages.
 fn rewind_to_version_6(dir: &tempfile::TempDir) {
+    rewind_to_version_7(dir);
     rusqlite::Connection::open(dir.path().join("nimbus.db"))
         .unwrap()
         .execute_batch(
@@ -220,6 +247,45 @@ async fn a_version_3_file_gains_the_deployment_tables_and_still_admits_version_2
     assert_eq!(made.id, 1);
     store.activate(made.id).await.unwrap();
     assert_eq!(store.active_deployment_id().await.unwrap(), Some(1));
+    drop(store);
+    assert_eq!(schema_numbers(&dir), (Some(SCHEMA_VERSION), 2));
+}
+
+#[tokio::test]
+async fn a_version_7_file_drops_the_receipt_index_and_leases_handed_out_before_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap();
+    assert!(!has_receipt_index(&dir));
+    store.declare_queues(&[queue()]).await.unwrap();
+    store
+        .send("q", vec![nimbus_store::SendMessage::default()])
+        .await
+        .unwrap();
+    drop(store);
+    rewind_to_version_7(&dir);
+    assert!(has_receipt_index(&dir));
+    // Leased by a version-7 binary, whose handles were bare UUIDs; the
+    // lease is over.
+    let old_handle = "0b7d1a5e-9a4c-4e55-8d0e-4c1f0c6b2a11";
+    rusqlite::Connection::open(dir.path().join("nimbus.db"))
+        .unwrap()
+        .execute(
+            "UPDATE messages SET receipt = ?1, receive_count = 1, visible_at = 0",
+            [old_handle],
+        )
+        .unwrap();
+    assert_eq!(schema_numbers(&dir), (Some(7), 2));
+
+    let store = SqliteStore::open(&options(&dir), Arc::new(SystemClock)).unwrap();
+    assert!(!has_receipt_index(&dir));
+    assert_eq!(
+        store.delete("q", old_handle).await,
+        Err(StoreError::StaleReceipt)
+    );
+    let again = store.receive("q", 1, None).await.unwrap().remove(0);
+    assert_eq!(again.receive_count, 2);
+    store.delete("q", &again.receipt_handle).await.unwrap();
+    assert!(store.receive("q", 1, Some(0)).await.unwrap().is_empty());
     drop(store);
     assert_eq!(schema_numbers(&dir), (Some(SCHEMA_VERSION), 2));
 }

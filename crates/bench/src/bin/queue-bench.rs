@@ -100,6 +100,7 @@ async fn main() {
         .unwrap();
     let before = commit_stats();
     let cpu_before = cpu_ticks();
+    let written_before = bytes_written();
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -130,6 +131,7 @@ async fn main() {
     let elapsed = started.elapsed().as_secs_f64();
     let after = commit_stats();
     let cpu_ticks_used = cpu_ticks() - cpu_before;
+    let written = bytes_written() - written_before;
     let messages = done.load(Ordering::Relaxed) as f64 / elapsed;
     println!("clients={clients}");
     println!("messages_per_s={messages:.0}");
@@ -141,6 +143,11 @@ async fn main() {
         "cpu_us_per_message={:.1}",
         cpu_ticks_used as f64 * 1e6 / TICKS_PER_S / total
     );
+    // Bytes this process handed to `write` per message: for the SQLite
+    // store, the log pages its commits appended (each page a commit
+    // changed, whole), and the checkpoints' copies into the database file.
+    // A count, so the machine's load does not move it.
+    println!("bytes_written_per_message={:.0}", written as f64 / total);
     if after.0 > before.0 {
         let commits = (after.0 - before.0) as f64;
         let requests = (after.1 - before.1) as f64;
@@ -173,6 +180,16 @@ fn cpu_ticks() -> u64 {
             .unwrap_or(0)
     };
     field(11) + field(12)
+}
+
+/// Bytes this process has passed to `write` and its kind so far
+/// (`wchar` of `/proc/self/io`).
+fn bytes_written() -> u64 {
+    let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+    io.lines()
+        .find_map(|line| line.strip_prefix("wchar: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Counts the PostgreSQL store's commits and the requests they carried.

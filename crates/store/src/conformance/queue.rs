@@ -97,9 +97,14 @@ pub async fn stale_receipt_handle_cannot_delete_or_change_visibility<
 >(
     open: impl Fn(ManualClock) -> F,
 ) {
-    let (store, clock) = setup(open, &[config("q")]).await;
+    let (store, clock) = setup(open, &[config("q"), config("r")]).await;
     store.send("q", vec![msg("a")]).await.unwrap();
     let first = store.receive("q", 1, None).await.unwrap().remove(0);
+    // The current handle, given for another queue, names nothing there.
+    assert_eq!(
+        store.delete("r", &first.receipt_handle).await,
+        Err(StoreError::StaleReceipt)
+    );
     clock.advance_ms(30_000);
     let second = store.receive("q", 1, None).await.unwrap().remove(0);
     assert_ne!(first.receipt_handle, second.receipt_handle);
@@ -111,10 +116,13 @@ pub async fn stale_receipt_handle_cannot_delete_or_change_visibility<
         store.change_visibility("q", &first.receipt_handle, 0).await,
         Err(StoreError::StaleReceipt)
     );
-    assert_eq!(
-        store.delete("q", "not-a-handle").await,
-        Err(StoreError::StaleReceipt)
-    );
+    for hostile in ["not-a-handle", "1.", ".x", "99999999999999999999.x", "-1.x"] {
+        assert_eq!(
+            store.delete("q", hostile).await,
+            Err(StoreError::StaleReceipt),
+            "{hostile}"
+        );
+    }
     store.delete("q", &second.receipt_handle).await.unwrap();
 }
 
