@@ -33,6 +33,40 @@ pub(crate) type ByteStream = BoxStream<'static, Result<Bytes, crate::BucketError
 pub(crate) struct Blobs {
     store: Box<dyn ObjectStore>,
     kind: Kind,
+    /// Clean-ups of writes whose callers went away mid-write.
+    cleanups: Cleanups,
+}
+
+/// Clean-ups of writes given up by being dropped (a client gone mid-upload,
+/// a request cancelled): a drop cannot wait, so each runs in a task of its
+/// own, kept here so that [`Cleanups::settled`] can wait for them.
+#[derive(Default)]
+pub(crate) struct Cleanups {
+    tasks: std::sync::Mutex<tokio::task::JoinSet<()>>,
+}
+
+impl Cleanups {
+    /// Runs `cleanup` in a task of its own. Without a runtime (the process
+    /// is ending) it does not run: the orphan sweep, or for an S3 multipart
+    /// upload the bucket's lifecycle rule, is left to remove what it would
+    /// have.
+    pub(crate) fn spawn(&self, cleanup: impl Future<Output = ()> + Send + 'static) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        // Those ended are reaped as others begin, so the set holds only the
+        // clean-ups still running.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn_on(cleanup, &runtime);
+    }
+
+    /// Waits for every clean-up begun so far to end.
+    pub(crate) async fn settled(&self) {
+        let mut running =
+            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        while running.join_next().await.is_some() {}
+    }
 }
 
 enum Kind {
@@ -68,7 +102,7 @@ pub(crate) fn blob_error(e: impl std::fmt::Display) -> crate::BucketError {
 
 /// An error on one line: S3 services answer with XML bodies over several,
 /// which `object_store` quotes, and a log line or a startup error is one.
-fn one_line(e: impl std::fmt::Display) -> String {
+pub(crate) fn one_line(e: impl std::fmt::Display) -> String {
     e.to_string()
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -82,6 +116,7 @@ impl Blobs {
         Ok(Blobs {
             store: Box::new(fs),
             kind: Kind::Local { root },
+            cleanups: Cleanups::default(),
         })
     }
 
@@ -92,11 +127,16 @@ impl Blobs {
                 location: config.location.clone(),
                 describe: config.describe(),
             },
+            cleanups: Cleanups::default(),
         })
     }
 
     pub(crate) fn store(&self) -> &dyn ObjectStore {
         self.store.as_ref()
+    }
+
+    pub(crate) fn cleanups(&self) -> &Cleanups {
+        &self.cleanups
     }
 
     /// The directory the blobs are under, when they are on this machine.

@@ -244,16 +244,16 @@ impl Drop for InFlight {
         if self.settled {
             return;
         }
-        // No runtime (the process is ending): the sweep at the next start
-        // removes the blob.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (blobs, store) = (self.blobs.clone(), self.store.clone());
-            let (bucket, blob) = (
-                std::mem::take(&mut self.bucket),
-                std::mem::take(&mut self.blob),
-            );
-            runtime.spawn(async move { discard(&blobs, store.as_ref(), &bucket, &blob).await });
-        }
+        // Without a runtime (the process is ending) this does not run: the
+        // sweep at the next start removes the blob.
+        let (blobs, store) = (self.blobs.clone(), self.store.clone());
+        let (bucket, blob) = (
+            std::mem::take(&mut self.bucket),
+            std::mem::take(&mut self.blob),
+        );
+        self.blobs
+            .cleanups()
+            .spawn(async move { discard(&blobs, store.as_ref(), &bucket, &blob).await });
     }
 }
 
@@ -344,6 +344,14 @@ impl Buckets {
     /// Where the object bytes are, for messages (never a credential).
     pub fn storage(&self) -> String {
         self.blobs.describe()
+    }
+
+    /// Waits for the clean-ups of the uploads given up so far by being
+    /// dropped mid-body (their callers gone) to end: their blobs removed,
+    /// their registrations ended, their S3 multipart uploads aborted. A
+    /// server stopping waits for them, so none is cut off by the exit.
+    pub async fn cleanups_settled(&self) {
+        self.blobs.cleanups().settled().await;
     }
 
     /// Counts committed object events in `metrics` from now on.

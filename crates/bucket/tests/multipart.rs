@@ -1,8 +1,8 @@
 //! Multipart uploads in `Buckets` over the SQLite store and a scratch
 //! directory: parts survive a restart (a new `Buckets` over the same
 //! storage), the orphan sweep never takes them, completing stores the
-//! object with S3's multipart ETag and its event, and an abandoned upload
-//! goes with the upload sweep.
+//! object with S3's multipart ETag and its event, an abandoned upload
+//! goes with the upload sweep, and a part cut off mid-body leaves no bytes.
 
 use bytes::Bytes;
 use nimbus_bucket::{Buckets, MIN_PART_BYTES, MultipartError, PutOptions, etag, multipart_etag};
@@ -328,4 +328,68 @@ async fn a_refused_part_leaves_nothing_and_a_part_in_the_earlier_layout_still_co
     assert_eq!(object.size, earlier.len() as u64);
     let got = buckets.get("photos", "k", None).await.unwrap();
     assert_eq!(&got.bytes[..], earlier);
+}
+
+/// A body that yields `chunks`, then, asked for more, says so on the
+/// returned receiver and never ends: a client that stopped sending.
+fn stalled_after(
+    chunks: Vec<Bytes>,
+) -> (
+    impl futures::Stream<Item = Result<Bytes, &'static str>> + Unpin,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    let (stalled, told) = tokio::sync::oneshot::channel();
+    let mut stalled = Some(stalled);
+    let tail = futures::stream::poll_fn(move |_| {
+        if let Some(stalled) = stalled.take() {
+            let _ = stalled.send(());
+        }
+        std::task::Poll::Pending
+    });
+    let body = futures::StreamExt::chain(futures::stream::iter(chunks.into_iter().map(Ok)), tail);
+    (body, told)
+}
+
+/// A part whose upload is cut off mid-body (its future dropped: the client
+/// went away) leaves none of its bytes in the staging area once given up;
+/// the upload is still there and takes the part sent again.
+#[tokio::test]
+async fn a_part_cut_off_mid_body_leaves_no_bytes_in_the_staging_area() {
+    let dir = tempfile::tempdir().unwrap();
+    let (buckets, _) = open(dir.path()).await;
+    let upload = buckets
+        .create_upload("photos", "k", PutOptions::default())
+        .await
+        .unwrap();
+    let staged = dir.path().join("buckets/_uploads").join(&upload.id);
+    let files = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&staged)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    // More than one local write slice, so bytes reach the file.
+    let (body, stalled) = stalled_after(vec![Bytes::from(vec![1u8; 3 << 20])]);
+    let mut part = Box::pin(buckets.put_part_stream("photos", &upload.id, 1, body, |_, _| Ok(())));
+    tokio::select! {
+        _ = &mut part => panic!("a stalled part finished"),
+        _ = stalled => {}
+    }
+    assert_eq!(files().len(), 2, "the part's bytes are being written");
+    drop(part);
+    buckets.cleanups_settled().await;
+    assert_eq!(files(), ["upload.json"]);
+
+    let again = buckets
+        .put_part("photos", "k", &upload.id, 1, Bytes::from_static(b"whole"))
+        .await
+        .unwrap();
+    let object = buckets
+        .complete_upload("photos", "k", &upload.id, &[(1, again.etag)], None)
+        .await
+        .unwrap();
+    assert_eq!(object.size, 5);
 }

@@ -6,7 +6,8 @@
 //! schema, as two nodes share one database) until its registration expires,
 //! and anything under the prefix that Nimbus did not write; a dropped
 //! bucket deleted with its blobs, and the blobs of one whose deletion was
-//! cut off taken by the sweep.
+//! cut off taken by the sweep; an upload cut off mid-body leaving no
+//! multipart upload in progress on the service.
 
 use bytes::Bytes;
 use futures::TryStreamExt as _;
@@ -504,4 +505,105 @@ async fn multipart_parts_on_s3_outlive_the_orphan_sweep_and_go_when_completed_or
     );
     assert_eq!(again.sweep_uploads(Duration::ZERO).await.unwrap(), 1);
     assert_eq!(staged(&location).await, Vec::<String>::new());
+}
+
+/// The keys of the multipart uploads in progress under `location`, as the
+/// S3 service lists them (ListMultipartUploads, through boto3:
+/// `object_store` has no call for it).
+fn uploads_in_progress(location: &str) -> Vec<String> {
+    const LIST: &str = r#"
+import boto3, sys
+s3 = boto3.client("s3", endpoint_url=sys.argv[1])
+listed = s3.list_multipart_uploads(Bucket=sys.argv[2], Prefix=sys.argv[3])
+for upload in listed.get("Uploads", []):
+    print(upload["Key"])
+"#;
+    let server = nimbus_test_s3::server();
+    let prefix = S3Location::parse(location).unwrap().prefix;
+    let output = std::process::Command::new("python3")
+        .args(["-c", LIST, server.endpoint(), nimbus_test_s3::BUCKET])
+        .arg(format!("{prefix}/"))
+        .envs(server.env())
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap_or_else(|e| panic!("python3 could not start ({e})"));
+    assert!(
+        output.status.success(),
+        "listing the multipart uploads failed (is boto3 installed? python3 -m pip install \
+         boto3, see .ci/run for the pinned version): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// An upload past one S3 part is a multipart upload, whose parts the
+/// service keeps until it is completed or aborted. Cut off mid-body (its
+/// future dropped: the client went away), it is aborted once given up:
+/// no upload stays in progress, and no object or blob is left.
+#[tokio::test]
+async fn an_upload_cut_off_mid_body_leaves_no_multipart_upload_on_s3() {
+    const LARGE: &str = r#"
+[app]
+name = "t"
+
+[bucket.large]
+max_object_bytes = 67108864
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let location = nimbus_test_s3::server().fresh_location();
+    let options = SqliteOptions {
+        path: dir.path().join("nimbus.db"),
+        durability: Durability::Fsync,
+    };
+    let store = Arc::new(SqliteStore::open(&options, Arc::new(SystemClock)).unwrap());
+    let app = App::parse(Path::new("nimbus.toml"), LARGE).unwrap();
+    let buckets = Buckets::open_in(&app, &BlobStorage::S3(Box::new(config(&location))), store)
+        .await
+        .unwrap();
+
+    // 17 MiB: two 8 MiB parts sent, then the body stops coming.
+    let chunks: Vec<Result<Bytes, &str>> = (0..17)
+        .map(|i| Ok(Bytes::from(vec![i as u8; 1 << 20])))
+        .collect();
+    let (stalled_tx, stalled) = tokio::sync::oneshot::channel();
+    let mut stalled_tx = Some(stalled_tx);
+    let body = futures::StreamExt::chain(
+        futures::stream::iter(chunks),
+        futures::stream::poll_fn(move |_| {
+            if let Some(tx) = stalled_tx.take() {
+                let _ = tx.send(());
+            }
+            std::task::Poll::Pending
+        }),
+    );
+    let mut upload =
+        Box::pin(
+            buckets.put_stream("large", "cut", body, PutOptions::default(), |_, _| {
+                Ok(nimbus_bucket::Checksums::default())
+            }),
+        );
+    tokio::select! {
+        _ = &mut upload => panic!("a stalled body finished"),
+        _ = stalled => {}
+    }
+    let in_progress = uploads_in_progress(&location);
+    assert_eq!(
+        in_progress.len(),
+        1,
+        "the upload is under way: {in_progress:?}"
+    );
+    drop(upload);
+    buckets.cleanups_settled().await;
+    assert_eq!(uploads_in_progress(&location), Vec::<String>::new());
+    assert!(matches!(
+        buckets.head("large", "cut").await,
+        Err(BucketError::NoSuchKey(_))
+    ));
+    assert_eq!(bucket_blobs(&location, "large").await, Vec::<String>::new());
 }
