@@ -9,6 +9,7 @@
 //! the bucket capability alike.
 
 mod blob;
+mod composite;
 mod event;
 mod meta;
 mod multipart;
@@ -531,10 +532,21 @@ impl Buckets {
             etag,
             content_type,
             user_metadata,
-            blob: blob.clone(),
+            blob,
         };
+        Ok(self.commit(bucket, new, guard, options.traceparent).await?)
+    }
+
+    /// Commits `new`, whose blob `guard` holds, with its object events;
+    /// the object it replaced loses its blob.
+    async fn commit(
+        &self,
+        bucket: &str,
+        new: NewObject,
+        guard: InFlight,
+        traceparent: Option<String>,
+    ) -> Result<ObjectMeta, BucketError> {
         let triggers = self.triggers.get(bucket).cloned().unwrap_or_default();
-        let traceparent = options.traceparent;
         let events = Box::new(move |o: &ObjectMeta| {
             event::messages(
                 &triggers,

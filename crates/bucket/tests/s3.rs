@@ -7,7 +7,8 @@
 //! and anything under the prefix that Nimbus did not write; a dropped
 //! bucket deleted with its blobs, and the blobs of one whose deletion was
 //! cut off taken by the sweep; an upload cut off mid-body leaving no
-//! multipart upload in progress on the service.
+//! multipart upload in progress on the service; a completed upload made of
+//! its parts copied server-side, read across their boundaries.
 
 use bytes::Bytes;
 use futures::TryStreamExt as _;
@@ -542,12 +543,9 @@ for upload in listed.get("Uploads", []):
         .collect()
 }
 
-/// An upload past one S3 part is a multipart upload, whose parts the
-/// service keeps until it is completed or aborted. Cut off mid-body (its
-/// future dropped: the client went away), it is aborted once given up:
-/// no upload stays in progress, and no object or blob is left.
-#[tokio::test]
-async fn an_upload_cut_off_mid_body_leaves_no_multipart_upload_on_s3() {
+/// `Buckets` with one bucket, `large`, that takes objects of several S3
+/// parts.
+async fn large_buckets(dir: &Path, location: &str) -> Buckets {
     const LARGE: &str = r#"
 [app]
 name = "t"
@@ -555,17 +553,26 @@ name = "t"
 [bucket.large]
 max_object_bytes = 67108864
 "#;
-    let dir = tempfile::tempdir().unwrap();
-    let location = nimbus_test_s3::server().fresh_location();
     let options = SqliteOptions {
-        path: dir.path().join("nimbus.db"),
+        path: dir.join("nimbus.db"),
         durability: Durability::Fsync,
     };
     let store = Arc::new(SqliteStore::open(&options, Arc::new(SystemClock)).unwrap());
     let app = App::parse(Path::new("nimbus.toml"), LARGE).unwrap();
-    let buckets = Buckets::open_in(&app, &BlobStorage::S3(Box::new(config(&location))), store)
+    Buckets::open_in(&app, &BlobStorage::S3(Box::new(config(location))), store)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// An upload past one S3 part is a multipart upload, whose parts the
+/// service keeps until it is completed or aborted. Cut off mid-body (its
+/// future dropped: the client went away), it is aborted once given up:
+/// no upload stays in progress, and no object or blob is left.
+#[tokio::test]
+async fn an_upload_cut_off_mid_body_leaves_no_multipart_upload_on_s3() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = nimbus_test_s3::server().fresh_location();
+    let buckets = large_buckets(dir.path(), &location).await;
 
     // 17 MiB: two 8 MiB parts sent, then the body stops coming.
     let chunks: Vec<Result<Bytes, &str>> = (0..17)
@@ -606,4 +613,102 @@ max_object_bytes = 67108864
         Err(BucketError::NoSuchKey(_))
     ));
     assert_eq!(bucket_blobs(&location, "large").await, Vec::<String>::new());
+}
+
+/// Completing an upload on S3 copies its parts server-side into the
+/// object's blob, one object per part, which reads back whole and by
+/// ranges across the parts' boundaries; deleting the object takes every
+/// part along, and a composite blob nothing refers to goes with the sweep
+/// (what Nimbus did not write stays).
+#[tokio::test]
+async fn a_completed_upload_on_s3_is_made_of_its_parts_and_reads_across_their_boundaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = nimbus_test_s3::server().fresh_location();
+    let buckets = large_buckets(dir.path(), &location).await;
+    let min = nimbus_bucket::MIN_PART_BYTES as usize;
+    let sizes = [min, min + 3, 777];
+    let parts: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(p, size)| {
+            (0..*size as u32)
+                .map(|i| (i.wrapping_add(p as u32 * 7919).wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect()
+        })
+        .collect();
+    let whole: Vec<u8> = parts.concat();
+    let upload = buckets
+        .create_upload("large", "big", PutOptions::default())
+        .await
+        .unwrap();
+    let mut chosen = Vec::new();
+    for (i, bytes) in parts.iter().enumerate() {
+        let part = buckets
+            .put_part(
+                "large",
+                "big",
+                &upload.id,
+                i as u32 + 1,
+                Bytes::from(bytes.clone()),
+            )
+            .await
+            .unwrap();
+        chosen.push((part.number, part.etag));
+    }
+    let object = buckets
+        .complete_upload("large", "big", &upload.id, &chosen, None)
+        .await
+        .unwrap();
+    assert_eq!(object.size, whole.len() as u64);
+    assert!(object.etag.ends_with("-3"), "{}", object.etag);
+    let files: Vec<String> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, size)| format!("{:05}.{size}", i + 1))
+        .collect();
+    assert_eq!(bucket_blobs(&location, "large").await, files);
+    assert_eq!(staged(&location).await, Vec::<String>::new());
+
+    let got = buckets.get("large", "big", None).await.unwrap();
+    assert!(got.bytes == whole, "the object read back differs");
+    let (first, second) = (sizes[0] as u64, (sizes[0] + sizes[1]) as u64);
+    for range in [
+        ByteRange::From {
+            first: first - 10,
+            last: Some(first + 9),
+        },
+        ByteRange::From {
+            first: first - 1,
+            last: Some(second),
+        },
+        ByteRange::Suffix(sizes[2] as u64 + 100),
+    ] {
+        let got = buckets.get("large", "big", Some(range)).await.unwrap();
+        let r = got.range.clone().unwrap();
+        assert!(
+            got.bytes[..] == whole[r.start as usize..r.end as usize],
+            "range {range:?} read back differs"
+        );
+    }
+    assert!(buckets.delete("large", "big", None).await.unwrap());
+    assert_eq!(bucket_blobs(&location, "large").await, Vec::<String>::new());
+
+    // A composite left by a completion cut off before its commit, and a
+    // folder Nimbus did not write.
+    let prefix = S3Location::parse(&location).unwrap().prefix;
+    for name in [
+        format!("{:032x}-2/00001.3", 7),
+        format!("{:032x}-2/00002.3", 7),
+        "notes/00001.3".into(),
+    ] {
+        raw_client()
+            .put(
+                &BlobPath::from(format!("{prefix}/large/{name}")),
+                Bytes::from_static(b"abc").into(),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(buckets.sweep_orphans(Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(bucket_blobs(&location, "large").await, ["00001.3"]);
 }
