@@ -2,22 +2,28 @@
 //! parts it was uploaded in rather than written again as one blob. Its name
 //! is `UUID-N` (a fresh blob name and its number of parts), a folder beside
 //! the bucket's other blobs holding one file per part, `POSITION.SIZE`
-//! (position from 1, five digits so names sort in order), so the name
-//! alone says how many parts to find and their names where each begins.
+//! (position from 1, five digits so names sort in order): the blob's name
+//! says how many parts to find, the parts' names how long each is.
 //! Completion moves no bytes through Nimbus: locally each part file is
 //! hard-linked from the staging area (the same file, so the upload keeps
 //! its parts until the object is committed and a crash in between leaves
-//! both whole), on S3 copied server-side. A read maps its range onto the
+//! both whole), on S3 copied server-side (a part past what one copy takes
+//! is streamed through, as before). A read maps its range onto the
 //! parts it spans and streams them in order; removal takes the folder
 //! whole, and the orphan sweep sees it as one blob.
 
+use crate::UploadError;
 use crate::blob::{Blobs, ByteStream, blob_error, open_at, sync_local};
+use crate::write::Target;
 use futures::stream::{StreamExt as _, TryStreamExt as _};
 use object_store::path::Path as BlobPath;
 use std::ops::Range;
 
 /// Part copies sent to S3 at once while a composite is put together.
 const S3_COPIES_IN_FLIGHT: usize = 4;
+/// The largest source S3's CopyObject takes; a larger part is read and
+/// written again through Nimbus.
+const S3_MAX_COPY_BYTES: u64 = 5 << 30;
 
 /// A fresh composite blob name for `parts` parts.
 pub(crate) fn new_name(parts: usize) -> String {
@@ -69,10 +75,24 @@ impl Blobs {
         id: &str,
         parts: &[(String, u64)],
     ) -> Result<Adopted, crate::BucketError> {
-        let named: Vec<(String, String)> = parts
+        self.adopt_parts_copying(bucket, blob, id, parts, S3_MAX_COPY_BYTES)
+            .await
+    }
+
+    /// [`Blobs::adopt_parts`], with parts past `max_copy_bytes` streamed
+    /// rather than copied on S3.
+    async fn adopt_parts_copying(
+        &self,
+        bucket: &str,
+        blob: &str,
+        id: &str,
+        parts: &[(String, u64)],
+        max_copy_bytes: u64,
+    ) -> Result<Adopted, crate::BucketError> {
+        let named: Vec<(String, String, u64)> = parts
             .iter()
             .enumerate()
-            .map(|(i, (data, size))| (data.clone(), part_name(i + 1, *size)))
+            .map(|(i, (data, size))| (data.clone(), part_name(i + 1, *size), *size))
             .collect();
         if let Some(root) = self.local_root() {
             let bucket_dir = root.join(bucket);
@@ -82,7 +102,7 @@ impl Blobs {
                 // Create-only, as every blob: a name that exists is never
                 // written into.
                 std::fs::create_dir(&folder)?;
-                for (i, (data, name)) in named.iter().enumerate() {
+                for (i, (data, name, _)) in named.iter().enumerate() {
                     let (from, to) = (staged.join(data), folder.join(name));
                     match std::fs::hard_link(&from, &to) {
                         Ok(()) => {}
@@ -106,20 +126,42 @@ impl Blobs {
         }
         let folder = self.location(bucket, blob);
         let store = self.shared_store();
-        let copies = named.into_iter().enumerate().map(|(i, (data, name))| {
-            let (store, to) = (store.clone(), folder.child(name.as_str()));
-            let from = self.staged_path(id, &data);
-            async move {
-                // A plain copy: the name is fresh and never reused, so there
-                // is nothing to write over (`object_store` sends a
-                // create-only copy only when configured for one).
-                match store.copy(&from, &to).await {
-                    Ok(()) => Ok(None),
-                    Err(object_store::Error::NotFound { .. }) => Ok(Some(i + 1)),
-                    Err(e) => Err(blob_error(e)),
+        let copies = named
+            .into_iter()
+            .enumerate()
+            .map(|(i, (data, name, size))| {
+                let (store, to) = (store.clone(), folder.child(name.as_str()));
+                let from = self.staged_path(id, &data);
+                async move {
+                    if size > max_copy_bytes {
+                        let Some(mut body) = open_at(store.as_ref(), &from, None).await? else {
+                            return Ok(Some(i + 1));
+                        };
+                        let target = Target {
+                            at: to,
+                            local: None,
+                        };
+                        self.write_stream(target, &mut body, size, false, |_| {
+                            crate::BucketError::Blob(format!(
+                                "staged part `{from}` outgrew its size"
+                            ))
+                        })
+                        .await
+                        .map_err(|e| match e {
+                            UploadError::Body(e) | UploadError::Bucket(e) => e,
+                        })?;
+                        return Ok(None);
+                    }
+                    // A plain copy: the name is fresh and never reused, so there
+                    // is nothing to write over (`object_store` sends a
+                    // create-only copy only when configured for one).
+                    match store.copy(&from, &to).await {
+                        Ok(()) => Ok(None),
+                        Err(object_store::Error::NotFound { .. }) => Ok(Some(i + 1)),
+                        Err(e) => Err(blob_error(e)),
+                    }
                 }
-            }
-        });
+            });
         let missing: Vec<Option<usize>> = futures::stream::iter(copies)
             .buffered(S3_COPIES_IN_FLIGHT)
             .try_collect()
@@ -280,6 +322,52 @@ impl Blobs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+
+    /// On S3 a part past what one copy takes is streamed into the
+    /// composite instead; either way the composite reads back whole.
+    #[tokio::test]
+    async fn on_s3_a_part_too_large_to_copy_is_streamed_into_the_composite() {
+        let server = nimbus_test_s3::server();
+        let config = crate::S3Config::with_static_credentials(
+            crate::S3Location::parse(&server.fresh_location()).unwrap(),
+            Some(server.endpoint()),
+            None,
+            nimbus_test_s3::ACCESS_KEY_ID,
+            nimbus_test_s3::SECRET_ACCESS_KEY,
+        );
+        let blobs = Blobs::s3(&config).unwrap();
+        blobs.prepare("photos").await.unwrap();
+        let id = Blobs::new_name();
+        blobs
+            .write_staged(&id, "00001.a", Bytes::from_static(b"copied "))
+            .await
+            .unwrap();
+        blobs
+            .write_staged(&id, "00002.b", Bytes::from_static(b"and streamed"))
+            .await
+            .unwrap();
+        let parts = [("00001.a".to_owned(), 7), ("00002.b".to_owned(), 12)];
+        let blob = new_name(2);
+        let adopted = blobs
+            .adopt_parts_copying("photos", &blob, &id, &parts, 10)
+            .await
+            .unwrap();
+        assert!(matches!(adopted, Adopted::Whole));
+        let read = blobs.read("photos", &blob, None).await.unwrap();
+        assert_eq!(read.as_deref(), Some(&b"copied and streamed"[..]));
+        let gone = blobs
+            .adopt_parts_copying(
+                "photos",
+                &new_name(1),
+                &id,
+                &[("00003.c".to_owned(), 20)],
+                10,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(gone, Adopted::Missing(1)));
+    }
 
     #[test]
     fn composite_names_say_how_many_parts_and_part_names_their_sizes() {
