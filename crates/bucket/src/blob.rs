@@ -4,10 +4,11 @@
 //! create-only put or, past one part, a multipart upload; it is durable
 //! when the write returns (locally the file and its directory are fsynced;
 //! S3 acknowledges a PUT or a completion only once stored), and is only
-//! then referenced by metadata. Reads (`read_blob`) stream, ranged or
-//! whole, and keep delivering what they opened whatever removes the blob
-//! meanwhile. Blobs written but never referenced are orphans; `candidates`
-//! lists the sweep's suspects.
+//! then referenced by metadata. A completed multipart upload's blob is a
+//! composite of its parts (`composite`). Reads (`read_blob`) stream, ranged
+//! or whole, and keep delivering what they opened whatever removes the
+//! blob meanwhile. Blobs written but never referenced are orphans;
+//! `candidates` lists the sweep's suspects, a composite as one.
 
 use crate::s3::S3Config;
 use crate::write::Target;
@@ -19,6 +20,7 @@ use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore};
 use std::io::{Read as _, Seek as _, SeekFrom};
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Bytes of one local file read (a blocking call off the runtime's
@@ -31,8 +33,42 @@ pub(crate) type ByteStream = BoxStream<'static, Result<Bytes, crate::BucketError
 
 /// Where a bucket's bytes live.
 pub(crate) struct Blobs {
-    store: Box<dyn ObjectStore>,
+    store: Arc<dyn ObjectStore>,
     kind: Kind,
+    /// Clean-ups of writes whose callers went away mid-write.
+    cleanups: Cleanups,
+}
+
+/// Clean-ups of writes given up by being dropped (a client gone mid-upload,
+/// a request cancelled): a drop cannot wait, so each runs in a task of its
+/// own, kept here so that [`Cleanups::settled`] can wait for them.
+#[derive(Default)]
+pub(crate) struct Cleanups {
+    tasks: std::sync::Mutex<tokio::task::JoinSet<()>>,
+}
+
+impl Cleanups {
+    /// Runs `cleanup` in a task of its own. Without a runtime (the process
+    /// is ending) it does not run: the orphan sweep, or for an S3 multipart
+    /// upload the bucket's lifecycle rule, is left to remove what it would
+    /// have.
+    pub(crate) fn spawn(&self, cleanup: impl Future<Output = ()> + Send + 'static) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        // Those ended are reaped as others begin, so the set holds only the
+        // clean-ups still running.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn_on(cleanup, &runtime);
+    }
+
+    /// Waits for every clean-up begun so far to end.
+    pub(crate) async fn settled(&self) {
+        let mut running =
+            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        while running.join_next().await.is_some() {}
+    }
 }
 
 enum Kind {
@@ -59,7 +95,11 @@ enum Removal {
     /// its listing hides; blobs were written through it before uploads
     /// were streamed).
     File(PathBuf),
+    /// A local composite blob's folder.
+    Folder(PathBuf),
     Object(BlobPath),
+    /// A composite blob's folder on S3, every object under it.
+    Composite(BlobPath),
 }
 
 pub(crate) fn blob_error(e: impl std::fmt::Display) -> crate::BucketError {
@@ -68,7 +108,7 @@ pub(crate) fn blob_error(e: impl std::fmt::Display) -> crate::BucketError {
 
 /// An error on one line: S3 services answer with XML bodies over several,
 /// which `object_store` quotes, and a log line or a startup error is one.
-fn one_line(e: impl std::fmt::Display) -> String {
+pub(crate) fn one_line(e: impl std::fmt::Display) -> String {
     e.to_string()
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -80,23 +120,34 @@ impl Blobs {
         std::fs::create_dir_all(&root).map_err(blob_error)?;
         let fs = LocalFileSystem::new_with_prefix(&root).map_err(blob_error)?;
         Ok(Blobs {
-            store: Box::new(fs),
+            store: Arc::new(fs),
             kind: Kind::Local { root },
+            cleanups: Cleanups::default(),
         })
     }
 
     pub(crate) fn s3(config: &S3Config) -> Result<Self, crate::BucketError> {
         Ok(Blobs {
-            store: Box::new(config.build()?),
+            store: Arc::new(config.build()?),
             kind: Kind::S3 {
                 location: config.location.clone(),
                 describe: config.describe(),
             },
+            cleanups: Cleanups::default(),
         })
     }
 
     pub(crate) fn store(&self) -> &dyn ObjectStore {
         self.store.as_ref()
+    }
+
+    /// The storage, for reads that outlive the call that began them.
+    pub(crate) fn shared_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    pub(crate) fn cleanups(&self) -> &Cleanups {
+        &self.cleanups
     }
 
     /// The directory the blobs are under, when they are on this machine.
@@ -137,7 +188,7 @@ impl Blobs {
         }
     }
 
-    fn location(&self, bucket: &str, blob: &str) -> BlobPath {
+    pub(crate) fn location(&self, bucket: &str, blob: &str) -> BlobPath {
         self.bucket_path(bucket).child(blob)
     }
 
@@ -170,7 +221,7 @@ impl Blobs {
 
     /// Whether `name` is one [`Blobs::new_name`] could have made: 32
     /// lower-case hex digits.
-    fn is_blob_name(name: &str) -> bool {
+    pub(crate) fn is_blob_name(name: &str) -> bool {
         name.len() == 32 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     }
 
@@ -210,15 +261,6 @@ impl Blobs {
         Ok(())
     }
 
-    /// The bytes at `at` from its start, as they are read; `None` if it is
-    /// not there.
-    pub(crate) async fn read_stream(
-        &self,
-        at: &BlobPath,
-    ) -> Result<Option<ByteStream>, crate::BucketError> {
-        self.open(at, None).await
-    }
-
     /// The bytes of `blob` in `range` (all of them without one) as they are
     /// read; `None` if the blob is gone (its object was replaced or removed
     /// meanwhile).
@@ -228,7 +270,10 @@ impl Blobs {
         blob: &str,
         range: Option<Range<u64>>,
     ) -> Result<Option<ByteStream>, crate::BucketError> {
-        self.open(&self.location(bucket, blob), range).await
+        match crate::composite::parts_of(blob) {
+            Some(parts) => self.open_composite(bucket, blob, parts, range).await,
+            None => self.open(&self.location(bucket, blob), range).await,
+        }
     }
 
     /// Opens `at`. Once open, the stream delivers the bytes it opened even
@@ -244,22 +289,7 @@ impl Blobs {
         at: &BlobPath,
         range: Option<Range<u64>>,
     ) -> Result<Option<ByteStream>, crate::BucketError> {
-        if range.as_ref().is_some_and(|r| r.is_empty()) {
-            return Ok(Some(futures::stream::empty().boxed()));
-        }
-        let options = GetOptions {
-            range: range.map(GetRange::Bounded),
-            ..GetOptions::default()
-        };
-        let got = match self.store.get_opts(at, options).await {
-            Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(blob_error(e)),
-        };
-        Ok(Some(match got.payload {
-            GetResultPayload::File(file, _) => file_chunks(file, got.range),
-            GetResultPayload::Stream(body) => body.map(|r| r.map_err(blob_error)).boxed(),
-        }))
+        open_at(self.store.as_ref(), at, range).await
     }
 
     /// The bytes of `blob` in `range` (all of them without one); `None` if
@@ -278,15 +308,22 @@ impl Blobs {
         Ok(Some(chunks.concat().into()))
     }
 
-    /// Removes `blob`; one already gone is not an error.
+    /// Removes `blob` (every part of a composite one); one already gone is
+    /// not an error.
     pub(crate) async fn remove(&self, bucket: &str, blob: &str) {
-        match self.store.delete(&self.location(bucket, blob)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+        let removed = match crate::composite::parts_of(blob) {
+            Some(_) => self.remove_composite(bucket, blob).await,
+            None => match self.store.delete(&self.location(bucket, blob)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(blob_error(e)),
+            },
+        };
+        match removed {
+            Ok(()) => {}
             Err(e) => tracing::warn!(
                 bucket,
                 blob,
-                "could not remove a blob (the sweep will): {}",
-                one_line(e)
+                "could not remove a blob (the sweep will): {e}"
             ),
         }
     }
@@ -296,6 +333,14 @@ impl Blobs {
     pub(crate) async fn remove_candidate(&self, candidate: &Candidate) -> bool {
         match &candidate.at {
             Removal::File(path) => std::fs::remove_file(path).is_ok(),
+            Removal::Folder(path) => std::fs::remove_dir_all(path).is_ok(),
+            Removal::Composite(folder) => match self.remove_all_under(folder).await {
+                Ok(removed) => removed,
+                Err(e) => {
+                    tracing::warn!(blob = %candidate.blob, "could not remove an orphaned blob: {e}");
+                    false
+                }
+            },
             Removal::Object(at) => match self.store.delete(at).await {
                 Ok(()) => true,
                 Err(object_store::Error::NotFound { .. }) => false,
@@ -364,6 +409,9 @@ impl Blobs {
                 let now = SystemTime::now();
                 let prefix = self.bucket_path(bucket);
                 let depth = prefix.parts().count() + 1;
+                // The listing is in name order, so a composite's parts come
+                // together: the folder is a candidate once, at its first.
+                let mut last_composite: Option<String> = None;
                 self.store
                     .list(Some(&prefix))
                     .filter_map(move |listed| {
@@ -374,18 +422,33 @@ impl Blobs {
                                 let old = now.duration_since(modified).unwrap_or_default() >= grace;
                                 // Only what Nimbus writes there: anything
                                 // else put under the prefix is left alone.
-                                let blob = meta
-                                    .location
-                                    .filename()
-                                    .filter(|name| Blobs::is_blob_name(name))
-                                    .filter(|_| meta.location.parts().count() == depth)
-                                    .map(str::to_owned);
-                                blob.filter(|_| old).map(|blob| {
-                                    Ok(Candidate {
-                                        blob,
-                                        at: Removal::Object(meta.location),
-                                    })
-                                })
+                                let parts: Vec<_> = meta.location.parts().collect();
+                                let names: Vec<&str> = parts.iter().map(|p| p.as_ref()).collect();
+                                let (blob, at) = match names[..] {
+                                    [.., name]
+                                        if names.len() == depth && Blobs::is_blob_name(name) =>
+                                    {
+                                        (
+                                            Some(name.to_owned()),
+                                            Removal::Object(meta.location.clone()),
+                                        )
+                                    }
+                                    [.., folder, part]
+                                        if names.len() == depth + 1
+                                            && crate::composite::parts_of(folder).is_some()
+                                            && crate::composite::parse_part_name(part)
+                                                .is_some()
+                                            && last_composite.as_deref() != Some(folder) =>
+                                    {
+                                        last_composite = Some(folder.to_owned());
+                                        (
+                                            Some(folder.to_owned()),
+                                            Removal::Composite(prefix.child(folder)),
+                                        )
+                                    }
+                                    _ => (None, Removal::Object(meta.location.clone())),
+                                };
+                                blob.filter(|_| old).map(|blob| Ok(Candidate { blob, at }))
                             }
                         };
                         std::future::ready(candidate)
@@ -424,6 +487,30 @@ pub(crate) fn sync_local(root: &std::path::Path, file: &std::path::Path) -> std:
         dir = d.parent();
     }
     Ok(())
+}
+
+/// Opens `at` in `store` (see [`Blobs::open`]); `None` if it is not there.
+pub(crate) async fn open_at(
+    store: &dyn ObjectStore,
+    at: &BlobPath,
+    range: Option<Range<u64>>,
+) -> Result<Option<ByteStream>, crate::BucketError> {
+    if range.as_ref().is_some_and(|r| r.is_empty()) {
+        return Ok(Some(futures::stream::empty().boxed()));
+    }
+    let options = GetOptions {
+        range: range.map(GetRange::Bounded),
+        ..GetOptions::default()
+    };
+    let got = match store.get_opts(at, options).await {
+        Ok(got) => got,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(blob_error(e)),
+    };
+    Ok(Some(match got.payload {
+        GetResultPayload::File(file, _) => file_chunks(file, got.range),
+        GetResultPayload::Stream(body) => body.map(|r| r.map_err(blob_error)).boxed(),
+    }))
 }
 
 /// `range` of a local file, read in slices of [`LOCAL_READ_BYTES`], each a
@@ -471,10 +558,14 @@ fn local_candidates(dir: PathBuf, grace: Duration) -> impl Iterator<Item = Candi
                 .and_then(|m| m.modified())
                 .is_ok_and(|at| now.duration_since(at).unwrap_or_default() >= grace);
             let blob = name.split('#').next().unwrap_or_default().to_owned();
-            old.then_some(Candidate {
-                blob,
-                at: Removal::File(path),
-            })
+            // A composite blob is a folder of its parts; no other folder
+            // is Nimbus's.
+            let at = match entry.file_type().is_ok_and(|t| t.is_dir()) {
+                true if crate::composite::parts_of(&blob).is_some() => Removal::Folder(path),
+                true => return None,
+                false => Removal::File(path),
+            };
+            old.then_some(Candidate { blob, at })
         })
 }
 

@@ -9,6 +9,7 @@
 //! the bucket capability alike.
 
 mod blob;
+mod composite;
 mod event;
 mod meta;
 mod multipart;
@@ -244,16 +245,16 @@ impl Drop for InFlight {
         if self.settled {
             return;
         }
-        // No runtime (the process is ending): the sweep at the next start
-        // removes the blob.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (blobs, store) = (self.blobs.clone(), self.store.clone());
-            let (bucket, blob) = (
-                std::mem::take(&mut self.bucket),
-                std::mem::take(&mut self.blob),
-            );
-            runtime.spawn(async move { discard(&blobs, store.as_ref(), &bucket, &blob).await });
-        }
+        // Without a runtime (the process is ending) this does not run: the
+        // sweep at the next start removes the blob.
+        let (blobs, store) = (self.blobs.clone(), self.store.clone());
+        let (bucket, blob) = (
+            std::mem::take(&mut self.bucket),
+            std::mem::take(&mut self.blob),
+        );
+        self.blobs
+            .cleanups()
+            .spawn(async move { discard(&blobs, store.as_ref(), &bucket, &blob).await });
     }
 }
 
@@ -344,6 +345,14 @@ impl Buckets {
     /// Where the object bytes are, for messages (never a credential).
     pub fn storage(&self) -> String {
         self.blobs.describe()
+    }
+
+    /// Waits for the clean-ups of the uploads given up so far by being
+    /// dropped mid-body (their callers gone) to end: their blobs removed,
+    /// their registrations ended, their S3 multipart uploads aborted. A
+    /// server stopping waits for them, so none is cut off by the exit.
+    pub async fn cleanups_settled(&self) {
+        self.blobs.cleanups().settled().await;
     }
 
     /// Counts committed object events in `metrics` from now on.
@@ -523,10 +532,21 @@ impl Buckets {
             etag,
             content_type,
             user_metadata,
-            blob: blob.clone(),
+            blob,
         };
+        Ok(self.commit(bucket, new, guard, options.traceparent).await?)
+    }
+
+    /// Commits `new`, whose blob `guard` holds, with its object events;
+    /// the object it replaced loses its blob.
+    async fn commit(
+        &self,
+        bucket: &str,
+        new: NewObject,
+        guard: InFlight,
+        traceparent: Option<String>,
+    ) -> Result<ObjectMeta, BucketError> {
         let triggers = self.triggers.get(bucket).cloned().unwrap_or_default();
-        let traceparent = options.traceparent;
         let events = Box::new(move |o: &ObjectMeta| {
             event::messages(
                 &triggers,

@@ -1,17 +1,17 @@
 //! Multipart uploads: an upload is described and its parts kept in the
 //! staging area of object storage (`staging`), each part durable before
-//! it is acknowledged and still there after a restart; completing one puts
-//! the parts together and stores the object through [`Buckets::put`], so
-//! its metadata, limits and object events are those of any other upload.
-//! Parts are streamed in and streamed again into the object's blob as it is
-//! put together, so memory stays bounded whatever the sizes.
+//! it is acknowledged and still there after a restart; completing one
+//! makes the object's blob of the parts where they lie (a composite blob,
+//! `composite`: linked or copied server-side, never read through Nimbus)
+//! and commits it as any upload, so its metadata, limits and object events
+//! are those of any other upload. Parts are streamed in, so memory stays
+//! bounded whatever the sizes.
 
+use crate::composite::{self, Adopted};
 use crate::staging::Staged;
-use crate::{BucketError, Buckets, PutOptions, UploadError, Written, meta};
+use crate::{BucketError, Buckets, InFlight, PutOptions, UploadError, Written, meta};
 use bytes::Bytes;
-use futures::future::{BoxFuture, FutureExt as _};
-use futures::{StreamExt as _, TryStreamExt as _};
-use nimbus_store::ObjectMeta;
+use nimbus_store::{NewObject, ObjectMeta};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
@@ -355,8 +355,10 @@ impl Buckets {
     }
 
     /// Puts the parts named (number and ETag, in ascending order) together
-    /// into the object and stores it through [`Buckets::put`] with the
-    /// multipart ETag; then the upload is gone.
+    /// into the object, a composite blob of them, and commits it with the
+    /// multipart ETag; then the upload is gone. A crash before the commit
+    /// leaves the upload whole (and the composite to the sweep); after it,
+    /// the object, and the upload until its removal or the upload sweep.
     pub async fn complete_upload(
         &self,
         bucket: &str,
@@ -403,44 +405,45 @@ impl Buckets {
         }
         let etag = meta::multipart_etag(picked.iter().map(|p| p.part.etag.as_str()))
             .ok_or(MultipartError::InvalidPart(0))?;
-        let options = PutOptions {
-            content_type: upload.content_type,
-            user_metadata: upload.user_metadata,
-            traceparent,
-            etag: Some(etag),
-        };
-        // The parts one after another, each read as it is written into the
-        // object's blob: never the whole object in memory.
-        // Owned, so the stream is `'static` (and `Send` for any caller).
-        let files: Vec<(String, u32)> = picked
-            .iter()
-            .map(|p| (p.data.clone(), p.part.number))
-            .collect();
-        let (blobs, upload_id) = (self.blobs.clone(), id.to_owned());
-        let body = futures::stream::iter(files)
-            .then(move |(data, number)| {
-                let (blobs, upload_id) = (blobs.clone(), upload_id.clone());
-                let opened: BoxFuture<'static, _> = async move {
-                    match blobs.read_staged_stream(&upload_id, &data).await {
-                        Ok(Some(bytes)) => Ok(bytes.map_err(MultipartError::from)),
-                        Ok(None) => Err(MultipartError::InvalidPart(number)),
-                        Err(e) => Err(e.into()),
-                    }
-                }
-                .boxed();
-                opened
-            })
-            .try_flatten()
-            .boxed();
-        let object = self
-            .put_stream(bucket, key, body, options, |_, _| {
-                Ok(crate::Checksums::default())
-            })
+        let content_type = meta::content_type(upload.content_type)?;
+        meta::check_user_metadata(&upload.user_metadata)?;
+        // The object's blob is made of the staged parts themselves (see
+        // `composite`): no byte is read or written again. Registered first,
+        // as any upload's blob, so no sweep takes it while it is made.
+        let blob = composite::new_name(picked.len());
+        self.store
+            .begin_upload(bucket, &blob, &self.uploader)
             .await
-            .map_err(|e| match e {
-                UploadError::Body(e) => e,
-                UploadError::Bucket(e) => e.into(),
-            })?;
+            .map_err(BucketError::from)?;
+        let guard = InFlight::new(self, bucket, &blob);
+        let parts: Vec<(String, u64)> = picked
+            .iter()
+            .map(|p| (p.data.clone(), p.part.size))
+            .collect();
+        match self.blobs.adopt_parts(bucket, &blob, id, &parts).await {
+            Ok(Adopted::Whole) => {}
+            Ok(Adopted::Missing(position)) => {
+                guard.discard().await;
+                return Err(MultipartError::InvalidPart(
+                    picked[position - 1].part.number,
+                ));
+            }
+            Err(e) => {
+                guard.discard().await;
+                return Err(e.into());
+            }
+        }
+        let new = NewObject {
+            key: key.to_owned(),
+            size,
+            etag,
+            content_type,
+            user_metadata: upload.user_metadata,
+            blob,
+        };
+        // Should this fail, the upload is still there, whole: the links or
+        // copies went to the object's blob, never out of the staging area.
+        let object = self.commit(bucket, new, guard, traceparent).await?;
         if let Err(e) = self.blobs.remove_staged(id).await {
             tracing::warn!(
                 upload = id,

@@ -9,7 +9,6 @@ use crate::blob::{Blobs, blob_error, sync_local};
 use crate::write::Target;
 use bytes::Bytes;
 use futures::TryStreamExt as _;
-use futures::stream::BoxStream;
 use object_store::path::Path as BlobPath;
 use object_store::{PutMode, PutOptions, PutPayload};
 use std::time::SystemTime;
@@ -68,6 +67,11 @@ impl Blobs {
         Ok(())
     }
 
+    /// Where `name` of upload `id` is in object storage.
+    pub(crate) fn staged_path(&self, id: &str, name: &str) -> BlobPath {
+        self.upload_dir(id).child(name)
+    }
+
     /// Where a streamed write of `name` of upload `id` goes: locally the
     /// file, fsynced with the folders up to the data directory's root.
     pub(crate) fn staged_target(&self, id: &str, name: &str) -> Target {
@@ -77,17 +81,6 @@ impl Blobs {
                 .local_root()
                 .map(|root| (root.join(AREA).join(id).join(name), root.to_owned())),
         }
-    }
-
-    /// The bytes of `name` of upload `id` as they are read; `None` if it is
-    /// not there.
-    pub(crate) async fn read_staged_stream(
-        &self,
-        id: &str,
-        name: &str,
-    ) -> Result<Option<BoxStream<'static, Result<Bytes, crate::BucketError>>>, crate::BucketError>
-    {
-        self.read_stream(&self.upload_dir(id).child(name)).await
     }
 
     /// Removes `name` of upload `id`; one already gone is not an error.

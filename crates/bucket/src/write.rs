@@ -6,6 +6,10 @@
 //! that fits in one [`S3_PART_BYTES`] is one create-only PUT, a larger one
 //! a multipart upload of such parts (at most [`S3_PARTS_IN_FLIGHT`] being
 //! sent at once), which S3 makes visible, whole, only at its completion.
+//! A write that fails, or is dropped before it finishes (its caller gone
+//! mid-body), is given up: the multipart upload aborted (else the service
+//! keeps its parts for ever, unseen by any listing the sweep makes), the
+//! local file removed.
 
 use crate::BucketError;
 use crate::blob::{Blobs, blob_error, sync_local};
@@ -13,9 +17,11 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt as _};
 use md5::{Digest as _, Md5};
 use object_store::path::Path as BlobPath;
-use object_store::{PutMode, PutOptions, PutPayload, WriteMultipart};
+use object_store::{MultipartUpload, PutMode, PutOptions, PutPayload};
+use std::collections::VecDeque;
 use std::io::Write as _;
 use std::path::PathBuf;
+use tokio::task::JoinSet;
 
 /// Bytes gathered before one local file write (a blocking call off the
 /// runtime's threads).
@@ -80,18 +86,45 @@ enum Sink {
     },
     S3 {
         /// Started once the body outgrows one part.
-        upload: Option<WriteMultipart>,
+        upload: Option<Multipart>,
     },
 }
 
-/// One blob being written.
+/// An S3 multipart upload under way: the service keeps its parts until it
+/// is completed or aborted, so it must be aborted whenever it is not
+/// completed, even when the write is dropped.
+struct Multipart {
+    upload: Box<dyn MultipartUpload>,
+    /// Parts being sent (at most [`S3_PARTS_IN_FLIGHT`]).
+    parts: JoinSet<object_store::Result<()>>,
+}
+
+impl Multipart {
+    /// Stops the parts being sent, then aborts the upload, so no part
+    /// finishing afterwards is left behind.
+    async fn abort(mut self) {
+        self.parts.shutdown().await;
+        if let Err(e) = self.upload.abort().await {
+            tracing::warn!(
+                "could not abort a multipart write to object storage: {}",
+                crate::blob::one_line(e)
+            );
+        }
+    }
+}
+
+/// One blob being written. Dropped before it finished (its caller went
+/// away mid-body), it is given up in a task of its own: an S3 multipart
+/// upload aborted, a local file removed.
 struct Writer<'a> {
     blobs: &'a Blobs,
     at: BlobPath,
     sink: Sink,
     /// Chunks not written yet, and their length.
-    pending: Vec<Bytes>,
+    pending: VecDeque<Bytes>,
     pending_len: usize,
+    /// Finished or given up already: nothing for the drop to do.
+    settled: bool,
 }
 
 impl<'a> Writer<'a> {
@@ -124,14 +157,15 @@ impl<'a> Writer<'a> {
             blobs,
             at: target.at,
             sink,
-            pending: Vec::new(),
+            pending: VecDeque::new(),
             pending_len: 0,
+            settled: false,
         })
     }
 
     async fn push(&mut self, chunk: Bytes) -> Result<(), BucketError> {
         self.pending_len += chunk.len();
-        self.pending.push(chunk);
+        self.pending.push_back(chunk);
         match &mut self.sink {
             Sink::Local { .. } if self.pending_len >= LOCAL_WRITE_BYTES => self.flush_local().await,
             Sink::S3 { upload } if upload.is_some() || self.pending_len > S3_PART_BYTES => {
@@ -144,20 +178,23 @@ impl<'a> Writer<'a> {
                             .put_multipart(&self.at)
                             .await
                             .map_err(blob_error)?;
-                        upload.insert(WriteMultipart::new_with_chunk_size(started, S3_PART_BYTES))
+                        upload.insert(Multipart {
+                            upload: started,
+                            parts: JoinSet::new(),
+                        })
                     }
                 };
-                // Waits while the parts in flight are at their bound, so
-                // at most a part being gathered and those in flight are
-                // held.
-                upload
-                    .wait_for_capacity(S3_PARTS_IN_FLIGHT)
-                    .await
-                    .map_err(blob_error)?;
-                for chunk in self.pending.drain(..) {
-                    upload.put(chunk);
+                while self.pending_len >= S3_PART_BYTES {
+                    // Waits while the parts in flight are at their bound,
+                    // so at most a part being gathered and those in flight
+                    // are held.
+                    while upload.parts.len() >= S3_PARTS_IN_FLIGHT {
+                        part_sent(upload.parts.join_next().await)?;
+                    }
+                    let part = take_front(&mut self.pending, S3_PART_BYTES);
+                    self.pending_len -= S3_PART_BYTES;
+                    upload.parts.spawn(upload.upload.put_part(part));
                 }
-                self.pending_len = 0;
                 Ok(())
             }
             _ => Ok(()),
@@ -183,8 +220,18 @@ impl<'a> Writer<'a> {
         written.map_err(blob_error)
     }
 
-    /// Writes what is left and makes the blob durable.
+    /// Writes what is left and makes the blob durable; gives it up if
+    /// that fails.
     async fn finish(mut self) -> Result<(), BucketError> {
+        let finished = self.write_rest().await;
+        match finished {
+            Ok(()) => self.settled = true,
+            Err(_) => self.abort().await,
+        }
+        finished
+    }
+
+    async fn write_rest(&mut self) -> Result<(), BucketError> {
         match &mut self.sink {
             Sink::Local { .. } => {
                 self.flush_local().await?;
@@ -192,34 +239,41 @@ impl<'a> Writer<'a> {
                     file,
                     path,
                     sync_root,
-                } = self.sink
+                } = &mut self.sink
                 else {
                     unreachable!("matched above")
                 };
-                drop(file);
+                drop(file.take());
+                let (path, sync_root) = (path.clone(), sync_root.clone());
                 tokio::task::spawn_blocking(move || sync_local(&sync_root, &path))
                     .await
                     .map_err(blob_error)?
                     .map_err(blob_error)
             }
-            Sink::S3 { upload: Some(_) } => {
-                let Sink::S3 {
-                    upload: Some(mut upload),
-                } = self.sink
-                else {
-                    unreachable!("matched above")
-                };
-                for chunk in self.pending.drain(..) {
-                    upload.put(chunk);
+            Sink::S3 {
+                upload: Some(upload),
+            } => {
+                if self.pending_len > 0 {
+                    let rest: PutPayload = self.pending.drain(..).collect();
+                    self.pending_len = 0;
+                    upload.parts.spawn(upload.upload.put_part(rest));
                 }
-                // Object names are fresh and never reused, so this
-                // completion (which `object_store` sends without a
-                // create-only condition) writes over nothing.
-                upload.finish().await.map_err(blob_error)?;
+                while !upload.parts.is_empty() {
+                    part_sent(upload.parts.join_next().await)?;
+                }
+                // `object_store` 0.12 sends the completion without
+                // `If-None-Match: *` (its `MultipartUpload::complete` and
+                // `MultipartStore::complete_multipart` both complete in its
+                // overwrite mode; only its own copy-if-not-exists sends the
+                // create-only one), so this completion is not create-only
+                // as a one-PUT blob is. Blob names are fresh UUIDv7s, never
+                // reused, so there is nothing for it to write over.
+                upload.upload.complete().await.map_err(blob_error)?;
                 Ok(())
             }
             Sink::S3 { upload: None } => {
                 let payload: PutPayload = self.pending.drain(..).collect();
+                self.pending_len = 0;
                 let create = PutOptions {
                     mode: PutMode::Create,
                     ..PutOptions::default()
@@ -243,21 +297,71 @@ impl<'a> Writer<'a> {
     /// Gives the write up: an S3 multipart upload is aborted, a local file
     /// removed (whoever registered the blob also removes it, since a
     /// failed put may have stored it all the same).
-    async fn abort(self) {
-        match self.sink {
+    async fn abort(mut self) {
+        self.settled = true;
+        match &mut self.sink {
             Sink::Local { file, path, .. } => {
-                drop(file);
-                let _ = tokio::fs::remove_file(path).await;
+                drop(file.take());
+                let _ = tokio::fs::remove_file(&*path).await;
             }
-            Sink::S3 {
-                upload: Some(upload),
-            } => {
-                if let Err(e) = upload.abort().await {
-                    tracing::warn!("could not abort a multipart write to object storage: {e}");
+            Sink::S3 { upload } => {
+                if let Some(upload) = upload.take() {
+                    upload.abort().await;
                 }
             }
-            Sink::S3 { upload: None } => {}
         }
+    }
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        match &mut self.sink {
+            Sink::Local { file, path, .. } => {
+                drop(file.take());
+                let path = std::mem::take(path);
+                self.blobs.cleanups().spawn(async move {
+                    let _ = tokio::fs::remove_file(path).await;
+                });
+            }
+            Sink::S3 { upload } => {
+                if let Some(upload) = upload.take() {
+                    self.blobs.cleanups().spawn(upload.abort());
+                }
+            }
+        }
+    }
+}
+
+/// The first `len` bytes of `pending`, taken out of it (which holds at
+/// least that many).
+fn take_front(pending: &mut VecDeque<Bytes>, len: usize) -> PutPayload {
+    let mut taken = Vec::new();
+    let mut left = len;
+    while left > 0 {
+        let Some(front) = pending.front_mut() else {
+            break;
+        };
+        if front.len() <= left {
+            left -= front.len();
+            taken.extend(pending.pop_front());
+        } else {
+            taken.push(front.split_to(left));
+            left = 0;
+        }
+    }
+    taken.into_iter().collect()
+}
+
+/// The outcome of a part's upload, as its task ended.
+fn part_sent(
+    joined: Option<Result<object_store::Result<()>, tokio::task::JoinError>>,
+) -> Result<(), BucketError> {
+    match joined {
+        None => Ok(()),
+        Some(joined) => joined.map_err(blob_error)?.map_err(blob_error),
     }
 }
 

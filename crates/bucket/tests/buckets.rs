@@ -411,19 +411,6 @@ async fn the_sweep_takes_the_blobs_a_bucket_deletion_left_and_keeps_a_dropped_bu
     assert_eq!(second.get("old", "k", None).await.unwrap().bytes, "bytes");
 }
 
-/// Waits (at most 10 s) until `dir` holds `count` files.
-async fn until_files(dir: &Path, count: usize) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while files(dir) != count {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} files in {dir:?}, not {count}",
-            files(dir)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// A streamed upload refused as it passes the limit, refused by its
 /// caller's check once read, or cut off (its future dropped mid-body)
 /// leaves no object and, once given up, no blob; the bucket then takes
@@ -462,17 +449,27 @@ async fn streamed_uploads_refused_or_cut_off_leave_no_object_and_no_blob() {
     assert_eq!(files(&blobs), 0);
 
     // A body that stops arriving after its first bytes, given up on once
-    // its blob exists.
-    let stalled = futures::stream::iter([Ok::<_, &str>(Bytes::from_static(b"first"))])
-        .chain(futures::stream::pending());
-    let upload = buckets.put_stream("photos", "k", stalled, PutOptions::default(), |_, _| {
+    // its blob exists (it does before the body is read).
+    let (stalled_tx, stalled) = tokio::sync::oneshot::channel();
+    let mut stalled_tx = Some(stalled_tx);
+    let body = futures::stream::iter([Ok::<_, &str>(Bytes::from_static(b"first"))]).chain(
+        futures::stream::poll_fn(move |_| {
+            if let Some(tx) = stalled_tx.take() {
+                let _ = tx.send(());
+            }
+            std::task::Poll::Pending
+        }),
+    );
+    let upload = buckets.put_stream("photos", "k", body, PutOptions::default(), |_, _| {
         Ok(Checksums::default())
     });
     tokio::select! {
         _ = upload => panic!("a stalled body finished"),
-        () = until_files(&blobs, 1) => {}
+        _ = stalled => {}
     }
-    until_files(&blobs, 0).await;
+    assert_eq!(files(&blobs), 1);
+    buckets.cleanups_settled().await;
+    assert_eq!(files(&blobs), 0);
     assert!(matches!(
         buckets.head("photos", "k").await,
         Err(BucketError::NoSuchKey(_))

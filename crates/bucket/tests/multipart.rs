@@ -1,11 +1,15 @@
 //! Multipart uploads in `Buckets` over the SQLite store and a scratch
 //! directory: parts survive a restart (a new `Buckets` over the same
 //! storage), the orphan sweep never takes them, completing stores the
-//! object with S3's multipart ETag and its event, and an abandoned upload
-//! goes with the upload sweep.
+//! object with S3's multipart ETag and its event, made of the parts' own
+//! files (no byte written again) and read across their boundaries, an
+//! abandoned upload goes with the upload sweep, and a part cut off
+//! mid-body leaves no bytes.
 
 use bytes::Bytes;
-use nimbus_bucket::{Buckets, MIN_PART_BYTES, MultipartError, PutOptions, etag, multipart_etag};
+use nimbus_bucket::{
+    Buckets, ByteRange, MIN_PART_BYTES, MultipartError, PutOptions, etag, multipart_etag,
+};
 use nimbus_manifest::App;
 use nimbus_store::{QueueStore, SystemClock};
 use nimbus_store_sqlite::{Durability, SqliteOptions, SqliteStore};
@@ -328,4 +332,264 @@ async fn a_refused_part_leaves_nothing_and_a_part_in_the_earlier_layout_still_co
     assert_eq!(object.size, earlier.len() as u64);
     let got = buckets.get("photos", "k", None).await.unwrap();
     assert_eq!(&got.bytes[..], earlier);
+}
+
+/// A body that yields `chunks`, then, asked for more, says so on the
+/// returned receiver and never ends: a client that stopped sending.
+fn stalled_after(
+    chunks: Vec<Bytes>,
+) -> (
+    impl futures::Stream<Item = Result<Bytes, &'static str>> + Unpin,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    let (stalled, told) = tokio::sync::oneshot::channel();
+    let mut stalled = Some(stalled);
+    let tail = futures::stream::poll_fn(move |_| {
+        if let Some(stalled) = stalled.take() {
+            let _ = stalled.send(());
+        }
+        std::task::Poll::Pending
+    });
+    let body = futures::StreamExt::chain(futures::stream::iter(chunks.into_iter().map(Ok)), tail);
+    (body, told)
+}
+
+/// A part whose upload is cut off mid-body (its future dropped: the client
+/// went away) leaves none of its bytes in the staging area once given up;
+/// the upload is still there and takes the part sent again.
+#[tokio::test]
+async fn a_part_cut_off_mid_body_leaves_no_bytes_in_the_staging_area() {
+    let dir = tempfile::tempdir().unwrap();
+    let (buckets, _) = open(dir.path()).await;
+    let upload = buckets
+        .create_upload("photos", "k", PutOptions::default())
+        .await
+        .unwrap();
+    let staged = dir.path().join("buckets/_uploads").join(&upload.id);
+    let files = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&staged)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    // More than one local write slice, so bytes reach the file.
+    let (body, stalled) = stalled_after(vec![Bytes::from(vec![1u8; 3 << 20])]);
+    let mut part = Box::pin(buckets.put_part_stream("photos", &upload.id, 1, body, |_, _| Ok(())));
+    tokio::select! {
+        _ = &mut part => panic!("a stalled part finished"),
+        _ = stalled => {}
+    }
+    assert_eq!(files().len(), 2, "the part's bytes are being written");
+    drop(part);
+    buckets.cleanups_settled().await;
+    assert_eq!(files(), ["upload.json"]);
+
+    let again = buckets
+        .put_part("photos", "k", &upload.id, 1, Bytes::from_static(b"whole"))
+        .await
+        .unwrap();
+    let object = buckets
+        .complete_upload("photos", "k", &upload.id, &[(1, again.etag)], None)
+        .await
+        .unwrap();
+    assert_eq!(object.size, 5);
+}
+
+/// `len` bytes that differ from one offset to the next, so a range read
+/// from the wrong place shows.
+fn pattern(seed: u32, len: usize) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+/// The inode of each file in `dir`, by name.
+fn inodes(dir: &Path) -> std::collections::BTreeMap<String, u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let name = e.file_name().into_string().unwrap();
+            (name, e.metadata().unwrap().ino())
+        })
+        .collect()
+}
+
+/// Completing an upload writes none of its bytes again: the object's blob
+/// is made of the files its parts were written to (the same inodes, one
+/// per part, in order), and reads back whole and by ranges across the
+/// parts' boundaries. Replacing or deleting the object takes every part
+/// along, and a composite blob nothing refers to (a completion cut off
+/// before its commit) goes with the sweep.
+#[tokio::test]
+async fn a_completion_writes_no_byte_again_and_its_object_reads_across_part_boundaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (buckets, _) = open(dir.path()).await;
+    let root = dir.path().join("buckets");
+    let sizes = [MIN_PART_BYTES as usize, MIN_PART_BYTES as usize + 3, 1234];
+    let parts: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, size)| pattern(i as u32 * 7919, *size))
+        .collect();
+    let whole: Vec<u8> = parts.concat();
+
+    let complete = |key: &'static str| {
+        let (buckets, parts, root) = (&buckets, &parts, &root);
+        async move {
+            let upload = buckets
+                .create_upload("photos", key, PutOptions::default())
+                .await
+                .unwrap();
+            let mut chosen = Vec::new();
+            for (i, bytes) in parts.iter().enumerate() {
+                let part = buckets
+                    .put_part(
+                        "photos",
+                        key,
+                        &upload.id,
+                        i as u32 + 1,
+                        Bytes::from(bytes.clone()),
+                    )
+                    .await
+                    .unwrap();
+                chosen.push((part.number, part.etag));
+            }
+            // The files holding the parts' bytes (markers are empty).
+            let staged = root.join("_uploads").join(&upload.id);
+            let data: Vec<u64> = inodes(&staged)
+                .into_iter()
+                .filter(|(name, _)| std::fs::metadata(staged.join(name)).unwrap().len() > 0)
+                .filter(|(name, _)| name != "upload.json")
+                .map(|(_, inode)| inode)
+                .collect();
+            let object = buckets
+                .complete_upload("photos", key, &upload.id, &chosen, None)
+                .await
+                .unwrap();
+            (object, data)
+        }
+    };
+
+    let (object, staged_inodes) = complete("big").await;
+    assert_eq!(object.size, whole.len() as u64);
+    let blob = root.join("photos").join(&object.blob);
+    assert!(blob.is_dir(), "the object's blob is not made of its parts");
+    let blob_inodes: Vec<u64> = inodes(&blob).into_values().collect();
+    assert_eq!(
+        blob_inodes, staged_inodes,
+        "the parts' bytes were written again"
+    );
+    assert!(!root.join("_uploads").join(object.blob.as_str()).exists());
+
+    let got = buckets.get("photos", "big", None).await.unwrap();
+    assert!(got.bytes == whole, "the object read back differs");
+    let first = sizes[0] as u64;
+    let second = first + sizes[1] as u64;
+    for range in [
+        ByteRange::From {
+            first: 0,
+            last: Some(0),
+        },
+        ByteRange::From {
+            first: first - 10,
+            last: Some(first + 9),
+        },
+        ByteRange::From {
+            first: first - 1,
+            last: Some(second),
+        },
+        ByteRange::From {
+            first: second + 5,
+            last: None,
+        },
+        ByteRange::Suffix(sizes[2] as u64 + 100),
+    ] {
+        let got = buckets.get("photos", "big", Some(range)).await.unwrap();
+        let r = got.range.clone().unwrap();
+        assert!(
+            got.bytes[..] == whole[r.start as usize..r.end as usize],
+            "range {range:?} read back differs"
+        );
+    }
+
+    // Replaced by a plain put, it takes all its parts along.
+    buckets
+        .put(
+            "photos",
+            "big",
+            Bytes::from_static(b"small"),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(!blob.exists(), "a replaced object left its parts");
+    let (object, _) = complete("other").await;
+    let blob = root.join("photos").join(&object.blob);
+    assert!(blob.is_dir());
+    assert!(buckets.delete("photos", "other", None).await.unwrap());
+    assert!(!blob.exists(), "a deleted object left its parts");
+
+    // A composite blob no object refers to, as a completion cut off
+    // before its commit leaves: the sweep removes it whole.
+    let (object, _) = complete("kept").await;
+    let left = root.join("photos").join(format!("{:032x}-2", 7));
+    std::fs::create_dir(&left).unwrap();
+    std::fs::write(left.join("00001.3"), b"abc").unwrap();
+    std::fs::write(left.join("00002.3"), b"def").unwrap();
+    assert_eq!(buckets.sweep_orphans(Duration::ZERO).await.unwrap(), 1);
+    assert!(!left.exists());
+    assert!(root.join("photos").join(&object.blob).is_dir());
+    assert!(buckets.get("photos", "kept", None).await.unwrap().bytes == whole);
+}
+
+/// A completion cut off before its commit (the process killed) leaves the
+/// parts linked into a composite blob nothing refers to: the sweep at the
+/// next start removes it, and the upload, whose files were never moved,
+/// completes whole.
+#[tokio::test]
+async fn a_completion_cut_off_before_its_commit_leaves_the_upload_whole_for_after_the_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("buckets");
+    let bytes = pattern(3, MIN_PART_BYTES as usize);
+    let (id, chosen) = {
+        let (buckets, _) = open(dir.path()).await;
+        let upload = buckets
+            .create_upload("photos", "k", PutOptions::default())
+            .await
+            .unwrap();
+        let part = buckets
+            .put_part("photos", "k", &upload.id, 1, Bytes::from(bytes.clone()))
+            .await
+            .unwrap();
+        (upload.id, vec![(1, part.etag)])
+    };
+    // What the completion had done when it was killed: its composite made
+    // of the part's file, not committed.
+    let staged = root.join("_uploads").join(&id);
+    let data = inodes(&staged)
+        .into_keys()
+        .find(|name| name.split('.').count() == 2 && name != "upload.json")
+        .unwrap();
+    let left = root.join("photos").join(format!("{:032x}-1", 9));
+    std::fs::create_dir(&left).unwrap();
+    std::fs::hard_link(
+        staged.join(&data),
+        left.join(format!("00001.{}", bytes.len())),
+    )
+    .unwrap();
+
+    let (buckets, _) = open(dir.path()).await;
+    assert_eq!(buckets.sweep_orphans_at_start().await.unwrap(), 1);
+    assert!(!left.exists());
+    let object = buckets
+        .complete_upload("photos", "k", &id, &chosen, None)
+        .await
+        .unwrap();
+    assert_eq!(object.size, bytes.len() as u64);
+    assert!(buckets.get("photos", "k", None).await.unwrap().bytes == bytes);
 }

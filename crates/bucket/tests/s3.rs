@@ -6,7 +6,9 @@
 //! schema, as two nodes share one database) until its registration expires,
 //! and anything under the prefix that Nimbus did not write; a dropped
 //! bucket deleted with its blobs, and the blobs of one whose deletion was
-//! cut off taken by the sweep.
+//! cut off taken by the sweep; an upload cut off mid-body leaving no
+//! multipart upload in progress on the service; a completed upload made of
+//! its parts copied server-side, read across their boundaries.
 
 use bytes::Bytes;
 use futures::TryStreamExt as _;
@@ -504,4 +506,209 @@ async fn multipart_parts_on_s3_outlive_the_orphan_sweep_and_go_when_completed_or
     );
     assert_eq!(again.sweep_uploads(Duration::ZERO).await.unwrap(), 1);
     assert_eq!(staged(&location).await, Vec::<String>::new());
+}
+
+/// The keys of the multipart uploads in progress under `location`, as the
+/// S3 service lists them (ListMultipartUploads, through boto3:
+/// `object_store` has no call for it).
+fn uploads_in_progress(location: &str) -> Vec<String> {
+    const LIST: &str = r#"
+import boto3, sys
+s3 = boto3.client("s3", endpoint_url=sys.argv[1])
+listed = s3.list_multipart_uploads(Bucket=sys.argv[2], Prefix=sys.argv[3])
+for upload in listed.get("Uploads", []):
+    print(upload["Key"])
+"#;
+    let server = nimbus_test_s3::server();
+    let prefix = S3Location::parse(location).unwrap().prefix;
+    let output = std::process::Command::new("python3")
+        .args(["-c", LIST, server.endpoint(), nimbus_test_s3::BUCKET])
+        .arg(format!("{prefix}/"))
+        .envs(server.env())
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap_or_else(|e| panic!("python3 could not start ({e})"));
+    assert!(
+        output.status.success(),
+        "listing the multipart uploads failed (is boto3 installed? python3 -m pip install \
+         boto3, see .ci/run for the pinned version): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `Buckets` with one bucket, `large`, that takes objects of several S3
+/// parts.
+async fn large_buckets(dir: &Path, location: &str) -> Buckets {
+    const LARGE: &str = r#"
+[app]
+name = "t"
+
+[bucket.large]
+max_object_bytes = 67108864
+"#;
+    let options = SqliteOptions {
+        path: dir.join("nimbus.db"),
+        durability: Durability::Fsync,
+    };
+    let store = Arc::new(SqliteStore::open(&options, Arc::new(SystemClock)).unwrap());
+    let app = App::parse(Path::new("nimbus.toml"), LARGE).unwrap();
+    Buckets::open_in(&app, &BlobStorage::S3(Box::new(config(location))), store)
+        .await
+        .unwrap()
+}
+
+/// An upload past one S3 part is a multipart upload, whose parts the
+/// service keeps until it is completed or aborted. Cut off mid-body (its
+/// future dropped: the client went away), it is aborted once given up:
+/// no upload stays in progress, and no object or blob is left.
+#[tokio::test]
+async fn an_upload_cut_off_mid_body_leaves_no_multipart_upload_on_s3() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = nimbus_test_s3::server().fresh_location();
+    let buckets = large_buckets(dir.path(), &location).await;
+
+    // 17 MiB: two 8 MiB parts sent, then the body stops coming.
+    let chunks: Vec<Result<Bytes, &str>> = (0..17)
+        .map(|i| Ok(Bytes::from(vec![i as u8; 1 << 20])))
+        .collect();
+    let (stalled_tx, stalled) = tokio::sync::oneshot::channel();
+    let mut stalled_tx = Some(stalled_tx);
+    let body = futures::StreamExt::chain(
+        futures::stream::iter(chunks),
+        futures::stream::poll_fn(move |_| {
+            if let Some(tx) = stalled_tx.take() {
+                let _ = tx.send(());
+            }
+            std::task::Poll::Pending
+        }),
+    );
+    let mut upload =
+        Box::pin(
+            buckets.put_stream("large", "cut", body, PutOptions::default(), |_, _| {
+                Ok(nimbus_bucket::Checksums::default())
+            }),
+        );
+    tokio::select! {
+        _ = &mut upload => panic!("a stalled body finished"),
+        _ = stalled => {}
+    }
+    let in_progress = uploads_in_progress(&location);
+    assert_eq!(
+        in_progress.len(),
+        1,
+        "the upload is under way: {in_progress:?}"
+    );
+    drop(upload);
+    buckets.cleanups_settled().await;
+    assert_eq!(uploads_in_progress(&location), Vec::<String>::new());
+    assert!(matches!(
+        buckets.head("large", "cut").await,
+        Err(BucketError::NoSuchKey(_))
+    ));
+    assert_eq!(bucket_blobs(&location, "large").await, Vec::<String>::new());
+}
+
+/// Completing an upload on S3 copies its parts server-side into the
+/// object's blob, one object per part, which reads back whole and by
+/// ranges across the parts' boundaries; deleting the object takes every
+/// part along, and a composite blob nothing refers to goes with the sweep
+/// (what Nimbus did not write stays).
+#[tokio::test]
+async fn a_completed_upload_on_s3_is_made_of_its_parts_and_reads_across_their_boundaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = nimbus_test_s3::server().fresh_location();
+    let buckets = large_buckets(dir.path(), &location).await;
+    let min = nimbus_bucket::MIN_PART_BYTES as usize;
+    let sizes = [min, min + 3, 777];
+    let parts: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(p, size)| {
+            (0..*size as u32)
+                .map(|i| (i.wrapping_add(p as u32 * 7919).wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect()
+        })
+        .collect();
+    let whole: Vec<u8> = parts.concat();
+    let upload = buckets
+        .create_upload("large", "big", PutOptions::default())
+        .await
+        .unwrap();
+    let mut chosen = Vec::new();
+    for (i, bytes) in parts.iter().enumerate() {
+        let part = buckets
+            .put_part(
+                "large",
+                "big",
+                &upload.id,
+                i as u32 + 1,
+                Bytes::from(bytes.clone()),
+            )
+            .await
+            .unwrap();
+        chosen.push((part.number, part.etag));
+    }
+    let object = buckets
+        .complete_upload("large", "big", &upload.id, &chosen, None)
+        .await
+        .unwrap();
+    assert_eq!(object.size, whole.len() as u64);
+    assert!(object.etag.ends_with("-3"), "{}", object.etag);
+    let files: Vec<String> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, size)| format!("{:05}.{size}", i + 1))
+        .collect();
+    assert_eq!(bucket_blobs(&location, "large").await, files);
+    assert_eq!(staged(&location).await, Vec::<String>::new());
+
+    let got = buckets.get("large", "big", None).await.unwrap();
+    assert!(got.bytes == whole, "the object read back differs");
+    let (first, second) = (sizes[0] as u64, (sizes[0] + sizes[1]) as u64);
+    for range in [
+        ByteRange::From {
+            first: first - 10,
+            last: Some(first + 9),
+        },
+        ByteRange::From {
+            first: first - 1,
+            last: Some(second),
+        },
+        ByteRange::Suffix(sizes[2] as u64 + 100),
+    ] {
+        let got = buckets.get("large", "big", Some(range)).await.unwrap();
+        let r = got.range.clone().unwrap();
+        assert!(
+            got.bytes[..] == whole[r.start as usize..r.end as usize],
+            "range {range:?} read back differs"
+        );
+    }
+    assert!(buckets.delete("large", "big", None).await.unwrap());
+    assert_eq!(bucket_blobs(&location, "large").await, Vec::<String>::new());
+
+    // A composite left by a completion cut off before its commit, and a
+    // folder Nimbus did not write.
+    let prefix = S3Location::parse(&location).unwrap().prefix;
+    for name in [
+        format!("{:032x}-2/00001.3", 7),
+        format!("{:032x}-2/00002.3", 7),
+        "notes/00001.3".into(),
+    ] {
+        raw_client()
+            .put(
+                &BlobPath::from(format!("{prefix}/large/{name}")),
+                Bytes::from_static(b"abc").into(),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(buckets.sweep_orphans(Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(bucket_blobs(&location, "large").await, ["00001.3"]);
 }

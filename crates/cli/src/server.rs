@@ -357,6 +357,10 @@ impl Server {
         if let Some(stopping) = stopping {
             let _ = stopping.await;
         }
+        // Uploads cut off by the drain are given up in tasks of their own
+        // (an S3 multipart upload aborted, or its parts stay in the bucket);
+        // the exit would cut those off too.
+        let _ = tokio::time::timeout(limits.shutdown_grace, self.buckets.cleanups_settled()).await;
         let _ = stop_ownership.send(true);
         let _ = tokio::time::timeout(limits.shutdown_grace, balancer).await;
         reporter.abort();

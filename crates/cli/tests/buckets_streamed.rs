@@ -100,14 +100,24 @@ fn blob_files(app: &TestApp, bucket: &str) -> Vec<PathBuf> {
 }
 
 /// Cuts a blob to half an object's size behind the server's back, as
-/// damaged storage would.
+/// damaged storage would; a completed multipart upload's blob, a folder of
+/// its parts, has each part cut to half its size.
 fn cut_short(blob: &Path) {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(blob)
-        .unwrap()
-        .set_len(OBJECT_BYTES as u64 / 2)
-        .unwrap();
+    let cut = |file: &Path, len: u64| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(file)
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+    };
+    if blob.is_dir() {
+        for part in std::fs::read_dir(blob).unwrap().flatten() {
+            cut(&part.path(), part.metadata().unwrap().len() / 2);
+        }
+    } else {
+        cut(blob, OBJECT_BYTES as u64 / 2);
+    }
 }
 
 /// A body sent chunked (no `Content-Length`), 1 MiB at a time.
