@@ -593,3 +593,163 @@ async fn a_completion_cut_off_before_its_commit_leaves_the_upload_whole_for_afte
     assert_eq!(object.size, bytes.len() as u64);
     assert!(buckets.get("photos", "k", None).await.unwrap().bytes == bytes);
 }
+
+/// A bucket store that, once told to, answers no commit: the commit is
+/// made (as the store makes every commit it was sent, whoever still waits
+/// for its answer), said so on the channel, and its caller left waiting.
+struct CommitsUnanswered {
+    inner: Arc<SqliteStore>,
+    made: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+#[async_trait::async_trait]
+impl nimbus_store::BucketStore for CommitsUnanswered {
+    async fn begin_upload(
+        &self,
+        bucket: &str,
+        blob: &str,
+        uploader: &str,
+    ) -> nimbus_store::StoreResult<()> {
+        self.inner.begin_upload(bucket, blob, uploader).await
+    }
+    async fn abandon_upload(&self, bucket: &str, blob: &str) -> nimbus_store::StoreResult<()> {
+        self.inner.abandon_upload(bucket, blob).await
+    }
+    async fn expire_uploads(&self, older_than_ms: u64) -> nimbus_store::StoreResult<u64> {
+        self.inner.expire_uploads(older_than_ms).await
+    }
+    async fn abandon_uploads_of(&self, uploader: &str) -> nimbus_store::StoreResult<u64> {
+        self.inner.abandon_uploads_of(uploader).await
+    }
+    async fn commit_put(
+        &self,
+        bucket: &str,
+        object: nimbus_store::NewObject,
+        events: nimbus_store::EventsFor,
+    ) -> nimbus_store::StoreResult<nimbus_store::ObjectPutOutcome> {
+        let outcome = self.inner.commit_put(bucket, object, events).await;
+        let made = self.made.lock().unwrap().take();
+        match made {
+            Some(made) => {
+                let _ = made.send(());
+                std::future::pending().await
+            }
+            None => outcome,
+        }
+    }
+    async fn commit_delete(
+        &self,
+        bucket: &str,
+        key: &str,
+        events: nimbus_store::EventsFor,
+    ) -> nimbus_store::StoreResult<Option<nimbus_store::ObjectMeta>> {
+        self.inner.commit_delete(bucket, key, events).await
+    }
+    async fn object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> nimbus_store::StoreResult<Option<nimbus_store::ObjectMeta>> {
+        self.inner.object(bucket, key).await
+    }
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        query: nimbus_store::ListQuery,
+    ) -> nimbus_store::StoreResult<nimbus_store::ListPage> {
+        self.inner.list_objects(bucket, query).await
+    }
+    async fn unreferenced_blobs(
+        &self,
+        bucket: &str,
+        blobs: Vec<String>,
+    ) -> nimbus_store::StoreResult<Vec<String>> {
+        self.inner.unreferenced_blobs(bucket, blobs).await
+    }
+    async fn delete_bucket(
+        &self,
+        bucket: &str,
+    ) -> nimbus_store::StoreResult<Option<nimbus_store::BucketDeleted>> {
+        self.inner.delete_bucket(bucket).await
+    }
+    async fn buckets_with_objects(&self) -> nimbus_store::StoreResult<Vec<String>> {
+        self.inner.buckets_with_objects().await
+    }
+}
+
+/// A caller that goes away while its upload's commit is under way (a
+/// client disconnecting during CompleteMultipartUpload or a PUT) may leave
+/// the commit made: the store runs every commit it was sent. The object it
+/// committed must keep its bytes: the blob given up on the drop would be
+/// the one the object now refers to, and the object it replaced is gone.
+#[tokio::test]
+async fn a_caller_gone_during_the_commit_leaves_the_committed_object_its_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, sqlite) = open(dir.path()).await;
+    let app = App::parse(Path::new("nimbus.toml"), MANIFEST).unwrap();
+    let store = Arc::new(CommitsUnanswered {
+        inner: sqlite,
+        made: std::sync::Mutex::new(None),
+    });
+    let buckets = Buckets::open(&app, &dir.path().join("buckets"), store.clone()).unwrap();
+    let cut_off = |store: &CommitsUnanswered| {
+        let (made, told) = tokio::sync::oneshot::channel();
+        *store.made.lock().unwrap() = Some(made);
+        told
+    };
+
+    // A completion.
+    let parts = [pattern(1, MIN_PART_BYTES as usize), pattern(2, 77)];
+    let upload = buckets
+        .create_upload("photos", "big", PutOptions::default())
+        .await
+        .unwrap();
+    let mut chosen = Vec::new();
+    for (i, bytes) in parts.iter().enumerate() {
+        let part = buckets
+            .put_part(
+                "photos",
+                "big",
+                &upload.id,
+                i as u32 + 1,
+                Bytes::from(bytes.clone()),
+            )
+            .await
+            .unwrap();
+        chosen.push((part.number, part.etag));
+    }
+    let told = cut_off(&store);
+    let mut completing =
+        Box::pin(buckets.complete_upload("photos", "big", &upload.id, &chosen, None));
+    tokio::select! {
+        _ = &mut completing => panic!("a commit left unanswered was answered"),
+        _ = told => {}
+    }
+    drop(completing);
+    buckets.cleanups_settled().await;
+    let got = buckets.get("photos", "big", None).await;
+    assert!(
+        got.is_ok_and(|got| got.bytes == parts.concat()),
+        "the committed completion lost its bytes"
+    );
+
+    // A plain put.
+    let told = cut_off(&store);
+    let mut putting = Box::pin(buckets.put(
+        "photos",
+        "small",
+        Bytes::from_static(b"kept"),
+        PutOptions::default(),
+    ));
+    tokio::select! {
+        _ = &mut putting => panic!("a commit left unanswered was answered"),
+        _ = told => {}
+    }
+    drop(putting);
+    buckets.cleanups_settled().await;
+    let got = buckets.get("photos", "small", None).await;
+    assert!(
+        got.is_ok_and(|got| &got.bytes[..] == b"kept"),
+        "the committed put lost its bytes"
+    );
+}
