@@ -209,7 +209,8 @@ fn exactly(body: blob::ByteStream, len: u64) -> blob::ByteStream {
 }
 
 /// A blob being uploaded: given up (removed, its registration ended)
-/// unless kept, also when dropped mid-upload, in a task of its own.
+/// unless kept, also when dropped mid-upload, in a task of its own; not
+/// once its commit is asked for (see [`Buckets::commit`]).
 struct InFlight {
     blobs: Arc<blob::Blobs>,
     store: Arc<dyn BucketStore>,
@@ -543,9 +544,14 @@ impl Buckets {
         &self,
         bucket: &str,
         new: NewObject,
-        guard: InFlight,
+        mut guard: InFlight,
         traceparent: Option<String>,
     ) -> Result<ObjectMeta, BucketError> {
+        // The store makes a commit it was sent whether or not its answer is
+        // awaited, so from here a drop (the caller gone) keeps the blob, which
+        // the commit may have made an object's: should it not have, the
+        // sweep takes the blob once its registration ends or expires.
+        guard.settled = true;
         let triggers = self.triggers.get(bucket).cloned().unwrap_or_default();
         let events = Box::new(move |o: &ObjectMeta| {
             event::messages(
