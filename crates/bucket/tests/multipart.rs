@@ -753,3 +753,86 @@ async fn a_caller_gone_during_the_commit_leaves_the_committed_object_its_bytes()
         "the committed put lost its bytes"
     );
 }
+
+/// Of a part sent twice, the completion takes the one whose ETag it names;
+/// an object of one empty part reads back empty; ranges that begin or end
+/// exactly on a part's boundary read the right bytes.
+#[tokio::test]
+async fn a_completion_takes_the_part_it_names_and_boundaries_read_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (buckets, _) = open(dir.path()).await;
+    let upload = buckets
+        .create_upload("photos", "k", PutOptions::default())
+        .await
+        .unwrap();
+    let first = pattern(5, MIN_PART_BYTES as usize);
+    let earlier = buckets
+        .put_part("photos", "k", &upload.id, 1, Bytes::from(first.clone()))
+        .await
+        .unwrap();
+    buckets
+        .put_part("photos", "k", &upload.id, 1, Bytes::from(pattern(6, 100)))
+        .await
+        .unwrap();
+    let last = pattern(7, 10);
+    let second = buckets
+        .put_part("photos", "k", &upload.id, 2, Bytes::from(last.clone()))
+        .await
+        .unwrap();
+    let object = buckets
+        .complete_upload(
+            "photos",
+            "k",
+            &upload.id,
+            &[(1, earlier.etag.clone()), (2, second.etag.clone())],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        object.etag,
+        multipart_etag([earlier.etag.as_str(), second.etag.as_str()]).unwrap()
+    );
+    let whole = [first.clone(), last.clone()].concat();
+    assert!(buckets.get("photos", "k", None).await.unwrap().bytes == whole);
+    let boundary = first.len() as u64;
+    for (start, end) in [
+        (boundary - 4, boundary),
+        (boundary, boundary + 3),
+        (boundary - 1, boundary + 1),
+        (boundary, whole.len() as u64),
+        (whole.len() as u64 - 1, whole.len() as u64),
+    ] {
+        let range = ByteRange::From {
+            first: start,
+            last: Some(end - 1),
+        };
+        let got = buckets.get("photos", "k", Some(range)).await.unwrap();
+        assert!(
+            got.bytes[..] == whole[start as usize..end as usize],
+            "{start}..{end} read back differs"
+        );
+    }
+
+    let empty = buckets
+        .create_upload("photos", "empty", PutOptions::default())
+        .await
+        .unwrap();
+    let part = buckets
+        .put_part("photos", "empty", &empty.id, 1, Bytes::new())
+        .await
+        .unwrap();
+    let object = buckets
+        .complete_upload("photos", "empty", &empty.id, &[(1, part.etag)], None)
+        .await
+        .unwrap();
+    assert_eq!(object.size, 0);
+    assert!(
+        buckets
+            .get("photos", "empty", None)
+            .await
+            .unwrap()
+            .bytes
+            .is_empty()
+    );
+}
