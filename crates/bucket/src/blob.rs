@@ -700,4 +700,122 @@ mod tests {
         blobs.prepare("photos").await.unwrap();
         a_second_write_of_one_name_fails_and_keeps_the_first(blobs).await;
     }
+
+    /// The storage it wraps, counting the deletes of one object sent to it.
+    #[derive(Debug)]
+    struct CountingDeletes {
+        inner: Arc<dyn ObjectStore>,
+        deletes: std::sync::atomic::AtomicUsize,
+    }
+
+    impl std::fmt::Display for CountingDeletes {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "counting {}", self.inner)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for CountingDeletes {
+        async fn put_opts(
+            &self,
+            location: &BlobPath,
+            payload: object_store::PutPayload,
+            opts: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &BlobPath,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &BlobPath,
+            options: GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+        async fn delete(&self, location: &BlobPath) -> object_store::Result<()> {
+            self.deletes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.delete(location).await
+        }
+        fn delete_stream<'a>(
+            &'a self,
+            locations: BoxStream<'a, object_store::Result<BlobPath>>,
+        ) -> BoxStream<'a, object_store::Result<BlobPath>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&BlobPath>,
+        ) -> BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&BlobPath>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy(&self, from: &BlobPath, to: &BlobPath) -> object_store::Result<()> {
+            self.inner.copy(from, to).await
+        }
+        async fn copy_if_not_exists(
+            &self,
+            from: &BlobPath,
+            to: &BlobPath,
+        ) -> object_store::Result<()> {
+            self.inner.copy_if_not_exists(from, to).await
+        }
+    }
+
+    /// A composite blob may have thousands of parts, and a delete or a
+    /// replacing put waits for its removal (as does the sweep): on S3 its
+    /// parts go in bulk (DeleteObjects, 1,000 keys a request), not in a
+    /// request each one after the other.
+    #[tokio::test]
+    async fn on_s3_a_composite_blob_is_removed_in_bulk_not_a_request_per_part() {
+        let server = nimbus_test_s3::server();
+        let config = S3Config::with_static_credentials(
+            crate::S3Location::parse(&server.fresh_location()).unwrap(),
+            Some(server.endpoint()),
+            None,
+            nimbus_test_s3::ACCESS_KEY_ID,
+            nimbus_test_s3::SECRET_ACCESS_KEY,
+        );
+        let mut blobs = Blobs::s3(&config).unwrap();
+        blobs.prepare("photos").await.unwrap();
+        let id = Blobs::new_name();
+        let mut parts = Vec::new();
+        for i in 1..=40 {
+            let name = format!("{i:05}.{}", Blobs::new_name());
+            blobs
+                .write_staged(&id, &name, Bytes::from(vec![i as u8; 3]))
+                .await
+                .unwrap();
+            parts.push((name, 3));
+        }
+        let blob = crate::composite::new_name(parts.len());
+        let adopted = blobs.adopt_parts("photos", &blob, &id, &parts).await;
+        assert!(matches!(adopted, Ok(crate::composite::Adopted::Whole)));
+        let counting = Arc::new(CountingDeletes {
+            inner: blobs.store.clone(),
+            deletes: Default::default(),
+        });
+        blobs.store = counting.clone();
+        blobs.remove("photos", &blob).await;
+        assert_eq!(blobs.read("photos", &blob, None).await.unwrap(), None);
+        let listed: Vec<_> = blobs
+            .store()
+            .list(Some(&blobs.location("photos", &blob)))
+            .collect()
+            .await;
+        assert!(listed.is_empty(), "parts were left");
+        let deletes = counting.deletes.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(deletes, 0, "a request per part");
+    }
 }
