@@ -774,11 +774,12 @@ mod tests {
     }
 
     /// A composite blob may have thousands of parts, and a delete or a
-    /// replacing put waits for its removal (as does the sweep): on S3 its
-    /// parts go in bulk (DeleteObjects, 1,000 keys a request), not in a
-    /// request each one after the other.
+    /// replacing put waits for its removal (as does the sweep), as a
+    /// completion's answer waits for its upload's files: on S3 they go in
+    /// bulk (DeleteObjects, 1,000 keys a request), not in a request each one
+    /// after the other.
     #[tokio::test]
-    async fn on_s3_a_composite_blob_is_removed_in_bulk_not_a_request_per_part() {
+    async fn on_s3_a_composite_blob_and_an_upload_are_removed_in_bulk_not_a_request_per_file() {
         let server = nimbus_test_s3::server();
         let config = S3Config::with_static_credentials(
             crate::S3Location::parse(&server.fresh_location()).unwrap(),
@@ -817,5 +818,12 @@ mod tests {
         assert!(listed.is_empty(), "parts were left");
         let deletes = counting.deletes.load(std::sync::atomic::Ordering::Relaxed);
         assert_eq!(deletes, 0, "a request per part");
+
+        // So are the files of an upload, two a part, once it is completed
+        // (the client waiting for the answer) or aborted.
+        assert!(blobs.remove_staged(&id).await.unwrap());
+        assert!(blobs.list_staged(&id).await.unwrap().is_empty());
+        let deletes = counting.deletes.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(deletes, 0, "a request per staged file");
     }
 }
