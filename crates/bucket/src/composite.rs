@@ -310,10 +310,19 @@ impl Blobs {
             .try_collect()
             .await
             .map_err(blob_error)?;
-        // In bulk (S3's DeleteObjects, 1,000 keys a request): a composite
-        // may have 10,000 parts, and a delete or a replacing put waits for
-        // their removal.
-        let locations = futures::stream::iter(listed.iter().cloned().map(Ok)).boxed();
+        // A composite may have 10,000 parts, and a delete or a replacing
+        // put waits for their removal.
+        self.delete_all(&listed).await?;
+        Ok(!listed.is_empty())
+    }
+
+    /// Removes `locations` in bulk (on S3 DeleteObjects, 1,000 keys a
+    /// request); one already gone is not an error.
+    pub(crate) async fn delete_all(
+        &self,
+        locations: &[BlobPath],
+    ) -> Result<(), crate::BucketError> {
+        let locations = futures::stream::iter(locations.iter().cloned().map(Ok)).boxed();
         let mut deleted = self.store().delete_stream(locations);
         while let Some(deleted) = deleted.next().await {
             match deleted {
@@ -321,7 +330,7 @@ impl Blobs {
                 Err(e) => return Err(blob_error(e)),
             }
         }
-        Ok(!listed.is_empty())
+        Ok(())
     }
 }
 

@@ -24,7 +24,7 @@ pub const MIN_PART_BYTES: u64 = 5 << 20;
 /// upload does not keep its bytes for ever.
 pub const UPLOAD_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The file describing an upload.
-const DESCRIPTION: &str = "upload.json";
+pub(crate) const DESCRIPTION: &str = "upload.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MultipartError {

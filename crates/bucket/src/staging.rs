@@ -171,13 +171,15 @@ impl Blobs {
         }
         // Some services list a folder whose files are gone for a while.
         let files = self.list_staged(id).await?;
-        for file in &files {
-            let at = self.upload_dir(id).child(file.name.as_str());
-            match self.store().delete(&at).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(blob_error(e)),
-            }
-        }
+        // An upload of 10,000 parts has 20,001 files, and a completion's
+        // answer waits for their removal: they go in bulk, the description
+        // last, so an upload cut off midway is still found (and aborted).
+        let (description, parts): (Vec<_>, Vec<_>) = files
+            .iter()
+            .map(|file| self.upload_dir(id).child(file.name.as_str()))
+            .partition(|at| at.filename() == Some(crate::multipart::DESCRIPTION));
+        self.delete_all(&parts).await?;
+        self.delete_all(&description).await?;
         Ok(!files.is_empty())
     }
 }
