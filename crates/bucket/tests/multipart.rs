@@ -597,9 +597,17 @@ async fn a_completion_cut_off_before_its_commit_leaves_the_upload_whole_for_afte
 /// A bucket store that, once told to, answers no commit: the commit is
 /// made (as the store makes every commit it was sent, whoever still waits
 /// for its answer), said so on the channel, and its caller left waiting.
+/// Or, told to hold one, says it has reached a commit and makes it only
+/// once let go.
 struct CommitsUnanswered {
     inner: Arc<SqliteStore>,
     made: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    held: std::sync::Mutex<Option<Held>>,
+}
+
+struct Held {
+    reached: tokio::sync::oneshot::Sender<()>,
+    let_go: tokio::sync::oneshot::Receiver<()>,
 }
 
 #[async_trait::async_trait]
@@ -627,6 +635,11 @@ impl nimbus_store::BucketStore for CommitsUnanswered {
         object: nimbus_store::NewObject,
         events: nimbus_store::EventsFor,
     ) -> nimbus_store::StoreResult<nimbus_store::ObjectPutOutcome> {
+        let held = self.held.lock().unwrap().take();
+        if let Some(held) = held {
+            let _ = held.reached.send(());
+            let _ = held.let_go.await;
+        }
         let outcome = self.inner.commit_put(bucket, object, events).await;
         let made = self.made.lock().unwrap().take();
         match made {
@@ -690,6 +703,7 @@ async fn a_caller_gone_during_the_commit_leaves_the_committed_object_its_bytes()
     let store = Arc::new(CommitsUnanswered {
         inner: sqlite,
         made: std::sync::Mutex::new(None),
+        held: std::sync::Mutex::new(None),
     });
     let buckets = Buckets::open(&app, &dir.path().join("buckets"), store.clone()).unwrap();
     let cut_off = |store: &CommitsUnanswered| {
@@ -834,5 +848,65 @@ async fn a_completion_takes_the_part_it_names_and_boundaries_read_exactly() {
             .unwrap()
             .bytes
             .is_empty()
+    );
+}
+
+/// Between a completion's composite made of the staged parts and its
+/// commit, neither the orphan sweep nor the sweep of old uploads (here
+/// taking every upload) takes any of the object's bytes: the composite is
+/// registered, and its parts are links of their own to the staged files.
+#[tokio::test]
+async fn the_sweeps_between_a_completions_composite_and_its_commit_take_none_of_its_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, sqlite) = open(dir.path()).await;
+    let app = App::parse(Path::new("nimbus.toml"), MANIFEST).unwrap();
+    let store = Arc::new(CommitsUnanswered {
+        inner: sqlite,
+        made: std::sync::Mutex::new(None),
+        held: std::sync::Mutex::new(None),
+    });
+    let buckets = Buckets::open(&app, &dir.path().join("buckets"), store.clone()).unwrap();
+    let parts = [pattern(11, MIN_PART_BYTES as usize), pattern(12, 4321)];
+    let upload = buckets
+        .create_upload("photos", "k", PutOptions::default())
+        .await
+        .unwrap();
+    let mut chosen = Vec::new();
+    for (i, bytes) in parts.iter().enumerate() {
+        let part = buckets
+            .put_part(
+                "photos",
+                "k",
+                &upload.id,
+                i as u32 + 1,
+                Bytes::from(bytes.clone()),
+            )
+            .await
+            .unwrap();
+        chosen.push((part.number, part.etag));
+    }
+    let (reached, reached_rx) = tokio::sync::oneshot::channel();
+    let (let_go, let_go_rx) = tokio::sync::oneshot::channel();
+    *store.held.lock().unwrap() = Some(Held {
+        reached,
+        let_go: let_go_rx,
+    });
+    let completing = buckets.complete_upload("photos", "k", &upload.id, &chosen, None);
+    let sweeping = async {
+        reached_rx.await.unwrap();
+        assert_eq!(buckets.sweep_orphans(Duration::ZERO).await.unwrap(), 0);
+        assert_eq!(buckets.sweep_uploads(Duration::ZERO).await.unwrap(), 1);
+        let_go.send(()).unwrap();
+    };
+    let (object, ()) = tokio::join!(completing, sweeping);
+    let object = object.unwrap();
+    assert_eq!(object.size, (parts[0].len() + parts[1].len()) as u64);
+    let got = buckets.get("photos", "k", None).await.unwrap();
+    assert!(got.bytes == parts.concat(), "the object read back differs");
+    assert_eq!(buckets.sweep_orphans(Duration::ZERO).await.unwrap(), 0);
+    let got = buckets.get("photos", "k", None).await.unwrap();
+    assert!(
+        got.bytes == parts.concat(),
+        "the sweep took the object's bytes"
     );
 }
