@@ -36,8 +36,9 @@ async fn main() {
     }
 }
 
-/// Runs `op` from `clients` tasks for `duration`; returns operations per second.
-async fn rate<F, Fut>(clients: usize, duration: Duration, op: F) -> f64
+/// Runs `op` from `clients` tasks for `duration`, numbering the operations
+/// from 0; returns operations per second and how many ran (each to its end).
+async fn rate<F, Fut>(clients: usize, duration: Duration, op: F) -> (f64, u64)
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
@@ -62,7 +63,8 @@ where
     for w in workers {
         w.await.unwrap();
     }
-    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    let ran = done.load(Ordering::Relaxed);
+    (ran as f64 / started.elapsed().as_secs_f64(), ran)
 }
 
 async fn throughput(args: &[String]) {
@@ -79,7 +81,7 @@ async fn throughput(args: &[String]) {
     std::fs::create_dir_all(&raw_root).unwrap();
     let fs = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&raw_root).unwrap());
     let (fs2, body2, root2) = (fs.clone(), body.clone(), raw_root.clone());
-    let raw_put = rate(clients, duration, move |n| {
+    let (raw_put, _) = rate(clients, duration, move |n| {
         let (fs, body, root) = (fs2.clone(), body2.clone(), root2.clone());
         async move {
             let at = object_store::path::Path::from(format!("b/{n}"));
@@ -92,7 +94,7 @@ async fn throughput(args: &[String]) {
     .await;
     let written = std::fs::read_dir(raw_root.join("b")).unwrap().count() as u64;
     let fs3 = fs.clone();
-    let raw_get = rate(clients, duration, move |n| {
+    let (raw_get, _) = rate(clients, duration, move |n| {
         let fs = fs3.clone();
         async move {
             let at = object_store::path::Path::from(format!("b/{}", n % written));
@@ -130,7 +132,8 @@ async fn throughput(args: &[String]) {
     let before = store.commit_stats();
     let buckets = Arc::new(Buckets::open(&app, &dir.join("buckets"), store.clone()).unwrap());
     let (b2, body2) = (buckets.clone(), body.clone());
-    let put = rate(clients, duration, move |n| {
+    // Keys `k0` up to the number of puts made, each of them committed.
+    let (put, objects) = rate(clients, duration, move |n| {
         let (buckets, body) = (b2.clone(), body2.clone());
         async move {
             buckets
@@ -141,9 +144,8 @@ async fn throughput(args: &[String]) {
     })
     .await;
     let after = store.commit_stats();
-    let objects = after.requests - before.requests;
     let b3 = buckets.clone();
-    let get = rate(clients, duration, move |n| {
+    let (get, _) = rate(clients, duration, move |n| {
         let buckets = b3.clone();
         async move {
             buckets
