@@ -211,8 +211,9 @@ const STARTED_WITH_FILE: &str = "started-with";
 /// Records the local app as a deployment and prepares what this node is to
 /// serve first: the local app, made the active deployment, when the store
 /// has none active, or the manifest changed since this node last started
-/// (someone edited it: that is what they want served), or, on a node's
-/// first start, when the store has never seen this version. Otherwise (a
+/// (someone edited it: that is what they want served), or the store has
+/// never seen this version (a node's first start, or a node pointed at
+/// another store). Otherwise (a
 /// node restarting on the manifest it had, or a new node given a version
 /// the store has served before) the store's active deployment is served,
 /// with a line saying so: a restart never rolls back a `nimbus deploy`.
@@ -266,13 +267,14 @@ async fn deploy_local(server: &Server, app: App) -> anyhow::Result<(LocalApp, De
     let started_with = std::fs::read_to_string(&started_with_path)
         .ok()
         .map(|d| d.trim().to_owned());
+    // `started-with` belongs to the data directory, not to the store: a
+    // node pointed at another store may have started with this version
+    // elsewhere, so a version this store has never seen goes live whatever
+    // the file says.
     let serve_local = match active {
         None => true,
         Some(active) if active == record.id => true,
-        Some(_) => match &started_with {
-            Some(last) => *last != digest,
-            None => new,
-        },
+        Some(_) => new || started_with.as_ref().is_some_and(|last| *last != digest),
     };
     let local = LocalApp {
         app: app.clone(),

@@ -399,6 +399,33 @@ async fn a_restart_keeps_a_later_deploy_but_an_edited_manifest_goes_live() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_pointed_at_another_store_serves_its_manifest_if_that_store_never_saw_it() {
+    // This data directory last started with `one`, on its own store.
+    let one = greeter("one");
+    let mut nimbus = one.start().await;
+    assert_eq!(greeting(&nimbus).await, "one, world\n");
+    nimbus.terminate();
+    assert_eq!(nimbus.exit_code().await, Some(0));
+
+    // Another store, whose active deployment is another version.
+    let other = greeter("other");
+    let mut nimbus = other.start().await;
+    assert_eq!(greeting(&nimbus).await, "other, world\n");
+    nimbus.terminate();
+    assert_eq!(nimbus.exit_code().await, Some(0));
+
+    // The node, its manifest unchanged since it last started, now on the
+    // other store: that store never served `one`, so it is no restart onto
+    // a later deploy but a new version, and it goes live.
+    let store = format!("sqlite:{}", other.data_dir().join("nimbus.db").display());
+    let nimbus = Nimbus::start(&one.write(), &one.data_dir(), &["--store", &store]).await;
+    assert_eq!(greeting(&nimbus).await, "one, world\n");
+    let listed = get_json(nimbus.admin_url("/v1/deployments")).await;
+    assert_eq!(listed["deployments"][0]["id"], 2, "{listed}");
+    assert_eq!(listed["deployments"][0]["active"], true, "{listed}");
+}
+
 /// The leases held in the cluster, by name.
 async fn lease_names(nimbus: &Nimbus) -> Vec<String> {
     let view = get_json(nimbus.admin_url("/v1/cluster")).await;
