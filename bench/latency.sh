@@ -5,14 +5,14 @@
 # the queue, prints each message as it starts handling it, and the server's
 # log line carries the time. p50/p99 of the difference are printed.
 #
-#   bench/latency.sh                   # 2000 messages at 200/s
-#   COUNT=5000 RATE=500 bench/latency.sh
+#   bench/latency.sh                   # 5000 messages at 1000/s (issue 17's figure)
+#   COUNT=2000 RATE=200 bench/latency.sh
 #   NIMBUS_BASELINE=/path/to/old/nimbus ROUNDS=2 bench/latency.sh
 #       # the baseline build too, in alternating rounds (baseline, this build, ...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-COUNT=${COUNT:-2000}
-RATE=${RATE:-200}
+COUNT=${COUNT:-5000}
+RATE=${RATE:-1000}
 ROUNDS=${ROUNDS:-1}
 NIMBUS=${NIMBUS:-./target/release/nimbus}
 
