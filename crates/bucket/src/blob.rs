@@ -333,7 +333,14 @@ impl Blobs {
     pub(crate) async fn remove_candidate(&self, candidate: &Candidate) -> bool {
         match &candidate.at {
             Removal::File(path) => std::fs::remove_file(path).is_ok(),
-            Removal::Folder(path) => std::fs::remove_dir_all(path).is_ok(),
+            // A composite's folder holds up to 10,000 part files: an unlink
+            // each, off the runtime's threads.
+            Removal::Folder(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || std::fs::remove_dir_all(path).is_ok())
+                    .await
+                    .unwrap_or(false)
+            }
             Removal::Composite(folder) => match self.remove_all_under(folder).await {
                 Ok(removed) => removed,
                 Err(e) => {

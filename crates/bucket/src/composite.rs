@@ -65,8 +65,9 @@ pub(crate) enum Adopted {
 impl Blobs {
     /// Makes composite blob `blob` of `bucket` from the staged files of
     /// upload `id` named in `parts` (with their sizes), in order, without
-    /// reading them: locally hard links (a copy only should the staging
-    /// area be on another filesystem), fsynced with the folders; on S3
+    /// reading them: locally hard links (a copy only where a link cannot be
+    /// made: another filesystem, or one without hard links), fsynced with
+    /// the folders; on S3
     /// server-side copies. The staged files stay until the upload goes.
     pub(crate) async fn adopt_parts(
         &self,
@@ -98,7 +99,7 @@ impl Blobs {
             let bucket_dir = root.join(bucket);
             let folder = bucket_dir.join(blob);
             let staged = root.join(crate::staging::AREA).join(id);
-            return tokio::task::spawn_blocking(move || {
+            return tokio::task::spawn_blocking(move || -> std::io::Result<Adopted> {
                 // Create-only, as every blob: a name that exists is never
                 // written into.
                 std::fs::create_dir(&folder)?;
@@ -109,11 +110,13 @@ impl Blobs {
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                             return Ok(Adopted::Missing(i + 1));
                         }
-                        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+                        // Another filesystem, one without hard links
+                        // (EPERM, EOPNOTSUPP), or a file at its link limit:
+                        // the bytes are copied instead.
+                        Err(_) => {
                             std::fs::copy(&from, &to)?;
                             std::fs::File::open(&to)?.sync_all()?;
                         }
-                        Err(e) => return Err(e),
                     }
                 }
                 // The links' entries, then the folder's own.

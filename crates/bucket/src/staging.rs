@@ -162,8 +162,14 @@ impl Blobs {
     /// error); `false` if there was none.
     pub(crate) async fn remove_staged(&self, id: &str) -> Result<bool, crate::BucketError> {
         if let Some(root) = self.local_root() {
-            // Staging files of cut-off writes, which listings hide, go too.
-            return match std::fs::remove_dir_all(root.join(AREA).join(id)) {
+            // Staging files of cut-off writes, which listings hide, go too;
+            // an upload of 10,000 parts has 20,001 files, an unlink each,
+            // off the runtime's threads.
+            let dir = root.join(AREA).join(id);
+            let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir))
+                .await
+                .map_err(blob_error)?;
+            return match removed {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
                 Err(e) => Err(blob_error(e)),
