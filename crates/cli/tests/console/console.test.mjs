@@ -66,6 +66,9 @@ try {
 
   step("an invocation's trace as a span tree");
   await page.goto(`${ADMIN}/console/#/invocation/${TRACED}`);
+  // A new hash only: until this invocation's page replaces it, the page
+  // (and its #spans) is still the invocation of the step before.
+  await page.locator("h1", { hasText: `Invocation ${TRACED}` }).waitFor();
   await page.locator("#spans").waitFor();
   // invoke caller > call callee > invoke callee, the last one another
   // invocation's, linked.
