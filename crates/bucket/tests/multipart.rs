@@ -6,6 +6,8 @@
 //! abandoned upload goes with the upload sweep, and a part cut off
 //! mid-body leaves no bytes.
 
+mod common;
+
 use bytes::Bytes;
 use nimbus_bucket::{
     Buckets, ByteRange, MIN_PART_BYTES, MultipartError, PutOptions, etag, multipart_etag,
@@ -441,24 +443,7 @@ async fn a_completion_writes_no_byte_again_and_its_object_reads_across_part_boun
     let complete = |key: &'static str| {
         let (buckets, parts, root) = (&buckets, &parts, &root);
         async move {
-            let upload = buckets
-                .create_upload("photos", key, PutOptions::default())
-                .await
-                .unwrap();
-            let mut chosen = Vec::new();
-            for (i, bytes) in parts.iter().enumerate() {
-                let part = buckets
-                    .put_part(
-                        "photos",
-                        key,
-                        &upload.id,
-                        i as u32 + 1,
-                        Bytes::from(bytes.clone()),
-                    )
-                    .await
-                    .unwrap();
-                chosen.push((part.number, part.etag));
-            }
+            let (upload, chosen) = common::upload_with_parts(buckets, "photos", key, parts).await;
             // The files holding the parts' bytes (markers are empty).
             let staged = root.join("_uploads").join(&upload.id);
             let data: Vec<u64> = inodes(&staged)
@@ -714,24 +699,7 @@ async fn a_caller_gone_during_the_commit_leaves_the_committed_object_its_bytes()
 
     // A completion.
     let parts = [pattern(1, MIN_PART_BYTES as usize), pattern(2, 77)];
-    let upload = buckets
-        .create_upload("photos", "big", PutOptions::default())
-        .await
-        .unwrap();
-    let mut chosen = Vec::new();
-    for (i, bytes) in parts.iter().enumerate() {
-        let part = buckets
-            .put_part(
-                "photos",
-                "big",
-                &upload.id,
-                i as u32 + 1,
-                Bytes::from(bytes.clone()),
-            )
-            .await
-            .unwrap();
-        chosen.push((part.number, part.etag));
-    }
+    let (upload, chosen) = common::upload_with_parts(&buckets, "photos", "big", &parts).await;
     let told = cut_off(&store);
     let mut completing =
         Box::pin(buckets.complete_upload("photos", "big", &upload.id, &chosen, None));
@@ -867,24 +835,7 @@ async fn the_sweeps_between_a_completions_composite_and_its_commit_take_none_of_
     });
     let buckets = Buckets::open(&app, &dir.path().join("buckets"), store.clone()).unwrap();
     let parts = [pattern(11, MIN_PART_BYTES as usize), pattern(12, 4321)];
-    let upload = buckets
-        .create_upload("photos", "k", PutOptions::default())
-        .await
-        .unwrap();
-    let mut chosen = Vec::new();
-    for (i, bytes) in parts.iter().enumerate() {
-        let part = buckets
-            .put_part(
-                "photos",
-                "k",
-                &upload.id,
-                i as u32 + 1,
-                Bytes::from(bytes.clone()),
-            )
-            .await
-            .unwrap();
-        chosen.push((part.number, part.etag));
-    }
+    let (upload, chosen) = common::upload_with_parts(&buckets, "photos", "k", &parts).await;
     let (reached, reached_rx) = tokio::sync::oneshot::channel();
     let (let_go, let_go_rx) = tokio::sync::oneshot::channel();
     *store.held.lock().unwrap() = Some(Held {

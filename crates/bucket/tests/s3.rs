@@ -10,6 +10,8 @@
 //! multipart upload in progress on the service; a completed upload made of
 //! its parts copied server-side, read across their boundaries.
 
+mod common;
+
 use bytes::Bytes;
 use futures::TryStreamExt as _;
 use nimbus_bucket::{
@@ -637,24 +639,7 @@ async fn a_completed_upload_on_s3_is_made_of_its_parts_and_reads_across_their_bo
         })
         .collect();
     let whole: Vec<u8> = parts.concat();
-    let upload = buckets
-        .create_upload("large", "big", PutOptions::default())
-        .await
-        .unwrap();
-    let mut chosen = Vec::new();
-    for (i, bytes) in parts.iter().enumerate() {
-        let part = buckets
-            .put_part(
-                "large",
-                "big",
-                &upload.id,
-                i as u32 + 1,
-                Bytes::from(bytes.clone()),
-            )
-            .await
-            .unwrap();
-        chosen.push((part.number, part.etag));
-    }
+    let (upload, chosen) = common::upload_with_parts(&buckets, "large", "big", &parts).await;
     let object = buckets
         .complete_upload("large", "big", &upload.id, &chosen, None)
         .await
