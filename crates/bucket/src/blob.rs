@@ -576,6 +576,23 @@ fn local_candidates(dir: PathBuf, grace: Duration) -> impl Iterator<Item = Candi
         })
 }
 
+/// Blobs on a fresh prefix of the test process's private S3 service, with
+/// the bucket `photos` ready.
+#[cfg(test)]
+pub(crate) async fn s3_blobs_with_photos() -> Blobs {
+    let server = nimbus_test_s3::server();
+    let config = S3Config::with_static_credentials(
+        crate::S3Location::parse(&server.fresh_location()).unwrap(),
+        Some(server.endpoint()),
+        None,
+        nimbus_test_s3::ACCESS_KEY_ID,
+        nimbus_test_s3::SECRET_ACCESS_KEY,
+    );
+    let blobs = Blobs::s3(&config).unwrap();
+    blobs.prepare("photos").await.unwrap();
+    blobs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -672,16 +689,7 @@ mod tests {
 
     #[tokio::test]
     async fn s3_streamed_writes_are_whole() {
-        let server = nimbus_test_s3::server();
-        let config = S3Config::with_static_credentials(
-            crate::S3Location::parse(&server.fresh_location()).unwrap(),
-            Some(server.endpoint()),
-            None,
-            nimbus_test_s3::ACCESS_KEY_ID,
-            nimbus_test_s3::SECRET_ACCESS_KEY,
-        );
-        let blobs = Blobs::s3(&config).unwrap();
-        blobs.prepare("photos").await.unwrap();
+        let blobs = s3_blobs_with_photos().await;
         a_streamed_write_reads_back_whole_and_an_over_limit_one_leaves_nothing(blobs).await;
     }
 
@@ -695,16 +703,7 @@ mod tests {
 
     #[tokio::test]
     async fn s3_blobs_are_written_once() {
-        let server = nimbus_test_s3::server();
-        let config = S3Config::with_static_credentials(
-            crate::S3Location::parse(&server.fresh_location()).unwrap(),
-            Some(server.endpoint()),
-            None,
-            nimbus_test_s3::ACCESS_KEY_ID,
-            nimbus_test_s3::SECRET_ACCESS_KEY,
-        );
-        let blobs = Blobs::s3(&config).unwrap();
-        blobs.prepare("photos").await.unwrap();
+        let blobs = s3_blobs_with_photos().await;
         a_second_write_of_one_name_fails_and_keeps_the_first(blobs).await;
     }
 
@@ -787,16 +786,7 @@ mod tests {
     /// after the other.
     #[tokio::test]
     async fn on_s3_a_composite_blob_and_an_upload_are_removed_in_bulk_not_a_request_per_file() {
-        let server = nimbus_test_s3::server();
-        let config = S3Config::with_static_credentials(
-            crate::S3Location::parse(&server.fresh_location()).unwrap(),
-            Some(server.endpoint()),
-            None,
-            nimbus_test_s3::ACCESS_KEY_ID,
-            nimbus_test_s3::SECRET_ACCESS_KEY,
-        );
-        let mut blobs = Blobs::s3(&config).unwrap();
-        blobs.prepare("photos").await.unwrap();
+        let mut blobs = s3_blobs_with_photos().await;
         let id = Blobs::new_name();
         let mut parts = Vec::new();
         for i in 1..=40 {

@@ -346,16 +346,7 @@ mod tests {
     /// composite instead; either way the composite reads back whole.
     #[tokio::test]
     async fn on_s3_a_part_too_large_to_copy_is_streamed_into_the_composite() {
-        let server = nimbus_test_s3::server();
-        let config = crate::S3Config::with_static_credentials(
-            crate::S3Location::parse(&server.fresh_location()).unwrap(),
-            Some(server.endpoint()),
-            None,
-            nimbus_test_s3::ACCESS_KEY_ID,
-            nimbus_test_s3::SECRET_ACCESS_KEY,
-        );
-        let blobs = Blobs::s3(&config).unwrap();
-        blobs.prepare("photos").await.unwrap();
+        let blobs = crate::blob::s3_blobs_with_photos().await;
         let id = Blobs::new_name();
         blobs
             .write_staged(&id, "00001.a", Bytes::from_static(b"copied "))
