@@ -3,7 +3,9 @@
 # `queue-send` sends COUNT messages at RATE/s through the admin API and notes
 # when each send was acknowledged; the `events` test component, triggered by
 # the queue, prints each message as it starts handling it, and the server's
-# log line carries the time. p50/p99 of the difference are printed.
+# log line carries the time. p50/p99 of the difference are printed, and
+# below them the disk's own fdatasync latency over the same seconds
+# (bench/lib/fsync_probe.py): a stall in both is the disk's.
 #
 #   bench/latency.sh                   # 5000 messages at 1000/s (issue 17's figure)
 #   COUNT=2000 RATE=200 bench/latency.sh
@@ -50,8 +52,12 @@ measure() {
   until grep -q "admin listening" "$run/out"; do sleep 0.05; done
   local admin
   admin=$(awk '/admin listening on/ {print $4}' "$run/out")
+  # The disk's own sync latency over the same seconds, on the same disk.
+  taskset -c 1 python3 bench/lib/fsync_probe.py "$run" >"$run/disk" &
+  local probe=$!
   taskset -c 1 ./target/release/queue-send "$admin" jobs "$COUNT" "$RATE" >"$run/acks"
   until [ "$(grep -c 'handled data=lat-' "$run/log")" -ge "$(wc -l <"$run/acks")" ]; do sleep 0.1; done
+  kill "$probe"; wait "$probe" 2>/dev/null || true
   kill "$server"; wait "$server" 2>/dev/null || true
   # The baseline's lines say so; this build's are as they always were.
   if [ "$label" = baseline ]; then printf 'baseline '; fi
@@ -68,6 +74,8 @@ lat = sorted((started[k] - int(v)) / 1000 for k, v in acks.items() if k in start
 pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
 print(f"messages={len(lat)} rate={sys.argv[3]}/s p50_ms={pick(0.50):.2f} p99_ms={pick(0.99):.2f} max_ms={lat[-1]:.2f}")
 PY
+  if [ "$label" = baseline ]; then printf 'baseline '; fi
+  cat "$run/disk"
 }
 
 for round in $(seq "$ROUNDS"); do

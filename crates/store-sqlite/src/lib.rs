@@ -2,8 +2,9 @@
 //! write synced to disk unless a lossy mode is asked for by name. One writer
 //! thread owns the connection and commits every request waiting for it in
 //! one transaction (group commit), so durable throughput is not one fsync per
-//! request; a sync thread beside it makes the log durable, so the writer
-//! runs the next commit while the disk syncs the last.
+//! request; sync threads beside it make the log durable, so the writer
+//! runs the next commit while the disk syncs the last, and a commit's sync
+//! need not wait for the one before it to end.
 
 mod bucket;
 mod deployment;
@@ -30,11 +31,11 @@ pub use schema::SCHEMA_VERSION;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
     /// An acknowledged write survives power loss: what `synchronous=FULL`
-    /// gives, with the log's sync made by the store's sync thread (SQLite
+    /// gives, with the log's sync made by the store's sync threads (SQLite
     /// itself runs at `synchronous=NORMAL`) before any answer.
     #[default]
     Fsync,
-    /// `synchronous=NORMAL` and no sync thread: faster; the last commits
+    /// `synchronous=NORMAL` and no sync threads: faster; the last commits
     /// before a power loss or OS crash can be lost (a process crash loses nothing). Logs a warning.
     RelaxedMayLoseRecentWrites,
 }

@@ -2,15 +2,15 @@
 //! the thread takes everything waiting (up to `MAX_BATCH`), runs each request
 //! in its own savepoint inside one transaction, commits once, and only then
 //! answers every request with the commit's outcome. With
-//! [`Durability::Fsync`] the answers wait for the sync thread
+//! [`Durability::Fsync`] the answers wait for the sync threads
 //! ([`crate::log`]): SQLite commits to the write-ahead log without syncing
-//! it (`synchronous=NORMAL`), and the sync thread syncs the log and answers
+//! it (`synchronous=NORMAL`), and a sync thread syncs the log and answers
 //! every commit made before that sync began, while the writer thread runs
 //! the next batch. So the disk's sync time is off the writer's path, and
 //! nothing is acknowledged before it is on disk. A commit that wrote
 //! nothing (its requests only read) adds no sync of its own.
 
-use crate::log::{Committed, OnSyncFailure, SYNC_FAILED, SyncFn, Syncer};
+use crate::log::{Committed, OnSyncFailure, SYNC_FAILED, SYNC_THREADS, SyncFn, Syncer};
 use crate::{Durability, SqliteOptions, backend};
 use nimbus_store::StoreObserver;
 use nimbus_store::{Clock, QueueSignals, StoreError, StoreResult, Timestamp};
@@ -122,7 +122,7 @@ impl Writer {
         let conn = Connection::open(&options.path).map_err(backend)?;
         // NORMAL either way: a commit writes the log without syncing it
         // (SQLite syncs it before each checkpoint, so a crash loses at most
-        // the last commits, never the file); with `Fsync` the sync thread
+        // the last commits, never the file); with `Fsync` a sync thread
         // syncs it before any answer.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
@@ -133,7 +133,7 @@ impl Writer {
         let checkpoints = crate::log::start_checkpoints(&conn, &options.path)?;
         let sync = match options.durability {
             Durability::Fsync => Some((
-                crate::log::log_sync(&conn, &options.path)?,
+                crate::log::log_syncs(&conn, &options.path, SYNC_THREADS)?,
                 Box::new(crate::log::stop_the_process) as OnSyncFailure,
             )),
             Durability::RelaxedMayLoseRecentWrites => None,
@@ -141,13 +141,13 @@ impl Writer {
         Self::spawn(conn, clock, signals, sync, Some(checkpoints))
     }
 
-    /// Starts the writer thread on `conn`, and the sync thread when `sync`
-    /// is given: what makes the log durable, and what to do if it fails.
+    /// Starts the writer thread on `conn`, and a sync thread for each sync
+    /// `sync` gives: what makes the log durable, and what to do if it fails.
     fn spawn(
         mut conn: Connection,
         clock: Arc<dyn Clock>,
         signals: QueueSignals,
-        sync: Option<(SyncFn, OnSyncFailure)>,
+        sync: Option<(Vec<SyncFn>, OnSyncFailure)>,
         checkpoints: Option<(std::thread::JoinHandle<()>, crate::log::Checkpoints)>,
     ) -> StoreResult<Self> {
         let (checkpoints, wake) = checkpoints.unzip();
@@ -156,7 +156,7 @@ impl Writer {
         let stats = Arc::new(CommitCounters::default());
         let counters = stats.clone();
         let syncer = match sync {
-            Some((sync, on_failure)) => Some(Syncer::start(sync, on_failure, stats.clone())?),
+            Some((syncs, on_failure)) => Some(Syncer::start(syncs, on_failure, stats.clone())?),
             None => None,
         };
         let thread = std::thread::Builder::new()
@@ -231,7 +231,7 @@ fn in_savepoint<T>(tx: &Tx<'_>, work: impl FnOnce(&Tx<'_>) -> StoreResult<T>) ->
 }
 
 /// What the writer thread knows of the log: how many commits appended to
-/// it ([`crate::log::watch_log`]), and the sync thread, if commits wait for one.
+/// it ([`crate::log::watch_log`]), and the sync threads, if commits wait for one.
 struct Log<'a> {
     written: &'a AtomicU64,
     syncer: Option<&'a Syncer>,
@@ -463,6 +463,15 @@ mod tests {
         sync: SyncFn,
         on_failure: OnSyncFailure,
     ) -> Writer {
+        writer_with_syncs(dir, vec![sync], on_failure)
+    }
+
+    /// [`writer_with_sync`] with a sync thread for each of `syncs`.
+    fn writer_with_syncs(
+        dir: &tempfile::TempDir,
+        syncs: Vec<SyncFn>,
+        on_failure: OnSyncFailure,
+    ) -> Writer {
         let conn = Connection::open(dir.path().join("db")).unwrap();
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
@@ -473,7 +482,7 @@ mod tests {
             conn,
             Arc::new(SystemClock),
             QueueSignals::default(),
-            Some((sync, on_failure)),
+            Some((syncs, on_failure)),
             None,
         )
         .unwrap()
@@ -702,5 +711,108 @@ mod tests {
         assert_eq!(insert(&writer, 1).await, Err(failed.clone()));
         assert_eq!(stopped.load(Ordering::SeqCst), 1);
         assert_eq!(insert(&writer, 2).await, Err(failed));
+    }
+
+    /// Two sync threads whose first `held` syncs (counted across both) each
+    /// say they began, with their number, then end as they are told; later
+    /// syncs succeed at once. Returns the syncs, the numbers of those that
+    /// began, and one sender per held sync to end it.
+    #[allow(clippy::type_complexity)]
+    fn held_syncs(
+        held: usize,
+    ) -> (
+        Vec<SyncFn>,
+        std::sync::mpsc::Receiver<usize>,
+        Vec<std::sync::mpsc::Sender<std::io::Result<()>>>,
+    ) {
+        let calls = Arc::new(AtomicU64::new(0));
+        let (began, began_rx) = std::sync::mpsc::channel::<usize>();
+        let (ends, waits): (Vec<_>, Vec<_>) = (0..held).map(|_| std::sync::mpsc::channel()).unzip();
+        let waits = Arc::new(std::sync::Mutex::new(
+            waits.into_iter().map(Some).collect::<Vec<_>>(),
+        ));
+        let syncs = (0..2)
+            .map(|_| {
+                let (calls, began, waits) = (calls.clone(), began.clone(), waits.clone());
+                Box::new(move || {
+                    let n = calls.fetch_add(1, Ordering::SeqCst) as usize;
+                    let wait = waits.lock().unwrap().get_mut(n).and_then(Option::take);
+                    match wait {
+                        Some(wait) => {
+                            let _ = began.send(n);
+                            wait.recv().unwrap_or(Ok(()))
+                        }
+                        None => Ok(()),
+                    }
+                }) as SyncFn
+            })
+            .collect();
+        (syncs, began_rx, ends)
+    }
+
+    /// A bound on how long a request may take when nothing holds it up:
+    /// the test fails, rather than hangs, if something does.
+    async fn within<T>(request: impl Future<Output = T>) -> T {
+        tokio::time::timeout(std::time::Duration::from_secs(30), request)
+            .await
+            .expect("the request was held up")
+    }
+
+    #[tokio::test]
+    async fn a_stalled_sync_holds_up_no_commit_that_a_later_sync_covers() {
+        use std::future::Future as _;
+        use std::task::{Context, Waker};
+        let dir = tempfile::tempdir().unwrap();
+        let (syncs, began, ends) = held_syncs(1);
+        let writer = writer_with_syncs(&dir, syncs, Box::new(|| panic!("no sync fails here")));
+        // Dropped before the writer, even if an assertion fails, so no sync
+        // is held while the writer waits for its threads to end.
+        let ends = ends;
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut first = std::pin::pin!(insert(&writer, 1));
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        // The first write's sync began and stalls on one thread...
+        assert_eq!(began.recv().unwrap(), 0);
+        // ...so the second write's sync, on the other, begins after both
+        // commits and covers them both: each is answered while the first
+        // sync still runs.
+        within(insert(&writer, 2)).await.unwrap();
+        within(first).await.unwrap();
+        ends[0].send(Ok(())).unwrap();
+        assert_eq!(within(count(&writer, None)).await, 2);
+    }
+
+    #[tokio::test]
+    async fn once_a_sync_fails_nothing_is_answered_as_synced_even_by_a_later_sync() {
+        use std::future::Future as _;
+        use std::task::{Context, Waker};
+        let dir = tempfile::tempdir().unwrap();
+        let (syncs, began, ends) = held_syncs(2);
+        let stopped = Arc::new(AtomicU64::new(0));
+        let stops = stopped.clone();
+        let writer = writer_with_syncs(
+            &dir,
+            syncs,
+            Box::new(move || {
+                stops.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+        let ends = ends;
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut first = std::pin::pin!(insert(&writer, 1));
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(began.recv().unwrap(), 0);
+        let mut second = std::pin::pin!(insert(&writer, 2));
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(began.recv().unwrap(), 1);
+        // The first sync fails; the second, which covers both writes,
+        // then succeeds. Neither write is acknowledged.
+        ends[0].send(Err(std::io::Error::other("EIO"))).unwrap();
+        let failed = StoreError::Backend(SYNC_FAILED.into());
+        assert_eq!(within(first).await, Err(failed.clone()));
+        ends[1].send(Ok(())).unwrap();
+        assert_eq!(within(second).await, Err(failed.clone()));
+        assert_eq!(stopped.load(Ordering::SeqCst), 1);
+        assert_eq!(within(insert(&writer, 3)).await, Err(failed));
     }
 }
