@@ -198,6 +198,8 @@ async fn counters_move_with_invocations_throttles_retries_and_dead_letters() {
     assert!(sample(&text, "nimbus_store_commits_total").unwrap() >= 1.0);
     expect("nimbus_node_info{node=\"edge-7\"}", 1.0);
     assert!(sample(&text, "nimbus_store_commit_batch_size_count").unwrap() >= 1.0);
+    // Every acknowledged write waited for a sync of the store's log.
+    assert!(sample(&text, "nimbus_store_log_sync_duration_seconds_count").unwrap() >= 1.0);
 
     // `nimbus top` shows the same numbers, one row per function and queue.
     let output = support::nimbus(

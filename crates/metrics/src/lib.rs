@@ -58,6 +58,7 @@ pub struct Metrics {
     pub store_commits: Family<Counter>,
     pub store_commit_duration: Family<Histogram>,
     pub store_commit_batch: Family<Histogram>,
+    pub store_log_sync_duration: Family<Histogram>,
     pub history_records_dropped: Family<Counter>,
     pub stream_iterator_age: Family<Gauge>,
     pub stream_records: Family<Counter>,
@@ -191,6 +192,12 @@ impl Default for Metrics {
                 &[],
                 Histogram::new(SIZE_BUCKETS),
             ),
+            store_log_sync_duration: Family::new(
+                "nimbus_store_log_sync_duration_seconds",
+                "Time one sync of the embedded store's write-ahead log took: every acknowledged write waits for one, so a slow one is the disk holding answers up.",
+                &[],
+                Histogram::new(LATENCY_BUCKETS),
+            ),
             history_records_dropped: Family::new(
                 "nimbus_history_records_dropped_total",
                 "Invocation records dropped because too many were waiting for the store.",
@@ -277,6 +284,7 @@ impl Metrics {
         self.store_commits.render(&mut out);
         self.store_commit_duration.render(&mut out);
         self.store_commit_batch.render(&mut out);
+        self.store_log_sync_duration.render(&mut out);
         self.history_records_dropped.render(&mut out);
         self.stream_iterator_age.render(&mut out);
         self.stream_records.render(&mut out);
@@ -301,5 +309,11 @@ impl nimbus_store::StoreObserver for Metrics {
 
     fn dead_lettered(&self, queue: &str, messages: u64) {
         self.dead_lettered.with(&[queue]).inc_by(messages);
+    }
+
+    fn log_synced(&self, took: Duration) {
+        self.store_log_sync_duration
+            .with(&[])
+            .observe(took.as_secs_f64());
     }
 }

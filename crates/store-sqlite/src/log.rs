@@ -247,8 +247,14 @@ fn sync_thread(shared: &Arc<Shared>, mut sync: SyncFn) {
             let covers = state.last_write;
             state.sync_begun = covers;
             drop(state);
+            let began = Instant::now();
             let synced = sync();
             shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
+            if synced.is_ok()
+                && let Some(observer) = shared.counters.observer.get()
+            {
+                observer.log_synced(began.elapsed());
+            }
             state = shared.lock();
             match synced {
                 Ok(()) => state.synced = state.synced.max(covers),

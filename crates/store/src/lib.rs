@@ -92,6 +92,11 @@ pub trait StoreObserver: Send + Sync {
     fn committed(&self, requests: usize, took: std::time::Duration);
     /// `messages` messages of `queue` were moved to its dead-letter queue.
     fn dead_lettered(&self, queue: &str, messages: u64);
+    /// One sync of the store's own write-ahead log ended, `took` after it
+    /// began: every acknowledged write waits for one, so a slow one is the
+    /// disk holding answers up. Only a store that syncs its log itself (the
+    /// embedded one) reports it; a database server syncs its own.
+    fn log_synced(&self, _took: std::time::Duration) {}
 }
 
 /// What can go wrong in a store call. Backend errors arrive as text: no
