@@ -39,6 +39,8 @@ while not stop:
     time.sleep(0.01)
 os.close(fd)
 os.unlink(path)
+if not took:
+    sys.exit("disk: the probe was stopped before its first sync")
 took.sort()
 pick = lambda q: took[min(len(took) - 1, int(q * len(took)))]
 print(

@@ -88,7 +88,7 @@ pub(crate) fn stop_the_process() {
 /// by a send waited for the send's sync and then its own. With two, its
 /// sync begins at once (Linux overlaps syncs of one file). Measured here
 /// (BENCHMARKS.md): the median from send to function start went from 0.21
-/// to 0.04 ms, and 16 queue clients moved 13% more messages; four threads
+/// to 0.04 ms, and 16 queue clients moved 8% more messages; four threads
 /// added syncs the disk then answered more slowly, and did no better.
 pub(crate) const SYNC_THREADS: usize = 2;
 
