@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Durable queue throughput, in one run on one disk: the raw fsync rate, Nimbus's
+# Durable queue throughput, in one run on one disk: the raw fsync rate, the
+# disk's group-commit ceiling for these clients (queue-bench's `ceiling`
+# module: the same load with no database and clients that cost nothing), Nimbus's
 # SQLite store (every answer after its commit is synced, group commit), a plain PostgreSQL queue
 # (FOR UPDATE SKIP LOCKED, synchronous_commit=on) driven by pgbench, and
 # Nimbus's PostgreSQL store on the same server. Each message is three durable
@@ -50,15 +52,17 @@ as_pg psql -q -h "$SOCK" -d postgres -c "CREATE DATABASE nimbus_bench"
   "postgres:///nimbus_bench?host=$SOCK&user=postgres" | tee "$DIR/nimbus-pg.txt"
 
 NIMBUS=$(awk -F= '/^messages_per_s=/ {print $2}' "$DIR/nimbus.txt")
+CEILING=$(awk -F= '/^ceiling_messages_per_s=/ {print $2}' "$DIR/nimbus.txt")
 NIMBUS_PG=$(awk -F= '/^messages_per_s=/ {print $2}' "$DIR/nimbus-pg.txt")
 FSYNC=$(awk -F= '/^fsync_per_s=/ {print $2}' "$DIR/nimbus.txt")
-python3 - "$NIMBUS" "$PG_TPS" "$FSYNC" "$CLIENTS" "$DURATION" "$NIMBUS_PG" <<'PY'
+python3 - "$NIMBUS" "$PG_TPS" "$FSYNC" "$CLIENTS" "$DURATION" "$NIMBUS_PG" "$CEILING" <<'PY'
 import sys
-nimbus, pg, fsync, clients, duration, nimbus_pg = map(float, sys.argv[1:])
+nimbus, pg, fsync, clients, duration, nimbus_pg, ceiling = map(float, sys.argv[1:])
 print()
 print(f"| queue ({int(clients)} clients, {int(duration)} s, 1 KiB, send+receive+delete) | messages/s | x fsync rate | x PostgreSQL |")
 print("| --- | ---: | ---: | ---: |")
 print(f"| raw fdatasync rate of the disk | {fsync:.0f} fsyncs/s | 1.00 | |")
+print(f"| group-commit ceiling of the disk (no database, clients cost nothing) | {ceiling:.0f} | {ceiling/fsync:.2f} | {ceiling/pg:.2f} |")
 print(f"| Nimbus SQLite store (answered after fsync, group commit) | {nimbus:.0f} | {nimbus/fsync:.2f} | {nimbus/pg:.2f} |")
 print(f"| PostgreSQL SKIP LOCKED by pgbench (synchronous_commit=on) | {pg:.0f} | {pg/fsync:.2f} | 1.00 |")
 print(f"| Nimbus PostgreSQL store (same server) | {nimbus_pg:.0f} | {nimbus_pg/fsync:.2f} | {nimbus_pg/pg:.2f} |")

@@ -3,11 +3,17 @@
 //! messages against the SQLite store (every answer after its commit is
 //! synced) or, given a URL, against the PostgreSQL store, in one run.
 //!
+//! Against the SQLite store it first measures the disk's group-commit
+//! ceiling for the same clients ([`ceiling`]), so the store's figure can be
+//! read as a share of what the disk allows.
+//!
 //! `queue-bench DIR [SECONDS] [CLIENTS] [postgres://...]`; prints
 //! `key=value` lines. `QUEUE_BENCH_DURABILITY=relaxed` runs the SQLite store
 //! without its sync thread instead: without an fsync per commit the writer
 //! thread's own cost per request is what limits it, which is what changes to
 //! that thread are measured by when the disk is shared and noisy.
+
+mod ceiling;
 
 use nimbus_store::{QueueConfig, QueueStore, SendMessage, Store, StoreObserver, SystemClock};
 use nimbus_store_postgres::{PgOptions, PgStore};
@@ -39,7 +45,17 @@ async fn main() {
 
     let fsyncs = fsync_rate(&dir, duration);
     println!("fsync_per_s={fsyncs:.0}");
+    let ceiling = postgres
+        .is_none()
+        .then(|| ceiling::measure(&dir, duration, clients));
+    if let Some(ceiling) = &ceiling {
+        println!("ceiling_messages_per_s={:.0}", ceiling.messages_per_s);
+        println!("ceiling_sync_mean_us={}", ceiling.sync_mean.as_micros());
+    }
 
+    // Time spent in syncs of the SQLite store's log (the PostgreSQL server
+    // syncs its own, unseen).
+    let sync_times = Arc::new(SyncTimes::default());
     let (store, commit_stats): (Arc<dyn QueueStore>, CommitStats) = match postgres {
         Some(url) => {
             let options = PgOptions {
@@ -75,6 +91,7 @@ async fn main() {
             println!("durability={}", if relaxed { "relaxed" } else { "fsync" });
             let _ = std::fs::remove_file(&options.path);
             let store = Arc::new(SqliteStore::open(&options, Arc::new(SystemClock)).unwrap());
+            store.observe(sync_times.clone());
             let stats = store.clone();
             (
                 store,
@@ -99,6 +116,7 @@ async fn main() {
         .await
         .unwrap();
     let before = commit_stats();
+    let sync_nanos_before = sync_times.nanos.load(Ordering::Relaxed);
     let cpu_before = cpu_ticks();
     let written_before = bytes_written();
     let done = Arc::new(AtomicU64::new(0));
@@ -158,9 +176,16 @@ async fn main() {
             let syncs = (after.2 - before.2) as f64;
             println!("syncs_per_s={:.0}", syncs / elapsed);
             println!("requests_per_sync={:.1}", requests / syncs);
+            let nanos = sync_times.nanos.load(Ordering::Relaxed) - sync_nanos_before;
+            // Syncs overlap (the store has two sync threads), so this is
+            // the time each took, not the disk's share of the run.
+            println!("sync_mean_us={:.0}", nanos as f64 / 1e3 / syncs);
         }
     }
     println!("messages_per_fsync_ratio={:.2}", messages / fsyncs);
+    if let Some(ceiling) = &ceiling {
+        println!("share_of_ceiling={:.2}", messages / ceiling.messages_per_s);
+    }
 }
 
 /// `sysconf(_SC_CLK_TCK)` on Linux: what `/proc` counts CPU time in.
@@ -206,6 +231,23 @@ impl StoreObserver for Commits {
     }
 
     fn dead_lettered(&self, _queue: &str, _messages: u64) {}
+}
+
+/// Adds up how long the SQLite store's log syncs took.
+#[derive(Default)]
+struct SyncTimes {
+    nanos: AtomicU64,
+}
+
+impl StoreObserver for SyncTimes {
+    fn committed(&self, _requests: usize, _took: Duration) {}
+
+    fn dead_lettered(&self, _queue: &str, _messages: u64) {}
+
+    fn log_synced(&self, took: Duration) {
+        self.nanos
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
 }
 
 /// Appends 1 KiB and `fdatasync`s, as fast as the disk allows.
