@@ -133,14 +133,23 @@ struct SyncState {
 }
 
 /// Marks the store failed if a sync thread ends by a panic (an observer's,
-/// say): its commits can no longer be answered, so none may be made.
+/// say): its commits can no longer be answered, so none may be made. It
+/// answers everything waiting with the error itself rather than leave that
+/// to the other threads: the same panic may end them all, and a request
+/// must not wait forever.
 struct FailOnPanic(Arc<Shared>);
 
 impl Drop for FailOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.failed.store(true, Ordering::Release);
-            // The others answer what waits, with the error.
+            let waiting: Vec<Committed> = {
+                // Set under the lock, so a commit handed over from now on
+                // sees it ([`Syncer::hand_over`]) and none is left behind.
+                let mut state = self.0.lock();
+                self.0.failed.store(true, Ordering::Release);
+                state.waiting.drain(..).map(|(_, commit)| commit).collect()
+            };
+            answer(&self.0, waiting, true);
             self.0.work.notify_all();
         }
     }
@@ -185,6 +194,12 @@ impl Syncer {
     /// ends (or, if it wrote nothing, once the writes before it are synced).
     pub(crate) fn hand_over(&self, commit: Committed) {
         let mut state = self.shared.lock();
+        if self.shared.failed.load(Ordering::Acquire) {
+            // Answered here: after a panic no sync thread may be left.
+            drop(state);
+            answer(&self.shared, vec![commit], true);
+            return;
+        }
         state.handed_over += 1;
         if commit.wrote {
             state.last_write = state.handed_over;

@@ -783,6 +783,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_sync_thread_that_panics_answers_what_waits_with_the_error() {
+        use std::future::Future as _;
+        use std::task::{Context, Waker};
+        let dir = tempfile::tempdir().unwrap();
+        let (began, began_rx) = std::sync::mpsc::channel::<()>();
+        let (end, wait) = std::sync::mpsc::channel::<()>();
+        let mut wait = Some(wait);
+        // The only sync thread: its first sync panics when told to.
+        let sync = Box::new(move || {
+            if let Some(wait) = wait.take() {
+                let _ = began.send(());
+                let _ = wait.recv();
+                panic!("a bug in the sync thread (this test's)");
+            }
+            Ok(())
+        }) as SyncFn;
+        let writer = writer_with_sync(&dir, sync, Box::new(|| panic!("no sync fails here")));
+        let end = end;
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut first = std::pin::pin!(insert(&writer, 1));
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        began_rx.recv().unwrap();
+        end.send(()).unwrap();
+        // No sync thread is left to answer it: the panicking one does.
+        let failed = StoreError::Backend(SYNC_FAILED.into());
+        assert_eq!(within(first).await, Err(failed.clone()));
+        assert_eq!(within(insert(&writer, 2)).await, Err(failed));
+    }
+
+    #[tokio::test]
     async fn once_a_sync_fails_nothing_is_answered_as_synced_even_by_a_later_sync() {
         use std::future::Future as _;
         use std::task::{Context, Waker};
