@@ -537,6 +537,16 @@ impl QueueStore for SqliteStore {
 
     async fn send(&self, queue: &str, messages: Vec<SendMessage>) -> StoreResult<Vec<SendReceipt>> {
         let queue = queue.to_owned();
+        // One message without a dedup id is one INSERT, after every check
+        // that can fail: it needs no savepoint.
+        if let [message] = messages.as_slice()
+            && message.dedup_id.is_none()
+        {
+            return self
+                .writer
+                .run_without_savepoint(move |tx| send(tx, &queue, messages))
+                .await;
+        }
         self.writer.run(move |tx| send(tx, &queue, messages)).await
     }
 
@@ -547,15 +557,23 @@ impl QueueStore for SqliteStore {
         visibility_timeout_ms: Option<u64>,
     ) -> StoreResult<Vec<ReceivedMessage>> {
         let queue = queue.to_owned();
-        self.writer
-            .run(move |tx| receive(tx, &queue, max, visibility_timeout_ms))
-            .await
+        let work = move |tx: &Tx<'_>| receive(tx, &queue, max, visibility_timeout_ms);
+        if max == 1 {
+            // One UPDATE leases the message. (One past its receive limit is
+            // moved to the dead-letter queue by an UPDATE of its own and the
+            // next one looked for: should a later statement then fail, the
+            // writer rolls the whole batch back.)
+            self.writer.run_without_savepoint(work).await
+        } else {
+            self.writer.run(work).await
+        }
     }
 
     async fn delete(&self, queue: &str, receipt_handle: &str) -> StoreResult<()> {
         let (queue, receipt) = (queue.to_owned(), receipt_handle.to_owned());
+        // One DELETE, after every check that can fail.
         self.writer
-            .run(move |tx| {
+            .run_without_savepoint(move |tx| {
                 with_receipt(
                     tx,
                     &queue,
