@@ -850,6 +850,11 @@ mod tests {
         assert_eq!(within(count(&writer, None)).await, 2);
     }
 
+    /// A log sync that succeeds at once.
+    fn sync_at_once() -> SyncFn {
+        Box::new(|| Ok(()))
+    }
+
     /// Holds the writer thread inside a request of its own until the
     /// sender returned is used: requests queued meanwhile share one batch.
     #[allow(clippy::type_complexity)]
@@ -877,7 +882,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let writer = writer_with_sync(
             &dir,
-            Box::new(|| Ok(())),
+            sync_at_once(),
             Box::new(|| panic!("no sync fails here")),
         );
         let (holder, release) = hold_writer(&writer);
@@ -904,7 +909,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let writer = writer_with_sync(
             &dir,
-            Box::new(|| Ok(())),
+            sync_at_once(),
             Box::new(|| panic!("no sync fails here")),
         );
         let (holder, release) = hold_writer(&writer);
